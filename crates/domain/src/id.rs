@@ -1,0 +1,138 @@
+//! Opaque, sortable, prefixed identifiers: `<prefix>_<26 Crockford base32 chars>`, where the
+//! first 10 characters encode the creation time in milliseconds and the rest are random. Ids made
+//! by one process are strictly increasing, so they sort in creation order and serve as cursors.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const BODY_LEN: usize = 26;
+
+static LAST: Mutex<u128> = Mutex::new(0);
+
+/// A new 128-bit value: 48 bits of milliseconds since the epoch, 80 random bits; strictly
+/// greater than the previous value this process produced.
+fn next_value() -> u128 {
+    let millis =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).expect("the operating system's random source is unavailable");
+    let mut value = u128::from(millis) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if value <= *last {
+        value = *last + 1;
+    }
+    *last = value;
+    value
+}
+
+fn encode(value: u128) -> String {
+    let mut out = [0u8; BODY_LEN];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (BODY_LEN - 1 - i);
+        *slot = ALPHABET[((value >> shift) & 0x1F) as usize];
+    }
+    String::from_utf8(out.to_vec()).expect("alphabet is ASCII")
+}
+
+/// A fresh id with the given prefix, for example `new_id("msg")` → `msg_01J…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", encode(next_value()))
+}
+
+/// True when `s` has the shape of an id with this prefix.
+pub fn has_shape(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|body| body.len() == BODY_LEN && body.bytes().all(|b| ALPHABET.contains(&b)))
+}
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(new_id($prefix))
+            }
+
+            /// Accepts only strings of this id's shape, so a wrong kind of id is caught early.
+            pub fn parse(s: &str) -> Option<Self> {
+                has_shape(s, $prefix).then(|| Self(s.to_owned()))
+            }
+
+            /// Wraps a value read back from storage, where it was written by `generate`.
+            pub fn from_trusted(s: String) -> Self {
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// A message, inbound or outbound.
+    MessageId,
+    "msg"
+);
+prefixed_id!(
+    /// A connected Meta account (one WABA and its credentials).
+    AccountId,
+    "acc"
+);
+prefixed_id!(
+    /// An API key's public identifier (never the key itself).
+    ApiKeyId,
+    "key"
+);
+prefixed_id!(
+    /// A customer known from inbound traffic.
+    ContactId,
+    "ct"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_shaped_and_increasing() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id("msg")).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+        }
+        assert!(ids.iter().all(|id| has_shape(id, "msg")));
+        assert!(!has_shape(&ids[0], "acc"));
+        assert!(!has_shape("msg_short", "msg"));
+    }
+
+    #[test]
+    fn typed_ids_reject_other_kinds() {
+        let m = MessageId::generate();
+        assert_eq!(MessageId::parse(m.as_str()), Some(m.clone()));
+        assert_eq!(AccountId::parse(m.as_str()), None);
+        assert_eq!(MessageId::parse("msg_01J0000000000000000000000I"), None);
+    }
+}

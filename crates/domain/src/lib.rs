@@ -1,0 +1,13 @@
+//! wagate's pure domain. Nothing here performs I/O: every type parses or computes, so the rules
+//! live in one place and the storage and server crates only move values around.
+
+pub mod api_key;
+pub mod id;
+pub mod message;
+pub mod meta;
+pub mod phone;
+pub mod secret;
+pub mod signature;
+pub mod status;
+pub mod time;
+pub mod validation;

@@ -1,0 +1,205 @@
+//! Meta's wire formats that wagate reads: Graph API responses and errors, and webhook payloads.
+//! Fields wagate does not interpret stay as JSON so nothing Meta sends is lost.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `{"error": {...}}`, the body of every Graph API error.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct GraphErrorBody {
+    pub error: GraphError,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct GraphError {
+    #[serde(default)]
+    pub message: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub code: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_subcode: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_data: Option<ErrorData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_user_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_user_msg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_transient: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fbtrace_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Default)]
+pub struct ErrorData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging_product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// Graph error codes that mean "try again later" (throttling, temporary unavailability).
+/// Everything else Meta answers with an error code is permanent for that request.
+pub const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004];
+
+pub fn is_transient_code(code: i64) -> bool {
+    TRANSIENT_CODES.contains(&code)
+}
+
+/// Success body of `POST /{phone-number-id}/messages`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SendResponse {
+    #[serde(default)]
+    pub messaging_product: String,
+    #[serde(default)]
+    pub contacts: Vec<SendContact>,
+    pub messages: Vec<SentMessage>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SendContact {
+    #[serde(default)]
+    pub input: String,
+    #[serde(default)]
+    pub wa_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SentMessage {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_status: Option<String>,
+}
+
+/// `{"data": [...], "paging": {...}}`, Graph's list envelope.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub paging: Option<Value>,
+}
+
+/// One entry of `GET /{waba-id}/phone_numbers`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PhoneNumberInfo {
+    pub id: String,
+    #[serde(default)]
+    pub display_phone_number: String,
+    #[serde(default)]
+    pub verified_name: Option<String>,
+    #[serde(default)]
+    pub quality_rating: Option<String>,
+}
+
+pub mod webhook {
+    //! `POST /webhooks/meta` bodies: `{"object", "entry": [{"id", "changes": [{"field", "value"}]}]}`.
+
+    use super::*;
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Payload {
+        #[serde(default)]
+        pub object: String,
+        #[serde(default)]
+        pub entry: Vec<Entry>,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Entry {
+        /// The WhatsApp Business Account id.
+        pub id: String,
+        #[serde(default)]
+        pub changes: Vec<Change>,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Change {
+        pub field: String,
+        #[serde(default)]
+        pub value: Value,
+    }
+
+    /// The value of a `messages` change: inbound messages, statuses, or both.
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct MessagesValue {
+        #[serde(default)]
+        pub metadata: Option<Metadata>,
+        #[serde(default)]
+        pub contacts: Vec<Contact>,
+        #[serde(default)]
+        pub messages: Vec<InboundMessage>,
+        #[serde(default)]
+        pub statuses: Vec<Status>,
+        #[serde(default)]
+        pub errors: Vec<Value>,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Metadata {
+        #[serde(default)]
+        pub display_phone_number: String,
+        pub phone_number_id: String,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Contact {
+        #[serde(default)]
+        pub profile: Option<Profile>,
+        #[serde(default)]
+        pub wa_id: Option<String>,
+        #[serde(default)]
+        pub user_id: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct Profile {
+        #[serde(default)]
+        pub name: Option<String>,
+    }
+
+    /// An inbound message. `rest` keeps the type's own object (`text`, `image`, …), `context`,
+    /// `referral` and anything Meta adds later.
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct InboundMessage {
+        #[serde(default)]
+        pub from: String,
+        pub id: String,
+        pub timestamp: String,
+        #[serde(rename = "type")]
+        pub kind: String,
+        #[serde(flatten)]
+        pub rest: Map<String, Value>,
+    }
+
+    #[derive(Clone, Debug, Deserialize, Serialize)]
+    pub struct Status {
+        pub id: String,
+        pub status: String,
+        pub timestamp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub recipient_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub errors: Vec<StatusError>,
+        #[serde(flatten)]
+        pub rest: Map<String, Value>,
+    }
+
+    #[derive(Clone, Debug, Deserialize, Serialize)]
+    pub struct StatusError {
+        pub code: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub message: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error_data: Option<ErrorData>,
+        #[serde(flatten)]
+        pub rest: Map<String, Value>,
+    }
+
+    /// Meta's timestamps are Unix seconds as strings.
+    pub fn parse_unix_seconds(s: &str) -> Option<crate::time::Timestamp> {
+        s.parse::<i64>().ok().map(crate::time::Timestamp::from_unix_seconds)
+    }
+}

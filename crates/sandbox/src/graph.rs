@@ -1,0 +1,357 @@
+//! The Graph API paths, answered as Meta answers them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ids;
+use crate::state::{Received, State, unix_now};
+use crate::webhook;
+
+type Shared = Arc<State>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/{version}/{node}", get(get_node))
+        .route("/{version}/{node}/phone_numbers", get(list_phone_numbers))
+        .route("/{version}/{node}/messages", post(send_message))
+        .with_state(state)
+}
+
+/// A Graph API error in Meta's shape.
+pub struct GraphError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl GraphError {
+    fn new(status: StatusCode, code: i64, kind: &str, message: String, details: Option<String>) -> Self {
+        let mut error = json!({
+            "message": message,
+            "type": kind,
+            "code": code,
+            "fbtrace_id": ids::fbtrace_id(),
+        });
+        if let Some(details) = details {
+            error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
+        }
+        Self { status, body: json!({ "error": error }) }
+    }
+
+    fn invalid_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "OAuthException",
+            "Invalid OAuth access token - Cannot parse access token".into(),
+            None,
+        )
+    }
+
+    fn unknown_node(node: &str, verb: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            100,
+            "GraphMethodException",
+            format!(
+                "Unsupported {verb} request. Object with ID '{node}' does not exist, cannot be loaded due to \
+                 missing permissions, or does not support this operation. Please read the Graph API \
+                 documentation at https://developers.facebook.com/docs/graph-api"
+            ),
+            None,
+        );
+        e.body["error"]["error_subcode"] = json!(33);
+        e
+    }
+
+    fn bad_version(version: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 2500, "OAuthException", format!("Unknown path components: /{version}"), None)
+    }
+
+    /// 131008: a required parameter is missing.
+    fn missing(param: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            131008,
+            "OAuthException",
+            "(#131008) Required parameter is missing".into(),
+            Some(format!("The parameter {param} is required.")),
+        )
+    }
+
+    /// 100: a parameter has an invalid value.
+    fn invalid(details: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 100, "OAuthException", "(#100) Invalid parameter".into(), Some(details))
+    }
+
+    fn body(&self) -> &Value {
+        &self.body
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// Meta takes the token as a bearer header or an `access_token` query parameter.
+fn authenticate(state: &State, headers: &HeaderMap, query: &TokenQuery) -> Result<(), GraphError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match header.or(query.access_token.as_deref()) {
+        Some(token) if state.token_is_valid(token) => Ok(()),
+        _ => Err(GraphError::invalid_token()),
+    }
+}
+
+fn check_version(version: &str) -> Result<(), GraphError> {
+    let ok = version.strip_prefix('v').and_then(|v| v.split_once('.')).is_some_and(|(major, minor)| {
+        !major.is_empty()
+            && !minor.is_empty()
+            && major.bytes().all(|b| b.is_ascii_digit())
+            && minor.bytes().all(|b| b.is_ascii_digit())
+    });
+    if ok { Ok(()) } else { Err(GraphError::bad_version(version)) }
+}
+
+fn number_json(n: &crate::SeedNumber) -> Value {
+    json!({
+        "verified_name": n.verified_name,
+        "display_phone_number": n.display_phone_number,
+        "id": n.id,
+        "quality_rating": "GREEN",
+        "code_verification_status": "VERIFIED",
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": "STANDARD"},
+    })
+}
+
+async fn get_node(
+    AxState(state): AxState<Shared>,
+    Path((version, node)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, GraphError> {
+    check_version(&version)?;
+    authenticate(&state, &headers, &query)?;
+    if let Some(n) = state.number(&node) {
+        return Ok(axum::Json(number_json(n)).into_response());
+    }
+    if node == state.seed.waba_id {
+        return Ok(axum::Json(json!({
+            "id": state.seed.waba_id,
+            "name": state.seed.business_name,
+            "currency": "USD",
+            "timezone_id": "1",
+            "message_template_namespace": "sandbox_namespace",
+        }))
+        .into_response());
+    }
+    Err(GraphError::unknown_node(&node, "get"))
+}
+
+async fn list_phone_numbers(
+    AxState(state): AxState<Shared>,
+    Path((version, node)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, GraphError> {
+    check_version(&version)?;
+    authenticate(&state, &headers, &query)?;
+    if node != state.seed.waba_id {
+        return Err(GraphError::unknown_node(&node, "get"));
+    }
+    let data: Vec<Value> = state.seed.phone_numbers.iter().map(number_json).collect();
+    Ok(axum::Json(json!({
+        "data": data,
+        "paging": {"cursors": {"before": "QVFIUk", "after": "QVFIUl"}},
+    }))
+    .into_response())
+}
+
+const TEXT_BODY_MAX: usize = 4096;
+
+/// Types the messages endpoint takes, each carried in an object of the same name.
+const MESSAGE_TYPES: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "interactive",
+    "template",
+];
+
+/// Meta's `to`: a phone number in any common notation, or a user id; its wa_id is the digits.
+fn wa_id_of(to: &str) -> String {
+    let digits = ids::digits_only(to);
+    let looks_like_number = to.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if looks_like_number && !digits.is_empty() { digits } else { to.to_owned() }
+}
+
+fn validate_send(body: &Value) -> Result<(String, String), GraphError> {
+    let Some(obj) = body.as_object() else {
+        return Err(GraphError::invalid("Request body must be a JSON object.".into()));
+    };
+    match obj.get("messaging_product").and_then(Value::as_str) {
+        Some("whatsapp") => {}
+        Some(other) => {
+            return Err(GraphError::invalid(format!("Param messaging_product must be 'whatsapp', not '{other}'.")));
+        }
+        None => return Err(GraphError::missing("messaging_product")),
+    }
+    let to = match obj.get("to") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) | None => return Err(GraphError::missing("to")),
+        Some(_) => return Err(GraphError::invalid("Param to must be a string.".into())),
+    };
+    let kind = match obj.get("type") {
+        None => "text".to_owned(),
+        Some(Value::String(s)) if MESSAGE_TYPES.contains(&s.as_str()) => s.clone(),
+        Some(other) => return Err(GraphError::invalid(format!("Param type has an unsupported value: {other}."))),
+    };
+    let Some(content) = obj.get(&kind) else {
+        return Err(GraphError::missing(&kind));
+    };
+    if kind == "text" {
+        match content.get("body") {
+            Some(Value::String(b)) if b.is_empty() => return Err(GraphError::missing("text['body']")),
+            Some(Value::String(b)) if b.chars().count() > TEXT_BODY_MAX => {
+                return Err(GraphError::invalid(format!(
+                    "Param text['body'] must be at most {TEXT_BODY_MAX} characters long."
+                )));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(GraphError::invalid("Param text['body'] must be a string.".into())),
+            None => return Err(GraphError::missing("text['body']")),
+        }
+    }
+    Ok((to, kind))
+}
+
+async fn send_message(
+    AxState(state): AxState<Shared>,
+    Path((version, node)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GraphError> {
+    check_version(&version)?;
+    authenticate(&state, &headers, &query)?;
+    if state.number(&node).is_none() {
+        return Err(GraphError::unknown_node(&node, "post"));
+    }
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let received_at = unix_now();
+    let (to, _kind) = match validate_send(&parsed) {
+        Ok(v) => v,
+        Err(e) => {
+            state.record(Received {
+                phone_number_id: node,
+                body: parsed,
+                wamid: None,
+                error: Some(e.body()["error"].clone()),
+                received_at,
+            });
+            return Err(e);
+        }
+    };
+    let wa_id = wa_id_of(&to);
+    let wamid = ids::wamid(&wa_id);
+    state.record(Received {
+        phone_number_id: node.clone(),
+        body: parsed,
+        wamid: Some(wamid.clone()),
+        error: None,
+        received_at,
+    });
+    schedule_statuses(&state, &node, &wamid, &wa_id);
+    Ok(axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": wa_id}],
+        "messages": [{"id": wamid}],
+    }))
+    .into_response())
+}
+
+/// `sent`, `delivered`, `read`, each after its configured delay, in Meta's v23 shape.
+fn schedule_statuses(state: &Shared, phone_number_id: &str, wamid: &str, recipient: &str) {
+    let now = unix_now();
+    let conversation_id = ids::hex_token(16);
+    let delays = state.delays;
+    for (status, delay) in [("sent", delays.sent), ("delivered", delays.delivered), ("read", delays.read)] {
+        let mut entry = json!({
+            "id": wamid,
+            "status": status,
+            "timestamp": (now + delay.as_secs()).to_string(),
+            "recipient_id": recipient,
+        });
+        // Meta attaches conversation and pricing to `sent` and to one of delivered/read.
+        if status != "read" {
+            let mut conversation = json!({"id": conversation_id, "origin": {"type": "service"}});
+            if status == "sent" {
+                conversation["expiration_timestamp"] = json!((now + 86_400).to_string());
+            }
+            entry["conversation"] = conversation;
+            entry["pricing"] = json!({
+                "billable": false,
+                "pricing_model": "PMP",
+                "type": "free_customer_service",
+                "category": "service",
+            });
+        }
+        let payload = webhook::envelope(state, phone_number_id, json!({ "statuses": [entry] }));
+        webhook::schedule(state, delay, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_validation_follows_meta_codes() {
+        let code = |v: Value| validate_send(&v).err().map(|e| e.body()["error"]["code"].as_i64().unwrap());
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "text": {"body": "x"}})), None);
+        assert_eq!(code(json!({"to": "1", "text": {"body": "x"}})), Some(131008));
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "text": {"body": "x"}})), Some(131008));
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "type": "text"})), Some(131008));
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "text": {"body": ""}})), Some(131008));
+        let long = "x".repeat(4097);
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "text": {"body": long}})), Some(100));
+        assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "type": "fax"})), Some(100));
+    }
+
+    #[test]
+    fn wa_ids_are_digits_of_numbers() {
+        assert_eq!(wa_id_of("+1 (650) 555-1234"), "16505551234");
+        assert_eq!(wa_id_of("US.13491208655302741918"), "US.13491208655302741918");
+    }
+
+    #[test]
+    fn versions_look_like_graph_versions() {
+        assert!(check_version("v23.0").is_ok());
+        assert!(check_version("23.0").is_err());
+        assert!(check_version("v23").is_err());
+    }
+}

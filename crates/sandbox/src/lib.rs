@@ -1,0 +1,135 @@
+//! The Cloud API sandbox: an offline emulator of Meta's WhatsApp Cloud API.
+//!
+//! It answers the Graph paths wagate and its users call, in Meta's shapes and with Meta's error
+//! codes, and plays Meta's part in the other direction: it posts signed status webhooks for what
+//! it accepted and simulated inbound messages to a configured webhook URL.
+//!
+//! This crate deliberately shares no code with wagate's domain crate: it is the check on
+//! wagate's validation and parsing, so a mistake in one must not hide in the other.
+
+mod control;
+mod graph;
+mod ids;
+mod state;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+pub use state::Received;
+
+/// A sandbox business: one WABA, its phone numbers and the app credentials that go with it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Seed {
+    pub waba_id: String,
+    pub business_name: String,
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    pub phone_numbers: Vec<SeedNumber>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SeedNumber {
+    pub id: String,
+    /// As Meta formats it in phone-number lists: `+1 555-010-4471`.
+    pub display_phone_number: String,
+    pub verified_name: String,
+}
+
+impl Seed {
+    /// A new business with two phone numbers. Ids are drawn at random, as Meta's are globally
+    /// unique: two sandboxes never share one. Credentials not given are generated.
+    pub fn generate(app_secret: Option<String>, verify_token: Option<String>, access_token: Option<String>) -> Self {
+        let phone_numbers = (0..2)
+            .map(|i| SeedNumber {
+                id: ids::numeric_id(),
+                display_phone_number: ids::display_number(),
+                verified_name: if i == 0 { "Sandbox Shop".into() } else { "Sandbox Support".into() },
+            })
+            .collect();
+        Self {
+            waba_id: ids::numeric_id(),
+            business_name: "Sandbox Business".into(),
+            access_token: access_token.unwrap_or_else(ids::access_token),
+            app_secret: app_secret.unwrap_or_else(|| ids::hex_token(16)),
+            verify_token: verify_token.unwrap_or_else(|| ids::alnum(24)),
+            phone_numbers,
+        }
+    }
+}
+
+/// How long after accepting a message each status webhook is sent.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusDelays {
+    pub sent: Duration,
+    pub delivered: Duration,
+    pub read: Duration,
+}
+
+impl Default for StatusDelays {
+    fn default() -> Self {
+        Self {
+            sent: Duration::from_millis(300),
+            delivered: Duration::from_millis(800),
+            read: Duration::from_millis(1500),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub seed: Seed,
+    /// Where webhooks go; without one, nothing is posted.
+    pub webhook_url: Option<String>,
+    pub delays: StatusDelays,
+}
+
+/// A running sandbox. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Sandbox {
+    state: Arc<state::State>,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        Self { state: Arc::new(state::State::new(config)) }
+    }
+
+    /// The Graph API paths (`/{version}/…`), authenticated with the seed's access token.
+    pub fn graph_router(&self) -> Router {
+        graph::router(self.state.clone())
+    }
+
+    /// `/control/…` and `/simulate/…`: the test tool's own API. Open here; the caller adds
+    /// authentication where it needs one.
+    pub fn control_router(&self) -> Router {
+        control::router(self.state.clone())
+    }
+
+    /// Both, as the standalone `wagate sandbox` serves them (under `/sandbox`).
+    pub fn router(&self) -> Router {
+        self.graph_router().merge(self.control_router())
+    }
+
+    pub fn seed(&self) -> Seed {
+        self.state.seed.clone()
+    }
+
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        *self.state.webhook_url.write().unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    /// Every request body the messages endpoint received, oldest first.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received()
+    }
+
+    /// Stops pending webhook deliveries.
+    pub fn shutdown(&self) {
+        self.state.shutdown.cancel();
+    }
+}

@@ -1,0 +1,133 @@
+//! `/v1/accounts`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wagate_domain::time::Timestamp;
+use wagate_storage::{Account, PhoneNumber};
+
+use super::List;
+use super::phone_numbers::PhoneNumberView;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::services::accounts::{self, CreateAccount, UpdateAccount};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_account, list_accounts)).routes(routes!(get_account, update_account))
+}
+
+/// A connected Meta account. Its access token, app secret and verify token are never returned.
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    id: String,
+    name: String,
+    /// `sandbox` for the built-in sandbox's account, `live` for accounts connected here.
+    #[schema(example = "live")]
+    mode: &'static str,
+    graph_base_url: String,
+    api_version: String,
+    waba_id: String,
+    /// The access token's last characters, to tell tokens apart.
+    #[schema(example = "…x9Qz")]
+    access_token_hint: String,
+    phone_numbers: Vec<PhoneNumberView>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<(Account, Vec<PhoneNumber>)> for AccountView {
+    fn from((a, numbers): (Account, Vec<PhoneNumber>)) -> Self {
+        Self {
+            id: a.id.into_string(),
+            name: a.name,
+            mode: a.mode.as_str(),
+            graph_base_url: a.graph_base_url,
+            api_version: a.api_version,
+            waba_id: a.waba_id,
+            access_token_hint: a.access_token.hint(),
+            phone_numbers: numbers.into_iter().map(Into::into).collect(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// Connect a Meta account.
+///
+/// wagate reads the WABA's phone numbers with the credentials given, so bad credentials are
+/// refused here (`meta_rejected`, with Meta's error) rather than at the first send.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    request_body = CreateAccount,
+    responses(
+        (status = 201, body = AccountView),
+        (status = 409, description = "The WABA or one of its numbers is already connected", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or Meta refused the credentials", body = ErrorBody),
+        (status = 502, description = "The Graph API could not be reached", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn create_account(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CreateAccount>,
+) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+    let created = accounts::create(&state, req).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// List connected accounts.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    tag = "accounts",
+    params(ListParams),
+    responses((status = 200, body = List<AccountView>)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn list_accounts(State(state): State<AppState>, page: PageRequest) -> Result<Json<List<AccountView>>, ApiError> {
+    let all = accounts::list(&state).await?;
+    let (all, next_cursor) = page.slice(all, |(a, _)| a.id.as_str());
+    Ok(Json(List { data: all.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// Get an account.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}",
+    tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(accounts::get(&state, &id).await?.into()))
+}
+
+/// Rename an account or rotate its credentials.
+#[utoipa::path(
+    patch,
+    path = "/v1/accounts/{id}",
+    tag = "accounts",
+    params(("id" = String, Path)),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, body = AccountView),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "A field breaks a rule, or Meta refused the new credentials", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn update_account(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateAccount>,
+) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(accounts::update(&state, &id, req).await?.into()))
+}

@@ -1,0 +1,113 @@
+//! The HTTP surfaces: one router per resource, assembled here with the OpenAPI document that
+//! describes them.
+
+mod accounts;
+mod api_keys;
+mod messages;
+mod ops;
+mod phone_numbers;
+mod webhooks;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::require_api_key;
+use crate::error::ApiError;
+use crate::services::ServiceError;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wagate",
+        description = "A self-hosted WhatsApp Business gateway in front of Meta's WhatsApp Cloud API.\n\n\
+            Errors are `{\"error\": {\"code\", \"message\", \"path\"}}`; lists are `{\"data\", \"next_cursor\"}` \
+            with `limit` ≤ 100; timestamps are RFC 3339 UTC.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "messages", description = "Send messages and follow their statuses"),
+        (name = "accounts", description = "Meta accounts and their credentials"),
+        (name = "phone-numbers", description = "Business phone numbers"),
+        (name = "api-keys", description = "Keys for this API"),
+        (name = "webhooks", description = "Meta's webhook receiver"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
+}
+
+/// `{"data": [...], "next_cursor": ...}`.
+#[derive(Serialize, ToSchema)]
+pub struct List<T> {
+    pub data: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(f) => f.into(),
+            ServiceError::NotFound { what, id } => ApiError::not_found(what, &id),
+            ServiceError::Conflict(m) => ApiError::conflict(m),
+            ServiceError::MetaRejected { error } => {
+                let mut e = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "meta_rejected",
+                    format!("Meta refused the request (code {}): {}", error.code, error.message),
+                );
+                e.meta = serde_json::to_value(&error).ok();
+                e
+            }
+            ServiceError::GraphUnavailable(m) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "graph_unavailable",
+                format!("the Graph API is unavailable: {m}"),
+            ),
+            ServiceError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Every route wagate serves except the sandbox, and the OpenAPI document of them.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (v1, v1_doc) = OpenApiRouter::<AppState>::new()
+        .merge(messages::router())
+        .merge(accounts::router())
+        .merge(phone_numbers::router())
+        .merge(api_keys::router())
+        .split_for_parts();
+    let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    let (open, open_doc) =
+        OpenApiRouter::<AppState>::new().merge(ops::router()).merge(webhooks::router(&state)).split_for_parts();
+    let mut doc = ApiDoc::openapi();
+    doc.merge(v1_doc);
+    doc.merge(open_doc);
+    let doc_json = doc.clone();
+    let router = Router::new()
+        .merge(v1)
+        .merge(open)
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
+        .with_state(state);
+    (router, doc)
+}

@@ -1,0 +1,95 @@
+//! `/webhooks/meta`: Meta's webhook receiver.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::metrics::Metrics;
+use crate::services::webhooks::{self, Receipt};
+use crate::state::AppState;
+
+pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(verify, receive))
+        .layer(DefaultBodyLimit::max(state.config.inbound.max_body_bytes))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    #[param(rename = "hub.mode", example = "subscribe")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    #[param(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    #[param(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// Meta's subscription handshake: echoes `hub.challenge` when `hub.verify_token` is the verify
+/// token of a connected account.
+#[utoipa::path(
+    get,
+    path = "/webhooks/meta",
+    tag = "webhooks",
+    params(Handshake),
+    responses(
+        (status = 200, description = "The challenge, as text", body = String, content_type = "text/plain"),
+        (status = 403, description = "Unknown verify token", body = ErrorBody),
+    )
+)]
+async fn verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Result<Response, ApiError> {
+    if webhooks::verify_subscription(&state, q.mode.as_deref(), q.verify_token.as_deref()).await? {
+        Ok(q.challenge.unwrap_or_default().into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "hub.mode must be subscribe and hub.verify_token a known verify token",
+        ))
+    }
+}
+
+/// Receive a webhook from Meta.
+///
+/// The `X-Hub-Signature-256` header must be the HMAC-SHA256 of the exact body under the app
+/// secret of the account the payload names; anything else is refused with 403 and not stored.
+/// A verified delivery is stored before the 200 and processed from storage.
+#[utoipa::path(
+    post,
+    path = "/webhooks/meta",
+    tag = "webhooks",
+    request_body(content = String, description = "Meta's webhook payload, exactly as Meta signed it", content_type = "application/json"),
+    params(("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256 of the body under the app secret>")),
+    responses(
+        (status = 200, description = "Stored"),
+        (status = 403, description = "Missing or wrong signature", body = ErrorBody),
+    )
+)]
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    let forbidden = |message: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", message);
+    match webhooks::receive(&state, signature, &body).await? {
+        Receipt::Stored(_) => {
+            Metrics::outcome(&state.metrics.webhook_requests, "stored");
+            Ok(StatusCode::OK)
+        }
+        Receipt::MissingSignature => {
+            Metrics::outcome(&state.metrics.webhook_requests, "missing_signature");
+            Err(forbidden("the X-Hub-Signature-256 header is missing"))
+        }
+        Receipt::BadSignature => {
+            Metrics::outcome(&state.metrics.webhook_requests, "bad_signature");
+            tracing::warn!("webhook refused: signature does not match any account's app secret");
+            Err(forbidden("X-Hub-Signature-256 does not match the body under the app secret"))
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `Application::build` binds the listener, opens storage, seeds the sandbox and wires the
+//! surfaces; `run` serves until the cancellation token fires, then stops the workers gracefully.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::middleware;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wagate_sandbox::Sandbox;
+
+use crate::auth::require_api_key;
+use crate::config::Config;
+use crate::graph::GraphClient;
+use crate::metrics::Metrics;
+use crate::services::api_keys;
+use crate::state::{AppState, WorkerHealth};
+use crate::{api, http, sandbox_mode, workers};
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    sandbox: Option<Sandbox>,
+    cancel: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let store = wagate_storage::connect(config.database_url.as_deref(), &config.data_dir)
+            .await
+            .context("cannot open the database")?;
+        if let Some(key) = &config.bootstrap_api_key {
+            api_keys::ensure_bootstrap(store.as_ref(), key).await.context("cannot create the bootstrap API key")?;
+        }
+        let self_url = self_url(addr);
+        let sandbox =
+            sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
+        let state = AppState {
+            store,
+            graph: GraphClient::new(config.dispatcher.graph_timeout()),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            dispatch_wakeup: Arc::new(Notify::new()),
+            inbound_wakeup: Arc::new(Notify::new()),
+            health: Arc::new(WorkerHealth::default()),
+        };
+        let (mut router, _) = api::router(state.clone());
+        if let Some(sandbox) = &sandbox {
+            let control =
+                sandbox.control_router().layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+            router = router.nest("/sandbox", sandbox.graph_router().merge(control));
+        }
+        let router = http::with_layers(router, state.clone());
+        tracing::info!(%addr, sandbox = sandbox.is_some(), backend = ?state.store.backend(), "wagate ready to serve");
+        Ok(Self { listener, router, state, sandbox, cancel: CancellationToken::new() })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling it stops the listener and the workers.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { listener, router, state, sandbox, cancel } = self;
+        let dispatcher = tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone()));
+        let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
+        let served = axum::serve(listener, router).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
+        // Whatever ended serving, the workers stop too.
+        cancel.cancel();
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace, async {
+            let _ = dispatcher.await;
+            let _ = inbound.await;
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "workers did not stop within the grace period; their leases will lapse and the work be re-claimed"
+            );
+        }
+        if let Some(sandbox) = sandbox {
+            sandbox.shutdown();
+        }
+        state.store.close().await;
+        tracing::info!("wagate stopped");
+        served.context("the HTTP server failed")
+    }
+}
+
+/// How this process reaches itself: the bound address, with a wildcard replaced by loopback.
+fn self_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}

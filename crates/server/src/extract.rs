@@ -1,0 +1,144 @@
+//! Extractors for the native API that fail with [`ApiError`]s naming the field and the rule.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+use wagate_domain::message::from_value;
+use wagate_domain::validation::FieldError;
+
+use crate::error::ApiError;
+
+/// A JSON body: 415 without a JSON content type, 400 when it is not JSON, 422 naming the path
+/// when it is JSON of the wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::new(e.status(), "invalid_body", format!("cannot read the request body: {}", e.body_text()))
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a JSON body into `T` with the error rules of [`JsonBody`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", "the body must be a JSON object"));
+    }
+    Ok(from_value("", &value)?)
+}
+
+/// `?limit=&cursor=` of every list: `limit` is 1 to 100 (default 50); `cursor` is the
+/// `next_cursor` of the previous page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1 to 100.
+    pub limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+pub struct PageRequest {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+pub const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 50;
+
+impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(p) = axum::extract::Query::<ListParams>::from_request_parts(parts, &())
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+        let limit = match p.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(FieldError::new(
+                        "limit",
+                        "range",
+                        format!("must be an integer from 1 to {MAX_PAGE}, got '{s}'"),
+                    )
+                    .into());
+                }
+            },
+        };
+        Ok(Self { limit, cursor: p.cursor.filter(|c| !c.is_empty()) })
+    }
+}
+
+impl PageRequest {
+    /// One page of `items` (sorted by `key`), and the cursor of the next page.
+    pub fn slice<T>(&self, items: Vec<T>, key: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+        let mut page: Vec<T> = items
+            .into_iter()
+            .filter(|i| self.cursor.as_deref().is_none_or(|c| key(i) > c))
+            .take(self.limit + 1)
+            .collect();
+        let next = (page.len() > self.limit).then(|| {
+            page.truncate(self.limit);
+            page.last().map(|i| key(i).to_owned())
+        });
+        (page, next.flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_cursors() {
+        let items: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+        let req = PageRequest { limit: 2, cursor: None };
+        let (page, next) = req.slice(items.clone(), |s| s);
+        assert_eq!((page, next.clone()), (vec!["k0".to_owned(), "k1".to_owned()], Some("k1".to_owned())));
+        let req = PageRequest { limit: 2, cursor: Some("k3".into()) };
+        assert_eq!(req.slice(items, |s| s), (vec!["k4".to_owned()], None));
+    }
+
+    #[test]
+    fn json_errors_name_their_kind() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct T {
+            #[allow(dead_code)]
+            name: String,
+        }
+        assert_eq!(parse_json::<T>(b"{").unwrap_err().code, "invalid_json");
+        assert_eq!(parse_json::<T>(b"[]").unwrap_err().code, "invalid_type");
+        let e = parse_json::<T>(br#"{"name": 1}"#).unwrap_err();
+        assert_eq!((e.code, e.path.as_deref()), ("invalid_type", Some("name")));
+    }
+}

@@ -1,0 +1,158 @@
+//! The Graph API client: a configurable base URL and version, a bearer token, and Meta's success
+//! and error bodies parsed into types. Failures are classified by what is known of the outcome.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wagate_domain::meta::{GraphError, GraphErrorBody, Page, PhoneNumberInfo, SendResponse};
+use wagate_domain::secret::Secret;
+use wagate_storage::Account;
+
+/// Where and as whom to call: an account's base URL, API version and token.
+pub struct Target<'a> {
+    pub base_url: &'a str,
+    pub api_version: &'a str,
+    pub token: &'a Secret,
+}
+
+impl<'a> From<&'a Account> for Target<'a> {
+    fn from(a: &'a Account) -> Self {
+        Self { base_url: &a.graph_base_url, api_version: &a.api_version, token: &a.access_token }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphFailure {
+    /// Meta answered with its error object.
+    #[error("Meta error {}: {}", .error.code, .error.message)]
+    Meta { status: u16, error: GraphError },
+    /// A non-success status whose body is not Meta's error object (a proxy, an outage page).
+    #[error("HTTP {status} from the Graph API: {body}")]
+    Http { status: u16, body: String, retry_after: Option<Duration> },
+    /// The request was never written: connecting failed. Safe to retry.
+    #[error("cannot reach the Graph API: {0}")]
+    Connect(String),
+    /// The request may have reached Meta; its outcome is unknown.
+    #[error("Graph API request outcome unknown: {0}")]
+    Unknown(String),
+}
+
+impl GraphFailure {
+    /// True when the request certainly did not take effect at Meta.
+    pub fn not_applied(&self) -> bool {
+        !matches!(self, Self::Unknown(_))
+    }
+}
+
+#[derive(Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+}
+
+impl GraphClient {
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client");
+        Self { http }
+    }
+
+    fn url(target: &Target<'_>, path: &str) -> String {
+        format!("{}/{}/{}", target.base_url.trim_end_matches('/'), target.api_version, path)
+    }
+
+    /// `POST /{phone-number-id}/messages`.
+    pub async fn send_message(
+        &self,
+        target: &Target<'_>,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<SendResponse, GraphFailure> {
+        let req = self
+            .http
+            .post(Self::url(target, &format!("{phone_number_id}/messages")))
+            .bearer_auth(target.token.expose())
+            .json(body);
+        let resp: SendResponse = self.call(req, true).await?;
+        if resp.messages.is_empty() {
+            return Err(GraphFailure::Unknown("Meta's answer carries no message id".into()));
+        }
+        Ok(resp)
+    }
+
+    /// `GET /{waba-id}/phone_numbers`, every page.
+    pub async fn phone_numbers(
+        &self,
+        target: &Target<'_>,
+        waba_id: &str,
+    ) -> Result<Vec<PhoneNumberInfo>, GraphFailure> {
+        let mut url = Self::url(target, &format!("{waba_id}/phone_numbers"));
+        let mut all = Vec::new();
+        // A WABA has at most a few dozen numbers; the bound only guards against a paging loop.
+        for _ in 0..50 {
+            let req = self.http.get(&url).bearer_auth(target.token.expose());
+            let page: Page<PhoneNumberInfo> = self.call(req, false).await?;
+            all.extend(page.data);
+            match page.paging.as_ref().and_then(|p| p.get("next")).and_then(Value::as_str) {
+                Some(next) => url = next.to_owned(),
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, mutating: bool) -> Result<T, GraphFailure> {
+        let resp = req.send().await.map_err(|e| classify_transport(&e, mutating))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp.bytes().await.map_err(|e| {
+            if mutating && status.is_success() {
+                GraphFailure::Unknown(format!("reading Meta's answer failed: {e}"))
+            } else {
+                GraphFailure::Http { status: status.as_u16(), body: e.to_string(), retry_after }
+            }
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                let message = format!("unexpected success body ({e}): {}", snippet(&bytes));
+                if mutating {
+                    GraphFailure::Unknown(message)
+                } else {
+                    GraphFailure::Http { status: status.as_u16(), body: message, retry_after }
+                }
+            });
+        }
+        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
+            Ok(body) => Err(GraphFailure::Meta { status: status.as_u16(), error: body.error }),
+            Err(_) => Err(GraphFailure::Http { status: status.as_u16(), body: snippet(&bytes), retry_after }),
+        }
+    }
+}
+
+fn classify_transport(e: &reqwest::Error, mutating: bool) -> GraphFailure {
+    if e.is_connect() || e.is_builder() || !mutating {
+        GraphFailure::Connect(e.to_string())
+    } else {
+        GraphFailure::Unknown(e.to_string())
+    }
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.chars().take(300).collect()
+}
+
+/// True for statuses that mean "later" when the body says nothing more.
+pub fn is_transient_status(status: u16) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS.as_u16() || (500..600).contains(&status)
+}

@@ -1,0 +1,20 @@
+//! wagate's server: the HTTP surfaces (native API, Meta webhook receiver, operations, the
+//! mounted sandbox), the services they call, and the background workers.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod graph;
+mod http;
+pub mod metrics;
+pub mod sandbox_mode;
+pub mod services;
+pub mod state;
+pub mod telemetry;
+pub mod workers;
+
+pub use app::Application;
+pub use config::Config;

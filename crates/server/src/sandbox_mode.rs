@@ -1,0 +1,118 @@
+//! Sandbox mode: the seeded sandbox account, kept in the database so its phone-number ids and
+//! secrets survive restarts, and the in-process sandbox built from it.
+
+use std::time::Duration;
+
+use wagate_domain::id::AccountId;
+use wagate_domain::secret::Secret;
+use wagate_domain::time::Timestamp;
+use wagate_sandbox::{Sandbox, SandboxConfig, Seed, SeedNumber, StatusDelays};
+use wagate_storage::{Account, AccountMode, PhoneNumber, StorageError, Store};
+
+use crate::config::Config;
+use crate::services::accounts::DEFAULT_API_VERSION;
+
+/// Creates or refreshes the sandbox account and returns the sandbox to mount, or, with the
+/// sandbox disabled, takes the sandbox account's numbers out of service.
+pub async fn prepare(store: &dyn Store, config: &Config, self_url: &str) -> Result<Option<Sandbox>, StorageError> {
+    let existing = store.list_accounts().await?.into_iter().find(|a| a.mode == AccountMode::Sandbox);
+    if !config.sandbox.enabled {
+        if let Some(account) = existing {
+            store.update_account(&account, Some(&[])).await?;
+            tracing::info!(account_id = %account.id, "sandbox disabled: its phone numbers are out of service");
+        }
+        return Ok(None);
+    }
+    let base_url = format!("{self_url}/sandbox");
+    let settings = &config.sandbox;
+    let now = Timestamp::now();
+    let (account, numbers) = match existing {
+        Some(mut account) => {
+            account.graph_base_url = base_url;
+            if let Some(s) = &settings.app_secret {
+                account.app_secret = s.clone();
+            }
+            if let Some(t) = &settings.verify_token {
+                account.verify_token = t.clone();
+            }
+            account.updated_at = now;
+            let mut numbers: Vec<PhoneNumber> =
+                store.list_phone_numbers().await?.into_iter().filter(|n| n.account_id == account.id).collect();
+            // The default number first, as when seeded.
+            numbers.sort_by(|a, b| b.is_default.cmp(&a.is_default).then_with(|| a.id.cmp(&b.id)));
+            let replace = if numbers.is_empty() {
+                // Re-enabled after being disabled: new numbers, as a new Meta test account gets.
+                numbers = seed_numbers(&account, &Seed::generate(None, None, None).phone_numbers, now);
+                Some(numbers.as_slice())
+            } else {
+                None
+            };
+            store.update_account(&account, replace).await?;
+            (account, numbers)
+        }
+        None => {
+            let seed = Seed::generate(
+                settings.app_secret.as_ref().map(|s| s.expose().to_owned()),
+                settings.verify_token.as_ref().map(|s| s.expose().to_owned()),
+                None,
+            );
+            let account = Account {
+                id: AccountId::generate(),
+                name: seed.business_name.clone(),
+                mode: AccountMode::Sandbox,
+                graph_base_url: base_url,
+                api_version: DEFAULT_API_VERSION.into(),
+                waba_id: seed.waba_id.clone(),
+                access_token: Secret::new(seed.access_token.clone()),
+                app_secret: Secret::new(seed.app_secret.clone()),
+                verify_token: Secret::new(seed.verify_token.clone()),
+                created_at: now,
+                updated_at: now,
+            };
+            let numbers = seed_numbers(&account, &seed.phone_numbers, now);
+            store.insert_account(&account, &numbers).await?;
+            tracing::info!(account_id = %account.id, waba_id = %account.waba_id, "sandbox account created");
+            (account, numbers)
+        }
+    };
+    let seed = Seed {
+        waba_id: account.waba_id.clone(),
+        business_name: account.name.clone(),
+        access_token: account.access_token.expose().to_owned(),
+        app_secret: account.app_secret.expose().to_owned(),
+        verify_token: account.verify_token.expose().to_owned(),
+        phone_numbers: numbers
+            .iter()
+            .map(|n| SeedNumber {
+                id: n.id.clone(),
+                display_phone_number: n.display_phone_number.clone(),
+                verified_name: n.verified_name.clone().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    let delays = StatusDelays {
+        sent: Duration::from_millis(settings.sent_delay_ms),
+        delivered: Duration::from_millis(settings.delivered_delay_ms),
+        read: Duration::from_millis(settings.read_delay_ms),
+    };
+    Ok(Some(Sandbox::new(SandboxConfig { seed, webhook_url: Some(format!("{self_url}/webhooks/meta")), delays })))
+}
+
+fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Vec<PhoneNumber> {
+    numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| PhoneNumber {
+            id: n.id.clone(),
+            account_id: account.id.clone(),
+            waba_id: account.waba_id.clone(),
+            display_phone_number: n.display_phone_number.clone(),
+            verified_name: Some(n.verified_name.clone()),
+            quality_rating: Some("GREEN".into()),
+            is_default: i == 0,
+            mode: AccountMode::Sandbox,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect()
+}

@@ -1,0 +1,257 @@
+//! Meta accounts: credentials checked against the Graph API, phone numbers read from it.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+use wagate_domain::id::AccountId;
+use wagate_domain::secret::Secret;
+use wagate_domain::time::Timestamp;
+use wagate_domain::validation::{FieldError, check_length};
+use wagate_storage::{Account, AccountMode, PhoneNumber};
+
+use super::ServiceError;
+use crate::graph::{GraphFailure, Target};
+use crate::state::AppState;
+
+pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.facebook.com";
+pub const DEFAULT_API_VERSION: &str = "v23.0";
+
+/// `POST /v1/accounts`: connect a Meta account (a WABA and the credentials to act for it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// Your name for this account.
+    pub name: String,
+    /// Default `https://graph.facebook.com`; a standalone `wagate sandbox` is `http://HOST:PORT/sandbox`.
+    pub graph_base_url: Option<String>,
+    /// Graph API version, default `v23.0`.
+    pub api_version: Option<String>,
+    /// A system-user access token with whatsapp_business_messaging and whatsapp_business_management.
+    pub access_token: String,
+    /// The WhatsApp Business Account id.
+    pub waba_id: String,
+    /// The Meta app's secret, which signs its webhooks.
+    pub app_secret: String,
+    /// The token Meta echoes when it verifies the webhook URL.
+    pub verify_token: String,
+}
+
+/// `PATCH /v1/accounts/{id}`: rename, or rotate credentials. Changing the token, URL or version
+/// re-reads the phone numbers with the new values, so a bad token is refused at once.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    pub name: Option<String>,
+    pub graph_base_url: Option<String>,
+    pub api_version: Option<String>,
+    pub access_token: Option<String>,
+    pub app_secret: Option<String>,
+    pub verify_token: Option<String>,
+}
+
+fn check_name(name: &str) -> Result<String, FieldError> {
+    let name = name.trim();
+    check_length("name", name, 1, 100)?;
+    Ok(name.to_owned())
+}
+
+fn check_base_url(url: &str) -> Result<String, FieldError> {
+    let rule = |why: &str| FieldError::new("graph_base_url", "url", format!("must be an http or https URL ({why})"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| rule(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(rule("the scheme is not http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(rule("there is no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(rule("it must not have a query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn check_version(v: &str) -> Result<String, FieldError> {
+    let ok = v.strip_prefix('v').and_then(|r| r.split_once('.')).is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+    });
+    if ok { Ok(v.to_owned()) } else { Err(FieldError::new("api_version", "api_version", "must look like v23.0")) }
+}
+
+fn check_waba(v: &str) -> Result<String, FieldError> {
+    if !v.is_empty() && v.len() <= 32 && v.bytes().all(|c| c.is_ascii_digit()) {
+        Ok(v.to_owned())
+    } else {
+        Err(FieldError::new("waba_id", "digits", "must be Meta's numeric WhatsApp Business Account id"))
+    }
+}
+
+fn check_secret(path: &str, v: &str) -> Result<Secret, FieldError> {
+    check_length(path, v, 1, 2048)?;
+    if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldError::new(path, "no_whitespace", "must not contain whitespace"));
+    }
+    Ok(Secret::new(v))
+}
+
+/// Reads the WABA's numbers with the account's credentials: the proof that they work.
+pub async fn read_phone_numbers(state: &AppState, account: &Account) -> Result<Vec<PhoneNumber>, ServiceError> {
+    let infos = state.graph.phone_numbers(&Target::from(account), &account.waba_id).await.map_err(|e| match e {
+        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error },
+        other => ServiceError::GraphUnavailable(other.to_string()),
+    })?;
+    let now = Timestamp::now();
+    Ok(infos
+        .into_iter()
+        .map(|i| PhoneNumber {
+            id: i.id,
+            account_id: account.id.clone(),
+            waba_id: account.waba_id.clone(),
+            display_phone_number: i.display_phone_number,
+            verified_name: i.verified_name,
+            quality_rating: i.quality_rating,
+            is_default: false,
+            mode: account.mode,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect())
+}
+
+/// Refuses numbers that another account already holds: one number, one owner.
+async fn check_numbers_free(
+    state: &AppState,
+    account: &AccountId,
+    numbers: &[PhoneNumber],
+) -> Result<(), ServiceError> {
+    for n in numbers {
+        if let Some(existing) = state.store.get_phone_number(&n.id).await?
+            && &existing.account_id != account
+        {
+            return Err(ServiceError::Conflict(format!(
+                "phone number {} ({}) already belongs to account {}",
+                n.id, n.display_phone_number, existing.account_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
+    let now = Timestamp::now();
+    let account = Account {
+        id: AccountId::generate(),
+        name: check_name(&req.name)?,
+        mode: AccountMode::Live,
+        graph_base_url: check_base_url(req.graph_base_url.as_deref().unwrap_or(DEFAULT_GRAPH_BASE_URL))?,
+        api_version: check_version(req.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION))?,
+        waba_id: check_waba(&req.waba_id)?,
+        access_token: check_secret("access_token", &req.access_token)?,
+        app_secret: check_secret("app_secret", &req.app_secret)?,
+        verify_token: check_secret("verify_token", &req.verify_token)?,
+        created_at: now,
+        updated_at: now,
+    };
+    let existing = state.store.accounts_by_waba(&account.waba_id).await?;
+    if let Some(other) = existing.iter().find(|a| a.graph_base_url == account.graph_base_url) {
+        return Err(ServiceError::Conflict(format!(
+            "WABA {} at {} is already connected as account {}",
+            account.waba_id, account.graph_base_url, other.id
+        )));
+    }
+    let numbers = read_phone_numbers(state, &account).await?;
+    check_numbers_free(state, &account.id, &numbers).await?;
+    state.store.insert_account(&account, &numbers).await?;
+    tracing::info!(account_id = %account.id, waba_id = %account.waba_id, numbers = numbers.len(), "account connected");
+    Ok((account, numbers))
+}
+
+pub async fn update(
+    state: &AppState,
+    id: &str,
+    req: UpdateAccount,
+) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
+    let (mut account, _) = get(state, id).await?;
+    let mut reread = false;
+    if let Some(name) = &req.name {
+        account.name = check_name(name)?;
+    }
+    if let Some(url) = &req.graph_base_url {
+        account.graph_base_url = check_base_url(url)?;
+        reread = true;
+    }
+    if let Some(v) = &req.api_version {
+        account.api_version = check_version(v)?;
+        reread = true;
+    }
+    if let Some(t) = &req.access_token {
+        account.access_token = check_secret("access_token", t)?;
+        reread = true;
+    }
+    if let Some(s) = &req.app_secret {
+        account.app_secret = check_secret("app_secret", s)?;
+    }
+    if let Some(t) = &req.verify_token {
+        account.verify_token = check_secret("verify_token", t)?;
+    }
+    account.updated_at = Timestamp::now();
+    let numbers = if reread {
+        let mut numbers = read_phone_numbers(state, &account).await?;
+        check_numbers_free(state, &account.id, &numbers).await?;
+        // Keep the default flag of numbers that stay.
+        let known = numbers_of(state, &account.id).await?;
+        for n in &mut numbers {
+            n.is_default = known.iter().any(|k| k.id == n.id && k.is_default);
+        }
+        Some(numbers)
+    } else {
+        None
+    };
+    state.store.update_account(&account, numbers.as_deref()).await?;
+    tracing::info!(account_id = %account.id, reread, "account updated");
+    let numbers = numbers_of(state, &account.id).await?;
+    Ok((account, numbers))
+}
+
+async fn numbers_of(state: &AppState, id: &AccountId) -> Result<Vec<PhoneNumber>, ServiceError> {
+    Ok(state.store.list_phone_numbers().await?.into_iter().filter(|n| &n.account_id == id).collect())
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
+    let parsed = AccountId::parse(id).ok_or_else(|| ServiceError::not_found("account", id))?;
+    let account = state.store.get_account(&parsed).await?.ok_or_else(|| ServiceError::not_found("account", id))?;
+    let numbers = numbers_of(state, &account.id).await?;
+    Ok((account, numbers))
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<(Account, Vec<PhoneNumber>)>, ServiceError> {
+    let accounts = state.store.list_accounts().await?;
+    let numbers = state.store.list_phone_numbers().await?;
+    Ok(accounts
+        .into_iter()
+        .map(|a| {
+            let mine = numbers.iter().filter(|n| n.account_id == a.id).cloned().collect();
+            (a, mine)
+        })
+        .collect())
+}
+
+pub async fn list_phone_numbers(state: &AppState) -> Result<Vec<PhoneNumber>, ServiceError> {
+    Ok(state.store.list_phone_numbers().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_rules() {
+        assert_eq!(check_base_url("http://127.0.0.1:9000/sandbox/").unwrap(), "http://127.0.0.1:9000/sandbox");
+        assert_eq!(check_base_url("ftp://x").unwrap_err().path, "graph_base_url");
+        assert!(check_base_url("https://graph.facebook.com?x=1").is_err());
+        assert!(check_version("v23.0").is_ok());
+        assert_eq!(check_version("23").unwrap_err().path, "api_version");
+        assert!(check_waba("102290129340398").is_ok());
+        assert!(check_waba("abc").is_err());
+        assert_eq!(check_secret("app_secret", "a b").unwrap_err().rule, "no_whitespace");
+        assert_eq!(check_secret("app_secret", "").unwrap_err().rule, "min_length");
+    }
+}

@@ -1,0 +1,93 @@
+//! API keys: created and shown once, verified by hash in constant time, listed by prefix.
+
+use wagate_domain::api_key;
+use wagate_domain::id::ApiKeyId;
+use wagate_domain::secret::Secret;
+use wagate_domain::time::Timestamp;
+use wagate_domain::validation::check_length;
+use wagate_storage::{ApiKey, StorageError, Store};
+
+use super::ServiceError;
+
+/// `last_used_at` is written at most this often per key, so authenticating stays a read.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+pub struct CreatedKey {
+    pub record: ApiKey,
+    /// The key in clear: shown once, never stored.
+    pub key: Secret,
+}
+
+pub async fn create(store: &dyn Store, name: &str) -> Result<CreatedKey, ServiceError> {
+    let name = name.trim();
+    check_length("name", name, 1, 100)?;
+    let generated = api_key::generate();
+    let record = ApiKey {
+        id: ApiKeyId::generate(),
+        name: name.to_owned(),
+        prefix: generated.prefix,
+        key_hash: generated.hash,
+        created_at: Timestamp::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.insert_api_key(&record).await?;
+    Ok(CreatedKey { record, key: generated.key })
+}
+
+/// The active key `presented` is, if any.
+pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Option<ApiKey>, StorageError> {
+    let hash = api_key::hash(presented);
+    let Some(key) = store.find_api_key_by_hash(&hash).await? else {
+        return Ok(None);
+    };
+    if !api_key::hashes_match(&key.key_hash, &hash) || key.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let now = Timestamp::now();
+    if key.last_used_at.is_none_or(|t| now.as_millis() - t.as_millis() >= TOUCH_EVERY_MS) {
+        store.touch_api_key(&key.id, now).await?;
+    }
+    Ok(Some(key))
+}
+
+/// Makes sure `key` exists and is active (`WAGATE_BOOTSTRAP_API_KEY`).
+pub async fn ensure_bootstrap(store: &dyn Store, key: &Secret) -> Result<(), ServiceError> {
+    let hash = api_key::hash(key.expose());
+    match store.find_api_key_by_hash(&hash).await? {
+        Some(existing) if existing.revoked_at.is_some() => {
+            tracing::warn!(key_id = %existing.id, "bootstrap API key was revoked; restoring it");
+            store.restore_api_key(&existing.id).await?;
+        }
+        Some(_) => {}
+        None => {
+            store
+                .insert_api_key(&ApiKey {
+                    id: ApiKeyId::generate(),
+                    name: "bootstrap".into(),
+                    prefix: api_key::visible_prefix(key.expose()),
+                    key_hash: hash,
+                    created_at: Timestamp::now(),
+                    last_used_at: None,
+                    revoked_at: None,
+                })
+                .await?;
+            tracing::info!("bootstrap API key created");
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(store: &dyn Store) -> Result<Vec<ApiKey>, ServiceError> {
+    Ok(store.list_api_keys().await?)
+}
+
+/// Revokes by id; not found when no such active key exists.
+pub async fn revoke(store: &dyn Store, id: &str) -> Result<(), ServiceError> {
+    let parsed = ApiKeyId::parse(id).ok_or_else(|| ServiceError::not_found("API key", id))?;
+    if store.revoke_api_key(&parsed, Timestamp::now()).await? {
+        Ok(())
+    } else {
+        Err(ServiceError::not_found("active API key", id))
+    }
+}

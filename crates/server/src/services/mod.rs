@@ -1,0 +1,35 @@
+//! What the surfaces call: one function per operation, surface-neutral errors. Handlers of the
+//! native API, the Meta-compatible surface and the dialects all map [`ServiceError`] their way.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod messages;
+pub mod webhooks;
+
+use wagate_domain::meta::GraphError;
+use wagate_domain::validation::FieldError;
+use wagate_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(#[from] FieldError),
+    #[error("no {what} with id '{id}'")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    /// Meta refused a Graph call made on the caller's behalf.
+    #[error("Meta refused the request: {}", .error.message)]
+    MetaRejected { error: GraphError },
+    /// The Graph API could not be reached or answered nonsense.
+    #[error("the Graph API is unavailable: {0}")]
+    GraphUnavailable(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ServiceError {
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound { what, id: id.into() }
+    }
+}

@@ -1,0 +1,147 @@
+//! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
+//! default, PostgreSQL for production and clusters), one conformance suite run against both.
+
+mod migrate;
+pub mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
+use wagate_domain::message::MessageError;
+use wagate_domain::time::Timestamp;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration { version: i64, name: &'static str, source: sqlx::Error },
+    #[error("stored value is not what wagate wrote: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything wagate keeps. Implementations hold their own pools; every method is one unit of
+/// work (one transaction where it writes several rows).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    async fn ping(&self) -> Result<()>;
+    async fn close(&self);
+
+    // Accounts and phone numbers.
+    /// Inserts an account with the phone numbers read from its WABA.
+    async fn insert_account(&self, account: &Account, numbers: &[PhoneNumber]) -> Result<()>;
+    /// Updates an account's name, URL and credentials; when `numbers` is given, they replace
+    /// the account's phone numbers (numbers that disappeared from the WABA are removed).
+    async fn update_account(&self, account: &Account, numbers: Option<&[PhoneNumber]>) -> Result<()>;
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>>;
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    async fn accounts_by_waba(&self, waba_id: &str) -> Result<Vec<Account>>;
+    async fn list_phone_numbers(&self) -> Result<Vec<PhoneNumber>>;
+    async fn get_phone_number(&self, id: &str) -> Result<Option<PhoneNumber>>;
+
+    // API keys.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Revokes a key by id; false when there is no such unrevoked key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<bool>;
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<()>;
+    /// Undoes a revocation (for the bootstrap key, which must always work).
+    async fn restore_api_key(&self, id: &ApiKeyId) -> Result<()>;
+
+    // Outbound messages and the outbox.
+    /// Writes the message, its first history entry and its outbox row in one transaction.
+    async fn enqueue_message(&self, message: &NewOutbound) -> Result<()>;
+    async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
+    async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
+    async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
+    /// Leases up to `limit` due outbox rows until `lease_until` and marks them `sending`.
+    async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;
+    /// Meta accepted the message: record its wamid, drop the outbox row, apply any statuses
+    /// that arrived for that wamid first. False when the lease was lost and nothing was written.
+    async fn record_accepted(&self, dispatch: &Dispatch, wamid: &str, at: Timestamp) -> Result<bool>;
+    /// The send failed for good.
+    async fn record_failed(&self, dispatch: &Dispatch, error: &MessageError, at: Timestamp) -> Result<bool>;
+    /// The send failed for now: give the row back, due again at `due_at`.
+    async fn reschedule(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
+    async fn outbox_depth(&self) -> Result<i64>;
+
+    // Inbound.
+    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome>;
+    /// Stores an inbound message and upserts its contact; false for a duplicate wamid.
+    async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
+
+    // Webhook deliveries.
+    async fn insert_delivery(&self, delivery: &NewDelivery) -> Result<i64>;
+    async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Delivery>>;
+    /// Marks a delivery processed (with the error that made it unprocessable, if any).
+    async fn finish_delivery(&self, delivery: &Delivery, at: Timestamp, error: Option<&str>) -> Result<()>;
+    /// Gives a delivery back to be tried again at `due_at`.
+    async fn retry_delivery(&self, delivery: &Delivery, due_at: Timestamp, error: &str) -> Result<()>;
+    async fn count_deliveries(&self) -> Result<i64>;
+    /// Deliveries stored but not processed yet.
+    async fn pending_deliveries(&self) -> Result<i64>;
+}
+
+/// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file
+/// `wagate.db` in `data_dir` when there is no URL, and brings its schema up to date.
+pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    match url {
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("wagate.db")).await?)),
+        Some(u) if u.starts_with("sqlite:") => {
+            let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+        }
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Arc::new(PgStore::connect(u).await?))
+        }
+        Some(u) => Err(StorageError::UnsupportedUrl(redact_url(u))),
+    }
+}
+
+/// A URL fit for logs: the password replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(super::redact_url("postgres://u:pw@db:5432/x"), "postgres://u:***@db:5432/x");
+        assert_eq!(super::redact_url("postgres://u@db/x"), "postgres://u@db/x");
+    }
+}

@@ -1,0 +1,41 @@
+//! Per-backend schema migrations, embedded in the binary and applied in order at start-up.
+
+use wagate_domain::time::Timestamp;
+
+use crate::StorageError;
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// The migration and the row recording it, as one script to run in one transaction.
+    pub fn script(&self) -> sqlx::AssertSqlSafe<String> {
+        // Version, name and time are the binary's own constants and a number: nothing to escape.
+        sqlx::AssertSqlSafe(format!(
+            "{}\n;INSERT INTO wagate_migrations (version, name, applied_at) VALUES ({}, '{}', {});",
+            self.sql,
+            self.version,
+            self.name,
+            Timestamp::now().as_millis()
+        ))
+    }
+
+    pub fn failed(&self, source: sqlx::Error) -> StorageError {
+        StorageError::Migration { version: self.version, name: self.name, source }
+    }
+}
+
+pub const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";

@@ -1,0 +1,227 @@
+//! What storage reads and writes. Plain data; the rules that produce it live in the domain crate.
+
+use serde_json::{Map, Value};
+use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
+use wagate_domain::message::MessageError;
+use wagate_domain::secret::Secret;
+use wagate_domain::status::{DeliveryStatus, MessageStatus};
+use wagate_domain::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountMode {
+    /// The built-in sandbox, seeded by `wagate serve`.
+    Sandbox,
+    /// Connected with `POST /v1/accounts`, whatever its Graph base URL.
+    Live,
+}
+
+impl AccountMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Live => "live",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sandbox" => Some(Self::Sandbox),
+            "live" => Some(Self::Live),
+            _ => None,
+        }
+    }
+}
+
+/// A Meta account: one WABA and the credentials to act for it.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub mode: AccountMode,
+    pub graph_base_url: String,
+    pub api_version: String,
+    pub waba_id: String,
+    pub access_token: Secret,
+    pub app_secret: Secret,
+    pub verify_token: Secret,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A business phone number, identified by Meta's phone-number id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhoneNumber {
+    pub id: String,
+    pub account_id: AccountId,
+    pub waba_id: String,
+    pub display_phone_number: String,
+    pub verified_name: Option<String>,
+    pub quality_rating: Option<String>,
+    /// The sender used when a send names none.
+    pub is_default: bool,
+    /// The owning account's mode (read from the account).
+    pub mode: AccountMode,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outbound => "outbound",
+            Self::Inbound => "inbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "outbound" => Some(Self::Outbound),
+            "inbound" => Some(Self::Inbound),
+            _ => None,
+        }
+    }
+}
+
+/// An outbound message to write together with its outbox row.
+#[derive(Clone, Debug)]
+pub struct NewOutbound {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    /// The recipient as given (E.164).
+    pub recipient: String,
+    pub kind: String,
+    /// The type's own content object, as Meta takes it.
+    pub content: Value,
+    pub metadata: Option<Map<String, Value>>,
+    pub created_at: Timestamp,
+    /// When the dispatcher may first take it.
+    pub due_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub direction: Direction,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    pub contact_id: Option<ContactId>,
+    /// The customer: the recipient of an outbound message, the sender of an inbound one.
+    pub counterpart: String,
+    pub kind: String,
+    pub content: Value,
+    pub status: MessageStatus,
+    pub wamid: Option<String>,
+    pub error: Option<MessageError>,
+    pub metadata: Option<Map<String, Value>>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One entry of a message's status history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusEntry {
+    pub status: MessageStatus,
+    pub occurred_at: Timestamp,
+    /// True for a `delivered` that Meta skipped and a `read` implied.
+    pub implied: bool,
+    pub error: Option<MessageError>,
+    /// Meta's status object as received (conversation, pricing, …), for Meta's statuses.
+    pub detail: Option<Value>,
+}
+
+/// An outbox row the dispatcher holds a lease on, with what it needs to send.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub message_id: MessageId,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    pub recipient: String,
+    pub kind: String,
+    pub content: Value,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// Proof of the lease: results are recorded only by the holder.
+    pub lease: String,
+}
+
+/// A status webhook entry, parsed.
+#[derive(Clone, Debug)]
+pub struct StatusUpdate {
+    pub wamid: String,
+    pub status: DeliveryStatus,
+    pub occurred_at: Timestamp,
+    pub error: Option<MessageError>,
+    pub detail: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// Applied to a known message.
+    Applied,
+    /// Stored for a wamid not recorded yet; applied when the send's result is recorded.
+    Pending,
+    /// Seen before; nothing changed.
+    Duplicate,
+}
+
+/// An inbound message with its sender, from a `messages` webhook.
+#[derive(Clone, Debug)]
+pub struct NewInbound {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    pub wamid: String,
+    pub from: String,
+    pub profile_name: Option<String>,
+    pub kind: String,
+    pub content: Value,
+    /// Meta's timestamp of the message.
+    pub sent_at: Timestamp,
+    pub received_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub wa_id: String,
+    pub profile_name: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A webhook delivery exactly as received.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub account_id: Option<AccountId>,
+    pub body: Vec<u8>,
+    pub received_at: Timestamp,
+}
+
+/// A stored delivery the processor holds a lease on.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: i64,
+    pub account_id: Option<AccountId>,
+    pub body: Vec<u8>,
+    pub received_at: Timestamp,
+    pub attempts: i64,
+    pub lease: String,
+}

@@ -1,0 +1,871 @@
+//! The SQL both backends share. The schemas are kept type-compatible (times as 64-bit integers,
+//! JSON as text) so most statements are identical; a backend supplies what differs: its pools,
+//! how a write transaction begins, a per-wamid lock, and the two claim statements.
+//!
+//! A macro rather than generics over `sqlx::Database`: the trait bounds sqlx needs for generic
+//! code are long and leak into every signature, while the expanded code is plain.
+
+use serde_json::{Map, Value};
+use wagate_domain::message::MessageError;
+use wagate_domain::time::Timestamp;
+
+use crate::{Result, StorageError};
+
+macro_rules! account_cols {
+    () => {
+        "id, name, mode, graph_base_url, api_version, waba_id, access_token, app_secret, \
+         verify_token, created_at, updated_at"
+    };
+}
+
+macro_rules! phone_cols {
+    () => {
+        "p.id, p.account_id, a.waba_id, p.display_phone_number, p.verified_name, \
+         p.quality_rating, p.is_default, a.mode, p.created_at, p.updated_at \
+         FROM phone_numbers p JOIN accounts a ON a.id = p.account_id"
+    };
+}
+
+macro_rules! message_cols {
+    () => {
+        "id, direction, account_id, phone_number_id, contact_id, counterpart, kind, content, \
+         status, wamid, error, metadata, created_at, updated_at"
+    };
+}
+
+macro_rules! api_key_cols {
+    () => {
+        "id, name, prefix, key_hash, created_at, last_used_at, revoked_at"
+    };
+}
+
+pub(crate) use {account_cols, api_key_cols, message_cols, phone_cols};
+
+pub(crate) fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+pub(crate) fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+pub(crate) fn parse_json(column: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+}
+
+pub(crate) fn parse_object(column: &str, text: Option<String>) -> Result<Option<Map<String, Value>>> {
+    match text {
+        None => Ok(None),
+        Some(t) => match parse_json(column, &t)? {
+            Value::Object(m) => Ok(Some(m)),
+            _ => Err(StorageError::Corrupt(format!("{column}: not an object"))),
+        },
+    }
+}
+
+pub(crate) fn error_text(e: &MessageError) -> String {
+    serde_json::to_string(e).expect("MessageError serialises")
+}
+
+pub(crate) fn parse_error(text: Option<String>) -> Result<Option<MessageError>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("error: {e}")))).transpose()
+}
+
+pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
+    StorageError::Corrupt(format!("unknown {what} '{value}'"))
+}
+
+/// Implements [`crate::Store`] for `$store`, whose rows are `$row` and transactions `$tx`.
+macro_rules! impl_store {
+    ($store:ty, $row:ty, $tx:ty, $backend:expr) => {
+        use sqlx::Row as _;
+        use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
+        use wagate_domain::message::MessageError;
+        use wagate_domain::secret::Secret;
+        use wagate_domain::status::{DeliveryStatus, MessageStatus, current_status};
+        use wagate_domain::time::Timestamp;
+        use $crate::model::*;
+        use $crate::sql::{
+            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, parse_error, parse_json,
+            parse_object, phone_cols, ts,
+        };
+
+        fn account_row(r: &$row) -> $crate::Result<Account> {
+            let mode: String = r.try_get("mode")?;
+            Ok(Account {
+                id: AccountId::from_trusted(r.try_get("id")?),
+                name: r.try_get("name")?,
+                mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
+                graph_base_url: r.try_get("graph_base_url")?,
+                api_version: r.try_get("api_version")?,
+                waba_id: r.try_get("waba_id")?,
+                access_token: Secret::new(r.try_get::<String, _>("access_token")?),
+                app_secret: Secret::new(r.try_get::<String, _>("app_secret")?),
+                verify_token: Secret::new(r.try_get::<String, _>("verify_token")?),
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+            })
+        }
+
+        fn phone_row(r: &$row) -> $crate::Result<PhoneNumber> {
+            let mode: String = r.try_get("mode")?;
+            Ok(PhoneNumber {
+                id: r.try_get("id")?,
+                account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                waba_id: r.try_get("waba_id")?,
+                display_phone_number: r.try_get("display_phone_number")?,
+                verified_name: r.try_get("verified_name")?,
+                quality_rating: r.try_get("quality_rating")?,
+                is_default: r.try_get("is_default")?,
+                mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+            })
+        }
+
+        fn api_key_row(r: &$row) -> $crate::Result<ApiKey> {
+            Ok(ApiKey {
+                id: ApiKeyId::from_trusted(r.try_get("id")?),
+                name: r.try_get("name")?,
+                prefix: r.try_get("prefix")?,
+                key_hash: r.try_get("key_hash")?,
+                created_at: ts(r.try_get("created_at")?),
+                last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(ts),
+                revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+            })
+        }
+
+        fn message_row(r: &$row) -> $crate::Result<Message> {
+            let direction: String = r.try_get("direction")?;
+            let status: String = r.try_get("status")?;
+            Ok(Message {
+                id: MessageId::from_trusted(r.try_get("id")?),
+                direction: Direction::parse(&direction).ok_or_else(|| corrupt("direction", &direction))?,
+                account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                phone_number_id: r.try_get("phone_number_id")?,
+                contact_id: r.try_get::<Option<String>, _>("contact_id")?.map(ContactId::from_trusted),
+                counterpart: r.try_get("counterpart")?,
+                kind: r.try_get("kind")?,
+                content: parse_json("content", &r.try_get::<String, _>("content")?)?,
+                status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                wamid: r.try_get("wamid")?,
+                error: parse_error(r.try_get("error")?)?,
+                metadata: parse_object("metadata", r.try_get("metadata")?)?,
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+            })
+        }
+
+        fn delivery_row(r: &$row, lease: &str) -> $crate::Result<Delivery> {
+            Ok(Delivery {
+                id: r.try_get("id")?,
+                account_id: r.try_get::<Option<String>, _>("account_id")?.map(AccountId::from_trusted),
+                body: r.try_get("body")?,
+                received_at: ts(r.try_get("received_at")?),
+                attempts: r.try_get("attempts")?,
+                lease: lease.to_owned(),
+            })
+        }
+
+        async fn upsert_phone_numbers(tx: &mut $tx, account: &Account, numbers: &[PhoneNumber]) -> $crate::Result<()> {
+            for n in numbers {
+                sqlx::query(
+                    "INSERT INTO phone_numbers (id, account_id, display_phone_number, verified_name, \
+                     quality_rating, is_default, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+                     display_phone_number = excluded.display_phone_number, \
+                     verified_name = excluded.verified_name, quality_rating = excluded.quality_rating, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&n.id)
+                .bind(account.id.as_str())
+                .bind(&n.display_phone_number)
+                .bind(&n.verified_name)
+                .bind(&n.quality_rating)
+                .bind(n.is_default)
+                .bind(n.created_at.as_millis())
+                .bind(n.updated_at.as_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// Recomputes a message's current status and error from its history.
+        async fn refresh_status(tx: &mut $tx, message_id: &str, at: Timestamp) -> $crate::Result<()> {
+            let rows = sqlx::query("SELECT status, error FROM message_statuses WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut seen = Vec::with_capacity(rows.len());
+            let mut failure = None;
+            for r in &rows {
+                let status: String = r.try_get("status")?;
+                if let Some(s) = DeliveryStatus::parse(&status) {
+                    if s == DeliveryStatus::Failed {
+                        failure = r.try_get::<Option<String>, _>("error")?;
+                    }
+                    seen.push(s);
+                }
+            }
+            let current = current_status(seen);
+            let error = if current == MessageStatus::Failed { failure } else { None };
+            sqlx::query("UPDATE messages SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
+                .bind(message_id)
+                .bind(current.as_str())
+                .bind(error)
+                .bind(at.as_millis())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            fn backend(&self) -> $crate::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.writer().close().await;
+                self.reader().close().await;
+            }
+
+            async fn insert_account(&self, account: &Account, numbers: &[PhoneNumber]) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(concat!(
+                    "INSERT INTO accounts (",
+                    account_cols!(),
+                    ") ",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(account.id.as_str())
+                .bind(&account.name)
+                .bind(account.mode.as_str())
+                .bind(&account.graph_base_url)
+                .bind(&account.api_version)
+                .bind(&account.waba_id)
+                .bind(account.access_token.expose())
+                .bind(account.app_secret.expose())
+                .bind(account.verify_token.expose())
+                .bind(account.created_at.as_millis())
+                .bind(account.updated_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                upsert_phone_numbers(&mut tx, account, numbers).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_account(&self, account: &Account, numbers: Option<&[PhoneNumber]>) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE accounts SET name = $2, graph_base_url = $3, api_version = $4, \
+                     access_token = $5, app_secret = $6, verify_token = $7, updated_at = $8 WHERE id = $1",
+                )
+                .bind(account.id.as_str())
+                .bind(&account.name)
+                .bind(&account.graph_base_url)
+                .bind(&account.api_version)
+                .bind(account.access_token.expose())
+                .bind(account.app_secret.expose())
+                .bind(account.verify_token.expose())
+                .bind(account.updated_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                if let Some(numbers) = numbers {
+                    let existing: Vec<String> =
+                        sqlx::query_scalar("SELECT id FROM phone_numbers WHERE account_id = $1")
+                            .bind(account.id.as_str())
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    for id in existing.iter().filter(|id| !numbers.iter().any(|n| &n.id == *id)) {
+                        sqlx::query("DELETE FROM phone_numbers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                    }
+                    upsert_phone_numbers(&mut tx, account, numbers).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_account(&self, id: &AccountId) -> $crate::Result<Option<Account>> {
+                sqlx::query(concat!("SELECT ", account_cols!(), " FROM accounts WHERE id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(account_row)
+                    .transpose()
+            }
+
+            async fn list_accounts(&self) -> $crate::Result<Vec<Account>> {
+                sqlx::query(concat!("SELECT ", account_cols!(), " FROM accounts ORDER BY id"))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(account_row)
+                    .collect()
+            }
+
+            async fn accounts_by_waba(&self, waba_id: &str) -> $crate::Result<Vec<Account>> {
+                sqlx::query(concat!("SELECT ", account_cols!(), " FROM accounts WHERE waba_id = $1 ORDER BY id"))
+                    .bind(waba_id)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(account_row)
+                    .collect()
+            }
+
+            async fn list_phone_numbers(&self) -> $crate::Result<Vec<PhoneNumber>> {
+                sqlx::query(concat!("SELECT ", phone_cols!(), " ORDER BY p.account_id, p.id"))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(phone_row)
+                    .collect()
+            }
+
+            async fn get_phone_number(&self, id: &str) -> $crate::Result<Option<PhoneNumber>> {
+                sqlx::query(concat!("SELECT ", phone_cols!(), " WHERE p.id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(phone_row)
+                    .transpose()
+            }
+
+            async fn insert_api_key(&self, key: &ApiKey) -> $crate::Result<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO api_keys (",
+                    api_key_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(key.id.as_str())
+                .bind(&key.name)
+                .bind(&key.prefix)
+                .bind(&key.key_hash)
+                .bind(key.created_at.as_millis())
+                .bind(key.last_used_at.map(Timestamp::as_millis))
+                .bind(key.revoked_at.map(Timestamp::as_millis))
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn find_api_key_by_hash(&self, key_hash: &str) -> $crate::Result<Option<ApiKey>> {
+                sqlx::query(concat!("SELECT ", api_key_cols!(), " FROM api_keys WHERE key_hash = $1"))
+                    .bind(key_hash)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(api_key_row)
+                    .transpose()
+            }
+
+            async fn list_api_keys(&self) -> $crate::Result<Vec<ApiKey>> {
+                sqlx::query(concat!("SELECT ", api_key_cols!(), " FROM api_keys ORDER BY id"))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(api_key_row)
+                    .collect()
+            }
+
+            async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> $crate::Result<bool> {
+                let r = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id.as_str())
+                    .bind(at.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> $crate::Result<()> {
+                sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(at.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn restore_api_key(&self, id: &ApiKeyId) -> $crate::Result<()> {
+                sqlx::query("UPDATE api_keys SET revoked_at = NULL WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn enqueue_message(&self, m: &NewOutbound) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(concat!(
+                    "INSERT INTO messages (",
+                    message_cols!(),
+                    ") ",
+                    "VALUES ($1, 'outbound', $2, $3, NULL, $4, $5, $6, 'queued', NULL, NULL, $7, $8, $8)"
+                ))
+                .bind(m.id.as_str())
+                .bind(m.account_id.as_str())
+                .bind(&m.phone_number_id)
+                .bind(&m.recipient)
+                .bind(&m.kind)
+                .bind(json_text(&m.content))
+                .bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
+                .bind(m.created_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO message_statuses (message_id, status, occurred_at, recorded_at) \
+                     VALUES ($1, 'queued', $2, $2)",
+                )
+                .bind(m.id.as_str())
+                .bind(m.created_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (message_id, phone_number_id, due_at, available_at, created_at) \
+                     VALUES ($1, $2, $3, $3, $4)",
+                )
+                .bind(m.id.as_str())
+                .bind(&m.phone_number_id)
+                .bind(m.due_at.as_millis())
+                .bind(m.created_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_message(&self, id: &MessageId) -> $crate::Result<Option<Message>> {
+                sqlx::query(concat!("SELECT ", message_cols!(), " FROM messages WHERE id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(message_row)
+                    .transpose()
+            }
+
+            async fn find_message_by_wamid(&self, wamid: &str) -> $crate::Result<Option<Message>> {
+                sqlx::query(concat!("SELECT ", message_cols!(), " FROM messages WHERE wamid = $1"))
+                    .bind(wamid)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(message_row)
+                    .transpose()
+            }
+
+            async fn message_history(&self, id: &MessageId) -> $crate::Result<Vec<StatusEntry>> {
+                let rows = sqlx::query(
+                    "SELECT status, occurred_at, implied, error, detail FROM message_statuses \
+                     WHERE message_id = $1 ORDER BY occurred_at, id",
+                )
+                .bind(id.as_str())
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let status: String = r.try_get("status")?;
+                    out.push(StatusEntry {
+                        status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                        occurred_at: ts(r.try_get("occurred_at")?),
+                        implied: r.try_get("implied")?,
+                        error: parse_error(r.try_get("error")?)?,
+                        detail: r
+                            .try_get::<Option<String>, _>("detail")?
+                            .map(|d| parse_json("detail", &d))
+                            .transpose()?,
+                    });
+                }
+                // Meta's timestamps are whole seconds and ours are milliseconds, so time alone
+                // can put `sent` before `accepted`: order by progress, then time.
+                out.sort_by_key(|e| (rank_for_order(e.status), e.occurred_at));
+                Ok(out)
+            }
+
+            async fn claim_outbox(
+                &self,
+                now: Timestamp,
+                lease_until: Timestamp,
+                limit: u32,
+            ) -> $crate::Result<Vec<Dispatch>> {
+                let lease = wagate_domain::id::new_id("lease");
+                let mut tx = self.begin_write().await?;
+                let claimed = sqlx::query(Self::CLAIM_OUTBOX)
+                    .bind(&lease)
+                    .bind(lease_until.as_millis())
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if claimed == 0 {
+                    tx.rollback().await?;
+                    return Ok(Vec::new());
+                }
+                sqlx::query(
+                    "UPDATE messages SET status = 'sending', updated_at = $2 \
+                     WHERE id IN (SELECT message_id FROM outbox WHERE lease = $1) AND status = 'queued'",
+                )
+                .bind(&lease)
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                let rows = sqlx::query(
+                    "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, m.content, \
+                     o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
+                     WHERE o.lease = $1 ORDER BY o.due_at, o.message_id",
+                )
+                .bind(&lease)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(Dispatch {
+                        message_id: MessageId::from_trusted(r.try_get("id")?),
+                        account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                        phone_number_id: r.try_get("phone_number_id")?,
+                        recipient: r.try_get("counterpart")?,
+                        kind: r.try_get("kind")?,
+                        content: parse_json("content", &r.try_get::<String, _>("content")?)?,
+                        attempts: r.try_get("attempts")?,
+                        lease: lease.clone(),
+                    });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn record_accepted(&self, d: &Dispatch, wamid: &str, at: Timestamp) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_wamid(&mut tx, wamid).await?;
+                // The first result recorded wins; a holder whose lease lapsed still records the
+                // wamid if nobody did, because Meta has the message either way.
+                let updated = sqlx::query(
+                    "UPDATE messages SET wamid = $2, status = 'accepted', error = NULL, updated_at = $3 \
+                     WHERE id = $1 AND wamid IS NULL AND status IN ('queued', 'sending')",
+                )
+                .bind(d.message_id.as_str())
+                .bind(wamid)
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                    .bind(d.message_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if updated == 0 {
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO message_statuses (message_id, wamid, status, occurred_at, recorded_at) \
+                     VALUES ($1, $2, 'accepted', $3, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(d.message_id.as_str())
+                .bind(wamid)
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE message_statuses SET message_id = $1 WHERE wamid = $2 AND message_id IS NULL")
+                    .bind(d.message_id.as_str())
+                    .bind(wamid)
+                    .execute(&mut *tx)
+                    .await?;
+                refresh_status(&mut tx, d.message_id.as_str(), at).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn record_failed(&self, d: &Dispatch, error: &MessageError, at: Timestamp) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let held = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND lease = $2")
+                    .bind(d.message_id.as_str())
+                    .bind(&d.lease)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if held == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let text = error_text(error);
+                sqlx::query(
+                    "UPDATE messages SET status = 'failed', error = $2, updated_at = $3 \
+                     WHERE id = $1 AND wamid IS NULL",
+                )
+                .bind(d.message_id.as_str())
+                .bind(&text)
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO message_statuses (message_id, status, occurred_at, error, recorded_at) \
+                     VALUES ($1, 'failed', $2, $3, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(d.message_id.as_str())
+                .bind(at.as_millis())
+                .bind(&text)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn reschedule(&self, d: &Dispatch, due_at: Timestamp, error: &MessageError) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let held = sqlx::query(
+                    "UPDATE outbox SET available_at = $3, lease = NULL, last_error = $4 \
+                     WHERE message_id = $1 AND lease = $2",
+                )
+                .bind(d.message_id.as_str())
+                .bind(&d.lease)
+                .bind(due_at.as_millis())
+                .bind(error_text(error))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if held == 1 {
+                    sqlx::query("UPDATE messages SET status = 'queued' WHERE id = $1 AND status = 'sending'")
+                        .bind(d.message_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(held == 1)
+            }
+
+            async fn outbox_depth(&self) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.reader()).await?)
+            }
+
+            async fn apply_status(&self, u: &StatusUpdate, at: Timestamp) -> $crate::Result<StatusOutcome> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_wamid(&mut tx, &u.wamid).await?;
+                let message_id: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM messages WHERE wamid = $1 AND direction = 'outbound'")
+                        .bind(&u.wamid)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let status = u.status.as_status().as_str();
+                let error = u.error.as_ref().map(error_text);
+                let detail = json_text(&u.detail);
+                let mut changed = false;
+                if u.status == DeliveryStatus::Delivered {
+                    // A real `delivered` replaces one implied by an earlier `read`.
+                    changed = sqlx::query(
+                        "UPDATE message_statuses SET occurred_at = $2, implied = FALSE, detail = $3 \
+                         WHERE wamid = $1 AND status = 'delivered' AND implied",
+                    )
+                    .bind(&u.wamid)
+                    .bind(u.occurred_at.as_millis())
+                    .bind(&detail)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                }
+                if !changed {
+                    changed = sqlx::query(
+                        "INSERT INTO message_statuses \
+                         (message_id, wamid, status, occurred_at, implied, error, detail, recorded_at) \
+                         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&message_id)
+                    .bind(&u.wamid)
+                    .bind(status)
+                    .bind(u.occurred_at.as_millis())
+                    .bind(&error)
+                    .bind(&detail)
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                }
+                if !changed {
+                    tx.commit().await?;
+                    return Ok(StatusOutcome::Duplicate);
+                }
+                if u.status.implies_delivered() {
+                    sqlx::query(
+                        "INSERT INTO message_statuses \
+                         (message_id, wamid, status, occurred_at, implied, recorded_at) \
+                         VALUES ($1, $2, 'delivered', $3, TRUE, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&message_id)
+                    .bind(&u.wamid)
+                    .bind(u.occurred_at.as_millis())
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let outcome = match &message_id {
+                    Some(id) => {
+                        refresh_status(&mut tx, id, at).await?;
+                        StatusOutcome::Applied
+                    }
+                    None => StatusOutcome::Pending,
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
+            async fn record_inbound(&self, m: &NewInbound) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let contact_id: String = sqlx::query_scalar(
+                    "INSERT INTO contacts (id, wa_id, profile_name, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (wa_id) DO UPDATE SET \
+                     profile_name = COALESCE(excluded.profile_name, contacts.profile_name), \
+                     updated_at = excluded.updated_at RETURNING id",
+                )
+                .bind(ContactId::generate().as_str())
+                .bind(&m.from)
+                .bind(&m.profile_name)
+                .bind(m.received_at.as_millis())
+                .fetch_one(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO messages (",
+                    message_cols!(),
+                    ") ",
+                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, NULL, NULL, $9, $10) ",
+                    "ON CONFLICT DO NOTHING"
+                ))
+                .bind(m.id.as_str())
+                .bind(m.account_id.as_str())
+                .bind(&m.phone_number_id)
+                .bind(&contact_id)
+                .bind(&m.from)
+                .bind(&m.kind)
+                .bind(json_text(&m.content))
+                .bind(&m.wamid)
+                .bind(m.sent_at.as_millis())
+                .bind(m.received_at.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(inserted == 1)
+            }
+
+            async fn get_contact_by_wa_id(&self, wa_id: &str) -> $crate::Result<Option<Contact>> {
+                let Some(r) = sqlx::query(
+                    "SELECT id, wa_id, profile_name, created_at, updated_at FROM contacts WHERE wa_id = $1",
+                )
+                .bind(wa_id)
+                .fetch_optional(self.reader())
+                .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(Contact {
+                    id: ContactId::from_trusted(r.try_get("id")?),
+                    wa_id: r.try_get("wa_id")?,
+                    profile_name: r.try_get("profile_name")?,
+                    created_at: ts(r.try_get("created_at")?),
+                    updated_at: ts(r.try_get("updated_at")?),
+                }))
+            }
+
+            async fn insert_delivery(&self, d: &NewDelivery) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO webhook_deliveries (account_id, body, received_at, available_at) \
+                     VALUES ($1, $2, $3, $3) RETURNING id",
+                )
+                .bind(d.account_id.as_ref().map(AccountId::as_str))
+                .bind(&d.body)
+                .bind(d.received_at.as_millis())
+                .fetch_one(self.writer())
+                .await?)
+            }
+
+            async fn claim_deliveries(
+                &self,
+                now: Timestamp,
+                lease_until: Timestamp,
+                limit: u32,
+            ) -> $crate::Result<Vec<Delivery>> {
+                let lease = wagate_domain::id::new_id("lease");
+                let mut tx = self.begin_write().await?;
+                let rows = sqlx::query(Self::CLAIM_DELIVERIES)
+                    .bind(&lease)
+                    .bind(lease_until.as_millis())
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let mut out = rows.iter().map(|r| delivery_row(r, &lease)).collect::<$crate::Result<Vec<_>>>()?;
+                out.sort_by_key(|d| d.id);
+                Ok(out)
+            }
+
+            async fn finish_delivery(&self, d: &Delivery, at: Timestamp, error: Option<&str>) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, processed_at = $3, \
+                     error = $4 WHERE id = $1 AND lease = $2",
+                )
+                .bind(d.id)
+                .bind(&d.lease)
+                .bind(at.as_millis())
+                .bind(error)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn retry_delivery(&self, d: &Delivery, due_at: Timestamp, error: &str) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET available_at = $3, lease = NULL, error = $4 \
+                     WHERE id = $1 AND lease = $2",
+                )
+                .bind(d.id)
+                .bind(&d.lease)
+                .bind(due_at.as_millis())
+                .bind(error)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn count_deliveries(&self) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(self.reader()).await?)
+            }
+
+            async fn pending_deliveries(&self) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE available_at IS NOT NULL")
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+        }
+
+        /// The order in which a message's statuses happen.
+        fn rank_for_order(s: MessageStatus) -> u8 {
+            match s {
+                MessageStatus::Scheduled => 0,
+                MessageStatus::Queued => 1,
+                MessageStatus::Sending => 2,
+                MessageStatus::Accepted => 3,
+                MessageStatus::Sent => 4,
+                MessageStatus::Delivered => 5,
+                MessageStatus::Read => 6,
+                MessageStatus::Played => 7,
+                MessageStatus::Failed | MessageStatus::Canceled | MessageStatus::Received => 8,
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

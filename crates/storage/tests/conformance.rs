@@ -1,0 +1,425 @@
+//! One storage suite, run against SQLite always and PostgreSQL when `WAGATE_TEST_DATABASE_URL`
+//! is set. Every implementation of `Store` must pass all of it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::json;
+use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
+use wagate_domain::message::MessageError;
+use wagate_domain::secret::Secret;
+use wagate_domain::status::{DeliveryStatus, MessageStatus};
+use wagate_domain::time::Timestamp;
+use wagate_storage::testing::TestDatabase;
+use wagate_storage::*;
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    _db: TestDatabase,
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let db = TestDatabase::new(backend).await?;
+    let store = connect(Some(db.url()), &db.data_dir()).await.expect("connect and migrate");
+    assert_eq!(store.backend(), backend);
+    Some(Fixture { store, _db: db })
+}
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + ms)
+}
+
+fn account(waba: &str) -> Account {
+    Account {
+        id: AccountId::generate(),
+        name: "Shop".into(),
+        mode: AccountMode::Live,
+        graph_base_url: "http://graph.test".into(),
+        api_version: "v23.0".into(),
+        waba_id: waba.into(),
+        access_token: Secret::new("token-1"),
+        app_secret: Secret::new("secret-1"),
+        verify_token: Secret::new("verify-1"),
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+fn number(account: &Account, id: &str, default: bool) -> PhoneNumber {
+    PhoneNumber {
+        id: id.into(),
+        account_id: account.id.clone(),
+        waba_id: account.waba_id.clone(),
+        display_phone_number: format!("+1 555-{id}"),
+        verified_name: Some("Shop".into()),
+        quality_rating: Some("GREEN".into()),
+        is_default: default,
+        mode: account.mode,
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+async fn seeded(store: &dyn Store) -> (Account, PhoneNumber) {
+    let a = account("waba-1");
+    let n = number(&a, "1001", true);
+    store.insert_account(&a, std::slice::from_ref(&n)).await.unwrap();
+    (a, n)
+}
+
+async fn enqueue(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timestamp) -> MessageId {
+    let id = MessageId::generate();
+    store
+        .enqueue_message(&NewOutbound {
+            id: id.clone(),
+            account_id: a.id.clone(),
+            phone_number_id: n.id.clone(),
+            recipient: "+15551234567".into(),
+            kind: "text".into(),
+            content: json!({"body": "hello"}),
+            metadata: Some(json!({"order": 42}).as_object().unwrap().clone()),
+            created_at: t(0),
+            due_at: due,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+fn status(wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
+    StatusUpdate {
+        wamid: wamid.into(),
+        status: s,
+        occurred_at: Timestamp::from_unix_seconds(1_800_000_000 + at_s),
+        error: (s == DeliveryStatus::Failed).then(|| MessageError {
+            code: Some(131026),
+            title: Some("Message undeliverable".into()),
+            message: "Message undeliverable".into(),
+            details: None,
+            fbtrace_id: None,
+            reason: None,
+        }),
+        detail: json!({"id": wamid, "status": "x"}),
+    }
+}
+
+async fn sent_message(store: &dyn Store, wamid: &str) -> MessageId {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(0)).await;
+    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    assert!(store.record_accepted(&d, wamid, t(2)).await.unwrap());
+    id
+}
+
+fn statuses(h: &[StatusEntry]) -> Vec<(MessageStatus, bool)> {
+    h.iter().map(|e| (e.status, e.implied)).collect()
+}
+
+async fn accounts_and_numbers(store: &dyn Store) {
+    let (mut a, n) = seeded(store).await;
+    let got = store.get_account(&a.id).await.unwrap().unwrap();
+    assert_eq!(got.access_token.expose(), "token-1");
+    assert_eq!(got.mode, AccountMode::Live);
+    assert_eq!(store.list_accounts().await.unwrap().len(), 1);
+    assert_eq!(store.accounts_by_waba("waba-1").await.unwrap().len(), 1);
+    assert!(store.accounts_by_waba("other").await.unwrap().is_empty());
+    assert_eq!(store.get_phone_number("1001").await.unwrap(), Some(n.clone()));
+
+    // Rotating the token and re-reading the WABA: 1001 vanished, 1002 appeared.
+    a.access_token = Secret::new("token-2");
+    a.updated_at = t(5);
+    let n2 = number(&a, "1002", false);
+    store.update_account(&a, Some(std::slice::from_ref(&n2))).await.unwrap();
+    assert_eq!(store.get_account(&a.id).await.unwrap().unwrap().access_token.expose(), "token-2");
+    let numbers = store.list_phone_numbers().await.unwrap();
+    assert_eq!(numbers.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["1002"]);
+    assert_eq!(numbers[0].waba_id, "waba-1");
+    assert!(store.get_phone_number("1001").await.unwrap().is_none());
+    assert!(store.get_account(&AccountId::generate()).await.unwrap().is_none());
+}
+
+async fn api_keys(store: &dyn Store) {
+    let key = ApiKey {
+        id: ApiKeyId::generate(),
+        name: "ci".into(),
+        prefix: "wgk_ab".into(),
+        key_hash: "f".repeat(64),
+        created_at: t(0),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap(), Some(key.clone()));
+    assert!(store.find_api_key_by_hash(&"e".repeat(64)).await.unwrap().is_none());
+    store.touch_api_key(&key.id, t(7)).await.unwrap();
+    assert_eq!(store.list_api_keys().await.unwrap()[0].last_used_at, Some(t(7)));
+    assert!(store.revoke_api_key(&key.id, t(8)).await.unwrap());
+    assert!(!store.revoke_api_key(&key.id, t(9)).await.unwrap());
+    assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap().revoked_at, Some(t(8)));
+    store.restore_api_key(&key.id).await.unwrap();
+    assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap().revoked_at, None);
+}
+
+async fn enqueue_writes_message_history_and_outbox(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(0)).await;
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Queued);
+    assert_eq!(m.direction, Direction::Outbound);
+    assert_eq!(m.content, json!({"body": "hello"}));
+    assert_eq!(m.metadata.unwrap()["order"], 42);
+    assert_eq!(statuses(&store.message_history(&id).await.unwrap()), [(MessageStatus::Queued, false)]);
+    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+}
+
+async fn claims_are_exclusive_until_the_lease_expires(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(0)).await;
+    let later = enqueue(store, &a, &n, t(10_000)).await;
+
+    let first = store.claim_outbox(t(100), t(30_100), 10).await.unwrap();
+    assert_eq!(first.len(), 1, "only the due row is claimed");
+    assert_eq!(first[0].message_id, id);
+    assert_eq!(first[0].attempts, 1);
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
+    assert!(store.claim_outbox(t(200), t(30_200), 10).await.unwrap().is_empty(), "leased row not claimed twice");
+
+    // The holder died; after its lease the row is claimed again, and the dead lease is fenced off.
+    let again = store.claim_outbox(t(30_101), t(60_000), 10).await.unwrap();
+    let ids: Vec<_> = again.iter().map(|d| d.message_id.clone()).collect();
+    assert_eq!(ids, [id.clone(), later]);
+    assert_eq!(again[0].attempts, 2);
+    let error = MessageError::gateway("network_error", "boom");
+    assert!(!store.record_failed(&first[0], &error, t(30_102)).await.unwrap());
+    assert!(!store.reschedule(&first[0], t(40_000), &error).await.unwrap());
+    assert!(store.record_accepted(&again[0], "wamid.A", t(30_103)).await.unwrap());
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.wamid.as_deref()), (MessageStatus::Accepted, Some("wamid.A")));
+    // A late result from the dead holder changes nothing.
+    assert!(!store.record_accepted(&first[0], "wamid.B", t(30_104)).await.unwrap());
+    assert_eq!(store.find_message_by_wamid("wamid.A").await.unwrap().unwrap().id, id);
+    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+}
+
+async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
+    let (a, n) = seeded(store.as_ref()).await;
+    for _ in 0..60 {
+        enqueue(store.as_ref(), &a, &n, t(0)).await;
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim_outbox(t(1), t(60_000), 7).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|d| d.message_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60));
+}
+
+async fn failure_and_retry(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(0)).await;
+    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    let transient = MessageError::gateway("network_error", "connection refused");
+    assert!(store.reschedule(&d, t(5_000), &transient).await.unwrap());
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
+    assert!(store.claim_outbox(t(4_999), t(60_000), 10).await.unwrap().is_empty());
+    let d = store.claim_outbox(t(5_000), t(60_000), 10).await.unwrap().pop().unwrap();
+    assert_eq!(d.attempts, 2);
+    let meta = MessageError {
+        code: Some(131008),
+        title: Some("Required parameter is missing".into()),
+        message: "(#131008) Required parameter is missing".into(),
+        details: Some("text.body".into()),
+        fbtrace_id: Some("Abc".into()),
+        reason: None,
+    };
+    assert!(store.record_failed(&d, &meta, t(5_001)).await.unwrap());
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.error), (MessageStatus::Failed, Some(meta)));
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    let h = statuses(&store.message_history(&id).await.unwrap());
+    assert_eq!(h, [(MessageStatus::Queued, false), (MessageStatus::Failed, false)]);
+}
+
+async fn statuses_fold_by_rank_with_implied_delivered(store: &dyn Store) {
+    use DeliveryStatus::*;
+    let id = sent_message(store, "wamid.S").await;
+    assert_eq!(store.apply_status(&status("wamid.S", Read, 3), t(3)).await.unwrap(), StatusOutcome::Applied);
+    assert_eq!(store.apply_status(&status("wamid.S", Sent, 1), t(4)).await.unwrap(), StatusOutcome::Applied);
+    assert_eq!(store.apply_status(&status("wamid.S", Sent, 1), t(5)).await.unwrap(), StatusOutcome::Duplicate);
+    let h = store.message_history(&id).await.unwrap();
+    assert_eq!(
+        statuses(&h),
+        [
+            (MessageStatus::Queued, false),
+            (MessageStatus::Accepted, false),
+            (MessageStatus::Sent, false),
+            (MessageStatus::Delivered, true),
+            (MessageStatus::Read, false),
+        ]
+    );
+    // The real `delivered` arrives late and replaces the implied one.
+    assert_eq!(store.apply_status(&status("wamid.S", Delivered, 2), t(6)).await.unwrap(), StatusOutcome::Applied);
+    assert_eq!(store.apply_status(&status("wamid.S", Delivered, 2), t(7)).await.unwrap(), StatusOutcome::Duplicate);
+    let h = store.message_history(&id).await.unwrap();
+    let delivered = h.iter().find(|e| e.status == MessageStatus::Delivered).unwrap();
+    assert!(!delivered.implied);
+    assert_eq!(delivered.occurred_at, Timestamp::from_unix_seconds(1_800_000_002));
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Read);
+    // `failed` after `delivered` is history only.
+    store.apply_status(&status("wamid.S", Failed, 9), t(8)).await.unwrap();
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.error), (MessageStatus::Read, None));
+}
+
+async fn failed_status_overrides_sent(store: &dyn Store) {
+    let id = sent_message(store, "wamid.F").await;
+    store.apply_status(&status("wamid.F", DeliveryStatus::Sent, 1), t(3)).await.unwrap();
+    store.apply_status(&status("wamid.F", DeliveryStatus::Failed, 2), t(4)).await.unwrap();
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(m.status, MessageStatus::Failed);
+    assert_eq!(m.error.unwrap().code, Some(131026));
+}
+
+async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(0)).await;
+    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    for (s, at) in [(DeliveryStatus::Delivered, 2), (DeliveryStatus::Sent, 1)] {
+        assert_eq!(store.apply_status(&status("wamid.E", s, at), t(2)).await.unwrap(), StatusOutcome::Pending);
+    }
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
+    assert!(store.record_accepted(&d, "wamid.E", t(3)).await.unwrap());
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Delivered);
+    let h = statuses(&store.message_history(&id).await.unwrap());
+    assert_eq!(h.len(), 4, "{h:?}");
+}
+
+async fn inbound_messages_and_contacts(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let inbound = |wamid: &str, name: Option<&str>| NewInbound {
+        id: MessageId::generate(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        wamid: wamid.into(),
+        from: "15551234567".into(),
+        profile_name: name.map(Into::into),
+        kind: "text".into(),
+        content: json!({"body": "hi"}),
+        sent_at: Timestamp::from_unix_seconds(1_800_000_000),
+        received_at: t(1),
+    };
+    let first = inbound("wamid.IN1", Some("Ana"));
+    assert!(store.record_inbound(&first).await.unwrap());
+    assert!(!store.record_inbound(&inbound("wamid.IN1", Some("Ana"))).await.unwrap(), "duplicate wamid");
+    assert!(store.record_inbound(&inbound("wamid.IN2", None)).await.unwrap());
+    let contact = store.get_contact_by_wa_id("15551234567").await.unwrap().unwrap();
+    assert_eq!(contact.profile_name.as_deref(), Some("Ana"), "a missing name keeps the known one");
+    let m = store.find_message_by_wamid("wamid.IN1").await.unwrap().unwrap();
+    assert_eq!((m.id, m.direction, m.status), (first.id, Direction::Inbound, MessageStatus::Received));
+    assert_eq!(m.contact_id, Some(contact.id));
+    assert_eq!(m.created_at, Timestamp::from_unix_seconds(1_800_000_000));
+    // A status for an inbound wamid is not an outbound status.
+    let outcome = store.apply_status(&status("wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
+    assert_eq!(outcome, StatusOutcome::Pending);
+}
+
+async fn webhook_deliveries(store: &dyn Store) {
+    let (a, _) = seeded(store).await;
+    let body = br#"{"object":"whatsapp_business_account"}"#.to_vec();
+    let id1 = store
+        .insert_delivery(&NewDelivery { account_id: Some(a.id.clone()), body: body.clone(), received_at: t(0) })
+        .await
+        .unwrap();
+    let id2 =
+        store.insert_delivery(&NewDelivery { account_id: None, body: vec![1, 2], received_at: t(1) }).await.unwrap();
+    assert!(id2 > id1);
+    assert_eq!(store.count_deliveries().await.unwrap(), 2);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 2);
+    let claimed = store.claim_deliveries(t(5), t(1_000), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), [id1, id2]);
+    assert_eq!(claimed[0].body, body);
+    assert_eq!(claimed[0].account_id, Some(a.id));
+    assert!(store.claim_deliveries(t(6), t(1_000), 10).await.unwrap().is_empty());
+    store.finish_delivery(&claimed[0], t(7), None).await.unwrap();
+    store.retry_delivery(&claimed[1], t(2_000), "database busy").await.unwrap();
+    assert!(store.claim_deliveries(t(1_999), t(3_000), 10).await.unwrap().is_empty());
+    let again = store.claim_deliveries(t(2_000), t(3_000), 10).await.unwrap();
+    assert_eq!((again.len(), again[0].id, again[0].attempts), (1, id2, 2));
+    store.finish_delivery(&again[0], t(2_001), Some("unparseable")).await.unwrap();
+    assert!(store.claim_deliveries(t(10_000), t(20_000), 10).await.unwrap().is_empty());
+    assert_eq!(store.count_deliveries().await.unwrap(), 2);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+}
+
+async fn reopening_keeps_everything(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let id = {
+        let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+        let (a, n) = seeded(store.as_ref()).await;
+        let id = enqueue(store.as_ref(), &a, &n, t(0)).await;
+        store.close().await;
+        id
+    };
+    let store = connect(Some(db.url()), &db.data_dir()).await.expect("migrations are idempotent");
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
+    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+}
+
+macro_rules! suite {
+    ($backend:ident, $b:expr) => {
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test]
+                    async fn $name() {
+                        if let Some(f) = fixture($b).await {
+                            super::$name(f.store.as_ref()).await;
+                        }
+                    }
+                };
+            }
+
+            case!(accounts_and_numbers);
+            case!(api_keys);
+            case!(enqueue_writes_message_history_and_outbox);
+            case!(claims_are_exclusive_until_the_lease_expires);
+            case!(failure_and_retry);
+            case!(statuses_fold_by_rank_with_implied_delivered);
+            case!(failed_status_overrides_sent);
+            case!(statuses_before_the_wamid_are_kept_and_applied);
+            case!(inbound_messages_and_contacts);
+            case!(webhook_deliveries);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_claims_never_overlap() {
+                if let Some(f) = fixture($b).await {
+                    super::concurrent_claims_never_overlap(f.store.clone()).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn reopening_keeps_everything() {
+                super::reopening_keeps_everything($b).await;
+            }
+        }
+    };
+}
+
+suite!(sqlite, Backend::Sqlite);
+suite!(postgres, Backend::Postgres);

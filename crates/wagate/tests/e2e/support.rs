@@ -1,0 +1,332 @@
+//! Test harness: the real application on 127.0.0.1:0 with the real sandbox and a real database,
+//! the real binary as a child process, and polling with deadlines.
+
+use std::future::Future;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wagate_domain::id::MessageId;
+use wagate_domain::secret::Secret;
+use wagate_domain::time::Timestamp;
+use wagate_server::config::LogFormat;
+use wagate_server::state::AppState;
+use wagate_server::{Application, Config, telemetry};
+use wagate_storage::testing::TestDatabase;
+use wagate_storage::{Backend, NewOutbound, Store};
+
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Config for tests: port 0, the test database, fast sandbox statuses and polls.
+pub fn test_config(db: &TestDatabase, api_key: &str) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: db.data_dir(),
+        database_url: Some(db.url().to_owned()),
+        bootstrap_api_key: Some(Secret::new(api_key)),
+        shutdown_grace_secs: 10,
+        ..Config::default()
+    };
+    c.sandbox.sent_delay_ms = 30;
+    c.sandbox.delivered_delay_ms = 60;
+    c.sandbox.read_delay_ms = 90;
+    c.dispatcher.poll_interval_ms = 50;
+    c.dispatcher.graph_timeout_ms = 5_000;
+    c.dispatcher.lease_margin_ms = 2_000;
+    c.inbound.poll_interval_ms = 50;
+    c
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub api_key: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    cancel: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    /// The application on `backend`, started; `None` when that backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let app = Self::build(backend, tweak).await?;
+        Some(app.started())
+    }
+
+    /// Built (schema, keys and sandbox account in place) but not yet running its workers.
+    pub async fn build(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<BuiltApp> {
+        telemetry::init(LogFormat::Text, "warn");
+        let db = TestDatabase::new(backend).await?;
+        let api_key = format!("test-key-{}", wagate_domain::id::new_id("k"));
+        let mut config = test_config(&db, &api_key);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("application builds");
+        Some(BuiltApp { app, db, api_key })
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        request(&self.http, method, &format!("{}{path}", self.url), Some(&self.api_key), body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// The seeded sandbox's phone numbers (ids).
+    pub async fn sandbox_numbers(&self) -> Vec<String> {
+        let (status, body) = self.get("/v1/phone-numbers").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["mode"] == "sandbox")
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Stops the application as SIGTERM would, and waits for it.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.expect("app task").expect("app stops cleanly");
+    }
+
+    /// Stops the application and starts a new one on the same database.
+    pub async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let TestApp { api_key, cancel, task, db, .. } = self;
+        cancel.cancel();
+        task.await.expect("app task").expect("app stops cleanly");
+        let mut config = test_config(&db, &api_key);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("application rebuilds");
+        BuiltApp { app, db, api_key }.started()
+    }
+}
+
+pub struct BuiltApp {
+    pub app: Application,
+    pub db: TestDatabase,
+    pub api_key: String,
+}
+
+impl BuiltApp {
+    pub fn started(self) -> TestApp {
+        let url = format!("http://{}", self.app.local_addr());
+        let state = self.app.state().clone();
+        let cancel = self.app.shutdown_token();
+        let task = tokio::spawn(self.app.run());
+        TestApp { url, api_key: self.api_key, http: reqwest::Client::new(), state, cancel, task, db: self.db }
+    }
+}
+
+pub async fn request(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    api_key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method, url);
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, value)
+}
+
+/// Polls `check` until it yields a value or `PATIENCE` runs out.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {PATIENCE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A customer writes first (opening the 24-hour window), as every send test does.
+pub async fn simulate_inbound(
+    http: &reqwest::Client,
+    sandbox_url: &str,
+    api_key: Option<&str>,
+    phone_number_id: &str,
+    from: &str,
+    text: &str,
+) -> String {
+    let body = json!({
+        "phone_number_id": phone_number_id,
+        "from": from,
+        "name": "Ana Customer",
+        "message": {"type": "text", "text": {"body": text}},
+    });
+    let (status, resp) =
+        request(http, Method::POST, &format!("{sandbox_url}/simulate/inbound"), api_key, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    resp["wamid"].as_str().expect("simulate answers a wamid").to_owned()
+}
+
+/// What the sandbox's messages endpoint received, filtered to one recipient.
+pub async fn sandbox_received(
+    http: &reqwest::Client,
+    sandbox_url: &str,
+    api_key: Option<&str>,
+    to: &str,
+) -> Vec<Value> {
+    let (status, body) = request(http, Method::GET, &format!("{sandbox_url}/control/messages"), api_key, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"].as_array().unwrap().iter().filter(|m| m["body"]["to"] == to).cloned().collect()
+}
+
+/// A random E.164 number in the fictional 555-01xx range, so tests never share a recipient.
+pub fn customer() -> String {
+    let n = wagate_domain::id::new_id("x");
+    let digits: String = n.bytes().rev().filter(u8::is_ascii_digit).take(4).map(char::from).collect();
+    format!("+1555017{:0>4}", digits)
+}
+
+/// Polls a message until `done` holds for its JSON.
+pub async fn wait_for_message(
+    app_http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(what, || async {
+        let (status, body) = request(app_http, Method::GET, &format!("{url}/v1/messages/{id}"), Some(key), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        done(&body).then_some(body)
+    })
+    .await
+}
+
+/// Queues a text straight into storage, bypassing the API, to stage states the API cannot reach
+/// on purpose (what a crashed process left behind).
+pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient: &str, body: &str) -> MessageId {
+    let number = store.get_phone_number(phone_number_id).await.unwrap().expect("a connected number");
+    let id = MessageId::generate();
+    let now = Timestamp::now();
+    store
+        .enqueue_message(&NewOutbound {
+            id: id.clone(),
+            account_id: number.account_id,
+            phone_number_id: number.id,
+            recipient: recipient.to_owned(),
+            kind: "text".into(),
+            content: json!({"text": {"body": body}}),
+            metadata: None,
+            created_at: now,
+            due_at: now,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// The `wagate` binary cargo built for these tests, as a child process.
+pub struct Process {
+    pub child: Child,
+    /// The URL the process printed on its first line.
+    pub url: String,
+}
+
+impl Process {
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wagate"));
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the wagate binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("the process prints its address in time")
+            .unwrap()
+            .expect("the process prints its address");
+        let url = line.split_whitespace().last().unwrap().to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, url }
+    }
+
+    /// SIGTERM, then the exit code.
+    pub async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().expect("running") as i32;
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("exits after SIGTERM").unwrap();
+        exit.code()
+    }
+}
+
+/// Runs the binary to completion and returns its stdout.
+pub async fn run_binary(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wagate"))
+        .args(args)
+        .env_remove("WAGATE_DATABASE_URL")
+        .env_remove("WAGATE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "wagate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Generates one test per backend from `async fn name(backend: Backend)`.
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(wagate_storage::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(wagate_storage::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_each_backend;

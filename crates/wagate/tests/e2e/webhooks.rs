@@ -1,0 +1,174 @@
+//! Meta's webhook receiver through HTTP: the handshake, signatures checked on the raw bytes
+//! (refusals change nothing), and statuses that arrive before the send's wamid.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wagate_domain::id::MessageId;
+use wagate_domain::signature;
+use wagate_domain::status::MessageStatus;
+use wagate_domain::time::Timestamp;
+use wagate_storage::{Backend, Dispatch, Store};
+
+use crate::support::*;
+
+struct SandboxAccount {
+    waba_id: String,
+    app_secret: String,
+    verify_token: String,
+    phone_number_id: String,
+}
+
+async fn sandbox_account(app: &TestApp) -> SandboxAccount {
+    let (status, body) = app.get("/sandbox/control/accounts").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = &body["data"][0];
+    SandboxAccount {
+        waba_id: a["waba_id"].as_str().unwrap().into(),
+        app_secret: a["app_secret"].as_str().unwrap().into(),
+        verify_token: a["verify_token"].as_str().unwrap().into(),
+        phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
+    }
+}
+
+fn status_payload(account: &SandboxAccount, wamid: &str, statuses: &[(&str, i64)]) -> Vec<u8> {
+    let entries: Vec<Value> = statuses
+        .iter()
+        .map(|(s, ts)| json!({"id": wamid, "status": s, "timestamp": ts.to_string(), "recipient_id": "15550171234"}))
+        .collect();
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": account.waba_id, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100000", "phone_number_id": account.phone_number_id},
+            "statuses": entries,
+        }}]}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<String>) -> StatusCode {
+    let mut req =
+        app.http.post(format!("{}/webhooks/meta", app.url)).header("content-type", "application/json").body(body);
+    if let Some(sig) = signature {
+        req = req.header("x-hub-signature-256", sig);
+    }
+    req.send().await.unwrap().status()
+}
+
+/// A message the app believes it sent, with a wamid of the test's choosing; the dispatcher is
+/// kept out of it by holding the outbox lease.
+async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Dispatch {
+    enqueue_direct(store, phone_number_id, "+15550171234", "hi").await;
+    let now = Timestamp::now();
+    let mut claimed = store.claim_outbox(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
+    claimed.pop().expect("the message is claimable")
+}
+
+async fn message_status(store: &dyn Store, id: &MessageId) -> MessageStatus {
+    store.get_message(id).await.unwrap().unwrap().status
+}
+
+async fn wrong_or_missing_signatures_are_refused_and_change_nothing(backend: Backend) {
+    let Some(built) = TestApp::build(backend, |_| {}).await else { return };
+    let store = built.app.state().store.clone();
+    let numbers = store.list_phone_numbers().await.unwrap();
+    let d = claimed_message(store.as_ref(), &numbers[0].id).await;
+    assert!(store.record_accepted(&d, "wamid.SIGTEST", Timestamp::now()).await.unwrap());
+    let app = built.started();
+    let account = sandbox_account(&app).await;
+    let body = status_payload(&account, "wamid.SIGTEST", &[("read", 1_800_000_000)]);
+    let deliveries_before = store.count_deliveries().await.unwrap();
+
+    let other_body = status_payload(&account, "wamid.OTHER", &[("read", 1_800_000_000)]);
+    let mut tampered = body.clone();
+    let at = tampered.len() - 5;
+    tampered[at] = b' ';
+    let attempts = [
+        ("no signature", body.clone(), None),
+        ("empty signature", body.clone(), Some(String::new())),
+        ("another secret", body.clone(), Some(signature::sign("not-the-app-secret", &body))),
+        ("another body's signature", body.clone(), Some(signature::sign(&account.app_secret, &other_body))),
+        ("tampered body", tampered, Some(signature::sign(&account.app_secret, &body))),
+        ("hex without prefix", body.clone(), Some(signature::sign(&account.app_secret, &body).replace("sha256=", ""))),
+        ("sha1 header", body.clone(), Some(signature::sign(&account.app_secret, &body).replace("sha256=", "sha1="))),
+    ];
+    for (what, body, sig) in attempts {
+        assert_eq!(post_webhook(&app, body, sig).await, StatusCode::FORBIDDEN, "{what}");
+    }
+    assert_eq!(store.count_deliveries().await.unwrap(), deliveries_before, "refused deliveries are not stored");
+    assert_eq!(message_status(store.as_ref(), &d.message_id).await, MessageStatus::Accepted, "nothing applied");
+
+    // The same body, rightly signed, is taken and applied: the refusals were the signatures.
+    let sig = signature::sign(&account.app_secret, &body);
+    assert_eq!(post_webhook(&app, body, Some(sig)).await, StatusCode::OK);
+    eventually("the signed status to apply", || async {
+        (message_status(store.as_ref(), &d.message_id).await == MessageStatus::Read).then_some(())
+    })
+    .await;
+    assert_eq!(store.count_deliveries().await.unwrap(), deliveries_before + 1);
+    app.stop().await;
+}
+
+async fn statuses_before_the_wamid_are_kept_then_applied(backend: Backend) {
+    let Some(built) = TestApp::build(backend, |_| {}).await else { return };
+    let store = built.app.state().store.clone();
+    let numbers = store.list_phone_numbers().await.unwrap();
+    let d = claimed_message(store.as_ref(), &numbers[0].id).await;
+    let app = built.started();
+    let account = sandbox_account(&app).await;
+    // `read` first, then `sent` again and again: duplicates and reordering, before the wamid.
+    for batch in [&[("read", 1_800_000_003)][..], &[("sent", 1_800_000_001), ("sent", 1_800_000_001)][..]] {
+        let body = status_payload(&account, "wamid.EARLY", batch);
+        let sig = signature::sign(&account.app_secret, &body);
+        assert_eq!(post_webhook(&app, body, Some(sig)).await, StatusCode::OK);
+    }
+    eventually("both deliveries processed", || async {
+        (store.pending_deliveries().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(store.count_deliveries().await.unwrap(), 2);
+    assert_eq!(message_status(store.as_ref(), &d.message_id).await, MessageStatus::Sending);
+
+    // The send's result is recorded: the waiting statuses apply at once.
+    assert!(store.record_accepted(&d, "wamid.EARLY", Timestamp::now()).await.unwrap());
+    let (status, m) = app.get(&format!("/v1/messages/{}", d.message_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(m["status"], "read");
+    let history: Vec<(&str, bool)> = m["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["status"].as_str().unwrap(), s["implied"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [("queued", false), ("accepted", false), ("sent", false), ("delivered", true), ("read", false)]
+    );
+    app.stop().await;
+}
+
+async fn handshake_needs_the_verify_token(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let account = sandbox_account(&app).await;
+    let url = |mode: &str, token: &str| {
+        format!("{}/webhooks/meta?hub.mode={mode}&hub.verify_token={token}&hub.challenge=1158201444", app.url)
+    };
+    let resp = app.http.get(url("subscribe", &account.verify_token)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "1158201444");
+    for (mode, token) in
+        [("subscribe", "wrong-token"), ("unsubscribe", account.verify_token.as_str()), ("subscribe", "")]
+    {
+        let (status, body) = request(&app.http, Method::GET, &url(mode, token), None, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{mode} {token}: {body}");
+        assert_eq!(body["error"]["code"], "forbidden");
+    }
+    app.stop().await;
+}
+
+on_each_backend!(
+    wrong_or_missing_signatures_are_refused_and_change_nothing,
+    statuses_before_the_wamid_are_kept_then_applied,
+    handshake_needs_the_verify_token,
+);
