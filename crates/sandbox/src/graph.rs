@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State as AxState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State as AxState};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -107,16 +108,31 @@ struct TokenQuery {
     access_token: Option<String>,
 }
 
-/// Meta takes the token as a bearer header or an `access_token` query parameter.
-fn authenticate(state: &State, headers: &HeaderMap, query: &TokenQuery) -> Result<(), GraphError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match header.or(query.access_token.as_deref()) {
-        Some(token) if state.token_is_valid(token) => Ok(()),
-        _ => Err(GraphError::invalid_token()),
+/// A Graph call that passed Meta's checks: a version-shaped `{version}` and a valid access token,
+/// as a bearer header or an `access_token` query parameter. Carries the path's `{node}`.
+struct GraphCall {
+    node: String,
+}
+
+impl FromRequestParts<Shared> for GraphCall {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, GraphError> {
+        let Path((version, node)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| GraphError::bad_version("?"))?;
+        check_version(&version)?;
+        let query = Query::<TokenQuery>::from_request_parts(parts, state).await.map(|q| q.0).ok();
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        match header.or(query.as_ref().and_then(|q| q.access_token.as_deref())) {
+            Some(token) if state.token_is_valid(token) => Ok(Self { node }),
+            _ => Err(GraphError::invalid_token()),
+        }
     }
 }
 
@@ -142,14 +158,7 @@ fn number_json(n: &crate::SeedNumber) -> Value {
     })
 }
 
-async fn get_node(
-    AxState(state): AxState<Shared>,
-    Path((version, node)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Result<Response, GraphError> {
-    check_version(&version)?;
-    authenticate(&state, &headers, &query)?;
+async fn get_node(AxState(state): AxState<Shared>, GraphCall { node }: GraphCall) -> Result<Response, GraphError> {
     if let Some(n) = state.number(&node) {
         return Ok(axum::Json(number_json(n)).into_response());
     }
@@ -168,12 +177,8 @@ async fn get_node(
 
 async fn list_phone_numbers(
     AxState(state): AxState<Shared>,
-    Path((version, node)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    GraphCall { node }: GraphCall,
 ) -> Result<Response, GraphError> {
-    check_version(&version)?;
-    authenticate(&state, &headers, &query)?;
     if node != state.seed.waba_id {
         return Err(GraphError::unknown_node(&node, "get"));
     }
@@ -251,13 +256,9 @@ fn validate_send(body: &Value) -> Result<(String, String), GraphError> {
 
 async fn send_message(
     AxState(state): AxState<Shared>,
-    Path((version, node)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
+    GraphCall { node }: GraphCall,
     body: Bytes,
 ) -> Result<Response, GraphError> {
-    check_version(&version)?;
-    authenticate(&state, &headers, &query)?;
     if state.number(&node).is_none() {
         return Err(GraphError::unknown_node(&node, "post"));
     }

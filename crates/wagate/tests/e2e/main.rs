@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod flow;
 mod lease;
+mod ops;
 mod sandbox_mode;
 mod standalone;
 mod support;

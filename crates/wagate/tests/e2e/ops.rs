@@ -1,0 +1,74 @@
+//! Operations: health, readiness, metrics, the OpenAPI document and request ids.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use wagate_storage::Backend;
+
+use crate::support::*;
+
+async fn operations_endpoints_answer(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let open = |path: &str| {
+        let url = format!("{}{path}", app.url);
+        let http = app.http.clone();
+        async move { request(&http, Method::GET, &url, None, None).await }
+    };
+
+    assert_eq!(open("/healthz").await, (StatusCode::OK, json!({"status": "ok"})));
+    let ready = eventually("readiness", || async {
+        let (status, body) = open("/readyz").await;
+        (status == StatusCode::OK).then_some(body)
+    })
+    .await;
+    assert_eq!(ready, json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true}));
+
+    // A send shows in the metrics; no customer's number does.
+    let customer = customer();
+    let (status, _) = app.post("/v1/messages", json!({"to": customer, "type": "text", "text": {"body": "x"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let metrics = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    for series in [
+        "wagate_http_requests_total{method=\"POST\",route=\"/v1/messages\",status=\"202\"} 1",
+        "wagate_messages_enqueued_total 1",
+        "wagate_outbox_depth",
+        "wagate_webhook_backlog",
+        "wagate_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(!text.contains(customer.trim_start_matches('+')), "a customer's number is in the metrics");
+
+    // The OpenAPI document covers every native endpoint.
+    let (status, doc) = open("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    for (path, methods) in [
+        ("/v1/messages", &["post"][..]),
+        ("/v1/messages/{id}", &["get"]),
+        ("/v1/accounts", &["get", "post"]),
+        ("/v1/accounts/{id}", &["get", "patch"]),
+        ("/v1/phone-numbers", &["get"]),
+        ("/v1/api-keys", &["get", "post"]),
+        ("/v1/api-keys/{id}", &["delete"]),
+        ("/webhooks/meta", &["get", "post"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for m in methods {
+            assert!(doc["paths"][path][m].is_object(), "{m} {path} missing from /openapi.json");
+        }
+    }
+    assert!(doc["components"]["schemas"]["SendRequest"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Request ids: a caller's is echoed, otherwise one is made.
+    let resp = app.http.get(format!("{}/healthz", app.url)).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    let resp = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    assert!(resp.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    app.stop().await;
+}
+
+on_each_backend!(operations_endpoints_answer);
