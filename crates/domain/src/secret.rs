@@ -29,6 +29,13 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Secrets arrive in request bodies and configuration files; they are never serialised back.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self(value)

@@ -56,7 +56,12 @@ pub fn fbtrace_id() -> String {
 /// A wamid as Meta makes them: `wamid.` and base64 of a small binary record that embeds the
 /// recipient's number and a random message key.
 pub fn wamid(recipient: &str) -> String {
-    let recipient = if recipient.len() > 200 { &recipient[..200] } else { recipient };
+    // The record stores the length in one byte.
+    let mut end = recipient.len().min(200);
+    while !recipient.is_char_boundary(end) {
+        end -= 1;
+    }
+    let recipient = &recipient[..end];
     let key = hex::encode_upper(random_bytes::<9>());
     let mut raw = Vec::with_capacity(recipient.len() + 32);
     raw.extend_from_slice(&[0x1C, 0x18, recipient.len() as u8]);
@@ -76,6 +81,7 @@ mod tests {
         let w = wamid("16505551234");
         assert!(w.starts_with("wamid.HBgLMTY1MDU1NTEyMzQVAgARGB"), "{w}");
         assert_ne!(wamid("1"), wamid("1"));
+        assert!(wamid(&"é".repeat(150)).starts_with("wamid."));
         assert_eq!(numeric_id().len(), 15);
         assert!(display_number().starts_with("+1 555-01"));
         assert_eq!(digits_only("+1 555-0123-4567"), "155501234567");

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use state::Received;
 
 /// A sandbox business: one WABA, its phone numbers and the app credentials that go with it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Seed {
     pub waba_id: String,
     pub business_name: String,
@@ -38,6 +38,17 @@ pub struct SeedNumber {
     /// As Meta formats it in phone-number lists: `+1 555-010-4471`.
     pub display_phone_number: String,
     pub verified_name: String,
+}
+
+/// Credentials stay out of logs, even a test tool's.
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seed")
+            .field("waba_id", &self.waba_id)
+            .field("business_name", &self.business_name)
+            .field("phone_numbers", &self.phone_numbers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Seed {

@@ -37,6 +37,9 @@ pub struct State {
     last_inbound: Mutex<HashMap<(String, String), u64>>,
 }
 
+/// Requests kept for `GET /control/messages`.
+const RECEIVED_KEPT: usize = 100_000;
+
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -65,7 +68,13 @@ impl State {
     }
 
     pub fn record(&self, r: Received) {
-        self.received.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        if received.len() >= RECEIVED_KEPT {
+            // A sandbox left running for days keeps the recent past, not all of it.
+            let excess = received.len() + 1 - RECEIVED_KEPT;
+            received.drain(..excess);
+        }
+        received.push(r);
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use wagate_domain::secret::Secret;
 
-#[derive(Clone, Debug, Deserialize)]
+// No `Debug`: the database URL may carry a password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the one HTTP listener binds.
@@ -26,7 +27,8 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub dispatcher: DispatcherSettings,
     pub inbound: InboundSettings,
-    /// How long shutdown waits for in-flight work before leaving it to be re-claimed.
+    /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
+    /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
 }
 
@@ -42,7 +44,7 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             dispatcher: DispatcherSettings::default(),
             inbound: InboundSettings::default(),
-            shutdown_grace_secs: 30,
+            shutdown_grace_secs: 45,
         }
     }
 }
@@ -189,6 +191,13 @@ impl Config {
         if d.graph_timeout_ms == 0 || d.poll_interval_ms == 0 || self.inbound.poll_interval_ms == 0 {
             return Err(ConfigError::Invalid("timeouts and poll intervals must be positive".into()));
         }
+        if self.shutdown_grace_secs * 1_000 < d.graph_timeout_ms + 5_000 {
+            return Err(ConfigError::Invalid(format!(
+                "shutdown_grace_secs must be at least the Graph timeout plus 5 s ({} s), so sends in flight \
+                 finish and are recorded before exit",
+                (d.graph_timeout_ms + 5_000).div_ceil(1_000)
+            )));
+        }
         if self.inbound.max_body_bytes < 3 * 1024 * 1024 {
             return Err(ConfigError::Invalid("inbound.max_body_bytes must be at least 3 MiB".into()));
         }
@@ -218,5 +227,13 @@ mod tests {
         let mut c = Config::default();
         c.dispatcher.lease_margin_ms = 10;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn shutdown_waits_for_a_whole_request() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.shutdown_grace_secs = 30;
+        assert!(c.validate().is_err(), "30 s grace with a 30 s Graph timeout could cut a send short");
     }
 }

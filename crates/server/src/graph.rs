@@ -99,7 +99,7 @@ impl GraphClient {
             let page: Page<PhoneNumberInfo> = self.call(req, false).await?;
             all.extend(page.data);
             match page.paging.as_ref().and_then(|p| p.get("next")).and_then(Value::as_str) {
-                Some(next) => url = next.to_owned(),
+                Some(next) => url = without_token(next),
                 None => break,
             }
         }
@@ -107,7 +107,7 @@ impl GraphClient {
     }
 
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, mutating: bool) -> Result<T, GraphFailure> {
-        let resp = req.send().await.map_err(|e| classify_transport(&e, mutating))?;
+        let resp = req.send().await.map_err(|e| classify_transport(e, mutating))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -116,6 +116,7 @@ impl GraphClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(|e| {
+            let e = e.without_url();
             if mutating && status.is_success() {
                 GraphFailure::Unknown(format!("reading Meta's answer failed: {e}"))
             } else {
@@ -134,16 +135,40 @@ impl GraphClient {
         }
         match serde_json::from_slice::<GraphErrorBody>(&bytes) {
             Ok(body) => Err(GraphFailure::Meta { status: status.as_u16(), error: body.error }),
+            // A 5xx from something in between (a proxy, a load balancer) says nothing of
+            // whether Meta got the request.
+            Err(_) if mutating && status.is_server_error() => {
+                Err(GraphFailure::Unknown(format!("HTTP {status} from the Graph API: {}", snippet(&bytes))))
+            }
             Err(_) => Err(GraphFailure::Http { status: status.as_u16(), body: snippet(&bytes), retry_after }),
         }
     }
 }
 
-fn classify_transport(e: &reqwest::Error, mutating: bool) -> GraphFailure {
-    if e.is_connect() || e.is_builder() || !mutating {
-        GraphFailure::Connect(e.to_string())
-    } else {
-        GraphFailure::Unknown(e.to_string())
+/// Errors are shown to API callers and logged: without the URL, which may carry a token.
+fn classify_transport(e: reqwest::Error, mutating: bool) -> GraphFailure {
+    let connect = e.is_connect() || e.is_builder();
+    let message = e.without_url().to_string();
+    if connect || !mutating { GraphFailure::Connect(message) } else { GraphFailure::Unknown(message) }
+}
+
+/// Graph's paging URLs repeat the access token in the query; wagate sends it as a header.
+fn without_token(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let kept: Vec<(String, String)> = u
+                .query_pairs()
+                .filter(|(k, _)| k != "access_token")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                u.set_query(None);
+            } else {
+                u.query_pairs_mut().clear().extend_pairs(kept);
+            }
+            u.into()
+        }
+        Err(_) => url.to_owned(),
     }
 }
 
@@ -155,4 +180,18 @@ fn snippet(bytes: &[u8]) -> String {
 /// True for statuses that mean "later" when the body says nothing more.
 pub fn is_transient_status(status: u16) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS.as_u16() || (500..600).contains(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_urls_lose_their_token() {
+        assert_eq!(
+            without_token("https://graph.facebook.com/v23.0/1/phone_numbers?access_token=EAAG&after=QVF"),
+            "https://graph.facebook.com/v23.0/1/phone_numbers?after=QVF"
+        );
+        assert_eq!(without_token("http://h/x?access_token=EAAG"), "http://h/x");
+    }
 }

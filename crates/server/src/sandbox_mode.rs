@@ -13,12 +13,29 @@ use crate::config::Config;
 use crate::services::accounts::DEFAULT_API_VERSION;
 
 /// Creates or refreshes the sandbox account and returns the sandbox to mount, or, with the
-/// sandbox disabled, takes the sandbox account's numbers out of service.
+/// sandbox disabled, takes the sandbox account's numbers out of service. Instances starting
+/// together on one database race here; the loser reads what the winner wrote.
+///
+/// The sandbox itself lives in this process: with several instances, each has its own, and the
+/// account points at whichever started last. Sandbox mode is for one instance.
 pub async fn prepare(store: &dyn Store, config: &Config, self_url: &str) -> Result<Option<Sandbox>, StorageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match prepare_once(store, config, self_url).await {
+            Err(StorageError::Conflict(why)) if attempt < 3 => {
+                tracing::info!(%why, "another instance is seeding the sandbox; reading its account");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn prepare_once(store: &dyn Store, config: &Config, self_url: &str) -> Result<Option<Sandbox>, StorageError> {
     let existing = store.list_accounts().await?.into_iter().find(|a| a.mode == AccountMode::Sandbox);
     if !config.sandbox.enabled {
         if let Some(account) = existing {
-            store.update_account(&account, Some(&[])).await?;
+            store.update_account(&account, account.updated_at, Some(&[])).await?;
             tracing::info!(account_id = %account.id, "sandbox disabled: its phone numbers are out of service");
         }
         return Ok(None);
@@ -28,6 +45,7 @@ pub async fn prepare(store: &dyn Store, config: &Config, self_url: &str) -> Resu
     let now = Timestamp::now();
     let (account, numbers) = match existing {
         Some(mut account) => {
+            let last_updated_at = account.updated_at;
             account.graph_base_url = base_url;
             if let Some(s) = &settings.app_secret {
                 account.app_secret = s.clone();
@@ -47,7 +65,9 @@ pub async fn prepare(store: &dyn Store, config: &Config, self_url: &str) -> Resu
             } else {
                 None
             };
-            store.update_account(&account, replace).await?;
+            if !store.update_account(&account, last_updated_at, replace).await? {
+                return Err(StorageError::Conflict("the sandbox account changed while starting; start again".into()));
+            }
             (account, numbers)
         }
         None => {

@@ -1,7 +1,7 @@
 //! What every handler and worker shares.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 use wagate_domain::time::Timestamp;
@@ -24,11 +24,14 @@ pub struct AppState {
     pub health: Arc<WorkerHealth>,
 }
 
-/// Heartbeats of the background workers, for `/readyz`.
+/// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,
+/// and how many rounds it made.
 #[derive(Default)]
 pub struct WorkerHealth {
     dispatcher: AtomicI64,
     inbound: AtomicI64,
+    dispatcher_rounds: AtomicU64,
+    inbound_rounds: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -38,20 +41,26 @@ pub enum Worker {
 }
 
 impl WorkerHealth {
-    fn slot(&self, w: Worker) -> &AtomicI64 {
+    fn slot(&self, w: Worker) -> (&AtomicI64, &AtomicU64) {
         match w {
-            Worker::Dispatcher => &self.dispatcher,
-            Worker::Inbound => &self.inbound,
+            Worker::Dispatcher => (&self.dispatcher, &self.dispatcher_rounds),
+            Worker::Inbound => (&self.inbound, &self.inbound_rounds),
         }
     }
 
     pub fn beat(&self, w: Worker) {
-        self.slot(w).store(Timestamp::now().as_millis(), Ordering::Relaxed);
+        let (last, rounds) = self.slot(w);
+        last.store(Timestamp::now().as_millis(), Ordering::Relaxed);
+        rounds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rounds(&self, w: Worker) -> u64 {
+        self.slot(w).1.load(Ordering::Relaxed)
     }
 
     /// Alive when it beat within `max_age_ms`.
     pub fn alive(&self, w: Worker, max_age_ms: i64) -> bool {
-        let last = self.slot(w).load(Ordering::Relaxed);
+        let last = self.slot(w).0.load(Ordering::Relaxed);
         last > 0 && Timestamp::now().as_millis() - last <= max_age_ms
     }
 }

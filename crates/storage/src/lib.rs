@@ -29,6 +29,9 @@ pub enum StorageError {
     Migration { version: i64, name: &'static str, source: sqlx::Error },
     #[error("stored value is not what wagate wrote: {0}")]
     Corrupt(String),
+    /// A uniqueness rule refused the write (an id already taken, a number owned elsewhere).
+    #[error("{0}")]
+    Conflict(String),
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
 }
@@ -50,26 +53,36 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     // Accounts and phone numbers.
-    /// Inserts an account with the phone numbers read from its WABA.
+    /// Inserts an account with the phone numbers read from its WABA. `Conflict` when a number
+    /// belongs to another account, or when a second sandbox account is inserted.
     async fn insert_account(&self, account: &Account, numbers: &[PhoneNumber]) -> Result<()>;
-    /// Updates an account's name, URL and credentials; when `numbers` is given, they replace
-    /// the account's phone numbers (numbers that disappeared from the WABA are removed).
-    async fn update_account(&self, account: &Account, numbers: Option<&[PhoneNumber]>) -> Result<()>;
+    /// Updates an account's name, URL and credentials, if it was last updated at
+    /// `last_updated_at` (false otherwise: someone else changed it meanwhile). When `numbers`
+    /// is given they replace the account's phone numbers; `Conflict` when one belongs to
+    /// another account.
+    async fn update_account(
+        &self,
+        account: &Account,
+        last_updated_at: Timestamp,
+        numbers: Option<&[PhoneNumber]>,
+    ) -> Result<bool>;
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
     async fn accounts_by_waba(&self, waba_id: &str) -> Result<Vec<Account>>;
     async fn list_phone_numbers(&self) -> Result<Vec<PhoneNumber>>;
     async fn get_phone_number(&self, id: &str) -> Result<Option<PhoneNumber>>;
+    /// Makes `id` the default sender among the numbers of its mode; false when there is no such number.
+    async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> Result<bool>;
 
     // API keys.
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// Inserts the key, or un-revokes it when its hash is already known.
+    async fn ensure_api_key(&self, key: &ApiKey) -> Result<()>;
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
     /// Revokes a key by id; false when there is no such unrevoked key.
     async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<bool>;
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<()>;
-    /// Undoes a revocation (for the bootstrap key, which must always work).
-    async fn restore_api_key(&self, id: &ApiKeyId) -> Result<()>;
 
     // Outbound messages and the outbox.
     /// Writes the message, its first history entry and its outbox row in one transaction.
@@ -77,6 +90,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
     async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
     async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
+    async fn count_messages(&self) -> Result<i64>;
     /// Leases up to `limit` due outbox rows until `lease_until` and marks them `sending`.
     async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;
     /// Meta accepted the message: record its wamid, drop the outbox row, apply any statuses
@@ -89,6 +103,8 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_depth(&self) -> Result<i64>;
 
     // Inbound.
+    /// Applies a status to the message of `update.account_id` with that wamid, or keeps it for
+    /// when that account records the wamid.
     async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome>;
     /// Stores an inbound message and upserts its contact; false for a duplicate wamid.
     async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;

@@ -160,11 +160,15 @@ pub struct Dispatch {
     pub attempts: i64,
     /// Proof of the lease: results are recorded only by the holder.
     pub lease: String,
+    /// When the lease lapses and the row may be claimed again.
+    pub lease_until: Timestamp,
 }
 
 /// A status webhook entry, parsed.
 #[derive(Clone, Debug)]
 pub struct StatusUpdate {
+    /// The account whose signed webhook reported it.
+    pub account_id: AccountId,
     pub wamid: String,
     pub status: DeliveryStatus,
     pub occurred_at: Timestamp,

@@ -46,7 +46,7 @@ impl PgStore {
 
     const CLAIM_OUTBOX: &'static str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
         WHERE message_id IN (SELECT message_id FROM outbox WHERE available_at <= $3 \
-        ORDER BY available_at, message_id LIMIT $4 FOR UPDATE SKIP LOCKED)";
+        ORDER BY available_at, message_id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING message_id";
 
     const CLAIM_DELIVERIES: &'static str = "UPDATE webhook_deliveries SET lease = $1, available_at = $2, \
         attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \

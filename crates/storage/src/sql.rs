@@ -167,16 +167,21 @@ macro_rules! impl_store {
             })
         }
 
-        async fn upsert_phone_numbers(tx: &mut $tx, account: &Account, numbers: &[PhoneNumber]) -> $crate::Result<()> {
+        /// Inserts or refreshes `numbers` for `account`; a number owned by another account is
+        /// left alone and reported as a conflict.
+        async fn upsert_phone_numbers(
+            tx: &mut $tx,
+            account: &Account,
+            numbers: &[PhoneNumber],
+        ) -> $crate::Result<()> {
             for n in numbers {
-                sqlx::query(
+                let written = sqlx::query(
                     "INSERT INTO phone_numbers (id, account_id, display_phone_number, verified_name, \
                      quality_rating, is_default, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
-                     display_phone_number = excluded.display_phone_number, \
+                     ON CONFLICT (id) DO UPDATE SET display_phone_number = excluded.display_phone_number, \
                      verified_name = excluded.verified_name, quality_rating = excluded.quality_rating, \
-                     updated_at = excluded.updated_at",
+                     updated_at = excluded.updated_at WHERE phone_numbers.account_id = excluded.account_id",
                 )
                 .bind(&n.id)
                 .bind(account.id.as_str())
@@ -187,7 +192,14 @@ macro_rules! impl_store {
                 .bind(n.created_at.as_millis())
                 .bind(n.updated_at.as_millis())
                 .execute(&mut **tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if written == 0 {
+                    return Err($crate::StorageError::Conflict(format!(
+                        "phone number {} ({}) belongs to another account",
+                        n.id, n.display_phone_number
+                    )));
+                }
             }
             Ok(())
         }
@@ -257,17 +269,29 @@ macro_rules! impl_store {
                 .bind(account.created_at.as_millis())
                 .bind(account.updated_at.as_millis())
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => $crate::StorageError::Conflict(
+                        format!("an account like {} exists already: {}", account.id, d.message()),
+                    ),
+                    _ => e.into(),
+                })?;
                 upsert_phone_numbers(&mut tx, account, numbers).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn update_account(&self, account: &Account, numbers: Option<&[PhoneNumber]>) -> $crate::Result<()> {
+            async fn update_account(
+                &self,
+                account: &Account,
+                last_updated_at: Timestamp,
+                numbers: Option<&[PhoneNumber]>,
+            ) -> $crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE accounts SET name = $2, graph_base_url = $3, api_version = $4, \
-                     access_token = $5, app_secret = $6, verify_token = $7, updated_at = $8 WHERE id = $1",
+                     access_token = $5, app_secret = $6, verify_token = $7, updated_at = $8 \
+                     WHERE id = $1 AND updated_at = $9",
                 )
                 .bind(account.id.as_str())
                 .bind(&account.name)
@@ -277,8 +301,14 @@ macro_rules! impl_store {
                 .bind(account.app_secret.expose())
                 .bind(account.verify_token.expose())
                 .bind(account.updated_at.as_millis())
+                .bind(last_updated_at.as_millis())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 if let Some(numbers) = numbers {
                     let existing: Vec<String> =
                         sqlx::query_scalar("SELECT id FROM phone_numbers WHERE account_id = $1")
@@ -286,12 +316,15 @@ macro_rules! impl_store {
                             .fetch_all(&mut *tx)
                             .await?;
                     for id in existing.iter().filter(|id| !numbers.iter().any(|n| &n.id == *id)) {
-                        sqlx::query("DELETE FROM phone_numbers WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                        sqlx::query("DELETE FROM phone_numbers WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     upsert_phone_numbers(&mut tx, account, numbers).await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn get_account(&self, id: &AccountId) -> $crate::Result<Option<Account>> {
@@ -340,6 +373,32 @@ macro_rules! impl_store {
                     .as_ref()
                     .map(phone_row)
                     .transpose()
+            }
+
+            async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let mode: Option<String> = sqlx::query_scalar(
+                    "SELECT a.mode FROM phone_numbers p JOIN accounts a ON a.id = p.account_id WHERE p.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(mode) = mode else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                sqlx::query(
+                    "UPDATE phone_numbers SET is_default = (id = $1), updated_at = $3 \
+                     WHERE account_id IN (SELECT id FROM accounts WHERE mode = $2) \
+                     AND (is_default OR id = $1)",
+                )
+                .bind(id)
+                .bind(&mode)
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn insert_api_key(&self, key: &ApiKey) -> $crate::Result<()> {
@@ -397,11 +456,18 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn restore_api_key(&self, id: &ApiKeyId) -> $crate::Result<()> {
-                sqlx::query("UPDATE api_keys SET revoked_at = NULL WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(self.writer())
-                    .await?;
+            async fn ensure_api_key(&self, key: &ApiKey) -> $crate::Result<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO api_keys (", api_key_cols!(), ") VALUES ($1, $2, $3, $4, $5, NULL, NULL) ",
+                    "ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL"
+                ))
+                .bind(key.id.as_str())
+                .bind(&key.name)
+                .bind(&key.prefix)
+                .bind(&key.key_hash)
+                .bind(key.created_at.as_millis())
+                .execute(self.writer())
+                .await?;
                 Ok(())
             }
 
@@ -424,9 +490,10 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO message_statuses (message_id, status, occurred_at, recorded_at) \
-                     VALUES ($1, 'queued', $2, $2)",
+                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) \
+                     VALUES ($1, $2, 'queued', $3, $3)",
                 )
+                .bind(m.account_id.as_str())
                 .bind(m.id.as_str())
                 .bind(m.created_at.as_millis())
                 .execute(&mut *tx)
@@ -493,6 +560,10 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn count_messages(&self) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(self.reader()).await?)
+            }
+
             async fn claim_outbox(
                 &self,
                 now: Timestamp,
@@ -506,10 +577,9 @@ macro_rules! impl_store {
                     .bind(lease_until.as_millis())
                     .bind(now.as_millis())
                     .bind(i64::from(limit))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if claimed == 0 {
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if claimed.is_empty() {
                     tx.rollback().await?;
                     return Ok(Vec::new());
                 }
@@ -540,6 +610,7 @@ macro_rules! impl_store {
                         content: parse_json("content", &r.try_get::<String, _>("content")?)?,
                         attempts: r.try_get("attempts")?,
                         lease: lease.clone(),
+                        lease_until,
                     });
                 }
                 tx.commit().await?;
@@ -570,19 +641,24 @@ macro_rules! impl_store {
                     return Ok(false);
                 }
                 sqlx::query(
-                    "INSERT INTO message_statuses (message_id, wamid, status, occurred_at, recorded_at) \
-                     VALUES ($1, $2, 'accepted', $3, $3) ON CONFLICT DO NOTHING",
+                    "INSERT INTO message_statuses (account_id, message_id, wamid, status, occurred_at, recorded_at) \
+                     VALUES ($1, $2, $3, 'accepted', $4, $4) ON CONFLICT DO NOTHING",
                 )
+                .bind(d.account_id.as_str())
                 .bind(d.message_id.as_str())
                 .bind(wamid)
                 .bind(at.as_millis())
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE message_statuses SET message_id = $1 WHERE wamid = $2 AND message_id IS NULL")
-                    .bind(d.message_id.as_str())
-                    .bind(wamid)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE message_statuses SET message_id = $1 \
+                     WHERE account_id = $2 AND wamid = $3 AND message_id IS NULL",
+                )
+                .bind(d.message_id.as_str())
+                .bind(d.account_id.as_str())
+                .bind(wamid)
+                .execute(&mut *tx)
+                .await?;
                 refresh_status(&mut tx, d.message_id.as_str(), at).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -611,9 +687,10 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO message_statuses (message_id, status, occurred_at, error, recorded_at) \
-                     VALUES ($1, 'failed', $2, $3, $2) ON CONFLICT DO NOTHING",
+                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, recorded_at) \
+                     VALUES ($1, $2, 'failed', $3, $4, $3) ON CONFLICT DO NOTHING",
                 )
+                .bind(d.account_id.as_str())
                 .bind(d.message_id.as_str())
                 .bind(at.as_millis())
                 .bind(&text)
@@ -653,11 +730,13 @@ macro_rules! impl_store {
             async fn apply_status(&self, u: &StatusUpdate, at: Timestamp) -> $crate::Result<StatusOutcome> {
                 let mut tx = self.begin_write().await?;
                 Self::lock_wamid(&mut tx, &u.wamid).await?;
-                let message_id: Option<String> =
-                    sqlx::query_scalar("SELECT id FROM messages WHERE wamid = $1 AND direction = 'outbound'")
-                        .bind(&u.wamid)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let message_id: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'",
+                )
+                .bind(&u.wamid)
+                .bind(u.account_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
                 let status = u.status.as_status().as_str();
                 let error = u.error.as_ref().map(error_text);
                 let detail = json_text(&u.detail);
@@ -665,9 +744,10 @@ macro_rules! impl_store {
                 if u.status == DeliveryStatus::Delivered {
                     // A real `delivered` replaces one implied by an earlier `read`.
                     changed = sqlx::query(
-                        "UPDATE message_statuses SET occurred_at = $2, implied = FALSE, detail = $3 \
-                         WHERE wamid = $1 AND status = 'delivered' AND implied",
+                        "UPDATE message_statuses SET occurred_at = $3, implied = FALSE, detail = $4 \
+                         WHERE account_id = $1 AND wamid = $2 AND status = 'delivered' AND implied",
                     )
+                    .bind(u.account_id.as_str())
                     .bind(&u.wamid)
                     .bind(u.occurred_at.as_millis())
                     .bind(&detail)
@@ -679,9 +759,10 @@ macro_rules! impl_store {
                 if !changed {
                     changed = sqlx::query(
                         "INSERT INTO message_statuses \
-                         (message_id, wamid, status, occurred_at, implied, error, detail, recorded_at) \
-                         VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7) ON CONFLICT DO NOTHING",
+                         (account_id, message_id, wamid, status, occurred_at, implied, error, detail, recorded_at) \
+                         VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8) ON CONFLICT DO NOTHING",
                     )
+                    .bind(u.account_id.as_str())
                     .bind(&message_id)
                     .bind(&u.wamid)
                     .bind(status)
@@ -701,9 +782,10 @@ macro_rules! impl_store {
                 if u.status.implies_delivered() {
                     sqlx::query(
                         "INSERT INTO message_statuses \
-                         (message_id, wamid, status, occurred_at, implied, recorded_at) \
-                         VALUES ($1, $2, 'delivered', $3, TRUE, $4) ON CONFLICT DO NOTHING",
+                         (account_id, message_id, wamid, status, occurred_at, implied, recorded_at) \
+                         VALUES ($1, $2, $3, 'delivered', $4, TRUE, $5) ON CONFLICT DO NOTHING",
                     )
+                    .bind(u.account_id.as_str())
                     .bind(&message_id)
                     .bind(&u.wamid)
                     .bind(u.occurred_at.as_millis())

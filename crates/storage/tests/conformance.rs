@@ -86,8 +86,9 @@ async fn enqueue(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timestamp
     id
 }
 
-fn status(wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
+fn status_for(account: &AccountId, wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
     StatusUpdate {
+        account_id: account.clone(),
         wamid: wamid.into(),
         status: s,
         occurred_at: Timestamp::from_unix_seconds(1_800_000_000 + at_s),
@@ -103,12 +104,17 @@ fn status(wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
     }
 }
 
-async fn sent_message(store: &dyn Store, wamid: &str) -> MessageId {
+/// A message Meta accepted as `wamid`, with a function making status updates of its account.
+async fn sent_message(
+    store: &dyn Store,
+    wamid: &str,
+) -> (MessageId, impl Fn(&str, DeliveryStatus, i64) -> StatusUpdate) {
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
     let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     assert!(store.record_accepted(&d, wamid, t(2)).await.unwrap());
-    id
+    let account = a.id.clone();
+    (id, move |w: &str, s, at| status_for(&account, w, s, at))
 }
 
 fn statuses(h: &[StatusEntry]) -> Vec<(MessageStatus, bool)> {
@@ -126,16 +132,51 @@ async fn accounts_and_numbers(store: &dyn Store) {
     assert_eq!(store.get_phone_number("1001").await.unwrap(), Some(n.clone()));
 
     // Rotating the token and re-reading the WABA: 1001 vanished, 1002 appeared.
+    let last = a.updated_at;
     a.access_token = Secret::new("token-2");
     a.updated_at = t(5);
     let n2 = number(&a, "1002", false);
-    store.update_account(&a, Some(std::slice::from_ref(&n2))).await.unwrap();
+    assert!(store.update_account(&a, last, Some(std::slice::from_ref(&n2))).await.unwrap());
+    // A writer that read the account before that update loses: nothing is overwritten.
+    let mut stale = a.clone();
+    stale.app_secret = Secret::new("stale");
+    stale.updated_at = t(6);
+    assert!(!store.update_account(&stale, last, None).await.unwrap());
+    assert_eq!(store.get_account(&a.id).await.unwrap().unwrap().app_secret.expose(), "secret-1");
     assert_eq!(store.get_account(&a.id).await.unwrap().unwrap().access_token.expose(), "token-2");
     let numbers = store.list_phone_numbers().await.unwrap();
     assert_eq!(numbers.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["1002"]);
     assert_eq!(numbers[0].waba_id, "waba-1");
     assert!(store.get_phone_number("1001").await.unwrap().is_none());
     assert!(store.get_account(&AccountId::generate()).await.unwrap().is_none());
+
+    // A number belongs to one account: another account cannot take it.
+    let b = account("waba-2");
+    let stolen = number(&b, "1002", false);
+    let err = store.insert_account(&b, &[stolen]).await.unwrap_err();
+    assert!(matches!(err, StorageError::Conflict(_)), "{err}");
+    assert!(store.get_account(&b.id).await.unwrap().is_none(), "nothing of the refused account is kept");
+    assert_eq!(store.get_phone_number("1002").await.unwrap().unwrap().account_id, a.id);
+}
+
+async fn one_sandbox_account_and_defaults_per_mode(store: &dyn Store) {
+    let (live, n1) = seeded(store).await;
+    let n2 = number(&live, "1002", false);
+    store.update_account(&live, live.updated_at, Some(&[n1.clone(), n2.clone()])).await.unwrap();
+    let mut sandbox = account("waba-s");
+    sandbox.mode = AccountMode::Sandbox;
+    let s1 = number(&sandbox, "2001", true);
+    store.insert_account(&sandbox, std::slice::from_ref(&s1)).await.unwrap();
+    let mut second = account("waba-s2");
+    second.mode = AccountMode::Sandbox;
+    assert!(matches!(store.insert_account(&second, &[]).await, Err(StorageError::Conflict(_))));
+
+    // Making 1002 the default moves the live default only; the sandbox keeps its own.
+    assert!(store.set_default_phone_number("1002", t(9)).await.unwrap());
+    let defaults: Vec<String> =
+        store.list_phone_numbers().await.unwrap().into_iter().filter(|n| n.is_default).map(|n| n.id).collect();
+    assert_eq!(defaults, ["1002", "2001"]);
+    assert!(!store.set_default_phone_number("9999", t(9)).await.unwrap());
 }
 
 async fn api_keys(store: &dyn Store) {
@@ -156,8 +197,14 @@ async fn api_keys(store: &dyn Store) {
     assert!(store.revoke_api_key(&key.id, t(8)).await.unwrap());
     assert!(!store.revoke_api_key(&key.id, t(9)).await.unwrap());
     assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap().revoked_at, Some(t(8)));
-    store.restore_api_key(&key.id).await.unwrap();
-    assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap().revoked_at, None);
+    // Ensuring a known key un-revokes it and keeps its identity; a new one is inserted.
+    store.ensure_api_key(&ApiKey { id: ApiKeyId::generate(), ..key.clone() }).await.unwrap();
+    let again = store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap();
+    assert_eq!((again.id, again.revoked_at), (key.id.clone(), None));
+    let fresh = ApiKey { id: ApiKeyId::generate(), key_hash: "a".repeat(64), ..key.clone() };
+    store.ensure_api_key(&fresh).await.unwrap();
+    store.ensure_api_key(&fresh).await.unwrap();
+    assert_eq!(store.list_api_keys().await.unwrap().len(), 2);
 }
 
 async fn enqueue_writes_message_history_and_outbox(store: &dyn Store) {
@@ -170,6 +217,7 @@ async fn enqueue_writes_message_history_and_outbox(store: &dyn Store) {
     assert_eq!(m.metadata.unwrap()["order"], 42);
     assert_eq!(statuses(&store.message_history(&id).await.unwrap()), [(MessageStatus::Queued, false)]);
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
+    assert_eq!(store.count_messages().await.unwrap(), 1);
 }
 
 async fn claims_are_exclusive_until_the_lease_expires(store: &dyn Store) {
@@ -228,6 +276,26 @@ async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     assert_eq!((all.len(), unique.len()), (60, 60));
 }
 
+/// A status webhook and the send's result, recorded at the same moment, must not miss each
+/// other: whichever commits second sees the first.
+async fn statuses_racing_the_send_result_are_never_lost(store: Arc<dyn Store>) {
+    let (a, n) = seeded(store.as_ref()).await;
+    for round in 0..25 {
+        let id = enqueue(store.as_ref(), &a, &n, t(0)).await;
+        let d = store.claim_outbox(t(1), t(60_000), 1).await.unwrap().pop().unwrap();
+        let wamid = format!("wamid.RACE{round}");
+        let update = status_for(&a.id, &wamid, DeliveryStatus::Delivered, 5);
+        let (s1, s2) = (store.clone(), store.clone());
+        let w = wamid.clone();
+        let accept = tokio::spawn(async move { s1.record_accepted(&d, &w, t(2)).await.unwrap() });
+        let status = tokio::spawn(async move { s2.apply_status(&update, t(2)).await.unwrap() });
+        assert!(accept.await.unwrap());
+        status.await.unwrap();
+        let m = store.get_message(&id).await.unwrap().unwrap();
+        assert_eq!(m.status, MessageStatus::Delivered, "round {round}");
+    }
+}
+
 async fn failure_and_retry(store: &dyn Store) {
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
@@ -256,7 +324,7 @@ async fn failure_and_retry(store: &dyn Store) {
 
 async fn statuses_fold_by_rank_with_implied_delivered(store: &dyn Store) {
     use DeliveryStatus::*;
-    let id = sent_message(store, "wamid.S").await;
+    let (id, status) = sent_message(store, "wamid.S").await;
     assert_eq!(store.apply_status(&status("wamid.S", Read, 3), t(3)).await.unwrap(), StatusOutcome::Applied);
     assert_eq!(store.apply_status(&status("wamid.S", Sent, 1), t(4)).await.unwrap(), StatusOutcome::Applied);
     assert_eq!(store.apply_status(&status("wamid.S", Sent, 1), t(5)).await.unwrap(), StatusOutcome::Duplicate);
@@ -286,7 +354,7 @@ async fn statuses_fold_by_rank_with_implied_delivered(store: &dyn Store) {
 }
 
 async fn failed_status_overrides_sent(store: &dyn Store) {
-    let id = sent_message(store, "wamid.F").await;
+    let (id, status) = sent_message(store, "wamid.F").await;
     store.apply_status(&status("wamid.F", DeliveryStatus::Sent, 1), t(3)).await.unwrap();
     store.apply_status(&status("wamid.F", DeliveryStatus::Failed, 2), t(4)).await.unwrap();
     let m = store.get_message(&id).await.unwrap().unwrap();
@@ -299,8 +367,15 @@ async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
     let id = enqueue(store, &a, &n, t(0)).await;
     let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     for (s, at) in [(DeliveryStatus::Delivered, 2), (DeliveryStatus::Sent, 1)] {
-        assert_eq!(store.apply_status(&status("wamid.E", s, at), t(2)).await.unwrap(), StatusOutcome::Pending);
+        assert_eq!(
+            store.apply_status(&status_for(&a.id, "wamid.E", s, at), t(2)).await.unwrap(),
+            StatusOutcome::Pending
+        );
     }
+    // Another account reporting the same wamid is kept apart and never adopted.
+    let other = AccountId::generate();
+    let forged = status_for(&other, "wamid.E", DeliveryStatus::Failed, 3);
+    assert_eq!(store.apply_status(&forged, t(2)).await.unwrap(), StatusOutcome::Pending);
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
     assert!(store.record_accepted(&d, "wamid.E", t(3)).await.unwrap());
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Delivered);
@@ -333,7 +408,7 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
     assert_eq!(m.contact_id, Some(contact.id));
     assert_eq!(m.created_at, Timestamp::from_unix_seconds(1_800_000_000));
     // A status for an inbound wamid is not an outbound status.
-    let outcome = store.apply_status(&status("wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
+    let outcome = store.apply_status(&status_for(&a.id, "wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
     assert_eq!(outcome, StatusOutcome::Pending);
 }
 
@@ -396,6 +471,7 @@ macro_rules! suite {
             }
 
             case!(accounts_and_numbers);
+            case!(one_sandbox_account_and_defaults_per_mode);
             case!(api_keys);
             case!(enqueue_writes_message_history_and_outbox);
             case!(claims_are_exclusive_until_the_lease_expires);
@@ -410,6 +486,13 @@ macro_rules! suite {
             async fn concurrent_claims_never_overlap() {
                 if let Some(f) = fixture($b).await {
                     super::concurrent_claims_never_overlap(f.store.clone()).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn statuses_racing_the_send_result_are_never_lost() {
+                if let Some(f) = fixture($b).await {
+                    super::statuses_racing_the_send_result_are_never_lost(f.store.clone()).await;
                 }
             }
 

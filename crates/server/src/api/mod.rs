@@ -108,6 +108,20 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(v1)
         .merge(open)
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     (router, doc)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such path: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served on {}", uri.path()),
+    )
 }

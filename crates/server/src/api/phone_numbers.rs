@@ -1,7 +1,7 @@
 //! `/v1/phone-numbers`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,13 +9,13 @@ use utoipa_axum::routes;
 use wagate_storage::PhoneNumber;
 
 use super::List;
-use crate::error::ApiError;
-use crate::extract::{ListParams, PageRequest};
-use crate::services::accounts;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::services::accounts::{self, UpdatePhoneNumber};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_phone_numbers))
+    OpenApiRouter::new().routes(routes!(list_phone_numbers)).routes(routes!(update_phone_number))
 }
 
 /// A business phone number.
@@ -32,7 +32,8 @@ pub struct PhoneNumberView {
     /// `sandbox` for the built-in sandbox's numbers, `live` for connected accounts.
     #[schema(example = "live")]
     mode: &'static str,
-    /// Used when a send names no `from`.
+    /// The sender of sends without `from`: the live default while any live number is connected,
+    /// the sandbox default otherwise.
     default: bool,
 }
 
@@ -68,4 +69,22 @@ async fn list_phone_numbers(
     numbers.sort_by(|a, b| a.id.cmp(&b.id));
     let (numbers, next_cursor) = page.slice(numbers, |n| n.id.as_str());
     Ok(Json(List { data: numbers.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// Change a phone number's settings: make it the default sender.
+#[utoipa::path(
+    patch,
+    path = "/v1/phone-numbers/{id}",
+    tag = "phone-numbers",
+    params(("id" = String, Path, description = "Meta's phone-number id")),
+    request_body = UpdatePhoneNumber,
+    responses((status = 200, body = PhoneNumberView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn update_phone_number(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdatePhoneNumber>,
+) -> Result<Json<PhoneNumberView>, ApiError> {
+    Ok(Json(accounts::update_phone_number(&state, &id, req).await?.into()))
 }

@@ -61,7 +61,8 @@ async fn verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Re
 /// Receive a webhook from Meta.
 ///
 /// The `X-Hub-Signature-256` header must be the HMAC-SHA256 of the exact body under the app
-/// secret of the account the payload names; anything else is refused with 403 and not stored.
+/// secret of the account the payload names (`entry[].id`, the WABA); anything else, including a
+/// payload naming no connected WABA, is refused with 403 and not stored.
 /// A verified delivery is stored before the 200 and processed from storage.
 #[utoipa::path(
     post,
@@ -85,6 +86,11 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Receipt::MissingSignature => {
             Metrics::outcome(&state.metrics.webhook_requests, "missing_signature");
             Err(forbidden("the X-Hub-Signature-256 header is missing"))
+        }
+        Receipt::UnknownAccount => {
+            Metrics::outcome(&state.metrics.webhook_requests, "unknown_account");
+            tracing::warn!("webhook refused: the payload names no connected WABA");
+            Err(forbidden("the payload names no WhatsApp Business Account connected to wagate"))
         }
         Receipt::BadSignature => {
             Metrics::outcome(&state.metrics.webhook_requests, "bad_signature");

@@ -26,13 +26,16 @@ pub struct CreateAccount {
     /// Graph API version, default `v23.0`.
     pub api_version: Option<String>,
     /// A system-user access token with whatsapp_business_messaging and whatsapp_business_management.
-    pub access_token: String,
+    #[schema(value_type = String)]
+    pub access_token: Secret,
     /// The WhatsApp Business Account id.
     pub waba_id: String,
     /// The Meta app's secret, which signs its webhooks.
-    pub app_secret: String,
+    #[schema(value_type = String)]
+    pub app_secret: Secret,
     /// The token Meta echoes when it verifies the webhook URL.
-    pub verify_token: String,
+    #[schema(value_type = String)]
+    pub verify_token: Secret,
 }
 
 /// `PATCH /v1/accounts/{id}`: rename, or rotate credentials. Changing the token, URL or version
@@ -43,9 +46,12 @@ pub struct UpdateAccount {
     pub name: Option<String>,
     pub graph_base_url: Option<String>,
     pub api_version: Option<String>,
-    pub access_token: Option<String>,
-    pub app_secret: Option<String>,
-    pub verify_token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub access_token: Option<Secret>,
+    #[schema(value_type = Option<String>)]
+    pub app_secret: Option<Secret>,
+    #[schema(value_type = Option<String>)]
+    pub verify_token: Option<Secret>,
 }
 
 fn check_name(name: &str) -> Result<String, FieldError> {
@@ -116,25 +122,6 @@ pub async fn read_phone_numbers(state: &AppState, account: &Account) -> Result<V
         .collect())
 }
 
-/// Refuses numbers that another account already holds: one number, one owner.
-async fn check_numbers_free(
-    state: &AppState,
-    account: &AccountId,
-    numbers: &[PhoneNumber],
-) -> Result<(), ServiceError> {
-    for n in numbers {
-        if let Some(existing) = state.store.get_phone_number(&n.id).await?
-            && &existing.account_id != account
-        {
-            return Err(ServiceError::Conflict(format!(
-                "phone number {} ({}) already belongs to account {}",
-                n.id, n.display_phone_number, existing.account_id
-            )));
-        }
-    }
-    Ok(())
-}
-
 pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
     let now = Timestamp::now();
     let account = Account {
@@ -144,9 +131,9 @@ pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Ve
         graph_base_url: check_base_url(req.graph_base_url.as_deref().unwrap_or(DEFAULT_GRAPH_BASE_URL))?,
         api_version: check_version(req.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION))?,
         waba_id: check_waba(&req.waba_id)?,
-        access_token: check_secret("access_token", &req.access_token)?,
-        app_secret: check_secret("app_secret", &req.app_secret)?,
-        verify_token: check_secret("verify_token", &req.verify_token)?,
+        access_token: check_secret("access_token", req.access_token.expose())?,
+        app_secret: check_secret("app_secret", req.app_secret.expose())?,
+        verify_token: check_secret("verify_token", req.verify_token.expose())?,
         created_at: now,
         updated_at: now,
     };
@@ -158,7 +145,7 @@ pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Ve
         )));
     }
     let numbers = read_phone_numbers(state, &account).await?;
-    check_numbers_free(state, &account.id, &numbers).await?;
+    // Storage refuses a number another account holds (`Conflict`, a 409).
     state.store.insert_account(&account, &numbers).await?;
     tracing::info!(account_id = %account.id, waba_id = %account.waba_id, numbers = numbers.len(), "account connected");
     Ok((account, numbers))
@@ -170,6 +157,26 @@ pub async fn update(
     req: UpdateAccount,
 ) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
     let (mut account, _) = get(state, id).await?;
+    if account.mode == AccountMode::Sandbox {
+        // The running sandbox holds these; changing them here would only break it.
+        let managed = [
+            ("graph_base_url", req.graph_base_url.is_some()),
+            ("api_version", req.api_version.is_some()),
+            ("access_token", req.access_token.is_some()),
+            ("app_secret", req.app_secret.is_some()),
+            ("verify_token", req.verify_token.is_some()),
+        ];
+        if let Some((field, _)) = managed.iter().find(|(_, given)| *given) {
+            return Err(FieldError::new(
+                *field,
+                "sandbox_managed",
+                "cannot be changed on the sandbox account; set WAGATE_SANDBOX_APP_SECRET or \
+                 WAGATE_SANDBOX_VERIFY_TOKEN and restart instead",
+            )
+            .into());
+        }
+    }
+    let last_updated_at = account.updated_at;
     let mut reread = false;
     if let Some(name) = &req.name {
         account.name = check_name(name)?;
@@ -183,19 +190,19 @@ pub async fn update(
         reread = true;
     }
     if let Some(t) = &req.access_token {
-        account.access_token = check_secret("access_token", t)?;
+        account.access_token = check_secret("access_token", t.expose())?;
         reread = true;
     }
     if let Some(s) = &req.app_secret {
-        account.app_secret = check_secret("app_secret", s)?;
+        account.app_secret = check_secret("app_secret", s.expose())?;
     }
     if let Some(t) = &req.verify_token {
-        account.verify_token = check_secret("verify_token", t)?;
+        account.verify_token = check_secret("verify_token", t.expose())?;
     }
-    account.updated_at = Timestamp::now();
+    // Strictly later than the last update, which the write below is conditional on.
+    account.updated_at = Timestamp::from_millis(Timestamp::now().as_millis().max(last_updated_at.as_millis() + 1));
     let numbers = if reread {
         let mut numbers = read_phone_numbers(state, &account).await?;
-        check_numbers_free(state, &account.id, &numbers).await?;
         // Keep the default flag of numbers that stay.
         let known = numbers_of(state, &account.id).await?;
         for n in &mut numbers {
@@ -205,7 +212,12 @@ pub async fn update(
     } else {
         None
     };
-    state.store.update_account(&account, numbers.as_deref()).await?;
+    if !state.store.update_account(&account, last_updated_at, numbers.as_deref()).await? {
+        return Err(ServiceError::Conflict(format!(
+            "account {} was changed by another request meanwhile; read it again and retry",
+            account.id
+        )));
+    }
     tracing::info!(account_id = %account.id, reread, "account updated");
     let numbers = numbers_of(state, &account.id).await?;
     Ok((account, numbers))
@@ -236,6 +248,34 @@ pub async fn list(state: &AppState) -> Result<Vec<(Account, Vec<PhoneNumber>)>, 
 
 pub async fn list_phone_numbers(state: &AppState) -> Result<Vec<PhoneNumber>, ServiceError> {
     Ok(state.store.list_phone_numbers().await?)
+}
+
+/// `PATCH /v1/phone-numbers/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePhoneNumber {
+    /// `true` makes this number the sender of sends without `from` (among numbers of its mode;
+    /// live numbers take precedence over sandbox ones).
+    pub default: Option<bool>,
+}
+
+pub async fn update_phone_number(
+    state: &AppState,
+    id: &str,
+    req: UpdatePhoneNumber,
+) -> Result<PhoneNumber, ServiceError> {
+    if req.default == Some(false) {
+        return Err(FieldError::new(
+            "default",
+            "unsupported_value",
+            "only true is accepted: make another number the default instead",
+        )
+        .into());
+    }
+    if req.default == Some(true) && !state.store.set_default_phone_number(id, Timestamp::now()).await? {
+        return Err(ServiceError::not_found("phone number", id));
+    }
+    state.store.get_phone_number(id).await?.ok_or_else(|| ServiceError::not_found("phone number", id))
 }
 
 #[cfg(test)]

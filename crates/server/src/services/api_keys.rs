@@ -51,30 +51,20 @@ pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Option<A
     Ok(Some(key))
 }
 
-/// Makes sure `key` exists and is active (`WAGATE_BOOTSTRAP_API_KEY`).
+/// Makes sure `key` exists and is active (`WAGATE_BOOTSTRAP_API_KEY`): inserted, or un-revoked.
+/// One statement, so instances starting together cannot trip over each other.
 pub async fn ensure_bootstrap(store: &dyn Store, key: &Secret) -> Result<(), ServiceError> {
-    let hash = api_key::hash(key.expose());
-    match store.find_api_key_by_hash(&hash).await? {
-        Some(existing) if existing.revoked_at.is_some() => {
-            tracing::warn!(key_id = %existing.id, "bootstrap API key was revoked; restoring it");
-            store.restore_api_key(&existing.id).await?;
-        }
-        Some(_) => {}
-        None => {
-            store
-                .insert_api_key(&ApiKey {
-                    id: ApiKeyId::generate(),
-                    name: "bootstrap".into(),
-                    prefix: api_key::visible_prefix(key.expose()),
-                    key_hash: hash,
-                    created_at: Timestamp::now(),
-                    last_used_at: None,
-                    revoked_at: None,
-                })
-                .await?;
-            tracing::info!("bootstrap API key created");
-        }
-    }
+    store
+        .ensure_api_key(&ApiKey {
+            id: ApiKeyId::generate(),
+            name: "bootstrap".into(),
+            prefix: api_key::visible_prefix(key.expose()),
+            key_hash: api_key::hash(key.expose()),
+            created_at: Timestamp::now(),
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await?;
     Ok(())
 }
 

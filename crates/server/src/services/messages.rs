@@ -7,7 +7,7 @@ use wagate_domain::message::SendRequest;
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{Direction, Message, NewOutbound, PhoneNumber, StatusEntry};
+use wagate_storage::{AccountMode, Direction, Message, NewOutbound, PhoneNumber, StatusEntry};
 
 use super::ServiceError;
 use crate::state::AppState;
@@ -70,6 +70,8 @@ pub async fn get(state: &AppState, id: &str) -> Result<MessageDetails, ServiceEr
 }
 
 /// The number a send goes out from: the one named (by id or display number), else the default.
+/// While any live number is connected only live numbers are defaults: a send must never go to
+/// the sandbox, where it would "arrive" without reaching anyone, because `from` was left out.
 async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNumber, ServiceError> {
     if let Some(from) = from
         && let Some(n) = state.store.get_phone_number(from).await?
@@ -77,40 +79,38 @@ async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNum
         return Ok(n);
     }
     let numbers = state.store.list_phone_numbers().await?;
-    match from {
-        Some(from) => {
-            let wanted = digits(from);
-            let is_number = !wanted.is_empty() && from.trim_start_matches('+').bytes().all(|b| b.is_ascii_digit());
-            numbers.into_iter().find(|n| is_number && digits(&n.display_phone_number) == wanted).ok_or_else(|| {
-                FieldError::new(
-                    "from",
-                    "unknown_sender",
-                    format!("'{from}' is not the id or display number of a connected phone number (see GET /v1/phone-numbers)"),
-                )
-                .into()
-            })
-        }
-        None => {
-            let defaults: Vec<&PhoneNumber> = numbers.iter().filter(|n| n.is_default).collect();
-            if let [only] = defaults.as_slice() {
-                return Ok((*only).clone());
-            }
-            match numbers.as_slice() {
-                [only] => Ok(only.clone()),
-                [] => Err(FieldError::new(
-                    "from",
-                    "unknown_sender",
-                    "no phone number is connected: connect a Meta account with POST /v1/accounts",
-                )
-                .into()),
-                _ => Err(FieldError::new(
-                    "from",
-                    "required",
-                    "is required: several phone numbers are connected and none is the default (see GET /v1/phone-numbers)",
-                )
-                .into()),
-            }
-        }
+    if let Some(from) = from {
+        let wanted = digits(from);
+        let is_number = !wanted.is_empty() && from.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+        return numbers.into_iter().find(|n| is_number && digits(&n.display_phone_number) == wanted).ok_or_else(|| {
+            FieldError::new(
+                "from",
+                "unknown_sender",
+                format!(
+                    "'{from}' is not the id or display number of a connected phone number (see GET /v1/phone-numbers)"
+                ),
+            )
+            .into()
+        });
+    }
+    let live: Vec<&PhoneNumber> = numbers.iter().filter(|n| n.mode == AccountMode::Live).collect();
+    let pool = if live.is_empty() { numbers.iter().collect() } else { live };
+    let defaults: Vec<&PhoneNumber> = pool.iter().copied().filter(|n| n.is_default).collect();
+    match (defaults.as_slice(), pool.as_slice()) {
+        ([only], _) | ([], [only]) => Ok((*only).clone()),
+        ([], []) => Err(FieldError::new(
+            "from",
+            "unknown_sender",
+            "no phone number is connected: connect a Meta account with POST /v1/accounts",
+        )
+        .into()),
+        _ => Err(FieldError::new(
+            "from",
+            "required",
+            "is required: several phone numbers are connected and none is the default \
+             (set one with PATCH /v1/phone-numbers/{id} {\"default\": true})",
+        )
+        .into()),
     }
 }
 

@@ -25,7 +25,16 @@ pub enum ServiceError {
     #[error("the Graph API is unavailable: {0}")]
     GraphUnavailable(String),
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Conflict(m) => Self::Conflict(m),
+            other => Self::Storage(other),
+        }
+    }
 }
 
 impl ServiceError {

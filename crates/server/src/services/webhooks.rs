@@ -3,13 +3,13 @@
 
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use wagate_domain::id::MessageId;
+use wagate_domain::id::{AccountId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::meta::webhook::{MessagesValue, Payload, parse_unix_seconds};
 use wagate_domain::signature;
 use wagate_domain::status::DeliveryStatus;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Delivery, NewDelivery, NewInbound, StatusOutcome, StorageError};
+use wagate_storage::{Account, Delivery, NewDelivery, NewInbound, StatusOutcome, StorageError};
 
 use super::ServiceError;
 use crate::metrics::Metrics;
@@ -33,6 +33,8 @@ pub enum Receipt {
     /// Verified and stored under this delivery id.
     Stored(i64),
     MissingSignature,
+    /// The payload names no WABA of a connected account, so no secret may vouch for it.
+    UnknownAccount,
     BadSignature,
 }
 
@@ -48,32 +50,44 @@ struct RoutingEntry {
 }
 
 /// `POST /webhooks/meta`: verifies the signature over the exact bytes received with the app
-/// secret of the account the payload names, stores the delivery, and wakes the processor.
+/// secret of the accounts the payload names (every entry's WABA must belong to an account of
+/// that app), stores the delivery, and wakes the processor. Fails closed: a payload that names
+/// no connected WABA is refused whoever signed it.
 pub async fn receive(state: &AppState, signature_header: Option<&str>, body: &[u8]) -> Result<Receipt, ServiceError> {
     let Some(header) = signature_header else {
         return Ok(Receipt::MissingSignature);
     };
-    let wabas: Vec<String> = serde_json::from_slice::<Routing>(body)
-        .map(|r| r.entry.into_iter().map(|e| e.id).collect())
-        .unwrap_or_default();
-    let accounts = state.store.list_accounts().await?;
-    // The payload's own accounts first; when it names none wagate knows, any account's app
-    // (one Meta app serves many WABAs). Either way only a valid signature gets through.
-    let named: Vec<_> = accounts.iter().filter(|a| wabas.contains(&a.waba_id)).collect();
-    let candidates = if named.is_empty() { accounts.iter().collect() } else { named };
-    let Some(account) = candidates.into_iter().find(|a| signature::verify(a.app_secret.expose(), body, header)) else {
-        return Ok(Receipt::BadSignature);
+    let Ok(routing) = serde_json::from_slice::<Routing>(body) else {
+        return Ok(Receipt::UnknownAccount);
     };
+    let Some(first) = routing.entry.first() else {
+        return Ok(Receipt::UnknownAccount);
+    };
+    let accounts = state.store.list_accounts().await?;
+    let Some(signer) = of_waba(&accounts, &first.id).find(|a| signature::verify(a.app_secret.expose(), body, header))
+    else {
+        let known = of_waba(&accounts, &first.id).next().is_some();
+        return Ok(if known { Receipt::BadSignature } else { Receipt::UnknownAccount });
+    };
+    // One Meta app may batch several of its WABAs into one POST; all must be this app's.
+    let same_app = |waba: &str| of_waba(&accounts, waba).any(|a| a.app_secret == signer.app_secret);
+    if !routing.entry.iter().all(|e| same_app(&e.id)) {
+        return Ok(Receipt::UnknownAccount);
+    }
     let id = state
         .store
         .insert_delivery(&NewDelivery {
-            account_id: Some(account.id.clone()),
+            account_id: Some(signer.id.clone()),
             body: body.to_vec(),
             received_at: Timestamp::now(),
         })
         .await?;
     state.inbound_wakeup.notify_one();
     Ok(Receipt::Stored(id))
+}
+
+fn of_waba<'a>(accounts: &'a [Account], waba: &'a str) -> impl Iterator<Item = &'a Account> + 'a {
+    accounts.iter().filter(move |a| a.waba_id == waba)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +100,8 @@ pub enum ProcessError {
     Storage(#[from] StorageError),
 }
 
-/// Applies one stored delivery: statuses to their messages, inbound messages to storage.
+/// Applies one stored delivery: statuses to their messages, inbound messages to storage, each
+/// entry within the account that owns its WABA and shares the app secret that signed it.
 /// Problems confined to one change are reported together after the rest is applied.
 pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), ProcessError> {
     let payload: Payload = serde_json::from_slice(&delivery.body)
@@ -94,13 +109,25 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
     if payload.object != "whatsapp_business_account" {
         return Err(ProcessError::Unprocessable(format!("unexpected object '{}'", payload.object)));
     }
+    let signer = match &delivery.account_id {
+        Some(id) => state.store.get_account(id).await?,
+        None => None,
+    };
+    let Some(signer) = signer else {
+        return Err(ProcessError::Unprocessable("the account that signed this delivery no longer exists".into()));
+    };
     let mut problems = Vec::new();
     for entry in &payload.entry {
+        let accounts = state.store.accounts_by_waba(&entry.id).await?;
+        let Some(account) = accounts.into_iter().find(|a| a.app_secret == signer.app_secret) else {
+            problems.push(format!("entry for WABA {} belongs to no account of the signing app", entry.id));
+            continue;
+        };
         for change in &entry.changes {
             match change.field.as_str() {
                 "messages" => match serde_json::from_value::<MessagesValue>(change.value.clone()) {
                     Ok(value) => {
-                        if let Err(p) = apply_messages(state, delivery, value).await? {
+                        if let Err(p) = apply_messages(state, &account.id, value).await? {
                             problems.push(p);
                         }
                     }
@@ -115,7 +142,7 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
 
 async fn apply_messages(
     state: &AppState,
-    delivery: &Delivery,
+    account_id: &AccountId,
     value: MessagesValue,
 ) -> Result<Result<(), String>, StorageError> {
     let now = Timestamp::now();
@@ -125,6 +152,7 @@ async fn apply_messages(
             continue;
         };
         let update = wagate_storage::StatusUpdate {
+            account_id: account_id.clone(),
             wamid: s.id.clone(),
             status,
             occurred_at: parse_unix_seconds(&s.timestamp).unwrap_or(now),
@@ -145,13 +173,15 @@ async fn apply_messages(
     let Some(metadata) = &value.metadata else {
         return Ok(Err("inbound messages without metadata.phone_number_id".into()));
     };
-    let account_id = match state.store.get_phone_number(&metadata.phone_number_id).await? {
-        Some(n) => n.account_id,
-        None => match &delivery.account_id {
-            Some(a) => a.clone(),
-            None => return Ok(Err(format!("phone number {} is not connected", metadata.phone_number_id))),
-        },
-    };
+    match state.store.get_phone_number(&metadata.phone_number_id).await? {
+        Some(n) if &n.account_id == account_id => {}
+        _ => {
+            return Ok(Err(format!(
+                "phone number {} is not a number of account {account_id}",
+                metadata.phone_number_id
+            )));
+        }
+    }
     for m in value.messages {
         let profile_name = value
             .contacts

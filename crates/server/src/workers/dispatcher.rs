@@ -122,20 +122,26 @@ fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> Outcome {
     }
 }
 
-/// Records an outcome, retrying briefly if storage fails: an unrecorded acceptance would be
-/// sent again once the lease lapses.
+/// Records an outcome. If storage fails it keeps trying until the lease is about to lapse: an
+/// acceptance left unrecorded would be sent again by whoever claims the row next.
 async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
     let mut wait = Duration::from_millis(100);
-    for attempt in 1..=6 {
-        match record_once(state, d, &outcome).await {
+    loop {
+        let e = match record_once(state, d, &outcome).await {
             Ok(()) => return,
-            Err(e) if attempt < 6 => {
-                tracing::warn!(message_id = %d.message_id, error = %e, "recording a send result failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
+            Err(e) => e,
+        };
+        let deadline = d.lease_until.as_millis() - 1_000;
+        if Timestamp::now().plus(wait).as_millis() >= deadline {
+            if matches!(outcome, Outcome::Accepted(_)) {
+                state.metrics.possible_duplicates.inc();
             }
-            Err(e) => tracing::error!(message_id = %d.message_id, error = %e, "recording a send result failed"),
+            tracing::error!(message_id = %d.message_id, error = %e, "recording a send result failed until the lease ran out");
+            return;
         }
+        tracing::warn!(message_id = %d.message_id, error = %e, "recording a send result failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
 

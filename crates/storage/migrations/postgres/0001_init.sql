@@ -14,6 +14,8 @@ CREATE TABLE accounts (
     updated_at     BIGINT NOT NULL
 );
 CREATE INDEX accounts_waba ON accounts (waba_id);
+-- One seeded sandbox account, even when several instances start at once.
+CREATE UNIQUE INDEX accounts_one_sandbox ON accounts (mode) WHERE mode = 'sandbox';
 
 CREATE TABLE phone_numbers (
     id                   TEXT PRIMARY KEY,
@@ -64,9 +66,11 @@ CREATE TABLE messages (
 CREATE INDEX messages_conversation ON messages (phone_number_id, counterpart, id);
 
 -- A message's status history. Meta's statuses are keyed by wamid and may arrive before the
--- send's wamid is recorded: such rows wait with message_id NULL until it is.
+-- send's wamid is recorded: such rows wait with message_id NULL until it is. account_id is the
+-- account whose signed webhook reported the status: only that account's message adopts it.
 CREATE TABLE message_statuses (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id  TEXT NOT NULL,
     message_id  TEXT REFERENCES messages (id) ON DELETE CASCADE,
     wamid       TEXT,
     status      TEXT NOT NULL,
@@ -77,7 +81,7 @@ CREATE TABLE message_statuses (
     recorded_at BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX message_statuses_message ON message_statuses (message_id, status);
-CREATE UNIQUE INDEX message_statuses_wamid ON message_statuses (wamid, status);
+CREATE UNIQUE INDEX message_statuses_wamid ON message_statuses (account_id, wamid, status);
 
 -- Messages waiting to be sent. available_at is when the row may next be claimed: its due time,
 -- or the end of the lease of the dispatcher holding it.

@@ -1,33 +1,12 @@
 //! Connecting Meta accounts: credentials checked against the Graph API (here a standalone
 //! sandbox on its own port), phone numbers read from it, secrets never returned.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
+use wagate_sandbox::Seed;
 use wagate_storage::Backend;
 
 use crate::support::*;
-
-/// A sandbox of its own, as `wagate sandbox` runs it, posting webhooks to `webhook_url`.
-async fn standalone_sandbox(webhook_url: &str) -> (String, Seed) {
-    let sandbox = Sandbox::new(SandboxConfig {
-        seed: Seed::generate(None, None, None),
-        webhook_url: Some(webhook_url.to_owned()),
-        delays: StatusDelays {
-            sent: Duration::from_millis(30),
-            delivered: Duration::from_millis(60),
-            read: Duration::from_millis(90),
-        },
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sandbox", listener.local_addr().unwrap());
-    let seed = sandbox.seed();
-    let router = axum::Router::new().nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, seed)
-}
 
 fn connect_body(sandbox_url: &str, seed: &Seed, token: &str) -> Value {
     json!({
@@ -43,7 +22,7 @@ fn connect_body(sandbox_url: &str, seed: &Seed, token: &str) -> Value {
 
 async fn accounts_connect_rotate_and_send(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let (sandbox_url, seed) = standalone_sandbox(&format!("{}/webhooks/meta", app.url)).await;
+    let (sandbox_url, seed) = spawn_sandbox(&format!("{}/webhooks/meta", app.url)).await;
 
     // A wrong token: Meta's 190 comes back, nothing is stored.
     let (status, refused) = app.post("/v1/accounts", connect_body(&sandbox_url, &seed, "EAAGwrong")).await;
@@ -108,13 +87,57 @@ async fn accounts_connect_rotate_and_send(backend: Backend) {
         app.request(Method::PATCH, "/v1/accounts/acc_01M7YGVNCPBZF5EN57NZH9PDYQ", Some(json!({"name": "x"}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // And the live account sends through the standalone sandbox, statuses and all.
-    let from = seed.phone_numbers[1].id.clone();
+    // The sandbox account's credentials belong to the running sandbox: only its name may change.
+    let sandbox_account = app.get("/v1/accounts").await.1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["mode"] == "sandbox")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sandbox_path = format!("/v1/accounts/{sandbox_account}");
+    let (status, e) = app.request(Method::PATCH, &sandbox_path, Some(json!({"app_secret": "rotated"}))).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str(), e["error"]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("sandbox_managed"), Some("app_secret"))
+    );
+    let (status, _) = app.request(Method::PATCH, &sandbox_path, Some(json!({"name": "My sandbox"}))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // With live numbers connected, a send without `from` never falls back to the sandbox.
     let customer = customer();
+    let (status, e) = app.post("/v1/messages", json!({"to": customer, "type": "text", "text": {"body": "hi"}})).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str(), e["error"]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("required"), Some("from"))
+    );
+    let from = seed.phone_numbers[1].id.clone();
+    let (status, n) =
+        app.request(Method::PATCH, &format!("/v1/phone-numbers/{from}"), Some(json!({"default": true}))).await;
+    assert_eq!((status, n["default"].as_bool()), (StatusCode::OK, Some(true)), "{n}");
+    let (status, e) =
+        app.request(Method::PATCH, &format!("/v1/phone-numbers/{from}"), Some(json!({"default": false}))).await;
+    assert_eq!((status, e["error"]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("default")));
+    let (status, _) = app.request(Method::PATCH, "/v1/phone-numbers/1999", Some(json!({"default": true}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, numbers) = app.get("/v1/phone-numbers").await;
+    let defaults: Vec<(&str, &str)> = numbers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["default"] == true)
+        .map(|n| (n["mode"].as_str().unwrap(), n["id"].as_str().unwrap()))
+        .collect();
+    assert!(defaults.contains(&("live", from.as_str())) && defaults.len() == 2, "{defaults:?}");
+
+    // And the live account sends through the standalone sandbox, statuses and all, as the default.
     simulate_inbound(&app.http, &sandbox_url, None, &from, &customer, "hello?").await;
     let (status, sent) =
-        app.post("/v1/messages", json!({"from": from, "to": customer, "type": "text", "text": {"body": "hi!"}})).await;
+        app.post("/v1/messages", json!({"to": customer, "type": "text", "text": {"body": "hi!"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["from"], from.as_str());
     let done = wait_for_message(
         &app.http,
         &app.url,

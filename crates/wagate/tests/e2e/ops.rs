@@ -24,7 +24,10 @@ async fn operations_endpoints_answer(backend: Backend) {
 
     // A send shows in the metrics; no customer's number does.
     let customer = customer();
-    let (status, _) = app.post("/v1/messages", json!({"to": customer, "type": "text", "text": {"body": "x"}})).await;
+    let from = app.sandbox_numbers().await[0].clone();
+    simulate_inbound(&app.http, &format!("{}/sandbox", app.url), Some(&app.api_key), &from, &customer, "hi").await;
+    let (status, _) =
+        app.post("/v1/messages", json!({"from": from, "to": customer, "type": "text", "text": {"body": "x"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let metrics = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
@@ -49,6 +52,7 @@ async fn operations_endpoints_answer(backend: Backend) {
         ("/v1/accounts", &["get", "post"]),
         ("/v1/accounts/{id}", &["get", "patch"]),
         ("/v1/phone-numbers", &["get"]),
+        ("/v1/phone-numbers/{id}", &["patch"]),
         ("/v1/api-keys", &["get", "post"]),
         ("/v1/api-keys/{id}", &["delete"]),
         ("/webhooks/meta", &["get", "post"]),
@@ -62,6 +66,12 @@ async fn operations_endpoints_answer(backend: Backend) {
     }
     assert!(doc["components"]["schemas"]["SendRequest"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // Unknown paths and methods answer in the same error shape.
+    let (status, body) = open("/v2/nothing").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = app.request(Method::PUT, "/v1/messages", Some(json!({}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
 
     // Request ids: a caller's is echoed, otherwise one is made.
     let resp = app.http.get(format!("{}/healthz", app.url)).header("x-request-id", "trace-me-42").send().await.unwrap();

@@ -74,7 +74,7 @@ async fn serve_with_a_standalone_sandbox(backend: Backend) {
     assert_eq!((challenge.status(), challenge.text().await.unwrap()), (StatusCode::OK, "42".to_owned()));
 
     let customer = customer();
-    simulate_inbound(&http, &sandbox.url, None, &from, &customer, "is anyone there?").await;
+    let inbound_wamid = simulate_inbound(&http, &sandbox.url, None, &from, &customer, "is anyone there?").await;
     let (status, sent) = request(
         &http,
         Method::POST,
@@ -97,6 +97,9 @@ async fn serve_with_a_standalone_sandbox(backend: Backend) {
 
     // The inbound message reached serve's storage through the signed webhook.
     let store = wagate_storage::connect(Some(db.url()), &data_dir).await.unwrap();
+    let inbound = store.find_message_by_wamid(&inbound_wamid).await.unwrap().expect("the inbound message is stored");
+    assert_eq!(inbound.content["text"]["body"], "is anyone there?");
+    assert_eq!(inbound.phone_number_id, from);
     let contact = store.get_contact_by_wa_id(customer.trim_start_matches('+')).await.unwrap();
     assert_eq!(contact.and_then(|c| c.profile_name).as_deref(), Some("Ana Customer"));
     store.close().await;

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use wagate_domain::id::MessageId;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
+use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
 use wagate_server::config::LogFormat;
 use wagate_server::state::AppState;
 use wagate_server::{Application, Config, telemetry};
@@ -209,11 +211,10 @@ pub async fn sandbox_received(
     body["data"].as_array().unwrap().iter().filter(|m| m["body"]["to"] == to).cloned().collect()
 }
 
-/// A random E.164 number in the fictional 555-01xx range, so tests never share a recipient.
+/// A new E.164 number in the fictional 555-01xx range: no two calls in a process share one.
 pub fn customer() -> String {
-    let n = wagate_domain::id::new_id("x");
-    let digits: String = n.bytes().rev().filter(u8::is_ascii_digit).take(4).map(char::from).collect();
-    format!("+1555017{:0>4}", digits)
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("+1555017{:04}", NEXT.fetch_add(1, Ordering::Relaxed) % 10_000)
 }
 
 /// Polls a message until `done` holds for its JSON.
@@ -231,6 +232,25 @@ pub async fn wait_for_message(
         done(&body).then_some(body)
     })
     .await
+}
+
+/// A sandbox of its own, as `wagate sandbox` runs it, posting webhooks to `webhook_url`.
+pub async fn spawn_sandbox(webhook_url: &str) -> (String, Seed) {
+    let sandbox = Sandbox::new(SandboxConfig {
+        seed: Seed::generate(None, None, None),
+        webhook_url: Some(webhook_url.to_owned()),
+        delays: StatusDelays {
+            sent: Duration::from_millis(30),
+            delivered: Duration::from_millis(60),
+            read: Duration::from_millis(90),
+        },
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sandbox", listener.local_addr().unwrap());
+    let seed = sandbox.seed();
+    let router = axum::Router::new().nest("/sandbox", sandbox.router());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seed)
 }
 
 /// Queues a text straight into storage, bypassing the API, to stage states the API cannot reach

@@ -106,7 +106,8 @@ async fn invalid_sends_are_refused_and_nothing_is_stored(backend: Backend) {
     let resp = raw("application/json", "[1, 2]").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    // Nothing was queued, and nothing reached the sandbox.
+    // Nothing was stored or queued, and nothing reached the sandbox.
+    assert_eq!(app.store().count_messages().await.unwrap(), 0);
     assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
     let (_, received) = app.get("/sandbox/control/messages").await;
     assert_eq!(received["data"], json!([]));

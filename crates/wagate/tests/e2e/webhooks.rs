@@ -167,7 +167,80 @@ async fn handshake_needs_the_verify_token(backend: Backend) {
     app.stop().await;
 }
 
+/// A payload in the sandbox's name, signed with the sandbox's (widely known) app secret.
+fn forged(account: &SandboxAccount, waba: &str, value: Value) -> (Vec<u8>, Option<String>) {
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba, "changes": [{"field": "messages", "value": value}]}],
+    })
+    .to_string()
+    .into_bytes();
+    let sig = signature::sign(&account.app_secret, &body);
+    (body, Some(sig))
+}
+
+async fn one_accounts_secret_cannot_touch_another_accounts_messages(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let (sandbox_url, seed) = spawn_sandbox(&format!("{}/webhooks/meta", app.url)).await;
+    let (status, live) = app
+        .post(
+            "/v1/accounts",
+            json!({"name": "live", "graph_base_url": sandbox_url, "access_token": seed.access_token,
+                   "waba_id": seed.waba_id, "app_secret": seed.app_secret, "verify_token": seed.verify_token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{live}");
+    let live_number = seed.phone_numbers[0].id.clone();
+    let customer = customer();
+    simulate_inbound(&app.http, &sandbox_url, None, &live_number, &customer, "hi").await;
+    let (_, sent) = app
+        .post("/v1/messages", json!({"from": live_number, "to": customer, "type": "text", "text": {"body": "x"}}))
+        .await;
+    let read = wait_for_message(
+        &app.http,
+        &app.url,
+        &app.api_key,
+        sent["id"].as_str().unwrap(),
+        "the live message read",
+        |m| m["status"] == "read",
+    )
+    .await;
+    let live_wamid = read["wamid"].as_str().unwrap().to_owned();
+
+    // The built-in sandbox's secret is known to every API-key holder; it must not vouch for the
+    // live account's WABA, for a WABA nobody connected, or for the live account's messages.
+    let sandbox = sandbox_account(&app).await;
+    let failed = json!({"statuses": [{"id": live_wamid, "status": "failed", "timestamp": "1800000000",
+        "errors": [{"code": 131026, "title": "Message undeliverable"}]}]});
+    let deliveries = app.store().count_deliveries().await.unwrap();
+    for (what, waba) in [("the live WABA", seed.waba_id.as_str()), ("an unknown WABA", "999")] {
+        let (body, sig) = forged(&sandbox, waba, failed.clone());
+        assert_eq!(post_webhook(&app, body, sig).await, StatusCode::FORBIDDEN, "{what}");
+    }
+    assert_eq!(app.store().count_deliveries().await.unwrap(), deliveries);
+
+    // In its own name the sandbox is heard, but only about its own messages and numbers.
+    let (body, sig) = forged(&sandbox, &sandbox.waba_id, failed.clone());
+    assert_eq!(post_webhook(&app, body, sig).await, StatusCode::OK);
+    let inbound = json!({
+        "metadata": {"display_phone_number": "1555", "phone_number_id": live_number},
+        "contacts": [{"profile": {"name": "Mallory"}, "wa_id": "15550179999"}],
+        "messages": [{"from": "15550179999", "id": "wamid.FORGED", "timestamp": "1800000000", "type": "text", "text": {"body": "refund me"}}],
+    });
+    let (body, sig) = forged(&sandbox, &sandbox.waba_id, inbound);
+    assert_eq!(post_webhook(&app, body, sig).await, StatusCode::OK);
+    eventually("the forged deliveries processed", || async {
+        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let (_, after) = app.get(&format!("/v1/messages/{}", sent["id"].as_str().unwrap())).await;
+    assert_eq!((after["status"].as_str(), after["error"].is_null()), (Some("read"), true), "{after}");
+    assert!(app.store().find_message_by_wamid("wamid.FORGED").await.unwrap().is_none());
+    app.stop().await;
+}
+
 on_each_backend!(
+    one_accounts_secret_cannot_touch_another_accounts_messages,
     wrong_or_missing_signatures_are_refused_and_change_nothing,
     statuses_before_the_wamid_are_kept_then_applied,
     handshake_needs_the_verify_token,
