@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::ids;
-use crate::state::{State, unix_now};
+use crate::state::{Faults, State, unix_now};
 use crate::webhook;
 
 type Shared = Arc<State>;
@@ -22,6 +22,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/control/accounts", get(accounts))
         .route("/control/messages", get(messages).delete(clear_messages))
+        .route("/control/faults", get(get_faults).put(put_faults))
         .route("/simulate/inbound", post(simulate_inbound))
         .with_state(state)
 }
@@ -89,6 +90,21 @@ async fn messages(AxState(state): AxState<Shared>, Query(q): Query<MessagesQuery
 async fn clear_messages(AxState(state): AxState<Shared>) -> StatusCode {
     state.clear_received();
     StatusCode::NO_CONTENT
+}
+
+async fn get_faults(AxState(state): AxState<Shared>) -> Response {
+    axum::Json(state.faults()).into_response()
+}
+
+async fn put_faults(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let faults: Faults = serde_json::from_slice(&body).map_err(|e| ControlError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_json",
+        message: format!("body is not a valid faults object: {e}"),
+        path: None,
+    })?;
+    *state.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
+    Ok(axum::Json(faults).into_response())
 }
 
 #[derive(Deserialize)]

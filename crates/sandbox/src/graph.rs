@@ -214,21 +214,54 @@ fn wa_id_of(to: &str) -> String {
     if looks_like_number && !digits.is_empty() { digits } else { to.to_owned() }
 }
 
-fn validate_send(body: &Value) -> Result<(String, String), GraphError> {
+/// Who a send goes to, as Meta reports it back.
+enum To {
+    Number(String),
+    User(String),
+    Group(String),
+}
+
+fn check_product(obj: &serde_json::Map<String, Value>) -> Result<(), GraphError> {
+    match obj.get("messaging_product").and_then(Value::as_str) {
+        Some("whatsapp") => Ok(()),
+        Some(other) => Err(GraphError::invalid(format!("Param messaging_product must be 'whatsapp', not '{other}'."))),
+        None => Err(GraphError::missing("messaging_product")),
+    }
+}
+
+/// A read receipt (with an optional typing indicator): `{"status": "read", "message_id"}`.
+fn validate_read(obj: &serde_json::Map<String, Value>) -> Result<(), GraphError> {
+    check_product(obj)?;
+    if obj.get("status").and_then(Value::as_str) != Some("read") {
+        return Err(GraphError::invalid("Param status must be 'read'.".into()));
+    }
+    match obj.get("message_id") {
+        Some(Value::String(id)) if !id.is_empty() => {}
+        _ => return Err(GraphError::missing("message_id")),
+    }
+    if let Some(t) = obj.get("typing_indicator")
+        && t.get("type").and_then(Value::as_str) != Some("text")
+    {
+        return Err(GraphError::invalid("Param typing_indicator['type'] must be 'text'.".into()));
+    }
+    Ok(())
+}
+
+fn validate_send(body: &Value) -> Result<(To, String), GraphError> {
     let Some(obj) = body.as_object() else {
         return Err(GraphError::invalid("Request body must be a JSON object.".into()));
     };
-    match obj.get("messaging_product").and_then(Value::as_str) {
-        Some("whatsapp") => {}
-        Some(other) => {
-            return Err(GraphError::invalid(format!("Param messaging_product must be 'whatsapp', not '{other}'.")));
-        }
-        None => return Err(GraphError::missing("messaging_product")),
-    }
+    check_product(obj)?;
     let to = match obj.get("to") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::String(_)) | None => return Err(GraphError::missing("to")),
         Some(_) => return Err(GraphError::invalid("Param to must be a string.".into())),
+    };
+    let to = match obj.get("recipient_type").map(|v| v.as_str()) {
+        None | Some(Some("individual")) if to.bytes().any(|b| b.is_ascii_alphabetic()) => To::User(to),
+        None | Some(Some("individual")) => To::Number(to),
+        Some(Some("group")) => To::Group(to),
+        Some(_) => return Err(GraphError::invalid("Param recipient_type must be 'individual' or 'group'.".into())),
     };
     let kind = match obj.get("type") {
         None => "text".to_owned(),
@@ -262,9 +295,25 @@ async fn send_message(
     if state.number(&node).is_none() {
         return Err(GraphError::unknown_node(&node, "post"));
     }
+    let latency = state.faults().latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let received_at = unix_now();
-    let (to, _kind) = match validate_send(&parsed) {
+    if let Some(obj) = parsed.as_object().filter(|o| o.contains_key("status") && !o.contains_key("to")) {
+        let result = validate_read(obj);
+        state.record(Received {
+            phone_number_id: node,
+            body: parsed.clone(),
+            wamid: None,
+            error: result.as_ref().err().map(|e| e.body()["error"].clone()),
+            received_at,
+        });
+        result?;
+        return Ok(axum::Json(json!({ "success": true })).into_response());
+    }
+    let (to, kind) = match validate_send(&parsed) {
         Ok(v) => v,
         Err(e) => {
             state.record(Received {
@@ -277,8 +326,16 @@ async fn send_message(
             return Err(e);
         }
     };
-    let wa_id = wa_id_of(&to);
-    let wamid = ids::wamid(&wa_id);
+    // Meta's answer names the recipient as it knows it: a number's wa_id, or the user or group id.
+    let (contact, recipient) = match &to {
+        To::Number(n) => {
+            let wa_id = wa_id_of(n);
+            (json!({"input": n, "wa_id": wa_id}), wa_id)
+        }
+        To::User(u) => (json!({"input": u, "wa_id": "", "user_id": u}), u.clone()),
+        To::Group(g) => (json!({"input": g, "wa_id": g}), g.clone()),
+    };
+    let wamid = ids::wamid(&recipient);
     state.record(Received {
         phone_number_id: node.clone(),
         body: parsed,
@@ -286,21 +343,33 @@ async fn send_message(
         error: None,
         received_at,
     });
-    schedule_statuses(&state, &node, &wamid, &wa_id);
+    let mut message = json!({ "id": wamid });
+    if let To::Group(g) = &to {
+        message["group_id"] = json!(g);
+    }
+    if kind == "template" {
+        message["message_status"] = json!("accepted");
+    }
+    // A reaction gets only `sent` (Meta's reaction page).
+    let last = if kind == "reaction" { "sent" } else { "read" };
+    schedule_statuses(&state, &node, &wamid, &recipient, last);
     Ok(axum::Json(json!({
         "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": wa_id}],
-        "messages": [{"id": wamid}],
+        "contacts": [contact],
+        "messages": [message],
     }))
     .into_response())
 }
 
 /// `sent`, `delivered`, `read`, each after its configured delay, in Meta's v23 shape.
-fn schedule_statuses(state: &Shared, phone_number_id: &str, wamid: &str, recipient: &str) {
+fn schedule_statuses(state: &Shared, phone_number_id: &str, wamid: &str, recipient: &str, last: &str) {
     let now = unix_now();
     let conversation_id = ids::hex_token(16);
     let delays = state.delays;
     for (status, delay) in [("sent", delays.sent), ("delivered", delays.delivered), ("read", delays.read)] {
+        if status == "delivered" && last == "sent" {
+            break;
+        }
         let mut entry = json!({
             "id": wamid,
             "status": status,
@@ -333,6 +402,10 @@ mod tests {
     #[test]
     fn send_validation_follows_meta_codes() {
         let code = |v: Value| validate_send(&v).err().map(|e| e.body()["error"]["code"].as_i64().unwrap());
+        assert_eq!(
+            code(json!({"messaging_product": "whatsapp", "to": "1", "recipient_type": "all", "text": {"body": "x"}})),
+            Some(100)
+        );
         assert_eq!(code(json!({"messaging_product": "whatsapp", "to": "1", "text": {"body": "x"}})), None);
         assert_eq!(code(json!({"to": "1", "text": {"body": "x"}})), Some(131008));
         assert_eq!(code(json!({"messaging_product": "whatsapp", "text": {"body": "x"}})), Some(131008));

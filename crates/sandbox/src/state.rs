@@ -26,8 +26,18 @@ pub struct Received {
     pub received_at: u64,
 }
 
+/// Misbehaviour on request, to test clients against a Meta that is slow or failing.
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added before the messages endpoint answers.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
 pub struct State {
     pub seed: Seed,
+    pub faults: RwLock<Faults>,
     pub webhook_url: RwLock<Option<String>>,
     pub delays: StatusDelays,
     pub http: reqwest::Client,
@@ -48,6 +58,7 @@ impl State {
     pub fn new(config: SandboxConfig) -> Self {
         Self {
             seed: config.seed,
+            faults: RwLock::new(Faults::default()),
             webhook_url: RwLock::new(config.webhook_url),
             delays: config.delays,
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().expect("HTTP client"),
@@ -90,6 +101,10 @@ impl State {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((phone_number_id.to_owned(), user.to_owned()), at);
+    }
+
+    pub fn faults(&self) -> Faults {
+        *self.faults.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn webhook_url(&self) -> Option<String> {

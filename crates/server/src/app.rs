@@ -52,6 +52,8 @@ impl Application {
             dispatch_wakeup: Arc::new(Notify::new()),
             inbound_wakeup: Arc::new(Notify::new()),
             health: Arc::new(WorkerHealth::default()),
+            // Waiters that fall behind read the database instead; the channel only saves time.
+            completions: tokio::sync::broadcast::channel(1024).0,
         };
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {
@@ -79,14 +81,20 @@ impl Application {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let Self { listener, router, state, sandbox, cancel } = self;
-        let dispatcher = tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone()));
+        let dispatcher = state
+            .config
+            .dispatcher
+            .enabled
+            .then(|| tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone())));
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let served = axum::serve(listener, router).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
         // Whatever ended serving, the workers stop too.
         cancel.cancel();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         if tokio::time::timeout(grace, async {
-            let _ = dispatcher.await;
+            if let Some(dispatcher) = dispatcher {
+                let _ = dispatcher.await;
+            }
             let _ = inbound.await;
         })
         .await

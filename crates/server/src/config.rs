@@ -27,6 +27,7 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     pub dispatcher: DispatcherSettings,
     pub inbound: InboundSettings,
+    pub graph_surface: GraphSurfaceSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -44,6 +45,7 @@ impl Default for Config {
             sandbox: SandboxSettings::default(),
             dispatcher: DispatcherSettings::default(),
             inbound: InboundSettings::default(),
+            graph_surface: GraphSurfaceSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -86,6 +88,9 @@ impl Default for SandboxSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherSettings {
+    /// Send queued messages from this instance; `false` makes an instance that only takes
+    /// requests, leaving the sending to others sharing its database.
+    pub enabled: bool,
     /// Timeout of one Graph API request.
     pub graph_timeout_ms: u64,
     /// Added to the Graph timeout to make the lease: a claimed row is never claimed again while
@@ -106,6 +111,7 @@ pub struct DispatcherSettings {
 impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             graph_timeout_ms: 30_000,
             lease_margin_ms: 15_000,
             batch_size: 64,
@@ -147,6 +153,21 @@ pub struct InboundSettings {
 impl Default for InboundSettings {
     fn default() -> Self {
         Self { max_body_bytes: 4 * 1024 * 1024, poll_interval_ms: 250, lease_ms: 60_000, max_attempts: 20 }
+    }
+}
+
+/// The Meta-compatible surface (`/graph/…`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphSurfaceSettings {
+    /// How long a send waits to be handed to Meta before it is cancelled and answered 130429.
+    /// Under 5 s: SDK HTTP clients time out around there.
+    pub wait_ms: u64,
+}
+
+impl Default for GraphSurfaceSettings {
+    fn default() -> Self {
+        Self { wait_ms: 4_500 }
     }
 }
 

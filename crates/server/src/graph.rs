@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wagate_domain::meta::{GraphError, GraphErrorBody, Page, PhoneNumberInfo, SendResponse};
+
 use wagate_domain::secret::Secret;
 use wagate_storage::Account;
 
@@ -25,9 +26,9 @@ impl<'a> From<&'a Account> for Target<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphFailure {
-    /// Meta answered with its error object.
+    /// Meta answered with its error object (`body` is that answer as it came).
     #[error("Meta error {}: {}", .error.code, .error.message)]
-    Meta { status: u16, error: GraphError },
+    Meta { status: u16, error: GraphError, body: Value },
     /// A non-success status whose body is not Meta's error object (a proxy, an outage page).
     #[error("HTTP {status} from the Graph API: {body}")]
     Http { status: u16, body: String, retry_after: Option<Duration> },
@@ -66,23 +67,49 @@ impl GraphClient {
         format!("{}/{}/{}", target.base_url.trim_end_matches('/'), target.api_version, path)
     }
 
-    /// `POST /{phone-number-id}/messages`.
+    /// `POST /{phone-number-id}/messages` with a message: its wamid, and Meta's answer as it came.
     pub async fn send_message(
         &self,
         target: &Target<'_>,
         phone_number_id: &str,
         body: &Value,
-    ) -> Result<SendResponse, GraphFailure> {
+    ) -> Result<(String, Value), GraphFailure> {
+        let raw: Value = self.post_messages(target, phone_number_id, body).await?;
+        let parsed: SendResponse = serde_json::from_value(raw.clone())
+            .map_err(|e| GraphFailure::Unknown(format!("unexpected success body ({e}): {raw}")))?;
+        match parsed.messages.into_iter().next() {
+            Some(m) => Ok((m.id, raw)),
+            None => Err(GraphFailure::Unknown("Meta's answer carries no message id".into())),
+        }
+    }
+
+    /// `POST /{phone-number-id}/messages` with a read receipt (and typing indicator).
+    pub async fn mark_read(
+        &self,
+        target: &Target<'_>,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<(), GraphFailure> {
+        let raw: Value = self.post_messages(target, phone_number_id, body).await?;
+        if raw.get("success").and_then(Value::as_bool) == Some(true) {
+            Ok(())
+        } else {
+            Err(GraphFailure::Unknown(format!("unexpected answer to a read receipt: {raw}")))
+        }
+    }
+
+    async fn post_messages(
+        &self,
+        target: &Target<'_>,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<Value, GraphFailure> {
         let req = self
             .http
             .post(Self::url(target, &format!("{phone_number_id}/messages")))
             .bearer_auth(target.token.expose())
             .json(body);
-        let resp: SendResponse = self.call(req, true).await?;
-        if resp.messages.is_empty() {
-            return Err(GraphFailure::Unknown("Meta's answer carries no message id".into()));
-        }
-        Ok(resp)
+        self.call(req, true).await
     }
 
     /// `GET /{waba-id}/phone_numbers`, every page.
@@ -134,7 +161,11 @@ impl GraphClient {
             });
         }
         match serde_json::from_slice::<GraphErrorBody>(&bytes) {
-            Ok(body) => Err(GraphFailure::Meta { status: status.as_u16(), error: body.error }),
+            Ok(parsed) => Err(GraphFailure::Meta {
+                status: status.as_u16(),
+                error: parsed.error,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            }),
             // A 5xx from something in between (a proxy, a load balancer) says nothing of
             // whether Meta got the request.
             Err(_) if mutating && status.is_server_error() => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
+use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 use wagate_storage::Store;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Wakes the inbound processor when a webhook delivery is stored.
     pub inbound_wakeup: Arc<Notify>,
     pub health: Arc<WorkerHealth>,
+    /// Ids of messages whose send result was just recorded, for callers waiting on one.
+    pub completions: tokio::sync::broadcast::Sender<MessageId>,
 }
 
 /// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,

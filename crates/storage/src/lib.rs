@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::Value;
 use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
@@ -91,13 +92,25 @@ pub trait Store: Send + Sync + 'static {
     async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
     async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
     async fn count_messages(&self) -> Result<i64>;
+    /// Messages matching `filter`, newest first, at most `limit`.
+    async fn list_messages(&self, filter: &MessageFilter, limit: u32) -> Result<Vec<Message>>;
     /// Leases up to `limit` due outbox rows until `lease_until` and marks them `sending`.
     async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;
-    /// Meta accepted the message: record its wamid, drop the outbox row, apply any statuses
-    /// that arrived for that wamid first. False when the lease was lost and nothing was written.
-    async fn record_accepted(&self, dispatch: &Dispatch, wamid: &str, at: Timestamp) -> Result<bool>;
-    /// The send failed for good.
-    async fn record_failed(&self, dispatch: &Dispatch, error: &MessageError, at: Timestamp) -> Result<bool>;
+    /// Meta accepted the message: record its wamid (and Meta's answer, kept in the history),
+    /// drop the outbox row, apply any statuses that arrived for that wamid first. False when
+    /// another attempt recorded its result first.
+    async fn record_accepted(&self, dispatch: &Dispatch, wamid: &str, response: &Value, at: Timestamp) -> Result<bool>;
+    /// The send failed for good; `detail` keeps Meta's answer as it came.
+    async fn record_failed(
+        &self,
+        dispatch: &Dispatch,
+        error: &MessageError,
+        detail: Option<&Value>,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// Cancels a message no dispatcher holds (queued, scheduled, or waiting to be retried).
+    /// False when it is being sent or already done.
+    async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> Result<bool>;
     /// The send failed for now: give the row back, due again at `due_at`.
     async fn reschedule(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
     async fn outbox_depth(&self) -> Result<i64>;

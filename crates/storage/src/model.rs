@@ -193,7 +193,10 @@ pub struct NewInbound {
     pub account_id: AccountId,
     pub phone_number_id: String,
     pub wamid: String,
+    /// The sender as the API shows it: `+` and the digits of a phone-number wa_id.
     pub from: String,
+    /// Meta's id of the sender (`wa_id`), the contact's key.
+    pub wa_id: String,
     pub profile_name: Option<String>,
     pub kind: String,
     pub content: Value,
@@ -228,4 +231,17 @@ pub struct Delivery {
     pub received_at: Timestamp,
     pub attempts: i64,
     pub lease: String,
+}
+
+/// Which messages `list_messages` returns. `to` and `from` mean what the API shows: for an
+/// outbound message `from` is the business number and `to` the customer, inbound the reverse.
+#[derive(Clone, Debug, Default)]
+pub struct MessageFilter {
+    pub direction: Option<Direction>,
+    pub status: Option<MessageStatus>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub since: Option<Timestamp>,
+    /// Only messages with ids below this one (the previous page's last id).
+    pub before: Option<MessageId>,
 }

@@ -617,7 +617,13 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn record_accepted(&self, d: &Dispatch, wamid: &str, at: Timestamp) -> $crate::Result<bool> {
+            async fn record_accepted(
+                &self,
+                d: &Dispatch,
+                wamid: &str,
+                response: &serde_json::Value,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
                 Self::lock_wamid(&mut tx, wamid).await?;
                 // The first result recorded wins; a holder whose lease lapsed still records the
@@ -641,13 +647,14 @@ macro_rules! impl_store {
                     return Ok(false);
                 }
                 sqlx::query(
-                    "INSERT INTO message_statuses (account_id, message_id, wamid, status, occurred_at, recorded_at) \
-                     VALUES ($1, $2, $3, 'accepted', $4, $4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO message_statuses (account_id, message_id, wamid, status, occurred_at, detail, recorded_at) \
+                     VALUES ($1, $2, $3, 'accepted', $4, $5, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(d.account_id.as_str())
                 .bind(d.message_id.as_str())
                 .bind(wamid)
                 .bind(at.as_millis())
+                .bind(json_text(response))
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -664,7 +671,13 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
-            async fn record_failed(&self, d: &Dispatch, error: &MessageError, at: Timestamp) -> $crate::Result<bool> {
+            async fn record_failed(
+                &self,
+                d: &Dispatch,
+                error: &MessageError,
+                detail: Option<&serde_json::Value>,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
                 let held = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND lease = $2")
                     .bind(d.message_id.as_str())
@@ -687,13 +700,14 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, recorded_at) \
-                     VALUES ($1, $2, 'failed', $3, $4, $3) ON CONFLICT DO NOTHING",
+                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, detail, recorded_at) \
+                     VALUES ($1, $2, 'failed', $3, $4, $5, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(d.account_id.as_str())
                 .bind(d.message_id.as_str())
                 .bind(at.as_millis())
                 .bind(&text)
+                .bind(detail.map(json_text))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -721,6 +735,66 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(held == 1)
+            }
+
+            async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                // A row whose lease lapsed is as unclaimed as one never claimed.
+                let removed = sqlx::query(
+                    "DELETE FROM outbox WHERE message_id = $1 AND (lease IS NULL OR available_at <= $2)",
+                )
+                .bind(id.as_str())
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if removed == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let text = error_text(reason);
+                sqlx::query("UPDATE messages SET status = 'canceled', error = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(&text)
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, recorded_at) \
+                     SELECT account_id, id, 'canceled', $2, $3, $2 FROM messages WHERE id = $1 ON CONFLICT DO NOTHING",
+                )
+                .bind(id.as_str())
+                .bind(at.as_millis())
+                .bind(&text)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_messages(&self, f: &MessageFilter, limit: u32) -> $crate::Result<Vec<Message>> {
+                sqlx::query(concat!(
+                    "SELECT ", message_cols!(), " FROM messages WHERE ",
+                    "($1 IS NULL OR direction = $1) AND ($2 IS NULL OR status = $2) ",
+                    "AND ($3 IS NULL OR (direction = 'outbound' AND phone_number_id = $3) ",
+                    "OR (direction = 'inbound' AND counterpart = $3)) ",
+                    "AND ($4 IS NULL OR (direction = 'outbound' AND counterpart = $4) ",
+                    "OR (direction = 'inbound' AND phone_number_id = $4)) ",
+                    "AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR id < $6) ",
+                    "ORDER BY id DESC LIMIT $7"
+                ))
+                .bind(f.direction.map(Direction::as_str))
+                .bind(f.status.map(MessageStatus::as_str))
+                .bind(f.from.as_deref())
+                .bind(f.to.as_deref())
+                .bind(f.since.map(Timestamp::as_millis))
+                .bind(f.before.as_ref().map(MessageId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(message_row)
+                .collect()
             }
 
             async fn outbox_depth(&self) -> $crate::Result<i64> {
@@ -813,7 +887,7 @@ macro_rules! impl_store {
                      updated_at = excluded.updated_at RETURNING id",
                 )
                 .bind(ContactId::generate().as_str())
-                .bind(&m.from)
+                .bind(&m.wa_id)
                 .bind(&m.profile_name)
                 .bind(m.received_at.as_millis())
                 .fetch_one(&mut *tx)

@@ -112,7 +112,7 @@ async fn sent_message(
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
     let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
-    assert!(store.record_accepted(&d, wamid, t(2)).await.unwrap());
+    assert!(store.record_accepted(&d, wamid, &json!({"messages": [{"id": wamid}]}), t(2)).await.unwrap());
     let account = a.id.clone();
     (id, move |w: &str, s, at| status_for(&account, w, s, at))
 }
@@ -238,13 +238,23 @@ async fn claims_are_exclusive_until_the_lease_expires(store: &dyn Store) {
     assert_eq!(ids, [id.clone(), later]);
     assert_eq!(again[0].attempts, 2);
     let error = MessageError::gateway("network_error", "boom");
-    assert!(!store.record_failed(&first[0], &error, t(30_102)).await.unwrap());
+    assert!(!store.record_failed(&first[0], &error, None, t(30_102)).await.unwrap());
     assert!(!store.reschedule(&first[0], t(40_000), &error).await.unwrap());
-    assert!(store.record_accepted(&again[0], "wamid.A", t(30_103)).await.unwrap());
+    assert!(
+        store
+            .record_accepted(&again[0], "wamid.A", &json!({"messages": [{"id": "wamid.A"}]}), t(30_103))
+            .await
+            .unwrap()
+    );
     let m = store.get_message(&id).await.unwrap().unwrap();
     assert_eq!((m.status, m.wamid.as_deref()), (MessageStatus::Accepted, Some("wamid.A")));
     // A late result from the dead holder changes nothing.
-    assert!(!store.record_accepted(&first[0], "wamid.B", t(30_104)).await.unwrap());
+    assert!(
+        !store
+            .record_accepted(&first[0], "wamid.B", &json!({"messages": [{"id": "wamid.B"}]}), t(30_104))
+            .await
+            .unwrap()
+    );
     assert_eq!(store.find_message_by_wamid("wamid.A").await.unwrap().unwrap().id, id);
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
 }
@@ -287,7 +297,10 @@ async fn statuses_racing_the_send_result_are_never_lost(store: Arc<dyn Store>) {
         let update = status_for(&a.id, &wamid, DeliveryStatus::Delivered, 5);
         let (s1, s2) = (store.clone(), store.clone());
         let w = wamid.clone();
-        let accept = tokio::spawn(async move { s1.record_accepted(&d, &w, t(2)).await.unwrap() });
+        let accept =
+            tokio::spawn(
+                async move { s1.record_accepted(&d, &w, &json!({"messages": [{"id": &w}]}), t(2)).await.unwrap() },
+            );
         let status = tokio::spawn(async move { s2.apply_status(&update, t(2)).await.unwrap() });
         assert!(accept.await.unwrap());
         status.await.unwrap();
@@ -314,7 +327,7 @@ async fn failure_and_retry(store: &dyn Store) {
         fbtrace_id: Some("Abc".into()),
         reason: None,
     };
-    assert!(store.record_failed(&d, &meta, t(5_001)).await.unwrap());
+    assert!(store.record_failed(&d, &meta, None, t(5_001)).await.unwrap());
     let m = store.get_message(&id).await.unwrap().unwrap();
     assert_eq!((m.status, m.error), (MessageStatus::Failed, Some(meta)));
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
@@ -377,10 +390,81 @@ async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
     let forged = status_for(&other, "wamid.E", DeliveryStatus::Failed, 3);
     assert_eq!(store.apply_status(&forged, t(2)).await.unwrap(), StatusOutcome::Pending);
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
-    assert!(store.record_accepted(&d, "wamid.E", t(3)).await.unwrap());
+    assert!(store.record_accepted(&d, "wamid.E", &json!({"messages": [{"id": "wamid.E"}]}), t(3)).await.unwrap());
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Delivered);
     let h = statuses(&store.message_history(&id).await.unwrap());
     assert_eq!(h.len(), 4, "{h:?}");
+}
+
+async fn unclaimed_messages_can_be_cancelled(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let reason = MessageError::gateway("timeout", "not sent in time");
+    // Queued: cancelled.
+    let queued = enqueue(store, &a, &n, t(0)).await;
+    assert!(store.cancel_unclaimed(&queued, &reason, t(1)).await.unwrap());
+    let m = store.get_message(&queued).await.unwrap().unwrap();
+    assert_eq!((m.status, m.error.clone()), (MessageStatus::Canceled, Some(reason.clone())));
+    assert_eq!(
+        statuses(&store.message_history(&queued).await.unwrap()).last(),
+        Some(&(MessageStatus::Canceled, false))
+    );
+    assert!(store.claim_outbox(t(2), t(60_000), 10).await.unwrap().is_empty(), "a cancelled message is never sent");
+    // Being sent: not cancelled, and its result is still recorded.
+    let sending = enqueue(store, &a, &n, t(0)).await;
+    let d = store.claim_outbox(t(3), t(60_000), 10).await.unwrap().pop().unwrap();
+    assert!(!store.cancel_unclaimed(&sending, &reason, t(4)).await.unwrap());
+    assert!(store.record_accepted(&d, "wamid.C", &json!({"messages": [{"id": "wamid.C"}]}), t(5)).await.unwrap());
+    let h = store.message_history(&sending).await.unwrap();
+    assert_eq!(
+        h.iter().find(|e| e.status == MessageStatus::Accepted).unwrap().detail,
+        Some(json!({"messages": [{"id": "wamid.C"}]}))
+    );
+    // Done: not cancelled.
+    assert!(!store.cancel_unclaimed(&sending, &reason, t(6)).await.unwrap());
+    // A lease that lapsed (its holder died) no longer protects the row.
+    let orphan = enqueue(store, &a, &n, t(0)).await;
+    store.claim_outbox(t(7), t(100), 10).await.unwrap();
+    assert!(store.cancel_unclaimed(&orphan, &reason, t(101)).await.unwrap());
+}
+
+async fn messages_are_listed_newest_first_with_filters(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let out1 = enqueue(store, &a, &n, t(0)).await;
+    let out2 = enqueue(store, &a, &n, t(0)).await;
+    let inbound = NewInbound {
+        id: MessageId::generate(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        wamid: "wamid.L1".into(),
+        from: "+15551234567".into(),
+        wa_id: "15551234567".into(),
+        profile_name: None,
+        kind: "text".into(),
+        content: json!({"text": {"body": "hi"}}),
+        sent_at: t(50),
+        received_at: t(51),
+    };
+    store.record_inbound(&inbound).await.unwrap();
+    let ids = |ms: Vec<Message>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let all = store.list_messages(&MessageFilter::default(), 10).await.unwrap();
+    assert_eq!(ids(all), [inbound.id.clone(), out2.clone(), out1.clone()]);
+    let f = |f: MessageFilter| async move { ids(store.list_messages(&f, 10).await.unwrap()) };
+    assert_eq!(
+        f(MessageFilter { direction: Some(Direction::Inbound), ..Default::default() }).await,
+        vec![inbound.id.clone()]
+    );
+    assert_eq!(
+        f(MessageFilter { status: Some(MessageStatus::Queued), ..Default::default() }).await,
+        [out2.clone(), out1.clone()]
+    );
+    // `from` the customer is the inbound message; `to` the customer the outbound ones.
+    let customer = Some("+15551234567".to_owned());
+    assert_eq!(f(MessageFilter { from: customer.clone(), ..Default::default() }).await, vec![inbound.id.clone()]);
+    assert_eq!(f(MessageFilter { to: customer, ..Default::default() }).await, [out2.clone(), out1.clone()]);
+    assert_eq!(f(MessageFilter { from: Some(n.id.clone()), ..Default::default() }).await, [out2.clone(), out1.clone()]);
+    assert_eq!(f(MessageFilter { since: Some(t(50)), ..Default::default() }).await, vec![inbound.id.clone()]);
+    assert_eq!(f(MessageFilter { before: Some(out2.clone()), ..Default::default() }).await, vec![out1.clone()]);
+    assert_eq!(ids(store.list_messages(&MessageFilter::default(), 1).await.unwrap()), [inbound.id]);
 }
 
 async fn inbound_messages_and_contacts(store: &dyn Store) {
@@ -390,7 +474,8 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
         account_id: a.id.clone(),
         phone_number_id: n.id.clone(),
         wamid: wamid.into(),
-        from: "15551234567".into(),
+        from: "+15551234567".into(),
+        wa_id: "15551234567".into(),
         profile_name: name.map(Into::into),
         kind: "text".into(),
         content: json!({"body": "hi"}),
@@ -480,6 +565,8 @@ macro_rules! suite {
             case!(failed_status_overrides_sent);
             case!(statuses_before_the_wamid_are_kept_and_applied);
             case!(inbound_messages_and_contacts);
+            case!(unclaimed_messages_can_be_cancelled);
+            case!(messages_are_listed_newest_first_with_filters);
             case!(webhook_deliveries);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,25 +1,32 @@
 //! `/v1/messages`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::id::MessageId;
 use wagate_domain::message::{MessageError, SendRequest};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Direction, StatusEntry};
+use wagate_domain::validation::FieldError;
+use wagate_storage::{Direction, MessageFilter, StatusEntry};
 
+use super::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, ListParams, PageRequest, parse_json};
 use crate::services::messages::{self, MessageDetails};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_message)).routes(routes!(get_message))
+    OpenApiRouter::new()
+        .routes(routes!(create_message, list_messages))
+        .routes(routes!(get_message))
+        .routes(routes!(mark_read))
 }
 
 /// A message and where it is in its life.
@@ -40,6 +47,8 @@ pub struct MessageView {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     content: Map<String, Value>,
+    /// The wamid of the message this one replies to.
+    reply_to: Option<String>,
     status: MessageStatus,
     /// Meta's message id, once Meta accepted the message.
     wamid: Option<String>,
@@ -69,10 +78,14 @@ impl From<MessageDetails> for MessageView {
             Direction::Outbound => (m.phone_number_id, m.counterpart),
             Direction::Inbound => (m.counterpart, m.phone_number_id),
         };
-        let content = match m.content {
+        let mut content = match m.content {
             Value::Object(map) => map,
             other => Map::from_iter([(m.kind.clone(), other)]),
         };
+        // Outbound context is `{"message_id"}`, Meta's inbound context `{"from", "id"}`.
+        let reply_to = content
+            .remove("context")
+            .and_then(|c| c.get("message_id").or_else(|| c.get("id")).and_then(Value::as_str).map(str::to_owned));
         Self {
             id: m.id.into_string(),
             direction: m.direction.as_str(),
@@ -80,6 +93,7 @@ impl From<MessageDetails> for MessageView {
             to,
             kind: m.kind,
             content,
+            reply_to,
             status: m.status,
             wamid: m.wamid,
             statuses: d.history.into_iter().map(StatusView::from).collect(),
@@ -136,4 +150,124 @@ async fn create_message(
 )]
 async fn get_message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MessageView>, ApiError> {
     Ok(Json(messages::get(&state, &id).await?.into()))
+}
+
+/// `?direction=&status=&from=&to=&since=&limit=&cursor=` of `GET /v1/messages`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// `outbound` or `inbound`.
+    direction: Option<String>,
+    /// A status such as `read` or `failed`.
+    status: Option<String>,
+    /// The sender: a phone-number id for outbound messages, a customer for inbound ones.
+    from: Option<String>,
+    /// The recipient: a customer for outbound messages, a phone-number id for inbound ones.
+    to: Option<String>,
+    /// Only messages created at or after this RFC 3339 time.
+    since: Option<String>,
+}
+
+impl ListQuery {
+    fn filter(self, page: &PageRequest) -> Result<MessageFilter, FieldError> {
+        let direction = self
+            .direction
+            .map(|d| {
+                Direction::parse(&d)
+                    .ok_or_else(|| FieldError::new("direction", "invalid_value", "must be outbound or inbound"))
+            })
+            .transpose()?;
+        let status = self
+            .status
+            .map(|s| {
+                MessageStatus::parse(&s)
+                    .ok_or_else(|| FieldError::new("status", "invalid_value", format!("'{s}' is not a status")))
+            })
+            .transpose()?;
+        let since = self
+            .since
+            .map(|s| {
+                Timestamp::parse_rfc3339(&s)
+                    .ok_or_else(|| FieldError::new("since", "timestamp", "must be an RFC 3339 time"))
+            })
+            .transpose()?;
+        let before = page
+            .cursor
+            .as_deref()
+            .map(|c| {
+                MessageId::parse(c)
+                    .ok_or_else(|| FieldError::new("cursor", "invalid_value", "is not a cursor this API gave"))
+            })
+            .transpose()?;
+        Ok(MessageFilter { direction, status, from: self.from, to: self.to, since, before })
+    }
+}
+
+/// List messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    params(ListQuery, ListParams),
+    responses((status = 200, body = List<MessageView>), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn list_messages(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+    page: PageRequest,
+) -> Result<Json<List<MessageView>>, ApiError> {
+    let filter = query.filter(&page)?;
+    let (messages, more) = messages::list(&state, &filter, page.limit).await?;
+    let next_cursor = more.then(|| messages.last().map(|m| m.id.to_string())).flatten();
+    // Lists show each message without its history; GET /v1/messages/{id} has it.
+    let data = messages.into_iter().map(|message| MessageDetails { message, history: Vec::new() }.into()).collect();
+    Ok(Json(List { data, next_cursor }))
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    /// Also show "typing…" to the customer, until you reply or for 25 seconds.
+    #[serde(default)]
+    typing_indicator: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadView {
+    id: String,
+    /// The wamid Meta was told is read (earlier messages of the conversation are marked too).
+    wamid: String,
+    read: bool,
+    typing_indicator: bool,
+}
+
+/// Mark a customer's message read, optionally showing a typing indicator.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/{id}/read",
+    tag = "messages",
+    params(("id" = String, Path, description = "wagate's id of an inbound message")),
+    request_body(content = Option<ReadRequest>, description = "Optional"),
+    responses(
+        (status = 200, body = ReadView),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "Not an inbound message, or Meta refused", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn mark_read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ReadView>, ApiError> {
+    let req: ReadRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { ReadRequest::default() } else { parse_json(&body)? };
+    let message = messages::mark_read(&state, &id, req.typing_indicator).await?;
+    Ok(Json(ReadView {
+        id: message.id.into_string(),
+        wamid: message.wamid.unwrap_or_default(),
+        read: true,
+        typing_indicator: req.typing_indicator,
+    }))
 }

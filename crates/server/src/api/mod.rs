@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod graph;
 mod messages;
 mod ops;
 mod phone_numbers;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = Router::new()
         .merge(v1)
         .merge(open)
+        .merge(graph::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

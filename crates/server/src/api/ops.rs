@@ -47,7 +47,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     let database = state.store.ping().await.is_ok();
     // A worker that has not beaten for several poll intervals is stuck or dead.
     let max_age = |poll_ms: u64| (poll_ms as i64) * 4 + 5_000;
-    let dispatcher = state.health.alive(Worker::Dispatcher, max_age(state.config.dispatcher.poll_interval_ms));
+    // An instance configured not to send has no dispatcher to wait for.
+    let dispatcher = !state.config.dispatcher.enabled
+        || state.health.alive(Worker::Dispatcher, max_age(state.config.dispatcher.poll_interval_ms));
     let inbound_processor = state.health.alive(Worker::Inbound, max_age(state.config.inbound.poll_interval_ms));
     let ready = database && dispatcher && inbound_processor;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

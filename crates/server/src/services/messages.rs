@@ -1,15 +1,19 @@
-//! Outbound messages: validated against Meta's rules, then written with their outbox row in one
-//! transaction. The dispatcher takes it from there.
+//! Messages: validated against Meta's rules, then written with their outbox row in one
+//! transaction; the dispatcher takes it from there. Shared by the native API and the
+//! Meta-compatible surface.
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
 use wagate_domain::id::MessageId;
-use wagate_domain::message::SendRequest;
+use wagate_domain::message::{MessageError, Outbound, ReadReceipt, SendRequest};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{AccountMode, Direction, Message, NewOutbound, PhoneNumber, StatusEntry};
+use wagate_storage::{AccountMode, Direction, Message, MessageFilter, NewOutbound, PhoneNumber, StatusEntry};
 
 use super::ServiceError;
+use crate::graph::{GraphFailure, Target};
 use crate::state::AppState;
 
 /// A message and its status history.
@@ -18,18 +22,33 @@ pub struct MessageDetails {
     pub history: Vec<StatusEntry>,
 }
 
+/// `POST /v1/messages`.
 pub async fn send(state: &AppState, req: SendRequest) -> Result<MessageDetails, ServiceError> {
     let valid = req.validate()?;
     let sender = resolve_sender(state, valid.from.as_deref()).await?;
+    let mut outbound = valid.outbound;
+    if let Some(reply_to) = &valid.reply_to {
+        outbound.context = Some(resolve_reply(state, &sender, reply_to).await?);
+    }
+    enqueue(state, &sender, &outbound, valid.metadata).await
+}
+
+/// Stores a checked message from `sender` with its outbox row, and wakes the dispatcher.
+pub async fn enqueue(
+    state: &AppState,
+    sender: &PhoneNumber,
+    outbound: &Outbound,
+    metadata: Option<Map<String, Value>>,
+) -> Result<MessageDetails, ServiceError> {
     let now = Timestamp::now();
     let new = NewOutbound {
         id: MessageId::generate(),
         account_id: sender.account_id.clone(),
         phone_number_id: sender.id.clone(),
-        recipient: valid.to.to_string(),
-        kind: valid.content.kind().to_owned(),
-        content: Value::Object(valid.content.fields()),
-        metadata: valid.metadata,
+        recipient: outbound.recipient.as_str().to_owned(),
+        kind: outbound.content.kind().to_owned(),
+        content: Value::Object(outbound.fields()),
+        metadata,
         created_at: now,
         due_at: now,
     };
@@ -69,10 +88,42 @@ pub async fn get(state: &AppState, id: &str) -> Result<MessageDetails, ServiceEr
     Ok(MessageDetails { message, history })
 }
 
+/// `GET /v1/messages`: a page of messages, newest first, and whether there are more.
+pub async fn list(
+    state: &AppState,
+    filter: &MessageFilter,
+    limit: usize,
+) -> Result<(Vec<Message>, bool), ServiceError> {
+    let mut page = state.store.list_messages(filter, (limit + 1) as u32).await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    Ok((page, more))
+}
+
+/// The wamid a reply refers to: given as Meta's wamid, or as wagate's id of a message that has
+/// one, in the same conversation.
+async fn resolve_reply(state: &AppState, sender: &PhoneNumber, reply_to: &str) -> Result<String, ServiceError> {
+    if reply_to.starts_with("wamid.") {
+        return Ok(reply_to.to_owned());
+    }
+    let unknown = || {
+        FieldError::new(
+            "reply_to",
+            "unknown_message",
+            format!("'{reply_to}' is neither a wamid nor the id of a message of this number that Meta has"),
+        )
+    };
+    let id = MessageId::parse(reply_to).ok_or_else(unknown)?;
+    match state.store.get_message(&id).await? {
+        Some(m) if m.phone_number_id == sender.id => m.wamid.ok_or_else(|| unknown().into()),
+        _ => Err(unknown().into()),
+    }
+}
+
 /// The number a send goes out from: the one named (by id or display number), else the default.
 /// While any live number is connected only live numbers are defaults: a send must never go to
 /// the sandbox, where it would "arrive" without reaching anyone, because `from` was left out.
-async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNumber, ServiceError> {
+pub async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNumber, ServiceError> {
     if let Some(from) = from
         && let Some(n) = state.store.get_phone_number(from).await?
     {
@@ -116,4 +167,123 @@ async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNum
 
 fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// `POST /v1/messages/{id}/read`: tells Meta the customer's message was read (which marks the
+/// earlier ones read too), optionally showing "typing…" for up to 25 seconds.
+pub async fn mark_read(state: &AppState, id: &str, typing: bool) -> Result<Message, ServiceError> {
+    let MessageDetails { message, .. } = get(state, id).await?;
+    let wamid = match (&message.direction, &message.wamid) {
+        (Direction::Inbound, Some(w)) => w.clone(),
+        _ => {
+            return Err(
+                FieldError::new("id", "not_inbound", "only a message a customer sent can be marked read").into()
+            );
+        }
+    };
+    send_read_receipt(state, &message.phone_number_id, &ReadReceipt::new(&wamid, typing)).await?;
+    Ok(message)
+}
+
+/// Sends a read receipt through the number's account. Read receipts are not messages: no
+/// outbox, no pair-rate limit.
+pub async fn send_read_receipt(
+    state: &AppState,
+    phone_number_id: &str,
+    receipt: &ReadReceipt,
+) -> Result<(), ServiceError> {
+    let number = state
+        .store
+        .get_phone_number(phone_number_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("phone number", phone_number_id))?;
+    let account = state
+        .store
+        .get_account(&number.account_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("account", number.account_id.as_str()))?;
+    let body = serde_json::to_value(receipt).expect("a read receipt serialises");
+    state.graph.mark_read(&Target::from(&account), phone_number_id, &body).await.map_err(|e| match e {
+        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error },
+        other => ServiceError::GraphUnavailable(other.to_string()),
+    })
+}
+
+/// How a send made through the Meta-compatible surface ended, in Meta's terms.
+pub enum DispatchOutcome {
+    /// Meta's answer to the send.
+    Accepted(Value),
+    /// Meta's error answer (HTTP status and body), or none when the gateway gave up itself.
+    Failed { status: u16, body: Option<Value>, error: Option<MessageError> },
+    /// Not handed to Meta in time, and cancelled: nothing was sent.
+    Cancelled,
+}
+
+/// Waits, at most about `wait`, for the dispatcher to hand message `id` to Meta. A message not
+/// yet handed over when the time is up is cancelled (so a client's retry cannot send it twice);
+/// one being handed over is waited for until its result is known.
+pub async fn wait_for_dispatch(
+    state: &AppState,
+    id: &MessageId,
+    wait: Duration,
+) -> Result<DispatchOutcome, ServiceError> {
+    let mut done = state.completions.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(outcome) = outcome(state, id).await? {
+            return Ok(outcome);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let reason = MessageError::gateway(
+                "not_dispatched_in_time",
+                format!("not handed to Meta within {} ms; cancelled so a retry cannot send it twice", wait.as_millis()),
+            );
+            if state.store.cancel_unclaimed(id, &reason, Timestamp::now()).await? {
+                return Ok(DispatchOutcome::Cancelled);
+            }
+        }
+        let tick = tokio::time::sleep(Duration::from_millis(100));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                _ = &mut tick => break,
+                got = done.recv() => match got {
+                    Ok(done_id) if &done_id == id => break,
+                    Ok(_) => {}
+                    // Lagged or closed: the database is the truth; read it at the next tick.
+                    Err(_) => {
+                        (&mut tick).await;
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn outcome(state: &AppState, id: &MessageId) -> Result<Option<DispatchOutcome>, ServiceError> {
+    let Some(message) = state.store.get_message(id).await? else {
+        return Err(ServiceError::not_found("message", id.as_str()));
+    };
+    let entry = |status: MessageStatus| async move {
+        let history = state.store.message_history(id).await?;
+        Ok::<_, ServiceError>(history.into_iter().find(|e| e.status == status))
+    };
+    Ok(match message.status {
+        MessageStatus::Queued | MessageStatus::Sending | MessageStatus::Scheduled => None,
+        MessageStatus::Canceled => Some(DispatchOutcome::Cancelled),
+        MessageStatus::Failed if message.wamid.is_none() => {
+            let answer = entry(MessageStatus::Failed).await?.and_then(|e| e.detail);
+            let status = answer.as_ref().and_then(|a| a["status"].as_u64()).unwrap_or(500) as u16;
+            Some(DispatchOutcome::Failed { status, body: answer.map(|a| a["body"].clone()), error: message.error })
+        }
+        _ => {
+            // Meta took it; whatever happened since (even a `failed` webhook) is not the send's answer.
+            let answer = entry(MessageStatus::Accepted).await?.and_then(|e| e.detail);
+            let wamid = message.wamid.unwrap_or_default();
+            Some(DispatchOutcome::Accepted(answer.unwrap_or_else(|| {
+                json!({"messaging_product": "whatsapp", "contacts": [{"input": message.counterpart}], "messages": [{"id": wamid}]})
+            })))
+        }
+    })
 }

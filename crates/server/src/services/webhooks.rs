@@ -194,7 +194,13 @@ async fn apply_messages(
             account_id: account_id.clone(),
             phone_number_id: metadata.phone_number_id.clone(),
             wamid: m.id,
-            from: m.from,
+            // Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
+            from: if !m.from.is_empty() && m.from.bytes().all(|b| b.is_ascii_digit()) {
+                format!("+{}", m.from)
+            } else {
+                m.from.clone()
+            },
+            wa_id: m.from,
             profile_name,
             kind: m.kind,
             content: serde_json::Value::Object(m.rest),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +68,7 @@ async fn send(state: &AppState, d: Dispatch) {
         Ok(Some(a)) => a,
         Ok(None) => {
             let error = MessageError::gateway("account_missing", format!("account {} no longer exists", d.account_id));
-            record(state, &d, Outcome::Failed(error)).await;
+            record(state, &d, Outcome::Failed(error, None)).await;
             return;
         }
         Err(e) => {
@@ -78,7 +79,7 @@ async fn send(state: &AppState, d: Dispatch) {
     };
     let serde_json::Value::Object(fields) = &d.content else {
         let error = MessageError::gateway("corrupt_message", "stored content is not a JSON object");
-        record(state, &d, Outcome::Failed(error)).await;
+        record(state, &d, Outcome::Failed(error, None)).await;
         return;
     };
     let body = graph_body(&d.recipient, &d.kind, fields);
@@ -86,16 +87,18 @@ async fn send(state: &AppState, d: Dispatch) {
     let result = state.graph.send_message(&Target::from(&account), &d.phone_number_id, &body).await;
     state.metrics.graph_duration.observe(started.elapsed().as_secs_f64());
     let outcome = match result {
-        Ok(resp) => Outcome::Accepted(resp.messages[0].id.clone()),
+        Ok((wamid, response)) => Outcome::Accepted(wamid, response),
         Err(failure) => classify(state, &d, failure),
     };
     record(state, &d, outcome).await;
 }
 
 enum Outcome {
-    Accepted(String),
+    /// The wamid, and Meta's answer.
+    Accepted(String, Value),
     Retry(Duration, MessageError),
-    Failed(MessageError),
+    /// Why, and Meta's answer as it came (`{"status", "body"}`) when there was one.
+    Failed(MessageError, Option<Value>),
 }
 
 fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> Outcome {
@@ -118,7 +121,11 @@ fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> Outcome {
             retry_after.unwrap_or_else(|| super::backoff(d.attempts, settings.retry_base_ms, settings.retry_max_ms));
         Outcome::Retry(delay, error)
     } else {
-        Outcome::Failed(error)
+        let answer = match failure {
+            GraphFailure::Meta { status, body, .. } => Some(json!({ "status": status, "body": body })),
+            _ => None,
+        };
+        Outcome::Failed(error, answer)
     }
 }
 
@@ -128,12 +135,16 @@ async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
     let mut wait = Duration::from_millis(100);
     loop {
         let e = match record_once(state, d, &outcome).await {
-            Ok(()) => return,
+            Ok(()) => {
+                // Nobody waiting is fine: the send is recorded either way.
+                let _ = state.completions.send(d.message_id.clone());
+                return;
+            }
             Err(e) => e,
         };
         let deadline = d.lease_until.as_millis() - 1_000;
         if Timestamp::now().plus(wait).as_millis() >= deadline {
-            if matches!(outcome, Outcome::Accepted(_)) {
+            if matches!(outcome, Outcome::Accepted(..)) {
                 state.metrics.possible_duplicates.inc();
             }
             tracing::error!(message_id = %d.message_id, error = %e, "recording a send result failed until the lease ran out");
@@ -149,8 +160,8 @@ async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Resul
     let now = Timestamp::now();
     let metrics = &state.metrics;
     match outcome {
-        Outcome::Accepted(wamid) => {
-            if !state.store.record_accepted(d, wamid, now).await? {
+        Outcome::Accepted(wamid, response) => {
+            if !state.store.record_accepted(d, wamid, response, now).await? {
                 metrics.possible_duplicates.inc();
                 tracing::warn!(message_id = %d.message_id, %wamid, "another attempt recorded its result first");
             }
@@ -160,8 +171,8 @@ async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Resul
             state.store.reschedule(d, now.plus(*delay), error).await?;
             Metrics::outcome(&metrics.dispatch, "retried");
         }
-        Outcome::Failed(error) => {
-            if state.store.record_failed(d, error, now).await? {
+        Outcome::Failed(error, answer) => {
+            if state.store.record_failed(d, error, answer.as_ref(), now).await? {
                 let code = error.code.map_or_else(|| error.reason.clone().unwrap_or_default(), |c| c.to_string());
                 metrics.dispatch_failures.get_or_create(&FailureLabels { code }).inc();
             }

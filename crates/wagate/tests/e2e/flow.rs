@@ -26,7 +26,7 @@ async fn customer_message_then_reply_ends_read(backend: Backend) {
     assert_eq!(inbound.direction, Direction::Inbound);
     assert_eq!(inbound.status, MessageStatus::Received);
     assert_eq!(inbound.phone_number_id, numbers[0]);
-    assert_eq!(inbound.counterpart, customer.trim_start_matches('+'));
+    assert_eq!(inbound.counterpart, customer);
     assert_eq!(inbound.content["text"]["body"], "Where is my order?");
     let contact =
         app.store().get_contact_by_wa_id(customer.trim_start_matches('+')).await.unwrap().expect("contact stored");

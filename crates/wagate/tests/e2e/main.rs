@@ -3,8 +3,11 @@
 
 mod accounts;
 mod api_keys;
+mod client_libraries;
 mod flow;
+mod graph_surface;
 mod lease;
+mod message_types;
 mod ops;
 mod sandbox_mode;
 mod standalone;

@@ -335,7 +335,7 @@ macro_rules! on_each_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(wagate_storage::Backend::Sqlite).await;
+                    Box::pin(super::$name(wagate_storage::Backend::Sqlite)).await;
                 }
             )*
         }
@@ -343,7 +343,7 @@ macro_rules! on_each_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(wagate_storage::Backend::Postgres).await;
+                    Box::pin(super::$name(wagate_storage::Backend::Postgres)).await;
                 }
             )*
         }

@@ -74,7 +74,7 @@ async fn wrong_or_missing_signatures_are_refused_and_change_nothing(backend: Bac
     let store = built.app.state().store.clone();
     let numbers = store.list_phone_numbers().await.unwrap();
     let d = claimed_message(store.as_ref(), &numbers[0].id).await;
-    assert!(store.record_accepted(&d, "wamid.SIGTEST", Timestamp::now()).await.unwrap());
+    assert!(store.record_accepted(&d, "wamid.SIGTEST", &json!({}), Timestamp::now()).await.unwrap());
     let app = built.started();
     let account = sandbox_account(&app).await;
     let body = status_payload(&account, "wamid.SIGTEST", &[("read", 1_800_000_000)]);
@@ -131,7 +131,7 @@ async fn statuses_before_the_wamid_are_kept_then_applied(backend: Backend) {
     assert_eq!(message_status(store.as_ref(), &d.message_id).await, MessageStatus::Sending);
 
     // The send's result is recorded: the waiting statuses apply at once.
-    assert!(store.record_accepted(&d, "wamid.EARLY", Timestamp::now()).await.unwrap());
+    assert!(store.record_accepted(&d, "wamid.EARLY", &json!({}), Timestamp::now()).await.unwrap());
     let (status, m) = app.get(&format!("/v1/messages/{}", d.message_id)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(m["status"], "read");

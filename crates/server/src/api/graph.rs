@@ -1,0 +1,218 @@
+//! `/graph/{version}/…`: the Meta-compatible surface. The same paths and bodies as the Graph
+//! API, so a Cloud API client works by changing only its base URL; a wagate API key is the
+//! bearer token. Sends go through the same outbox and limits as the native API, and the answer
+//! is Meta's, in Meta's shapes and codes.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use wagate_domain::message::GraphRequest;
+use wagate_domain::validation::FieldError;
+
+use crate::auth::presented_key;
+use crate::services::messages::{self, DispatchOutcome};
+use crate::services::{ServiceError, api_keys};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/graph/{version}/{phone_number_id}/messages", post(messages_endpoint))
+}
+
+/// An error in Meta's shape: `{"error": {"message", "type", "code", "error_data", "fbtrace_id"}}`.
+pub struct GraphApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl GraphApiError {
+    fn new(status: StatusCode, code: i64, message: &str, details: Option<String>) -> Self {
+        let mut error = json!({
+            "message": message,
+            "type": "OAuthException",
+            "code": code,
+            "fbtrace_id": wagate_domain::id::new_id("trace"),
+        });
+        if let Some(details) = details {
+            error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
+        }
+        Self { status, body: json!({ "error": error }) }
+    }
+
+    fn invalid_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token - Cannot parse access token", None)
+    }
+
+    fn unknown_number(id: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            100,
+            &format!(
+                "Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing \
+                 permissions, or does not support this operation."
+            ),
+            None,
+        );
+        e.body["error"]["type"] = json!("GraphMethodException");
+        e.body["error"]["error_subcode"] = json!(33);
+        e
+    }
+
+    fn unknown() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, 131000, "(#131000) Something went wrong", None)
+    }
+
+    /// A rule broken in the request, as Meta words it: 131008 for a missing parameter, 131051
+    /// for an unknown message type, 100 otherwise, with the parameter in Meta's notation.
+    fn from_field(e: &FieldError) -> Self {
+        let param = meta_param(&e.path);
+        let rule = e.message.strip_prefix(&format!("{}: ", e.path)).unwrap_or(&e.message);
+        match (e.path.as_str(), e.rule) {
+            (_, "required") => Self::new(
+                StatusCode::BAD_REQUEST,
+                131008,
+                "(#131008) Required parameter is missing",
+                Some(format!("The parameter {param} is required.")),
+            ),
+            ("type", "unsupported_type") => Self::new(
+                StatusCode::BAD_REQUEST,
+                131051,
+                "(#131051) Unsupported message type",
+                Some(format!("Param {param} {rule}.")),
+            ),
+            _ => Self::new(
+                StatusCode::BAD_REQUEST,
+                100,
+                "(#100) Invalid parameter",
+                Some(format!("Param {param} {rule}.")),
+            ),
+        }
+    }
+
+    fn from_service(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(f) => Self::from_field(&f),
+            ServiceError::MetaRejected { error } => Self {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({ "error": serde_json::to_value(&error).unwrap_or_default() }),
+            },
+            ServiceError::NotFound { id, .. } => Self::unknown_number(&id),
+            other => {
+                tracing::error!(error = %other, "graph surface request failed");
+                Self::unknown()
+            }
+        }
+    }
+}
+
+impl IntoResponse for GraphApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// `text.body` → `text['body']`, `interactive.action.buttons[0].reply.title` →
+/// `interactive['action']['buttons'][0]['reply']['title']`: how Meta names parameters.
+fn meta_param(path: &str) -> String {
+    let mut out = String::new();
+    for (i, segment) in path.split('.').enumerate() {
+        let (name, indexes) = match segment.find('[') {
+            Some(at) => segment.split_at(at),
+            None => (segment, ""),
+        };
+        if i == 0 {
+            out.push_str(name)
+        } else {
+            out.push_str(&format!("['{name}']"))
+        }
+        out.push_str(indexes);
+    }
+    out
+}
+
+async fn messages_endpoint(
+    State(state): State<AppState>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GraphApiError> {
+    let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
+    match api_keys::authenticate(state.store.as_ref(), key).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(GraphApiError::invalid_token()),
+        Err(e) => return Err(GraphApiError::from_service(e.into())),
+    }
+    let sender = state
+        .store
+        .get_phone_number(&phone_number_id)
+        .await
+        .map_err(|e| GraphApiError::from_service(e.into()))?
+        .ok_or_else(|| GraphApiError::unknown_number(&phone_number_id))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        GraphApiError::new(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) Invalid parameter",
+            Some(format!("The body is not JSON: {e}")),
+        )
+    })?;
+    match GraphRequest::parse(&value).map_err(|e| GraphApiError::from_field(&e))? {
+        GraphRequest::Read(receipt) => {
+            messages::send_read_receipt(&state, &sender.id, &receipt).await.map_err(GraphApiError::from_service)?;
+            Ok(Json(json!({ "success": true })).into_response())
+        }
+        GraphRequest::Send(outbound) => {
+            let details =
+                messages::enqueue(&state, &sender, &outbound, None).await.map_err(GraphApiError::from_service)?;
+            let wait = Duration::from_millis(state.config.graph_surface.wait_ms);
+            let outcome = messages::wait_for_dispatch(&state, &details.message.id, wait)
+                .await
+                .map_err(GraphApiError::from_service)?;
+            Ok(answer(outcome))
+        }
+    }
+}
+
+/// Meta's answer to the send, or the error a client would get from Meta.
+fn answer(outcome: DispatchOutcome) -> Response {
+    match outcome {
+        DispatchOutcome::Accepted(body) => Json(body).into_response(),
+        DispatchOutcome::Failed { status, body: Some(body), .. } => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
+        }
+        DispatchOutcome::Failed { body: None, error, .. } => {
+            let mut e = GraphApiError::unknown();
+            if let Some(error) = error {
+                e.body["error"]["error_data"] = json!({"messaging_product": "whatsapp", "details": error.message});
+            }
+            e.into_response()
+        }
+        // Throughput is the honest name for "not sent in time", and every client retries it.
+        DispatchOutcome::Cancelled => GraphApiError::new(
+            StatusCode::BAD_REQUEST,
+            130429,
+            "(#130429) Rate limit hit",
+            Some("Cloud API message throughput has been reached. The message was not sent; retry it.".into()),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_are_named_as_meta_names_them() {
+        assert_eq!(super::meta_param("text.body"), "text['body']");
+        assert_eq!(
+            super::meta_param("interactive.action.buttons[0].reply.title"),
+            "interactive['action']['buttons'][0]['reply']['title']"
+        );
+        assert_eq!(super::meta_param("to"), "to");
+    }
+}

@@ -1,0 +1,160 @@
+//! The Meta-compatible surface: Meta's bodies in, Meta's answers out, through the same outbox.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wagate_storage::Backend;
+
+use crate::message_types::{addressed, examples};
+use crate::support::*;
+
+const INVALID: &str = include_str!("../../../../testdata/invalid-sends.json");
+
+async fn graph(app: &TestApp, phone_number_id: &str, key: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let url = format!("{}/graph/v23.0/{phone_number_id}/messages", app.url);
+    request(&app.http, Method::POST, &url, key, Some(body)).await
+}
+
+async fn metas_bodies_get_metas_answers(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let sandbox = format!("{}/sandbox", app.url);
+    let phone = app.sandbox_numbers().await[0].clone();
+    let customer = customer();
+    let inbound = simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &phone, &customer, "hi").await;
+
+    for ex in examples() {
+        let body = addressed(&ex.body, &customer);
+        let (status, answer) = graph(&app, &phone, Some(&app.api_key), body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{}: {answer}", ex.name);
+        assert_eq!(answer["messaging_product"], "whatsapp", "{}", ex.name);
+        assert_eq!(answer["contacts"][0]["input"], body["to"], "{}", ex.name);
+        let wamid = answer["messages"][0]["id"].as_str().unwrap_or_else(|| panic!("{}: {answer}", ex.name));
+        assert!(wamid.starts_with("wamid."));
+        // Exactly the client's body reached "Meta", once, with nothing added.
+        let (_, received) = app.get("/sandbox/control/messages").await;
+        let got: Vec<&Value> = received["data"].as_array().unwrap().iter().filter(|r| r["wamid"] == wamid).collect();
+        assert_eq!(got.len(), 1, "{}", ex.name);
+        assert_eq!(got[0]["body"], body, "{}", ex.name);
+        if body["type"] == "template" {
+            assert_eq!(answer["messages"][0]["message_status"], "accepted", "{}", ex.name);
+        }
+        // And it is a message like any other in the native API.
+        let (_, listed) = app.get("/v1/messages?direction=outbound&limit=1").await;
+        assert_eq!(listed["data"][0]["wamid"], wamid);
+    }
+
+    // Read receipts and typing indicators answer Meta's `{"success": true}`.
+    for typing in [false, true] {
+        let mut body = json!({"messaging_product": "whatsapp", "status": "read", "message_id": inbound});
+        if typing {
+            body["typing_indicator"] = json!({"type": "text"});
+        }
+        assert_eq!(graph(&app, &phone, Some(&app.api_key), body).await, (StatusCode::OK, json!({"success": true})));
+    }
+    app.stop().await;
+}
+
+async fn refusals_are_metas_error_objects(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let phone = app.sandbox_numbers().await[0].clone();
+    let text = json!({"messaging_product": "whatsapp", "to": "+15550170000", "type": "text", "text": {"body": "hi"}});
+
+    // The API key is the access token: without one, Meta's 190.
+    for key in [None, Some("EAAGnot-a-wagate-key")] {
+        let (status, e) = graph(&app, &phone, key, text.clone()).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_i64(), e["error"]["type"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(190), Some("OAuthException"))
+        );
+        assert!(e["error"]["fbtrace_id"].is_string());
+    }
+    let (status, e) = graph(&app, "1234567890", Some(&app.api_key), text.clone()).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_i64(), e["error"]["error_subcode"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(100), Some(33))
+    );
+
+    // Every invalid body: 131008 for what is missing, 131051 for an unknown type, 100 for the rest,
+    // with the parameter named as Meta names it.
+    let cases: Vec<Value> = serde_json::from_str(INVALID).unwrap();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        // Meta takes a number without `+` (it prepends the business number's country code).
+        if name == "number without +" {
+            continue;
+        }
+        let mut body = case["body"].clone();
+        body["messaging_product"] = json!("whatsapp");
+        let obj = body.as_object_mut().unwrap();
+        // Meta's body has no metadata, and replies by context.
+        if obj.remove("metadata").is_some() {
+            continue;
+        }
+        if let Some(r) = obj.remove("reply_to") {
+            if r.as_str() == Some("") {
+                continue;
+            }
+            obj.insert("context".into(), json!({"message_id": r}));
+        }
+        let (status, e) = graph(&app, &phone, Some(&app.api_key), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {e}");
+        let expected = match (case["path"].as_str().unwrap(), case["rule"].as_str().unwrap()) {
+            (_, "required") => 131008,
+            ("type", "unsupported_type") => 131051,
+            _ => 100,
+        };
+        assert_eq!(e["error"]["code"], expected, "{name}: {e}");
+        let details = e["error"]["error_data"]["details"].as_str().unwrap();
+        let top = match case["path"].as_str().unwrap().split(['.', '[']).next().unwrap() {
+            "reply_to" => "context",
+            top => top,
+        };
+        assert!(details.contains(top), "{name}: {details}");
+    }
+    assert_eq!(app.store().count_messages().await.unwrap(), 0, "nothing refused is stored");
+    app.stop().await;
+}
+
+async fn a_send_not_handed_to_meta_in_time_is_cancelled_with_130429(backend: Backend) {
+    // An instance that takes requests but leaves sending to others: nothing is handed to Meta.
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.dispatcher.enabled = false;
+        c.graph_surface.wait_ms = 300;
+    })
+    .await
+    else {
+        return;
+    };
+    let phone = app.sandbox_numbers().await[0].clone();
+    let body = json!({"messaging_product": "whatsapp", "to": "+15550170001", "type": "text", "text": {"body": "late"}});
+    let (status, e) = graph(&app, &phone, Some(&app.api_key), body).await;
+    assert_eq!((status, e["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(130429)), "{e}");
+    // Cancelled, so a dispatcher starting later never sends it, and the client's retry is the only copy.
+    let (_, listed) = app.get("/v1/messages").await;
+    assert_eq!(listed["data"][0]["status"], "canceled");
+    assert_eq!(listed["data"][0]["error"]["reason"], "not_dispatched_in_time");
+    assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
+    app.stop().await;
+}
+
+async fn a_send_already_handed_to_meta_is_waited_for(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.graph_surface.wait_ms = 200).await else { return };
+    let phone = app.sandbox_numbers().await[0].clone();
+    // "Meta" takes 1.5 s to answer: far beyond the wait, but the send is in flight by then.
+    let (status, _) = app.request(Method::PUT, "/sandbox/control/faults", Some(json!({"latency_ms": 1500}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = json!({"messaging_product": "whatsapp", "to": "+15550170002", "type": "text", "text": {"body": "slow"}});
+    let (status, answer) = graph(&app, &phone, Some(&app.api_key), body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let wamid = answer["messages"][0]["id"].as_str().unwrap();
+    let received =
+        sandbox_received(&app.http, &format!("{}/sandbox", app.url), Some(&app.api_key), "+15550170002").await;
+    assert_eq!((received.len(), received[0]["wamid"].as_str()), (1, Some(wamid)));
+    app.stop().await;
+}
+
+on_each_backend!(
+    metas_bodies_get_metas_answers,
+    refusals_are_metas_error_objects,
+    a_send_not_handed_to_meta_in_time_is_cancelled_with_130429,
+    a_send_already_handed_to_meta_is_waited_for,
+);
