@@ -36,6 +36,15 @@ struct ControlError {
 }
 
 impl ControlError {
+    fn bad_json(what: &str, e: serde_json::Error) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_json",
+            message: format!("body is not a valid {what}: {e}"),
+            path: None,
+        }
+    }
+
     fn invalid(path: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -97,12 +106,7 @@ async fn get_faults(AxState(state): AxState<Shared>) -> Response {
 }
 
 async fn put_faults(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
-    let faults: Faults = serde_json::from_slice(&body).map_err(|e| ControlError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_json",
-        message: format!("body is not a valid faults object: {e}"),
-        path: None,
-    })?;
+    let faults: Faults = serde_json::from_slice(&body).map_err(|e| ControlError::bad_json("faults object", e))?;
     *state.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
     Ok(axum::Json(faults).into_response())
 }
@@ -119,12 +123,8 @@ struct SimulateInbound {
 
 /// Delivers a customer's message to the webhook URL as Meta would, and answers its wamid.
 async fn simulate_inbound(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
-    let req: SimulateInbound = serde_json::from_slice(&body).map_err(|e| ControlError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_json",
-        message: format!("body is not a valid simulate request: {e}"),
-        path: None,
-    })?;
+    let req: SimulateInbound =
+        serde_json::from_slice(&body).map_err(|e| ControlError::bad_json("simulate request", e))?;
     if state.number(&req.phone_number_id).is_none() {
         return Err(ControlError::invalid(
             "phone_number_id",

@@ -54,6 +54,7 @@ impl Application {
             health: Arc::new(WorkerHealth::default()),
             // Waiters that fall behind read the database instead; the channel only saves time.
             completions: tokio::sync::broadcast::channel(1024).0,
+            webhooks_noted: Arc::default(),
         };
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {

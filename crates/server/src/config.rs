@@ -28,6 +28,7 @@ pub struct Config {
     pub dispatcher: DispatcherSettings,
     pub inbound: InboundSettings,
     pub graph_surface: GraphSurfaceSettings,
+    pub window: WindowSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -46,6 +47,7 @@ impl Default for Config {
             dispatcher: DispatcherSettings::default(),
             inbound: InboundSettings::default(),
             graph_surface: GraphSurfaceSettings::default(),
+            window: WindowSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -169,6 +171,24 @@ impl Default for GraphSurfaceSettings {
     fn default() -> Self {
         Self { wait_ms: 4_500 }
     }
+}
+
+/// Meta's 24-hour customer-service window: outside it only templates may be sent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSettings {
+    /// What to do with a non-template send outside the window.
+    pub outside: OutsideWindow,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutsideWindow {
+    /// Refuse it at once (Meta would accept it, then fail it by webhook with 131047).
+    #[default]
+    Refuse,
+    /// Send it and let Meta decide.
+    Pass,
 }
 
 fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {

@@ -118,6 +118,8 @@ async fn prepare_once(store: &dyn Store, config: &Config, self_url: &str) -> Res
     Ok(Some(Sandbox::new(SandboxConfig { seed, webhook_url: Some(format!("{self_url}/webhooks/meta")), delays })))
 }
 
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
 fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Vec<PhoneNumber> {
     numbers
         .iter()
@@ -131,6 +133,9 @@ fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Ve
             quality_rating: Some("GREEN".into()),
             is_default: i == 0,
             mode: AccountMode::Sandbox,
+            // A sandbox number is born here: wagate has seen all of its traffic, so it knows
+            // every window from the start.
+            webhooks_since: Some(Timestamp::from_millis(now.as_millis() - DAY_MS)),
             created_at: now,
             updated_at: now,
         })

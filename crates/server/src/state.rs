@@ -25,6 +25,8 @@ pub struct AppState {
     pub health: Arc<WorkerHealth>,
     /// Ids of messages whose send result was just recorded, for callers waiting on one.
     pub completions: tokio::sync::broadcast::Sender<MessageId>,
+    /// Numbers already known to have their webhooks seen (saves a write per delivery).
+    pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,

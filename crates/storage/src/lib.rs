@@ -119,9 +119,14 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a status to the message of `update.account_id` with that wamid, or keeps it for
     /// when that account records the wamid.
     async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome>;
-    /// Stores an inbound message and upserts its contact; false for a duplicate wamid.
+    /// Stores an inbound message, upserts its contact and moves the conversation's window; false
+    /// for a duplicate wamid.
     async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
+    /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
+    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
+    /// Records that this number's webhooks are being seen, the first time only.
+    async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
 
     // Webhook deliveries.
     async fn insert_delivery(&self, delivery: &NewDelivery) -> Result<i64>;

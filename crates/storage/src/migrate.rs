@@ -28,11 +28,15 @@ impl Migration {
     }
 }
 
-pub const SQLITE: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") }];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, name: "conversations", sql: include_str!("../migrations/sqlite/0002_conversations.sql") },
+];
 
-pub const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") }];
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
+    Migration { version: 2, name: "conversations", sql: include_str!("../migrations/postgres/0002_conversations.sql") },
+];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (
     version BIGINT PRIMARY KEY,

@@ -61,6 +61,8 @@ pub struct PhoneNumber {
     pub is_default: bool,
     /// The owning account's mode (read from the account).
     pub mode: AccountMode,
+    /// Since when wagate has seen this number's webhooks (when it can know the 24-hour window).
+    pub webhooks_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -21,7 +21,7 @@ macro_rules! account_cols {
 macro_rules! phone_cols {
     () => {
         "p.id, p.account_id, a.waba_id, p.display_phone_number, p.verified_name, \
-         p.quality_rating, p.is_default, a.mode, p.created_at, p.updated_at \
+         p.quality_rating, p.is_default, a.mode, p.webhooks_since, p.created_at, p.updated_at \
          FROM phone_numbers p JOIN accounts a ON a.id = p.account_id"
     };
 }
@@ -118,6 +118,7 @@ macro_rules! impl_store {
                 quality_rating: r.try_get("quality_rating")?,
                 is_default: r.try_get("is_default")?,
                 mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
+                webhooks_since: r.try_get::<Option<i64>, _>("webhooks_since")?.map(ts),
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -177,8 +178,8 @@ macro_rules! impl_store {
             for n in numbers {
                 let written = sqlx::query(
                     "INSERT INTO phone_numbers (id, account_id, display_phone_number, verified_name, \
-                     quality_rating, is_default, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     quality_rating, is_default, created_at, updated_at, webhooks_since) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                      ON CONFLICT (id) DO UPDATE SET display_phone_number = excluded.display_phone_number, \
                      verified_name = excluded.verified_name, quality_rating = excluded.quality_rating, \
                      updated_at = excluded.updated_at WHERE phone_numbers.account_id = excluded.account_id",
@@ -191,6 +192,7 @@ macro_rules! impl_store {
                 .bind(n.is_default)
                 .bind(n.created_at.as_millis())
                 .bind(n.updated_at.as_millis())
+                .bind(n.webhooks_since.map(Timestamp::as_millis))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -912,8 +914,39 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                sqlx::query(
+                    "INSERT INTO conversations (phone_number_id, customer, last_inbound_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (phone_number_id, customer) DO UPDATE SET last_inbound_at = \
+                     CASE WHEN excluded.last_inbound_at > conversations.last_inbound_at \
+                     THEN excluded.last_inbound_at ELSE conversations.last_inbound_at END",
+                )
+                .bind(&m.phone_number_id)
+                .bind(&m.from)
+                .bind(m.sent_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(inserted == 1)
+            }
+
+            async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> $crate::Result<Option<Timestamp>> {
+                Ok(sqlx::query_scalar::<_, i64>(
+                    "SELECT last_inbound_at FROM conversations WHERE phone_number_id = $1 AND customer = $2",
+                )
+                .bind(phone_number_id)
+                .bind(customer)
+                .fetch_optional(self.reader())
+                .await?
+                .map(ts))
+            }
+
+            async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> $crate::Result<()> {
+                sqlx::query("UPDATE phone_numbers SET webhooks_since = $2 WHERE id = $1 AND webhooks_since IS NULL")
+                    .bind(phone_number_id)
+                    .bind(at.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
             }
 
             async fn get_contact_by_wa_id(&self, wa_id: &str) -> $crate::Result<Option<Contact>> {

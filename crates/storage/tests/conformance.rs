@@ -55,6 +55,7 @@ fn number(account: &Account, id: &str, default: bool) -> PhoneNumber {
         quality_rating: Some("GREEN".into()),
         is_default: default,
         mode: account.mode,
+        webhooks_since: None,
         created_at: t(0),
         updated_at: t(0),
     }
@@ -492,6 +493,20 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
     assert_eq!((m.id, m.direction, m.status), (first.id, Direction::Inbound, MessageStatus::Received));
     assert_eq!(m.contact_id, Some(contact.id));
     assert_eq!(m.created_at, Timestamp::from_unix_seconds(1_800_000_000));
+    // The conversation's window starts at the customer's latest message, whatever the order.
+    let mut older = inbound("wamid.IN3", None);
+    older.sent_at = Timestamp::from_unix_seconds(1_700_000_000);
+    store.record_inbound(&older).await.unwrap();
+    assert_eq!(
+        store.last_inbound(&n.id, "+15551234567").await.unwrap(),
+        Some(Timestamp::from_unix_seconds(1_800_000_000))
+    );
+    assert_eq!(store.last_inbound(&n.id, "+15550000000").await.unwrap(), None);
+    // Webhooks are first seen once.
+    assert_eq!(store.get_phone_number(&n.id).await.unwrap().unwrap().webhooks_since, None);
+    store.note_webhooks(&n.id, t(5)).await.unwrap();
+    store.note_webhooks(&n.id, t(9)).await.unwrap();
+    assert_eq!(store.get_phone_number(&n.id).await.unwrap().unwrap().webhooks_since, Some(t(5)));
     // A status for an inbound wamid is not an outbound status.
     let outcome = store.apply_status(&status_for(&a.id, "wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
     assert_eq!(outcome, StatusOutcome::Pending);

@@ -31,29 +31,31 @@ fn join(base: &str, inner: &str) -> String {
     }
 }
 
+/// A deserialisation error as path (relative to `base`), rule and message.
+fn classify(base: &str, e: serde_path_to_error::Error<serde_json::Error>) -> (String, &'static str, String) {
+    let at = e.path().to_string();
+    let path = join(base, if at == "." { "" } else { &at });
+    let message = e.into_inner().to_string();
+    if let Some(rest) = message.strip_prefix(MARK) {
+        let mut parts = rest.splitn(3, MARK);
+        let inner = parts.next().unwrap_or_default();
+        let rule = rule_name(parts.next().unwrap_or_default());
+        return (join(&path, inner), rule, parts.next().unwrap_or_default().to_owned());
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        return (join(&path, field), "required", "is required".into());
+    }
+    let rule = if message.starts_with("unknown field") { "unknown_field" } else { "invalid_type" };
+    (path, rule, message)
+}
+
 /// Deserialises `value` into `T`, reporting the JSON path (under `base`) and the rule of the
 /// first mismatch: `required`, `unknown_field`, `invalid_type` or a rule from a tagged union.
 pub fn from_value<T: DeserializeOwned>(base: &str, value: &Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let outer = e.path().to_string();
-        let outer = if outer == "." { String::new() } else { outer };
-        let path = join(base, &outer);
-        let message = e.into_inner().to_string();
-        if let Some(rest) = message.strip_prefix(MARK) {
-            let mut parts = rest.splitn(3, MARK);
-            let inner = parts.next().unwrap_or_default();
-            let rule = parts.next().unwrap_or("invalid_value");
-            let text = parts.next().unwrap_or_default();
-            return FieldError::new(join(&path, inner), rule_name(rule), text);
-        }
-        if let Some(rest) = message.strip_prefix("missing field `") {
-            let field = rest.split('`').next().unwrap_or_default();
-            return FieldError::required(join(&path, field));
-        }
-        if message.starts_with("unknown field") {
-            return FieldError::new(path, "unknown_field", message);
-        }
-        FieldError::new(path, "invalid_type", message)
+        let (path, rule, message) = classify(base, e);
+        FieldError::new(path, rule, message)
     })
 }
 
@@ -67,22 +69,8 @@ fn rule_name(rule: &str) -> &'static str {
 /// Deserialises one variant of a tagged union from the object left once the tag is removed.
 pub(crate) fn variant<T: DeserializeOwned, E: serde::de::Error>(fields: Map<String, Value>) -> Result<T, E> {
     serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
-        let inner = e.path().to_string();
-        let inner = if inner == "." { String::new() } else { inner };
-        let message = e.into_inner().to_string();
-        if let Some(rest) = message.strip_prefix(MARK) {
-            let mut parts = rest.splitn(3, MARK);
-            let nested = parts.next().unwrap_or_default();
-            let rule = parts.next().unwrap_or("invalid_value");
-            let text = parts.next().unwrap_or_default();
-            return marked(&join(&inner, nested), rule, text);
-        }
-        if let Some(rest) = message.strip_prefix("missing field `") {
-            let field = rest.split('`').next().unwrap_or_default();
-            return marked(&join(&inner, field), "required", "is required");
-        }
-        let rule = if message.starts_with("unknown field") { "unknown_field" } else { "invalid_type" };
-        marked(&inner, rule, &message)
+        let (path, rule, message) = classify("", e);
+        marked(&path, rule, &message)
     })
 }
 

@@ -103,6 +103,17 @@ impl GraphApiError {
                 body: json!({ "error": serde_json::to_value(&error).unwrap_or_default() }),
             },
             ServiceError::NotFound { id, .. } => Self::unknown_number(&id),
+            // Meta accepts such a send and fails it later by webhook; wagate knows at once.
+            ServiceError::OutsideWindow { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                131047,
+                "(#131047) Re-engagement message",
+                Some(
+                    "Message failed to send because more than 24 hours have passed since the customer last \
+                     replied to this number."
+                        .into(),
+                ),
+            ),
             other => {
                 tracing::error!(error = %other, "graph surface request failed");
                 Self::unknown()

@@ -80,6 +80,18 @@ impl From<ServiceError> for ApiError {
                 e.meta = serde_json::to_value(&error).ok();
                 e
             }
+            ServiceError::OutsideWindow { customer, last_inbound } => {
+                let last = last_inbound.map_or_else(|| "never".to_owned(), |t| format!("at {t}"));
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "outside_window",
+                    format!(
+                        "{customer} last wrote to this number {last}: outside the 24-hour window only a template \
+                         may be sent (Meta would fail this message with 131047)"
+                    ),
+                )
+                .at("to")
+            }
             ServiceError::GraphUnavailable(m) => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "graph_unavailable",

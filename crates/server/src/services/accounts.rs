@@ -116,6 +116,8 @@ pub async fn read_phone_numbers(state: &AppState, account: &Account) -> Result<V
             quality_rating: i.quality_rating,
             is_default: false,
             mode: account.mode,
+            // Not until its webhooks arrive: until then wagate cannot know the 24-hour windows.
+            webhooks_since: None,
             created_at: now,
             updated_at: now,
         })

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use wagate_domain::id::MessageId;
-use wagate_domain::message::{MessageError, Outbound, ReadReceipt, SendRequest};
+use wagate_domain::message::{Content, MessageError, Outbound, ReadReceipt, Recipient, SendRequest};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{AccountMode, Direction, Message, MessageFilter, NewOutbound, PhoneNumber, StatusEntry};
 
 use super::ServiceError;
+use crate::config::OutsideWindow;
 use crate::graph::{GraphFailure, Target};
 use crate::state::AppState;
 
@@ -33,6 +34,33 @@ pub async fn send(state: &AppState, req: SendRequest) -> Result<MessageDetails, 
     enqueue(state, &sender, &outbound, valid.metadata).await
 }
 
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Meta's 24-hour rule, checked before Meta: outside the customer-service window only templates
+/// may be sent. Passes what wagate cannot judge: numbers whose webhooks it has not seen for a
+/// day yet (a customer may have written before), user ids, groups, numbers written without `+`.
+async fn check_window(state: &AppState, sender: &PhoneNumber, outbound: &Outbound) -> Result<(), ServiceError> {
+    if state.config.window.outside == OutsideWindow::Pass || matches!(outbound.content, Content::Template(_)) {
+        return Ok(());
+    }
+    let Recipient::Phone(to) = &outbound.recipient else {
+        return Ok(());
+    };
+    if !to.starts_with('+') {
+        return Ok(());
+    }
+    let now = Timestamp::now().as_millis();
+    if sender.webhooks_since.is_none_or(|since| now - since.as_millis() < DAY_MS) {
+        return Ok(());
+    }
+    let customer = format!("+{}", digits(to));
+    let last_inbound = state.store.last_inbound(&sender.id, &customer).await?;
+    match last_inbound {
+        Some(t) if now - t.as_millis() < DAY_MS => Ok(()),
+        _ => Err(ServiceError::OutsideWindow { customer, last_inbound }),
+    }
+}
+
 /// Stores a checked message from `sender` with its outbox row, and wakes the dispatcher.
 pub async fn enqueue(
     state: &AppState,
@@ -40,6 +68,7 @@ pub async fn enqueue(
     outbound: &Outbound,
     metadata: Option<Map<String, Value>>,
 ) -> Result<MessageDetails, ServiceError> {
+    check_window(state, sender, outbound).await?;
     let now = Timestamp::now();
     let new = NewOutbound {
         id: MessageId::generate(),

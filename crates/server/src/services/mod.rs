@@ -21,6 +21,9 @@ pub enum ServiceError {
     /// Meta refused a Graph call made on the caller's behalf.
     #[error("Meta refused the request: {}", .error.message)]
     MetaRejected { error: GraphError },
+    /// A non-template message to a customer whose last message is more than 24 hours old.
+    #[error("more than 24 hours have passed since {customer} last wrote to this number; only templates may be sent")]
+    OutsideWindow { customer: String, last_inbound: Option<wagate_domain::time::Timestamp> },
     /// The Graph API could not be reached or answered nonsense.
     #[error("the Graph API is unavailable: {0}")]
     GraphUnavailable(String),

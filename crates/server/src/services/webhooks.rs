@@ -86,6 +86,17 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: &[u
     Ok(Receipt::Stored(id))
 }
 
+/// From the first webhook of a number on, wagate sees its customers' messages and can judge
+/// their 24-hour windows (after a day of them).
+async fn note_webhooks(state: &AppState, phone_number_id: &str, at: Timestamp) -> Result<(), StorageError> {
+    let known = state.webhooks_noted.lock().unwrap_or_else(|e| e.into_inner()).contains(phone_number_id);
+    if !known {
+        state.store.note_webhooks(phone_number_id, at).await?;
+        state.webhooks_noted.lock().unwrap_or_else(|e| e.into_inner()).insert(phone_number_id.to_owned());
+    }
+    Ok(())
+}
+
 fn of_waba<'a>(accounts: &'a [Account], waba: &'a str) -> impl Iterator<Item = &'a Account> + 'a {
     accounts.iter().filter(move |a| a.waba_id == waba)
 }
@@ -146,6 +157,9 @@ async fn apply_messages(
     value: MessagesValue,
 ) -> Result<Result<(), String>, StorageError> {
     let now = Timestamp::now();
+    if let Some(m) = &value.metadata {
+        note_webhooks(state, &m.phone_number_id, now).await?;
+    }
     for s in &value.statuses {
         let Some(status) = DeliveryStatus::parse(&s.status) else {
             tracing::info!(status = %s.status, wamid = %s.id, "status kind not tracked");

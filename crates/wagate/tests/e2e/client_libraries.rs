@@ -35,7 +35,7 @@ async fn pywa_drives_the_meta_compatible_surface(backend: Backend) {
     let sandbox = format!("{}/sandbox", app.url);
     let phone = app.sandbox_numbers().await[0].clone();
     let customer = customer();
-    let inbound = simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &phone, &customer, "hello pywa").await;
+    let inbound = app.customer_writes(&phone, &customer, "hello pywa").await;
 
     let out = Command::new(&python)
         .arg(clients_dir().join("pywa/graph_surface.py"))

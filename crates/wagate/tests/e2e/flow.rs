@@ -78,15 +78,7 @@ async fn default_sender_is_used_when_from_is_omitted(backend: Backend) {
     let default: Vec<_> = numbers["data"].as_array().unwrap().iter().filter(|n| n["default"] == true).collect();
     assert_eq!(default.len(), 1, "the sandbox seeds one default number");
     let customer = customer();
-    simulate_inbound(
-        &app.http,
-        &format!("{}/sandbox", app.url),
-        Some(&app.api_key),
-        default[0]["id"].as_str().unwrap(),
-        &customer,
-        "hi",
-    )
-    .await;
+    app.customer_writes(default[0]["id"].as_str().unwrap(), &customer, "hi").await;
     let (status, body) =
         app.post("/v1/messages", json!({"to": customer, "type": "text", "text": {"body": "hello"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

@@ -16,10 +16,9 @@ async fn graph(app: &TestApp, phone_number_id: &str, key: Option<&str>, body: Va
 
 async fn metas_bodies_get_metas_answers(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sandbox = format!("{}/sandbox", app.url);
     let phone = app.sandbox_numbers().await[0].clone();
     let customer = customer();
-    let inbound = simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &phone, &customer, "hi").await;
+    let inbound = app.customer_writes(&phone, &customer, "hi").await;
 
     for ex in examples() {
         let body = addressed(&ex.body, &customer);
@@ -125,11 +124,12 @@ async fn a_send_not_handed_to_meta_in_time_is_cancelled_with_130429(backend: Bac
         return;
     };
     let phone = app.sandbox_numbers().await[0].clone();
+    app.customer_writes(&phone, "+15550170001", "hi").await;
     let body = json!({"messaging_product": "whatsapp", "to": "+15550170001", "type": "text", "text": {"body": "late"}});
     let (status, e) = graph(&app, &phone, Some(&app.api_key), body).await;
     assert_eq!((status, e["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(130429)), "{e}");
     // Cancelled, so a dispatcher starting later never sends it, and the client's retry is the only copy.
-    let (_, listed) = app.get("/v1/messages").await;
+    let (_, listed) = app.get("/v1/messages?direction=outbound").await;
     assert_eq!(listed["data"][0]["status"], "canceled");
     assert_eq!(listed["data"][0]["error"]["reason"], "not_dispatched_in_time");
     assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
@@ -139,6 +139,7 @@ async fn a_send_not_handed_to_meta_in_time_is_cancelled_with_130429(backend: Bac
 async fn a_send_already_handed_to_meta_is_waited_for(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| c.graph_surface.wait_ms = 200).await else { return };
     let phone = app.sandbox_numbers().await[0].clone();
+    app.customer_writes(&phone, "+15550170002", "hi").await;
     // "Meta" takes 1.5 s to answer: far beyond the wait, but the send is in flight by then.
     let (status, _) = app.request(Method::PUT, "/sandbox/control/faults", Some(json!({"latency_ms": 1500}))).await;
     assert_eq!(status, StatusCode::OK);

@@ -30,7 +30,7 @@ async fn a_dead_claim_is_sent_once_after_its_lease(backend: Backend) {
     let app = built.started();
     let sandbox = format!("{}/sandbox", app.url);
     for to in [&held_to, &lapsing_to] {
-        simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &number.id, to, "hello").await;
+        app.customer_writes(&number.id, to, "hello").await;
     }
 
     // The lapsed lease: claimed again, sent, and only once (nothing is left that could resend it).

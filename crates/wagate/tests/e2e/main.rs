@@ -14,3 +14,4 @@ mod standalone;
 mod support;
 mod validation;
 mod webhooks;
+mod window;

@@ -42,10 +42,9 @@ fn native(body: &Value, from: &str) -> Value {
 
 async fn every_type_reaches_the_sandbox_as_meta_documents_it(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sandbox = format!("{}/sandbox", app.url);
     let from = app.sandbox_numbers().await[0].clone();
     let customer = customer();
-    simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &from, &customer, "show me everything").await;
+    app.customer_writes(&from, &customer, "show me everything").await;
 
     let examples = examples();
     assert!(examples.len() >= 45, "one example per type and variant");
@@ -98,11 +97,10 @@ async fn invalid_sends_are_refused_with_their_path_and_rule(backend: Backend) {
 
 async fn messages_are_listed_and_inbound_ones_marked_read(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sandbox = format!("{}/sandbox", app.url);
     let from = app.sandbox_numbers().await[0].clone();
     let (ana, bo) = (customer(), customer());
-    let inbound_wamid = simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &from, &ana, "hello").await;
-    simulate_inbound(&app.http, &sandbox, Some(&app.api_key), &from, &bo, "hi").await;
+    let inbound_wamid = app.customer_writes(&from, &ana, "hello").await;
+    app.customer_writes(&from, &bo, "hi").await;
     let inbound = eventually("both inbound messages stored", || async {
         let (_, page) = app.get("/v1/messages?direction=inbound").await;
         let data = page["data"].as_array().unwrap().clone();

@@ -25,7 +25,7 @@ async fn operations_endpoints_answer(backend: Backend) {
     // A send shows in the metrics; no customer's number does.
     let customer = customer();
     let from = app.sandbox_numbers().await[0].clone();
-    simulate_inbound(&app.http, &format!("{}/sandbox", app.url), Some(&app.api_key), &from, &customer, "hi").await;
+    app.customer_writes(&from, &customer, "hi").await;
     let (status, _) =
         app.post("/v1/messages", json!({"from": from, "to": customer, "type": "text", "text": {"body": "x"}})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -47,8 +47,9 @@ async fn operations_endpoints_answer(backend: Backend) {
     let (status, doc) = open("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     for (path, methods) in [
-        ("/v1/messages", &["post"][..]),
+        ("/v1/messages", &["get", "post"][..]),
         ("/v1/messages/{id}", &["get"]),
+        ("/v1/messages/{id}/read", &["post"]),
         ("/v1/accounts", &["get", "post"]),
         ("/v1/accounts/{id}", &["get", "patch"]),
         ("/v1/phone-numbers", &["get"]),
@@ -64,7 +65,26 @@ async fn operations_endpoints_answer(backend: Backend) {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} missing from /openapi.json");
         }
     }
-    assert!(doc["components"]["schemas"]["SendRequest"].is_object());
+    // The send request documents every content object of Meta's model.
+    let send = &doc["components"]["schemas"]["SendRequest"]["properties"];
+    for kind in [
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "reaction",
+        "interactive",
+        "template",
+    ] {
+        assert!(send[kind].is_object(), "SendRequest.{kind} is not documented");
+    }
+    assert!(
+        doc["components"]["schemas"]["Interactive"].is_object() && doc["components"]["schemas"]["Template"].is_object()
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
     // Unknown paths and methods answer in the same error shape.

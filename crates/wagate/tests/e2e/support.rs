@@ -92,6 +92,18 @@ impl TestApp {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// A customer writes to `phone_number_id` through the built-in sandbox, opening the 24-hour
+    /// window; returns once wagate has stored the message (its wamid).
+    pub async fn customer_writes(&self, phone_number_id: &str, customer: &str, text: &str) -> String {
+        let sandbox = format!("{}/sandbox", self.url);
+        let wamid = simulate_inbound(&self.http, &sandbox, Some(&self.api_key), phone_number_id, customer, text).await;
+        eventually("the customer's message to be stored", || async {
+            self.store().find_message_by_wamid(&wamid).await.unwrap().map(|_| ())
+        })
+        .await;
+        wamid
+    }
+
     /// The seeded sandbox's phone numbers (ids).
     pub async fn sandbox_numbers(&self) -> Vec<String> {
         let (status, body) = self.get("/v1/phone-numbers").await;
