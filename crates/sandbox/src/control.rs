@@ -1,42 +1,51 @@
-//! The test tool's own API: look inside the sandbox and make customers act.
+//! The test tool's own API (`/control/…`): look inside the sandbox and change how it behaves
+//! while it runs. Errors are `{"error": {"code", "message", "path"}}`, the shape of wagate's
+//! native API.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
-use crate::ids;
-use crate::state::{Faults, State, unix_now};
-use crate::webhook;
+use crate::errors::catalogue;
+use crate::graph::templates;
+use crate::state::{Business, State, hello_world};
+use crate::{SeedNumber, ids};
 
 type Shared = Arc<State>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .route("/control/accounts", get(accounts))
+        .route("/control/accounts", get(accounts).post(create_account))
         .route("/control/messages", get(messages).delete(clear_messages))
-        .route("/control/faults", get(get_faults).put(put_faults))
-        .route("/simulate/inbound", post(simulate_inbound))
+        .route("/control/settings", get(settings).put(replace_settings).patch(patch_settings))
+        .route("/control/phone-numbers/{id}/throughput", put(set_throughput))
+        .route("/control/failures", get(failures))
+        .route("/control/failures/{user}", put(set_failure).delete(clear_failure))
+        .route("/control/windows", put(set_window))
+        .route("/control/templates/{id}/status", put(set_template_status))
+        .route("/control/webhook", get(webhook_url).put(set_webhook_url))
+        .route("/control/reset", post(reset))
         .with_state(state)
 }
 
-/// `{"error": {"code", "message", "path"}}`, the same shape as wagate's native API.
-struct ControlError {
+/// A refused control request.
+pub struct ControlError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    path: Option<&'static str>,
+    path: Option<String>,
 }
 
 impl ControlError {
-    fn bad_json(what: &str, e: serde_json::Error) -> Self {
+    pub fn bad_json(what: &str, e: impl std::fmt::Display) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_json",
@@ -45,13 +54,19 @@ impl ControlError {
         }
     }
 
-    fn invalid(path: &'static str, message: impl Into<String>) -> Self {
+    /// A field breaks a rule: 422 naming the field.
+    pub fn invalid(path: impl Into<String>, rule: impl std::fmt::Display) -> Self {
+        let path = path.into();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "invalid_field",
-            message: message.into(),
+            message: format!("{path}: {rule}"),
             path: Some(path),
         }
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "not_found", message: what.into(), path: None }
     }
 }
 
@@ -65,19 +80,79 @@ impl IntoResponse for ControlError {
     }
 }
 
+/// Parses a JSON body, naming the field at fault when it does not fit.
+pub fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ControlError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." || e.inner().is_syntax() || e.inner().is_eof() {
+            ControlError::bad_json(what, e.inner())
+        } else {
+            ControlError::invalid(path, e.inner())
+        }
+    })
+}
+
+fn business_json(state: &State, b: &Business) -> Value {
+    json!({
+        "waba_id": b.waba_id,
+        "name": b.name,
+        "phone_numbers": b.phone_numbers,
+        "access_token": state.access_token,
+        "app_secret": state.app_secret,
+        "verify_token": state.verify_token,
+    })
+}
+
+/// Every business with the app's credentials, which all of them share.
 async fn accounts(AxState(state): AxState<Shared>) -> Response {
-    let seed = &state.seed;
-    axum::Json(json!({
-        "data": [{
-            "waba_id": seed.waba_id,
-            "name": seed.business_name,
-            "access_token": seed.access_token,
-            "app_secret": seed.app_secret,
-            "verify_token": seed.verify_token,
-            "phone_numbers": seed.phone_numbers,
-        }],
-    }))
-    .into_response()
+    let data: Vec<Value> = state.businesses().iter().map(|b| business_json(&state, b)).collect();
+    axum::Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    #[serde(default)]
+    name: Option<String>,
+    /// How many phone numbers (1 to 5, 1 by default).
+    #[serde(default)]
+    phone_numbers: Option<usize>,
+}
+
+/// A new WABA with its numbers, starting, as every new account does, with `hello_world`.
+async fn create_account(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let req: NewAccount = if body.iter().all(u8::is_ascii_whitespace) {
+        NewAccount { name: None, phone_numbers: None }
+    } else {
+        parse(&body, "account")?
+    };
+    let count = req.phone_numbers.unwrap_or(1);
+    if !(1..=5).contains(&count) {
+        return Err(ControlError::invalid("phone_numbers", "must be 1 to 5"));
+    }
+    let name = req.name.unwrap_or_else(|| "Sandbox Business".into());
+    if name.trim().is_empty() || name.chars().count() > 128 {
+        return Err(ControlError::invalid("name", "must have 1 to 128 characters"));
+    }
+    let business = Business {
+        waba_id: ids::numeric_id(),
+        name: name.clone(),
+        phone_numbers: (0..count)
+            .map(|_| SeedNumber {
+                id: ids::numeric_id(),
+                display_phone_number: ids::display_number(),
+                verified_name: name.clone(),
+            })
+            .collect(),
+    };
+    {
+        let mut inner = state.lock();
+        inner.saved.templates.push(hello_world(&business.waba_id));
+        inner.saved.businesses.push(business.clone());
+    }
+    state.save();
+    Ok((StatusCode::CREATED, axum::Json(business_json(&state, &business))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -86,6 +161,8 @@ struct MessagesQuery {
     to: Option<String>,
 }
 
+/// What the messages endpoint received: each body exactly as sent, with the wamid answered or
+/// the error refused with.
 async fn messages(AxState(state): AxState<Shared>, Query(q): Query<MessagesQuery>) -> Response {
     let data: Vec<_> = state
         .received()
@@ -101,66 +178,184 @@ async fn clear_messages(AxState(state): AxState<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn get_faults(AxState(state): AxState<Shared>) -> Response {
-    axum::Json(state.faults()).into_response()
+async fn settings(AxState(state): AxState<Shared>) -> Response {
+    axum::Json(state.settings()).into_response()
 }
 
-async fn put_faults(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
-    let faults: Faults = serde_json::from_slice(&body).map_err(|e| ControlError::bad_json("faults object", e))?;
-    *state.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
-    Ok(axum::Json(faults).into_response())
+fn settings_answer(state: &State, patch: &Value) -> Result<Response, ControlError> {
+    let settings = state.patch_settings(patch).map_err(|e| ControlError::invalid("settings", e))?;
+    Ok(axum::Json(settings).into_response())
+}
+
+/// Changes the fields the body names; the rest stay.
+async fn patch_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let patch: Value = parse(&body, "settings object")?;
+    if !patch.is_object() {
+        return Err(ControlError::bad_json("settings object", "expected a JSON object"));
+    }
+    settings_answer(&state, &patch)
+}
+
+/// Replaces all settings: fields left out return to their defaults.
+async fn replace_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let given: crate::Settings = parse(&body, "settings object")?;
+    settings_answer(&state, &serde_json::to_value(given).expect("settings serialise"))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SimulateInbound {
-    phone_number_id: String,
-    from: String,
-    #[serde(default)]
-    name: Option<String>,
-    message: Map<String, Value>,
+struct Throughput {
+    messages_per_second: u32,
 }
 
-/// Delivers a customer's message to the webhook URL as Meta would, and answers its wamid.
-async fn simulate_inbound(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
-    let req: SimulateInbound =
-        serde_json::from_slice(&body).map_err(|e| ControlError::bad_json("simulate request", e))?;
-    if state.number(&req.phone_number_id).is_none() {
-        return Err(ControlError::invalid(
-            "phone_number_id",
-            format!("phone_number_id: '{}' is not one of this sandbox's numbers", req.phone_number_id),
-        ));
+/// A number's own throughput (Meta: 80 by default, 1,000 after an upgrade).
+async fn set_throughput(
+    AxState(state): AxState<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let t: Throughput = parse(&body, "throughput")?;
+    if !(1..=10_000).contains(&t.messages_per_second) {
+        return Err(ControlError::invalid("messages_per_second", "must be 1 to 10000"));
     }
-    let from = ids::digits_only(&req.from);
-    if from.len() < 7 || from.len() > 15 || !req.from.trim_start_matches('+').chars().all(|c| c.is_ascii_digit()) {
-        return Err(ControlError::invalid(
-            "from",
-            "from: must be the customer's phone number, digits with an optional +",
-        ));
+    if state.business_of_number(&id).is_none() {
+        return Err(ControlError::not_found(format!("phone number '{id}' is not one of this sandbox's")));
     }
-    let kind = match req.message.get("type") {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
-        _ => return Err(ControlError::invalid("message.type", "message.type: is required (for example \"text\")")),
-    };
-    if kind != "unsupported" && !req.message.contains_key(&kind) {
-        return Err(ControlError::invalid("message", format!("message: a '{kind}' message needs a '{kind}' object")));
+    {
+        let mut inner = state.lock();
+        inner.saved.throughput.insert(id.clone(), t.messages_per_second);
+        inner.rate.remove(&id);
     }
-    let now = unix_now();
-    let wamid = ids::wamid(&from);
-    let mut message = Map::new();
-    message.insert("from".into(), json!(from));
-    message.insert("id".into(), json!(wamid));
-    message.insert("timestamp".into(), json!(now.to_string()));
-    for (k, v) in req.message {
-        message.entry(k).or_insert(v);
+    state.save();
+    Ok(axum::Json(json!({"phone_number_id": id, "messages_per_second": t.messages_per_second})).into_response())
+}
+
+/// The codes a recipient can be set to fail with, as Meta reports them in `failed` statuses.
+pub const FAILURE_CODES: &[i64] = &[131_000, 131_026, 131_049, 131_050];
+
+async fn failures(AxState(state): AxState<Shared>) -> Response {
+    let data: Vec<Value> = state
+        .lock()
+        .saved
+        .failing
+        .iter()
+        .map(|(user, code)| json!({"user": user, "code": code, "title": catalogue(*code).0}))
+        .collect();
+    axum::Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Failure {
+    code: i64,
+}
+
+/// Messages to `user` (a wa_id, user id or group id) are accepted, then fail by webhook with
+/// `code`: 131026 for every message; 131049 and 131050 for marketing templates only, as on Meta.
+async fn set_failure(
+    AxState(state): AxState<Shared>,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let f: Failure = parse(&body, "failure")?;
+    if !FAILURE_CODES.contains(&f.code) {
+        return Err(ControlError::invalid("code", format!("must be one of {FAILURE_CODES:?}")));
     }
-    let name = req.name.unwrap_or_else(|| "Sandbox Customer".into());
-    let value = json!({
-        "contacts": [{"profile": {"name": name}, "wa_id": from}],
-        "messages": [Value::Object(message)],
-    });
-    state.note_inbound(&req.phone_number_id, &from, now);
-    let payload = webhook::envelope(&state, &req.phone_number_id, value);
-    webhook::schedule(&state, Duration::ZERO, payload);
-    Ok(axum::Json(json!({ "wamid": wamid })).into_response())
+    let key = if user.bytes().all(|b| b.is_ascii_digit() || b == b'+') { ids::digits_only(&user) } else { user };
+    state.lock().saved.failing.insert(key.clone(), f.code);
+    state.save();
+    Ok(axum::Json(json!({"user": key, "code": f.code, "title": catalogue(f.code).0})).into_response())
+}
+
+async fn clear_failure(AxState(state): AxState<Shared>, Path(user): Path<String>) -> Result<StatusCode, ControlError> {
+    let key = if user.bytes().all(|b| b.is_ascii_digit() || b == b'+') { ids::digits_only(&user) } else { user };
+    let removed = state.lock().saved.failing.remove(&key);
+    state.save();
+    removed
+        .map(|_| StatusCode::NO_CONTENT)
+        .ok_or_else(|| ControlError::not_found(format!("'{key}' is not set to fail")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    phone_number_id: String,
+    user: String,
+    /// Unix seconds of the user's last message; null closes the window.
+    last_inbound_at: Option<u64>,
+}
+
+/// Moves a customer-service window without waiting a day: the user last wrote at
+/// `last_inbound_at`.
+async fn set_window(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let w: Window = parse(&body, "window")?;
+    if state.business_of_number(&w.phone_number_id).is_none() {
+        return Err(ControlError::invalid("phone_number_id", "is not one of this sandbox's numbers"));
+    }
+    let user = ids::digits_only(&w.user);
+    if user.is_empty() {
+        return Err(ControlError::invalid("user", "must be the user's phone number or wa_id"));
+    }
+    match w.last_inbound_at {
+        Some(at) => state.note_inbound(&w.phone_number_id, &user, at),
+        None => state.close_window(&w.phone_number_id, &user),
+    }
+    Ok(axum::Json(json!({"phone_number_id": w.phone_number_id, "user": user, "open": state.window_open(&w.phone_number_id, &user)})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateStatus {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+const TEMPLATE_STATUSES: &[&str] = &["APPROVED", "REJECTED", "PAUSED", "DISABLED", "PENDING"];
+
+/// Decides a template's review (or pauses or disables it) now, with its webhook.
+async fn set_template_status(
+    AxState(state): AxState<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let t: TemplateStatus = parse(&body, "template status")?;
+    let status = t.status.to_ascii_uppercase();
+    if !TEMPLATE_STATUSES.contains(&status.as_str()) {
+        return Err(ControlError::invalid("status", format!("must be one of {TEMPLATE_STATUSES:?}")));
+    }
+    let reason = t.reason.unwrap_or_else(|| if status == "REJECTED" { "INVALID_FORMAT".into() } else { "NONE".into() });
+    if !templates::set_status(&state, &id, &status, &reason) {
+        return Err(ControlError::not_found(format!("template '{id}' does not exist")));
+    }
+    Ok(axum::Json(json!({"id": id, "status": status, "reason": reason})).into_response())
+}
+
+async fn webhook_url(AxState(state): AxState<Shared>) -> Response {
+    axum::Json(json!({"url": state.webhook_url()})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookUrl {
+    url: Option<String>,
+}
+
+/// Where webhooks go; null stops them.
+async fn set_webhook_url(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let w: WebhookUrl = parse(&body, "webhook")?;
+    if let Some(url) = &w.url
+        && reqwest::Url::parse(url).map_or(true, |u| !["http", "https"].contains(&u.scheme()))
+    {
+        return Err(ControlError::invalid("url", "must be an http(s) URL"));
+    }
+    *state.webhook_url.write().unwrap_or_else(|e| e.into_inner()) = w.url.clone();
+    Ok(axum::Json(json!({"url": w.url})).into_response())
+}
+
+/// Forgets messages, windows, limits, templates (but `hello_world`), media, groups, keys,
+/// failures and settings. Businesses stay.
+async fn reset(AxState(state): AxState<Shared>) -> StatusCode {
+    state.reset();
+    StatusCode::NO_CONTENT
 }

@@ -8,18 +8,25 @@
 //! wagate's validation and parsing, so a mistake in one must not hide in the other.
 
 mod control;
+mod errors;
 mod graph;
 mod ids;
+mod limits;
+mod settings;
+mod simulate;
 mod state;
 mod webhook;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+pub use settings::Settings;
 pub use state::Received;
+pub use webhook::{encode as encode_webhook, sign as sign_webhook};
 
 /// A sandbox business: one WABA, its phone numbers and the app credentials that go with it.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -73,6 +80,33 @@ impl Seed {
     }
 }
 
+impl Seed {
+    /// The business kept in `dir` (`seed.json`), or a new one saved there, so a sandbox with a
+    /// state directory keeps its ids and credentials across restarts. Credentials given replace
+    /// the kept ones.
+    pub fn load_or_generate(
+        dir: &std::path::Path,
+        app_secret: Option<String>,
+        verify_token: Option<String>,
+        access_token: Option<String>,
+    ) -> std::io::Result<Self> {
+        let path = dir.join("seed.json");
+        let mut seed = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Seed>(&bytes).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is unreadable: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seed::generate(None, None, None),
+            Err(e) => return Err(e),
+        };
+        seed.app_secret = app_secret.unwrap_or(seed.app_secret);
+        seed.verify_token = verify_token.unwrap_or(seed.verify_token);
+        seed.access_token = access_token.unwrap_or(seed.access_token);
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&seed).expect("seed serialises"))?;
+        Ok(seed)
+    }
+}
+
 /// How long after accepting a message each status webhook is sent.
 #[derive(Clone, Copy, Debug)]
 pub struct StatusDelays {
@@ -97,6 +131,9 @@ pub struct SandboxConfig {
     /// Where webhooks go; without one, nothing is posted.
     pub webhook_url: Option<String>,
     pub delays: StatusDelays,
+    /// Where templates, media, groups, windows and settings are kept across restarts; in memory
+    /// only without one.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A running sandbox. Cheap to clone; clones share state.
@@ -106,8 +143,12 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Starts the sandbox and its webhook sender; needs a Tokio runtime.
     pub fn new(config: SandboxConfig) -> Self {
-        Self { state: Arc::new(state::State::new(config)) }
+        let (outbox, queue) = webhook::Outbox::new();
+        let state = Arc::new(state::State::new(config, outbox));
+        tokio::spawn(webhook::run(Arc::downgrade(&state), queue));
+        Self { state }
     }
 
     /// The Graph API paths (`/{version}/…`), authenticated with the seed's access token.
@@ -118,7 +159,7 @@ impl Sandbox {
     /// `/control/…` and `/simulate/…`: the test tool's own API. Open here; the caller adds
     /// authentication where it needs one.
     pub fn control_router(&self) -> Router {
-        control::router(self.state.clone())
+        control::router(self.state.clone()).merge(simulate::router(self.state.clone()))
     }
 
     /// Both, as the standalone `wagate sandbox` serves them (under `/sandbox`).
@@ -137,6 +178,15 @@ impl Sandbox {
     /// Every request body the messages endpoint received, oldest first.
     pub fn received(&self) -> Vec<Received> {
         self.state.received()
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.state.settings()
+    }
+
+    /// Changes the fields of the settings `patch` names, as `PATCH /control/settings` does.
+    pub fn patch_settings(&self, patch: &serde_json::Value) -> Result<Settings, String> {
+        self.state.patch_settings(patch)
     }
 
     /// Stops pending webhook deliveries.

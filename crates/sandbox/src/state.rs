@@ -1,14 +1,19 @@
-//! The sandbox's state: its business, what it received, and the webhooks it owes.
+//! The sandbox's state: its businesses and numbers, templates, media, groups, windows and limits,
+//! what it received, and its settings. In memory; saved to a state directory when it has one.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::{SandboxConfig, Seed, SeedNumber, StatusDelays};
+use crate::limits::Bucket;
+use crate::settings::Settings;
+use crate::webhook::Outbox;
+use crate::{SandboxConfig, Seed, SeedNumber};
 
 /// One request the messages endpoint received, with what it answered.
 #[derive(Clone, Debug, Serialize)]
@@ -26,88 +31,369 @@ pub struct Received {
     pub received_at: u64,
 }
 
-/// Misbehaviour on request, to test clients against a Meta that is slow or failing.
-#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Faults {
-    /// Added before the messages endpoint answers.
-    #[serde(default)]
-    pub latency_ms: u64,
+/// A WhatsApp Business Account and its numbers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Business {
+    pub waba_id: String,
+    pub name: String,
+    pub phone_numbers: Vec<SeedNumber>,
 }
 
-pub struct State {
-    pub seed: Seed,
-    pub faults: RwLock<Faults>,
-    pub webhook_url: RwLock<Option<String>>,
-    pub delays: StatusDelays,
-    pub http: reqwest::Client,
-    pub shutdown: CancellationToken,
-    received: Mutex<Vec<Received>>,
+/// A message template, as the template API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Template {
+    pub id: String,
+    pub waba_id: String,
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    pub status: String,
+    pub parameter_format: String,
+    pub components: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_reason: Option<String>,
+    pub created_at: u64,
+}
+
+/// An uploaded (or simulated) media file; the bytes are kept apart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Media {
+    pub id: String,
+    pub phone_number_id: String,
+    pub mime_type: String,
+    /// Hex SHA-256, as `GET /{media-id}` reports it.
+    pub sha256: String,
+    pub file_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub created_at: u64,
+}
+
+/// A group made through the Groups API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub phone_number_id: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub invite_link: String,
+    pub join_approval_mode: String,
+    /// wa_ids of members.
+    pub participants: Vec<String>,
+    /// Pending join requests: (request id, wa_id, Unix seconds).
+    pub join_requests: Vec<(String, String, u64)>,
+    pub created_at: u64,
+}
+
+/// What survives a restart when the sandbox has a state directory.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    pub businesses: Vec<Business>,
+    pub templates: Vec<Template>,
+    pub media: Vec<Media>,
+    pub groups: Vec<Group>,
     /// Last inbound message per (business number, user), Unix seconds: the 24-hour window.
-    last_inbound: Mutex<HashMap<(String, String), u64>>,
+    pub windows: BTreeMap<String, u64>,
+    /// Flows business public keys by phone number.
+    pub encryption_keys: BTreeMap<String, String>,
+    /// Numbers' own messages-per-second, where set.
+    pub throughput: BTreeMap<String, u32>,
+    /// Users whose messages fail, with the error code they fail with.
+    pub failing: BTreeMap<String, i64>,
+    pub settings: Settings,
 }
 
 /// Requests kept for `GET /control/messages`.
 const RECEIVED_KEPT: usize = 100_000;
 
+pub struct Inner {
+    pub saved: Saved,
+    pub media_bytes: HashMap<String, Vec<u8>>,
+    pub received: VecDeque<Received>,
+    pub rate: HashMap<String, Bucket>,
+    pub pair: HashMap<(String, String), Bucket>,
+}
+
+pub struct State {
+    /// The business the sandbox started with; its credentials are the app's.
+    pub seed: Seed,
+    /// The app's credentials: one access token, app secret and verify token for all WABAs.
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    inner: Mutex<Inner>,
+    pub webhook_url: RwLock<Option<String>>,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub outbox: Outbox,
+    state_dir: Option<PathBuf>,
+    /// The settings the sandbox started with, which a reset returns to.
+    initial_settings: Settings,
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+fn window_key(phone_number_id: &str, user: &str) -> String {
+    format!("{phone_number_id}/{user}")
+}
+
 impl State {
-    pub fn new(config: SandboxConfig) -> Self {
+    pub fn new(config: SandboxConfig, outbox: Outbox) -> Self {
+        let seed = config.seed.clone();
+        let Seed { waba_id, business_name, access_token, app_secret, verify_token, phone_numbers } = config.seed;
+        let loaded = config.state_dir.as_ref().and_then(|d| load(d));
+        let mut saved = loaded.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
+        // The seed's business is the first; a saved state keeps what else was made.
+        saved.businesses.retain(|b| b.waba_id != waba_id);
+        saved.businesses.insert(0, Business { waba_id: waba_id.clone(), name: business_name, phone_numbers });
+        // The delays given at start (flags, configuration) win over saved ones.
+        saved.settings.statuses.sent_ms = config.delays.sent.as_millis() as u64;
+        saved.settings.statuses.delivered_ms = config.delays.delivered.as_millis() as u64;
+        saved.settings.statuses.read_ms = config.delays.read.as_millis() as u64;
+        if !saved.templates.iter().any(|t| t.waba_id == waba_id && t.name == "hello_world") {
+            saved.templates.push(hello_world(&waba_id));
+        }
+        let media_bytes = loaded.map(|(_, m)| m).unwrap_or_default();
+        let initial_settings = Settings { statuses: saved.settings.statuses.clone(), ..Settings::default() };
         Self {
-            seed: config.seed,
-            faults: RwLock::new(Faults::default()),
+            seed,
+            access_token,
+            app_secret,
+            verify_token,
+            inner: Mutex::new(Inner {
+                saved,
+                media_bytes,
+                received: VecDeque::new(),
+                rate: HashMap::new(),
+                pair: HashMap::new(),
+            }),
             webhook_url: RwLock::new(config.webhook_url),
-            delays: config.delays,
-            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().expect("HTTP client"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client"),
             shutdown: CancellationToken::new(),
-            received: Mutex::new(Vec::new()),
-            last_inbound: Mutex::new(HashMap::new()),
+            outbox,
+            state_dir: config.state_dir,
+            initial_settings,
         }
     }
 
-    pub fn number(&self, id: &str) -> Option<&SeedNumber> {
-        self.seed.phone_numbers.iter().find(|n| n.id == id)
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what must survive a restart, when there is somewhere to write it.
+    pub fn save(&self) {
+        let Some(dir) = &self.state_dir else { return };
+        let inner = self.lock();
+        let result = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(dir.join("media"))?;
+            for m in &inner.saved.media {
+                let path = dir.join("media").join(&m.id);
+                if !path.exists()
+                    && let Some(bytes) = inner.media_bytes.get(&m.id)
+                {
+                    std::fs::write(path, bytes)?;
+                }
+            }
+            let tmp = dir.join("state.json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&inner.saved).expect("state serialises"))?;
+            std::fs::rename(tmp, dir.join("state.json"))
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, dir = %dir.display(), "saving the sandbox state failed");
+        }
+    }
+
+    /// Forgets a deleted media file's bytes on disk too.
+    pub fn remove_media_file(&self, id: &str) {
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_file(dir.join("media").join(id));
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.lock().saved.settings.clone()
+    }
+
+    pub fn patch_settings(&self, patch: &Value) -> Result<Settings, String> {
+        let patched = {
+            let mut inner = self.lock();
+            let patched = inner.saved.settings.patched(patch)?;
+            inner.saved.settings = patched.clone();
+            // New limits apply from a full bucket.
+            inner.rate.clear();
+            inner.pair.clear();
+            patched
+        };
+        self.save();
+        Ok(patched)
+    }
+
+    pub fn business_of_number(&self, phone_number_id: &str) -> Option<(Business, SeedNumber)> {
+        let inner = self.lock();
+        inner
+            .saved
+            .businesses
+            .iter()
+            .find_map(|b| b.phone_numbers.iter().find(|n| n.id == phone_number_id).map(|n| (b.clone(), n.clone())))
+    }
+
+    pub fn business(&self, waba_id: &str) -> Option<Business> {
+        self.lock().saved.businesses.iter().find(|b| b.waba_id == waba_id).cloned()
+    }
+
+    pub fn businesses(&self) -> Vec<Business> {
+        self.lock().saved.businesses.clone()
     }
 
     pub fn token_is_valid(&self, token: &str) -> bool {
         // Constant time is not needed for an emulator's token, but it costs nothing.
-        let expected = self.seed.access_token.as_bytes();
+        let expected = self.access_token.as_bytes();
         token.len() == expected.len() && token.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 
     pub fn record(&self, r: Received) {
-        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
-        if received.len() >= RECEIVED_KEPT {
+        let mut inner = self.lock();
+        if inner.received.len() >= RECEIVED_KEPT {
             // A sandbox left running for days keeps the recent past, not all of it.
-            let excess = received.len() + 1 - RECEIVED_KEPT;
-            received.drain(..excess);
+            inner.received.pop_front();
         }
-        received.push(r);
+        inner.received.push_back(r);
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().received.iter().cloned().collect()
+    }
+
+    /// Whether `phone_number_id` sent (and the sandbox accepted) the message `wamid`.
+    pub fn sent_from(&self, phone_number_id: &str, wamid: &str) -> bool {
+        self.lock().received.iter().any(|r| r.phone_number_id == phone_number_id && r.wamid.as_deref() == Some(wamid))
+    }
+
+    /// The last message `phone_number_id` sent to `user` (a wa_id).
+    pub fn last_sent_to(&self, phone_number_id: &str, user: &str) -> Option<String> {
+        self.lock()
+            .received
+            .iter()
+            .rev()
+            .filter(|r| r.phone_number_id == phone_number_id)
+            .filter(|r| r.body.get("to").and_then(Value::as_str).is_some_and(|to| crate::ids::digits_only(to) == user))
+            .find_map(|r| r.wamid.clone())
     }
 
     pub fn clear_received(&self) {
-        self.received.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.lock().received.clear();
     }
 
     pub fn note_inbound(&self, phone_number_id: &str, user: &str, at: u64) {
-        self.last_inbound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((phone_number_id.to_owned(), user.to_owned()), at);
+        self.lock().saved.windows.insert(window_key(phone_number_id, user), at);
+        self.save();
     }
 
-    pub fn faults(&self) -> Faults {
-        *self.faults.read().unwrap_or_else(|e| e.into_inner())
+    pub fn close_window(&self, phone_number_id: &str, user: &str) {
+        self.lock().saved.windows.remove(&window_key(phone_number_id, user));
+        self.save();
+    }
+
+    /// Whether `user` wrote to `phone_number_id` in the last 24 hours.
+    pub fn window_open(&self, phone_number_id: &str, user: &str) -> bool {
+        let now = unix_now();
+        self.lock()
+            .saved
+            .windows
+            .get(&window_key(phone_number_id, user))
+            .is_some_and(|t| now.saturating_sub(*t) < 86_400)
+    }
+
+    /// The number's messages per second: its own, or the sandbox's default.
+    pub fn throughput_of(&self, phone_number_id: &str) -> u32 {
+        let inner = self.lock();
+        inner.saved.throughput.get(phone_number_id).copied().unwrap_or(inner.saved.settings.throughput_mps)
+    }
+
+    /// Spends one token of the number's throughput and one of the pair's; the Meta error code
+    /// when either is spent out.
+    pub fn take_rate(&self, phone_number_id: &str, user: &str) -> Result<(), i64> {
+        let mut inner = self.lock();
+        let settings = inner.saved.settings.clone();
+        let mps = inner.saved.throughput.get(phone_number_id).copied().unwrap_or(settings.throughput_mps).max(1);
+        let capacity = f64::from(mps);
+        let per = Duration::from_secs_f64(1.0 / capacity);
+        let ok =
+            inner.rate.entry(phone_number_id.to_owned()).or_insert_with(|| Bucket::full(capacity)).take(capacity, per);
+        if !ok {
+            return Err(130_429);
+        }
+        let pair_capacity = f64::from(settings.pair_rate.capacity.max(1));
+        let refill = Duration::from_millis(settings.pair_rate.refill_ms.max(1));
+        let ok = inner
+            .pair
+            .entry((phone_number_id.to_owned(), user.to_owned()))
+            .or_insert_with(|| Bucket::full(pair_capacity))
+            .take(pair_capacity, refill);
+        if ok { Ok(()) } else { Err(131_056) }
     }
 
     pub fn webhook_url(&self) -> Option<String> {
         self.webhook_url.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Clears what tests leave behind: messages, windows, limits, templates (but `hello_world`),
+    /// media, groups, failing users and settings. Businesses stay.
+    pub fn reset(&self) {
+        {
+            let mut inner = self.lock();
+            let businesses = std::mem::take(&mut inner.saved.businesses);
+            let templates = businesses.iter().map(|b| hello_world(&b.waba_id)).collect();
+            inner.saved = Saved { businesses, templates, settings: self.initial_settings.clone(), ..Saved::default() };
+            inner.media_bytes.clear();
+            inner.received.clear();
+            inner.rate.clear();
+            inner.pair.clear();
+        }
+        if let Some(dir) = &self.state_dir {
+            let _ = std::fs::remove_dir_all(dir.join("media"));
+        }
+        self.save();
+    }
+}
+
+/// Meta's `hello_world`, which every new account starts with.
+pub fn hello_world(waba_id: &str) -> Template {
+    Template {
+        id: crate::ids::numeric_id(),
+        waba_id: waba_id.to_owned(),
+        name: "hello_world".into(),
+        language: "en_US".into(),
+        category: "UTILITY".into(),
+        status: "APPROVED".into(),
+        parameter_format: "POSITIONAL".into(),
+        components: serde_json::json!([
+            {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+            {"type": "BODY", "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test with us."},
+            {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"}
+        ]),
+        rejected_reason: None,
+        created_at: unix_now(),
+    }
+}
+
+fn load(dir: &std::path::Path) -> Option<(Saved, HashMap<String, Vec<u8>>)> {
+    let text = std::fs::read(dir.join("state.json")).ok()?;
+    let saved: Saved = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "the saved sandbox state is unreadable; starting afresh");
+            return None;
+        }
+    };
+    let bytes = saved
+        .media
+        .iter()
+        .filter_map(|m| std::fs::read(dir.join("media").join(&m.id)).ok().map(|b| (m.id.clone(), b)))
+        .collect();
+    Some((saved, bytes))
 }

@@ -1,13 +1,18 @@
 //! Webhooks as Meta sends them: `whatsapp_business_account` envelopes, signed with
-//! `X-Hub-Signature-256` over the exact bytes posted, non-ASCII escaped as `\uXXXX`.
+//! `X-Hub-Signature-256` over the exact bytes posted, non-ASCII escaped as `\uXXXX`; retried with
+//! backoff while the receiver fails; batched, duplicated, reordered, delayed or dropped on request.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::ids;
 use crate::state::State;
@@ -37,41 +42,186 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The envelope around one `messages` change for one business number.
-pub fn envelope(state: &State, phone_number_id: &str, value: Value) -> Value {
-    let display = state.number(phone_number_id).map(|n| ids::digits_only(&n.display_phone_number)).unwrap_or_default();
-    let mut value = value;
+/// One change owed to the webhook URL.
+#[derive(Debug)]
+pub struct Change {
+    pub waba_id: String,
+    pub field: String,
+    pub value: Value,
+}
+
+struct Due {
+    at: Instant,
+    seq: u64,
+    change: Change,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The queue of changes owed, drained by one task that groups them into POSTs.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<(Duration, Change)>,
+}
+
+impl Outbox {
+    /// The queue and its receiving end, to start with [`run`] once the state exists.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<(Duration, Change)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
+    /// Owes `change` to the webhook URL after `delay`.
+    pub fn push(&self, delay: Duration, change: Change) {
+        let _ = self.tx.send((delay, change));
+    }
+}
+
+/// The `value` of a `messages` change for one business number: its metadata first.
+pub fn messages_value(state: &State, phone_number_id: &str, mut value: Value) -> Value {
+    let display = state
+        .business_of_number(phone_number_id)
+        .map(|(_, n)| ids::digits_only(&n.display_phone_number))
+        .unwrap_or_default();
     if let Value::Object(v) = &mut value {
         v.insert("messaging_product".into(), json!("whatsapp"));
         v.insert("metadata".into(), json!({"display_phone_number": display, "phone_number_id": phone_number_id}));
     }
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": state.seed.waba_id,
-            "changes": [{"value": value, "field": "messages"}],
-        }],
-    })
+    value
 }
 
-const MAX_ATTEMPTS: u32 = 8;
+/// Owes a `messages` change about `phone_number_id`'s business after `delay`.
+pub fn push_messages(state: &State, phone_number_id: &str, delay: Duration, value: Value) {
+    push_number(state, phone_number_id, "messages", delay, value);
+}
 
-/// Posts `payload` after `delay`, retrying with backoff while the receiver fails, as Meta does.
-pub fn schedule(state: &Arc<State>, delay: Duration, payload: Value) {
-    let state = state.clone();
-    tokio::spawn(async move {
+/// Owes a change about one business number (messages, statuses, groups) after `delay`; its
+/// value carries the number's metadata.
+pub fn push_number(state: &State, phone_number_id: &str, field: &str, delay: Duration, value: Value) {
+    let Some((business, _)) = state.business_of_number(phone_number_id) else { return };
+    let value = messages_value(state, phone_number_id, value);
+    let extra = Duration::from_millis(state.settings().webhooks.extra_delay_ms);
+    state.outbox.push(delay + extra, Change { waba_id: business.waba_id, field: field.to_owned(), value });
+}
+
+/// Owes any other change (template status, groups, …) of a WABA, now.
+pub fn push_field(state: &State, waba_id: &str, field: &str, value: Value) {
+    let extra = Duration::from_millis(state.settings().webhooks.extra_delay_ms);
+    state.outbox.push(extra, Change { waba_id: waba_id.to_owned(), field: field.to_owned(), value });
+}
+
+/// Drains the outbox until the sandbox shuts down. Holds the state weakly so a dropped sandbox
+/// ends it.
+pub async fn run(state: Weak<State>, mut rx: mpsc::UnboundedReceiver<(Duration, Change)>) {
+    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let Some(strong) = state.upgrade() else { return };
+        let shutdown = strong.shutdown.clone();
+        drop(strong);
+        let next = heap.peek().map(|Reverse(d)| d.at);
         tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+            got = rx.recv() => match got {
+                Some((delay, change)) => {
+                    seq += 1;
+                    heap.push(Reverse(Due { at: Instant::now() + delay, seq, change }));
+                }
+                None => return,
+            },
+            _ = async { tokio::time::sleep_until(next.expect("guarded")).await }, if next.is_some() => {
+                let Some(strong) = state.upgrade() else { return };
+                let faults = strong.settings().webhooks;
+                if faults.batch_max > 1 {
+                    // Gather what falls due meanwhile into the same POSTs.
+                    let window = Instant::now() + Duration::from_millis(faults.batch_window_ms);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(window) => {}
+                        _ = strong.shutdown.cancelled() => return,
+                    }
+                    while let Ok((delay, change)) = rx.try_recv() {
+                        seq += 1;
+                        heap.push(Reverse(Due { at: Instant::now() + delay, seq, change }));
+                    }
+                }
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while heap.peek().is_some_and(|Reverse(d)| d.at <= now) {
+                    due.push(heap.pop().expect("peeked").0.change);
+                }
+                for payload in payloads(due, faults.batch_max.max(1)) {
+                    let copies = if faults.duplicate { 2 } else { 1 };
+                    for _ in 0..copies {
+                        tokio::spawn(deliver(strong.clone(), payload.clone(), faults.drop_first_attempt));
+                    }
+                }
+            }
         }
-        let Some(url) = state.webhook_url() else {
-            tracing::debug!("sandbox has no webhook URL; webhook dropped");
-            return;
-        };
-        let body = encode(&payload);
-        let signature = sign(&state.seed.app_secret, &body);
-        let mut backoff = Duration::from_millis(250);
-        for attempt in 1..=MAX_ATTEMPTS {
+    }
+}
+
+/// Whether Meta stamps an entry carrying `field` with `time`: it does for account and template
+/// events, not for messages and group events.
+fn carries_time(field: &str) -> bool {
+    field != "messages" && !field.starts_with("group_")
+}
+
+/// Groups changes into envelopes of at most `max` changes, one entry per WABA (and kind of
+/// field, as only some entries carry `time`).
+fn payloads(changes: Vec<Change>, max: usize) -> Vec<Value> {
+    let now = crate::state::unix_now();
+    let mut out = Vec::new();
+    for chunk in changes.chunks(max) {
+        let mut entries: BTreeMap<(&str, bool), Vec<Value>> = BTreeMap::new();
+        for c in chunk {
+            entries
+                .entry((&c.waba_id, carries_time(&c.field)))
+                .or_default()
+                .push(json!({"value": c.value, "field": c.field}));
+        }
+        let entry: Vec<Value> = entries
+            .into_iter()
+            .map(|((id, timed), changes)| {
+                let mut e = json!({"id": id, "changes": changes});
+                if timed {
+                    e["time"] = json!(now);
+                }
+                e
+            })
+            .collect();
+        out.push(json!({"object": "whatsapp_business_account", "entry": entry}));
+    }
+    out
+}
+
+const MAX_ATTEMPTS: u32 = 10;
+
+/// Posts one payload, retrying with backoff while the receiver fails, as Meta does.
+async fn deliver(state: Arc<State>, payload: Value, drop_first: bool) {
+    let Some(url) = state.webhook_url() else {
+        tracing::debug!("sandbox has no webhook URL; webhook dropped");
+        return;
+    };
+    let body = encode(&payload);
+    let signature = sign(&state.app_secret, &body);
+    let mut backoff = Duration::from_millis(250);
+    for attempt in 1..=MAX_ATTEMPTS {
+        if attempt > 1 || !drop_first {
             let result = state
                 .http
                 .post(&url)
@@ -83,16 +233,16 @@ pub fn schedule(state: &Arc<State>, delay: Duration, payload: Value) {
             match result {
                 Ok(r) if r.status().is_success() => return,
                 Ok(r) => tracing::warn!(attempt, status = %r.status(), %url, "sandbox webhook refused"),
-                Err(e) => tracing::warn!(attempt, error = %e, %url, "sandbox webhook failed"),
+                Err(e) => tracing::warn!(attempt, error = %e.without_url(), %url, "sandbox webhook failed"),
             }
-            tokio::select! {
-                _ = state.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        tracing::error!(%url, "sandbox webhook given up after {MAX_ATTEMPTS} attempts");
-    });
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+    tracing::error!(%url, "sandbox webhook given up after {MAX_ATTEMPTS} attempts");
 }
 
 #[cfg(test)]
@@ -113,5 +263,17 @@ mod tests {
             sign("key", b"The quick brown fox jumps over the lazy dog"),
             "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
+    }
+
+    #[test]
+    fn batches_group_changes_by_waba() {
+        let change =
+            |waba: &str, n: u64| Change { waba_id: waba.into(), field: "messages".into(), value: json!({"n": n}) };
+        let out = payloads(vec![change("1", 1), change("2", 2), change("1", 3)], 3);
+        assert_eq!(out.len(), 1);
+        let entries = out[0]["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["changes"].as_array().unwrap().len(), 2);
+        assert_eq!(payloads(vec![change("1", 1), change("1", 2)], 1).len(), 2);
     }
 }

@@ -115,7 +115,12 @@ async fn prepare_once(store: &dyn Store, config: &Config, self_url: &str) -> Res
         delivered: Duration::from_millis(settings.delivered_delay_ms),
         read: Duration::from_millis(settings.read_delay_ms),
     };
-    Ok(Some(Sandbox::new(SandboxConfig { seed, webhook_url: Some(format!("{self_url}/webhooks/meta")), delays })))
+    Ok(Some(Sandbox::new(SandboxConfig {
+        seed,
+        webhook_url: Some(format!("{self_url}/webhooks/meta")),
+        delays,
+        state_dir: Some(config.data_dir.join("sandbox")),
+    })))
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;

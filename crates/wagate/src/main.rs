@@ -122,6 +122,10 @@ struct SandboxArgs {
     /// Milliseconds from accepting a message to its `read` webhook.
     #[arg(long, default_value_t = 1500)]
     read_delay_ms: u64,
+    /// Keep the sandbox's business, templates, media, groups, windows and settings here across
+    /// restarts [default: in memory only].
+    #[arg(long, env = "WAGATE_SANDBOX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
@@ -242,7 +246,11 @@ async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
 
 async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     telemetry::init(LogFormat::Text, "info");
-    let seed = Seed::generate(args.app_secret, args.verify_token, args.access_token);
+    let seed = match &args.data_dir {
+        Some(dir) => Seed::load_or_generate(dir, args.app_secret, args.verify_token, args.access_token)
+            .with_context(|| format!("cannot keep the sandbox's state in {}", dir.display()))?,
+        None => Seed::generate(args.app_secret, args.verify_token, args.access_token),
+    };
     let sandbox = Sandbox::new(SandboxConfig {
         seed,
         webhook_url: args.webhook_url,
@@ -251,6 +259,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
             delivered: Duration::from_millis(args.delivered_delay_ms),
             read: Duration::from_millis(args.read_delay_ms),
         },
+        state_dir: args.data_dir,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

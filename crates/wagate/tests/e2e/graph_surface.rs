@@ -19,9 +19,10 @@ async fn metas_bodies_get_metas_answers(backend: Backend) {
     let phone = app.sandbox_numbers().await[0].clone();
     let customer = customer();
     let inbound = app.customer_writes(&phone, &customer, "hi").await;
+    let group = app.prepare_examples(&phone, &customer).await;
 
     for ex in examples() {
-        let body = addressed(&ex.body, &customer);
+        let body = addressed(&ex.body, &customer, &group);
         let (status, answer) = graph(&app, &phone, Some(&app.api_key), body.clone()).await;
         assert_eq!(status, StatusCode::OK, "{}: {answer}", ex.name);
         assert_eq!(answer["messaging_product"], "whatsapp", "{}", ex.name);
@@ -141,7 +142,8 @@ async fn a_send_already_handed_to_meta_is_waited_for(backend: Backend) {
     let phone = app.sandbox_numbers().await[0].clone();
     app.customer_writes(&phone, "+15550170002", "hi").await;
     // "Meta" takes 1.5 s to answer: far beyond the wait, but the send is in flight by then.
-    let (status, _) = app.request(Method::PUT, "/sandbox/control/faults", Some(json!({"latency_ms": 1500}))).await;
+    let (status, _) =
+        app.request(Method::PATCH, "/sandbox/control/settings", Some(json!({"graph": {"latency_ms": 1500}}))).await;
     assert_eq!(status, StatusCode::OK);
     let body = json!({"messaging_product": "whatsapp", "to": "+15550170002", "type": "text", "text": {"body": "slow"}});
     let (status, answer) = graph(&app, &phone, Some(&app.api_key), body).await;

@@ -20,10 +20,13 @@ pub fn examples() -> Vec<Example> {
     all.into_iter().map(|e| Example { name: e["name"].as_str().unwrap().to_owned(), body: e["body"].clone() }).collect()
 }
 
-/// The documented body addressed to `customer` (numbers only: user and group ids stay).
-pub fn addressed(body: &Value, customer: &str) -> Value {
+/// The documented body addressed to `customer`, or to `group` when it goes to a group (user ids
+/// stay).
+pub fn addressed(body: &Value, customer: &str, group: &str) -> Value {
     let mut body = body.clone();
-    if body["to"].as_str().is_some_and(|to| to.starts_with('+')) {
+    if body["recipient_type"] == "group" {
+        body["to"] = json!(group);
+    } else if body["to"].as_str().is_some_and(|to| to.starts_with('+')) {
         body["to"] = json!(customer);
     }
     body
@@ -45,12 +48,13 @@ async fn every_type_reaches_the_sandbox_as_meta_documents_it(backend: Backend) {
     let from = app.sandbox_numbers().await[0].clone();
     let customer = customer();
     app.customer_writes(&from, &customer, "show me everything").await;
+    let group = app.prepare_examples(&from, &customer).await;
 
     let examples = examples();
     assert!(examples.len() >= 45, "one example per type and variant");
     let mut sent = Vec::new();
     for ex in &examples {
-        let expected = addressed(&ex.body, &customer);
+        let expected = addressed(&ex.body, &customer, &group);
         let (status, body) = app.post("/v1/messages", native(&expected, &from)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{}: {body}", ex.name);
         sent.push((ex, expected, body["id"].as_str().unwrap().to_owned()));

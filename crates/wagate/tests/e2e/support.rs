@@ -104,6 +104,12 @@ impl TestApp {
         wamid
     }
 
+    /// The documented examples' templates and group, in the built-in sandbox.
+    pub async fn prepare_examples(&self, phone_number_id: &str, customer: &str) -> String {
+        prepare_examples(&self.http, &format!("{}/sandbox", self.url), Some(&self.api_key), phone_number_id, customer)
+            .await
+    }
+
     /// The seeded sandbox's phone numbers (ids).
     pub async fn sandbox_numbers(&self) -> Vec<String> {
         let (status, body) = self.get("/v1/phone-numbers").await;
@@ -211,6 +217,62 @@ pub async fn simulate_inbound(
     resp["wamid"].as_str().expect("simulate answers a wamid").to_owned()
 }
 
+const TEMPLATES: &str = include_str!("../../../../testdata/meta-templates.json");
+
+/// What the documented send examples need in a sandbox: their templates, created through the
+/// template API and approved, and a group of `phone_number_id` that `customer` has joined.
+/// Returns the group's id.
+pub async fn prepare_examples(
+    http: &reqwest::Client,
+    sandbox_url: &str,
+    api_key: Option<&str>,
+    phone_number_id: &str,
+    customer: &str,
+) -> String {
+    let (status, accounts) =
+        request(http, Method::GET, &format!("{sandbox_url}/control/accounts"), api_key, None).await;
+    assert_eq!(status, StatusCode::OK, "{accounts}");
+    let business = accounts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["phone_numbers"].as_array().unwrap().iter().any(|n| n["id"] == phone_number_id))
+        .expect("the number is the sandbox's")
+        .clone();
+    let token = business["access_token"].as_str().unwrap();
+    // The examples all go to one customer, more than Meta's pair rate lets through at once.
+    let burst = json!({"pair_rate": {"capacity": 1000}});
+    let (status, body) =
+        request(http, Method::PATCH, &format!("{sandbox_url}/control/settings"), api_key, Some(burst)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let graph = |path: String| format!("{sandbox_url}/v23.0/{path}");
+    let templates: Vec<Value> = serde_json::from_str(TEMPLATES).unwrap();
+    for t in templates {
+        let url = graph(format!("{}/message_templates", business["waba_id"].as_str().unwrap()));
+        let (status, created) = request(http, Method::POST, &url, Some(token), Some(t.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{}: {created}", t["name"]);
+        let url = format!("{sandbox_url}/control/templates/{}/status", created["id"].as_str().unwrap());
+        let (status, body) = request(http, Method::PUT, &url, api_key, Some(json!({"status": "APPROVED"}))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let subject = format!("Examples {}", customer);
+    let group = json!({"messaging_product": "whatsapp", "subject": subject});
+    let (status, body) =
+        request(http, Method::POST, &graph(format!("{phone_number_id}/groups")), Some(token), Some(group)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, list) =
+        request(http, Method::GET, &graph(format!("{phone_number_id}/groups?limit=1024")), Some(token), None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let id = list["data"]["groups"].as_array().unwrap().iter().find(|g| g["subject"] == subject).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{sandbox_url}/simulate/groups/{id}/join");
+    let (status, body) = request(http, Method::POST, &url, api_key, Some(json!({"wa_id": customer}))).await;
+    assert_eq!((status, &body["joined"]), (StatusCode::OK, &json!(true)), "{body}");
+    id
+}
+
 /// What the sandbox's messages endpoint received, filtered to one recipient.
 pub async fn sandbox_received(
     http: &reqwest::Client,
@@ -256,6 +318,7 @@ pub async fn spawn_sandbox(webhook_url: &str) -> (String, Seed) {
             delivered: Duration::from_millis(60),
             read: Duration::from_millis(90),
         },
+        state_dir: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/sandbox", listener.local_addr().unwrap());

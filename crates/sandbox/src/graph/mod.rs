@@ -1,0 +1,298 @@
+//! The Graph API paths, answered as Meta answers them.
+
+mod encryption;
+mod form;
+pub(crate) mod groups;
+pub(crate) mod media;
+mod messages;
+pub(crate) mod templates;
+mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Path, Query, Request, State as AxState};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::SeedNumber;
+use crate::errors::GraphError;
+use crate::state::State;
+
+pub(crate) use templates::check_send as check_template_send;
+
+type Shared = Arc<State>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/{version}/{node}", get(get_node).post(post_node).delete(delete_node))
+        .route("/{version}/{node}/phone_numbers", get(list_phone_numbers))
+        .route("/{version}/{node}/messages", post(messages::send))
+        .route(
+            "/{version}/{node}/message_templates",
+            get(templates::list).post(templates::create).delete(templates::delete),
+        )
+        .route("/{version}/{node}/media", post(media::upload).layer(DefaultBodyLimit::max(media::MAX_UPLOAD)))
+        .route("/{version}/{node}/groups", get(groups::list).post(groups::create))
+        .route(
+            "/{version}/{node}/invite_link",
+            get(groups::invite_link_get).post(groups::invite_link_reset).delete(groups::invite_link_delete),
+        )
+        .route("/{version}/{node}/participants", post(groups::add_participants).delete(groups::remove_participants))
+        .route(
+            "/{version}/{node}/join_requests",
+            get(groups::join_requests).post(groups::approve_join_requests).delete(groups::reject_join_requests),
+        )
+        .route("/{version}/{node}/whatsapp_business_encryption", get(encryption::get).post(encryption::set))
+        .route("/media-download/{media_id}", get(media::download))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// A Graph call that passed Meta's checks: a version-shaped `{version}` and a valid access token,
+/// as a bearer header or an `access_token` query parameter. Carries the path's `{node}` and the
+/// URL the sandbox is reached at, for the URLs it hands out (media downloads).
+pub(crate) struct GraphCall {
+    pub node: String,
+    pub base: String,
+}
+
+impl FromRequestParts<Shared> for GraphCall {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, GraphError> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| GraphError::bad_version("?"))?;
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        check_version(&param("version"))?;
+        authenticate_headers(&parts.headers, parts.uri.query(), state)?;
+        Ok(Self { node: param("node"), base: base_url(parts) })
+    }
+}
+
+/// The sandbox's own URL as the request reached it, for handlers outside the Graph paths.
+pub(crate) struct BaseUrl(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(base_url(parts)))
+    }
+}
+
+/// The sandbox's own URL as this request reached it: scheme and host from the request, and the
+/// prefix it is mounted under (`/sandbox`), which is what the full path has beyond the route's.
+fn base_url(parts: &Parts) -> String {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = header("host").unwrap_or_else(|| "localhost".into());
+    let full =
+        parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
+    let prefix = full.strip_suffix(parts.uri.path()).unwrap_or_default();
+    format!("{scheme}://{host}{prefix}")
+}
+
+/// Meta takes the token as a bearer header or an `access_token` query parameter.
+pub(crate) fn authenticate_headers(headers: &HeaderMap, query: Option<&str>, state: &State) -> Result<(), GraphError> {
+    let query = query.and_then(serde_urlencoded_token);
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .map(str::to_owned);
+    match header.or(query) {
+        Some(token) if state.token_is_valid(&token) => Ok(()),
+        _ => Err(GraphError::invalid_token()),
+    }
+}
+
+fn serde_urlencoded_token(query: &str) -> Option<String> {
+    let parsed: Query<TokenQuery> = Query::try_from_uri(&format!("/?{query}").parse().ok()?).ok()?;
+    parsed.0.access_token
+}
+
+fn check_version(version: &str) -> Result<(), GraphError> {
+    let ok = version.strip_prefix('v').and_then(|v| v.split_once('.')).is_some_and(|(major, minor)| {
+        !major.is_empty()
+            && !minor.is_empty()
+            && major.bytes().all(|b| b.is_ascii_digit())
+            && minor.bytes().all(|b| b.is_ascii_digit())
+    });
+    if ok { Ok(()) } else { Err(GraphError::bad_version(version)) }
+}
+
+fn number_json(n: &SeedNumber, mps: u32) -> Value {
+    json!({
+        "verified_name": n.verified_name,
+        "display_phone_number": n.display_phone_number,
+        "id": n.id,
+        "quality_rating": "GREEN",
+        "code_verification_status": "VERIFIED",
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": if mps >= 1000 { "HIGH" } else { "STANDARD" }},
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NodeQuery {
+    fields: Option<String>,
+    phone_number_id: Option<String>,
+}
+
+/// `limit`, `after` and `before`, as Graph lists take them.
+#[derive(Deserialize, Default)]
+pub(crate) struct PageQuery {
+    pub limit: Option<usize>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+fn cursor(i: usize) -> String {
+    URL_SAFE_NO_PAD.encode(i.to_string())
+}
+
+fn uncursor(c: &str) -> Result<usize, GraphError> {
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| GraphError::of(131_059, Some(format!("The cursor '{c}' is not one this API gave."))))
+}
+
+/// One page of `all` (25 by default, at most `max`) and its `paging` object, with opaque
+/// cursors, as Graph pages lists.
+pub(crate) fn page(all: &[Value], q: &PageQuery, max: usize) -> Result<(Vec<Value>, Value), GraphError> {
+    let limit = q.limit.unwrap_or(25);
+    if limit == 0 || limit > max {
+        return Err(GraphError::invalid(format!("Param limit must be between 1 and {max}.")));
+    }
+    let start = match (&q.after, &q.before) {
+        (Some(a), _) => uncursor(a)? + 1,
+        (None, Some(b)) => uncursor(b)?.saturating_sub(limit),
+        (None, None) => 0,
+    };
+    let end = (start + limit).min(all.len());
+    let items = all.get(start..end).unwrap_or_default().to_vec();
+    let mut paging = json!({});
+    if !items.is_empty() {
+        paging["cursors"] = json!({"before": cursor(start), "after": cursor(end - 1)});
+        if end < all.len() {
+            paging["next"] = json!(format!("?limit={limit}&after={}", cursor(end - 1)));
+        }
+        if start > 0 {
+            paging["previous"] = json!(format!("?limit={limit}&before={}", cursor(start)));
+        }
+    }
+    Ok((items, paging))
+}
+
+/// `GET /{node}`: a phone number (its `throughput` among its fields), a WABA, a template, a
+/// media object or a group, whichever the id names.
+async fn get_node(
+    AxState(state): AxState<Shared>,
+    call: GraphCall,
+    Query(q): Query<NodeQuery>,
+) -> Result<Response, GraphError> {
+    let node = call.node;
+    if let Some((_, n)) = state.business_of_number(&node) {
+        let mps = state.throughput_of(&node);
+        let full = number_json(&n, mps);
+        let body = match q.fields.as_deref() {
+            Some(fields) => {
+                let mut picked = json!({ "id": node });
+                for f in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    if let Some(v) = full.get(f) {
+                        picked[f] = v.clone();
+                    }
+                }
+                picked
+            }
+            None => full,
+        };
+        return Ok(axum::Json(body).into_response());
+    }
+    if let Some(b) = state.business(&node) {
+        return Ok(axum::Json(json!({
+            "id": b.waba_id,
+            "name": b.name,
+            "currency": "USD",
+            "timezone_id": "1",
+            "message_template_namespace": "sandbox_namespace",
+        }))
+        .into_response());
+    }
+    if let Some(r) = templates::get(&state, &node) {
+        return Ok(r);
+    }
+    if let Some(r) = media::get(&state, &node, &call.base, q.phone_number_id.as_deref()) {
+        return r;
+    }
+    if let Some(r) = groups::get(&state, &node, q.fields.as_deref()) {
+        return r;
+    }
+    Err(GraphError::unknown_node(&node, "get"))
+}
+
+/// `POST /{node}`: edits a template or a group's settings.
+async fn post_node(AxState(state): AxState<Shared>, call: GraphCall, req: Request) -> Result<Response, GraphError> {
+    if groups::find(&state, &call.node).is_some() {
+        return groups::update(&state, &call.node, req).await;
+    }
+    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|e| GraphError::invalid(format!("The body cannot be read: {e}")))?;
+    templates::edit(&state, &call.node, &body)
+}
+
+/// `DELETE /{node}`: deletes a media object or a group.
+async fn delete_node(
+    AxState(state): AxState<Shared>,
+    call: GraphCall,
+    Query(q): Query<NodeQuery>,
+) -> Result<Response, GraphError> {
+    if let Some(r) = media::delete(&state, &call.node, q.phone_number_id.as_deref()) {
+        return r;
+    }
+    if let Some(r) = groups::delete(&state, &call.node) {
+        return Ok(r);
+    }
+    Err(GraphError::unknown_node(&call.node, "delete"))
+}
+
+async fn list_phone_numbers(AxState(state): AxState<Shared>, call: GraphCall) -> Result<Response, GraphError> {
+    let Some(business) = state.business(&call.node) else {
+        return Err(GraphError::unknown_node(&call.node, "get"));
+    };
+    let data: Vec<Value> = business.phone_numbers.iter().map(|n| number_json(n, state.throughput_of(&n.id))).collect();
+    Ok(axum::Json(json!({
+        "data": data,
+        "paging": {"cursors": {"before": "QVFIUk", "after": "QVFIUl"}},
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_look_like_graph_versions() {
+        assert!(check_version("v23.0").is_ok());
+        assert!(check_version("23.0").is_err());
+        assert!(check_version("v23").is_err());
+    }
+}

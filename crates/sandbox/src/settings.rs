@@ -1,0 +1,149 @@
+//! What can be changed while the sandbox runs (`GET`/`PUT /control/settings`): timings, limits
+//! and misbehaviour. Every field has a default; a `PUT` changes only the fields it names.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub statuses: StatusSettings,
+    /// Messages per second per business number, unless a number has its own.
+    pub throughput_mps: u32,
+    pub pair_rate: PairRate,
+    /// How long a new or edited template stays PENDING before its verdict.
+    pub template_review_ms: u64,
+    pub webhooks: WebhookFaults,
+    pub graph: GraphFaults,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            statuses: StatusSettings::default(),
+            throughput_mps: 80,
+            pair_rate: PairRate::default(),
+            template_review_ms: 1_000,
+            webhooks: WebhookFaults::default(),
+            graph: GraphFaults::default(),
+        }
+    }
+}
+
+/// When each status webhook follows an accepted message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSettings {
+    pub sent_ms: u64,
+    pub delivered_ms: u64,
+    pub read_ms: u64,
+    /// `played`, for voice messages, after `read`.
+    pub played_ms: u64,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self { sent_ms: 300, delivered_ms: 800, read_ms: 1_500, played_ms: 2_000 }
+    }
+}
+
+/// Meta's pair rate: a token bucket per (business number, user).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PairRate {
+    /// Burst: messages that may go at once.
+    pub capacity: u32,
+    /// One message's worth comes back every this many milliseconds.
+    pub refill_ms: u64,
+}
+
+impl Default for PairRate {
+    fn default() -> Self {
+        // Meta: one message per 6 seconds, bursts of up to 45.
+        Self { capacity: 45, refill_ms: 6_000 }
+    }
+}
+
+/// How webhooks misbehave, as Meta's may.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookFaults {
+    /// Up to this many changes in one POST (1: one change a POST).
+    pub batch_max: usize,
+    /// How long to gather changes for one POST when batching.
+    pub batch_window_ms: u64,
+    /// Post every payload twice.
+    pub duplicate: bool,
+    /// Send a message's statuses in reverse order (`read` first).
+    pub reorder: bool,
+    /// Added to every webhook's delay.
+    pub extra_delay_ms: u64,
+    /// Lose the first attempt of every payload; the retry delivers it.
+    pub drop_first_attempt: bool,
+}
+
+/// How the Graph API itself misbehaves (the messages endpoint).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphFaults {
+    /// Added before the messages endpoint answers.
+    pub latency_ms: u64,
+    /// The next `fail_count` sends fail this way instead of being accepted.
+    pub fail: Option<FailMode>,
+    pub fail_count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// HTTP 500 with an HTML body, as a proxy in front of Meta gives.
+    Http500,
+    /// HTTP 503 with Meta's 131016 "Service unavailable".
+    Unavailable,
+    /// Meta's 130429 throughput error.
+    Throughput,
+    /// Accept the message (it will be delivered) but answer only after 60 s: a client's timeout
+    /// leaves it not knowing.
+    HangAfterAccept,
+    /// Answer after 60 s without accepting anything.
+    HangBeforeAccept,
+}
+
+impl Settings {
+    /// These settings with the fields `patch` names replaced.
+    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
+        let mut current = serde_json::to_value(self).expect("settings serialise");
+        merge(&mut current, patch);
+        serde_json::from_value(current).map_err(|e| e.to_string())
+    }
+}
+
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let s = Settings::default()
+            .patched(&json!({"pair_rate": {"capacity": 3}, "webhooks": {"duplicate": true}}))
+            .unwrap();
+        assert_eq!(s.pair_rate, PairRate { capacity: 3, refill_ms: 6_000 });
+        assert!(s.webhooks.duplicate);
+        assert_eq!(s.throughput_mps, 80);
+        assert!(Settings::default().patched(&json!({"pair_rat": 1})).is_err());
+        let s = s.patched(&json!({"graph": {"fail": "throughput", "fail_count": 2}})).unwrap();
+        assert_eq!(s.graph.fail, Some(FailMode::Throughput));
+    }
+}
