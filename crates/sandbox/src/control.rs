@@ -168,9 +168,28 @@ async fn messages(AxState(state): AxState<Shared>, Query(q): Query<MessagesQuery
         .received()
         .into_iter()
         .filter(|r| q.phone_number_id.as_ref().is_none_or(|p| &r.phone_number_id == p))
-        .filter(|r| q.to.as_ref().is_none_or(|to| r.body.get("to").and_then(Value::as_str) == Some(to)))
+        .filter(|r| {
+            q.to.as_ref().is_none_or(|wanted| {
+                r.body.get("to").and_then(Value::as_str).is_some_and(|to| same_recipient(to, wanted))
+            })
+        })
         .collect();
-    axum::Json(json!({ "data": data })).into_response()
+    // Serialised as a struct, not through `json!`, which would re-parse the raw bodies.
+    #[derive(serde::Serialize)]
+    struct List {
+        data: Vec<crate::Received>,
+    }
+    axum::Json(List { data }).into_response()
+}
+
+/// Whether a send's `to` names the recipient `wanted`: phone numbers by their digits, as Meta
+/// reads them (`+1 555-0100` and `15550100` are one user, and a `+` in a query string arrives as
+/// a space), user and group ids exactly.
+fn same_recipient(to: &str, wanted: &str) -> bool {
+    let phone = |s: &str| {
+        s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
+    };
+    to == wanted || (phone(to) && phone(wanted) && ids::digits_only(to) == ids::digits_only(wanted))
 }
 
 async fn clear_messages(AxState(state): AxState<Shared>) -> StatusCode {
@@ -183,7 +202,7 @@ async fn settings(AxState(state): AxState<Shared>) -> Response {
 }
 
 fn settings_answer(state: &State, patch: &Value) -> Result<Response, ControlError> {
-    let settings = state.patch_settings(patch).map_err(|e| ControlError::invalid("settings", e))?;
+    let settings = state.patch_settings(patch).map_err(|e| ControlError::invalid(e.path, e.message))?;
     Ok(axum::Json(settings).into_response())
 }
 
@@ -198,8 +217,12 @@ async fn patch_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<
 
 /// Replaces all settings: fields left out return to their defaults.
 async fn replace_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
-    let given: crate::Settings = parse(&body, "settings object")?;
-    settings_answer(&state, &serde_json::to_value(given).expect("settings serialise"))
+    let given: Value = parse(&body, "settings object")?;
+    if !given.is_object() {
+        return Err(ControlError::bad_json("settings object", "expected a JSON object"));
+    }
+    let settings = state.replace_settings(&given).map_err(|e| ControlError::invalid(e.path, e.message))?;
+    Ok(axum::Json(settings).into_response())
 }
 
 #[derive(Deserialize)]
@@ -331,30 +354,63 @@ async fn set_template_status(
     Ok(axum::Json(json!({"id": id, "status": status, "reason": reason})).into_response())
 }
 
+/// Where webhooks go, and what became of those sent so far.
 async fn webhook_url(AxState(state): AxState<Shared>) -> Response {
-    axum::Json(json!({"url": state.webhook_url()})).into_response()
+    axum::Json(json!({"url": state.webhook_url(), "deliveries": state.webhook_stats.json()})).into_response()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WebhookUrl {
     url: Option<String>,
+    /// Meta verifies a new callback URL first (`GET ?hub.mode=subscribe&hub.challenge=…&
+    /// hub.verify_token=…`, answered with the challenge); `false` skips that.
+    #[serde(default = "yes")]
+    verify: bool,
 }
 
-/// Where webhooks go; null stops them.
+fn yes() -> bool {
+    true
+}
+
+/// Where webhooks go; null stops them. The endpoint must pass Meta's verification request first.
 async fn set_webhook_url(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
     let w: WebhookUrl = parse(&body, "webhook")?;
-    if let Some(url) = &w.url
-        && reqwest::Url::parse(url).map_or(true, |u| !["http", "https"].contains(&u.scheme()))
-    {
-        return Err(ControlError::invalid("url", "must be an http(s) URL"));
+    if let Some(url) = &w.url {
+        let mut parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| ["http", "https"].contains(&u.scheme()))
+            .ok_or_else(|| ControlError::invalid("url", "must be an http(s) URL"))?;
+        if w.verify {
+            let challenge = ids::numeric_id();
+            parsed
+                .query_pairs_mut()
+                .append_pair("hub.mode", "subscribe")
+                .append_pair("hub.challenge", &challenge)
+                .append_pair("hub.verify_token", &state.verify_token);
+            let answer = match state.http.get(parsed).send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    if status.is_success() && text.trim() == challenge {
+                        Ok(())
+                    } else {
+                        Err(format!("answered {status} with {text:?}, not the challenge {challenge}"))
+                    }
+                }
+                Err(e) => Err(format!("could not be reached: {}", e.without_url())),
+            };
+            answer.map_err(|why| {
+                ControlError::invalid("url", format!("failed Meta's verification request (hub.challenge): it {why}"))
+            })?;
+        }
     }
     *state.webhook_url.write().unwrap_or_else(|e| e.into_inner()) = w.url.clone();
     Ok(axum::Json(json!({"url": w.url})).into_response())
 }
 
-/// Forgets messages, windows, limits, templates (but `hello_world`), media, groups, keys,
-/// failures and settings. Businesses stay.
+/// Forgets messages and the webhooks still owed, windows, limits, templates (but `hello_world`),
+/// media, groups, keys, failures and settings. Businesses stay.
 async fn reset(AxState(state): AxState<Shared>) -> StatusCode {
     state.reset();
     StatusCode::NO_CONTENT

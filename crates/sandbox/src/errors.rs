@@ -101,7 +101,7 @@ pub fn catalogue(code: i64) -> (&'static str, &'static str, StatusCode) {
             "Message failed to send due to an unknown error.",
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
-        131016 => ("Service unavailable", "A service is temporarily unavailable.", StatusCode::SERVICE_UNAVAILABLE),
+        131016 => ("Service unavailable", "A service is temporarily unavailable.", StatusCode::INTERNAL_SERVER_ERROR),
         131020 => ("Bad Group", "Messages cannot be sent to a group with only one member.", bad),
         131021 => ("Recipient cannot be sender", "Sender and recipient phone number is the same.", bad),
         131026 => ("Message Undeliverable", "Unable to deliver message.", bad),
@@ -182,6 +182,6 @@ pub fn status_error(code: i64, details: Option<&str>) -> Value {
         "title": title,
         "message": title,
         "error_data": {"details": details.unwrap_or(description)},
-        "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+        "href": "/documentation/business-messaging/whatsapp/support/error-codes",
     })
 }

@@ -45,6 +45,107 @@ pub fn digits_only(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// ISO 3166 country of an E.164 number, by its calling code (the longest that matches); `ZZ`
+/// ("unknown") for codes not listed. Shared codes (1, 7, 44…) go to their largest member.
+pub fn country_of(wa_id: &str) -> &'static str {
+    const CODES: &[(&str, &str)] = &[
+        ("1", "US"),
+        ("7", "RU"),
+        ("20", "EG"),
+        ("27", "ZA"),
+        ("30", "GR"),
+        ("31", "NL"),
+        ("32", "BE"),
+        ("33", "FR"),
+        ("34", "ES"),
+        ("36", "HU"),
+        ("39", "IT"),
+        ("40", "RO"),
+        ("41", "CH"),
+        ("43", "AT"),
+        ("44", "GB"),
+        ("45", "DK"),
+        ("46", "SE"),
+        ("47", "NO"),
+        ("48", "PL"),
+        ("49", "DE"),
+        ("51", "PE"),
+        ("52", "MX"),
+        ("53", "CU"),
+        ("54", "AR"),
+        ("55", "BR"),
+        ("56", "CL"),
+        ("57", "CO"),
+        ("58", "VE"),
+        ("60", "MY"),
+        ("61", "AU"),
+        ("62", "ID"),
+        ("63", "PH"),
+        ("64", "NZ"),
+        ("65", "SG"),
+        ("66", "TH"),
+        ("81", "JP"),
+        ("82", "KR"),
+        ("84", "VN"),
+        ("86", "CN"),
+        ("90", "TR"),
+        ("91", "IN"),
+        ("92", "PK"),
+        ("93", "AF"),
+        ("94", "LK"),
+        ("95", "MM"),
+        ("98", "IR"),
+        ("212", "MA"),
+        ("213", "DZ"),
+        ("216", "TN"),
+        ("234", "NG"),
+        ("233", "GH"),
+        ("254", "KE"),
+        ("255", "TZ"),
+        ("256", "UG"),
+        ("351", "PT"),
+        ("353", "IE"),
+        ("358", "FI"),
+        ("380", "UA"),
+        ("420", "CZ"),
+        ("502", "GT"),
+        ("503", "SV"),
+        ("506", "CR"),
+        ("507", "PA"),
+        ("591", "BO"),
+        ("593", "EC"),
+        ("595", "PY"),
+        ("598", "UY"),
+        ("852", "HK"),
+        ("880", "BD"),
+        ("886", "TW"),
+        ("961", "LB"),
+        ("962", "JO"),
+        ("965", "KW"),
+        ("966", "SA"),
+        ("971", "AE"),
+        ("972", "IL"),
+        ("974", "QA"),
+    ];
+    CODES
+        .iter()
+        .filter(|(code, _)| wa_id.starts_with(code))
+        .max_by_key(|(code, _)| code.len())
+        .map_or("ZZ", |(_, country)| country)
+}
+
+/// A business-scoped user id shaped like Meta's (`US.13491208655302741918`): the user's country
+/// and a number derived from `key` and the user, so it is stable for the same app and user and
+/// differs between apps.
+pub fn bsuid(key: &str, wa_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    mac.update(wa_id.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    format!("{}.{n}", country_of(wa_id))
+}
+
 pub fn access_token() -> String {
     format!("EAAG{}", alnum(120))
 }
@@ -85,5 +186,9 @@ mod tests {
         assert_eq!(numeric_id().len(), 15);
         assert!(display_number().starts_with("+1 555-01"));
         assert_eq!(digits_only("+1 555-0123-4567"), "155501234567");
+        assert_eq!((country_of("16505551234"), country_of("351912345678"), country_of("999")), ("US", "PT", "ZZ"));
+        assert_eq!(bsuid("k", "16505551234"), bsuid("k", "16505551234"));
+        assert_ne!(bsuid("k", "16505551234"), bsuid("other app", "16505551234"));
+        assert!(bsuid("k", "351912345678").starts_with("PT."));
     }
 }

@@ -186,7 +186,7 @@ impl Sandbox {
 
     /// Changes the fields of the settings `patch` names, as `PATCH /control/settings` does.
     pub fn patch_settings(&self, patch: &serde_json::Value) -> Result<Settings, String> {
-        self.state.patch_settings(patch)
+        self.state.patch_settings(patch).map_err(|e| e.to_string())
     }
 
     /// Stops pending webhook deliveries.

@@ -28,6 +28,13 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// Returns a token taken for a request that was refused after all.
+    pub fn give_back(&mut self, capacity: f64) {
+        self.tokens = (self.tokens + 1.0).min(capacity);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

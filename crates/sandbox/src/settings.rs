@@ -1,5 +1,6 @@
-//! What can be changed while the sandbox runs (`GET`/`PUT /control/settings`): timings, limits
-//! and misbehaviour. Every field has a default; a `PUT` changes only the fields it names.
+//! What can be changed while the sandbox runs (`GET`/`PATCH`/`PUT /control/settings`): timings,
+//! limits and misbehaviour. Every field has a default; a `PATCH` changes only the fields it names,
+//! a `PUT` replaces them all.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,9 +89,10 @@ pub struct WebhookFaults {
 pub struct GraphFaults {
     /// Added before the messages endpoint answers.
     pub latency_ms: u64,
-    /// The next `fail_count` sends fail this way instead of being accepted.
+    /// Sends fail this way instead of being accepted: the next `fail_count` of them, or all of
+    /// them until `fail` is set back to null when `fail_count` is null.
     pub fail: Option<FailMode>,
-    pub fail_count: u32,
+    pub fail_count: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +100,7 @@ pub struct GraphFaults {
 pub enum FailMode {
     /// HTTP 500 with an HTML body, as a proxy in front of Meta gives.
     Http500,
-    /// HTTP 503 with Meta's 131016 "Service unavailable".
+    /// HTTP 500 with Meta's 131016 "Service unavailable" (`error-codes.mdx`).
     Unavailable,
     /// Meta's 130429 throughput error.
     Throughput,
@@ -109,12 +111,27 @@ pub enum FailMode {
     HangBeforeAccept,
 }
 
+/// A settings field that does not fit: its path (`statuses.sent_ms`) and why.
+#[derive(Debug)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
 impl Settings {
     /// These settings with the fields `patch` names replaced.
-    pub fn patched(&self, patch: &Value) -> Result<Self, String> {
+    pub fn patched(&self, patch: &Value) -> Result<Self, Invalid> {
         let mut current = serde_json::to_value(self).expect("settings serialise");
         merge(&mut current, patch);
-        serde_json::from_value(current).map_err(|e| e.to_string())
+        // The path, so a misspelt field is named to whoever misspelt it.
+        serde_path_to_error::deserialize(current)
+            .map_err(|e| Invalid { path: e.path().to_string(), message: e.inner().to_string() })
     }
 }
 
@@ -142,7 +159,8 @@ mod tests {
         assert_eq!(s.pair_rate, PairRate { capacity: 3, refill_ms: 6_000 });
         assert!(s.webhooks.duplicate);
         assert_eq!(s.throughput_mps, 80);
-        assert!(Settings::default().patched(&json!({"pair_rat": 1})).is_err());
+        assert_eq!(Settings::default().patched(&json!({"pair_rat": 1})).unwrap_err().path, "pair_rat");
+        assert_eq!(Settings::default().patched(&json!({"statuses": {"sent": 1}})).unwrap_err().path, "statuses.sent");
         let s = s.patched(&json!({"graph": {"fail": "throughput", "fail_count": 2}})).unwrap();
         assert_eq!(s.graph.fail, Some(FailMode::Throughput));
     }

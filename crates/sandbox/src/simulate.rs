@@ -142,7 +142,8 @@ struct Order {
 struct OrderItem {
     product_retailer_id: String,
     quantity: u32,
-    item_price: f64,
+    /// Kept as given: a whole price stays an integer, as in Meta's example (`30`, not `30.0`).
+    item_price: serde_json::Number,
     currency: String,
 }
 
@@ -170,12 +171,10 @@ struct Referral {
     source_url: String,
     source_id: String,
     source_type: String,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    headline: Option<String>,
-    #[serde(default)]
-    media_type: Option<String>,
+    // Meta's ad referrals always carry the ad's text, headline and media type.
+    body: String,
+    headline: String,
+    media_type: String,
     #[serde(default)]
     image_url: Option<String>,
     #[serde(default)]
@@ -243,6 +242,21 @@ fn placeholder(mime: &str) -> Vec<u8> {
     bytes
 }
 
+/// The usual file extension of a document type.
+fn extension(mime: &str) -> &'static str {
+    match base_mime(mime) {
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "application/vnd.ms-powerpoint" => "ppt",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation" => "pptx",
+        _ => "bin",
+    }
+}
+
 fn default_mime(kind: &str) -> &'static str {
     match kind {
         "image" => "image/jpeg",
@@ -251,6 +265,44 @@ fn default_mime(kind: &str) -> &'static str {
         "sticker" => "image/webp",
         _ => "application/pdf",
     }
+}
+
+/// The type without its parameters (`audio/ogg` of `audio/ogg; codecs=opus`).
+fn base_mime(mime: &str) -> &str {
+    mime.split(';').next().unwrap_or_default().trim()
+}
+
+/// The MIME type a customer's file is reported with: the one given, else the one its content
+/// shows, else the usual one for the kind. It must fit the kind; a voice note is always Opus in
+/// OGG, which WhatsApp reports as `audio/ogg; codecs=opus`.
+fn media_mime(kind: &str, given: Option<&str>, seen: Option<&str>, voice: bool) -> Result<String, String> {
+    let fits = |mime: &str| {
+        let base = base_mime(mime).to_ascii_lowercase();
+        match kind {
+            "image" => base.starts_with("image/"),
+            "video" => base.starts_with("video/"),
+            "audio" => base.starts_with("audio/"),
+            "sticker" => base == "image/webp",
+            _ => !base.is_empty(),
+        }
+    };
+    let mime = match (given.map(str::trim), seen) {
+        (Some(t), _) => t.to_owned(),
+        // MP4 containers sniff as video; an audio message's is audio.
+        (None, Some("video/mp4")) if kind == "audio" => "audio/mp4".to_owned(),
+        (None, Some(s)) if fits(s) && !(kind == "audio" && s == "audio/ogg") => s.to_owned(),
+        (None, _) => default_mime(kind).to_owned(),
+    };
+    if !fits(&mime) {
+        return Err(format!("'{mime}' is not a type a {kind} message can have"));
+    }
+    if voice {
+        if !base_mime(&mime).eq_ignore_ascii_case("audio/ogg") {
+            return Err(format!("a voice note is audio/ogg; codecs=opus, not '{mime}'"));
+        }
+        return Ok(default_mime("audio").to_owned());
+    }
+    Ok(mime)
 }
 
 /// What the customer's message holds, as the webhook shows it; media is stored so its id can be
@@ -290,25 +342,49 @@ fn content(
                     ));
                 }
             }
-            let mime = m.mime_type.clone().unwrap_or_else(|| default_mime(kind).to_owned());
-            let bytes = match &m.content_base64 {
-                Some(b64) => STANDARD.decode(b64).map_err(|e| {
-                    ControlError::invalid(format!("{at}.content_base64"), format!("is not base64: {e}"))
-                })?,
-                None => placeholder(&mime),
+            let given = match &m.content_base64 {
+                Some(b64) => {
+                    let bytes = STANDARD.decode(b64).map_err(|e| {
+                        ControlError::invalid(format!("{at}.content_base64"), format!("is not base64: {e}"))
+                    })?;
+                    if bytes.is_empty() {
+                        return Err(ControlError::invalid(format!("{at}.content_base64"), "is an empty file"));
+                    }
+                    Some(bytes)
+                }
+                None => None,
             };
-            let stored = media::store(state, phone_number_id, &mime, bytes, m.filename.clone());
+            let seen = given.as_deref().and_then(media::sniff);
+            let mime = media_mime(kind, m.mime_type.as_deref(), seen, m.voice == Some(true))
+                .map_err(|rule| ControlError::invalid(format!("{at}.mime_type"), rule))?;
+            if let Some(seen) = seen
+                && !media::compatible(seen, base_mime(&mime))
+            {
+                return Err(ControlError::invalid(
+                    format!("{at}.content_base64"),
+                    format!("holds {seen} content, not {mime}"),
+                ));
+            }
+            let bytes = given.unwrap_or_else(|| placeholder(&mime));
+            // A shared document always has a file name on WhatsApp; make one up when the test
+            // gives none.
+            let filename = match (kind, &m.filename) {
+                ("document", None) => Some(format!("document.{}", extension(&mime))),
+                _ => m.filename.clone(),
+            };
+            let stored = media::store(state, phone_number_id, &mime, bytes, filename.clone());
             let mut o = Map::new();
-            put_opt(&mut o, &[("caption", &m.caption), ("filename", &m.filename)]);
+            put_opt(&mut o, &[("caption", &m.caption), ("filename", &filename)]);
             o.insert("mime_type".into(), json!(mime));
             o.insert("sha256".into(), json!(media::sha256_base64(&stored)));
             o.insert("id".into(), json!(stored.id));
             o.insert("url".into(), json!(media::url(state, base, &stored.id)));
-            if let Some(v) = m.voice {
-                o.insert("voice".into(), json!(v));
+            // Meta's audio and sticker messages always carry these flags, true or false.
+            if kind == "audio" {
+                o.insert("voice".into(), json!(m.voice.unwrap_or(false)));
             }
-            if let Some(a) = m.animated {
-                o.insert("animated".into(), json!(a));
+            if kind == "sticker" {
+                o.insert("animated".into(), json!(m.animated.unwrap_or(false)));
             }
             return Ok((Value::Object(o), Some(stored.id)));
         }
@@ -404,6 +480,12 @@ fn content(
             if let Some(i) = o.product_items.iter().position(|p| p.quantity == 0) {
                 return Err(ControlError::invalid(format!("{at}.product_items[{i}].quantity"), "must be at least 1"));
             }
+            if let Some(i) = o.product_items.iter().position(|p| p.item_price.as_f64().is_none_or(|v| v < 0.0)) {
+                return Err(ControlError::invalid(
+                    format!("{at}.product_items[{i}].item_price"),
+                    "must not be negative",
+                ));
+            }
             let mut out = json!({"catalog_id": o.catalog_id, "product_items": o.product_items});
             if let Some(t) = o.text {
                 out["text"] = json!(t);
@@ -424,6 +506,28 @@ fn content(
         }
     };
     Ok((out, None))
+}
+
+/// Whether the business's message `wamid` went to this customer (by number or user id), or to
+/// the group the customer writes in.
+fn sent_to(
+    state: &State,
+    phone_number_id: &str,
+    wamid: &str,
+    from: &str,
+    user_id: Option<&str>,
+    group_id: Option<&str>,
+) -> bool {
+    let inner = state.lock();
+    inner.received.iter().any(|r| {
+        let to = r.body.get("to").and_then(Value::as_str).unwrap_or_default();
+        r.phone_number_id == phone_number_id
+            && r.wamid.as_deref() == Some(wamid)
+            && match group_id {
+                Some(g) => to == g,
+                None => ids::digits_only(to) == from || user_id == Some(to),
+            }
+    })
 }
 
 /// A customer's message, delivered to the webhook URL as Meta would.
@@ -474,11 +578,11 @@ async fn inbound(
     let name = req.name.unwrap_or_else(|| "Sandbox Customer".into());
     let now = unix_now();
     let wamid = ids::wamid(&from);
+    // Every messages webhook names the user's BSUID (`business-scoped-user-ids.mdx`).
+    let user = state.remember_user(&from, req.user_id.as_deref(), &name);
     let mut message = Map::new();
     message.insert("from".into(), json!(from));
-    if let Some(u) = &req.user_id {
-        message.insert("from_user_id".into(), json!(u));
-    }
+    message.insert("from_user_id".into(), json!(user.user_id));
     if let Some(g) = &req.group_id {
         message.insert("group_id".into(), json!(g));
     }
@@ -524,9 +628,11 @@ async fn inbound(
         // One-to-one: 131051; in groups Meta reports 130501.
         let code = if req.group_id.is_some() { 130_501 } else { 131_051 };
         let (title, details, _) = catalogue(code);
+        // Meta's group example words `message` apart from the title (`groups-messaging.mdx`).
+        let text = if code == 130_501 { "Message type is not currently supported" } else { title };
         message.insert(
             "errors".into(),
-            json!([{"code": code, "title": title, "message": title, "error_data": {"details": details}}]),
+            json!([{"code": code, "title": title, "message": text, "error_data": {"details": details}}]),
         );
     }
     // Replies to business messages say which; interactive and quick-reply answers always do.
@@ -535,6 +641,13 @@ async fn inbound(
         Some(id) => {
             if !state.sent_from(&req.phone_number_id, &id) {
                 return Err(ControlError::invalid("message.context.id", "is not a message this number sent"));
+            }
+            if !sent_to(&state, &req.phone_number_id, &id, &from, Some(user.user_id.as_str()), req.group_id.as_deref())
+            {
+                return Err(ControlError::invalid(
+                    "message.context.id",
+                    "is a message this number sent to someone else; a customer can only answer what they received",
+                ));
             }
             Some(id)
         }
@@ -552,6 +665,13 @@ async fn inbound(
         ctx.insert("id".into(), json!(id));
     }
     if let Some(c) = context {
+        if c.forwarded == Some(true) && c.frequently_forwarded == Some(true) {
+            // Meta sends one or the other: forwarded up to five times, or more often.
+            return Err(ControlError::invalid(
+                "message.context",
+                "forwarded and frequently_forwarded exclude each other",
+            ));
+        }
         if c.forwarded == Some(true) {
             ctx.insert("forwarded".into(), json!(true));
         }
@@ -573,12 +693,15 @@ async fn inbound(
         o.insert("source_url".into(), json!(r.source_url));
         o.insert("source_id".into(), json!(r.source_id));
         o.insert("source_type".into(), json!(r.source_type));
+        if !["image", "video"].contains(&r.media_type.as_str()) {
+            return Err(ControlError::invalid("message.referral.media_type", "must be \"image\" or \"video\""));
+        }
+        o.insert("body".into(), json!(r.body));
+        o.insert("headline".into(), json!(r.headline));
+        o.insert("media_type".into(), json!(r.media_type));
         put_opt(
             &mut o,
             &[
-                ("body", &r.body),
-                ("headline", &r.headline),
-                ("media_type", &r.media_type),
                 ("image_url", &r.image_url),
                 ("video_url", &r.video_url),
                 ("thumbnail_url", &r.thumbnail_url),
@@ -595,11 +718,7 @@ async fn inbound(
     let mut value = json!({ "messages": [message] });
     // System messages come without the sender's profile.
     if kind != "system" {
-        let mut contact = json!({"profile": {"name": name}, "wa_id": from});
-        if let Some(u) = &req.user_id {
-            contact["user_id"] = json!(u);
-        }
-        value["contacts"] = json!([contact]);
+        value["contacts"] = json!([user.contact(&from)]);
     }
     // A customer's message opens the 24-hour window (a group has none; a number change is not a
     // message).

@@ -19,8 +19,13 @@ use crate::{SandboxConfig, Seed, SeedNumber};
 #[derive(Clone, Debug, Serialize)]
 pub struct Received {
     pub phone_number_id: String,
-    /// The request body exactly as received.
+    /// The request body, parsed.
+    #[serde(skip)]
     pub body: Value,
+    /// The request body exactly as received: its bytes when they are JSON, else their text as a
+    /// JSON string.
+    #[serde(rename = "body")]
+    pub raw: Box<serde_json::value::RawValue>,
     /// The wamid answered, when the request was accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wamid: Option<String>,
@@ -29,6 +34,16 @@ pub struct Received {
     pub error: Option<Value>,
     /// Unix seconds.
     pub received_at: u64,
+}
+
+impl Received {
+    /// The raw form of a request body, kept byte for byte when it is JSON.
+    pub fn raw_body(bytes: &[u8]) -> Box<serde_json::value::RawValue> {
+        serde_json::from_slice::<Box<serde_json::value::RawValue>>(bytes).unwrap_or_else(|_| {
+            let text = Value::String(String::from_utf8_lossy(bytes).into_owned()).to_string();
+            serde_json::value::RawValue::from_string(text).expect("a JSON string is JSON")
+        })
+    }
 }
 
 /// A WhatsApp Business Account and its numbers.
@@ -53,6 +68,10 @@ pub struct Template {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_reason: Option<String>,
     pub created_at: u64,
+    /// When it was edited while approved (Unix seconds): Meta allows one such edit a day and ten
+    /// in 30 days.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_edits: Vec<u64>,
 }
 
 /// An uploaded (or simulated) media file; the bytes are kept apart.
@@ -83,7 +102,36 @@ pub struct Group {
     pub participants: Vec<String>,
     /// Pending join requests: (request id, wa_id, Unix seconds).
     pub join_requests: Vec<(String, String, u64)>,
+    /// wa_ids the business removed: they cannot come back through the invite link.
+    #[serde(default)]
+    pub removed: Vec<String>,
     pub created_at: u64,
+}
+
+/// A WhatsApp user the sandbox has heard from: the profile and business-scoped user id its
+/// webhooks show.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct User {
+    pub wa_id: String,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl User {
+    /// The `contacts[]` item of a webhook about this user.
+    pub fn contact(&self, wa_id_shown: &str) -> Value {
+        // A BSUID starts with its user's country (`US.1349…`), which stands in for an unknown number.
+        let country = match self.user_id.split_once('.') {
+            Some((cc, _)) if self.wa_id.is_empty() && cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) => cc,
+            _ => crate::ids::country_of(&self.wa_id),
+        };
+        let mut profile = serde_json::json!({ "country_code": country });
+        if let Some(name) = &self.name {
+            profile["name"] = serde_json::json!(name);
+        }
+        serde_json::json!({"profile": profile, "wa_id": wa_id_shown, "user_id": self.user_id})
+    }
 }
 
 /// What survives a restart when the sandbox has a state directory.
@@ -100,6 +148,11 @@ pub struct Saved {
     pub encryption_keys: BTreeMap<String, String>,
     /// Numbers' own messages-per-second, where set.
     pub throughput: BTreeMap<String, u32>,
+    /// Names of deleted approved templates, by `waba_id/name`, with when: Meta blocks the name
+    /// for 30 days.
+    pub deleted_names: BTreeMap<String, u64>,
+    /// Users who wrote, by wa_id.
+    pub users: BTreeMap<String, User>,
     /// Users whose messages fail, with the error code they fail with.
     pub failing: BTreeMap<String, i64>,
     pub settings: Settings,
@@ -128,6 +181,7 @@ pub struct State {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub outbox: Outbox,
+    pub webhook_stats: crate::webhook::Stats,
     state_dir: Option<PathBuf>,
     /// The settings the sandbox started with, which a reset returns to.
     initial_settings: Settings,
@@ -175,6 +229,7 @@ impl State {
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client"),
             shutdown: CancellationToken::new(),
             outbox,
+            webhook_stats: Default::default(),
             state_dir: config.state_dir,
             initial_settings,
         }
@@ -218,10 +273,20 @@ impl State {
         self.lock().saved.settings.clone()
     }
 
-    pub fn patch_settings(&self, patch: &Value) -> Result<Settings, String> {
+    pub fn patch_settings(&self, patch: &Value) -> Result<Settings, crate::settings::Invalid> {
+        self.change_settings(patch, false)
+    }
+
+    /// The settings the sandbox started with, changed where `given` says.
+    pub fn replace_settings(&self, given: &Value) -> Result<Settings, crate::settings::Invalid> {
+        self.change_settings(given, true)
+    }
+
+    fn change_settings(&self, patch: &Value, from_start: bool) -> Result<Settings, crate::settings::Invalid> {
         let patched = {
             let mut inner = self.lock();
-            let patched = inner.saved.settings.patched(patch)?;
+            let base = if from_start { &self.initial_settings } else { &inner.saved.settings };
+            let patched = base.patched(patch)?;
             inner.saved.settings = patched.clone();
             // New limits apply from a full bucket.
             inner.rate.clear();
@@ -298,6 +363,33 @@ impl State {
         self.save();
     }
 
+    /// The user behind `wa_id`: as last seen, or with the BSUID Meta would give them.
+    pub fn user(&self, wa_id: &str) -> User {
+        let known = self.lock().saved.users.get(wa_id).cloned();
+        known.unwrap_or_else(|| User {
+            wa_id: wa_id.to_owned(),
+            user_id: crate::ids::bsuid(&self.app_secret, wa_id),
+            name: None,
+        })
+    }
+
+    /// Remembers a user who wrote, with their profile name and (when given) their own BSUID.
+    pub fn remember_user(&self, wa_id: &str, user_id: Option<&str>, name: &str) -> User {
+        let mut user = self.user(wa_id);
+        if let Some(id) = user_id {
+            user.user_id = id.to_owned();
+        }
+        user.name = Some(name.to_owned());
+        self.lock().saved.users.insert(wa_id.to_owned(), user.clone());
+        self.save();
+        user
+    }
+
+    /// The wa_id of the user a BSUID belongs to, if they wrote.
+    pub fn wa_id_of(&self, user_id: &str) -> Option<String> {
+        self.lock().saved.users.values().find(|u| u.user_id == user_id).map(|u| u.wa_id.clone())
+    }
+
     /// Whether `user` wrote to `phone_number_id` in the last 24 hours.
     pub fn window_open(&self, phone_number_id: &str, user: &str) -> bool {
         let now = unix_now();
@@ -334,16 +426,25 @@ impl State {
             .entry((phone_number_id.to_owned(), user.to_owned()))
             .or_insert_with(|| Bucket::full(pair_capacity))
             .take(pair_capacity, refill);
-        if ok { Ok(()) } else { Err(131_056) }
+        if !ok {
+            // Refused, so it used none of the number's throughput either.
+            if let Some(b) = inner.rate.get_mut(phone_number_id) {
+                b.give_back(capacity);
+            }
+            return Err(131_056);
+        }
+        Ok(())
     }
 
     pub fn webhook_url(&self) -> Option<String> {
         self.webhook_url.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Clears what tests leave behind: messages, windows, limits, templates (but `hello_world`),
-    /// media, groups, failing users and settings. Businesses stay.
+    /// Clears what tests leave behind: messages and the webhooks still owed for them, windows,
+    /// limits, templates (but `hello_world`), media, groups, failing users and settings.
+    /// Businesses stay.
     pub fn reset(&self) {
+        self.outbox.forget_owed();
         {
             let mut inner = self.lock();
             let businesses = std::mem::take(&mut inner.saved.businesses);
@@ -354,6 +455,7 @@ impl State {
             inner.rate.clear();
             inner.pair.clear();
         }
+        self.webhook_stats.clear();
         if let Some(dir) = &self.state_dir {
             let _ = std::fs::remove_dir_all(dir.join("media"));
         }
@@ -378,6 +480,7 @@ pub fn hello_world(waba_id: &str) -> Template {
         ]),
         rejected_reason: None,
         created_at: unix_now(),
+        approved_edits: Vec::new(),
     }
 }
 

@@ -1,17 +1,19 @@
 //! Webhooks as Meta sends them: `whatsapp_business_account` envelopes, signed with
 //! `X-Hub-Signature-256` over the exact bytes posted, non-ASCII escaped as `\uXXXX`; retried with
 //! backoff while the receiver fails; batched, duplicated, reordered, delayed or dropped on request.
+//! Each chat's webhooks go in the order they fall due unless a fault says otherwise.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::ids;
@@ -42,6 +44,48 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// What became of webhook payloads, for `GET /control/webhook`: a lost, refused or discarded
+/// attempt is otherwise invisible to whoever waits for the payload.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// POSTs made, retries included.
+    posted: AtomicU64,
+    /// Payloads the receiver acknowledged with a 2xx.
+    delivered: AtomicU64,
+    /// POSTs answered with another status, or that found no one.
+    refused: AtomicU64,
+    /// First attempts lost on purpose (`drop_first_attempt`).
+    dropped: AtomicU64,
+    /// Payloads abandoned after the last retry.
+    given_up: AtomicU64,
+    /// Payloads not sent because no webhook URL was set.
+    discarded: AtomicU64,
+}
+
+impl Stats {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn json(&self) -> Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "posted": get(&self.posted),
+            "delivered": get(&self.delivered),
+            "refused": get(&self.refused),
+            "dropped": get(&self.dropped),
+            "given_up": get(&self.given_up),
+            "discarded": get(&self.discarded),
+        })
+    }
+
+    pub fn clear(&self) {
+        for c in [&self.posted, &self.delivered, &self.refused, &self.dropped, &self.given_up, &self.discarded] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One change owed to the webhook URL.
 #[derive(Debug)]
 pub struct Change {
@@ -53,6 +97,7 @@ pub struct Change {
 struct Due {
     at: Instant,
     seq: u64,
+    generation: u64,
     change: Change,
 }
 
@@ -73,22 +118,36 @@ impl Ord for Due {
     }
 }
 
+/// A change owed after a delay, tagged with the outbox generation it was owed in.
+pub type Owed = (Duration, u64, Change);
+
 /// The queue of changes owed, drained by one task that groups them into POSTs.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<(Duration, Change)>,
+    tx: mpsc::UnboundedSender<Owed>,
+    generation: Arc<AtomicU64>,
 }
 
 impl Outbox {
     /// The queue and its receiving end, to start with [`run`] once the state exists.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<(Duration, Change)>) {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Owed>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+        (Self { tx, generation: Arc::default() }, rx)
     }
 
     /// Owes `change` to the webhook URL after `delay`.
     pub fn push(&self, delay: Duration, change: Change) {
-        let _ = self.tx.send((delay, change));
+        let _ = self.tx.send((delay, self.generation(), change));
+    }
+
+    /// Forgets every change owed so far, retries included: after a reset, statuses of
+    /// forgotten messages would only confuse the next test.
+    pub fn forget_owed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 }
 
@@ -127,9 +186,11 @@ pub fn push_field(state: &State, waba_id: &str, field: &str, value: Value) {
 
 /// Drains the outbox until the sandbox shuts down. Holds the state weakly so a dropped sandbox
 /// ends it.
-pub async fn run(state: Weak<State>, mut rx: mpsc::UnboundedReceiver<(Duration, Change)>) {
+pub async fn run(state: Weak<State>, mut rx: mpsc::UnboundedReceiver<Owed>) {
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut seq = 0u64;
+    // Per chat, the first attempt of the payload posted last: the next one waits for it.
+    let mut lanes: HashMap<String, watch::Receiver<bool>> = HashMap::new();
     loop {
         let Some(strong) = state.upgrade() else { return };
         let shutdown = strong.shutdown.clone();
@@ -138,9 +199,9 @@ pub async fn run(state: Weak<State>, mut rx: mpsc::UnboundedReceiver<(Duration, 
         tokio::select! {
             _ = shutdown.cancelled() => return,
             got = rx.recv() => match got {
-                Some((delay, change)) => {
+                Some((delay, generation, change)) => {
                     seq += 1;
-                    heap.push(Reverse(Due { at: Instant::now() + delay, seq, change }));
+                    heap.push(Reverse(Due { at: Instant::now() + delay, seq, generation, change }));
                 }
                 None => return,
             },
@@ -154,25 +215,79 @@ pub async fn run(state: Weak<State>, mut rx: mpsc::UnboundedReceiver<(Duration, 
                         _ = tokio::time::sleep_until(window) => {}
                         _ = strong.shutdown.cancelled() => return,
                     }
-                    while let Ok((delay, change)) = rx.try_recv() {
+                    while let Ok((delay, generation, change)) = rx.try_recv() {
                         seq += 1;
-                        heap.push(Reverse(Due { at: Instant::now() + delay, seq, change }));
+                        heap.push(Reverse(Due { at: Instant::now() + delay, seq, generation, change }));
                     }
                 }
                 let now = Instant::now();
+                let generation = strong.outbox.generation();
                 let mut due = Vec::new();
                 while heap.peek().is_some_and(|Reverse(d)| d.at <= now) {
-                    due.push(heap.pop().expect("peeked").0.change);
+                    let d = heap.pop().expect("peeked").0;
+                    if d.generation == generation {
+                        due.push(d.change);
+                    }
                 }
                 for payload in payloads(due, faults.batch_max.max(1)) {
                     let copies = if faults.duplicate { 2 } else { 1 };
                     for _ in 0..copies {
-                        tokio::spawn(deliver(strong.clone(), payload.clone(), faults.drop_first_attempt));
+                        let keys = lanes_of(&payload);
+                        let after: Vec<_> = keys.iter().filter_map(|k| lanes.get(k).cloned()).collect();
+                        let (done, first_attempt) = watch::channel(false);
+                        lanes.retain(|_, rx| !*rx.borrow() && rx.has_changed().is_ok());
+                        for key in keys {
+                            lanes.insert(key, first_attempt.clone());
+                        }
+                        let order = Order { after, done };
+                        let drop_first = faults.drop_first_attempt;
+                        tokio::spawn(deliver(strong.clone(), payload.clone(), generation, order, drop_first));
                     }
                 }
             }
         }
     }
+}
+
+/// The chats a payload speaks of (business number and user or group; for other fields, the
+/// WABA's field). Meta does not promise order, and posts concurrently; the sandbox keeps each
+/// chat's webhooks in the order they fall due, so a bot's tests do not flake on a busy machine,
+/// and leaves disorder to the `reorder` fault, a refused attempt's retry and a dropped attempt.
+fn lanes_of(payload: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in payload["entry"].as_array().into_iter().flatten() {
+        for change in entry["changes"].as_array().into_iter().flatten() {
+            let field = change["field"].as_str().unwrap_or_default();
+            let value = &change["value"];
+            let Some(number) = value["metadata"]["phone_number_id"].as_str().filter(|_| field == "messages") else {
+                keys.push(format!("{}/{field}", entry["id"].as_str().unwrap_or_default()));
+                continue;
+            };
+            let list = |name: &str| value[name].as_array().cloned().unwrap_or_default();
+            let pick = |item: &Value, names: &[&str]| {
+                names.iter().find_map(|n| item[*n].as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+            };
+            let chats: Vec<String> = list("statuses")
+                .iter()
+                .filter_map(|s| pick(s, &["recipient_user_id", "recipient_id"]))
+                .chain(list("messages").iter().filter_map(|m| pick(m, &["group_id", "from", "from_user_id"])))
+                .collect();
+            if chats.is_empty() {
+                keys.push(number.to_owned());
+            }
+            keys.extend(chats.into_iter().map(|chat| format!("{number}/{chat}")));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Where a payload stands in its chats' order: the first attempts to wait for, and the signal
+/// that its own was made.
+struct Order {
+    after: Vec<watch::Receiver<bool>>,
+    done: watch::Sender<bool>,
 }
 
 /// Whether Meta stamps an entry carrying `field` with `time`: it does for account and template
@@ -212,16 +327,31 @@ fn payloads(changes: Vec<Change>, max: usize) -> Vec<Value> {
 const MAX_ATTEMPTS: u32 = 10;
 
 /// Posts one payload, retrying with backoff while the receiver fails, as Meta does.
-async fn deliver(state: Arc<State>, payload: Value, drop_first: bool) {
+async fn deliver(state: Arc<State>, payload: Value, generation: u64, order: Order, drop_first: bool) {
+    for mut earlier in order.after {
+        // An error means the earlier delivery ended without its signal, which is as good.
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = earlier.wait_for(|made| *made) => {}
+        }
+    }
+    let stats = &state.webhook_stats;
     let Some(url) = state.webhook_url() else {
         tracing::debug!("sandbox has no webhook URL; webhook dropped");
+        Stats::count(&stats.discarded);
         return;
     };
     let body = encode(&payload);
     let signature = sign(&state.app_secret, &body);
     let mut backoff = Duration::from_millis(250);
     for attempt in 1..=MAX_ATTEMPTS {
-        if attempt > 1 || !drop_first {
+        if state.outbox.generation() != generation {
+            return;
+        }
+        if attempt == 1 && drop_first {
+            Stats::count(&stats.dropped);
+        } else {
+            Stats::count(&stats.posted);
             let result = state
                 .http
                 .post(&url)
@@ -231,17 +361,24 @@ async fn deliver(state: Arc<State>, payload: Value, drop_first: bool) {
                 .send()
                 .await;
             match result {
-                Ok(r) if r.status().is_success() => return,
+                Ok(r) if r.status().is_success() => {
+                    Stats::count(&stats.delivered);
+                    return;
+                }
                 Ok(r) => tracing::warn!(attempt, status = %r.status(), %url, "sandbox webhook refused"),
                 Err(e) => tracing::warn!(attempt, error = %e.without_url(), %url, "sandbox webhook failed"),
             }
+            Stats::count(&stats.refused);
         }
+        // Later payloads of the same chats wait for a first attempt only, not for its retries.
+        order.done.send_replace(true);
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
+    Stats::count(&stats.given_up);
     tracing::error!(%url, "sandbox webhook given up after {MAX_ATTEMPTS} attempts");
 }
 
@@ -263,6 +400,24 @@ mod tests {
             sign("key", b"The quick brown fox jumps over the lazy dog"),
             "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
+    }
+
+    #[test]
+    fn a_chats_statuses_and_messages_share_a_lane() {
+        let payload = |value: Value| {
+            let mut value = value;
+            value["metadata"] = json!({"phone_number_id": "42"});
+            json!({"entry": [{"id": "7", "changes": [{"field": "messages", "value": value}]}]})
+        };
+        let status = lanes_of(&payload(json!({"statuses": [{"id": "w", "recipient_id": "1555"}]})));
+        let inbound = lanes_of(&payload(json!({"messages": [{"id": "m", "from": "1555"}]})));
+        let other = lanes_of(&payload(json!({"statuses": [{"id": "w", "recipient_id": "1666"}]})));
+        assert_eq!(status, ["42/1555"]);
+        assert_eq!(inbound, status);
+        assert_ne!(other, status);
+        let template =
+            json!({"entry": [{"id": "7", "changes": [{"field": "message_template_status_update", "value": {}}]}]});
+        assert_eq!(lanes_of(&template), ["7/message_template_status_update"]);
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn unsupported_type(kind: &str) -> FieldError {
 pub enum Recipient {
     /// A phone number; on the native API always E.164, on the Meta-compatible surface as given.
     Phone(String),
-    /// A business-scoped user id (`user.9373…`), for users known only by their username.
+    /// A business-scoped user id (`US.1349…`), for users known only by their username.
     User(String),
     /// A group id from the Groups API.
     Group(String),
@@ -231,8 +231,10 @@ impl Recipient {
     }
 }
 
+/// A BSUID starts with its user's country code (`US.1349…`; Meta's docs also show `user.…`), so
+/// with a letter: `1555CALLNOW` is neither a number nor a user id.
 fn user_id(to: &str) -> Result<String, FieldError> {
-    let ok = !to.is_empty()
+    let ok = to.starts_with(|c: char| c.is_ascii_alphabetic())
         && to.len() <= USER_ID_MAX
         && to.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {

@@ -94,6 +94,18 @@ fn graph_bodies_follow_metas_defaults_and_codes() {
     assert_eq!(e.path, "to");
 }
 
+#[test]
+fn business_scoped_user_ids_start_with_a_letter() {
+    assert_eq!(
+        Recipient::parse_graph("US.13491208655302741918", None),
+        Ok(Recipient::User("US.13491208655302741918".into()))
+    );
+    assert_eq!(Recipient::parse_native("user.9373795779eb", None), Ok(Recipient::User("user.9373795779eb".into())));
+    for not_a_user in ["1555CALLNOW", ".abc", "US 123"] {
+        assert_eq!(Recipient::parse_graph(not_a_user, None).unwrap_err().path, "to", "{not_a_user}");
+    }
+}
+
 // Round trips of generated values.
 
 fn s(max: usize) -> impl Strategy<Value = String> {

@@ -75,23 +75,9 @@ pub async fn set(AxState(state): AxState<Shared>, call: GraphCall, req: Request)
 mod tests {
     use super::*;
 
-    /// A 2048-bit RSA public key made with `openssl genrsa 2048 | openssl rsa -pubout`.
-    const KEY: &str = "-----BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAvoZMtYDbY6tjj9nCsGiM
-DplvGYYFoIXftuNcQvOxArBQHzGtGFquBdwVMWlTniREL08t8RRFWLQtdoP7ZdZg
-6QK2AsB1rPoxhrjLDOnxXGJewK2UiCcsDw+0laVTM+39Zx/CHT2OyrMrKual7yFB
-LY60KHbmqlZwrI2JiHO7DSE1cU/8p1glf50FeJI3ImJ/fNYxJjv4sAtb67a51rI/
-kxVlQ1Nc9g/arhR2H8ePfM1QdhZZ/CAlVinNLdOIN1CAJLJhm55vqrvGGXJzaL4j
-MonpA6B5uKrMBFUoqA/AWD2foqCW7V9vF3ceNzR0lfbZJ4VIIksE6Aj5w0qSKVKM
-gQIDAQAB
------END PUBLIC KEY-----";
+    const KEY: &str = include_str!("../../../../testdata/flows-public-key-2048.pem");
 
-    const KEY_1024: &str = "-----BEGIN PUBLIC KEY-----
-MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC8squioUaSl8vvCH8ywuLlOHT7
-Fw1O6Ar2crnXzbzqzsDv2pWsHppUE8z3k1F2TUPYK3hZaESqH7GjgpHzk4mZSQbS
-Yca9PO4RDhssWHtVWGETv62fP2/n9jQYekbch3y9fyAf6vHSpO4KxTKfqCDkFow0
-ZUQdkf503MzTDTJXJQIDAQAB
------END PUBLIC KEY-----";
+    const KEY_1024: &str = include_str!("../../../../testdata/flows-public-key-1024.pem");
 
     #[test]
     fn takes_only_2048_bit_rsa_keys_in_pem() {

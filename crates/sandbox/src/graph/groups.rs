@@ -125,6 +125,7 @@ pub async fn create(
         join_approval_mode: mode.to_owned(),
         participants: Vec::new(),
         join_requests: Vec::new(),
+        removed: Vec::new(),
         created_at: unix_now(),
     };
     state.lock().saved.groups.push(group.clone());
@@ -155,7 +156,7 @@ pub async fn list(
         .filter(|g| g.phone_number_id == call.node)
         .map(|g| json!({"id": g.id, "subject": g.subject, "created_at": g.created_at.to_string()}))
         .collect();
-    let (items, paging) = page(&groups, &q, 1024)?;
+    let (items, paging) = page(&groups, &q, 1024, &call)?;
     Ok(axum::Json(json!({"data": {"groups": items}, "paging": paging})).into_response())
 }
 
@@ -282,7 +283,8 @@ pub async fn invite_link_delete(
         json_body(&body)?;
     }
     update_group(&state, &call.node, |g| g.invite_link.clear());
-    Ok(axum::Json(json!({"messaging_product": "whatsapp", "success": true})).into_response())
+    // A string here, as both the reference and the OpenAPI spec show it.
+    Ok(axum::Json(json!({"messaging_product": "whatsapp", "success": "true"})).into_response())
 }
 
 /// `POST /{group-id}/participants`: Meta's groups are invite-only.
@@ -328,7 +330,10 @@ pub async fn remove_participants(
         return Err(GraphError::of(131_212, Some("None of the participants is in the group.".into())));
     }
     let gone: Vec<String> = removed.iter().map(|u| ids::digits_only(u)).collect();
-    update_group(&state, &group.id, |g| g.participants.retain(|p| !gone.contains(p)));
+    update_group(&state, &group.id, |g| {
+        g.participants.retain(|p| !gone.contains(p));
+        g.removed.extend(gone.iter().cloned());
+    });
     let event = object(json!({
         "request_id": request_id(),
         "removed_participants": removed.iter().map(|u| json!({"input": u, "wa_id": ids::digits_only(u)})).collect::<Vec<_>>(),
@@ -357,7 +362,7 @@ pub async fn join_requests(
         .iter()
         .map(|(id, wa_id, at)| json!({"join_request_id": id, "wa_id": wa_id, "creation_timestamp": at}))
         .collect();
-    let (items, paging) = page(&items, &q, 1024)?;
+    let (items, paging) = page(&items, &q, 1024, &call)?;
     Ok(axum::Json(json!({"data": items, "paging": paging})).into_response())
 }
 
@@ -453,6 +458,14 @@ pub fn join(state: &State, group_id: &str, wa_id: &str) -> Result<Joined, String
     }
     if group.participants.iter().any(|p| p == wa_id) {
         return Err(format!("{wa_id} is already in the group"));
+    }
+    // `groups/reference.mdx`: removed users can't rejoin through the invite link.
+    if group.removed.iter().any(|p| p == wa_id) {
+        return Err(format!("{wa_id} was removed by the business and cannot rejoin through the invite link"));
+    }
+    // A user has one open request per group; following the link again does not add another.
+    if group.join_requests.iter().any(|(_, w, _)| w == wa_id) {
+        return Err(format!("{wa_id} has already asked to join; approve or reject that request first"));
     }
     if group.join_approval_mode == "approval_required" {
         let id = URL_SAFE_NO_PAD.encode(format!("{wa_id}:{}", ids::numeric_id()));

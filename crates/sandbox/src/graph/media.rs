@@ -49,7 +49,7 @@ pub const MAX_UPLOAD: usize = 101 * MB as usize;
 const URL_LIFETIME_SECS: u64 = 300;
 
 /// The type a file's first bytes show, where they show one.
-fn sniff(bytes: &[u8]) -> Option<&'static str> {
+pub(crate) fn sniff(bytes: &[u8]) -> Option<&'static str> {
     let starts = |magic: &[u8]| bytes.starts_with(magic);
     if starts(b"\xFF\xD8\xFF") {
         Some("image/jpeg")
@@ -70,7 +70,7 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
 
 /// Whether content sniffed as `seen` may be declared as `declared` (MP4 containers carry audio,
 /// video and 3GPP alike).
-fn compatible(seen: &str, declared: &str) -> bool {
+pub(crate) fn compatible(seen: &str, declared: &str) -> bool {
     seen == declared || (seen == "video/mp4" && ["audio/mp4", "audio/aac", "video/3gpp"].contains(&declared))
 }
 

@@ -14,7 +14,7 @@ use super::{GraphCall, Shared, validate};
 use crate::errors::{GraphError, status_error};
 use crate::ids;
 use crate::settings::FailMode;
-use crate::state::{Received, unix_now};
+use crate::state::{Received, State, unix_now};
 use crate::webhook;
 
 /// Who a send goes to, as Meta reports it back.
@@ -32,6 +32,15 @@ impl To {
             Self::User(u) | Self::Group(u) => u.clone(),
         }
     }
+
+    /// Who is behind the recipient, for limits, windows and failures: a user's BSUID and number
+    /// are the same person once the sandbox knows the number.
+    fn person(&self, state: &State) -> String {
+        match self {
+            Self::User(u) => state.wa_id_of(u).unwrap_or_else(|| u.clone()),
+            other => other.key(),
+        }
+    }
 }
 
 pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes) -> Result<Response, GraphError> {
@@ -44,15 +53,17 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes)
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let received_at = unix_now();
+    // What control/messages will list, whatever the answer.
+    let request = Received {
+        phone_number_id: node.clone(),
+        body: parsed.clone(),
+        raw: Received::raw_body(&body),
+        wamid: None,
+        error: None,
+        received_at: unix_now(),
+    };
     let refuse = |e: GraphError| {
-        state.record(Received {
-            phone_number_id: node.clone(),
-            body: parsed.clone(),
-            wamid: None,
-            error: Some(e.body["error"].clone()),
-            received_at,
-        });
+        state.record(Received { error: Some(e.body["error"].clone()), ..request.clone() });
         e
     };
     let Some(obj) = parsed.as_object() else {
@@ -60,7 +71,7 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes)
     };
     if obj.contains_key("status") && !obj.contains_key("to") {
         validate_read(obj).map_err(refuse)?;
-        state.record(Received { phone_number_id: node, body: parsed.clone(), wamid: None, error: None, received_at });
+        state.record(request.clone());
         return Ok(axum::Json(json!({ "success": true })).into_response());
     }
     if let Some(mode) = take_fault(&state) {
@@ -76,13 +87,13 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes)
                 return Err(refuse(GraphError::of(131016, None)));
             }
             FailMode::HangAfterAccept => {
-                let answer = accept(&state, &node, &number.display_phone_number, obj, &parsed, received_at);
+                let answer = accept(&state, &node, &number.display_phone_number, obj, &request);
                 hang(&state).await;
                 return answer.map_err(refuse);
             }
         }
     }
-    accept(&state, &node, &number.display_phone_number, obj, &parsed, received_at).map_err(refuse)
+    accept(&state, &node, &number.display_phone_number, obj, &request).map_err(refuse)
 }
 
 /// Spends one failure of the configured Graph fault, if any are left.
@@ -90,9 +101,10 @@ fn take_fault(state: &Shared) -> Option<FailMode> {
     let mode = {
         let mut inner = state.lock();
         let g = &mut inner.saved.settings.graph;
-        match g.fail {
-            Some(mode) if g.fail_count > 0 => {
-                g.fail_count -= 1;
+        match (g.fail, g.fail_count) {
+            (Some(mode), None) => Some(mode),
+            (Some(mode), Some(n)) if n > 0 => {
+                g.fail_count = Some(n - 1);
                 Some(mode)
             }
             _ => None,
@@ -120,7 +132,8 @@ fn validate_read(obj: &Map<String, Value>) -> Result<(), GraphError> {
     }
     match obj.get("message_id") {
         Some(Value::String(id)) if !id.is_empty() => {}
-        _ => return Err(GraphError::missing("message_id")),
+        None => return Err(GraphError::missing("message_id")),
+        Some(_) => return Err(GraphError::invalid("Param message_id must be the wamid of a message received.")),
     }
     if let Some(t) = obj.get("typing_indicator")
         && t.get("type").and_then(Value::as_str) != Some("text")
@@ -148,24 +161,26 @@ fn recipient(obj: &Map<String, Value>) -> Result<To, GraphError> {
     };
     match obj.get("recipient_type").map(|v| v.as_str()) {
         Some(Some("group")) => Ok(To::Group(to)),
-        None | Some(Some("individual")) if to.bytes().any(|b| b.is_ascii_alphabetic()) => {
-            let ok = to.len() <= 256 && to.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if ok {
-                Ok(To::User(to))
-            } else {
-                Err(GraphError::bad_value(format!("Recipient '{to}' is not a valid WhatsApp user.")))
-            }
+        // A BSUID is up to 256 alphanumerics (Meta's own example has `user.` before them); it
+        // starts with a letter, as no phone number does.
+        None | Some(Some("individual"))
+            if to.starts_with(|c: char| c.is_ascii_alphabetic())
+                && to.len() <= 256
+                && to.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            Ok(To::User(to))
         }
-        None | Some(Some("individual")) => {
-            let digits = ids::digits_only(&to);
-            let ok =
-                to.bytes().all(|b| b.is_ascii_digit() || b" +-().".contains(&b)) && (7..=15).contains(&digits.len());
-            if ok {
-                Ok(To::Number(to))
-            } else {
-                Err(GraphError::bad_value(format!("Recipient phone number '{to}' is not valid.")))
-            }
+        // Neither a number nor a BSUID: a value out of the parameter's rules.
+        None | Some(Some("individual")) if !to.bytes().all(|b| b.is_ascii_digit() || b" +-().".contains(&b)) => {
+            Err(GraphError::invalid(format!(
+                "Param to must be a phone number, a business-scoped user ID or a group ID; '{to}' is none of them."
+            )))
         }
+        // Written as a number, but no number has that many digits: no WhatsApp user is there.
+        None | Some(Some("individual")) if !(7..=15).contains(&ids::digits_only(&to).len()) => {
+            Err(GraphError::bad_value(format!("Recipient phone number '{to}' is not a valid phone number.")))
+        }
+        None | Some(Some("individual")) => Ok(To::Number(to)),
         Some(_) => Err(GraphError::invalid("Param recipient_type must be 'individual' or 'group'.")),
     }
 }
@@ -176,8 +191,7 @@ fn accept(
     node: &str,
     display_number: &str,
     obj: &Map<String, Value>,
-    parsed: &Value,
-    received_at: u64,
+    request: &Received,
 ) -> Result<Response, GraphError> {
     let to = recipient(obj)?;
     let kind = validate::content(obj)?;
@@ -196,17 +210,11 @@ fn accept(
         }
     }
     let key = to.key();
-    if let Err(code) = state.take_rate(node, &key) {
+    if let Err(code) = state.take_rate(node, &to.person(state)) {
         return Err(GraphError::of(code, None));
     }
     let wamid = ids::wamid(&key);
-    state.record(Received {
-        phone_number_id: node.to_owned(),
-        body: parsed.clone(),
-        wamid: Some(wamid.clone()),
-        error: None,
-        received_at,
-    });
+    state.record(Received { wamid: Some(wamid.clone()), ..request.clone() });
     let fate = fate(state, node, &to, &kind, category.as_deref(), obj);
     schedule(state, node, &wamid, &to, fate, obj);
     let (contact, mut message) = match &to {
@@ -236,8 +244,12 @@ enum Fate {
 }
 
 fn fate(state: &Shared, node: &str, to: &To, kind: &str, category: Option<&str>, obj: &Map<String, Value>) -> Fate {
-    let key = to.key();
-    if let Some(code) = state.lock().saved.failing.get(&key).copied() {
+    let (key, person) = (to.key(), to.person(state));
+    let failing = {
+        let inner = state.lock();
+        inner.saved.failing.get(&key).or_else(|| inner.saved.failing.get(&person)).copied()
+    };
+    if let Some(code) = failing {
         // Opting out of marketing, or Meta's engagement limit, stops marketing templates only.
         let marketing_only = [131_049, 131_050].contains(&code);
         if !marketing_only || category == Some("MARKETING") {
@@ -245,7 +257,7 @@ fn fate(state: &Shared, node: &str, to: &To, kind: &str, category: Option<&str>,
         }
     }
     // Outside the 24-hour window Meta accepts the message, then fails it (groups have no window).
-    if kind != "template" && !matches!(to, To::Group(_)) && !state.window_open(node, &key) {
+    if kind != "template" && !matches!(to, To::Group(_)) && !state.window_open(node, &person) {
         return Fate::Fails(131_047);
     }
     if let Some(id) = obj.get(kind).and_then(|m| m.get("id")).and_then(Value::as_str)
@@ -279,6 +291,38 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
     };
     let last = steps.last().map(|(_, d)| *d).unwrap_or_default();
     let conversation = ids::hex_token(16);
+    // Meta's per-message pricing (`pricing.mdx`, `groups/pricing.md`): non-template messages are
+    // free customer service; templates are billed at their category's rate, except utility
+    // templates inside the customer-service window. The sandbox keeps no group windows, so a
+    // group's utility templates are billed.
+    let group = matches!(to, To::Group(_));
+    let category = match obj.get("type").and_then(Value::as_str) {
+        Some("template") => super::check_template_send(state, node, &obj["template"]).ok(),
+        _ => None,
+    }
+    .map_or_else(|| "service".to_owned(), |c| c.to_ascii_lowercase());
+    let free = category == "service" || (category == "utility" && !group && state.window_open(node, &to.person(state)));
+    // Statuses name the user (but not when failed), by BSUID and, unless the message went to the
+    // BSUID, by number (`business-scoped-user-ids.mdx`).
+    let contacts = match to {
+        To::Number(n) => Some(json!([state.user(&ids::digits_only(n)).contact(&ids::digits_only(n))])),
+        To::User(u) => {
+            let mut user = state.wa_id_of(u).map(|wa_id| state.user(&wa_id)).unwrap_or_else(|| state.user(""));
+            user.user_id = u.clone();
+            Some(json!([user.contact("")]))
+        }
+        To::Group(_) => None,
+    };
+    let pricing = json!({
+        "billable": !free,
+        "pricing_model": "PMP",
+        "type": match (free, group) {
+            (false, _) => "regular",
+            (true, false) => "free_customer_service",
+            (true, true) => "free_group_customer_service",
+        },
+        "category": if group && category != "authentication" { format!("group_{category}") } else { category.clone() },
+    });
     for (status, delay) in &steps {
         let mut entry = json!({
             "id": wamid,
@@ -288,7 +332,12 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
         });
         match to {
             To::Group(_) => entry["recipient_type"] = json!("group"),
-            To::User(u) => entry["recipient_user_id"] = json!(u),
+            To::User(u) => {
+                // Sent to a BSUID, Meta leaves `recipient_id` empty unless it may share the
+                // user's phone number, which the sandbox never knows (`business-scoped-user-ids.mdx`).
+                entry["recipient_id"] = json!("");
+                entry["recipient_user_id"] = json!(u);
+            }
             To::Number(_) => {}
         }
         if let Some(data) = obj.get("biz_opaque_callback_data") {
@@ -297,16 +346,21 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
         if let Fate::Fails(code) = fate {
             entry["errors"] = json!([status_error(code, None)]);
         } else if *status != "read" && *status != "played" {
-            // Meta attaches conversation and pricing to `sent` and one of delivered/read.
-            let mut c = json!({"id": conversation, "origin": {"type": "service"}});
+            // v23 attaches conversation and pricing to `sent` and one of delivered/read (here
+            // `delivered`, which the sandbox always sends); what `played` carries is undocumented.
+            let mut c = json!({"id": conversation, "origin": {"type": category}});
             if *status == "sent" {
                 c["expiration_timestamp"] = json!((now + 86_400).to_string());
             }
             entry["conversation"] = c;
-            entry["pricing"] = json!({"billable": false, "pricing_model": "PMP", "type": "free_customer_service", "category": "service"});
+            entry["pricing"] = pricing.clone();
         }
         // Reordering sends the last status first.
         let at = if settings.webhooks.reorder { last - delay + steps[0].1 } else { *delay };
-        webhook::push_messages(state, node, Duration::from_millis(at), json!({ "statuses": [entry] }));
+        let mut value = json!({ "statuses": [entry] });
+        if let Some(c) = contacts.as_ref().filter(|_| *status != "failed") {
+            value["contacts"] = c.clone();
+        }
+        webhook::push_messages(state, node, Duration::from_millis(at), value);
     }
 }

@@ -65,6 +65,8 @@ struct TokenQuery {
 pub(crate) struct GraphCall {
     pub node: String,
     pub base: String,
+    /// This request's URL, for the `next`/`previous` links of a page.
+    pub url: reqwest::Url,
 }
 
 impl FromRequestParts<Shared> for GraphCall {
@@ -77,7 +79,10 @@ impl FromRequestParts<Shared> for GraphCall {
         let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
         check_version(&param("version"))?;
         authenticate_headers(&parts.headers, parts.uri.query(), state)?;
-        Ok(Self { node: param("node"), base: base_url(parts) })
+        let base = base_url(parts);
+        let url = format!("{base}{}", parts.uri.path_and_query().map_or("", |p| p.as_str()));
+        let url = reqwest::Url::parse(&url).map_err(|_| GraphError::bad_version("?"))?;
+        Ok(Self { node: param("node"), base, url })
     }
 }
 
@@ -146,6 +151,20 @@ fn number_json(n: &SeedNumber, mps: u32) -> Value {
     })
 }
 
+/// Only the `fields` asked for, and always the id, as Graph answers `?fields=`. A field the
+/// sandbox does not keep is left out rather than refused, so a bot asking for more of Meta's
+/// fields still works here.
+fn pick_fields(full: Value, fields: Option<&str>) -> Value {
+    let Some(fields) = fields else { return full };
+    let mut picked = json!({ "id": full["id"] });
+    for f in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if let Some(v) = full.get(f) {
+            picked[f] = v.clone();
+        }
+    }
+    picked
+}
+
 #[derive(Deserialize, Default)]
 pub(crate) struct NodeQuery {
     fields: Option<String>,
@@ -174,27 +193,56 @@ fn uncursor(c: &str) -> Result<usize, GraphError> {
 }
 
 /// One page of `all` (25 by default, at most `max`) and its `paging` object, with opaque
-/// cursors, as Graph pages lists.
-pub(crate) fn page(all: &[Value], q: &PageQuery, max: usize) -> Result<(Vec<Value>, Value), GraphError> {
+/// cursors and absolute `next`/`previous` links that keep the request's other parameters, as
+/// Graph pages lists.
+pub(crate) fn page(
+    all: &[Value],
+    q: &PageQuery,
+    max: usize,
+    call: &GraphCall,
+) -> Result<(Vec<Value>, Value), GraphError> {
     let limit = q.limit.unwrap_or(25);
     if limit == 0 || limit > max {
         return Err(GraphError::invalid(format!("Param limit must be between 1 and {max}.")));
     }
-    let start = match (&q.after, &q.before) {
-        (Some(a), _) => uncursor(a)? + 1,
-        (None, Some(b)) => uncursor(b)?.saturating_sub(limit),
-        (None, None) => 0,
+    // `after` starts past its item; `before` ends at its item.
+    let (start, end) = match (&q.after, &q.before) {
+        (Some(a), _) => {
+            let start = uncursor(a)? + 1;
+            (start, start + limit)
+        }
+        (None, Some(b)) => {
+            let end = uncursor(b)?;
+            (end.saturating_sub(limit), end)
+        }
+        (None, None) => (0, limit),
     };
-    let end = (start + limit).min(all.len());
-    let items = all.get(start..end).unwrap_or_default().to_vec();
+    let end = end.min(all.len());
+    let start = start.min(end);
+    let items = all[start..end].to_vec();
+    let link = |cursor_name: &str, cursor_value: String| {
+        let mut url = call.url.clone();
+        let kept: Vec<(String, String)> = call
+            .url
+            .query_pairs()
+            .filter(|(k, _)| !["after", "before", "limit"].contains(&k.as_ref()))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("limit", &limit.to_string())
+            .append_pair(cursor_name, &cursor_value);
+        url.to_string()
+    };
     let mut paging = json!({});
     if !items.is_empty() {
         paging["cursors"] = json!({"before": cursor(start), "after": cursor(end - 1)});
         if end < all.len() {
-            paging["next"] = json!(format!("?limit={limit}&after={}", cursor(end - 1)));
+            paging["next"] = json!(link("after", cursor(end - 1)));
         }
         if start > 0 {
-            paging["previous"] = json!(format!("?limit={limit}&before={}", cursor(start)));
+            paging["previous"] = json!(link("before", cursor(start)));
         }
     }
     Ok((items, paging))
@@ -210,20 +258,7 @@ async fn get_node(
     let node = call.node;
     if let Some((_, n)) = state.business_of_number(&node) {
         let mps = state.throughput_of(&node);
-        let full = number_json(&n, mps);
-        let body = match q.fields.as_deref() {
-            Some(fields) => {
-                let mut picked = json!({ "id": node });
-                for f in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                    if let Some(v) = full.get(f) {
-                        picked[f] = v.clone();
-                    }
-                }
-                picked
-            }
-            None => full,
-        };
-        return Ok(axum::Json(body).into_response());
+        return Ok(axum::Json(pick_fields(number_json(&n, mps), q.fields.as_deref())).into_response());
     }
     if let Some(b) = state.business(&node) {
         return Ok(axum::Json(json!({
@@ -235,7 +270,7 @@ async fn get_node(
         }))
         .into_response());
     }
-    if let Some(r) = templates::get(&state, &node) {
+    if let Some(r) = templates::get(&state, &node, q.fields.as_deref()) {
         return Ok(r);
     }
     if let Some(r) = media::get(&state, &node, &call.base, q.phone_number_id.as_deref()) {
@@ -273,11 +308,19 @@ async fn delete_node(
     Err(GraphError::unknown_node(&call.node, "delete"))
 }
 
-async fn list_phone_numbers(AxState(state): AxState<Shared>, call: GraphCall) -> Result<Response, GraphError> {
+async fn list_phone_numbers(
+    AxState(state): AxState<Shared>,
+    call: GraphCall,
+    Query(q): Query<NodeQuery>,
+) -> Result<Response, GraphError> {
     let Some(business) = state.business(&call.node) else {
         return Err(GraphError::unknown_node(&call.node, "get"));
     };
-    let data: Vec<Value> = business.phone_numbers.iter().map(|n| number_json(n, state.throughput_of(&n.id))).collect();
+    let data: Vec<Value> = business
+        .phone_numbers
+        .iter()
+        .map(|n| pick_fields(number_json(n, state.throughput_of(&n.id)), q.fields.as_deref()))
+        .collect();
     Ok(axum::Json(json!({
         "data": data,
         "paging": {"cursors": {"before": "QVFIUk", "after": "QVFIUl"}},

@@ -30,6 +30,10 @@ const LANGUAGES: &[&str] = &[
     "th", "tr", "uk", "ur", "uz", "vi", "zu",
 ];
 
+const CATEGORIES: &[&str] = &["AUTHENTICATION", "MARKETING", "UTILITY"];
+
+const DAY: u64 = 86_400;
+
 /// Meta's limit for a verified business.
 const TEMPLATES_PER_WABA: usize = 6_000;
 
@@ -308,7 +312,7 @@ pub async fn create(AxState(state): AxState<Shared>, call: GraphCall, body: Byte
         return Err(invalid("Param name must be 1 to 512 lowercase letters, digits and underscores."));
     }
     let category = upper(req.get("category"));
-    if !["AUTHENTICATION", "MARKETING", "UTILITY"].contains(&category.as_str()) {
+    if !CATEGORIES.contains(&category.as_str()) {
         return Err(invalid("Param category must be AUTHENTICATION, MARKETING or UTILITY."));
     }
     let language = req.get("language").and_then(Value::as_str).ok_or_else(|| GraphError::missing("language"))?;
@@ -333,6 +337,12 @@ pub async fn create(AxState(state): AxState<Shared>, call: GraphCall, body: Byte
             e.body["error"]["error_subcode"] = json!(2388024);
             return Err(e);
         }
+        let deleted_at = inner.saved.deleted_names.get(&format!("{}/{name}", waba.waba_id)).copied();
+        if deleted_at.is_some_and(|at| unix_now().saturating_sub(at) < 30 * DAY) {
+            return Err(invalid(format!(
+                "A template named '{name}' was deleted after approval; its name can be used again 30 days after the deletion."
+            )));
+        }
         if inner.saved.templates.iter().filter(|t| t.waba_id == waba.waba_id).count() >= TEMPLATES_PER_WABA {
             return Err(creation_error(
                 2_388_019,
@@ -351,18 +361,20 @@ pub async fn create(AxState(state): AxState<Shared>, call: GraphCall, body: Byte
             components,
             rejected_reason: None,
             created_at: unix_now(),
+            approved_edits: Vec::new(),
         };
         inner.saved.templates.push(template.clone());
         template
     };
     state.save();
-    review(&state, &template.id);
+    review_then(&state, &template.id, None);
     Ok(axum::Json(json!({"id": template.id, "status": "PENDING", "category": category})).into_response())
 }
 
-/// After `template_review_ms`, the verdict: REJECTED for a text holding the word "reject" or two
-/// variables side by side, APPROVED otherwise, each announced by webhook.
-fn review(state: &Shared, id: &str) {
+/// After `template_review_ms`, the verdict: REJECTED for a body holding the word "reject" or two
+/// variables side by side, APPROVED otherwise, each announced by webhook. An approval after a
+/// change of category (from `previous_category`) is announced by `template_category_update` too.
+fn review_then(state: &Shared, id: &str, previous_category: Option<String>) {
     let state = state.clone();
     let id = id.to_owned();
     let delay = Duration::from_millis(state.settings().template_review_ms);
@@ -374,10 +386,9 @@ fn review(state: &Shared, id: &str) {
         let verdict = {
             let inner = state.lock();
             inner.saved.templates.iter().find(|t| t.id == id).filter(|t| t.status == "PENDING").map(|t| {
-                let text = t.components.to_string().to_lowercase();
-                if text.contains("reject") {
+                if body_says_reject(&t.components) {
                     ("REJECTED", "PROMOTIONAL")
-                } else if text.contains("}}{{") {
+                } else if has_adjacent_variables(&t.components) {
                     ("REJECTED", "INVALID_FORMAT")
                 } else {
                     ("APPROVED", "NONE")
@@ -386,8 +397,87 @@ fn review(state: &Shared, id: &str) {
         };
         if let Some((status, reason)) = verdict {
             set_status(&state, &id, status, reason);
+            if let Some(previous) = previous_category.filter(|_| status == "APPROVED") {
+                announce_category(&state, &id, &previous);
+            }
         }
     });
+}
+
+/// `template_category_update` for a category change that passed review.
+fn announce_category(state: &State, id: &str, previous: &str) {
+    let Some(t) = state.lock().saved.templates.iter().find(|t| t.id == id).cloned() else { return };
+    let value = json!({
+        "message_template_id": t.id.parse::<u64>().unwrap_or_default(),
+        "message_template_name": t.name,
+        "message_template_language": t.language,
+        "previous_category": previous,
+        "new_category": t.category,
+    });
+    webhook::push_field(state, &t.waba_id, "template_category_update", value);
+}
+
+/// `message_template_components_update`'s value: the texts of the edited template and its URL and
+/// phone number buttons (`webhooks/reference/message_template_components_update.mdx`).
+fn components_update(t: &Template) -> Value {
+    let mut value = json!({
+        "message_template_id": t.id.parse::<u64>().unwrap_or_default(),
+        "message_template_name": t.name,
+        "message_template_language": t.language,
+    });
+    let mut buttons = Vec::new();
+    for c in t.components.as_array().into_iter().flatten() {
+        let text = c.get("text").cloned().unwrap_or(Value::Null);
+        match upper(c.get("type")).as_str() {
+            "BODY" => value["message_template_element"] = text,
+            "HEADER" if upper(c.get("format")) == "TEXT" => value["message_template_title"] = text,
+            "FOOTER" if !text.is_null() => value["message_template_footer"] = text,
+            "BUTTONS" => {
+                for b in c["buttons"].as_array().into_iter().flatten() {
+                    let (kind, target) = match upper(b.get("type")).as_str() {
+                        "URL" => ("URL", "message_template_button_url"),
+                        "PHONE_NUMBER" => ("PHONE_NUMBER", "message_template_button_phone_number"),
+                        _ => continue,
+                    };
+                    let field = if kind == "URL" { "url" } else { "phone_number" };
+                    buttons.push(json!({
+                        "message_template_button_type": kind,
+                        "message_template_button_text": b.get("text"),
+                        target: b.get(field),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !buttons.is_empty() {
+        value["message_template_buttons"] = json!(buttons);
+    }
+    value
+}
+
+/// The sandbox's stand-in for Meta's content review: a body with the word "reject" in it. Only the
+/// body counts, so "Accept"/"Reject" quick-reply buttons pass as they do at Meta.
+fn body_says_reject(components: &Value) -> bool {
+    components
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| upper(c.get("type")) == "BODY")
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .any(|text| text.split(|ch: char| !ch.is_alphanumeric()).any(|w| w.eq_ignore_ascii_case("reject")))
+}
+
+/// Whether a text of the template has two variables with nothing but white space between them,
+/// which Meta rejects: "parameters placed next to each other (like {{1}}{{2}}) without text or
+/// punctuation between them".
+fn has_adjacent_variables(components: &Value) -> bool {
+    components
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .any(|text| text.match_indices("}}").any(|(end, _)| text[end + 2..].trim_start().starts_with("{{")))
 }
 
 /// Sets a template's status and posts `message_template_status_update`.
@@ -395,12 +485,12 @@ pub fn set_status(state: &Arc<State>, id: &str, status: &str, reason: &str) -> b
     let changed = {
         let mut inner = state.lock();
         inner.saved.templates.iter_mut().find(|t| t.id == id).map(|t| {
-            t.status = status.to_owned();
+            let was = std::mem::replace(&mut t.status, status.to_owned());
             t.rejected_reason = (status == "REJECTED").then(|| reason.to_owned());
-            t.clone()
+            (was, t.clone())
         })
     };
-    let Some(t) = changed else { return false };
+    let Some((was, t)) = changed else { return false };
     state.save();
     let mut value = json!({
         "event": status,
@@ -410,6 +500,20 @@ pub fn set_status(state: &Arc<State>, id: &str, status: &str, reason: &str) -> b
         "reason": reason,
         "message_template_category": t.category,
     });
+    // The extras Meta documents for pauses, unpauses and disabling (the unpause wording is Meta's
+    // example; the pause wording is the sandbox's). The sandbox keeps no pause count, so every
+    // pause is the first.
+    match (was.as_str(), status) {
+        (_, "DISABLED") => value["disable_info"] = json!({"disable_date": unix_now()}),
+        (_, "PAUSED") => {
+            value["other_info"] = json!({"title": "FIRST_PAUSE", "description": "Your WhatsApp message template has been paused because of low quality."});
+        }
+        ("PAUSED", "APPROVED") => {
+            value["other_info"] =
+                json!({"title": "UNPAUSE", "description": "Your WhatsApp message template has been unpaused."});
+        }
+        _ => {}
+    }
     if status == "REJECTED" && reason == "INVALID_FORMAT" {
         value["rejection_info"] = json!({
             "reason": "Your template has parameters placed next to each other (like {{1}}{{2}}) without text or punctuation between them.",
@@ -451,14 +555,15 @@ pub async fn list(
         .cloned()
         .collect();
     let all: Vec<Value> = all.iter().map(|t| pick(template_json(t), q.fields.as_deref())).collect();
-    let (page, paging) = page(&all, &PageQuery { limit: q.limit, after: q.after, before: q.before }, 1000)?;
+    let (page, paging) = page(&all, &PageQuery { limit: q.limit, after: q.after, before: q.before }, 1000, &call)?;
     Ok(axum::Json(json!({ "data": page, "paging": paging })).into_response())
 }
 
 /// `GET /{template-id}`, when the node is a template.
-pub fn get(state: &State, id: &str) -> Option<Response> {
+/// `GET /{template-id}[?fields=…]`, when the node is a template.
+pub fn get(state: &State, id: &str, fields: Option<&str>) -> Option<Response> {
     let t = state.lock().saved.templates.iter().find(|t| t.id == id).cloned()?;
-    Some(axum::Json(template_json(&t)).into_response())
+    Some(axum::Json(pick(template_json(&t), fields)).into_response())
 }
 
 /// `POST /{template-id}`: replace components or change category; back to review.
@@ -476,6 +581,15 @@ pub fn edit(state: &Shared, id: &str, body: &[u8]) -> Result<Response, GraphErro
     if !["APPROVED", "REJECTED", "PAUSED"].contains(&current.status.as_str()) {
         return Err(invalid(format!("A template in status {} cannot be edited.", current.status)));
     }
+    // `template-management.md`: an approved template may be edited once in 24 hours and ten
+    // times in 30 days; rejected and paused ones without limit.
+    let now = unix_now();
+    let within = |secs: u64| current.approved_edits.iter().filter(|t| now.saturating_sub(**t) < secs).count();
+    if current.status == "APPROVED" && (within(DAY) >= 1 || within(30 * DAY) >= 10) {
+        return Err(invalid(
+            "An approved template can be edited once in 24 hours and 10 times in 30 days; this one has reached that limit.",
+        ));
+    }
     if let Some(k) = req.keys().find(|k| !["components", "category", "message_send_ttl_seconds"].contains(&k.as_str()))
     {
         return Err(invalid(format!("Param {k} cannot be edited.")));
@@ -485,21 +599,33 @@ pub fn edit(state: &Shared, id: &str, body: &[u8]) -> Result<Response, GraphErro
         return Err(invalid("The category of an approved template cannot be changed."));
     }
     let category = category.unwrap_or(current.category.clone());
+    if !CATEGORIES.contains(&category.as_str()) {
+        return Err(invalid("Param category must be AUTHENTICATION, MARKETING or UTILITY."));
+    }
     let components = match req.get("components") {
         Some(c) => check_components(c, &category, current.parameter_format == "NAMED")?,
         None => current.components.clone(),
     };
-    {
+    // A new category is announced once the template passes review again.
+    let recategorized = (category != current.category).then(|| current.category.clone());
+    let edited = {
         let mut inner = state.lock();
-        if let Some(t) = inner.saved.templates.iter_mut().find(|t| t.id == id) {
+        inner.saved.templates.iter_mut().find(|t| t.id == id).map(|t| {
+            if t.status == "APPROVED" {
+                t.approved_edits.push(now);
+            }
             t.components = components;
             t.category = category;
             t.status = "PENDING".into();
             t.rejected_reason = None;
-        }
-    }
+            t.clone()
+        })
+    };
     state.save();
-    review(state, id);
+    if let Some(t) = edited.filter(|_| req.contains_key("components")) {
+        webhook::push_field(state, &t.waba_id, "message_template_components_update", components_update(&t));
+    }
+    review_then(state, id, recategorized);
     Ok(axum::Json(json!({ "success": true })).into_response())
 }
 
@@ -517,13 +643,23 @@ pub async fn delete(
 ) -> Result<Response, GraphError> {
     let waba = state.business(&call.node).ok_or_else(|| GraphError::unknown_node(&call.node, "delete"))?;
     let name = q.name.ok_or_else(|| GraphError::missing("name"))?;
+    let chosen =
+        |t: &Template| t.waba_id == waba.waba_id && t.name == name && q.hsm_id.as_ref().is_none_or(|h| &t.id == h);
     let removed = {
         let mut inner = state.lock();
+        // `template-management.md`: "DISABLED templates cannot be deleted".
+        if inner.saved.templates.iter().any(|t| chosen(t) && t.status == "DISABLED") {
+            return Err(invalid(format!(
+                "Message template '{name}' is disabled; disabled templates cannot be deleted."
+            )));
+        }
         let before = inner.saved.templates.len();
-        inner
-            .saved
-            .templates
-            .retain(|t| !(t.waba_id == waba.waba_id && t.name == name && q.hsm_id.as_ref().is_none_or(|h| &t.id == h)));
+        let approved = inner.saved.templates.iter().any(|t| chosen(t) && t.status == "APPROVED");
+        inner.saved.templates.retain(|t| !chosen(t));
+        // The name of a deleted approved template stays taken for 30 days.
+        if approved {
+            inner.saved.deleted_names.insert(format!("{}/{name}", waba.waba_id), unix_now());
+        }
         before - inner.saved.templates.len()
     };
     if removed == 0 {

@@ -43,7 +43,11 @@ impl Receiver {
         let r = receiver.clone();
         let app = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            // Meta's verification request: the challenge back, as a receiver answers it.
+            axum::routing::get(|q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                q.get("hub.challenge").cloned().unwrap_or_default()
+            })
+            .post(move |headers: HeaderMap, body: Bytes| {
                 let r = r.clone();
                 async move {
                     let failing =
@@ -215,6 +219,12 @@ impl Harness {
             req = req.json(&b);
         }
         answer(req).await
+    }
+
+    /// Uploads a multipart form to the first number's `/media`, as Meta's upload takes it.
+    pub async fn upload(&self, form: reqwest::multipart::Form) -> (StatusCode, Value) {
+        let url = format!("{}/v23.0/{}/media", self.url, self.number());
+        answer(self.http.post(url).bearer_auth(&self.seed.access_token).multipart(form)).await
     }
 
     /// A control or simulate call (`control/…`, `simulate/…`).

@@ -68,3 +68,56 @@ async fn pywa_drives_the_meta_compatible_surface(backend: Backend) {
 }
 
 on_each_backend!(pywa_drives_the_meta_compatible_surface);
+
+/// pywa against the standalone sandbox as against Meta: it sends, uploads and downloads media,
+/// and takes the sandbox's webhooks through its own signature verifier and parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pywa_drives_the_standalone_sandbox() {
+    let Some(python) = client_python() else { return };
+    let sandbox = standalone_sandbox(None).await;
+    let http = reqwest::Client::new();
+    let (_, accounts) =
+        request(&http, reqwest::Method::GET, &format!("{}/control/accounts", sandbox.url), None, None).await;
+    let a = &accounts["data"][0];
+    let phone = a["phone_numbers"][0]["id"].as_str().unwrap();
+    let customer = customer().trim_start_matches('+').to_owned();
+
+    let out = Command::new(&python)
+        .arg(clients_dir().join("pywa/sandbox.py"))
+        .env("SANDBOX_URL", &sandbox.url)
+        .env("PHONE_ID", phone)
+        .env("ACCESS_TOKEN", a["access_token"].as_str().unwrap())
+        .env("APP_SECRET", a["app_secret"].as_str().unwrap())
+        .env("VERIFY_TOKEN", a["verify_token"].as_str().unwrap())
+        .env("CUSTOMER", &customer)
+        .output()
+        .await
+        .expect("the client environment's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pywa run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "inbound verified and parsed",
+            "text sent, statuses received",
+            "marked read",
+            "media uploaded and downloaded",
+            "image sent by media id",
+            "template sent",
+            "unknown template refused",
+            "wrong app secret refused",
+        ]
+    );
+
+    // What pywa sent reached the sandbox as Meta's documented bodies.
+    let received = sandbox_received(&http, &sandbox.url, None, &customer).await;
+    let kinds: Vec<(&str, bool)> =
+        received.iter().map(|r| (r["body"]["type"].as_str().unwrap(), r["wamid"].is_string())).collect();
+    assert_eq!(kinds, [("text", true), ("image", true), ("template", true), ("template", false)]);
+    let image = &received[1]["body"]["image"];
+    assert_eq!(image["id"], steps[3]["media_id"]);
+    assert_eq!(received[3]["error"]["code"], 132001);
+    assert_eq!(sandbox.terminate().await, Some(0));
+}

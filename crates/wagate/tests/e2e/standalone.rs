@@ -18,23 +18,7 @@ async fn serve_with_a_standalone_sandbox(backend: Backend) {
     )
     .await;
     let webhook_url = format!("{}/webhooks/meta", serve.url);
-    let sandbox = Process::start(
-        &[
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--webhook-url",
-            &webhook_url,
-            "--sent-delay-ms",
-            "30",
-            "--delivered-delay-ms",
-            "60",
-            "--read-delay-ms",
-            "90",
-        ],
-        &[],
-    )
-    .await;
+    let sandbox = standalone_sandbox(Some(&webhook_url)).await;
     let http = reqwest::Client::new();
 
     // The standalone sandbox's control paths are open; it is a test tool.

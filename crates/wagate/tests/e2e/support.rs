@@ -390,6 +390,16 @@ impl Process {
     }
 }
 
+/// `wagate sandbox` on a free port with quick status webhooks, posting to `webhook_url` if given.
+pub async fn standalone_sandbox(webhook_url: Option<&str>) -> Process {
+    let mut args = vec!["sandbox", "--listen", "127.0.0.1:0"];
+    args.extend(["--sent-delay-ms", "30", "--delivered-delay-ms", "60", "--read-delay-ms", "90"]);
+    if let Some(url) = webhook_url {
+        args.extend(["--webhook-url", url]);
+    }
+    Process::start(&args, &[]).await
+}
+
 /// Runs the binary to completion and returns its stdout.
 pub async fn run_binary(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_wagate"))
