@@ -148,6 +148,7 @@ impl Sandbox {
         let (outbox, queue) = webhook::Outbox::new();
         let state = Arc::new(state::State::new(config, outbox));
         tokio::spawn(webhook::run(Arc::downgrade(&state), queue));
+        tokio::spawn(state::State::persist(Arc::downgrade(&state)));
         Self { state }
     }
 
@@ -189,8 +190,9 @@ impl Sandbox {
         self.state.patch_settings(patch).map_err(|e| e.to_string())
     }
 
-    /// Stops pending webhook deliveries.
+    /// Stops pending webhook deliveries and writes the state, when it is kept in a directory.
     pub fn shutdown(&self) {
         self.state.shutdown.cancel();
+        self.state.flush();
     }
 }

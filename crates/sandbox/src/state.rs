@@ -163,7 +163,10 @@ const RECEIVED_KEPT: usize = 100_000;
 
 pub struct Inner {
     pub saved: Saved,
-    pub media_bytes: HashMap<String, Vec<u8>>,
+    /// Media files' bytes, shared cheaply with downloads.
+    pub media_bytes: HashMap<String, axum::body::Bytes>,
+    /// Media files already written to the state directory.
+    media_on_disk: std::collections::HashSet<String>,
     pub received: VecDeque<Received>,
     pub rate: HashMap<String, Bucket>,
     pub pair: HashMap<(String, String), Bucket>,
@@ -183,6 +186,8 @@ pub struct State {
     pub outbox: Outbox,
     pub webhook_stats: crate::webhook::Stats,
     state_dir: Option<PathBuf>,
+    /// Set by `save`; the persister writes the state soon after.
+    dirty: tokio::sync::Notify,
     /// The settings the sandbox started with, which a reset returns to.
     initial_settings: Settings,
 }
@@ -211,7 +216,9 @@ impl State {
         if !saved.templates.iter().any(|t| t.waba_id == waba_id && t.name == "hello_world") {
             saved.templates.push(hello_world(&waba_id));
         }
-        let media_bytes = loaded.map(|(_, m)| m).unwrap_or_default();
+        let media_bytes: HashMap<String, axum::body::Bytes> =
+            loaded.map(|(_, m)| m.into_iter().map(|(id, b)| (id, b.into())).collect()).unwrap_or_default();
+        let media_on_disk = media_bytes.keys().cloned().collect();
         let initial_settings = Settings { statuses: saved.settings.statuses.clone(), ..Settings::default() };
         Self {
             seed,
@@ -221,6 +228,7 @@ impl State {
             inner: Mutex::new(Inner {
                 saved,
                 media_bytes,
+                media_on_disk,
                 received: VecDeque::new(),
                 rate: HashMap::new(),
                 pair: HashMap::new(),
@@ -231,6 +239,7 @@ impl State {
             outbox,
             webhook_stats: Default::default(),
             state_dir: config.state_dir,
+            dirty: tokio::sync::Notify::new(),
             initial_settings,
         }
     }
@@ -239,31 +248,72 @@ impl State {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what must survive a restart, when there is somewhere to write it.
+    /// Marks the state changed: with a state directory, the persister writes it soon after
+    /// (changes made together are written once), and `flush` writes it at once.
     pub fn save(&self) {
+        if self.state_dir.is_some() {
+            self.dirty.notify_one();
+        }
+    }
+
+    /// Writes what must survive a restart, when there is somewhere to write it: `state.json`
+    /// (replaced atomically) and media files not yet on disk. The lock is held only to take a
+    /// snapshot.
+    pub fn flush(&self) {
         let Some(dir) = &self.state_dir else { return };
-        let inner = self.lock();
+        let (json, media) = {
+            let inner = self.lock();
+            let json = serde_json::to_vec(&inner.saved).expect("state serialises");
+            let media: Vec<(String, axum::body::Bytes)> = inner
+                .saved
+                .media
+                .iter()
+                .filter(|m| !inner.media_on_disk.contains(&m.id))
+                .filter_map(|m| inner.media_bytes.get(&m.id).map(|b| (m.id.clone(), b.clone())))
+                .collect();
+            (json, media)
+        };
         let result = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(dir.join("media"))?;
-            for m in &inner.saved.media {
-                let path = dir.join("media").join(&m.id);
-                if !path.exists()
-                    && let Some(bytes) = inner.media_bytes.get(&m.id)
-                {
-                    std::fs::write(path, bytes)?;
-                }
+            for (id, bytes) in &media {
+                std::fs::write(dir.join("media").join(id), bytes)?;
             }
             let tmp = dir.join("state.json.tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&inner.saved).expect("state serialises"))?;
+            std::fs::write(&tmp, json)?;
             std::fs::rename(tmp, dir.join("state.json"))
         })();
-        if let Err(e) = result {
-            tracing::error!(error = %e, dir = %dir.display(), "saving the sandbox state failed");
+        match result {
+            Ok(()) => self.lock().media_on_disk.extend(media.into_iter().map(|(id, _)| id)),
+            Err(e) => tracing::error!(error = %e, dir = %dir.display(), "saving the sandbox state failed"),
+        }
+    }
+
+    /// Writes the state a moment after each change until the sandbox shuts down, then once more.
+    /// Holds the state weakly so a dropped sandbox ends it.
+    pub async fn persist(state: std::sync::Weak<State>) {
+        loop {
+            let Some(strong) = state.upgrade() else { return };
+            let stop = strong.shutdown.clone();
+            let changed = tokio::select! {
+                _ = strong.dirty.notified() => true,
+                _ = stop.cancelled() => false,
+            };
+            if changed {
+                // Let the changes of one request (or a burst of them) land in one write.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let writer = strong.clone();
+            drop(strong);
+            let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
+            if !changed {
+                return;
+            }
         }
     }
 
     /// Forgets a deleted media file's bytes on disk too.
     pub fn remove_media_file(&self, id: &str) {
+        self.lock().media_on_disk.remove(id);
         if let Some(dir) = &self.state_dir {
             let _ = std::fs::remove_file(dir.join("media").join(id));
         }
@@ -451,6 +501,7 @@ impl State {
             let templates = businesses.iter().map(|b| hello_world(&b.waba_id)).collect();
             inner.saved = Saved { businesses, templates, settings: self.initial_settings.clone(), ..Saved::default() };
             inner.media_bytes.clear();
+            inner.media_on_disk.clear();
             inner.received.clear();
             inner.rate.clear();
             inner.pair.clear();

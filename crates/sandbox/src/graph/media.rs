@@ -91,7 +91,7 @@ pub fn store(state: &State, phone_number_id: &str, mime_type: &str, bytes: Vec<u
     };
     {
         let mut inner = state.lock();
-        inner.media_bytes.insert(media.id.clone(), bytes);
+        inner.media_bytes.insert(media.id.clone(), bytes.into());
         inner.saved.media.push(media.clone());
     }
     state.save();
