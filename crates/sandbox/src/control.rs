@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -32,6 +33,7 @@ pub fn router(state: Shared) -> Router {
         .route("/control/windows", put(set_window))
         .route("/control/templates/{id}/status", put(set_template_status))
         .route("/control/webhook", get(webhook_url).put(set_webhook_url))
+        .route("/control/access-token", put(rotate_access_token))
         .route("/control/reset", post(reset))
         .with_state(state)
 }
@@ -80,6 +82,23 @@ impl IntoResponse for ControlError {
     }
 }
 
+/// A request body, refused in this API's shape when it cannot be read (over axum's default 2 MB,
+/// for one).
+pub struct ControlBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ControlBody {
+    type Rejection = ControlError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ControlError> {
+        Bytes::from_request(req, state).await.map(Self).map_err(|rejection| ControlError {
+            status: rejection.status(),
+            code: "invalid_body",
+            message: rejection.body_text(),
+            path: None,
+        })
+    }
+}
+
 /// Parses a JSON body, naming the field at fault when it does not fit.
 pub fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ControlError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -98,7 +117,7 @@ fn business_json(state: &State, b: &Business) -> Value {
         "waba_id": b.waba_id,
         "name": b.name,
         "phone_numbers": b.phone_numbers,
-        "access_token": state.access_token,
+        "access_token": state.access_token(),
         "app_secret": state.app_secret,
         "verify_token": state.verify_token,
     })
@@ -121,7 +140,10 @@ struct NewAccount {
 }
 
 /// A new WABA with its numbers, starting, as every new account does, with `hello_world`.
-async fn create_account(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+async fn create_account(
+    AxState(state): AxState<Shared>,
+    ControlBody(body): ControlBody,
+) -> Result<Response, ControlError> {
     let req: NewAccount = if body.iter().all(u8::is_ascii_whitespace) {
         NewAccount { name: None, phone_numbers: None }
     } else {
@@ -163,23 +185,24 @@ struct MessagesQuery {
 
 /// What the messages endpoint received: each body exactly as sent, with the wamid answered or
 /// the error refused with.
-async fn messages(AxState(state): AxState<Shared>, Query(q): Query<MessagesQuery>) -> Response {
-    let data: Vec<_> = state
-        .received()
-        .into_iter()
-        .filter(|r| q.phone_number_id.as_ref().is_none_or(|p| &r.phone_number_id == p))
-        .filter(|r| {
-            q.to.as_ref().is_none_or(|wanted| {
-                r.body.get("to").and_then(Value::as_str).is_some_and(|to| same_recipient(to, wanted))
-            })
-        })
-        .collect();
+async fn messages(
+    AxState(state): AxState<Shared>,
+    q: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Result<Response, ControlError> {
+    let Query(q) = q.map_err(|rejection| match crate::body::query_fault(&rejection) {
+        (Some(param), why) => ControlError::invalid(param, why),
+        (None, why) => ControlError::invalid("query", why),
+    })?;
+    let data = state.received_matching(|r| {
+        q.phone_number_id.as_ref().is_none_or(|p| &r.phone_number_id == p)
+            && q.to.as_ref().is_none_or(|wanted| r.to.as_deref().is_some_and(|to| same_recipient(to, wanted)))
+    });
     // Serialised as a struct, not through `json!`, which would re-parse the raw bodies.
     #[derive(serde::Serialize)]
     struct List {
         data: Vec<crate::Received>,
     }
-    axum::Json(List { data }).into_response()
+    Ok(axum::Json(List { data }).into_response())
 }
 
 /// Whether a send's `to` names the recipient `wanted`: phone numbers by their digits, as Meta
@@ -207,7 +230,10 @@ fn settings_answer(state: &State, patch: &Value) -> Result<Response, ControlErro
 }
 
 /// Changes the fields the body names; the rest stay.
-async fn patch_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+async fn patch_settings(
+    AxState(state): AxState<Shared>,
+    ControlBody(body): ControlBody,
+) -> Result<Response, ControlError> {
     let patch: Value = parse(&body, "settings object")?;
     if !patch.is_object() {
         return Err(ControlError::bad_json("settings object", "expected a JSON object"));
@@ -216,7 +242,10 @@ async fn patch_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<
 }
 
 /// Replaces all settings: fields left out return to their defaults.
-async fn replace_settings(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+async fn replace_settings(
+    AxState(state): AxState<Shared>,
+    ControlBody(body): ControlBody,
+) -> Result<Response, ControlError> {
     let given: Value = parse(&body, "settings object")?;
     if !given.is_object() {
         return Err(ControlError::bad_json("settings object", "expected a JSON object"));
@@ -235,7 +264,7 @@ struct Throughput {
 async fn set_throughput(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let t: Throughput = parse(&body, "throughput")?;
     if !(1..=10_000).contains(&t.messages_per_second) {
@@ -278,7 +307,7 @@ struct Failure {
 async fn set_failure(
     AxState(state): AxState<Shared>,
     Path(user): Path<String>,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let f: Failure = parse(&body, "failure")?;
     if !FAILURE_CODES.contains(&f.code) {
@@ -310,7 +339,7 @@ struct Window {
 
 /// Moves a customer-service window without waiting a day: the user last wrote at
 /// `last_inbound_at`.
-async fn set_window(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+async fn set_window(AxState(state): AxState<Shared>, ControlBody(body): ControlBody) -> Result<Response, ControlError> {
     let w: Window = parse(&body, "window")?;
     if state.business_of_number(&w.phone_number_id).is_none() {
         return Err(ControlError::invalid("phone_number_id", "is not one of this sandbox's numbers"));
@@ -340,7 +369,7 @@ const TEMPLATE_STATUSES: &[&str] = &["APPROVED", "REJECTED", "PAUSED", "DISABLED
 async fn set_template_status(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let t: TemplateStatus = parse(&body, "template status")?;
     let status = t.status.to_ascii_uppercase();
@@ -374,7 +403,10 @@ fn yes() -> bool {
 }
 
 /// Where webhooks go; null stops them. The endpoint must pass Meta's verification request first.
-async fn set_webhook_url(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+async fn set_webhook_url(
+    AxState(state): AxState<Shared>,
+    ControlBody(body): ControlBody,
+) -> Result<Response, ControlError> {
     let w: WebhookUrl = parse(&body, "webhook")?;
     if let Some(url) = &w.url {
         let mut parsed = reqwest::Url::parse(url)
@@ -409,9 +441,31 @@ async fn set_webhook_url(AxState(state): AxState<Shared>, body: Bytes) -> Result
     Ok(axum::Json(json!({"url": w.url})).into_response())
 }
 
-/// Forgets messages and the webhooks still owed, windows, limits, templates (but `hello_world`),
-/// media, groups, keys, failures and settings. Businesses stay.
+/// Forgets messages and the webhooks still owed, windows, limits and per-number throughput,
+/// templates (but `hello_world`), media, groups, encryption keys, known users, failures and
+/// settings. Businesses stay.
 async fn reset(AxState(state): AxState<Shared>) -> StatusCode {
     state.reset();
     StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+/// Replaces the app's access token, as a token expiring or being revoked at Meta would: Graph
+/// calls with the old one get 190 (subcode 463, "Session has expired") from now on.
+async fn rotate_access_token(AxState(state): AxState<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let req: NewToken =
+        if body.iter().all(u8::is_ascii_whitespace) { NewToken::default() } else { parse(&body, "access token")? };
+    if let Some(t) = &req.access_token
+        && (t.len() < 16 || t.len() > 512 || !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ControlError::invalid("access_token", "must be 16 to 512 visible ASCII characters"));
+    }
+    let token = state.rotate_token(req.access_token);
+    Ok(axum::Json(json!({"access_token": token})).into_response())
 }

@@ -32,6 +32,19 @@ impl GraphError {
         Self::new(status, code, "OAuthException", format!("(#{code}) {title}"), Some(details.into()))
     }
 
+    /// Meta's answer to a token that was valid and no longer is (190, subcode 463).
+    pub fn expired_token() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "OAuthException",
+            "Error validating access token: Session has expired.",
+            None,
+        );
+        e.body["error"]["error_subcode"] = json!(463);
+        e
+    }
+
     pub fn invalid_token() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -59,7 +72,36 @@ impl GraphError {
     }
 
     pub fn bad_version(version: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, 2500, "OAuthException", format!("Unknown path components: /{version}"), None)
+        Self::unknown_path(&format!("/{version}"))
+    }
+
+    /// Meta's answer to a path it has no edge for: `components` is what it could not place.
+    pub fn unknown_path(components: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            2500,
+            "OAuthException",
+            format!("Unknown path components: {components}"),
+            None,
+        )
+    }
+
+    /// A body over what the endpoint takes, in Meta's shape (code 100) with HTTP 413.
+    pub fn too_large(limit: usize) -> Self {
+        Self::whatsapp(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            100,
+            "Invalid parameter",
+            format!("The request body is larger than the {limit} bytes this endpoint accepts."),
+        )
+    }
+
+    /// A query parameter that does not parse (`?limit=abc`), named.
+    pub fn bad_query(param: Option<&str>, why: &str) -> Self {
+        match param {
+            Some(p) => Self::invalid(format!("Param {p} is not valid: {why}.")),
+            None => Self::invalid(format!("The query string is not valid: {why}.")),
+        }
     }
 
     /// 131008: a required parameter is missing.
@@ -80,6 +122,15 @@ impl GraphError {
     /// 131009: a value Meta cannot use (a bad recipient, an unknown media id, …).
     pub fn bad_value(details: impl Into<String>) -> Self {
         Self::whatsapp(StatusCode::BAD_REQUEST, 131009, "Parameter value is not valid", details)
+    }
+}
+
+impl From<crate::body::BodyError> for GraphError {
+    fn from(e: crate::body::BodyError) -> Self {
+        match e {
+            crate::body::BodyError::TooLarge { limit, .. } => Self::too_large(limit),
+            crate::body::BodyError::Broken(why) => Self::invalid(format!("The body cannot be read: {why}")),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! This crate deliberately shares no code with wagate's domain crate: it is the check on
 //! wagate's validation and parsing, so a mistake in one must not hide in the other.
 
+mod body;
 mod control;
 mod errors;
 mod graph;
@@ -130,6 +131,8 @@ pub struct SandboxConfig {
     pub seed: Seed,
     /// Where webhooks go; without one, nothing is posted.
     pub webhook_url: Option<String>,
+    /// With a state directory, these replace the kept delays on a first start and when they
+    /// differ from the last start's; otherwise the kept ones (perhaps set at run time) stay.
     pub delays: StatusDelays,
     /// Where templates, media, groups, windows and settings are kept across restarts; in memory
     /// only without one.
@@ -194,5 +197,31 @@ impl Sandbox {
     pub fn shutdown(&self) {
         self.state.shutdown.cancel();
         self.state.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sandbox_dropped_without_shutdown_is_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(SandboxConfig {
+            seed: Seed::generate(None, None, None),
+            webhook_url: None,
+            delays: StatusDelays::default(),
+            state_dir: Some(dir.path().into()),
+        });
+        let state = Arc::downgrade(&sandbox.state);
+        // Its tasks are running, and one change is being written.
+        sandbox.patch_settings(&serde_json::json!({"throughput_mps": 5})).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(sandbox);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while state.strong_count() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "a task still holds the dropped sandbox");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

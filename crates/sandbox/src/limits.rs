@@ -29,6 +29,12 @@ impl Bucket {
 }
 
 impl Bucket {
+    /// Whether the bucket has refilled to `capacity` by now, and so is as good as a new one.
+    pub fn is_full(&self, capacity: f64, per_token: Duration) -> bool {
+        let refill = self.last.elapsed().as_secs_f64() / per_token.as_secs_f64().max(1e-9);
+        self.tokens + refill >= capacity
+    }
+
     /// Returns a token taken for a request that was refused after all.
     pub fn give_back(&mut self, capacity: f64) {
         self.tokens = (self.tokens + 1.0).min(capacity);

@@ -31,7 +31,9 @@ impl Default for Settings {
     }
 }
 
-/// When each status webhook follows an accepted message.
+/// When each status webhook follows an accepted message. Each counts as at least the one before
+/// it (`sent` ≤ `delivered` ≤ `read` ≤ `played`), so statuses keep Meta's order whichever delays
+/// are set: a `read_ms` of 3000 with the default `played_ms` sends `played` at 3000 ms too.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusSettings {
@@ -65,8 +67,20 @@ impl Default for PairRate {
     }
 }
 
-/// How webhooks misbehave, as Meta's may.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+impl StatusSettings {
+    /// The delays of `sent`, `delivered`, `read` and `played` as they apply: each at least the
+    /// one before it.
+    pub fn effective(&self) -> [u64; 4] {
+        let mut d = [self.sent_ms, self.delivered_ms, self.read_ms, self.played_ms];
+        for i in 1..d.len() {
+            d[i] = d[i].max(d[i - 1]);
+        }
+        d
+    }
+}
+
+/// How webhooks are retried, and how they misbehave, as Meta's may.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookFaults {
     /// Up to this many changes in one POST (1: one change a POST).
@@ -81,10 +95,27 @@ pub struct WebhookFaults {
     pub extra_delay_ms: u64,
     /// Lose the first attempt of every payload; the retry delivers it.
     pub drop_first_attempt: bool,
+    /// Attempts at a payload the receiver refuses before it is given up (counted as an attempt
+    /// too: a dropped first one).
+    pub max_attempts: u32,
+}
+
+impl Default for WebhookFaults {
+    fn default() -> Self {
+        Self {
+            batch_max: 0,
+            batch_window_ms: 0,
+            duplicate: false,
+            reorder: false,
+            extra_delay_ms: 0,
+            drop_first_attempt: false,
+            max_attempts: 10,
+        }
+    }
 }
 
 /// How the Graph API itself misbehaves (the messages endpoint).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphFaults {
     /// Added before the messages endpoint answers.
@@ -93,6 +124,14 @@ pub struct GraphFaults {
     /// them until `fail` is set back to null when `fail_count` is null.
     pub fail: Option<FailMode>,
     pub fail_count: Option<u32>,
+    /// How long the `hang_*` faults hold the answer back.
+    pub hang_ms: u64,
+}
+
+impl Default for GraphFaults {
+    fn default() -> Self {
+        Self { latency_ms: 0, fail: None, fail_count: None, hang_ms: 60_000 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,10 +143,10 @@ pub enum FailMode {
     Unavailable,
     /// Meta's 130429 throughput error.
     Throughput,
-    /// Accept the message (it will be delivered) but answer only after 60 s: a client's timeout
-    /// leaves it not knowing.
+    /// Accept the message (it will be delivered) but answer only after `hang_ms`: a client's
+    /// timeout leaves it not knowing.
     HangAfterAccept,
-    /// Answer after 60 s without accepting anything.
+    /// Answer 131016 after `hang_ms` without accepting anything.
     HangBeforeAccept,
 }
 
@@ -130,8 +169,12 @@ impl Settings {
         let mut current = serde_json::to_value(self).expect("settings serialise");
         merge(&mut current, patch);
         // The path, so a misspelt field is named to whoever misspelt it.
-        serde_path_to_error::deserialize(current)
-            .map_err(|e| Invalid { path: e.path().to_string(), message: e.inner().to_string() })
+        let patched: Self = serde_path_to_error::deserialize(current)
+            .map_err(|e| Invalid { path: e.path().to_string(), message: e.inner().to_string() })?;
+        if patched.webhooks.max_attempts == 0 {
+            return Err(Invalid { path: "webhooks.max_attempts".into(), message: "must be at least 1".into() });
+        }
+        Ok(patched)
     }
 }
 
@@ -163,5 +206,14 @@ mod tests {
         assert_eq!(Settings::default().patched(&json!({"statuses": {"sent": 1}})).unwrap_err().path, "statuses.sent");
         let s = s.patched(&json!({"graph": {"fail": "throughput", "fail_count": 2}})).unwrap();
         assert_eq!(s.graph.fail, Some(FailMode::Throughput));
+        let zero = Settings::default().patched(&json!({"webhooks": {"max_attempts": 0}})).unwrap_err();
+        assert_eq!(zero.path, "webhooks.max_attempts");
+    }
+
+    #[test]
+    fn each_status_is_due_no_earlier_than_the_one_before() {
+        let s = StatusSettings { sent_ms: 300, delivered_ms: 200, read_ms: 3_000, played_ms: 2_000 };
+        assert_eq!(s.effective(), [300, 300, 3_000, 3_000]);
+        assert_eq!(StatusSettings::default().effective(), [300, 800, 1_500, 2_000]);
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::control::{ControlError, parse};
+use crate::control::{ControlBody, ControlError, parse};
 use crate::errors::catalogue;
 use crate::graph::{BaseUrl, groups, media};
 use crate::state::{State, unix_now};
@@ -305,15 +304,28 @@ fn media_mime(kind: &str, given: Option<&str>, seen: Option<&str>, voice: bool) 
     Ok(mime)
 }
 
-/// What the customer's message holds, as the webhook shows it; media is stored so its id can be
-/// fetched and downloaded.
-fn content(
-    state: &State,
-    base: &str,
-    phone_number_id: &str,
-    kind: &str,
-    raw: &Value,
-) -> Result<(Value, Option<String>), ControlError> {
+/// A customer's file, checked, to be stored once the whole request has passed its checks.
+struct MediaFile {
+    mime: String,
+    bytes: Vec<u8>,
+    filename: Option<String>,
+}
+
+impl MediaFile {
+    /// Stores the file and completes the message's `kind` object with what it then has: an id a
+    /// bot can fetch and download, and its digest.
+    fn store(self, state: &State, base: &str, phone_number_id: &str, content: &mut Value) -> String {
+        let stored = media::store(state, phone_number_id, &self.mime, self.bytes, self.filename);
+        content["sha256"] = json!(media::sha256_base64(&stored));
+        content["id"] = json!(stored.id);
+        content["url"] = json!(media::url(state, base, &stored.id));
+        stored.id
+    }
+}
+
+/// What the customer's message holds, as the webhook shows it, and the file it carries, to store
+/// once nothing more can refuse the request.
+fn content(kind: &str, raw: &Value) -> Result<(Value, Option<MediaFile>), ControlError> {
     let at = format!("message.{kind}");
     let out = match kind {
         "text" => {
@@ -372,13 +384,9 @@ fn content(
                 ("document", None) => Some(format!("document.{}", extension(&mime))),
                 _ => m.filename.clone(),
             };
-            let stored = media::store(state, phone_number_id, &mime, bytes, filename.clone());
             let mut o = Map::new();
             put_opt(&mut o, &[("caption", &m.caption), ("filename", &filename)]);
             o.insert("mime_type".into(), json!(mime));
-            o.insert("sha256".into(), json!(media::sha256_base64(&stored)));
-            o.insert("id".into(), json!(stored.id));
-            o.insert("url".into(), json!(media::url(state, base, &stored.id)));
             // Meta's audio and sticker messages always carry these flags, true or false.
             if kind == "audio" {
                 o.insert("voice".into(), json!(m.voice.unwrap_or(false)));
@@ -386,7 +394,7 @@ fn content(
             if kind == "sticker" {
                 o.insert("animated".into(), json!(m.animated.unwrap_or(false)));
             }
-            return Ok((Value::Object(o), Some(stored.id)));
+            return Ok((Value::Object(o), Some(MediaFile { mime, bytes, filename })));
         }
         "location" => {
             let l: Location = typed(raw, &at)?;
@@ -520,7 +528,7 @@ fn sent_to(
 ) -> bool {
     let inner = state.lock();
     inner.received.iter().any(|r| {
-        let to = r.body.get("to").and_then(Value::as_str).unwrap_or_default();
+        let to = r.to.as_deref().unwrap_or_default();
         r.phone_number_id == phone_number_id
             && r.wamid.as_deref() == Some(wamid)
             && match group_id {
@@ -530,11 +538,12 @@ fn sent_to(
     })
 }
 
-/// A customer's message, delivered to the webhook URL as Meta would.
+/// A customer's message, delivered to the webhook URL as Meta would. Everything is checked
+/// before anything changes: a refused request leaves no user, file or window behind.
 async fn inbound(
     AxState(state): AxState<Shared>,
     BaseUrl(base): BaseUrl,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let req: Inbound = parse(&body, "simulate request")?;
     let Some((_, number)) = state.business_of_number(&req.phone_number_id) else {
@@ -578,17 +587,17 @@ async fn inbound(
     let name = req.name.unwrap_or_else(|| "Sandbox Customer".into());
     let now = unix_now();
     let wamid = ids::wamid(&from);
-    // Every messages webhook names the user's BSUID (`business-scoped-user-ids.mdx`).
-    let user = state.remember_user(&from, req.user_id.as_deref(), &name);
+    // The user as they will be once remembered, which waits until nothing can refuse.
+    let user_id = req.user_id.clone().unwrap_or_else(|| state.user(&from).user_id);
     let mut message = Map::new();
     message.insert("from".into(), json!(from));
-    message.insert("from_user_id".into(), json!(user.user_id));
+    message.insert("from_user_id".into(), json!(user_id));
     if let Some(g) = &req.group_id {
         message.insert("group_id".into(), json!(g));
     }
     message.insert("id".into(), json!(wamid));
     message.insert("timestamp".into(), json!(now.to_string()));
-    let mut media_id = None;
+    let mut file = None;
     match kind.as_str() {
         "request_welcome" => {
             if !raw.is_null() {
@@ -619,8 +628,8 @@ async fn inbound(
                     format!("a {kind} message needs a '{kind}' object"),
                 ));
             }
-            let (c, m) = content(&state, &base, &req.phone_number_id, &kind, &raw)?;
-            media_id = m;
+            let (c, f) = content(&kind, &raw)?;
+            file = f;
             message.insert(kind.clone(), c);
         }
     }
@@ -642,8 +651,7 @@ async fn inbound(
             if !state.sent_from(&req.phone_number_id, &id) {
                 return Err(ControlError::invalid("message.context.id", "is not a message this number sent"));
             }
-            if !sent_to(&state, &req.phone_number_id, &id, &from, Some(user.user_id.as_str()), req.group_id.as_deref())
-            {
+            if !sent_to(&state, &req.phone_number_id, &id, &from, Some(user_id.as_str()), req.group_id.as_deref()) {
                 return Err(ControlError::invalid(
                     "message.context.id",
                     "is a message this number sent to someone else; a customer can only answer what they received",
@@ -689,13 +697,13 @@ async fn inbound(
         if !["ad", "post"].contains(&r.source_type.as_str()) {
             return Err(ControlError::invalid("message.referral.source_type", "must be \"ad\" or \"post\""));
         }
+        if !["image", "video"].contains(&r.media_type.as_str()) {
+            return Err(ControlError::invalid("message.referral.media_type", "must be \"image\" or \"video\""));
+        }
         let mut o = Map::new();
         o.insert("source_url".into(), json!(r.source_url));
         o.insert("source_id".into(), json!(r.source_id));
         o.insert("source_type".into(), json!(r.source_type));
-        if !["image", "video"].contains(&r.media_type.as_str()) {
-            return Err(ControlError::invalid("message.referral.media_type", "must be \"image\" or \"video\""));
-        }
         o.insert("body".into(), json!(r.body));
         o.insert("headline".into(), json!(r.headline));
         o.insert("media_type".into(), json!(r.media_type));
@@ -714,6 +722,14 @@ async fn inbound(
         message.insert("referral".into(), Value::Object(o));
     }
     message.insert("type".into(), json!(kind));
+
+    // Nothing below refuses: the request takes effect.
+    // Every messages webhook names the user's BSUID (`business-scoped-user-ids.mdx`).
+    let user = state.remember_user(&from, req.user_id.as_deref(), &name);
+    let media_id = file.map(|f| {
+        let content = message.get_mut(&kind).expect("a media message has its content");
+        f.store(&state, &base, &req.phone_number_id, content)
+    });
     let message = Value::Object(message);
     let mut value = json!({ "messages": [message] });
     // System messages come without the sender's profile.
@@ -754,7 +770,7 @@ fn member(body: &[u8]) -> Result<String, ControlError> {
 async fn join_group(
     AxState(state): AxState<Shared>,
     Path(group_id): Path<String>,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let wa_id = member(&body)?;
     match groups::join(&state, &group_id, &wa_id).map_err(|e| ControlError::invalid("group_id", e))? {
@@ -769,7 +785,7 @@ async fn join_group(
 async fn leave_group(
     AxState(state): AxState<Shared>,
     Path(group_id): Path<String>,
-    body: Bytes,
+    ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let wa_id = member(&body)?;
     groups::leave(&state, &group_id, &wa_id).map_err(|e| ControlError::invalid("group_id", e))?;

@@ -19,30 +19,111 @@ use crate::{SandboxConfig, Seed, SeedNumber};
 #[derive(Clone, Debug, Serialize)]
 pub struct Received {
     pub phone_number_id: String,
-    /// The request body, parsed.
+    /// The body's `to`, the one field the filters and lookups read; the body itself is parsed
+    /// again only when asked for ([`Received::body`]).
     #[serde(skip)]
-    pub body: Value,
+    pub to: Option<String>,
     /// The request body exactly as received: its bytes when they are JSON, else their text as a
-    /// JSON string.
+    /// JSON string; when `truncated`, the text of its first KiB.
     #[serde(rename = "body")]
     pub raw: Box<serde_json::value::RawValue>,
+    /// Set when only the start of the body is kept: a body over the endpoint's limit, or a
+    /// refused one too large to be worth keeping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+    /// The HTTP status answered.
+    pub status: u16,
     /// The wamid answered, when the request was accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wamid: Option<String>,
-    /// The Graph error answered, when it was refused.
+    /// What a refused request was answered: Meta's error object, or the text of a non-JSON
+    /// answer (the `http500` fault's page).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
     /// Unix seconds.
     pub received_at: u64,
+    /// Unix milliseconds, for a finer look at rates.
+    pub received_at_ms: u64,
 }
 
+/// What is left of a body kept only in part.
+#[derive(Clone, Debug, Serialize)]
+pub struct Truncated {
+    /// The body's size in bytes (counted up to 32 MiB).
+    pub size: u64,
+}
+
+/// A refused body over this size is kept as its first KiB: refusals are many and rarely need
+/// more to be told apart.
+const REFUSED_KEPT_WHOLE: usize = 256 * 1024;
+
 impl Received {
+    /// A body received whole, and accepted so far.
+    pub fn new(phone_number_id: &str, bytes: &[u8], parsed: &Value) -> Self {
+        Self {
+            phone_number_id: phone_number_id.to_owned(),
+            to: parsed.get("to").and_then(Value::as_str).map(str::to_owned),
+            raw: Self::raw_body(bytes),
+            truncated: None,
+            status: 200,
+            wamid: None,
+            error: None,
+            received_at: unix_now(),
+            received_at_ms: unix_now_ms(),
+        }
+    }
+
+    /// A body of which only `head` is kept, of `size` bytes in all.
+    pub fn head_of(phone_number_id: &str, head: &[u8], size: u64) -> Self {
+        let text = Value::String(String::from_utf8_lossy(&head[..head.len().min(crate::body::HEAD_KEPT)]).into_owned());
+        Self {
+            phone_number_id: phone_number_id.to_owned(),
+            to: None,
+            raw: serde_json::value::RawValue::from_string(text.to_string()).expect("a JSON string is JSON"),
+            truncated: Some(Truncated { size }),
+            status: 200,
+            wamid: None,
+            error: None,
+            received_at: unix_now(),
+            received_at_ms: unix_now_ms(),
+        }
+    }
+
+    /// This request, refused with `status` and `error`; a large body is kept as its start.
+    pub fn refused(&self, status: u16, error: Value) -> Self {
+        let mut r = if self.truncated.is_none() && self.raw.get().len() > REFUSED_KEPT_WHOLE {
+            let size = self.raw.get().len() as u64;
+            Self { to: self.to.clone(), ..Self::head_of(&self.phone_number_id, self.raw.get().as_bytes(), size) }
+        } else {
+            self.clone()
+        };
+        r.status = status;
+        r.error = Some(error);
+        r
+    }
+
     /// The raw form of a request body, kept byte for byte when it is JSON.
     pub fn raw_body(bytes: &[u8]) -> Box<serde_json::value::RawValue> {
         serde_json::from_slice::<Box<serde_json::value::RawValue>>(bytes).unwrap_or_else(|_| {
             let text = Value::String(String::from_utf8_lossy(bytes).into_owned()).to_string();
             serde_json::value::RawValue::from_string(text).expect("a JSON string is JSON")
         })
+    }
+
+    /// The body, parsed (null when it is not JSON).
+    pub fn body(&self) -> Value {
+        serde_json::from_str(self.raw.get()).unwrap_or(Value::Null)
+    }
+
+    /// Roughly the memory the record holds, for the cap on what is kept.
+    fn weight(&self) -> usize {
+        let error = self.error.as_ref().map_or(0, |e| e.to_string().len());
+        self.raw.get().len()
+            + self.phone_number_id.len()
+            + self.to.as_ref().map_or(0, String::len)
+            + self.wamid.as_ref().map_or(0, String::len)
+            + error
+            + std::mem::size_of::<Self>()
     }
 }
 
@@ -134,6 +215,20 @@ impl User {
     }
 }
 
+/// The app's access tokens.
+struct Tokens {
+    current: String,
+    expired: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid,
+    /// Once valid, rotated away since.
+    Expired,
+    Invalid,
+}
+
 /// What survives a restart when the sandbox has a state directory.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -156,10 +251,26 @@ pub struct Saved {
     /// Users whose messages fail, with the error code they fail with.
     pub failing: BTreeMap<String, i64>,
     pub settings: Settings,
+    /// The status delays the sandbox was last started with: while they stay the same, the
+    /// delays in `settings` (perhaps changed at run time) survive a restart.
+    pub started_with: Option<StartDelays>,
 }
 
-/// Requests kept for `GET /control/messages`.
+/// The status delays a start was given (flags, configuration).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartDelays {
+    pub sent_ms: u64,
+    pub delivered_ms: u64,
+    pub read_ms: u64,
+}
+
+/// Requests kept for `GET /control/messages`: at most this many, holding at most this much.
 const RECEIVED_KEPT: usize = 100_000;
+const RECEIVED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Rate buckets are swept of those full again once there are this many (or twice as many as
+/// after the last sweep): a full bucket is no different from one never made.
+const BUCKETS_SWEPT_FROM: usize = 1024;
 
 pub struct Inner {
     pub saved: Saved,
@@ -168,15 +279,20 @@ pub struct Inner {
     /// Media files already written to the state directory.
     media_on_disk: std::collections::HashSet<String>,
     pub received: VecDeque<Received>,
+    /// What `received` holds, by [`Received::weight`].
+    received_bytes: usize,
     pub rate: HashMap<String, Bucket>,
     pub pair: HashMap<(String, String), Bucket>,
+    /// When `pair` is next swept of full buckets.
+    pair_sweep_at: usize,
 }
 
 pub struct State {
     /// The business the sandbox started with; its credentials are the app's.
     pub seed: Seed,
     /// The app's credentials: one access token, app secret and verify token for all WABAs.
-    pub access_token: String,
+    /// The current access token and the ones rotated away (Meta's "session has expired").
+    tokens: RwLock<Tokens>,
     pub app_secret: String,
     pub verify_token: String,
     inner: Mutex<Inner>,
@@ -186,10 +302,15 @@ pub struct State {
     pub outbox: Outbox,
     pub webhook_stats: crate::webhook::Stats,
     state_dir: Option<PathBuf>,
-    /// Set by `save`; the persister writes the state soon after.
-    dirty: tokio::sync::Notify,
+    /// Set by `save`; the persister writes the state soon after. Shared with the persister, which
+    /// waits on it without holding the state.
+    dirty: std::sync::Arc<tokio::sync::Notify>,
     /// The settings the sandbox started with, which a reset returns to.
     initial_settings: Settings,
+}
+
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 pub fn unix_now() -> u64 {
@@ -209,20 +330,34 @@ impl State {
         // The seed's business is the first; a saved state keeps what else was made.
         saved.businesses.retain(|b| b.waba_id != waba_id);
         saved.businesses.insert(0, Business { waba_id: waba_id.clone(), name: business_name, phone_numbers });
-        // The delays given at start (flags, configuration) win over saved ones.
-        saved.settings.statuses.sent_ms = config.delays.sent.as_millis() as u64;
-        saved.settings.statuses.delivered_ms = config.delays.delivered.as_millis() as u64;
-        saved.settings.statuses.read_ms = config.delays.read.as_millis() as u64;
+        // The delays given at start win on a first start and when they differ from the last
+        // start's (a flag or the configuration changed); otherwise the saved ones, perhaps
+        // changed at run time, stay. The callers always give delays, defaults included, so a
+        // change is the only sign of a choice.
+        let given = StartDelays {
+            sent_ms: config.delays.sent.as_millis() as u64,
+            delivered_ms: config.delays.delivered.as_millis() as u64,
+            read_ms: config.delays.read.as_millis() as u64,
+        };
+        if saved.started_with.as_ref() != Some(&given) {
+            saved.settings.statuses.sent_ms = given.sent_ms;
+            saved.settings.statuses.delivered_ms = given.delivered_ms;
+            saved.settings.statuses.read_ms = given.read_ms;
+            saved.started_with = Some(given.clone());
+        }
         if !saved.templates.iter().any(|t| t.waba_id == waba_id && t.name == "hello_world") {
             saved.templates.push(hello_world(&waba_id));
         }
         let media_bytes: HashMap<String, axum::body::Bytes> =
             loaded.map(|(_, m)| m.into_iter().map(|(id, b)| (id, b.into())).collect()).unwrap_or_default();
         let media_on_disk = media_bytes.keys().cloned().collect();
-        let initial_settings = Settings { statuses: saved.settings.statuses.clone(), ..Settings::default() };
+        let mut initial_settings = Settings::default();
+        initial_settings.statuses.sent_ms = given.sent_ms;
+        initial_settings.statuses.delivered_ms = given.delivered_ms;
+        initial_settings.statuses.read_ms = given.read_ms;
         Self {
             seed,
-            access_token,
+            tokens: RwLock::new(Tokens { current: access_token, expired: Vec::new() }),
             app_secret,
             verify_token,
             inner: Mutex::new(Inner {
@@ -230,8 +365,10 @@ impl State {
                 media_bytes,
                 media_on_disk,
                 received: VecDeque::new(),
+                received_bytes: 0,
                 rate: HashMap::new(),
                 pair: HashMap::new(),
+                pair_sweep_at: BUCKETS_SWEPT_FROM,
             }),
             webhook_url: RwLock::new(config.webhook_url),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client"),
@@ -239,7 +376,7 @@ impl State {
             outbox,
             webhook_stats: Default::default(),
             state_dir: config.state_dir,
-            dirty: tokio::sync::Notify::new(),
+            dirty: Default::default(),
             initial_settings,
         }
     }
@@ -289,21 +426,20 @@ impl State {
     }
 
     /// Writes the state a moment after each change until the sandbox shuts down, then once more.
-    /// Holds the state weakly so a dropped sandbox ends it.
+    /// Holds the state only to write it, so a sandbox dropped without `shutdown` is freed (its
+    /// drop cancels the token, which ends this).
     pub async fn persist(state: std::sync::Weak<State>) {
+        let Some((dirty, stop)) = state.upgrade().map(|s| (s.dirty.clone(), s.shutdown.clone())) else { return };
         loop {
-            let Some(strong) = state.upgrade() else { return };
-            let stop = strong.shutdown.clone();
             let changed = tokio::select! {
-                _ = strong.dirty.notified() => true,
+                _ = dirty.notified() => true,
                 _ = stop.cancelled() => false,
             };
             if changed {
                 // Let the changes of one request (or a burst of them) land in one write.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let writer = strong.clone();
-            drop(strong);
+            let Some(writer) = state.upgrade() else { return };
             let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
             if !changed {
                 return;
@@ -337,10 +473,15 @@ impl State {
             let mut inner = self.lock();
             let base = if from_start { &self.initial_settings } else { &inner.saved.settings };
             let patched = base.patched(patch)?;
+            // A new limit applies from a full bucket; any other change leaves what is spent
+            // spent, or toggling a fault would let a burst through.
+            if patched.throughput_mps != inner.saved.settings.throughput_mps {
+                inner.rate.clear();
+            }
+            if patched.pair_rate != inner.saved.settings.pair_rate {
+                inner.pair.clear();
+            }
             inner.saved.settings = patched.clone();
-            // New limits apply from a full bucket.
-            inner.rate.clear();
-            inner.pair.clear();
             patched
         };
         self.save();
@@ -364,23 +505,54 @@ impl State {
         self.lock().saved.businesses.clone()
     }
 
-    pub fn token_is_valid(&self, token: &str) -> bool {
+    pub fn access_token(&self) -> String {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).current.clone()
+    }
+
+    pub fn check_token(&self, token: &str) -> TokenCheck {
+        let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
         // Constant time is not needed for an emulator's token, but it costs nothing.
-        let expected = self.access_token.as_bytes();
-        token.len() == expected.len() && token.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        let same = |expected: &str| {
+            token.len() == expected.len()
+                && token.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        };
+        if same(&tokens.current) {
+            TokenCheck::Valid
+        } else if tokens.expired.iter().any(|t| same(t)) {
+            TokenCheck::Expired
+        } else {
+            TokenCheck::Invalid
+        }
+    }
+
+    /// Replaces the access token (with `new`, or a new one): the old one now gets Meta's
+    /// "session has expired". Until the sandbox restarts.
+    pub fn rotate_token(&self, new: Option<String>) -> String {
+        let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+        let next = new.unwrap_or_else(crate::ids::access_token);
+        let old = std::mem::replace(&mut tokens.current, next.clone());
+        if old != next {
+            tokens.expired.push(old);
+        }
+        next
     }
 
     pub fn record(&self, r: Received) {
         let mut inner = self.lock();
-        if inner.received.len() >= RECEIVED_KEPT {
-            // A sandbox left running for days keeps the recent past, not all of it.
-            inner.received.pop_front();
-        }
+        let inner = &mut *inner;
+        inner.received_bytes += r.weight();
         inner.received.push_back(r);
+        // A sandbox left running for days keeps the recent past, not all of it.
+        keep_within(&mut inner.received, &mut inner.received_bytes, RECEIVED_KEPT, RECEIVED_BYTES);
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.lock().received.iter().cloned().collect()
+        self.received_matching(|_| true)
+    }
+
+    /// The requests `pick` chooses, oldest first; only they are copied.
+    pub fn received_matching(&self, pick: impl Fn(&Received) -> bool) -> Vec<Received> {
+        self.lock().received.iter().filter(|r| pick(r)).cloned().collect()
     }
 
     /// Whether `phone_number_id` sent (and the sandbox accepted) the message `wamid`.
@@ -395,12 +567,14 @@ impl State {
             .iter()
             .rev()
             .filter(|r| r.phone_number_id == phone_number_id)
-            .filter(|r| r.body.get("to").and_then(Value::as_str).is_some_and(|to| crate::ids::digits_only(to) == user))
+            .filter(|r| r.to.as_deref().is_some_and(|to| crate::ids::digits_only(to) == user))
             .find_map(|r| r.wamid.clone())
     }
 
     pub fn clear_received(&self) {
-        self.lock().received.clear();
+        let mut inner = self.lock();
+        inner.received.clear();
+        inner.received_bytes = 0;
     }
 
     pub fn note_inbound(&self, phone_number_id: &str, user: &str, at: u64) {
@@ -471,6 +645,12 @@ impl State {
         }
         let pair_capacity = f64::from(settings.pair_rate.capacity.max(1));
         let refill = Duration::from_millis(settings.pair_rate.refill_ms.max(1));
+        // Keyed by users, who are without number: buckets that refilled go, or the map grows
+        // with every user ever written to. (`rate` is keyed by the sandbox's own numbers.)
+        if inner.pair.len() >= inner.pair_sweep_at {
+            inner.pair.retain(|_, b| !b.is_full(pair_capacity, refill));
+            inner.pair_sweep_at = (inner.pair.len() * 2).max(BUCKETS_SWEPT_FROM);
+        }
         let ok = inner
             .pair
             .entry((phone_number_id.to_owned(), user.to_owned()))
@@ -491,18 +671,21 @@ impl State {
     }
 
     /// Clears what tests leave behind: messages and the webhooks still owed for them, windows,
-    /// limits, templates (but `hello_world`), media, groups, failing users and settings.
-    /// Businesses stay.
+    /// limits (per-number throughput included), templates (but `hello_world`), media, groups,
+    /// encryption keys, known users, failing users and settings. Businesses stay.
     pub fn reset(&self) {
         self.outbox.forget_owed();
         {
             let mut inner = self.lock();
             let businesses = std::mem::take(&mut inner.saved.businesses);
             let templates = businesses.iter().map(|b| hello_world(&b.waba_id)).collect();
-            inner.saved = Saved { businesses, templates, settings: self.initial_settings.clone(), ..Saved::default() };
+            let started_with = inner.saved.started_with.take();
+            let settings = self.initial_settings.clone();
+            inner.saved = Saved { businesses, templates, settings, started_with, ..Saved::default() };
             inner.media_bytes.clear();
             inner.media_on_disk.clear();
             inner.received.clear();
+            inner.received_bytes = 0;
             inner.rate.clear();
             inner.pair.clear();
         }
@@ -511,6 +694,21 @@ impl State {
             let _ = std::fs::remove_dir_all(dir.join("media"));
         }
         self.save();
+    }
+}
+
+impl Drop for State {
+    /// A sandbox dropped without `shutdown` still ends its tasks: they wait on this token.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Drops the oldest of `received` until at most `count` are kept, holding at most `bytes`.
+fn keep_within(received: &mut VecDeque<Received>, held: &mut usize, count: usize, bytes: usize) {
+    while received.len() > count || (*held > bytes && received.len() > 1) {
+        let Some(old) = received.pop_front() else { break };
+        *held -= old.weight();
     }
 }
 
@@ -550,4 +748,68 @@ fn load(dir: &std::path::Path) -> Option<(Saved, HashMap<String, Vec<u8>>)> {
         .filter_map(|m| std::fs::read(dir.join("media").join(&m.id)).ok().map(|b| (m.id.clone(), b)))
         .collect();
     Some((saved, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state() -> State {
+        let (outbox, _queue) = Outbox::new();
+        let seed = Seed::generate(None, None, None);
+        let config = SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
+        State::new(config, outbox)
+    }
+
+    #[test]
+    fn pair_buckets_that_refilled_are_forgotten_and_spent_ones_kept() {
+        let s = state();
+        let number = s.seed.phone_numbers[0].id.clone();
+        s.patch_settings(&json!({"throughput_mps": 100_000, "pair_rate": {"capacity": 2, "refill_ms": 1}})).unwrap();
+        for i in 0..BUCKETS_SWEPT_FROM {
+            s.take_rate(&number, &format!("user {i}")).unwrap();
+        }
+        // One token back a millisecond: by now every bucket is full again.
+        std::thread::sleep(Duration::from_millis(20));
+        s.take_rate(&number, "one more").unwrap();
+        assert_eq!(s.lock().pair.len(), 1, "only the bucket just used is kept");
+
+        s.patch_settings(&json!({"pair_rate": {"refill_ms": 3_600_000}})).unwrap();
+        for i in 0..=BUCKETS_SWEPT_FROM {
+            s.take_rate(&number, &format!("user {i}")).unwrap();
+        }
+        assert_eq!(s.lock().pair.len(), BUCKETS_SWEPT_FROM + 1, "spent buckets are not forgotten");
+    }
+
+    #[test]
+    fn what_is_received_is_capped_by_count_and_by_size() {
+        let record = |n: usize| Received::new("1", format!("\"{}\"", "x".repeat(n)).as_bytes(), &Value::Null);
+        let mut kept = VecDeque::new();
+        let mut held = 0;
+        for _ in 0..10 {
+            let r = record(1000);
+            held += r.weight();
+            kept.push_back(r);
+        }
+        let one = kept[0].weight();
+        keep_within(&mut kept, &mut held, 100, one * 4);
+        assert_eq!((kept.len(), held), (4, one * 4), "the oldest go until the rest fit");
+        keep_within(&mut kept, &mut held, 2, usize::MAX);
+        assert_eq!((kept.len(), held), (2, one * 2));
+    }
+
+    #[test]
+    fn a_large_refused_body_is_kept_as_its_start() {
+        let big = json!({"to": "15550100", "text": {"body": "x".repeat(REFUSED_KEPT_WHOLE)}});
+        let bytes = serde_json::to_vec(&big).unwrap();
+        let r = Received::new("1", &bytes, &big).refused(400, json!({"code": 100}));
+        assert_eq!(r.truncated.as_ref().map(|t| t.size), Some(bytes.len() as u64));
+        assert!(r.raw.get().len() < crate::body::HEAD_KEPT * 2, "{}", r.raw.get().len());
+        assert_eq!(r.to.as_deref(), Some("15550100"), "still found by its recipient");
+        let small = json!({"to": "15550100"});
+        let r = Received::new("1", small.to_string().as_bytes(), &small).refused(400, json!({"code": 100}));
+        assert!(r.truncated.is_none());
+        assert_eq!(r.body(), small);
+    }
 }

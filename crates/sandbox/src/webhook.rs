@@ -324,9 +324,15 @@ fn payloads(changes: Vec<Change>, max: usize) -> Vec<Value> {
     out
 }
 
-const MAX_ATTEMPTS: u32 = 10;
+/// How long after attempt `n` (from 1) the next one is made: 250 ms, doubling to at most 30 s.
+/// Ten attempts span about 90 s.
+pub fn backoff(n: u32) -> Duration {
+    let doubled = 250u64.saturating_mul(1u64 << n.saturating_sub(1).min(20));
+    Duration::from_millis(doubled.min(30_000))
+}
 
-/// Posts one payload, retrying with backoff while the receiver fails, as Meta does.
+/// Posts one payload, retrying with backoff while the receiver fails, as Meta does, up to
+/// `webhooks.max_attempts` attempts.
 async fn deliver(state: Arc<State>, payload: Value, generation: u64, order: Order, drop_first: bool) {
     for mut earlier in order.after {
         // An error means the earlier delivery ended without its signal, which is as good.
@@ -343,8 +349,8 @@ async fn deliver(state: Arc<State>, payload: Value, generation: u64, order: Orde
     };
     let body = encode(&payload);
     let signature = sign(&state.app_secret, &body);
-    let mut backoff = Duration::from_millis(250);
-    for attempt in 1..=MAX_ATTEMPTS {
+    let max_attempts = state.settings().webhooks.max_attempts.max(1);
+    for attempt in 1..=max_attempts {
         if state.outbox.generation() != generation {
             return;
         }
@@ -372,14 +378,16 @@ async fn deliver(state: Arc<State>, payload: Value, generation: u64, order: Orde
         }
         // Later payloads of the same chats wait for a first attempt only, not for its retries.
         order.done.send_replace(true);
+        if attempt == max_attempts {
+            break;
+        }
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff(attempt)) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
     Stats::count(&stats.given_up);
-    tracing::error!(%url, "sandbox webhook given up after {MAX_ATTEMPTS} attempts");
+    tracing::error!(%url, "sandbox webhook given up after {max_attempts} attempts");
 }
 
 #[cfg(test)]
@@ -392,6 +400,15 @@ mod tests {
         assert_eq!(String::from_utf8(body).unwrap(), r#"{"t":"\u00e4\u00f6\u00e5 \ud83d\ude00 ok"}"#);
         let back: Value = serde_json::from_slice(&encode(&json!({"t": "äöå 😀"}))).unwrap();
         assert_eq!(back["t"], "äöå 😀");
+    }
+
+    #[test]
+    fn retries_back_off_more_and_more_up_to_30_seconds() {
+        let waits: Vec<u64> = (1..=10).map(|n| backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        let span: u64 = waits[..9].iter().sum();
+        assert_eq!(span, 91_750, "ten attempts span about 90 s");
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
     }
 
     #[test]

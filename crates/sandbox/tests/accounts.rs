@@ -254,3 +254,111 @@ async fn a_template_of_one_account_cannot_be_sent_from_anothers_number() {
     let (status, answer) = h.send(body).await;
     assert_eq!(status, StatusCode::OK, "the first account's own number sends it: {answer}");
 }
+
+#[tokio::test]
+async fn an_unknown_edge_gets_metas_2500_unknown_path_components() {
+    let h = Harness::start().await;
+    let token = h.seed.access_token.clone();
+    for (path, unknown) in [
+        (format!("v23.0/{}/foo", h.number()), "/foo"),
+        (format!("v23.0/{}/messages/extra", h.number()), "/messages/extra"),
+        (format!("v23.0/{}/message_templates/x/y", h.waba()), "/message_templates/x/y"),
+    ] {
+        for method in [Method::GET, Method::POST] {
+            let url = format!("{}/{path}", h.url);
+            let resp = h.http.request(method.clone(), url).bearer_auth(&token).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let e: Value = resp.json().await.unwrap_or_else(|_| panic!("{method} {path}: not JSON"));
+            assert_eq!(status, 400, "{method} {path}: {e}");
+            assert_graph_error(&e, 2500);
+            assert_eq!(e["error"]["type"], "OAuthException", "{e}");
+            assert_eq!(e["error"]["message"], format!("Unknown path components: {unknown}"), "{e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn query_parameters_that_do_not_parse_get_100_naming_the_parameter() {
+    let h = Harness::start().await;
+    for path in [
+        format!("{}/message_templates?limit=abc", h.waba()),
+        format!("{}/groups?limit=-1", h.number()),
+        format!("{}/message_templates?limit=1.5&name=hello_world", h.waba()),
+    ] {
+        let (status, e) = h.graph(Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {e}");
+        assert_graph_error(&e, 100);
+        let details = e["error"]["error_data"]["details"].as_str().unwrap_or_else(|| panic!("{path}: {e}"));
+        assert!(details.contains("limit"), "{path}: {details}");
+    }
+    let (status, e) = h.control(Method::GET, "control/messages?to=1&to=2", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "control answers in its own shape: {e}");
+    assert!(e["error"]["message"].is_string(), "{e}");
+}
+
+#[tokio::test]
+async fn unknown_control_and_simulate_paths_get_a_json_404() {
+    let h = Harness::start().await;
+    for path in ["control/nothing", "control/messages/extra", "simulate/outbound", "control"] {
+        let (status, e) = h.control(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {e}");
+        assert_eq!(e["error"]["code"], "not_found", "{path}: {e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains(path), "{path}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_an_endpoints_limit_are_refused_in_metas_shape() {
+    let h = Harness::start().await;
+    let (_, list) = h.graph(Method::GET, &format!("{}/message_templates", h.waba()), None).await;
+    let template = list["data"][0]["id"].as_str().unwrap().to_owned();
+    // A template edit is small: 30 MB is refused, not read into memory, and answered as JSON.
+    let huge = format!("{{\"components\": \"{}\"}}", "a".repeat(30 * 1024 * 1024));
+    let megabytes =
+        format!("{{\"messaging_product\": \"whatsapp\", \"subject\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    for (path, body) in [(template, huge), (format!("{}/groups", h.number()), megabytes)] {
+        let resp = h
+            .http
+            .post(format!("{}/v23.0/{path}", h.url))
+            .bearer_auth(&h.seed.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 413, "{path}");
+        let e: Value = resp.json().await.unwrap();
+        assert_graph_error(&e, 100);
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_access_token_gets_metas_session_expired_and_the_new_one_works() {
+    let h = Harness::start().await;
+    let old = h.seed.access_token.clone();
+    let (status, rotated) = h.control(Method::PUT, "control/access-token", None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let (status, e) = h.graph_as(Some(&old), Method::GET, &h.number(), None).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_i64(), e["error"]["error_subcode"].as_i64()),
+        (StatusCode::UNAUTHORIZED, Some(190), Some(463)),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("Session has expired"), "{e}");
+    let (status, _) = h.graph_as(Some(&new), Method::GET, &h.number(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, accounts) = h.control(Method::GET, "control/accounts", None).await;
+    assert_eq!(accounts["data"][0]["access_token"], new.as_str());
+    // A chosen token, and a refused one.
+    let chosen = "EAAGchosen-token-for-tests-0123456789";
+    let (status, body) =
+        h.control(Method::PUT, "control/access-token", Some(serde_json::json!({"access_token": chosen}))).await;
+    assert_eq!((status, body["access_token"].as_str()), (StatusCode::OK, Some(chosen)));
+    let (status, e) =
+        h.control(Method::PUT, "control/access-token", Some(serde_json::json!({"access_token": "short"}))).await;
+    assert_eq!((status, e["error"]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("access_token")));
+    let (status, e) = h.graph_as(Some(&new), Method::GET, &h.number(), None).await;
+    assert_eq!((status, e["error"]["error_subcode"].as_i64()), (StatusCode::UNAUTHORIZED, Some(463)));
+}

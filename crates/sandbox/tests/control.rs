@@ -3,8 +3,10 @@ mod support;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use support::*;
-use wagate_sandbox::Seed;
+
+use wagate_sandbox::{Seed, StatusDelays};
 
 /// The settings every sandbox field defaults to, as `GET /control/settings` shows them.
 fn default_settings() -> Value {
@@ -15,9 +17,9 @@ fn default_settings() -> Value {
         "template_review_ms": 1000,
         "webhooks": {
             "batch_max": 0, "batch_window_ms": 0, "duplicate": false, "reorder": false,
-            "extra_delay_ms": 0, "drop_first_attempt": false
+            "extra_delay_ms": 0, "drop_first_attempt": false, "max_attempts": 10
         },
-        "graph": {"latency_ms": 0, "fail": null, "fail_count": null}
+        "graph": {"latency_ms": 0, "fail": null, "fail_count": null, "hang_ms": 60000}
     })
 }
 
@@ -332,6 +334,11 @@ async fn reset_forgets_messages_windows_templates_media_groups_failures_and_sett
     let (_, accounts_before) = h.control(Method::GET, "control/accounts", None).await;
     h.patch_settings(json!({"throughput_mps": 5})).await;
     h.send_ok(text_to(&c, "before the reset")).await;
+    let own = format!("control/phone-numbers/{}/throughput", h.number());
+    assert_eq!(h.control(Method::PUT, &own, Some(json!({"messages_per_second": 1000}))).await.0, StatusCode::OK);
+    let key = include_str!("../../../testdata/flows-public-key-2048.pem");
+    let keys = format!("{}/whatsapp_business_encryption", h.number());
+    assert_eq!(h.graph(Method::POST, &keys, Some(json!({"business_public_key": key}))).await.0, StatusCode::OK);
 
     let (status, _) = h.control(Method::POST, "control/reset", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -343,6 +350,9 @@ async fn reset_forgets_messages_windows_templates_media_groups_failures_and_sett
     assert!(group_subjects(&h).await.is_empty(), "groups forgotten");
     assert_eq!(h.control(Method::GET, "control/failures", None).await.1["data"], json!([]), "failures forgotten");
     assert_eq!(settings(&h).await["throughput_mps"], 80, "settings back to the start");
+    let (_, number) = h.graph(Method::GET, &format!("{}?fields=throughput", h.number()), None).await;
+    assert_eq!(number["throughput"]["level"], "STANDARD", "per-number throughput forgotten");
+    assert_eq!(h.graph(Method::GET, &keys, None).await.1["data"], json!([]), "encryption keys forgotten");
     let (_, accounts_after) = h.control(Method::GET, "control/accounts", None).await;
     assert_eq!(accounts_after, accounts_before, "businesses kept");
     let wamid = h.send_ok(text_to(&c, "after the reset")).await;
@@ -385,7 +395,7 @@ async fn state_in_a_data_dir_survives_a_restart() {
         h.approved_template(promotion()).await;
         let media = upload_pdf(&h, PDF).await;
         let group = h.group_with(&[&c]).await;
-        h.patch_settings(json!({"throughput_mps": 7, "pair_rate": {"capacity": 9}})).await;
+        h.patch_settings(json!({"throughput_mps": 7, "pair_rate": {"capacity": 9}, "statuses": {"read_ms": 77}})).await;
         let subject = group_subjects(&h).await.pop().unwrap();
         assert!(!group.is_empty());
         h.sandbox.shutdown();
@@ -405,6 +415,35 @@ async fn state_in_a_data_dir_survives_a_restart() {
     let kept = settings(&h).await;
     assert_eq!(kept["throughput_mps"], 7, "settings kept");
     assert_eq!(kept["pair_rate"]["capacity"], 9, "settings kept");
+    assert_eq!(kept["statuses"]["read_ms"], 77, "status delays changed at run time are settings too");
+}
+
+#[tokio::test]
+async fn status_delays_given_at_start_win_when_they_changed_since_the_last_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Seed::generate(None, None, None);
+    let start = |read: u64| {
+        Harness::start_with(Options {
+            state_dir: Some(dir.path().into()),
+            seed: Some(seed.clone()),
+            delays: StatusDelays {
+                sent: Duration::from_millis(20),
+                delivered: Duration::from_millis(40),
+                read: Duration::from_millis(read),
+            },
+        })
+    };
+    let h = start(60).await;
+    h.patch_settings(json!({"statuses": {"sent_ms": 11}})).await;
+    h.sandbox.shutdown();
+    // The same start: what was changed at run time stays.
+    let h = start(60).await;
+    assert_eq!(settings(&h).await["statuses"]["sent_ms"], 11);
+    h.sandbox.shutdown();
+    // A start given other delays (a flag or the configuration changed): they apply.
+    let h = start(65).await;
+    let statuses = settings(&h).await["statuses"].clone();
+    assert_eq!((&statuses["sent_ms"], &statuses["read_ms"]), (&json!(20), &json!(65)), "{statuses}");
 }
 
 #[tokio::test]

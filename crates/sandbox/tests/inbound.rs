@@ -590,3 +590,44 @@ async fn bad_simulate_requests_are_refused_naming_the_field() {
         assert_eq!(answer["error"]["code"], "invalid_field");
     }
 }
+
+#[tokio::test]
+async fn a_refused_simulate_request_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(Options { state_dir: Some(dir.path().into()), ..Options::default() }).await;
+    let (known, stranger) = (customer(), customer());
+    let (_, value) = inbound(&h, &known, json!({"type": "text", "text": {"body": "hi"}})).await;
+    let bsuid = value["contacts"][0]["user_id"].clone();
+    let png = STANDARD.encode(PNG);
+    // Each is refused by a check that comes after the user, the file and the window are known.
+    let refused = [
+        json!({"type": "image", "image": {"content_base64": png}, "context": {"id": "wamid.never-sent"}}),
+        json!({"type": "image", "image": {"content_base64": png}, "context": {"forwarded": true, "frequently_forwarded": true}}),
+        json!({"type": "image", "image": {"content_base64": png}, "referral": {"source_url": "https://fb.me/x",
+            "source_id": "1", "source_type": "billboard", "body": "b", "headline": "h", "media_type": "image"}}),
+        json!({"type": "button", "button": {"payload": "p", "text": "t"}}),
+    ];
+    for (from, message) in [&known, &stranger].into_iter().flat_map(|f| refused.iter().map(move |m| (f, m))) {
+        let body = json!({"phone_number_id": h.number(), "from": from, "name": "Mallory", "user_id": "ZZ.1",
+            "message": message});
+        let (status, answer) = simulate(&h, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{message}: {answer}");
+    }
+    // The known customer keeps their name and BSUID; the stranger's window never opened.
+    let hello =
+        json!({"to": known, "type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+    let wamid = h.send_ok(hello).await;
+    h.hooks.wait_statuses(&wamid, 1).await;
+    let status_value = h.hooks.wait_change("messages", |v| v["statuses"][0]["id"] == wamid).await;
+    assert_eq!(status_value["contacts"][0]["user_id"], bsuid, "{status_value}");
+    assert_eq!(status_value["contacts"][0]["profile"]["name"], "Ana", "{status_value}");
+    let fate = text_fate(&h, &stranger).await;
+    assert_eq!((&fate["status"], &fate["errors"][0]["code"]), (&json!("failed"), &json!(131047)), "{fate}");
+    // No file and no user was kept for them.
+    h.sandbox.shutdown();
+    let saved: Value = serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).unwrap()).unwrap();
+    assert_eq!(saved["media"], json!([]), "no media stored");
+    let users: Vec<&String> = saved["users"].as_object().unwrap().keys().collect();
+    assert_eq!(users, [&known], "only the customer who wrote is known");
+    assert!(!dir.path().join("media").exists() || std::fs::read_dir(dir.path().join("media")).unwrap().count() == 0);
+}

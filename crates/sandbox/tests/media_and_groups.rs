@@ -4,6 +4,7 @@
 mod support;
 
 use axum::http::StatusCode;
+use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
@@ -270,6 +271,40 @@ async fn members(h: &Harness, group: &str) -> Vec<String> {
     info["participants"].as_array().unwrap().iter().map(|p| p["wa_id"].as_str().unwrap().to_owned()).collect()
 }
 
+/// How group webhooks and answers show a participant: number, BSUID and country
+/// (`business-scoped-user-ids.mdx`); the BSUID is checked against what the user's messages carry.
+fn assert_participant(p: &Value, wa_id: &str) {
+    assert_eq!(p["wa_id"], wa_id, "{p}");
+    assert!(p["user_id"].as_str().is_some_and(|u| u.starts_with("US.")), "a BSUID: {p}");
+    assert_eq!(p["country_code"], "US", "{p}");
+    assert_eq!(p.as_object().unwrap().len(), 3, "{p}");
+}
+
+/// The BSUID a customer's messages carry.
+async fn bsuid_of(h: &Harness, wa_id: &str) -> String {
+    let wamid = h.customer_writes(wa_id, "hello").await;
+    let value = h.hooks.wait_change("messages", |v| v["messages"][0]["id"] == wamid).await;
+    value["messages"][0]["from_user_id"].as_str().unwrap().to_owned()
+}
+
+/// A JPEG of `size` bytes.
+fn jpeg(size: usize) -> Vec<u8> {
+    let mut bytes = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00".to_vec();
+    bytes.resize(size, 0);
+    bytes
+}
+
+/// `POST /{group-id}` with a profile picture, as multipart.
+async fn set_picture(h: &Harness, group: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let part = Part::bytes(bytes).file_name("picture.jpg").mime_str("image/jpeg").unwrap();
+    let form = Form::new().text("messaging_product", "whatsapp").part("file", part);
+    let resp = h.http.post(format!("{}/v23.0/{group}", h.url)).bearer_auth(&h.seed.access_token).multipart(form);
+    let resp = resp.send().await.unwrap();
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text}")))
+}
+
 async fn remove(h: &Harness, group: &str, users: &[&str]) -> (StatusCode, Value) {
     let participants: Vec<Value> = users.iter().map(|u| json!({"user": u})).collect();
     let body = json!({"messaging_product": "whatsapp", "participants": participants});
@@ -403,8 +438,13 @@ async fn a_customer_joining_an_open_group_is_added() {
     assert_eq!((status, answer), (StatusCode::OK, json!({"joined": true})));
     let event = group_event(&h, "group_participants_update", &group, "group_participants_add", |_| true).await;
     assert_eq!(event["reason"], "invite_link");
-    assert_eq!(event["added_participants"], json!([{"wa_id": c}]));
-    assert_eq!(members(&h, &group).await, [c]);
+    let added = event["added_participants"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{event}");
+    assert_participant(&added[0], &c);
+    assert_eq!(members(&h, &group).await, std::slice::from_ref(&c));
+    let info = group_info(&h, &group, "participants").await;
+    assert_eq!(info["participants"][0], added[0], "group info shows the participant the same way");
+    assert_eq!(added[0]["user_id"], bsuid_of(&h, &c).await, "the BSUID the user's messages carry");
 }
 
 #[tokio::test]
@@ -417,7 +457,12 @@ async fn a_join_request_is_listed_and_once_approved_adds_the_customer() {
     assert_eq!(answer["joined"], false);
     let request = answer["join_request_id"].as_str().unwrap();
     let event = group_event(&h, "group_participants_update", &group, "group_join_request_created", |_| true).await;
-    assert_eq!((&event["join_request_id"], &event["wa_id"]), (&json!(request), &json!(c)));
+    assert_eq!(event["join_request_id"], request);
+    let mut who = event.clone();
+    for k in ["join_request_id", "group_id", "type", "timestamp"] {
+        who.as_object_mut().unwrap().remove(k);
+    }
+    assert_participant(&who, &c);
     assert!(members(&h, &group).await.is_empty(), "a request is not membership");
     let (status, again) = join(&h, &group, &c).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "one open request per customer: {again}");
@@ -435,7 +480,8 @@ async fn a_join_request_is_listed_and_once_approved_adds_the_customer() {
     assert_eq!(status, StatusCode::OK, "{approved}");
     assert_eq!(approved, json!({"messaging_product": "whatsapp", "approved_join_requests": [request]}));
     let added = group_event(&h, "group_participants_update", &group, "group_participants_add", |_| true).await;
-    assert_eq!(added["added_participants"], json!([{"wa_id": c}]));
+    assert_participant(&added["added_participants"][0], &c);
+    assert_eq!(added["added_participants"].as_array().unwrap().len(), 1);
     assert_eq!(members(&h, &group).await, [c]);
     assert_eq!(h.graph(Method::GET, &path, None).await.1["data"], json!([]));
 }
@@ -490,6 +536,47 @@ async fn removing_participants_is_announced_as_initiated_by_the_business() {
     assert_eq!(event["removed_participants"], json!([{"input": format!("+{a}"), "wa_id": a}]));
     assert!(event["request_id"].is_string(), "{event}");
     assert_eq!(members(&h, &group).await, [b]);
+}
+
+#[tokio::test]
+async fn participants_can_be_removed_by_their_business_scoped_user_id() {
+    let h = Harness::start().await;
+    let (wrote, silent, stays) = (customer(), customer(), customer());
+    let group = h.group_with(&[&wrote, &silent, &stays]).await;
+    // One BSUID from the user's own messages, one from the webhook that announced the member.
+    let wrote_id = bsuid_of(&h, &wrote).await;
+    let added = group_event(&h, "group_participants_update", &group, "group_participants_add", |e| {
+        e["added_participants"][0]["wa_id"] == silent
+    })
+    .await;
+    let silent_id = added["added_participants"][0]["user_id"].as_str().unwrap().to_owned();
+    let (status, answer) = remove(&h, &group, &[&wrote_id, &silent_id]).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"success": true})));
+    let event = group_event(&h, "group_participants_update", &group, "group_participants_remove", |_| true).await;
+    assert_eq!(
+        event["removed_participants"],
+        json!([{"input": wrote_id, "wa_id": wrote}, {"input": silent_id, "wa_id": silent}])
+    );
+    assert_eq!(members(&h, &group).await, std::slice::from_ref(&stays));
+    // The same user named twice, by number and BSUID, is a duplicate.
+    let stays_id = bsuid_of(&h, &stays).await;
+    let (status, answer) = remove(&h, &group, &[&stays, &stays_id]).await;
+    assert_graph_error(status, &answer, 400, 131_202);
+}
+
+#[tokio::test]
+async fn a_group_picture_of_3_mb_is_taken_and_one_over_5_mb_refused_in_metas_shape() {
+    let h = Harness::start().await;
+    let group = open_group(&h).await;
+    // Over axum's default 2 MB body limit, under the 5 MB a group picture may have.
+    let picture = jpeg(3 * 1024 * 1024);
+    let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&picture));
+    let (status, answer) = set_picture(&h, &group, picture).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"success": true})));
+    let event = group_event(&h, "group_settings_update", &group, "group_settings_update", |_| true).await;
+    assert_eq!(event["profile_picture"], json!({"mime_type": "image/jpeg", "sha256": sha}));
+    let (status, answer) = set_picture(&h, &group, jpeg(6 * 1024 * 1024)).await;
+    assert_graph_error(status, &answer, 413, 100);
 }
 
 #[tokio::test]
@@ -561,7 +648,8 @@ async fn a_customer_leaving_is_announced_as_initiated_by_the_participant() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     let event = group_event(&h, "group_participants_update", &group, "group_participants_remove", |_| true).await;
     assert_eq!(event["initiated_by"], "participant");
-    assert_eq!(event["removed_participants"], json!([{"wa_id": a}]));
+    assert_eq!(event["removed_participants"].as_array().unwrap().len(), 1, "{event}");
+    assert_participant(&event["removed_participants"][0], &a);
     assert_eq!(members(&h, &group).await, [b]);
     let (status, _) =
         h.control(Method::POST, &format!("simulate/groups/{group}/leave"), Some(json!({"wa_id": a}))).await;

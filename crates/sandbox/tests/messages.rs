@@ -357,3 +357,100 @@ async fn the_control_api_lists_each_body_with_its_wamid_or_its_refusal() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(all["data"].as_array().unwrap().len(), 3, "{all}");
 }
+
+#[tokio::test]
+async fn a_recipient_type_that_does_not_fit_to_is_refused_naming_recipient_type() {
+    let h = Harness::start().await;
+    let c = customer();
+    let group = h.group_with(&[&c]).await;
+    let metas = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+    let text = json!({"type": "text", "text": {"body": "hi"}});
+    let with = |recipient_type: Option<&str>, to: &str| {
+        let mut body = text.clone();
+        body["to"] = json!(to);
+        if let Some(t) = recipient_type {
+            body["recipient_type"] = json!(t);
+        }
+        body
+    };
+    // `groups-messaging.mdx`: a recipient_type/to mismatch is an error in the sync response.
+    for (what, body) in [
+        ("this sandbox's group, no recipient_type", with(None, &group)),
+        ("this sandbox's group as individual", with(Some("individual"), &group)),
+        ("a group id shaped as Meta's", with(None, metas)),
+        ("a phone number as a group", with(Some("group"), &c)),
+    ] {
+        let (status, e) = h.send(body).await;
+        let details = refused(status, &e, 100, what);
+        assert!(details.contains("recipient_type"), "{what}: {details}");
+    }
+    let kept = h.received().await;
+    assert!(kept.iter().all(|r| r.get("wamid").is_none()), "nothing accepted: {kept:?}");
+}
+
+#[tokio::test]
+async fn a_send_to_an_unknown_number_is_listed_under_the_id_it_was_sent_to() {
+    let h = Harness::start().await;
+    let body = json!({"messaging_product": "whatsapp", "to": customer(), "type": "text", "text": {"body": "hi"}});
+    let (status, e) = h.graph(Method::POST, "100000000000042/messages", Some(body.clone())).await;
+    assert_eq!((status, &e["error"]["code"]), (StatusCode::BAD_REQUEST, &json!(100)), "{e}");
+    let (_, listed) = h.control(Method::GET, "control/messages?phone_number_id=100000000000042", None).await;
+    let listed = listed["data"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["body"], body);
+    assert_eq!(listed[0]["error"], e["error"]);
+    assert_eq!(listed[0]["status"], 400);
+}
+
+/// A text body with `n` bytes of text: valid JSON, refused for its length, not its size.
+fn long_text(to: &str, n: usize) -> String {
+    json!({"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": "x".repeat(n)}}).to_string()
+}
+
+async fn post_raw(h: &Harness, body: String) -> (StatusCode, Value) {
+    let resp = h
+        .http
+        .post(format!("{}/v23.0/{}/messages", h.url, h.number()))
+        .bearer_auth(&h.seed.access_token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text}")))
+}
+
+#[tokio::test]
+async fn a_body_over_4_mb_is_refused_in_metas_shape_and_listed_by_its_start() {
+    let h = Harness::start().await;
+    let c = customer();
+    // 3 MB, over axum's 2 MB default: read and judged on its content.
+    let (status, e) = post_raw(&h, long_text(&c, 3 * 1024 * 1024)).await;
+    let details = refused(status, &e, 100, "a 3 MB text");
+    assert!(details.contains("text"), "{details}");
+    // Over the 4 MB the endpoint takes: refused for its size, as JSON.
+    let huge = long_text(&c, 5 * 1024 * 1024);
+    let size = huge.len();
+    let (status, e) = post_raw(&h, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(e["error"]["code"], 100, "{e}");
+    assert_eq!(e["error"]["type"], "OAuthException", "{e}");
+    assert!(e["error"]["error_data"]["details"].as_str().unwrap().contains("4194304"), "{e}");
+    // Both are listed; neither is kept whole.
+    let listed = h.received().await;
+    assert_eq!(listed.len(), 2, "{}", listed.len());
+    assert_eq!(listed[1]["status"], 413);
+    assert_eq!(listed[1]["error"], e["error"]);
+    assert_eq!(listed[1]["truncated"]["size"], size);
+    for r in &listed {
+        let start = r["body"].as_str().expect("the body's start, as text");
+        assert!(start.starts_with("{\"messaging_product\":\"whatsapp\""), "{start}");
+        assert!(start.len() <= 1024, "{}", start.len());
+    }
+    assert_eq!(listed[0]["truncated"]["size"], long_text(&c, 3 * 1024 * 1024).len());
+    // Still found by recipient.
+    let (_, by_to) = h.control(Method::GET, &format!("control/messages?to={c}"), None).await;
+    assert_eq!(by_to["data"].as_array().unwrap().len(), 1, "the one whose `to` was read: {by_to}");
+}

@@ -1,11 +1,12 @@
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
+use wagate_sandbox::StatusDelays;
 
 /// The `status` of each entry, in order.
 fn names(statuses: &[Value]) -> Vec<&str> {
@@ -282,6 +283,16 @@ async fn a_voice_message_is_also_played_after_read() {
     let played = &statuses[3];
     assert_eq!(played["recipient_id"], c);
     assert!(played.get("pricing").is_none() && played.get("errors").is_none(), "{played}");
+    // `business-scoped-user-ids.mdx`: contacts on sent, delivered and read only.
+    for (_, _, change) in carriers(&h, &wamid) {
+        let status = change["value"]["statuses"][0]["status"].as_str().unwrap().to_owned();
+        let contacts = change["value"].get("contacts");
+        if status == "played" {
+            assert!(contacts.is_none(), "played carries no contacts: {change}");
+        } else {
+            assert_eq!(contacts.unwrap()[0]["wa_id"], c, "{status}: {change}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -311,25 +322,86 @@ async fn a_reaction_is_only_sent() {
 #[tokio::test]
 async fn status_delays_are_configurable() {
     let h = Harness::start().await;
+    let c = writing_customer(&h).await;
+    // `delivered` ten minutes away: `sent` comes, and nothing more (`read` counts as due with it).
     let (status, settings) = h
         .control(
             Method::PATCH,
             "control/settings",
-            Some(json!({"statuses": {"sent_ms": 0, "delivered_ms": 2_100, "read_ms": 2_200, "played_ms": 2_300}})),
+            Some(json!({"statuses": {"sent_ms": 0, "delivered_ms": 600_000, "read_ms": 60}})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{settings}");
-    assert_eq!(
-        settings["statuses"],
-        json!({"sent_ms": 0, "delivered_ms": 2_100, "read_ms": 2_200, "played_ms": 2_300})
-    );
-    let c = writing_customer(&h).await;
-    let wamid = h.send_ok(text_to(&c)).await;
-    let statuses = h.hooks.wait_statuses(&wamid, 3).await;
-    let at = |i: usize| statuses[i]["timestamp"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(settings["statuses"], json!({"sent_ms": 0, "delivered_ms": 600_000, "read_ms": 60, "played_ms": 80}));
+    let held = h.send_ok(text_to(&c)).await;
+    assert_eq!(names(&h.hooks.wait_statuses(&held, 1).await), ["sent"]);
+    // Lowered, the delay applies to what is sent next: that message, sent later, is delivered
+    // and read while the first one still waits for its `delivered`.
+    h.patch_settings(json!({"statuses": {"delivered_ms": 100, "read_ms": 200}})).await;
+    let prompt = h.send_ok(text_to(&c)).await;
+    let statuses = h.hooks.wait_statuses(&prompt, 3).await;
     assert_eq!(names(&statuses), ["sent", "delivered", "read"]);
-    // Each status is stamped when it is due: two seconds apart here, whatever the clock reads.
-    assert_eq!(at(1) - at(0), 2, "{statuses:?}");
+    assert_eq!(names(&h.hooks.statuses(&held)), ["sent"], "the first message's delivered is not due yet");
+    // Each is stamped when it is due, in order.
+    let at: Vec<u64> = statuses.iter().map(|s| s["timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+}
+
+#[tokio::test]
+async fn statuses_keep_metas_order_whatever_the_delays() {
+    // `wagate sandbox --read-delay-ms 3000` sets read later than the default played (2000 ms).
+    let h = Harness::start_with(Options {
+        delays: StatusDelays {
+            sent: Duration::from_millis(20),
+            delivered: Duration::from_millis(40),
+            read: Duration::from_millis(3_000),
+        },
+        ..Options::default()
+    })
+    .await;
+    h.patch_settings(json!({"statuses": {"played_ms": 2_000}})).await;
+    let c = writing_customer(&h).await;
+    let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/note.ogg", "voice": true}});
+    let wamid = h.send_ok(voice).await;
+    assert_eq!(names(&h.hooks.wait_statuses(&wamid, 4).await), ["sent", "delivered", "read", "played"]);
+    // `sent` set later than `delivered` still comes first.
+    h.patch_settings(json!({"statuses": {"sent_ms": 400, "delivered_ms": 50, "read_ms": 60}})).await;
+    let wamid = h.send_ok(text_to(&c)).await;
+    assert_eq!(names(&h.hooks.wait_statuses(&wamid, 3).await), ["sent", "delivered", "read"]);
+}
+
+#[tokio::test]
+async fn a_groups_delivered_and_read_come_as_one_webhook_each_with_a_status_per_participant() {
+    let h = Harness::start().await;
+    let (a, b) = (customer(), customer());
+    let group = h.group_with(&[&a, &b]).await;
+    let wamid =
+        h.send_ok(json!({"recipient_type": "group", "to": group, "type": "text", "text": {"body": "hi all"}})).await;
+    let statuses = h.hooks.wait_statuses(&wamid, 5).await;
+    let carriers = carriers(&h, &wamid);
+    let per_change: Vec<Vec<Value>> =
+        carriers.iter().map(|(_, _, change)| change["value"]["statuses"].as_array().unwrap().clone()).collect();
+    assert_eq!(
+        per_change.iter().map(|s| names(s)).collect::<Vec<_>>(),
+        [vec!["sent"], vec!["delivered"; 2], vec!["read"; 2]]
+    );
+    // `sent` is about the group as a whole.
+    let sent = &per_change[0][0];
+    assert_eq!((&sent["recipient_id"], &sent["recipient_type"]), (&json!(group), &json!("group")), "{sent}");
+    assert!(sent.get("recipient_participant_id").is_none(), "{sent}");
+    // The others name the group and, apart, each participant's number.
+    for s in per_change[1..].iter().flatten() {
+        assert_eq!((&s["recipient_id"], &s["recipient_type"]), (&json!(group), &json!("group")), "{s}");
+    }
+    for change in &per_change[1..] {
+        let mut who: Vec<&str> = change.iter().map(|s| s["recipient_participant_id"].as_str().unwrap()).collect();
+        who.sort();
+        let mut members = [a.as_str(), b.as_str()];
+        members.sort();
+        assert_eq!(who, members, "{change:?}");
+    }
+    // Billed per participant reached.
+    assert!(per_change[1].iter().all(|s| s["pricing"]["category"] == "group_service"), "{statuses:?}");
 }
 
 #[tokio::test]

@@ -356,10 +356,18 @@ async fn a_template_is_fetched_with_only_the_fields_asked_for() {
 #[tokio::test]
 async fn a_cursor_the_api_never_gave_is_refused_with_131059() {
     let h = Harness::start().await;
-    for query in ["after=not*a*cursor", "before=%%%"] {
+    // The last two decode to indexes no list reaches (`usize::MAX` and just under it), which
+    // once overflowed the page arithmetic.
+    let huge = |i: usize| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, i.to_string());
+    assert_eq!(huge(usize::MAX), "MTg0NDY3NDQwNzM3MDk1NTE2MTU");
+    let queries = ["after=not*a*cursor".to_owned(), "before=%%%".into(), format!("after={}", huge(usize::MAX))];
+    for query in queries.iter().chain([&format!("after={}&limit=25", huge(usize::MAX - 3))]) {
         let (status, body) = list(&h, query).await;
         assert_graph_error(status, &body, 400, 131_059);
     }
+    let (status, body) =
+        h.graph(Method::GET, &format!("{}/groups?after={}", h.number(), huge(usize::MAX - 3)), None).await;
+    assert_graph_error(status, &body, 400, 131_059);
 }
 
 #[tokio::test]
@@ -415,6 +423,47 @@ async fn an_approved_template_is_edited_at_most_once_a_day_while_rejected_ones_h
     for n in 0..3 {
         assert_eq!(h.graph(Method::POST, &rejected, Some(components(n))).await.0, StatusCode::OK);
         set_status(&h, &rejected, "REJECTED").await;
+    }
+}
+
+/// Many edits of one approved template at once, on several threads: one passes the once-a-day
+/// limit, the others are refused, however they interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_of_an_approved_template_let_only_one_through() {
+    let h = Harness::start().await;
+    h.patch_settings(json!({"template_review_ms": NEVER_MS})).await;
+    // Enough components that checking them takes a while, as a real edit's might.
+    let edit = |n: usize| {
+        let buttons: Vec<Value> =
+            (0..10).map(|i| json!({"type": "QUICK_REPLY", "text": format!("Option {i} of {n}")})).collect();
+        json!({"components": [
+            {"type": "HEADER", "format": "TEXT", "text": format!("Edit {n}")},
+            {"type": "BODY", "text": format!("Hello {{{{1}}}}, order {{{{2}}}} ships in {n} days. {}", "More words. ".repeat(80)),
+                "example": {"body_text": [["Ana", "A-1"]]}},
+            {"type": "FOOTER", "text": "Thanks"},
+            {"type": "BUTTONS", "buttons": buttons}
+        ]})
+    };
+    let (status, answer) = create(
+        &h,
+        json!({"name": "probe_edit", "language": "en_US", "category": "UTILITY", "components": edit(0)["components"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the edit body is a valid template: {answer}");
+    for round in 0..20 {
+        let id = h.approved_template(shipped(&format!("order_shipped_{round}"))).await;
+        let url = format!("{}/v23.0/{id}", h.url);
+        let edits = (0..24).map(|n| {
+            let req = h.http.post(url.clone()).bearer_auth(&h.seed.access_token).json(&edit(n));
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        });
+        let mut passed = 0;
+        for e in edits.collect::<Vec<_>>() {
+            if e.await.unwrap() == 200 {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 1, "round {round}: {passed} edits passed");
     }
 }
 

@@ -274,6 +274,17 @@ async fn the_http500_fault_answers_a_non_json_500_then_recovers() {
     h.send_ok(json!({"to": c, "type": "text", "text": {"body": "third time"}})).await;
     let (_, settings) = h.control(Method::GET, "control/settings", None).await;
     assert_eq!(settings["graph"]["fail_count"], 0, "spent");
+    let listed = h.received().await;
+    assert_eq!(listed.len(), 3, "the failed sends are listed too: {listed:?}");
+    for r in &listed[..2] {
+        assert_eq!(
+            r["body"],
+            json!({"messaging_product": "whatsapp", "to": c, "type": "text", "text": {"body": "hi"}})
+        );
+        assert_eq!(r["status"], 500, "{r}");
+        assert!(r["error"].as_str().is_some_and(|page| page.contains("500")), "the page answered: {r}");
+        assert!(r.get("wamid").is_none(), "{r}");
+    }
 }
 
 #[tokio::test]
@@ -339,18 +350,29 @@ async fn a_send_that_hangs_after_accept_is_recorded_and_delivered_though_the_cli
 }
 
 #[tokio::test]
-async fn a_send_that_hangs_before_accept_is_neither_recorded_nor_delivered() {
+async fn a_send_that_hangs_before_accept_answers_131016_after_the_hang_and_accepts_nothing() {
     let h = Harness::start().await;
     let c = customer();
     h.customer_writes(&c, "hello").await;
-    h.patch_settings(json!({"graph": {"fail": "hang_before_accept", "fail_count": 1}})).await;
-    let err = send_with(&h, &impatient(Duration::from_millis(500)), text_to(&c, "lost")).await.unwrap_err();
+    h.patch_settings(json!({"graph": {"fail": "hang_before_accept", "fail_count": 2, "hang_ms": 1_000}})).await;
+    // A client that waits out the hang gets Meta's 131016 in the end, as a JSON 500.
+    let waited = send_with(&h, &h.http, text_to(&c, "waited")).await.expect("an answer after the hang");
+    assert_eq!(waited.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = waited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 131016, "{body}");
+    // A client that gives up first learns nothing; the sandbox lists it as refused all the same.
+    let err = send_with(&h, &impatient(Duration::from_millis(200)), text_to(&c, "gave up")).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     let wamid = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "recovered"}})).await;
     h.hooks.wait_statuses(&wamid, 3).await;
     let listed = h.received().await;
-    assert_eq!(listed.len(), 1, "only the recovered send: {listed:?}");
-    assert_eq!(listed[0]["wamid"], wamid);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for (r, text) in listed.iter().zip(["waited", "gave up"]) {
+        assert_eq!(r["body"], text_to(&c, text), "{r}");
+        assert!(r.get("wamid").is_none(), "nothing accepted: {r}");
+        assert_eq!((&r["status"], &r["error"]["code"]), (&json!(500), &json!(131016)), "{r}");
+    }
+    assert_eq!(listed[2]["wamid"], wamid);
     let other_statuses: Vec<_> = h
         .hooks
         .changes()
@@ -358,5 +380,63 @@ async fn a_send_that_hangs_before_accept_is_neither_recorded_nor_delivered() {
         .flat_map(|(_, v)| v["statuses"].as_array().cloned().unwrap_or_default())
         .filter(|s| s["id"] != wamid)
         .collect();
-    assert!(other_statuses.is_empty(), "{other_statuses:?}");
+    assert!(other_statuses.is_empty(), "nothing delivered for what was not accepted: {other_statuses:?}");
+}
+
+#[tokio::test]
+async fn a_refused_payload_is_retried_with_the_same_bytes_and_signature_until_it_gets_through() {
+    let h = Harness::start().await;
+    h.hooks.fail_next(3);
+    let wamid = inbound(&h, "again and again").await;
+    deliveries_of(&h, &wamid, 1).await;
+    let attempts: Vec<(Delivery, bool)> =
+        h.hooks.attempts().into_iter().filter(|(d, _)| String::from_utf8_lossy(&d.bytes).contains(&wamid)).collect();
+    let refused: Vec<bool> = attempts.iter().map(|(_, refused)| *refused).collect();
+    assert_eq!(refused, [true, true, true, false], "three refusals, then the fourth attempt got through");
+    let (first, _) = &attempts[0];
+    assert_eq!(first.signature.as_deref().unwrap(), signature(&h.seed.app_secret, &first.bytes));
+    for (retry, _) in &attempts[1..] {
+        assert_eq!(retry.bytes, first.bytes, "a retry posts the same bytes");
+        assert_eq!(retry.signature, first.signature, "signed the same");
+    }
+}
+
+#[tokio::test]
+async fn a_payload_refused_max_attempts_times_is_given_up() {
+    let h = Harness::start().await;
+    h.patch_settings(json!({"webhooks": {"max_attempts": 3}})).await;
+    h.hooks.fail_next(1_000);
+    let wamid = inbound(&h, "nobody home").await;
+    let counts = eventually("the payload to be given up", || async {
+        let counts = webhook_counts(&h).await;
+        (counts["given_up"] == 1).then_some(counts)
+    })
+    .await;
+    assert_eq!((&counts["posted"], &counts["refused"], &counts["delivered"]), (&json!(3), &json!(3), &json!(0)));
+    let tried = h.hooks.attempts().iter().filter(|(d, _)| String::from_utf8_lossy(&d.bytes).contains(&wamid)).count();
+    assert_eq!(tried, 3, "three attempts, no more");
+}
+
+#[tokio::test]
+async fn the_reorder_fault_reverses_statuses_whose_delays_are_out_of_order() {
+    let h = Harness::start().await;
+    // `read` set later than `played`, as `wagate sandbox --read-delay-ms 3000` leaves it: played
+    // counts as due with read, and reordering sends it first.
+    h.patch_settings(json!({
+        "statuses": {"sent_ms": 50, "delivered_ms": 250, "read_ms": 1_700, "played_ms": 100},
+        "webhooks": {"reorder": true}
+    }))
+    .await;
+    let c = customer();
+    h.customer_writes(&c, "hello").await;
+    let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/a.ogg", "voice": true}});
+    let wamid = h.send_ok(voice).await;
+    let statuses = h.hooks.wait_statuses(&wamid, 4).await;
+    let names: Vec<_> = statuses.iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(names, ["played", "read", "delivered", "sent"]);
+    // Each still says when it happened (`sent` over a second before `played`), by which a
+    // receiver can put them back in order.
+    let at: Vec<u64> = statuses.iter().map(|s| s["timestamp"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] >= w[1]), "arrival is newest first: {at:?}");
+    assert!(at[3] < at[0], "sent happened before played: {at:?}");
 }

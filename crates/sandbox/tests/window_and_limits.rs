@@ -1,6 +1,6 @@
 //! The 24-hour customer-service window and Meta's sending limits: per-number throughput and the
 //! per-user pair rate. Limits are set so that no machine is slow enough to refill a bucket
-//! during a test: no test depends on how fast it runs.
+//! during a test, or (refills) waited for with a deadline: no test depends on how fast it runs.
 
 mod support;
 
@@ -294,5 +294,98 @@ async fn the_default_pair_rate_lets_a_burst_of_45_through() {
     // cannot keep up with 100 sends in a row.
     let (accepted, status, e) = send_until_refused(&h, &h.number(), || c.clone(), 100).await;
     assert!(accepted >= 45, "only {accepted} went");
+    // One more only if the sends took over 6 s, two if over 12 s: never the 100.
+    assert!(accepted <= 47, "{accepted} went: the burst is 45");
     assert_eq!((status, e["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(131056)), "{e}");
+}
+
+#[tokio::test]
+async fn the_pair_rate_refills_one_message_per_refill_period() {
+    let h = Harness::start().await;
+    h.patch_settings(json!({"pair_rate": {"capacity": 3, "refill_ms": 500}})).await;
+    let c = customer();
+    // Four at once: the burst lets three through; the fourth finds the bucket empty.
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let req = h
+                .http
+                .post(format!("{}/v23.0/{}/messages", h.url, h.number()))
+                .bearer_auth(&h.seed.access_token)
+                .json(&hello_world(&c));
+            tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for s in sends {
+        answers.push(s.await.unwrap());
+    }
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    let refused: Vec<&Value> = answers.iter().filter(|(status, _)| *status != 200).map(|(_, e)| e).collect();
+    assert_eq!(accepted, 3, "{answers:?}");
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    assert_eq!(refused[0]["error"]["code"], 131056, "{answers:?}");
+    // A token comes back: a later send passes.
+    eventually("the pair's bucket to refill", || async {
+        let (status, _) = h.send(hello_world(&c)).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changing_an_unrelated_setting_leaves_a_spent_bucket_spent() {
+    let h = Harness::start().await;
+    h.patch_settings(json!({"pair_rate": {"capacity": 2, "refill_ms": 3_600_000}})).await;
+    let c = customer();
+    for _ in 0..2 {
+        h.send_ok(hello_world(&c)).await;
+    }
+    let refused = |(status, e): (StatusCode, Value)| {
+        assert_eq!((status, e["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(131056)), "{e}");
+    };
+    refused(h.send(hello_world(&c)).await);
+    // A fault toggled, or the number's throughput default changed, is no new pair limit.
+    h.patch_settings(json!({"webhooks": {"duplicate": true}})).await;
+    h.patch_settings(json!({"webhooks": {"duplicate": false}, "throughput_mps": 90})).await;
+    refused(h.send(hello_world(&c)).await);
+    // A new pair limit starts from a full bucket.
+    h.patch_settings(json!({"pair_rate": {"capacity": 3}})).await;
+    h.send_ok(hello_world(&c)).await;
+}
+
+#[tokio::test]
+async fn the_default_80_per_second_throughput_refuses_a_burst_of_400() {
+    let h = Harness::start().await;
+    let (_, settings) = h.control(Method::GET, "control/settings", None).await;
+    assert_eq!(settings["throughput_mps"], 80);
+    // 400 sends from 50 clients at once, to as many users (no pair limit involved): a bucket of 80
+    // refilled at 80 a second would need the burst to last 4 s for all to pass.
+    let url = format!("{}/v23.0/{}/messages", h.url, h.number());
+    let workers: Vec<_> = (0..50)
+        .map(|_| {
+            let (http, url, token) = (h.http.clone(), url.clone(), h.seed.access_token.clone());
+            let users: Vec<String> = (0..8).map(|_| customer()).collect();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for user in users {
+                    let resp = http.post(&url).bearer_auth(&token).json(&hello_world(&user)).send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    answers.push((status, resp.json::<Value>().await.unwrap()["error"]["code"].as_i64()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for w in workers {
+        answers.extend(w.await.unwrap());
+    }
+    let accepted = answers.iter().filter(|(status, _)| *status == 200).count();
+    let throttled = answers.iter().filter(|a| **a == (400, Some(130429))).count();
+    assert_eq!(accepted + throttled, 400, "only accepted or 130429: {answers:?}");
+    assert!(accepted >= 80, "the first second's 80 go: {accepted}");
+    assert!(throttled > 0, "{accepted} of 400 went at once");
 }

@@ -53,7 +53,7 @@ pub async fn set(AxState(state): AxState<Shared>, call: GraphCall, req: Request)
     if state.business_of_number(&call.node).is_none() {
         return Err(GraphError::unknown_node(&call.node, "post"));
     }
-    let form = form::read(req).await?;
+    let form = form::read(req, crate::body::JSON_LIMIT).await?;
     let Some(key) = form.text("business_public_key") else {
         return Err(GraphError::new(
             StatusCode::BAD_REQUEST,

@@ -29,9 +29,10 @@ impl Form {
     }
 }
 
-/// Reads a multipart, URL-encoded or JSON body. JSON values that are not strings keep their JSON
-/// text.
-pub async fn read(req: Request) -> Result<Form, GraphError> {
+/// Reads a multipart, URL-encoded or JSON body of at most `limit` bytes. JSON values that are not
+/// strings keep their JSON text. A multipart body is held to the route's `DefaultBodyLimit`,
+/// which must be `limit`.
+pub async fn read(req: Request, limit: usize) -> Result<Form, GraphError> {
     let content_type =
         req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     if content_type.starts_with("multipart/form-data") {
@@ -39,10 +40,8 @@ pub async fn read(req: Request) -> Result<Form, GraphError> {
             .await
             .map_err(|e| GraphError::invalid(format!("The multipart body cannot be read: {e}")))?;
         let mut form = Form::default();
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| GraphError::invalid(format!("The multipart body cannot be read: {e}")))?
+        while let Some(field) =
+            multipart.next_field().await.map_err(|e| multipart_error(e, limit, "The multipart body cannot be read"))?
         {
             let name = field.name().unwrap_or_default().to_owned();
             let filename = field.file_name().map(str::to_owned);
@@ -50,7 +49,7 @@ pub async fn read(req: Request) -> Result<Form, GraphError> {
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| GraphError::invalid(format!("The multipart part '{name}' cannot be read: {e}")))?;
+                .map_err(|e| multipart_error(e, limit, &format!("The multipart part '{name}' cannot be read")))?;
             if filename.is_some() {
                 form.files.insert(name, File { filename, content_type: part_type, bytes: bytes.to_vec() });
             } else {
@@ -59,9 +58,7 @@ pub async fn read(req: Request) -> Result<Form, GraphError> {
         }
         return Ok(form);
     }
-    let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .map_err(|e| GraphError::invalid(format!("The body cannot be read: {e}")))?;
+    let bytes = crate::body::read(req.into_body(), limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Form::default());
     }
@@ -88,6 +85,14 @@ pub async fn read(req: Request) -> Result<Form, GraphError> {
         })
         .collect();
     Ok(Form { fields, files: BTreeMap::new() })
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize, what: &str) -> GraphError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        GraphError::too_large(limit)
+    } else {
+        GraphError::invalid(format!("{what}: {e}"))
+    }
 }
 
 /// Meta's bodies for these endpoints all carry `messaging_product: whatsapp`.

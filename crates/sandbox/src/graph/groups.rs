@@ -5,14 +5,14 @@
 //! Groups are invite-only, as on Meta: customers join through the invite link (simulated with
 //! `POST /simulate/groups/{group-id}/join`), directly or by a join request the business approves.
 
-use axum::extract::{Query, Request, State as AxState};
+use axum::extract::{Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, PageQuery, Shared, form, page};
+use super::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, form, page};
 use crate::errors::{GraphError, status_error};
 use crate::ids;
 use crate::state::{Group, State, unix_now};
@@ -22,11 +22,31 @@ const SUBJECT_MAX: usize = 128;
 const DESCRIPTION_MAX: usize = 2048;
 /// Participants one remove request may name.
 const PARTICIPANTS_PER_REQUEST: usize = 8;
+/// A profile picture may have 5 MB; the multipart body around it a little more.
+const PICTURE_MAX: usize = 5 * 1024 * 1024;
+pub const UPDATE_LIMIT: usize = PICTURE_MAX + 64 * 1024;
 
 /// A group id shaped like Meta's: base64 of `capi_group:<business number>:<id>`, then `ZD`.
 fn group_id(display_number: &str) -> String {
     let raw = format!("capi_group:{}:{}", ids::digits_only(display_number), ids::numeric_id());
     format!("{}ZD", URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// Whether `id` is a group id: one of this sandbox's, or shaped as Meta's are.
+pub fn is_group_id(state: &State, id: &str) -> bool {
+    let shaped = id
+        .strip_suffix("ZD")
+        .and_then(|b64| URL_SAFE_NO_PAD.decode(b64).ok())
+        .is_some_and(|raw| raw.starts_with(b"capi_group:"));
+    shaped || find(state, id).is_some()
+}
+
+/// How a group webhook or answer shows a user: number, BSUID and country
+/// (`business-scoped-user-ids.mdx`, Groups API).
+fn participant(state: &State, wa_id: &str) -> Value {
+    let user = state.user(wa_id);
+    let country = user.contact(wa_id)["profile"]["country_code"].clone();
+    json!({"wa_id": wa_id, "user_id": user.user_id, "country_code": country})
 }
 
 fn invite_link() -> String {
@@ -102,7 +122,7 @@ fn json_body(bytes: &[u8]) -> Result<Map<String, Value>, GraphError> {
 pub async fn create(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     let (_, number) =
         state.business_of_number(&call.node).ok_or_else(|| GraphError::unknown_node(&call.node, "post"))?;
@@ -143,7 +163,7 @@ pub async fn create(
 pub async fn list(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<PageQuery>,
+    GraphQuery(q): GraphQuery<PageQuery>,
 ) -> Result<Response, GraphError> {
     if state.business_of_number(&call.node).is_none() {
         return Err(GraphError::unknown_node(&call.node, "get"));
@@ -168,7 +188,7 @@ pub fn get(state: &State, id: &str, fields: Option<&str>) -> Option<Result<Respo
         "description": g.description.clone().unwrap_or_default(),
         "suspended": false,
         "creation_timestamp": g.created_at,
-        "participants": g.participants.iter().map(|p| json!({"wa_id": p})).collect::<Vec<_>>(),
+        "participants": g.participants.iter().map(|p| participant(state, p)).collect::<Vec<_>>(),
         "total_participant_count": g.participants.len(),
         "join_approval_mode": g.join_approval_mode,
     });
@@ -190,7 +210,7 @@ pub fn get(state: &State, id: &str, fields: Option<&str>) -> Option<Result<Respo
 /// `file`, JPEG); announced by `group_settings_update`.
 pub async fn update(state: &Shared, id: &str, req: Request) -> Result<Response, GraphError> {
     let group = find_or_unknown(state, id, "post")?;
-    let form = form::read(req).await?;
+    let form = form::read(req, UPDATE_LIMIT).await?;
     form::require_whatsapp(form.text("messaging_product"))?;
     let body: Map<String, Value> = form.fields.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let subject = text_field(&body, "subject", SUBJECT_MAX, false)?;
@@ -205,7 +225,7 @@ pub async fn update(state: &Shared, id: &str, req: Request) -> Result<Response, 
         {
             return Err(GraphError::invalid("A group's profile picture must be a JPEG image."));
         }
-        Some(f) if f.bytes.len() > 5 * 1024 * 1024 => {
+        Some(f) if f.bytes.len() > PICTURE_MAX => {
             return Err(GraphError::invalid("A group's profile picture may have at most 5 MB."));
         }
         Some(f) => Some(sha2_base64(&f.bytes)),
@@ -263,7 +283,7 @@ pub async fn invite_link_get(AxState(state): AxState<Shared>, call: GraphCall) -
 pub async fn invite_link_reset(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     find_or_unknown(&state, &call.node, "post")?;
     json_body(&body)?;
@@ -276,7 +296,7 @@ pub async fn invite_link_reset(
 pub async fn invite_link_delete(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     find_or_unknown(&state, &call.node, "delete")?;
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -301,12 +321,12 @@ fn participant_error(code: i64, input: &str) -> Value {
     e
 }
 
-/// `DELETE /{group-id}/participants`: 1 to 8 users, by phone number or wa_id. Some unknown →
+/// `DELETE /{group-id}/participants`: 1 to 8 users, by phone number or BSUID. Some unknown →
 /// HTTP 206 with 131201 and the failures; all unknown → 131212.
 pub async fn remove_participants(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     let group = find_or_unknown(&state, &call.node, "delete")?;
     let body = json_body(&body)?;
@@ -316,34 +336,45 @@ pub async fn remove_participants(
             "Param participants must have 1 to {PARTICIPANTS_PER_REQUEST} items."
         )));
     }
-    let mut inputs = Vec::new();
+    // Each input with the wa_id it names: a number's digits, or the user a BSUID belongs to
+    // (`business-scoped-user-ids.mdx`: `user` takes either).
+    let mut inputs: Vec<(String, Option<String>)> = Vec::new();
     for p in list {
         let user = p.get("user").and_then(Value::as_str).ok_or_else(|| GraphError::missing("participants[].user"))?;
-        if inputs.iter().any(|u: &String| ids::digits_only(u) == ids::digits_only(user)) {
+        let is_number = !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit() || b" +-().".contains(&b));
+        // A member who never wrote is known by the BSUID the group webhooks showed them with.
+        let wa_id = if is_number {
+            Some(ids::digits_only(user))
+        } else {
+            state.wa_id_of(user).or_else(|| group.participants.iter().find(|p| state.user(p).user_id == user).cloned())
+        };
+        let same = |(u, w): &(String, Option<String>)| u == user || (w.is_some() && *w == wa_id);
+        if inputs.iter().any(same) {
             return Err(GraphError::of(131_202, Some(format!("Participant {user} is listed twice."))));
         }
-        inputs.push(user.to_owned());
+        inputs.push((user.to_owned(), wa_id));
     }
-    let (removed, missing): (Vec<&String>, Vec<&String>) =
-        inputs.iter().partition(|u| group.participants.iter().any(|p| *p == ids::digits_only(u) || p == *u));
+    let (removed, missing): (Vec<_>, Vec<_>) =
+        inputs.iter().partition(|(_, w)| w.as_ref().is_some_and(|w| group.participants.iter().any(|p| p == w)));
     if removed.is_empty() {
         return Err(GraphError::of(131_212, Some("None of the participants is in the group.".into())));
     }
-    let gone: Vec<String> = removed.iter().map(|u| ids::digits_only(u)).collect();
+    let gone: Vec<String> = removed.iter().filter_map(|(_, w)| w.clone()).collect();
     update_group(&state, &group.id, |g| {
         g.participants.retain(|p| !gone.contains(p));
         g.removed.extend(gone.iter().cloned());
     });
+    // Removed by the business, a participant is shown by what the business named them with.
     let event = object(json!({
         "request_id": request_id(),
-        "removed_participants": removed.iter().map(|u| json!({"input": u, "wa_id": ids::digits_only(u)})).collect::<Vec<_>>(),
+        "removed_participants": removed.iter().map(|(u, w)| json!({"input": u, "wa_id": w})).collect::<Vec<_>>(),
         "initiated_by": "business",
     }));
     announce(&state, &group, "group_participants_update", "group_participants_remove", event);
     if missing.is_empty() {
         return Ok(axum::Json(json!({"success": true})).into_response());
     }
-    let errors: Vec<Value> = missing.iter().map(|u| participant_error(131_212, u)).collect();
+    let errors: Vec<Value> = missing.iter().map(|(u, _)| participant_error(131_212, u)).collect();
     let mut partial = GraphError::of(131_201, Some("Some participants could not be removed.".into()));
     partial.status = StatusCode::PARTIAL_CONTENT;
     partial.body["error"]["error_data"]["failed_participants"] = json!(errors);
@@ -354,13 +385,18 @@ pub async fn remove_participants(
 pub async fn join_requests(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<PageQuery>,
+    GraphQuery(q): GraphQuery<PageQuery>,
 ) -> Result<Response, GraphError> {
     let group = find_or_unknown(&state, &call.node, "get")?;
     let items: Vec<Value> = group
         .join_requests
         .iter()
-        .map(|(id, wa_id, at)| json!({"join_request_id": id, "wa_id": wa_id, "creation_timestamp": at}))
+        .map(|(id, wa_id, at)| {
+            let mut item = participant(&state, wa_id);
+            item["join_request_id"] = json!(id);
+            item["creation_timestamp"] = json!(at);
+            item
+        })
         .collect();
     let (items, paging) = page(&items, &q, 1024, &call)?;
     Ok(axum::Json(json!({"data": items, "paging": paging})).into_response())
@@ -411,7 +447,7 @@ fn join_answer(key: &str, done: Vec<(String, String)>, failed: Vec<Value>) -> Re
 pub async fn approve_join_requests(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     let group = find_or_unknown(&state, &call.node, "post")?;
     let ids = request_ids(&json_body(&body)?)?;
@@ -426,7 +462,7 @@ pub async fn approve_join_requests(
 pub async fn reject_join_requests(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, GraphError> {
     let group = find_or_unknown(&state, &call.node, "delete")?;
     let ids = request_ids(&json_body(&body)?)?;
@@ -440,7 +476,7 @@ fn add_member(state: &State, group: &Group, wa_id: &str, reason: &str) {
             g.participants.push(wa_id.to_owned());
         }
     });
-    let event = object(json!({"reason": reason, "added_participants": [{"wa_id": wa_id}]}));
+    let event = object(json!({"reason": reason, "added_participants": [participant(state, wa_id)]}));
     announce(state, group, "group_participants_update", "group_participants_add", event);
 }
 
@@ -471,7 +507,8 @@ pub fn join(state: &State, group_id: &str, wa_id: &str) -> Result<Joined, String
         let id = URL_SAFE_NO_PAD.encode(format!("{wa_id}:{}", ids::numeric_id()));
         let now = unix_now();
         update_group(state, group_id, |g| g.join_requests.push((id.clone(), wa_id.to_owned(), now)));
-        let event = object(json!({"join_request_id": id, "wa_id": wa_id}));
+        let mut event = object(participant(state, wa_id));
+        event.insert("join_request_id".into(), json!(id));
         announce(state, &group, "group_participants_update", "group_join_request_created", event);
         return Ok(Joined::Requested(id));
     }
@@ -486,7 +523,7 @@ pub fn leave(state: &State, group_id: &str, wa_id: &str) -> Result<(), String> {
         return Err(format!("{wa_id} is not in the group"));
     }
     update_group(state, group_id, |g| g.participants.retain(|p| p != wa_id));
-    let event = object(json!({"removed_participants": [{"wa_id": wa_id}], "initiated_by": "participant"}));
+    let event = object(json!({"removed_participants": [participant(state, wa_id)], "initiated_by": "participant"}));
     announce(state, &group, "group_participants_update", "group_participants_remove", event);
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! `GET /{media-id}` (a download URL valid for five minutes, with `mime_type`, `sha256`,
 //! `file_size`), the download itself (with the access token), and `DELETE /{media-id}`.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -107,7 +108,7 @@ pub async fn upload(AxState(state): AxState<Shared>, call: GraphCall, req: Reque
     if state.business_of_number(&call.node).is_none() {
         return Err(GraphError::unknown_node(&call.node, "post"));
     }
-    let form = form::read(req).await?;
+    let form = form::read(req, MAX_UPLOAD).await?;
     form::require_whatsapp(form.text("messaging_product"))?;
     let Some(file) = form.files.get("file") else {
         return Err(GraphError::missing("file"));
@@ -202,7 +203,7 @@ pub fn delete(state: &State, id: &str, phone_number_id: Option<&str>) -> Option<
 
 #[derive(Deserialize)]
 pub struct DownloadQuery {
-    expires: Option<u64>,
+    expires: Option<String>,
     hash: Option<String>,
 }
 
@@ -211,12 +212,16 @@ pub struct DownloadQuery {
 pub async fn download(
     AxState(state): AxState<Shared>,
     Path(media_id): Path<String>,
-    Query(q): Query<DownloadQuery>,
+    q: Result<Query<DownloadQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
     super::authenticate_headers(&headers, None, &state)?;
     let not_found = || (StatusCode::NOT_FOUND, "Not Found").into_response();
-    let (Some(expires), Some(hash)) = (q.expires, q.hash) else { return Ok(not_found()) };
+    // A URL altered into nonsense is as unknown as any other altered URL.
+    let Ok(Query(q)) = q else { return Ok(not_found()) };
+    let (Some(expires), Some(hash)) = (q.expires.and_then(|e| e.parse::<u64>().ok()), q.hash) else {
+        return Ok(not_found());
+    };
     if expires < unix_now() || hash != url_hash(&state, &media_id, expires) {
         return Ok(not_found());
     }

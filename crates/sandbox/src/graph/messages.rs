@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State as AxState;
+use axum::extract::{Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -43,29 +42,45 @@ impl To {
     }
 }
 
-pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes) -> Result<Response, GraphError> {
+/// The largest body a send may have: Meta takes large interactive and template bodies, and
+/// this is well above any of them.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The page a proxy in front of Meta answers with, for the `http500` fault.
+const PROXY_500: &str = "<html><body>500 Internal Server Error</body></html>";
+
+pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, req: Request) -> Result<Response, GraphError> {
     let node = call.node;
+    // Every body is listed in control/messages, whatever the answer: too large, to an unknown
+    // number, refused, failed by a fault, or accepted.
+    let body = match crate::body::read(req.into_body(), BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => {
+            // Too large, it is listed by its start; a body that broke off never arrived.
+            let kept = match &e {
+                crate::body::BodyError::TooLarge { head, size, .. } => Some(Received::head_of(&node, head, *size)),
+                crate::body::BodyError::Broken(_) => None,
+            };
+            let e = GraphError::from(e);
+            if let Some(kept) = kept {
+                state.record(kept.refused(e.status.as_u16(), e.body["error"].clone()));
+            }
+            return Err(e);
+        }
+    };
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let request = Received::new(&node, &body, &parsed);
+    let refuse = |e: GraphError| {
+        state.record(request.refused(e.status.as_u16(), e.body["error"].clone()));
+        e
+    };
     let Some((_, number)) = state.business_of_number(&node) else {
-        return Err(GraphError::unknown_node(&node, "post"));
+        return Err(refuse(GraphError::unknown_node(&node, "post")));
     };
     let faults = state.settings().graph;
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    // What control/messages will list, whatever the answer.
-    let request = Received {
-        phone_number_id: node.clone(),
-        body: parsed.clone(),
-        raw: Received::raw_body(&body),
-        wamid: None,
-        error: None,
-        received_at: unix_now(),
-    };
-    let refuse = |e: GraphError| {
-        state.record(Received { error: Some(e.body["error"].clone()), ..request.clone() });
-        e
-    };
     let Some(obj) = parsed.as_object() else {
         return Err(refuse(GraphError::invalid("The request body must be a JSON object.")));
     };
@@ -75,20 +90,24 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes)
         return Ok(axum::Json(json!({ "success": true })).into_response());
     }
     if let Some(mode) = take_fault(&state) {
+        let hang = Duration::from_millis(faults.hang_ms);
         match mode {
             FailMode::Http500 => {
-                return Ok((StatusCode::INTERNAL_SERVER_ERROR, "<html><body>500 Internal Server Error</body></html>")
-                    .into_response());
+                state.record(request.refused(500, json!(PROXY_500)));
+                return Ok((StatusCode::INTERNAL_SERVER_ERROR, PROXY_500).into_response());
             }
             FailMode::Unavailable => return Err(refuse(GraphError::of(131016, None))),
             FailMode::Throughput => return Err(refuse(GraphError::of(130429, None))),
             FailMode::HangBeforeAccept => {
-                hang(&state).await;
-                return Err(refuse(GraphError::of(131016, None)));
+                // Listed with the answer it will get before the wait, so a client that gives up
+                // waiting still finds it there. Nothing is accepted either way.
+                let e = refuse(GraphError::of(131016, None));
+                hang_for(&state, hang).await;
+                return Err(e);
             }
             FailMode::HangAfterAccept => {
                 let answer = accept(&state, &node, &number.display_phone_number, obj, &request);
-                hang(&state).await;
+                hang_for(&state, hang).await;
                 return answer.map_err(refuse);
             }
         }
@@ -116,9 +135,9 @@ fn take_fault(state: &Shared) -> Option<FailMode> {
     mode
 }
 
-async fn hang(state: &Shared) {
+async fn hang_for(state: &Shared, how_long: Duration) {
     tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        _ = tokio::time::sleep(how_long) => {}
         _ = state.shutdown.cancelled() => {}
     }
 }
@@ -147,7 +166,12 @@ fn validate_read(obj: &Map<String, Value>) -> Result<(), GraphError> {
     }
 }
 
-fn recipient(obj: &Map<String, Value>) -> Result<To, GraphError> {
+/// Whether `to` is written as a phone number.
+fn number_shaped(to: &str) -> bool {
+    to.bytes().any(|b| b.is_ascii_digit()) && to.bytes().all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
+}
+
+fn recipient(state: &State, obj: &Map<String, Value>) -> Result<To, GraphError> {
     if obj.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
         return match obj.get("messaging_product") {
             None => Err(GraphError::missing("messaging_product")),
@@ -159,8 +183,17 @@ fn recipient(obj: &Map<String, Value>) -> Result<To, GraphError> {
         Some(Value::String(_)) | None => return Err(GraphError::missing("to")),
         Some(_) => return Err(GraphError::invalid("Param to must be a string.")),
     };
+    // `groups-messaging.mdx`: a `recipient_type` that does not fit `to` is refused at once.
+    let mismatch = |kind: &str| {
+        GraphError::invalid(format!(
+            "Param recipient_type does not fit to: '{to}' is {kind}; recipient_type must be 'group' for a group ID \
+             and 'individual' (or left out) for a phone number or a business-scoped user ID."
+        ))
+    };
     match obj.get("recipient_type").map(|v| v.as_str()) {
+        Some(Some("group")) if number_shaped(&to) => Err(mismatch("a phone number")),
         Some(Some("group")) => Ok(To::Group(to)),
+        None | Some(Some("individual")) if super::groups::is_group_id(state, &to) => Err(mismatch("a group ID")),
         // A BSUID is up to 256 alphanumerics (Meta's own example has `user.` before them); it
         // starts with a letter, as no phone number does.
         None | Some(Some("individual"))
@@ -193,7 +226,7 @@ fn accept(
     obj: &Map<String, Value>,
     request: &Received,
 ) -> Result<Response, GraphError> {
-    let to = recipient(obj)?;
+    let to = recipient(state, obj)?;
     let kind = validate::content(obj)?;
     if let To::Number(n) = &to
         && ids::digits_only(n) == ids::digits_only(display_number)
@@ -215,8 +248,12 @@ fn accept(
     }
     let wamid = ids::wamid(&key);
     state.record(Received { wamid: Some(wamid.clone()), ..request.clone() });
+    let participants = match &to {
+        To::Group(id) => super::groups::find(state, id).map(|g| g.participants).unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let fate = fate(state, node, &to, &kind, category.as_deref(), obj);
-    schedule(state, node, &wamid, &to, fate, obj);
+    schedule(state, node, &wamid, &to, &participants, fate, obj);
     let (contact, mut message) = match &to {
         To::Number(n) => (json!({"input": n, "wa_id": key}), json!({ "id": wamid })),
         To::User(u) => (json!({"input": u, "wa_id": "", "user_id": u}), json!({ "id": wamid })),
@@ -273,23 +310,52 @@ fn fate(state: &Shared, node: &str, to: &To, kind: &str, category: Option<&str>,
     }
 }
 
-/// Owes the status webhooks of one message, in Meta's v23 shape.
-fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &Map<String, Value>) {
+/// When each of `delays` (already in order) falls due with the `reorder` fault: the last first,
+/// as far apart as they would have been. Saturating, so no delays can make it underflow.
+fn reversed(delays: &[u64]) -> Vec<u64> {
+    let (first, last) = (delays.first().copied().unwrap_or_default(), delays.last().copied().unwrap_or_default());
+    delays.iter().map(|d| last.saturating_sub(*d).saturating_add(first)).collect()
+}
+
+/// Owes the status webhooks of one message, in Meta's v23 shape. A group's `sent` (or `failed`)
+/// is one status about the group; its `delivered`, `read` and `played` are one webhook each,
+/// holding a status per participant (`status.mdx`, `groups/groups-messaging.mdx`).
+fn schedule(
+    state: &Shared,
+    node: &str,
+    wamid: &str,
+    to: &To,
+    participants: &[String],
+    fate: Fate,
+    obj: &Map<String, Value>,
+) {
     let settings = state.settings();
-    let delays = &settings.statuses;
+    // Each status no earlier than the one before, whatever the delays: Meta's order holds.
+    let [sent_ms, delivered_ms, read_ms, played_ms] = settings.statuses.effective();
     let now = unix_now();
     let steps: Vec<(&str, u64)> = match fate {
-        Fate::Fails(_) => vec![("failed", delays.sent_ms)],
-        Fate::SentOnly => vec![("sent", delays.sent_ms)],
+        Fate::Fails(_) => vec![("failed", sent_ms)],
+        Fate::SentOnly => vec![("sent", sent_ms)],
         Fate::Delivered { voice } => {
-            let mut s = vec![("sent", delays.sent_ms), ("delivered", delays.delivered_ms), ("read", delays.read_ms)];
+            let mut s = vec![("sent", sent_ms), ("delivered", delivered_ms), ("read", read_ms)];
             if voice {
-                s.push(("played", delays.played_ms));
+                s.push(("played", played_ms));
             }
             s
         }
     };
-    let last = steps.last().map(|(_, d)| *d).unwrap_or_default();
+    // When each is posted: when due, or with the `reorder` fault the last first. Each keeps the
+    // timestamp of when it happened, by which a receiver can put them back in order.
+    let delays: Vec<u64> = steps.iter().map(|(_, d)| *d).collect();
+    let mut posts: Vec<(&str, u64, u64)> = if settings.webhooks.reorder {
+        steps.iter().zip(reversed(&delays)).map(|((name, due), at)| (*name, *due, at)).collect()
+    } else {
+        steps.iter().map(|(name, due)| (*name, *due, *due)).collect()
+    };
+    if settings.webhooks.reorder {
+        // Owed last first, so statuses posted at the same moment go in reverse order too.
+        posts.reverse();
+    }
     let conversation = ids::hex_token(16);
     // Meta's per-message pricing (`pricing.mdx`, `groups/pricing.md`): non-template messages are
     // free customer service; templates are billed at their category's rate, except utility
@@ -302,8 +368,8 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
     }
     .map_or_else(|| "service".to_owned(), |c| c.to_ascii_lowercase());
     let free = category == "service" || (category == "utility" && !group && state.window_open(node, &to.person(state)));
-    // Statuses name the user (but not when failed), by BSUID and, unless the message went to the
-    // BSUID, by number (`business-scoped-user-ids.mdx`).
+    // Statuses name the user by BSUID and, unless the message went to the BSUID, by number
+    // (`business-scoped-user-ids.mdx`), on sent, delivered and read only.
     let contacts = match to {
         To::Number(n) => Some(json!([state.user(&ids::digits_only(n)).contact(&ids::digits_only(n))])),
         To::User(u) => {
@@ -323,11 +389,11 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
         },
         "category": if group && category != "authentication" { format!("group_{category}") } else { category.clone() },
     });
-    for (status, delay) in &steps {
+    for (status, due, at) in &posts {
         let mut entry = json!({
             "id": wamid,
             "status": status,
-            "timestamp": (now + delay / 1000).to_string(),
+            "timestamp": (now + due / 1000).to_string(),
             "recipient_id": to.key(),
         });
         match to {
@@ -348,6 +414,8 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
         } else if *status != "read" && *status != "played" {
             // v23 attaches conversation and pricing to `sent` and one of delivered/read (here
             // `delivered`, which the sandbox always sends); what `played` carries is undocumented.
+            // A group's message is charged per participant it reaches, so each participant's
+            // `delivered` carries them.
             let mut c = json!({"id": conversation, "origin": {"type": category}});
             if *status == "sent" {
                 c["expiration_timestamp"] = json!((now + 86_400).to_string());
@@ -355,12 +423,36 @@ fn schedule(state: &Shared, node: &str, wamid: &str, to: &To, fate: Fate, obj: &
             entry["conversation"] = c;
             entry["pricing"] = pricing.clone();
         }
-        // Reordering sends the last status first.
-        let at = if settings.webhooks.reorder { last - delay + steps[0].1 } else { *delay };
-        let mut value = json!({ "statuses": [entry] });
-        if let Some(c) = contacts.as_ref().filter(|_| *status != "failed") {
+        let statuses = if group && !["sent", "failed"].contains(status) {
+            // The group stays `recipient_id`; the participant's number is `recipient_participant_id`.
+            participants
+                .iter()
+                .map(|p| {
+                    let mut e = entry.clone();
+                    e["recipient_participant_id"] = json!(p);
+                    e
+                })
+                .collect()
+        } else {
+            vec![entry]
+        };
+        let mut value = json!({ "statuses": statuses });
+        if let Some(c) = contacts.as_ref().filter(|_| ["sent", "delivered", "read"].contains(status)) {
             value["contacts"] = c.clone();
         }
-        webhook::push_messages(state, node, Duration::from_millis(at), value);
+        webhook::push_messages(state, node, Duration::from_millis(*at), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reordered_times_never_underflow() {
+        assert_eq!(reversed(&[300, 800, 1_500]), [1_500, 1_000, 300]);
+        // Out of order (a later status due sooner), the old `last - delay + first` underflowed.
+        assert_eq!(reversed(&[300, 800, 3_000, 2_000]), [2_000, 1_500, 300, 300]);
+        assert_eq!(reversed(&[]), Vec::<u64>::new());
     }
 }

@@ -11,19 +11,24 @@ mod validate;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Path, Query, Request, State as AxState};
-use axum::http::HeaderMap;
+use axum::body::Bytes;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, State as AxState,
+};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::SeedNumber;
+use crate::body::{self, JSON_LIMIT};
 use crate::errors::GraphError;
-use crate::state::State;
+use crate::state::{State, TokenCheck};
 
 pub(crate) use templates::check_send as check_template_send;
 
@@ -31,7 +36,11 @@ type Shared = Arc<State>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .route("/{version}/{node}", get(get_node).post(post_node).delete(delete_node))
+        // `POST /{group-id}` takes a profile picture (multipart, which reads this limit).
+        .route(
+            "/{version}/{node}",
+            get(get_node).post(post_node).delete(delete_node).layer(DefaultBodyLimit::max(groups::UPDATE_LIMIT)),
+        )
         .route("/{version}/{node}/phone_numbers", get(list_phone_numbers))
         .route("/{version}/{node}/messages", post(messages::send))
         .route(
@@ -49,9 +58,65 @@ pub fn router(state: Shared) -> Router {
             "/{version}/{node}/join_requests",
             get(groups::join_requests).post(groups::approve_join_requests).delete(groups::reject_join_requests),
         )
-        .route("/{version}/{node}/whatsapp_business_encryption", get(encryption::get).post(encryption::set))
+        .route(
+            "/{version}/{node}/whatsapp_business_encryption",
+            get(encryption::get).post(encryption::set).layer(DefaultBodyLimit::max(JSON_LIMIT)),
+        )
         .route("/media-download/{media_id}", get(media::download))
+        .fallback(unknown_path)
         .with_state(state)
+}
+
+/// What no route takes. The control and simulate routes merged beside these (a router can have
+/// only one fallback) answer in their own shape; anything else is a Graph path Meta does not
+/// know.
+async fn unknown_path(uri: Uri) -> Response {
+    let path = uri.path();
+    if let Some(not_found) = test_tool_path(path) {
+        return not_found.into_response();
+    }
+    // Meta names what follows the node it found: `/{version}/{node}/foo` → `/foo`.
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(3, '/').collect();
+    let unknown = match parts.as_slice() {
+        [version, _, rest] if check_version(version).is_ok() => format!("/{rest}"),
+        [version, ..] if check_version(version).is_err() => format!("/{version}"),
+        _ => path.to_owned(),
+    };
+    GraphError::unknown_path(&unknown).into_response()
+}
+
+/// The test tool's answer for a path under `/control` or `/simulate` that none of its routes
+/// takes: its own JSON 404, not a Graph error.
+fn test_tool_path(path: &str) -> Option<Response> {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    ["control", "simulate"]
+        .contains(&first)
+        .then(|| crate::control::ControlError::not_found(format!("there is no {path} in this sandbox")).into_response())
+}
+
+/// Query parameters, refused in Meta's shape (100, naming the parameter) when they do not parse.
+pub(crate) struct GraphQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for GraphQuery<T> {
+    type Rejection = GraphError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, GraphError> {
+        Query::<T>::try_from_uri(&parts.uri).map(|Query(q)| Self(q)).map_err(|rejection| {
+            let (param, why) = body::query_fault(&rejection);
+            GraphError::bad_query(param.as_deref(), &why)
+        })
+    }
+}
+
+/// A JSON or form body of at most [`JSON_LIMIT`] bytes; a larger one is refused in Meta's shape.
+pub(crate) struct JsonBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = GraphError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, GraphError> {
+        Ok(Self(body::read(req.into_body(), JSON_LIMIT).await?))
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,18 +135,22 @@ pub(crate) struct GraphCall {
 }
 
 impl FromRequestParts<Shared> for GraphCall {
-    type Rejection = GraphError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, GraphError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
-            .map_err(|_| GraphError::bad_version("?"))?;
+            .map_err(|_| GraphError::bad_version("?").into_response())?;
         let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
-        check_version(&param("version"))?;
-        authenticate_headers(&parts.headers, parts.uri.query(), state)?;
+        // `/control/nope` fits `/{version}/{node}`: a test-tool path, not a Graph one.
+        if let Some(not_found) = test_tool_path(parts.uri.path()) {
+            return Err(not_found);
+        }
+        check_version(&param("version")).map_err(IntoResponse::into_response)?;
+        authenticate_headers(&parts.headers, parts.uri.query(), state).map_err(IntoResponse::into_response)?;
         let base = base_url(parts);
         let url = format!("{base}{}", parts.uri.path_and_query().map_or("", |p| p.as_str()));
-        let url = reqwest::Url::parse(&url).map_err(|_| GraphError::bad_version("?"))?;
+        let url = reqwest::Url::parse(&url).map_err(|_| GraphError::bad_version("?").into_response())?;
         Ok(Self { node: param("node"), base, url })
     }
 }
@@ -118,8 +187,9 @@ pub(crate) fn authenticate_headers(headers: &HeaderMap, query: Option<&str>, sta
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .map(str::to_owned);
-    match header.or(query) {
-        Some(token) if state.token_is_valid(&token) => Ok(()),
+    match header.or(query).map(|t| state.check_token(&t)) {
+        Some(TokenCheck::Valid) => Ok(()),
+        Some(TokenCheck::Expired) => Err(GraphError::expired_token()),
         _ => Err(GraphError::invalid_token()),
     }
 }
@@ -205,11 +275,13 @@ pub(crate) fn page(
     if limit == 0 || limit > max {
         return Err(GraphError::invalid(format!("Param limit must be between 1 and {max}.")));
     }
-    // `after` starts past its item; `before` ends at its item.
+    // `after` starts past its item; `before` ends at its item. A crafted cursor may name an
+    // index no list reaches: it is not one this API gave.
     let (start, end) = match (&q.after, &q.before) {
         (Some(a), _) => {
-            let start = uncursor(a)? + 1;
-            (start, start + limit)
+            let out_of_range = || GraphError::of(131_059, Some(format!("The cursor '{a}' is not one this API gave.")));
+            let start = uncursor(a)?.checked_add(1).ok_or_else(out_of_range)?;
+            (start, start.checked_add(limit).ok_or_else(out_of_range)?)
         }
         (None, Some(b)) => {
             let end = uncursor(b)?;
@@ -253,7 +325,7 @@ pub(crate) fn page(
 async fn get_node(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<NodeQuery>,
+    GraphQuery(q): GraphQuery<NodeQuery>,
 ) -> Result<Response, GraphError> {
     let node = call.node;
     if let Some((_, n)) = state.business_of_number(&node) {
@@ -287,9 +359,7 @@ async fn post_node(AxState(state): AxState<Shared>, call: GraphCall, req: Reques
     if groups::find(&state, &call.node).is_some() {
         return groups::update(&state, &call.node, req).await;
     }
-    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-        .await
-        .map_err(|e| GraphError::invalid(format!("The body cannot be read: {e}")))?;
+    let body = body::read(req.into_body(), JSON_LIMIT).await?;
     templates::edit(&state, &call.node, &body)
 }
 
@@ -297,7 +367,7 @@ async fn post_node(AxState(state): AxState<Shared>, call: GraphCall, req: Reques
 async fn delete_node(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<NodeQuery>,
+    GraphQuery(q): GraphQuery<NodeQuery>,
 ) -> Result<Response, GraphError> {
     if let Some(r) = media::delete(&state, &call.node, q.phone_number_id.as_deref()) {
         return r;
@@ -311,7 +381,7 @@ async fn delete_node(
 async fn list_phone_numbers(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<NodeQuery>,
+    GraphQuery(q): GraphQuery<NodeQuery>,
 ) -> Result<Response, GraphError> {
     let Some(business) = state.business(&call.node) else {
         return Err(GraphError::unknown_node(&call.node, "get"));
@@ -337,5 +407,19 @@ mod tests {
         assert!(check_version("v23.0").is_ok());
         assert!(check_version("23.0").is_err());
         assert!(check_version("v23").is_err());
+    }
+
+    #[test]
+    fn a_cursor_past_any_index_is_refused_not_overflowed() {
+        let call =
+            GraphCall { node: "1".into(), base: "http://x".into(), url: "http://x/v23.0/1/groups".parse().unwrap() };
+        let all = vec![json!(1), json!(2)];
+        for i in [usize::MAX, usize::MAX - 3] {
+            let q = PageQuery { limit: Some(25), after: Some(cursor(i)), before: None };
+            let e = page(&all, &q, 100, &call).unwrap_err();
+            assert_eq!(e.body["error"]["code"], 131_059, "{i}");
+        }
+        let q = PageQuery { limit: Some(25), after: None, before: Some(cursor(usize::MAX)) };
+        assert_eq!(page(&all, &q, 100, &call).unwrap().0.len(), 0);
     }
 }

@@ -6,13 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State as AxState};
+use axum::extract::State as AxState;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, PageQuery, Shared, page};
+use super::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
 use crate::errors::GraphError;
 use crate::ids;
 use crate::state::{State, Template, unix_now};
@@ -300,7 +299,11 @@ fn pick(full: Value, fields: Option<&str>) -> Value {
     out
 }
 
-pub async fn create(AxState(state): AxState<Shared>, call: GraphCall, body: Bytes) -> Result<Response, GraphError> {
+pub async fn create(
+    AxState(state): AxState<Shared>,
+    call: GraphCall,
+    JsonBody(body): JsonBody,
+) -> Result<Response, GraphError> {
     let waba = state.business(&call.node).ok_or_else(|| GraphError::unknown_node(&call.node, "post"))?;
     let req: Map<String, Value> =
         serde_json::from_slice(&body).map_err(|e| invalid(format!("The body is not a JSON object: {e}")))?;
@@ -539,7 +542,7 @@ pub struct ListQuery {
 pub async fn list(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<ListQuery>,
+    GraphQuery(q): GraphQuery<ListQuery>,
 ) -> Result<Response, GraphError> {
     let waba = state.business(&call.node).ok_or_else(|| GraphError::unknown_node(&call.node, "get"))?;
     let all: Vec<Template> = state
@@ -566,63 +569,103 @@ pub fn get(state: &State, id: &str, fields: Option<&str>) -> Option<Response> {
     Some(axum::Json(pick(template_json(&t), fields)).into_response())
 }
 
-/// `POST /{template-id}`: replace components or change category; back to review.
-pub fn edit(state: &Shared, id: &str, body: &[u8]) -> Result<Response, GraphError> {
-    let req: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("The body is not a JSON object: {e}")))?;
-    let current = state
-        .lock()
-        .saved
-        .templates
-        .iter()
-        .find(|t| t.id == id)
-        .cloned()
-        .ok_or_else(|| GraphError::unknown_node(id, "post"))?;
-    if !["APPROVED", "REJECTED", "PAUSED"].contains(&current.status.as_str()) {
-        return Err(invalid(format!("A template in status {} cannot be edited.", current.status)));
+/// Whether `t` may be edited now: `template-management.md` allows an approved template one edit
+/// in 24 hours and ten in 30 days, rejected and paused ones without limit, and no change of an
+/// approved template's category.
+fn editable(t: &Template, category: Option<&str>, now: u64) -> Result<(), GraphError> {
+    if !["APPROVED", "REJECTED", "PAUSED"].contains(&t.status.as_str()) {
+        return Err(invalid(format!("A template in status {} cannot be edited.", t.status)));
     }
-    // `template-management.md`: an approved template may be edited once in 24 hours and ten
-    // times in 30 days; rejected and paused ones without limit.
-    let now = unix_now();
-    let within = |secs: u64| current.approved_edits.iter().filter(|t| now.saturating_sub(**t) < secs).count();
-    if current.status == "APPROVED" && (within(DAY) >= 1 || within(30 * DAY) >= 10) {
+    let within = |secs: u64| t.approved_edits.iter().filter(|e| now.saturating_sub(**e) < secs).count();
+    if t.status == "APPROVED" && (within(DAY) >= 1 || within(30 * DAY) >= 10) {
         return Err(invalid(
             "An approved template can be edited once in 24 hours and 10 times in 30 days; this one has reached that limit.",
         ));
     }
-    if let Some(k) = req.keys().find(|k| !["components", "category", "message_send_ttl_seconds"].contains(&k.as_str()))
-    {
-        return Err(invalid(format!("Param {k} cannot be edited.")));
-    }
-    let category = req.get("category").map(|c| upper(Some(c)));
-    if category.as_ref().is_some_and(|c| c != &current.category) && current.status == "APPROVED" {
+    if category.is_some_and(|c| c != t.category) && t.status == "APPROVED" {
         return Err(invalid("The category of an approved template cannot be changed."));
     }
-    let category = category.unwrap_or(current.category.clone());
-    if !CATEGORIES.contains(&category.as_str()) {
-        return Err(invalid("Param category must be AUTHENTICATION, MARKETING or UTILITY."));
+    Ok(())
+}
+
+/// An edit checked against the template as it was read, to be written by [`Edit::commit`].
+struct Edit {
+    id: String,
+    category: Option<String>,
+    components: Option<Value>,
+    now: u64,
+}
+
+impl Edit {
+    /// Checks an edit's body against the template as it is now.
+    fn prepare(state: &State, id: &str, body: &[u8]) -> Result<Self, GraphError> {
+        let req: Map<String, Value> =
+            serde_json::from_slice(body).map_err(|e| invalid(format!("The body is not a JSON object: {e}")))?;
+        let current = state
+            .lock()
+            .saved
+            .templates
+            .iter()
+            .find(|t| t.id == id)
+            .cloned()
+            .ok_or_else(|| GraphError::unknown_node(id, "post"))?;
+        let now = unix_now();
+        let asked = req.get("category").map(|c| upper(Some(c)));
+        editable(&current, asked.as_deref(), now)?;
+        if let Some(k) =
+            req.keys().find(|k| !["components", "category", "message_send_ttl_seconds"].contains(&k.as_str()))
+        {
+            return Err(invalid(format!("Param {k} cannot be edited.")));
+        }
+        let category = asked.clone().unwrap_or(current.category.clone());
+        if !CATEGORIES.contains(&category.as_str()) {
+            return Err(invalid("Param category must be AUTHENTICATION, MARKETING or UTILITY."));
+        }
+        let components = req
+            .get("components")
+            .map(|c| check_components(c, &category, current.parameter_format == "NAMED"))
+            .transpose()?;
+        Ok(Self { id: id.to_owned(), category: asked, components, now })
     }
-    let components = match req.get("components") {
-        Some(c) => check_components(c, &category, current.parameter_format == "NAMED")?,
-        None => current.components.clone(),
-    };
-    // A new category is announced once the template passes review again.
-    let recategorized = (category != current.category).then(|| current.category.clone());
-    let edited = {
-        let mut inner = state.lock();
-        inner.saved.templates.iter_mut().find(|t| t.id == id).map(|t| {
+
+    /// Writes the edit; the template edited, and its old category when that changed.
+    fn commit(self, state: &State) -> Result<(Template, Option<String>), GraphError> {
+        let edited = {
+            let mut inner = state.lock();
+            let t = inner
+                .saved
+                .templates
+                .iter_mut()
+                .find(|t| t.id == self.id)
+                .ok_or_else(|| GraphError::unknown_node(&self.id, "post"))?;
+            // Checked again where the edit is written: another edit may have landed since it
+            // was prepared, and only one may pass.
+            editable(t, self.category.as_deref(), self.now)?;
+            let category = self.category.unwrap_or_else(|| t.category.clone());
+            // A new category is announced once the template passes review again.
+            let recategorized = (category != t.category).then(|| t.category.clone());
             if t.status == "APPROVED" {
-                t.approved_edits.push(now);
+                t.approved_edits.push(self.now);
             }
-            t.components = components;
+            if let Some(c) = self.components {
+                t.components = c;
+            }
             t.category = category;
             t.status = "PENDING".into();
             t.rejected_reason = None;
-            t.clone()
-        })
-    };
-    state.save();
-    if let Some(t) = edited.filter(|_| req.contains_key("components")) {
+            (t.clone(), recategorized)
+        };
+        state.save();
+        Ok(edited)
+    }
+}
+
+/// `POST /{template-id}`: replace components or change category; back to review.
+pub fn edit(state: &Shared, id: &str, body: &[u8]) -> Result<Response, GraphError> {
+    let edit = Edit::prepare(state, id, body)?;
+    let new_components = edit.components.is_some();
+    let (t, recategorized) = edit.commit(state)?;
+    if new_components {
         webhook::push_field(state, &t.waba_id, "message_template_components_update", components_update(&t));
     }
     review_then(state, id, recategorized);
@@ -639,7 +682,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     AxState(state): AxState<Shared>,
     call: GraphCall,
-    Query(q): Query<DeleteQuery>,
+    GraphQuery(q): GraphQuery<DeleteQuery>,
 ) -> Result<Response, GraphError> {
     let waba = state.business(&call.node).ok_or_else(|| GraphError::unknown_node(&call.node, "delete"))?;
     let name = q.name.ok_or_else(|| GraphError::missing("name"))?;
@@ -814,6 +857,25 @@ pub fn check_send(state: &State, phone_number_id: &str, send: &Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_two_edits_prepared_together_only_the_first_written_passes() {
+        let (outbox, _queue) = crate::webhook::Outbox::new();
+        let seed = crate::Seed::generate(None, None, None);
+        let config = crate::SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
+        let state = State::new(config, outbox);
+        let id = state.lock().saved.templates[0].id.clone();
+        let body = |text: &str| json!({"components": [{"type": "BODY", "text": text}]}).to_string();
+        // Both pass their checks against the approved, never edited `hello_world`…
+        let first = Edit::prepare(&state, &id, body("First edit.").as_bytes()).unwrap();
+        let second = Edit::prepare(&state, &id, body("Second edit.").as_bytes()).unwrap();
+        // …but once one is written the template is in review, and the other must not be.
+        first.commit(&state).unwrap();
+        let refused = second.commit(&state).unwrap_err();
+        assert!(refused.body.to_string().contains("PENDING"), "{}", refused.body);
+        let t = state.lock().saved.templates[0].clone();
+        assert_eq!((t.components[0]["text"].as_str(), t.approved_edits.len()), (Some("First edit."), 1));
+    }
 
     #[test]
     fn variables_in_order() {

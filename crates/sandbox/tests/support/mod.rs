@@ -32,6 +32,8 @@ pub struct Delivery {
 #[derive(Clone, Default)]
 pub struct Receiver {
     deliveries: Arc<Mutex<Vec<Delivery>>>,
+    /// Every POST, refused ones too, in arrival order, with whether it was refused.
+    attempts: Arc<Mutex<Vec<(Delivery, bool)>>>,
     fail_next: Arc<AtomicU32>,
     /// Attempts answered with 500.
     pub refused: Arc<AtomicU32>,
@@ -52,13 +54,15 @@ impl Receiver {
                 async move {
                     let failing =
                         r.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    let json = serde_json::from_slice(&body).expect("webhooks are JSON");
+                    let delivery = Delivery { bytes: body.to_vec(), signature, json };
+                    r.attempts.lock().unwrap().push((delivery.clone(), failing));
                     if failing {
                         r.refused.fetch_add(1, Ordering::SeqCst);
                         return StatusCode::INTERNAL_SERVER_ERROR;
                     }
-                    let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                    let json = serde_json::from_slice(&body).expect("webhooks are JSON");
-                    r.deliveries.lock().unwrap().push(Delivery { bytes: body.to_vec(), signature, json });
+                    r.deliveries.lock().unwrap().push(delivery);
                     StatusCode::OK
                 }
             }),
@@ -76,6 +80,11 @@ impl Receiver {
 
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.deliveries.lock().unwrap().clone()
+    }
+
+    /// Every POST received, refused ones included, with whether it was refused.
+    pub fn attempts(&self) -> Vec<(Delivery, bool)> {
+        self.attempts.lock().unwrap().clone()
     }
 
     /// Every change delivered so far, as (field, value), in arrival order.
