@@ -47,6 +47,17 @@ pub fn is_transient_code(code: i64) -> bool {
     TRANSIENT_CODES.contains(&code)
 }
 
+/// Codes that say the account (its token, permissions, standing, payment or number
+/// registration) is wrong, not the message: retrying or failing each message would be wrong.
+/// Sending pauses until the account is fixed (`error-codes.mdx`: 0, 3, 10, 190, 200–299
+/// authorization; 368 blocked; 131031 locked; 131037 display name; 131042 payment; 131045
+/// certificate; 133010 number not registered).
+pub const ACCOUNT_CODES: &[i64] = &[0, 3, 10, 190, 368, 131031, 131037, 131042, 131045, 133010];
+
+pub fn is_account_code(code: i64) -> bool {
+    ACCOUNT_CODES.contains(&code) || (200..=299).contains(&code)
+}
+
 /// Success body of `POST /{phone-number-id}/messages`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SendResponse {
@@ -90,6 +101,14 @@ pub struct PhoneNumberInfo {
     pub verified_name: Option<String>,
     #[serde(default)]
     pub quality_rating: Option<String>,
+    /// Present when asked for (`?fields=throughput`): `{"level": "STANDARD"}`.
+    #[serde(default)]
+    pub throughput: Option<Throughput>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Throughput {
+    pub level: String,
 }
 
 pub mod webhook {

@@ -49,7 +49,9 @@ impl Application {
             graph: GraphClient::new(config.dispatcher.graph_timeout()),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
-            dispatch_wakeup: Arc::new(Notify::new()),
+            wakeups: Arc::default(),
+            backlog: Arc::default(),
+            settings_epoch: Arc::default(),
             inbound_wakeup: Arc::new(Notify::new()),
             health: Arc::new(WorkerHealth::default()),
             // Waiters that fall behind read the database instead; the channel only saves time.

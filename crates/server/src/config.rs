@@ -29,6 +29,7 @@ pub struct Config {
     pub inbound: InboundSettings,
     pub graph_surface: GraphSurfaceSettings,
     pub window: WindowSettings,
+    pub messaging: MessagingSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -48,6 +49,7 @@ impl Default for Config {
             inbound: InboundSettings::default(),
             graph_surface: GraphSurfaceSettings::default(),
             window: WindowSettings::default(),
+            messaging: MessagingSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -95,19 +97,46 @@ pub struct DispatcherSettings {
     pub enabled: bool,
     /// Timeout of one Graph API request.
     pub graph_timeout_ms: u64,
-    /// Added to the Graph timeout to make the lease: a claimed row is never claimed again while
-    /// its request can still be running.
+    /// Added to the Graph timeout to make a message's lease: a claimed message is never claimed
+    /// again while its request can still be running.
     pub lease_margin_ms: u64,
-    /// Rows claimed per round trip.
-    pub batch_size: u32,
-    /// Sends in flight at once.
+    /// How long an instance holds a number (only the holder sends its messages, so the number's
+    /// limits hold across instances); renewed every third of it.
+    pub number_lease_ms: u64,
+    /// Sends in flight at once, per number.
     pub concurrency: usize,
-    /// How often due rows (scheduled, retried, or left by a dead process) are looked for.
+    /// How often due messages (scheduled, retried, or left by a dead process) are looked for
+    /// when nothing wakes the dispatcher sooner.
     pub poll_interval_ms: u64,
+    /// Messages per second for a number Meta reports no known throughput level for.
+    pub default_messages_per_second: u32,
+    /// The throughput limiter's burst, as a fraction of a second's worth of messages.
+    pub burst_fraction: f64,
+    /// Meta's pair rate: bursts of this many messages to one user…
+    pub pair_rate_capacity: u32,
+    /// …then one every this many milliseconds.
+    pub pair_rate_refill_ms: u64,
     /// Attempts before a transient failure becomes permanent.
     pub max_attempts: u32,
+    /// Retries stop this long after the message was accepted.
+    pub retry_deadline_ms: u64,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// After a 131056 (pair rate), the next try waits `base · 4^attempt`, as Meta advises.
+    pub pair_retry_base_ms: u64,
+    /// A request that timed out after it was sent may have reached Meta: `retry` it (it may
+    /// arrive twice; counted in `wagate_possible_duplicates`) or `fail` it.
+    pub unknown_outcome: UnknownOutcome,
+    /// Messages waiting to be sent, all numbers together, beyond which new sends get 429.
+    pub max_backlog: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownOutcome {
+    #[default]
+    Retry,
+    Fail,
 }
 
 impl Default for DispatcherSettings {
@@ -116,12 +145,20 @@ impl Default for DispatcherSettings {
             enabled: true,
             graph_timeout_ms: 30_000,
             lease_margin_ms: 15_000,
-            batch_size: 64,
+            number_lease_ms: 15_000,
             concurrency: 64,
             poll_interval_ms: 250,
+            default_messages_per_second: 80,
+            burst_fraction: 0.1,
+            pair_rate_capacity: 45,
+            pair_rate_refill_ms: 6_000,
             max_attempts: 10,
+            retry_deadline_ms: 24 * 60 * 60 * 1000,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,
+            pair_retry_base_ms: 1_000,
+            unknown_outcome: UnknownOutcome::Retry,
+            max_backlog: 5_000_000,
         }
     }
 }
@@ -137,6 +174,10 @@ impl DispatcherSettings {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn number_lease(&self) -> Duration {
+        Duration::from_millis(self.number_lease_ms)
     }
 }
 
@@ -191,6 +232,34 @@ pub enum OutsideWindow {
     Pass,
 }
 
+/// Meta's messaging tiers: unique users a business may reach outside the 24-hour window in a
+/// rolling day (None: unlimited).
+pub const MESSAGING_TIERS: &[(&str, Option<u64>)] = &[
+    ("TIER_50", Some(50)),
+    ("TIER_250", Some(250)),
+    ("TIER_1K", Some(1_000)),
+    ("TIER_2K", Some(2_000)),
+    ("TIER_10K", Some(10_000)),
+    ("TIER_100K", Some(100_000)),
+    ("TIER_UNLIMITED", None),
+];
+
+/// Sending: Meta's messaging limits, and how long idempotency keys are remembered.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagingSettings {
+    /// The tier assumed for an account Meta reports none for (new portfolios start at 250).
+    pub default_tier: String,
+    /// How long a send's idempotency key answers a repeat with the original response.
+    pub idempotency_key_ttl_secs: u64,
+}
+
+impl Default for MessagingSettings {
+    fn default() -> Self {
+        Self { default_tier: "TIER_250".into(), idempotency_key_ttl_secs: 24 * 60 * 60 }
+    }
+}
+
 fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()).map(Secret::new))
 }
@@ -224,10 +293,20 @@ impl Config {
                 "dispatcher.lease_margin_ms must be at least 1000: a lease must outlast its Graph request".into(),
             ));
         }
-        if d.batch_size == 0 || d.concurrency == 0 || d.max_attempts == 0 {
+        if d.concurrency == 0 || d.max_attempts == 0 || d.default_messages_per_second == 0 {
             return Err(ConfigError::Invalid(
-                "dispatcher.batch_size, concurrency and max_attempts must be at least 1".into(),
+                "dispatcher.concurrency, max_attempts and default_messages_per_second must be at least 1".into(),
             ));
+        }
+        if d.number_lease_ms < 1_000 || d.pair_rate_capacity == 0 || d.pair_rate_refill_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "dispatcher.number_lease_ms must be at least 1000, pair_rate_capacity and pair_rate_refill_ms \
+                 at least 1"
+                    .into(),
+            ));
+        }
+        if !(0.0..=10.0).contains(&d.burst_fraction) {
+            return Err(ConfigError::Invalid("dispatcher.burst_fraction must be between 0 and 10".into()));
         }
         if d.graph_timeout_ms == 0 || d.poll_interval_ms == 0 || self.inbound.poll_interval_ms == 0 {
             return Err(ConfigError::Invalid("timeouts and poll intervals must be positive".into()));
@@ -238,6 +317,13 @@ impl Config {
                  finish and are recorded before exit",
                 (d.graph_timeout_ms + 5_000).div_ceil(1_000)
             )));
+        }
+        if !MESSAGING_TIERS.iter().any(|(t, _)| *t == self.messaging.default_tier) {
+            let names: Vec<&str> = MESSAGING_TIERS.iter().map(|(t, _)| *t).collect();
+            return Err(ConfigError::Invalid(format!("messaging.default_tier must be one of {}", names.join(", "))));
+        }
+        if self.messaging.idempotency_key_ttl_secs == 0 {
+            return Err(ConfigError::Invalid("messaging.idempotency_key_ttl_secs must be at least 1".into()));
         }
         if self.inbound.max_body_bytes < 3 * 1024 * 1024 {
             return Err(ConfigError::Invalid("inbound.max_body_bytes must be at least 3 MiB".into()));

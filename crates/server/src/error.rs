@@ -18,6 +18,8 @@ pub struct ApiError {
     pub path: Option<String>,
     /// Meta's own error, when Meta refused what wagate asked on the caller's behalf.
     pub meta: Option<Value>,
+    /// Seconds, for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// The error body of every native endpoint.
@@ -42,7 +44,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), path: None, meta: None }
+        Self { status, code, message: message.into(), path: None, meta: None, retry_after: None }
     }
 
     pub fn at(mut self, path: impl Into<String>) -> Self {
@@ -87,6 +89,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail { code: self.code.to_owned(), message: self.message, path: self.path, meta: self.meta },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -43,6 +43,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body as [`JsonBody`], with the JSON itself (to hash it, for idempotency keys).
+pub struct JsonBodyWithValue<T>(pub T, pub serde_json::Value);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBodyWithValue<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(value) = JsonBody::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_type",
+                "the body must be a JSON object",
+            ));
+        }
+        let typed = from_value("", &value)?;
+        Ok(Self(typed, value))
+    }
+}
+
 /// Parses a JSON body into `T` with the error rules of [`JsonBody`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {

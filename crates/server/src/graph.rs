@@ -47,6 +47,13 @@ impl GraphFailure {
     }
 }
 
+/// What Meta says of a number's limits.
+#[derive(Debug, Default)]
+pub struct NumberLimits {
+    pub throughput_level: Option<String>,
+    pub messaging_tier: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
@@ -131,6 +138,27 @@ impl GraphClient {
             }
         }
         Ok(all)
+    }
+
+    /// `GET /{phone-number-id}?fields=throughput,whatsapp_business_manager_messaging_limit`: the
+    /// number's throughput level and its portfolio's messaging limit tier, where Meta says them.
+    pub async fn number_limits(
+        &self,
+        target: &Target<'_>,
+        phone_number_id: &str,
+    ) -> Result<NumberLimits, GraphFailure> {
+        let url = Self::url(
+            target,
+            &format!("{phone_number_id}?fields=throughput,whatsapp_business_manager_messaging_limit"),
+        );
+        let raw: Value = self.call(self.http.get(url).bearer_auth(target.token.expose()), false).await?;
+        Ok(NumberLimits {
+            throughput_level: raw.pointer("/throughput/level").and_then(Value::as_str).map(str::to_owned),
+            messaging_tier: raw
+                .get("whatsapp_business_manager_messaging_limit")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
     }
 
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, mutating: bool) -> Result<T, GraphFailure> {

@@ -27,6 +27,22 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NumberOutcomeLabels {
+    pub phone_number_id: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NumberLabels {
+    pub phone_number_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub account_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
     /// Meta's error code, or the gateway's reason.
     pub code: String,
@@ -37,7 +53,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<RouteLabels, Histogram>,
     pub messages_enqueued: Counter,
-    pub dispatch: Family<OutcomeLabels, Counter>,
+    pub backpressure: Counter,
+    pub dispatch: Family<NumberOutcomeLabels, Counter>,
     pub dispatch_failures: Family<FailureLabels, Counter>,
     pub possible_duplicates: Counter,
     pub graph_duration: Histogram,
@@ -45,6 +62,11 @@ pub struct Metrics {
     pub statuses: Family<OutcomeLabels, Counter>,
     pub inbound_messages: Family<OutcomeLabels, Counter>,
     pub outbox_depth: Gauge,
+    pub queue_depth: Family<NumberLabels, Gauge>,
+    pub send_latency: Histogram,
+    pub account_paused: Family<AccountLabels, Gauge>,
+    pub conversations_opened: Family<AccountLabels, Gauge>,
+    pub messaging_limit: Family<AccountLabels, Gauge>,
     pub webhook_backlog: Gauge,
 }
 
@@ -63,8 +85,18 @@ impl Metrics {
         registry.register("http_request_duration_seconds", "Time to answer an HTTP request", http_duration.clone());
         let messages_enqueued = Counter::default();
         registry.register("messages_enqueued", "Outbound messages accepted into the outbox", messages_enqueued.clone());
-        let dispatch = Family::<OutcomeLabels, Counter>::default();
-        registry.register("dispatch", "Send attempts by outcome (accepted, failed, retried)", dispatch.clone());
+        let backpressure = Counter::default();
+        registry.register(
+            "backpressure_refusals",
+            "Sends refused with 429 because the backlog was over dispatcher.max_backlog",
+            backpressure.clone(),
+        );
+        let dispatch = Family::<NumberOutcomeLabels, Counter>::default();
+        registry.register(
+            "dispatch",
+            "Send attempts by number and outcome (accepted, retried, failed, paused)",
+            dispatch.clone(),
+        );
         let dispatch_failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "dispatch_failures",
@@ -91,6 +123,33 @@ impl Metrics {
         );
         let outbox_depth = Gauge::default();
         registry.register("outbox_depth", "Messages waiting to be sent", outbox_depth.clone());
+        let queue_depth = Family::<NumberLabels, Gauge>::default();
+        registry.register("queue_depth", "Messages waiting to be sent, by business number", queue_depth.clone());
+        // 1 ms to about 9 hours: a message may wait for its number's turn, a retry or a pause.
+        let send_latency = Histogram::new(exponential_buckets(0.001, 2.5, 24));
+        registry.register(
+            "send_latency_seconds",
+            "From accepting a send (202) to Meta accepting it (its wamid recorded)",
+            send_latency.clone(),
+        );
+        let account_paused = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "account_paused",
+            "1 while an account's sending is paused by an account-level error from Meta",
+            account_paused.clone(),
+        );
+        let conversations_opened = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "conversations_opened_24h",
+            "Unique users messaged outside the 24-hour window in the last 24 hours, by account",
+            conversations_opened.clone(),
+        );
+        let messaging_limit = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "messaging_limit",
+            "The account's messaging limit tier, in unique users per 24 hours (-1: unlimited)",
+            messaging_limit.clone(),
+        );
         let webhook_backlog = Gauge::default();
         registry.register(
             "webhook_backlog",
@@ -102,6 +161,7 @@ impl Metrics {
             http_requests,
             http_duration,
             messages_enqueued,
+            backpressure,
             dispatch,
             dispatch_failures,
             possible_duplicates,
@@ -110,12 +170,23 @@ impl Metrics {
             statuses,
             inbound_messages,
             outbox_depth,
+            queue_depth,
+            send_latency,
+            account_paused,
+            conversations_opened,
+            messaging_limit,
             webhook_backlog,
         }
     }
 
     pub fn outcome(family: &Family<OutcomeLabels, Counter>, outcome: &'static str) {
         family.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn dispatched(&self, phone_number_id: &str, outcome: &'static str) {
+        self.dispatch
+            .get_or_create(&NumberOutcomeLabels { phone_number_id: phone_number_id.to_owned(), outcome })
+            .inc();
     }
 
     /// The exposition text (OpenMetrics, which Prometheus reads).

@@ -86,6 +86,8 @@ async fn prepare_once(store: &dyn Store, config: &Config, self_url: &str) -> Res
                 access_token: Secret::new(seed.access_token.clone()),
                 app_secret: Secret::new(seed.app_secret.clone()),
                 verify_token: Secret::new(seed.verify_token.clone()),
+                paused: None,
+                messaging_tier: None,
                 created_at: now,
                 updated_at: now,
             };
@@ -141,6 +143,9 @@ fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Ve
             // A sandbox number is born here: wagate has seen all of its traffic, so it knows
             // every window from the start.
             webhooks_since: Some(Timestamp::from_millis(now.as_millis() - DAY_MS)),
+            // The in-process sandbox's default, as Meta's standard numbers.
+            throughput_level: Some("STANDARD".into()),
+            messages_per_second: None,
             created_at: now,
             updated_at: now,
         })

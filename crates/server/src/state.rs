@@ -18,8 +18,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub graph: GraphClient,
     pub metrics: Arc<Metrics>,
-    /// Wakes the dispatcher when a message is queued.
-    pub dispatch_wakeup: Arc<Notify>,
+    /// Wakes a number's dispatcher when a message is queued for it.
+    pub wakeups: Arc<Wakeups>,
+    /// Messages waiting to be sent, as last counted plus those accepted since: what
+    /// backpressure compares with `dispatcher.max_backlog`.
+    pub backlog: Arc<AtomicI64>,
+    /// Bumped when a number's or an account's sending settings change through the API, so this
+    /// instance's number workers reread them at once (other instances do within a second).
+    pub settings_epoch: Arc<AtomicU64>,
     /// Wakes the inbound processor when a webhook delivery is stored.
     pub inbound_wakeup: Arc<Notify>,
     pub health: Arc<WorkerHealth>,
@@ -27,6 +33,24 @@ pub struct AppState {
     pub completions: tokio::sync::broadcast::Sender<MessageId>,
     /// Numbers already known to have their webhooks seen (saves a write per delivery).
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// One `Notify` per business number, made on first use.
+#[derive(Default)]
+pub struct Wakeups {
+    numbers: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+}
+
+impl Wakeups {
+    pub fn of(&self, phone_number_id: &str) -> Arc<Notify> {
+        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        numbers.entry(phone_number_id.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the number's dispatcher, now or when it next waits.
+    pub fn wake(&self, phone_number_id: &str) {
+        self.of(phone_number_id).notify_one();
+    }
 }
 
 /// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,

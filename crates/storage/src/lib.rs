@@ -86,16 +86,34 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<()>;
 
     // Outbound messages and the outbox.
-    /// Writes the message, its first history entry and its outbox row in one transaction.
-    async fn enqueue_message(&self, message: &NewOutbound) -> Result<()>;
+    /// Stores the message, its first history entry, its outbox row and its idempotency key in
+    /// one transaction (grouped with other sends into one commit). A used idempotency key stores
+    /// nothing and answers what it was used for.
+    async fn enqueue_message(&self, message: NewOutbound) -> Result<Enqueued>;
+    /// The unexpired use of an idempotency key by an API key.
+    async fn find_idempotency_key(
+        &self,
+        api_key_id: &ApiKeyId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>>;
+    async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> Result<u64>;
     async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
     async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
     async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
     async fn count_messages(&self) -> Result<i64>;
     /// Messages matching `filter`, newest first, at most `limit`.
     async fn list_messages(&self, filter: &MessageFilter, limit: u32) -> Result<Vec<Message>>;
-    /// Leases up to `limit` due outbox rows until `lease_until` and marks them `sending`.
+    /// A number's due messages that head their recipient's queue, in (due, acceptance) order:
+    /// a recipient's next message becomes a head only when the one before it is done.
+    async fn outbox_heads(&self, phone_number_id: &str, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>>;
+    /// Leases these outbox rows (those still due and unleased) until `lease_until` and marks
+    /// their messages `sending`.
+    async fn claim_messages(&self, ids: &[MessageId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Dispatch>>;
+    /// Leases up to `limit` heads of any number (see `outbox_heads`).
     async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;
+    /// Fails up to `limit` queued messages whose `expires_at` has passed; their ids.
+    async fn expire_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<MessageId>>;
     /// Meta accepted the message: record its wamid (and Meta's answer, kept in the history),
     /// drop the outbox row, apply any statuses that arrived for that wamid first. False when
     /// another attempt recorded its result first.
@@ -113,7 +131,39 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> Result<bool>;
     /// The send failed for now: give the row back, due again at `due_at`.
     async fn reschedule(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
+    /// Gives the row back, due again at `due_at`, without counting the attempt (it never
+    /// reached Meta for a reason not the message's: a paused account).
+    async fn give_back(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
     async fn outbox_depth(&self) -> Result<i64>;
+    async fn outbox_depth_by_number(&self) -> Result<Vec<(String, i64)>>;
+
+    // Dispatching: number leases, limits, pauses.
+    /// Takes or renews the lease on dispatching a number's messages; false while another
+    /// holder's lease runs.
+    async fn acquire_number_lease(
+        &self,
+        phone_number_id: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
+    async fn release_number_leases(&self, holder: &str) -> Result<()>;
+    /// Pauses an account's sending, unless it was paused already or has changed since
+    /// `as_of` (its `updated_at` when the refused send was made: new credentials may fix it).
+    async fn pause_account(
+        &self,
+        id: &AccountId,
+        as_of: Timestamp,
+        error: &MessageError,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// False when it was not paused.
+    async fn resume_account(&self, id: &AccountId) -> Result<bool>;
+    /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
+    async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool>;
+    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool>;
+    /// How many distinct users an account's messages outside the 24-hour window went to since.
+    async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64>;
 
     // Inbound.
     /// Applies a status to the message of `update.account_id` with that wamid, or keeps it for
@@ -123,6 +173,8 @@ pub trait Store: Send + Sync + 'static {
     /// for a duplicate wamid.
     async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
+    /// Records that the customer stopped marketing messages (the first time only).
+    async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> Result<()>;
     /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
     async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
     /// Records that this number's webhooks are being seen, the first time only.

@@ -31,11 +31,21 @@ impl Migration {
 pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
     Migration { version: 2, name: "conversations", sql: include_str!("../migrations/sqlite/0002_conversations.sql") },
+    Migration {
+        version: 3,
+        name: "outbound_engine",
+        sql: include_str!("../migrations/sqlite/0003_outbound_engine.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../migrations/postgres/0001_init.sql") },
     Migration { version: 2, name: "conversations", sql: include_str!("../migrations/postgres/0002_conversations.sql") },
+    Migration {
+        version: 3,
+        name: "outbound_engine",
+        sql: include_str!("../migrations/postgres/0003_outbound_engine.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

@@ -44,8 +44,19 @@ pub struct Account {
     pub access_token: Secret,
     pub app_secret: Secret,
     pub verify_token: Secret,
+    /// Set while Meta refuses the account for an account-level reason: its messages wait.
+    pub paused: Option<Pause>,
+    /// Meta's messaging limit tier (`TIER_250` … `TIER_UNLIMITED`), when known or set.
+    pub messaging_tier: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// Why and since when an account's sending is paused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pause {
+    pub since: Timestamp,
+    pub error: MessageError,
 }
 
 /// A business phone number, identified by Meta's phone-number id.
@@ -63,6 +74,10 @@ pub struct PhoneNumber {
     pub mode: AccountMode,
     /// Since when wagate has seen this number's webhooks (when it can know the 24-hour window).
     pub webhooks_since: Option<Timestamp>,
+    /// Meta's throughput level for the number (`STANDARD`, `HIGH`, …), when read.
+    pub throughput_level: Option<String>,
+    /// The limit set through the API; wins over the level.
+    pub messages_per_second: Option<u32>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -116,6 +131,44 @@ pub struct NewOutbound {
     pub created_at: Timestamp,
     /// When the dispatcher may first take it.
     pub due_at: Timestamp,
+    /// When the caller asked it to go, for a scheduled message (`due_at` then).
+    pub send_at: Option<Timestamp>,
+    /// After this it fails instead of going out late.
+    pub expires_at: Option<Timestamp>,
+    /// Sent to someone outside the 24-hour window: it counts against the messaging tier.
+    pub opens_conversation: bool,
+    /// The idempotency key the send came with, stored in the same transaction.
+    pub idempotency: Option<NewIdempotencyKey>,
+}
+
+/// An idempotency key to keep with the answer it got.
+#[derive(Clone, Debug)]
+pub struct NewIdempotencyKey {
+    pub api_key_id: ApiKeyId,
+    pub key: String,
+    /// A hash of the request, to tell a retry from a different request reusing the key.
+    pub request_hash: String,
+    /// The answer given, returned again to a retry.
+    pub response: Value,
+    pub expires_at: Timestamp,
+}
+
+/// An idempotency key that was used: for which request, which message, what answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    pub request_hash: String,
+    pub message_id: MessageId,
+    pub response: Value,
+    pub created_at: Timestamp,
+}
+
+/// What `enqueue_message` did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Enqueued {
+    Stored,
+    /// The idempotency key was used already (by a concurrent request, perhaps): nothing stored.
+    KeyUsed(IdempotencyRecord),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -133,6 +186,10 @@ pub struct Message {
     pub wamid: Option<String>,
     pub error: Option<MessageError>,
     pub metadata: Option<Map<String, Value>>,
+    /// When the caller asked it to go, for a scheduled message.
+    pub send_at: Option<Timestamp>,
+    /// After this it fails instead of going out late.
+    pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -164,6 +221,16 @@ pub struct Dispatch {
     pub lease: String,
     /// When the lease lapses and the row may be claimed again.
     pub lease_until: Timestamp,
+    /// When it was accepted (retries stop at a deadline counted from here).
+    pub created_at: Timestamp,
+}
+
+/// The first due message to one recipient of a number: the only one of theirs that may go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxHead {
+    pub message_id: MessageId,
+    pub recipient: String,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A status webhook entry, parsed.
@@ -212,6 +279,8 @@ pub struct Contact {
     pub id: ContactId,
     pub wa_id: String,
     pub profile_name: Option<String>,
+    /// Since when the customer has stopped marketing messages (a 131050 failure).
+    pub marketing_opt_out_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -15,6 +15,7 @@ const MIGRATION_LOCK: i64 = 0x7761_6761_7465; // "wagate"
 
 pub struct PgStore {
     pool: PgPool,
+    enqueuer: crate::sql::Enqueuer,
 }
 
 impl PgStore {
@@ -22,7 +23,13 @@ impl PgStore {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         migrate(&pool).await?;
-        Ok(Self { pool })
+        // A few batch writers, so one batch's commit overlaps the next one's statements.
+        let enqueuer = store::spawn_enqueuers(pool.clone(), 3);
+        Ok(Self { pool, enqueuer })
+    }
+
+    fn enqueuer(&self) -> &crate::sql::Enqueuer {
+        &self.enqueuer
     }
 
     fn writer(&self) -> &PgPool {
@@ -34,7 +41,11 @@ impl PgStore {
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        Self::begin_on(&self.pool).await
+    }
+
+    async fn begin_on(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+        Ok(pool.begin().await?)
     }
 
     /// Without it, a status webhook and the send's result arriving together could each miss
@@ -43,10 +54,6 @@ impl PgStore {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(wamid).execute(&mut **tx).await?;
         Ok(())
     }
-
-    const CLAIM_OUTBOX: &'static str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
-        WHERE message_id IN (SELECT message_id FROM outbox WHERE available_at <= $3 \
-        ORDER BY available_at, message_id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING message_id";
 
     const CLAIM_DELIVERIES: &'static str = "UPDATE webhook_deliveries SET lease = $1, available_at = $2, \
         attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \
@@ -80,5 +87,5 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 
 mod store {
     use super::*;
-    crate::sql::impl_store!(PgStore, PgRow, Transaction<'static, Postgres>, Backend::Postgres);
+    crate::sql::impl_store!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres, PgPool, Backend::Postgres);
 }

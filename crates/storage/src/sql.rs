@@ -14,14 +14,15 @@ use crate::{Result, StorageError};
 macro_rules! account_cols {
     () => {
         "id, name, mode, graph_base_url, api_version, waba_id, access_token, app_secret, \
-         verify_token, created_at, updated_at"
+         verify_token, created_at, updated_at, paused_at, paused_error, messaging_tier"
     };
 }
 
 macro_rules! phone_cols {
     () => {
         "p.id, p.account_id, a.waba_id, p.display_phone_number, p.verified_name, \
-         p.quality_rating, p.is_default, a.mode, p.webhooks_since, p.created_at, p.updated_at \
+         p.quality_rating, p.is_default, a.mode, p.webhooks_since, p.throughput_level, \
+         p.messages_per_second, p.created_at, p.updated_at \
          FROM phone_numbers p JOIN accounts a ON a.id = p.account_id"
     };
 }
@@ -29,7 +30,7 @@ macro_rules! phone_cols {
 macro_rules! message_cols {
     () => {
         "id, direction, account_id, phone_number_id, contact_id, counterpart, kind, content, \
-         status, wamid, error, metadata, created_at, updated_at"
+         status, wamid, error, metadata, created_at, updated_at, send_at, expires_at"
     };
 }
 
@@ -39,7 +40,43 @@ macro_rules! api_key_cols {
     };
 }
 
-pub(crate) use {account_cols, api_key_cols, message_cols, phone_cols};
+/// The due outbox rows that head their recipient's queue: nothing due earlier for the same
+/// number and recipient (in flight, backing off or waiting) is ahead of them, so each recipient's
+/// messages leave one at a time, in (due_at, seq) order. `$1` is now.
+macro_rules! outbox_heads {
+    () => {
+        "FROM outbox o WHERE o.due_at <= $1 AND o.available_at <= $1 AND NOT EXISTS (SELECT 1 FROM outbox p \
+         WHERE p.phone_number_id = o.phone_number_id AND p.recipient = o.recipient AND p.due_at <= $1 \
+         AND (p.due_at < o.due_at OR (p.due_at = o.due_at AND p.seq < o.seq))) "
+    };
+}
+
+pub(crate) use {account_cols, api_key_cols, message_cols, outbox_heads, phone_cols};
+
+/// Messages stored per transaction, at most.
+pub(crate) const MAX_BATCH: usize = 512;
+
+pub(crate) type EnqueueJob = (crate::NewOutbound, tokio::sync::oneshot::Sender<Result<crate::Enqueued>>);
+
+/// The queue in front of the batch writers.
+pub(crate) struct Enqueuer {
+    tx: tokio::sync::mpsc::Sender<EnqueueJob>,
+}
+
+impl Enqueuer {
+    pub(crate) fn new() -> (Self, tokio::sync::mpsc::Receiver<EnqueueJob>) {
+        // Bounded: a writer that falls behind slows the requests down instead of piling them up.
+        let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        (Self { tx }, rx)
+    }
+
+    pub(crate) async fn submit(&self, m: crate::NewOutbound) -> Result<crate::Enqueued> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || StorageError::Database(sqlx::Error::PoolClosed);
+        self.tx.send((m, reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -77,7 +114,7 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 
 /// Implements [`crate::Store`] for `$store`, whose rows are `$row` and transactions `$tx`.
 macro_rules! impl_store {
-    ($store:ty, $row:ty, $tx:ty, $backend:expr) => {
+    ($store:ty, $row:ty, $tx:ty, $db:ty, $pool:ty, $backend:expr) => {
         use sqlx::Row as _;
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;
@@ -86,8 +123,8 @@ macro_rules! impl_store {
         use wagate_domain::time::Timestamp;
         use $crate::model::*;
         use $crate::sql::{
-            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, parse_error, parse_json,
-            parse_object, phone_cols, ts,
+            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, outbox_heads, parse_error,
+            parse_json, parse_object, phone_cols, ts,
         };
 
         fn account_row(r: &$row) -> $crate::Result<Account> {
@@ -102,6 +139,11 @@ macro_rules! impl_store {
                 access_token: Secret::new(r.try_get::<String, _>("access_token")?),
                 app_secret: Secret::new(r.try_get::<String, _>("app_secret")?),
                 verify_token: Secret::new(r.try_get::<String, _>("verify_token")?),
+                paused: match (r.try_get::<Option<i64>, _>("paused_at")?, parse_error(r.try_get("paused_error")?)?) {
+                    (Some(since), Some(error)) => Some(Pause { since: ts(since), error }),
+                    _ => None,
+                },
+                messaging_tier: r.try_get("messaging_tier")?,
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -119,6 +161,10 @@ macro_rules! impl_store {
                 is_default: r.try_get("is_default")?,
                 mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
                 webhooks_since: r.try_get::<Option<i64>, _>("webhooks_since")?.map(ts),
+                throughput_level: r.try_get("throughput_level")?,
+                messages_per_second: r
+                    .try_get::<Option<i64>, _>("messages_per_second")?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -152,6 +198,8 @@ macro_rules! impl_store {
                 wamid: r.try_get("wamid")?,
                 error: parse_error(r.try_get("error")?)?,
                 metadata: parse_object("metadata", r.try_get("metadata")?)?,
+                send_at: r.try_get::<Option<i64>, _>("send_at")?.map(ts),
+                expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(ts),
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -168,6 +216,213 @@ macro_rules! impl_store {
             })
         }
 
+        fn idempotency_row(r: &$row) -> $crate::Result<IdempotencyRecord> {
+            Ok(IdempotencyRecord {
+                key: r.try_get("key")?,
+                request_hash: r.try_get("request_hash")?,
+                message_id: MessageId::from_trusted(r.try_get("message_id")?),
+                response: parse_json("response", &r.try_get::<String, _>("response")?)?,
+                created_at: ts(r.try_get("created_at")?),
+            })
+        }
+
+        /// Marks the rows claimed under `lease` as being sent and reads what sending needs.
+        async fn take_claimed(
+            tx: &mut $tx,
+            lease: &str,
+            lease_until: Timestamp,
+            now: Timestamp,
+        ) -> $crate::Result<Vec<Dispatch>> {
+            sqlx::query(
+                "UPDATE messages SET status = 'sending', updated_at = $2 \
+                 WHERE id IN (SELECT message_id FROM outbox WHERE lease = $1) AND status IN ('queued', 'scheduled')",
+            )
+            .bind(lease)
+            .bind(now.as_millis())
+            .execute(&mut **tx)
+            .await?;
+            let rows = sqlx::query(
+                "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, m.content, \
+                 m.created_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
+                 WHERE o.lease = $1 ORDER BY o.due_at, o.seq",
+            )
+            .bind(lease)
+            .fetch_all(&mut **tx)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Dispatch {
+                        message_id: MessageId::from_trusted(r.try_get("id")?),
+                        account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                        phone_number_id: r.try_get("phone_number_id")?,
+                        recipient: r.try_get("counterpart")?,
+                        kind: r.try_get("kind")?,
+                        content: parse_json("content", &r.try_get::<String, _>("content")?)?,
+                        attempts: r.try_get("attempts")?,
+                        lease: lease.to_owned(),
+                        lease_until,
+                        created_at: ts(r.try_get("created_at")?),
+                    })
+                })
+                .collect()
+        }
+
+        /// Writes new messages in one transaction: each idempotency key first (a key already in
+        /// use, and not expired, skips its message), then every message, its first history entry
+        /// and its outbox row, a statement each for the whole batch.
+        async fn write_outbound(tx: &mut $tx, batch: &[&NewOutbound]) -> $crate::Result<Vec<Enqueued>> {
+            let mut results = Vec::with_capacity(batch.len());
+            let mut keep: Vec<&NewOutbound> = Vec::with_capacity(batch.len());
+            for m in batch {
+                if let Some(k) = &m.idempotency {
+                    let taken = sqlx::query(
+                        "INSERT INTO idempotency_keys \
+                         (api_key_id, key, request_hash, message_id, response, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (api_key_id, key) DO UPDATE SET \
+                         request_hash = excluded.request_hash, message_id = excluded.message_id, \
+                         response = excluded.response, created_at = excluded.created_at, \
+                         expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at",
+                    )
+                    .bind(k.api_key_id.as_str())
+                    .bind(&k.key)
+                    .bind(&k.request_hash)
+                    .bind(m.id.as_str())
+                    .bind(json_text(&k.response))
+                    .bind(m.created_at.as_millis())
+                    .bind(k.expires_at.as_millis())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                    if taken == 0 {
+                        let row = sqlx::query(
+                            "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys \
+                             WHERE api_key_id = $1 AND key = $2",
+                        )
+                        .bind(k.api_key_id.as_str())
+                        .bind(&k.key)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                        results.push(Enqueued::KeyUsed(idempotency_row(&row)?));
+                        continue;
+                    }
+                }
+                results.push(Enqueued::Stored);
+                keep.push(m);
+            }
+            if keep.is_empty() {
+                return Ok(results);
+            }
+            let status = |m: &NewOutbound| if m.due_at > m.created_at { "scheduled" } else { "queued" };
+            let mut messages = sqlx::QueryBuilder::<$db>::new(concat!(
+                "INSERT INTO messages (",
+                message_cols!(),
+                ", opens_conversation) "
+            ));
+            messages.push_values(&keep, |mut b, m| {
+                b.push_bind(m.id.as_str())
+                    .push_bind("outbound")
+                    .push_bind(m.account_id.as_str())
+                    .push_bind(m.phone_number_id.as_str())
+                    .push_bind(None::<String>)
+                    .push_bind(m.recipient.as_str())
+                    .push_bind(m.kind.as_str())
+                    .push_bind(json_text(&m.content))
+                    .push_bind(status(m))
+                    .push_bind(None::<String>)
+                    .push_bind(None::<String>)
+                    .push_bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
+                    .push_bind(m.created_at.as_millis())
+                    .push_bind(m.created_at.as_millis())
+                    .push_bind(m.send_at.map(Timestamp::as_millis))
+                    .push_bind(m.expires_at.map(Timestamp::as_millis))
+                    .push_bind(m.opens_conversation);
+            });
+            messages.build().execute(&mut **tx).await?;
+            let mut history = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) ",
+            );
+            history.push_values(&keep, |mut b, m| {
+                b.push_bind(m.account_id.as_str())
+                    .push_bind(m.id.as_str())
+                    .push_bind(status(m))
+                    .push_bind(m.created_at.as_millis())
+                    .push_bind(m.created_at.as_millis());
+            });
+            history.build().execute(&mut **tx).await?;
+            let mut outbox = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
+                 created_at) ",
+            );
+            outbox.push_values(&keep, |mut b, m| {
+                b.push_bind(m.id.as_str())
+                    .push_bind(m.phone_number_id.as_str())
+                    .push_bind(m.recipient.as_str())
+                    .push_bind(m.due_at.as_millis())
+                    .push_bind(m.due_at.as_millis())
+                    .push_bind(m.expires_at.map(Timestamp::as_millis))
+                    .push_bind(m.created_at.as_millis());
+            });
+            outbox.build().execute(&mut **tx).await?;
+            Ok(results)
+        }
+
+        /// Writes a batch in one transaction; when that fails, each message alone, so one bad
+        /// message fails alone.
+        async fn write_batch(pool: &$pool, jobs: Vec<$crate::sql::EnqueueJob>) {
+            let items: Vec<&NewOutbound> = jobs.iter().map(|(m, _)| m).collect();
+            let attempt = async {
+                let mut tx = <$store>::begin_on(pool).await?;
+                let results = write_outbound(&mut tx, &items).await?;
+                tx.commit().await?;
+                Ok::<_, $crate::StorageError>(results)
+            };
+            match attempt.await {
+                Ok(results) => {
+                    for ((_, reply), result) in jobs.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) if jobs.len() == 1 => {
+                    let (_, reply) = jobs.into_iter().next().expect("one job");
+                    let _ = reply.send(Err(e));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = jobs.len(), "a batch of sends failed to store; storing them one by one");
+                    for job in jobs {
+                        Box::pin(write_batch(pool, vec![job])).await;
+                    }
+                }
+            }
+        }
+
+        /// Takes new messages off the queue and stores them in batches: everything that arrived
+        /// while the previous batch was being committed goes into the next, one commit for all.
+        pub(crate) fn spawn_enqueuers(pool: $pool, tasks: usize) -> $crate::sql::Enqueuer {
+            let (enqueuer, rx) = $crate::sql::Enqueuer::new();
+            let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+            for _ in 0..tasks {
+                let (pool, rx) = (pool.clone(), rx.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let batch = {
+                            let mut rx = rx.lock().await;
+                            let Some(first) = rx.recv().await else { return };
+                            let mut batch = vec![first];
+                            while batch.len() < $crate::sql::MAX_BATCH {
+                                match rx.try_recv() {
+                                    Ok(job) => batch.push(job),
+                                    Err(_) => break,
+                                }
+                            }
+                            batch
+                        };
+                        write_batch(&pool, batch).await;
+                    }
+                });
+            }
+            enqueuer
+        }
+
         /// Inserts or refreshes `numbers` for `account`; a number owned by another account is
         /// left alone and reported as a conflict.
         async fn upsert_phone_numbers(
@@ -178,10 +433,11 @@ macro_rules! impl_store {
             for n in numbers {
                 let written = sqlx::query(
                     "INSERT INTO phone_numbers (id, account_id, display_phone_number, verified_name, \
-                     quality_rating, is_default, created_at, updated_at, webhooks_since) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     quality_rating, is_default, created_at, updated_at, webhooks_since, throughput_level) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                      ON CONFLICT (id) DO UPDATE SET display_phone_number = excluded.display_phone_number, \
                      verified_name = excluded.verified_name, quality_rating = excluded.quality_rating, \
+                     throughput_level = COALESCE(excluded.throughput_level, phone_numbers.throughput_level), \
                      updated_at = excluded.updated_at WHERE phone_numbers.account_id = excluded.account_id",
                 )
                 .bind(&n.id)
@@ -193,6 +449,7 @@ macro_rules! impl_store {
                 .bind(n.created_at.as_millis())
                 .bind(n.updated_at.as_millis())
                 .bind(n.webhooks_since.map(Timestamp::as_millis))
+                .bind(&n.throughput_level)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -235,6 +492,33 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        impl $store {
+            /// Gives a leased row back, due at `due_at`; `uncount` takes back the claim's attempt.
+            async fn release(&self, d: &Dispatch, due_at: Timestamp, error: &MessageError, uncount: i64) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let held = sqlx::query(
+                    "UPDATE outbox SET available_at = $3, lease = NULL, last_error = $4, attempts = attempts - $5 \
+                     WHERE message_id = $1 AND lease = $2",
+                )
+                .bind(d.message_id.as_str())
+                .bind(&d.lease)
+                .bind(due_at.as_millis())
+                .bind(error_text(error))
+                .bind(uncount)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if held == 1 {
+                    sqlx::query("UPDATE messages SET status = 'queued' WHERE id = $1 AND status = 'sending'")
+                        .bind(d.message_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(held == 1)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> $crate::Backend {
@@ -257,7 +541,7 @@ macro_rules! impl_store {
                     "INSERT INTO accounts (",
                     account_cols!(),
                     ") ",
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
                 ))
                 .bind(account.id.as_str())
                 .bind(&account.name)
@@ -270,6 +554,9 @@ macro_rules! impl_store {
                 .bind(account.verify_token.expose())
                 .bind(account.created_at.as_millis())
                 .bind(account.updated_at.as_millis())
+                .bind(account.paused.as_ref().map(|p| p.since.as_millis()))
+                .bind(account.paused.as_ref().map(|p| error_text(&p.error)))
+                .bind(&account.messaging_tier)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match &e {
@@ -292,8 +579,8 @@ macro_rules! impl_store {
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
                     "UPDATE accounts SET name = $2, graph_base_url = $3, api_version = $4, \
-                     access_token = $5, app_secret = $6, verify_token = $7, updated_at = $8 \
-                     WHERE id = $1 AND updated_at = $9",
+                     access_token = $5, app_secret = $6, verify_token = $7, updated_at = $8, \
+                     messaging_tier = $10 WHERE id = $1 AND updated_at = $9",
                 )
                 .bind(account.id.as_str())
                 .bind(&account.name)
@@ -304,6 +591,7 @@ macro_rules! impl_store {
                 .bind(account.verify_token.expose())
                 .bind(account.updated_at.as_millis())
                 .bind(last_updated_at.as_millis())
+                .bind(&account.messaging_tier)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -473,45 +761,36 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn enqueue_message(&self, m: &NewOutbound) -> $crate::Result<()> {
-                let mut tx = self.begin_write().await?;
-                sqlx::query(concat!(
-                    "INSERT INTO messages (",
-                    message_cols!(),
-                    ") ",
-                    "VALUES ($1, 'outbound', $2, $3, NULL, $4, $5, $6, 'queued', NULL, NULL, $7, $8, $8)"
-                ))
-                .bind(m.id.as_str())
-                .bind(m.account_id.as_str())
-                .bind(&m.phone_number_id)
-                .bind(&m.recipient)
-                .bind(&m.kind)
-                .bind(json_text(&m.content))
-                .bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
-                .bind(m.created_at.as_millis())
-                .execute(&mut *tx)
-                .await?;
+            async fn enqueue_message(&self, m: NewOutbound) -> $crate::Result<Enqueued> {
+                self.enqueuer().submit(m).await
+            }
+
+            async fn find_idempotency_key(
+                &self,
+                api_key_id: &ApiKeyId,
+                key: &str,
+                now: Timestamp,
+            ) -> $crate::Result<Option<IdempotencyRecord>> {
                 sqlx::query(
-                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) \
-                     VALUES ($1, $2, 'queued', $3, $3)",
+                    "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys \
+                     WHERE api_key_id = $1 AND key = $2 AND expires_at > $3",
                 )
-                .bind(m.account_id.as_str())
-                .bind(m.id.as_str())
-                .bind(m.created_at.as_millis())
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO outbox (message_id, phone_number_id, due_at, available_at, created_at) \
-                     VALUES ($1, $2, $3, $3, $4)",
-                )
-                .bind(m.id.as_str())
-                .bind(&m.phone_number_id)
-                .bind(m.due_at.as_millis())
-                .bind(m.created_at.as_millis())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                .bind(api_key_id.as_str())
+                .bind(key)
+                .bind(now.as_millis())
+                .fetch_optional(self.reader())
+                .await?
+                .as_ref()
+                .map(idempotency_row)
+                .transpose()
+            }
+
+            async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> $crate::Result<u64> {
+                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                    .bind(now.as_millis())
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected())
             }
 
             async fn get_message(&self, id: &MessageId) -> $crate::Result<Option<Message>> {
@@ -566,57 +845,242 @@ macro_rules! impl_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(self.reader()).await?)
             }
 
+            async fn outbox_heads(
+                &self,
+                phone_number_id: &str,
+                now: Timestamp,
+                limit: u32,
+            ) -> $crate::Result<Vec<OutboxHead>> {
+                sqlx::query(concat!("SELECT o.message_id, o.recipient, o.expires_at ", outbox_heads!(), "AND o.phone_number_id = $2 ORDER BY o.due_at, o.seq LIMIT $3"))
+                    .bind(now.as_millis())
+                    .bind(phone_number_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(OutboxHead {
+                            message_id: MessageId::from_trusted(r.try_get("message_id")?),
+                            recipient: r.try_get("recipient")?,
+                            expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(ts),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn claim_messages(
+                &self,
+                ids: &[MessageId],
+                now: Timestamp,
+                lease_until: Timestamp,
+            ) -> $crate::Result<Vec<Dispatch>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let lease = wagate_domain::id::new_id("lease");
+                let mut tx = self.begin_write().await?;
+                let mut claim = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET lease = ");
+                claim.push_bind(&lease).push(", available_at = ").push_bind(lease_until.as_millis());
+                // Only heads: due, free, and first of their recipient's queue (see `outbox_heads`).
+                let now_ms = now.as_millis();
+                claim.push(", attempts = attempts + 1 WHERE available_at <= ").push_bind(now_ms);
+                claim.push(" AND due_at <= ").push_bind(now_ms);
+                claim.push(
+                    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.phone_number_id = outbox.phone_number_id \
+                     AND p.recipient = outbox.recipient AND p.due_at <= ",
+                );
+                claim.push_bind(now_ms).push(
+                    " AND (p.due_at < outbox.due_at OR (p.due_at = outbox.due_at AND p.seq < outbox.seq)))",
+                );
+                claim.push(" AND message_id IN (");
+                let mut list = claim.separated(", ");
+                for id in ids {
+                    list.push_bind(id.as_str());
+                }
+                claim.push(")");
+                let claimed = claim.build().execute(&mut *tx).await?.rows_affected();
+                if claimed == 0 {
+                    tx.rollback().await?;
+                    return Ok(Vec::new());
+                }
+                let dispatches = take_claimed(&mut tx, &lease, lease_until, now).await?;
+                tx.commit().await?;
+                Ok(dispatches)
+            }
+
             async fn claim_outbox(
                 &self,
                 now: Timestamp,
                 lease_until: Timestamp,
                 limit: u32,
             ) -> $crate::Result<Vec<Dispatch>> {
-                let lease = wagate_domain::id::new_id("lease");
-                let mut tx = self.begin_write().await?;
-                let claimed = sqlx::query(Self::CLAIM_OUTBOX)
-                    .bind(&lease)
-                    .bind(lease_until.as_millis())
-                    .bind(now.as_millis())
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if claimed.is_empty() {
-                    tx.rollback().await?;
-                    return Ok(Vec::new());
-                }
-                sqlx::query(
-                    "UPDATE messages SET status = 'sending', updated_at = $2 \
-                     WHERE id IN (SELECT message_id FROM outbox WHERE lease = $1) AND status = 'queued'",
-                )
-                .bind(&lease)
+                let ids: Vec<MessageId> = sqlx::query_scalar::<_, String>(concat!(
+                    "SELECT o.message_id ",
+                    outbox_heads!(),
+                    "ORDER BY o.due_at, o.seq LIMIT $2"
+                ))
                 .bind(now.as_millis())
-                .execute(&mut *tx)
-                .await?;
-                let rows = sqlx::query(
-                    "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, m.content, \
-                     o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
-                     WHERE o.lease = $1 ORDER BY o.due_at, o.message_id",
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .into_iter()
+                .map(MessageId::from_trusted)
+                .collect();
+                self.claim_messages(&ids, now, lease_until).await
+            }
+
+            async fn expire_outbox(&self, now: Timestamp, limit: u32) -> $crate::Result<Vec<MessageId>> {
+                let mut tx = self.begin_write().await?;
+                // Rows held by a live lease are being sent: their sender decides.
+                let expired: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM outbox WHERE message_id IN (SELECT message_id FROM outbox \
+                     WHERE expires_at <= $1 AND (lease IS NULL OR available_at <= $1) LIMIT $2) RETURNING message_id",
                 )
-                .bind(&lease)
+                .bind(now.as_millis())
+                .bind(i64::from(limit))
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    out.push(Dispatch {
-                        message_id: MessageId::from_trusted(r.try_get("id")?),
-                        account_id: AccountId::from_trusted(r.try_get("account_id")?),
-                        phone_number_id: r.try_get("phone_number_id")?,
-                        recipient: r.try_get("counterpart")?,
-                        kind: r.try_get("kind")?,
-                        content: parse_json("content", &r.try_get::<String, _>("content")?)?,
-                        attempts: r.try_get("attempts")?,
-                        lease: lease.clone(),
-                        lease_until,
-                    });
+                let error = error_text(&MessageError::gateway(
+                    "expired",
+                    "not sent before its expires_at; failed rather than sent late",
+                ));
+                for id in &expired {
+                    sqlx::query("UPDATE messages SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id)
+                        .bind(&error)
+                        .bind(now.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, recorded_at) \
+                         SELECT account_id, id, 'failed', $2, $3, $2 FROM messages WHERE id = $1 ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(now.as_millis())
+                    .bind(&error)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
-                Ok(out)
+                Ok(expired.into_iter().map(MessageId::from_trusted).collect())
+            }
+
+            async fn acquire_number_lease(
+                &self,
+                phone_number_id: &str,
+                holder: &str,
+                now: Timestamp,
+                until: Timestamp,
+            ) -> $crate::Result<bool> {
+                let held = sqlx::query(
+                    "INSERT INTO number_leases (phone_number_id, holder, lease_until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (phone_number_id) DO UPDATE SET holder = excluded.holder, \
+                     lease_until = excluded.lease_until \
+                     WHERE number_leases.holder = excluded.holder OR number_leases.lease_until <= $4",
+                )
+                .bind(phone_number_id)
+                .bind(holder)
+                .bind(until.as_millis())
+                .bind(now.as_millis())
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+                Ok(held == 1)
+            }
+
+            async fn release_number_leases(&self, holder: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM number_leases WHERE holder = $1").bind(holder).execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn pause_account(
+                &self,
+                id: &AccountId,
+                as_of: Timestamp,
+                error: &MessageError,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE accounts SET paused_at = $2, paused_error = $3 \
+                     WHERE id = $1 AND paused_at IS NULL AND updated_at = $4",
+                )
+                .bind(id.as_str())
+                .bind(at.as_millis())
+                .bind(error_text(error))
+                .bind(as_of.as_millis())
+                .execute(self.writer())
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn resume_account(&self, id: &AccountId) -> $crate::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE accounts SET paused_at = NULL, paused_error = NULL WHERE id = $1 AND paused_at IS NOT NULL",
+                )
+                .bind(id.as_str())
+                .execute(self.writer())
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn set_number_rate(
+                &self,
+                id: &str,
+                messages_per_second: Option<u32>,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
+                let r = sqlx::query("UPDATE phone_numbers SET messages_per_second = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(messages_per_second.map(i64::from))
+                    .bind(at.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> $crate::Result<bool> {
+                let r = sqlx::query("UPDATE phone_numbers SET throughput_level = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(level)
+                    .bind(at.as_millis())
+                    .execute(self.writer())
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO contacts (id, wa_id, profile_name, created_at, updated_at, marketing_opt_out_at) \
+                     VALUES ($1, $2, NULL, $3, $3, $3) ON CONFLICT (wa_id) DO UPDATE SET \
+                     marketing_opt_out_at = COALESCE(contacts.marketing_opt_out_at, excluded.marketing_opt_out_at), \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(ContactId::generate().as_str())
+                .bind(wa_id)
+                .bind(at.as_millis())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> $crate::Result<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(DISTINCT counterpart) FROM messages WHERE account_id = $1 AND opens_conversation \
+                     AND created_at >= $2 AND status NOT IN ('failed', 'canceled')",
+                )
+                .bind(account_id.as_str())
+                .bind(since.as_millis())
+                .fetch_one(self.reader())
+                .await?)
+            }
+
+            async fn outbox_depth_by_number(&self) -> $crate::Result<Vec<(String, i64)>> {
+                sqlx::query("SELECT phone_number_id, COUNT(*) AS depth FROM outbox GROUP BY phone_number_id")
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("phone_number_id")?, r.try_get("depth")?)))
+                    .collect()
             }
 
             async fn record_accepted(
@@ -717,26 +1181,11 @@ macro_rules! impl_store {
             }
 
             async fn reschedule(&self, d: &Dispatch, due_at: Timestamp, error: &MessageError) -> $crate::Result<bool> {
-                let mut tx = self.begin_write().await?;
-                let held = sqlx::query(
-                    "UPDATE outbox SET available_at = $3, lease = NULL, last_error = $4 \
-                     WHERE message_id = $1 AND lease = $2",
-                )
-                .bind(d.message_id.as_str())
-                .bind(&d.lease)
-                .bind(due_at.as_millis())
-                .bind(error_text(error))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if held == 1 {
-                    sqlx::query("UPDATE messages SET status = 'queued' WHERE id = $1 AND status = 'sending'")
-                        .bind(d.message_id.as_str())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(held == 1)
+                self.release(d, due_at, error, 0).await
+            }
+
+            async fn give_back(&self, d: &Dispatch, due_at: Timestamp, error: &MessageError) -> $crate::Result<bool> {
+                self.release(d, due_at, error, 1).await
             }
 
             async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> $crate::Result<bool> {
@@ -898,7 +1347,7 @@ macro_rules! impl_store {
                     "INSERT INTO messages (",
                     message_cols!(),
                     ") ",
-                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, NULL, NULL, $9, $10) ",
+                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, NULL, NULL, $9, $10, NULL, NULL) ",
                     "ON CONFLICT DO NOTHING"
                 ))
                 .bind(m.id.as_str())
@@ -951,7 +1400,8 @@ macro_rules! impl_store {
 
             async fn get_contact_by_wa_id(&self, wa_id: &str) -> $crate::Result<Option<Contact>> {
                 let Some(r) = sqlx::query(
-                    "SELECT id, wa_id, profile_name, created_at, updated_at FROM contacts WHERE wa_id = $1",
+                    "SELECT id, wa_id, profile_name, marketing_opt_out_at, created_at, updated_at FROM contacts \
+                     WHERE wa_id = $1",
                 )
                 .bind(wa_id)
                 .fetch_optional(self.reader())
@@ -963,6 +1413,7 @@ macro_rules! impl_store {
                     id: ContactId::from_trusted(r.try_get("id")?),
                     wa_id: r.try_get("wa_id")?,
                     profile_name: r.try_get("profile_name")?,
+                    marketing_opt_out_at: r.try_get::<Option<i64>, _>("marketing_opt_out_at")?.map(ts),
                     created_at: ts(r.try_get("created_at")?),
                     updated_at: ts(r.try_get("updated_at")?),
                 }))

@@ -16,6 +16,7 @@ use crate::{Backend, Result, StorageError};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    enqueuer: crate::sql::Enqueuer,
 }
 
 impl SqliteStore {
@@ -40,7 +41,13 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { writer, reader })
+        // One batch writer: SQLite has one writer at a time, and a batch is one commit.
+        let enqueuer = store::spawn_enqueuers(writer.clone(), 1);
+        Ok(Self { writer, reader, enqueuer })
+    }
+
+    fn enqueuer(&self) -> &crate::sql::Enqueuer {
+        &self.enqueuer
     }
 
     fn writer(&self) -> &SqlitePool {
@@ -54,17 +61,17 @@ impl SqliteStore {
     /// IMMEDIATE takes the write lock up front, so a transaction that reads before it writes
     /// cannot fail half-way because another process (the CLI) wrote in between.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Self::begin_on(&self.writer).await
+    }
+
+    async fn begin_on(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The single writer already serialises every write transaction.
     async fn lock_wamid(_tx: &mut Transaction<'static, Sqlite>, _wamid: &str) -> Result<()> {
         Ok(())
     }
-
-    const CLAIM_OUTBOX: &'static str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
-        WHERE message_id IN (SELECT message_id FROM outbox WHERE available_at <= $3 \
-        ORDER BY available_at, message_id LIMIT $4) RETURNING message_id";
 
     const CLAIM_DELIVERIES: &'static str = "UPDATE webhook_deliveries SET lease = $1, available_at = $2, \
         attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \
@@ -91,5 +98,5 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
 
 mod store {
     use super::*;
-    crate::sql::impl_store!(SqliteStore, SqliteRow, Transaction<'static, Sqlite>, Backend::Sqlite);
+    crate::sql::impl_store!(SqliteStore, SqliteRow, Transaction<'static, Sqlite>, Sqlite, SqlitePool, Backend::Sqlite);
 }

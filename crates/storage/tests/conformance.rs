@@ -40,6 +40,8 @@ fn account(waba: &str) -> Account {
         access_token: Secret::new("token-1"),
         app_secret: Secret::new("secret-1"),
         verify_token: Secret::new("verify-1"),
+        paused: None,
+        messaging_tier: None,
         created_at: t(0),
         updated_at: t(0),
     }
@@ -56,6 +58,8 @@ fn number(account: &Account, id: &str, default: bool) -> PhoneNumber {
         is_default: default,
         mode: account.mode,
         webhooks_since: None,
+        throughput_level: None,
+        messages_per_second: None,
         created_at: t(0),
         updated_at: t(0),
     }
@@ -68,22 +72,35 @@ async fn seeded(store: &dyn Store) -> (Account, PhoneNumber) {
     (a, n)
 }
 
+/// A text to a recipient of its own, due at `due`.
 async fn enqueue(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timestamp) -> MessageId {
-    let id = MessageId::generate();
-    store
-        .enqueue_message(&NewOutbound {
-            id: id.clone(),
-            account_id: a.id.clone(),
-            phone_number_id: n.id.clone(),
-            recipient: "+15551234567".into(),
-            kind: "text".into(),
-            content: json!({"body": "hello"}),
-            metadata: Some(json!({"order": 42}).as_object().unwrap().clone()),
-            created_at: t(0),
-            due_at: due,
-        })
-        .await
-        .unwrap();
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let recipient = format!("+1555019{:04}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10_000);
+    enqueue_to(store, a, n, due, &recipient).await
+}
+
+fn new_outbound(a: &Account, n: &PhoneNumber, due: Timestamp, recipient: &str) -> NewOutbound {
+    NewOutbound {
+        id: MessageId::generate(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        recipient: recipient.into(),
+        kind: "text".into(),
+        content: json!({"body": "hello"}),
+        metadata: Some(json!({"order": 42}).as_object().unwrap().clone()),
+        created_at: t(0),
+        due_at: due,
+        send_at: (due > t(0)).then_some(due),
+        expires_at: None,
+        opens_conversation: false,
+        idempotency: None,
+    }
+}
+
+async fn enqueue_to(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timestamp, recipient: &str) -> MessageId {
+    let m = new_outbound(a, n, due, recipient);
+    let id = m.id.clone();
+    assert_eq!(store.enqueue_message(m).await.unwrap(), Enqueued::Stored);
     id
 }
 
@@ -430,8 +447,8 @@ async fn unclaimed_messages_can_be_cancelled(store: &dyn Store) {
 
 async fn messages_are_listed_newest_first_with_filters(store: &dyn Store) {
     let (a, n) = seeded(store).await;
-    let out1 = enqueue(store, &a, &n, t(0)).await;
-    let out2 = enqueue(store, &a, &n, t(0)).await;
+    let out1 = enqueue_to(store, &a, &n, t(0), "+15551234567").await;
+    let out2 = enqueue_to(store, &a, &n, t(0), "+15551234567").await;
     let inbound = NewInbound {
         id: MessageId::generate(),
         account_id: a.id.clone(),
@@ -540,6 +557,213 @@ async fn webhook_deliveries(store: &dyn Store) {
     assert_eq!(store.pending_deliveries().await.unwrap(), 0);
 }
 
+fn ids_of(ds: &[Dispatch]) -> Vec<MessageId> {
+    ds.iter().map(|d| d.message_id.clone()).collect()
+}
+
+async fn head_ids(store: &dyn Store, n: &PhoneNumber, now: Timestamp) -> Vec<MessageId> {
+    store.outbox_heads(&n.id, now, 100).await.unwrap().into_iter().map(|h| h.message_id).collect()
+}
+
+async fn each_recipient_gets_its_messages_one_at_a_time_in_order(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let (ana, bo) = ("+15550190001", "+15550190002");
+    let a1 = enqueue_to(store, &a, &n, t(0), ana).await;
+    let scheduled = enqueue_to(store, &a, &n, t(5_000), ana).await;
+    let a2 = enqueue_to(store, &a, &n, t(0), ana).await;
+    let b1 = enqueue_to(store, &a, &n, t(0), bo).await;
+    // One head per recipient; the scheduled message is not due and holds nobody up.
+    assert_eq!(head_ids(store, &n, t(1)).await, [a1.clone(), b1.clone()]);
+    let claimed = store.claim_messages(std::slice::from_ref(&a1), t(1), t(60_000)).await.unwrap();
+    assert_eq!(ids_of(&claimed), std::slice::from_ref(&a1));
+    // While Ana's first is in flight, her second waits; Bo's is unaffected.
+    assert_eq!(head_ids(store, &n, t(2)).await, std::slice::from_ref(&b1));
+    assert!(store.claim_messages(std::slice::from_ref(&a2), t(2), t(60_000)).await.unwrap().is_empty(), "not a head");
+    let error = MessageError::gateway("network_error", "boom");
+    assert!(store.reschedule(&claimed[0], t(3_000), &error).await.unwrap());
+    assert_eq!(
+        head_ids(store, &n, t(2_000)).await,
+        std::slice::from_ref(&b1),
+        "backing off still blocks the queue behind it"
+    );
+    let again = store.claim_messages(std::slice::from_ref(&a1), t(3_000), t(60_000)).await.unwrap();
+    assert!(store.record_accepted(&again[0], "wamid.F1", &json!({}), t(3_001)).await.unwrap());
+    assert_eq!(head_ids(store, &n, t(3_002)).await, [a2.clone(), b1.clone()]);
+    // Once due, the scheduled message takes its place by due time: before a2 only if due earlier.
+    let d = store.claim_messages(std::slice::from_ref(&a2), t(3_003), t(60_000)).await.unwrap();
+    assert!(store.record_accepted(&d[0], "wamid.F2", &json!({}), t(3_004)).await.unwrap());
+    assert_eq!(head_ids(store, &n, t(5_000)).await, [b1, scheduled]);
+    // The same order holds for claim_outbox, across numbers.
+    assert_eq!(store.claim_outbox(t(5_000), t(60_000), 10).await.unwrap().len(), 2);
+}
+
+async fn batched_concurrent_sends_are_all_stored(store: Arc<dyn Store>) {
+    let (a, n) = seeded(store.as_ref()).await;
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let (store, a, n) = (store.clone(), a.clone(), n.clone());
+        tasks.push(tokio::spawn(async move {
+            let m = new_outbound(&a, &n, t(0), &format!("+1555019{:04}", 5_000 + i));
+            let id = m.id.clone();
+            assert_eq!(store.enqueue_message(m).await.unwrap(), Enqueued::Stored);
+            id
+        }));
+    }
+    let mut ids = HashSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap());
+    }
+    assert_eq!(ids.len(), 300);
+    assert_eq!(store.outbox_depth().await.unwrap(), 300);
+    assert_eq!(store.count_messages().await.unwrap(), 300);
+    for id in ids.iter().take(5) {
+        assert_eq!(store.message_history(id).await.unwrap().len(), 1);
+    }
+}
+
+async fn an_idempotency_key_is_used_once_until_it_expires(store: Arc<dyn Store>) {
+    let (a, n) = seeded(store.as_ref()).await;
+    let caller = ApiKeyId::generate();
+    let keyed = |request_hash: &str, expires: i64| {
+        let mut m = new_outbound(&a, &n, t(0), "+15550190003");
+        m.idempotency = Some(NewIdempotencyKey {
+            api_key_id: caller.clone(),
+            key: "order-42".into(),
+            request_hash: request_hash.into(),
+            response: json!({"id": m.id.as_str()}),
+            expires_at: t(expires),
+        });
+        m
+    };
+    // Two requests racing with one key: exactly one is stored, the other learns of it.
+    let (first, second) = (keyed("h1", 1_000), keyed("h1", 1_000));
+    let (first_id, second_id) = (first.id.clone(), second.id.clone());
+    let (s1, s2) = (store.clone(), store.clone());
+    let r1 = tokio::spawn(async move { s1.enqueue_message(first).await.unwrap() });
+    let r2 = tokio::spawn(async move { s2.enqueue_message(second).await.unwrap() });
+    let results = [r1.await.unwrap(), r2.await.unwrap()];
+    let stored: Vec<_> = results.iter().filter(|r| **r == Enqueued::Stored).collect();
+    assert_eq!(stored.len(), 1, "{results:?}");
+    let used = results.iter().find_map(|r| match r {
+        Enqueued::KeyUsed(rec) => Some(rec.clone()),
+        Enqueued::Stored => None,
+    });
+    let used = used.expect("the other request found the key used");
+    assert!(used.message_id == first_id || used.message_id == second_id);
+    assert_eq!(used.response, json!({"id": used.message_id.as_str()}));
+    assert_eq!(store.count_messages().await.unwrap(), 1, "only one message stored");
+    let found = store.find_idempotency_key(&caller, "order-42", t(500)).await.unwrap().unwrap();
+    assert_eq!((found.message_id, found.request_hash.as_str()), (used.message_id.clone(), "h1"));
+    // Another caller's key of the same name is another key.
+    assert!(store.find_idempotency_key(&ApiKeyId::generate(), "order-42", t(500)).await.unwrap().is_none());
+    // Expired, the key is free again, and the sweep removes what is left.
+    assert!(store.find_idempotency_key(&caller, "order-42", t(1_000)).await.unwrap().is_none());
+    let mut late = keyed("h2", 5_000);
+    late.created_at = t(2_000);
+    assert_eq!(store.enqueue_message(late).await.unwrap(), Enqueued::Stored);
+    assert_eq!(store.delete_expired_idempotency_keys(t(4_000)).await.unwrap(), 0);
+    assert_eq!(store.delete_expired_idempotency_keys(t(5_000)).await.unwrap(), 1);
+}
+
+async fn expired_messages_fail_unless_being_sent(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let mut soon = new_outbound(&a, &n, t(0), "+15550190004");
+    soon.expires_at = Some(t(1_000));
+    let (soon_id, _) = (soon.id.clone(), store.enqueue_message(soon).await.unwrap());
+    let mut sending = new_outbound(&a, &n, t(0), "+15550190005");
+    sending.expires_at = Some(t(1_000));
+    let sending_id = sending.id.clone();
+    store.enqueue_message(sending).await.unwrap();
+    let lasting = enqueue(store, &a, &n, t(0)).await;
+    assert_eq!(store.outbox_heads(&n.id, t(1), 10).await.unwrap()[0].expires_at, Some(t(1_000)));
+    store.claim_messages(std::slice::from_ref(&sending_id), t(1), t(60_000)).await.unwrap();
+    assert!(store.expire_outbox(t(999), 10).await.unwrap().is_empty());
+    assert_eq!(store.expire_outbox(t(1_000), 10).await.unwrap(), std::slice::from_ref(&soon_id));
+    let m = store.get_message(&soon_id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.error.unwrap().reason.as_deref()), (MessageStatus::Failed, Some("expired")));
+    assert_eq!(m.expires_at, Some(t(1_000)));
+    assert_eq!(store.get_message(&sending_id).await.unwrap().unwrap().status, MessageStatus::Sending);
+    assert_eq!(store.get_message(&lasting).await.unwrap().unwrap().status, MessageStatus::Queued);
+    assert_eq!(store.outbox_depth().await.unwrap(), 2);
+}
+
+async fn scheduled_messages_wait_for_their_time(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let id = enqueue(store, &a, &n, t(10_000)).await;
+    let m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!((m.status, m.send_at), (MessageStatus::Scheduled, Some(t(10_000))));
+    assert!(store.claim_outbox(t(9_999), t(60_000), 10).await.unwrap().is_empty());
+    assert_eq!(ids_of(&store.claim_outbox(t(10_000), t(60_000), 10).await.unwrap()), std::slice::from_ref(&id));
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
+}
+
+async fn a_number_is_dispatched_by_one_holder_at_a_time(store: &dyn Store) {
+    assert!(store.acquire_number_lease("1001", "instance-a", t(0), t(10_000)).await.unwrap());
+    assert!(!store.acquire_number_lease("1001", "instance-b", t(1), t(10_001)).await.unwrap());
+    assert!(store.acquire_number_lease("1001", "instance-a", t(5_000), t(15_000)).await.unwrap(), "renewed");
+    assert!(!store.acquire_number_lease("1001", "instance-b", t(14_999), t(20_000)).await.unwrap());
+    assert!(store.acquire_number_lease("1001", "instance-b", t(15_000), t(25_000)).await.unwrap(), "lapsed");
+    assert!(store.acquire_number_lease("1002", "instance-a", t(15_000), t(25_000)).await.unwrap());
+    store.release_number_leases("instance-b").await.unwrap();
+    assert!(store.acquire_number_lease("1001", "instance-a", t(16_000), t(26_000)).await.unwrap(), "released");
+}
+
+async fn accounts_pause_and_resume_and_numbers_keep_their_limits(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let expired = MessageError {
+        code: Some(190),
+        title: Some("OAuthException".into()),
+        message: "Error validating access token: Session has expired".into(),
+        details: None,
+        fbtrace_id: Some("AbC".into()),
+        reason: None,
+    };
+    let as_of = store.get_account(&a.id).await.unwrap().unwrap().updated_at;
+    let earlier = Timestamp::from_millis(as_of.as_millis() - 1);
+    assert!(!store.pause_account(&a.id, earlier, &expired, t(5)).await.unwrap(), "changed since that send");
+    assert!(store.pause_account(&a.id, as_of, &expired, t(5)).await.unwrap());
+    assert!(!store.pause_account(&a.id, as_of, &expired, t(6)).await.unwrap(), "already paused");
+    let paused = store.get_account(&a.id).await.unwrap().unwrap().paused.unwrap();
+    assert_eq!((paused.since, paused.error), (t(5), expired));
+    assert!(store.resume_account(&a.id).await.unwrap());
+    assert!(!store.resume_account(&a.id).await.unwrap());
+    assert!(store.get_account(&a.id).await.unwrap().unwrap().paused.is_none());
+
+    assert!(store.set_throughput_level(&n.id, "HIGH", t(7)).await.unwrap());
+    assert!(store.set_number_rate(&n.id, Some(50), t(8)).await.unwrap());
+    let got = store.get_phone_number(&n.id).await.unwrap().unwrap();
+    assert_eq!((got.throughput_level.as_deref(), got.messages_per_second), (Some("HIGH"), Some(50)));
+    assert!(store.set_number_rate(&n.id, None, t(9)).await.unwrap());
+    assert_eq!(store.get_phone_number(&n.id).await.unwrap().unwrap().messages_per_second, None);
+    assert!(!store.set_number_rate("nope", Some(1), t(9)).await.unwrap());
+    // Refreshing the numbers from Meta keeps the limit set through the API.
+    store.set_number_rate(&n.id, Some(50), t(10)).await.unwrap();
+    let mut a2 = store.get_account(&a.id).await.unwrap().unwrap();
+    let before = a2.updated_at;
+    a2.updated_at = t(11);
+    assert!(store.update_account(&a2, before, Some(std::slice::from_ref(&n))).await.unwrap());
+    let got = store.get_phone_number(&n.id).await.unwrap().unwrap();
+    assert_eq!((got.throughput_level.as_deref(), got.messages_per_second), (Some("HIGH"), Some(50)));
+}
+
+async fn opt_outs_tiers_and_queue_depths(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    store.mark_marketing_opt_out("15550190006", t(3)).await.unwrap();
+    store.mark_marketing_opt_out("15550190006", t(9)).await.unwrap();
+    let c = store.get_contact_by_wa_id("15550190006").await.unwrap().unwrap();
+    assert_eq!(c.marketing_opt_out_at, Some(t(3)), "the first opt-out counts");
+    for (recipient, opens) in
+        [("+15550190007", true), ("+15550190007", true), ("+15550190008", true), ("+15550190009", false)]
+    {
+        let mut m = new_outbound(&a, &n, t(0), recipient);
+        m.opens_conversation = opens;
+        store.enqueue_message(m).await.unwrap();
+    }
+    assert_eq!(store.count_conversations_opened(&a.id, t(0)).await.unwrap(), 2, "distinct users");
+    assert_eq!(store.count_conversations_opened(&a.id, t(1)).await.unwrap(), 0, "outside the period");
+    assert_eq!(store.outbox_depth_by_number().await.unwrap(), [(n.id.clone(), 4)]);
+}
+
 async fn reopening_keeps_everything(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
     let id = {
@@ -583,6 +807,26 @@ macro_rules! suite {
             case!(unclaimed_messages_can_be_cancelled);
             case!(messages_are_listed_newest_first_with_filters);
             case!(webhook_deliveries);
+            case!(each_recipient_gets_its_messages_one_at_a_time_in_order);
+            case!(expired_messages_fail_unless_being_sent);
+            case!(scheduled_messages_wait_for_their_time);
+            case!(a_number_is_dispatched_by_one_holder_at_a_time);
+            case!(accounts_pause_and_resume_and_numbers_keep_their_limits);
+            case!(opt_outs_tiers_and_queue_depths);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn batched_concurrent_sends_are_all_stored() {
+                if let Some(f) = fixture($b).await {
+                    super::batched_concurrent_sends_are_all_stored(f.store.clone()).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn an_idempotency_key_is_used_once_until_it_expires() {
+                if let Some(f) = fixture($b).await {
+                    super::an_idempotency_key_is_used_once_until_it_expires(f.store.clone()).await;
+                }
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_claims_never_overlap() {

@@ -1,5 +1,7 @@
-//! The `wagate` command: `serve`, `keys`, `sandbox`. Parses flags, then hands over to the
-//! server crate.
+//! The `wagate` command: `serve`, `keys`, `sandbox`, `bench`. Parses flags, then hands over to
+//! the server crate.
+
+mod bench;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ enum Command {
     },
     /// Run the Cloud API sandbox alone: a Meta stand-in for developing and testing bots offline.
     Sandbox(SandboxArgs),
+    /// Measure this machine: GET /healthz throughput, then accepted sends per second and their
+    /// latency, against the application run in-process on SQLite and/or PostgreSQL.
+    Bench(bench::BenchArgs),
 }
 
 /// Where the configuration and the data are.
@@ -145,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Keys { command, common } => keys(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -28,6 +28,7 @@ pub use self::read::ReadReceipt;
 pub use self::template::Template;
 pub use self::text::Text;
 use crate::phone::PhoneNumber;
+use crate::time::Timestamp;
 use crate::validation::{FieldError, check_length};
 use rules::{key, one_of, text as text_rule};
 
@@ -428,16 +429,64 @@ envelope! {
         #[serde(default)]
         #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
         pub metadata: Option<Map<String, Value>>,
+        /// Makes retrying the request safe: the same key with the same body answers the first
+        /// request's answer and sends nothing more (also the `Idempotency-Key` header).
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(example = "order-4711-shipped"))]
+        pub idempotency_key: Option<String>,
+        /// Send at this time (RFC 3339) instead of now; the message is `scheduled` until then.
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(example = "2026-11-22T09:00:00Z"))]
+        pub send_at: Option<String>,
+        /// Fail the message instead of sending it after this time (RFC 3339): for one-time codes
+        /// and offers that must not arrive late.
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(example = "2026-11-22T09:05:00Z"))]
+        pub expires_at: Option<String>,
     }
 }
 
-/// A native send request that passed every rule. `reply_to` is resolved by the caller.
+/// A native send request that passed every rule. `reply_to` is resolved by the caller; times
+/// are checked against the clock by the caller too.
 #[derive(Clone, Debug)]
 pub struct ValidSend {
     pub from: Option<String>,
     pub outbound: Outbound,
     pub reply_to: Option<String>,
     pub metadata: Option<Map<String, Value>>,
+    pub idempotency_key: Option<String>,
+    pub send_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A hash of a send request, to tell a retry (same body) from another request reusing its
+/// idempotency key: SHA-256 of the JSON with object keys sorted and `idempotency_key` left out.
+pub fn request_hash(body: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut body = body.clone();
+    if let Value::Object(m) = &mut body {
+        m.remove("idempotency_key");
+    }
+    // serde_json's Map keeps keys sorted, so equal bodies serialise equally.
+    hex::encode(Sha256::digest(body.to_string().as_bytes()))
+}
+
+/// An idempotency key: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(path: &str, key: &str) -> Result<(), FieldError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(FieldError::new(path, "idempotency_key", "must be 1 to 255 visible ASCII characters"));
+    }
+    Ok(())
+}
+
+fn instant(path: &str, value: Option<&str>) -> Result<Option<Timestamp>, FieldError> {
+    value
+        .map(|v| {
+            Timestamp::parse_rfc3339(v).ok_or_else(|| {
+                FieldError::new(path, "rfc3339", format!("'{v}' is not an RFC 3339 time such as 2026-11-22T09:00:00Z"))
+            })
+        })
+        .transpose()
 }
 
 impl SendRequest {
@@ -473,7 +522,25 @@ impl SendRequest {
         if self.reply_to.is_some() && matches!(outbound.content, Content::Reaction(_)) {
             return Err(FieldError::new("reply_to", "not_allowed", "a reaction cannot reply to a message"));
         }
-        Ok(ValidSend { from: self.from, outbound, reply_to: self.reply_to, metadata: self.metadata })
+        if let Some(k) = &self.idempotency_key {
+            check_idempotency_key("idempotency_key", k)?;
+        }
+        let send_at = instant("send_at", self.send_at.as_deref())?;
+        let expires_at = instant("expires_at", self.expires_at.as_deref())?;
+        if let (Some(s), Some(e)) = (send_at, expires_at)
+            && e <= s
+        {
+            return Err(FieldError::new("expires_at", "after_send_at", "must be after send_at"));
+        }
+        Ok(ValidSend {
+            from: self.from,
+            outbound,
+            reply_to: self.reply_to,
+            metadata: self.metadata,
+            idempotency_key: self.idempotency_key,
+            send_at,
+            expires_at,
+        })
     }
 }
 

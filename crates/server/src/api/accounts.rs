@@ -7,18 +7,21 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, PhoneNumber};
 
 use super::List;
 use super::phone_numbers::PhoneNumberView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest};
-use crate::services::accounts::{self, CreateAccount, UpdateAccount};
+use crate::services::accounts::{self, AccountDetails, CreateAccount, UpdateAccount};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_account, list_accounts)).routes(routes!(get_account, update_account))
+    OpenApiRouter::new()
+        .routes(routes!(create_account, list_accounts))
+        .routes(routes!(get_account, update_account))
+        .routes(routes!(resume_account))
 }
 
 /// A connected Meta account. Its access token, app secret and verify token are never returned.
@@ -36,12 +39,35 @@ pub struct AccountView {
     #[schema(example = "…x9Qz")]
     access_token_hint: String,
     phone_numbers: Vec<PhoneNumberView>,
+    /// Set while Meta refuses the account (token expired, account locked, payment…): its
+    /// messages stay queued and go out once it is fixed.
+    paused: Option<PauseView>,
+    /// Meta's messaging limit and the account's standing against it.
+    messaging_limit: MessagingLimitView,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
-impl From<(Account, Vec<PhoneNumber>)> for AccountView {
-    fn from((a, numbers): (Account, Vec<PhoneNumber>)) -> Self {
+#[derive(Serialize, ToSchema)]
+pub struct PauseView {
+    since: Timestamp,
+    /// Meta's error: `code`, `title`, `message`, `details`, `fbtrace_id`.
+    error: MessageError,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagingLimitView {
+    /// Meta's tier (`TIER_250` … `TIER_UNLIMITED`); null when Meta did not say.
+    tier: Option<String>,
+    /// Unique users per rolling 24 hours the tier allows outside the window; null: unlimited.
+    limit: Option<u64>,
+    /// Unique users sent a message outside the 24-hour window in the last 24 hours.
+    used_24h: i64,
+}
+
+impl From<AccountDetails> for AccountView {
+    fn from(d: AccountDetails) -> Self {
+        let AccountDetails { account: a, numbers, conversations_opened_24h, messaging_limit } = d;
         Self {
             id: a.id.into_string(),
             name: a.name,
@@ -51,6 +77,12 @@ impl From<(Account, Vec<PhoneNumber>)> for AccountView {
             waba_id: a.waba_id,
             access_token_hint: a.access_token.hint(),
             phone_numbers: numbers.into_iter().map(Into::into).collect(),
+            paused: a.paused.map(|p| PauseView { since: p.since, error: p.error }),
+            messaging_limit: MessagingLimitView {
+                tier: a.messaging_tier,
+                limit: messaging_limit,
+                used_24h: conversations_opened_24h,
+            },
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -93,7 +125,7 @@ async fn create_account(
 )]
 async fn list_accounts(State(state): State<AppState>, page: PageRequest) -> Result<Json<List<AccountView>>, ApiError> {
     let all = accounts::list(&state).await?;
-    let (all, next_cursor) = page.slice(all, |(a, _)| a.id.as_str());
+    let (all, next_cursor) = page.slice(all, |d| d.account.id.as_str());
     Ok(Json(List { data: all.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
@@ -130,4 +162,20 @@ async fn update_account(
     JsonBody(req): JsonBody<UpdateAccount>,
 ) -> Result<Json<AccountView>, ApiError> {
     Ok(Json(accounts::update(&state, &id, req).await?.into()))
+}
+
+/// Resume a paused account's sending.
+///
+/// For a pause whose cause was fixed on Meta's side (a payment method, a lock lifted). A new
+/// access token (`PATCH`) resumes by itself.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{id}/resume",
+    tag = "accounts",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn resume_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
+    Ok(Json(accounts::resume(&state, &id).await?.into()))
 }

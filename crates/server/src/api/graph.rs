@@ -13,11 +13,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use wagate_domain::message::GraphRequest;
+use wagate_domain::message::{GraphRequest, check_idempotency_key, request_hash};
 use wagate_domain::validation::FieldError;
 
 use crate::auth::presented_key;
-use crate::services::messages::{self, DispatchOutcome};
+use crate::services::messages::{self, DispatchOutcome, Idempotency, SendOptions, Sent};
 use crate::services::{ServiceError, api_keys};
 use crate::state::AppState;
 
@@ -103,6 +103,19 @@ impl GraphApiError {
                 body: json!({ "error": serde_json::to_value(&error).unwrap_or_default() }),
             },
             ServiceError::NotFound { id, .. } => Self::unknown_number(&id),
+            ServiceError::IdempotencyKeyReused { key, .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                100,
+                "(#100) Invalid parameter",
+                Some(format!("Idempotency-Key {key} was used for a different request.")),
+            ),
+            // Meta's own answer when too much is sent: clients back off and retry it.
+            ServiceError::Backpressure { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                130429,
+                "(#130429) Rate limit hit",
+                Some("Too many messages are waiting to be sent; retry later.".into()),
+            ),
             // Meta accepts such a send and fails it later by webhook; wagate knows at once.
             ServiceError::OutsideWindow { .. } => Self::new(
                 StatusCode::BAD_REQUEST,
@@ -154,11 +167,11 @@ async fn messages_endpoint(
     body: Bytes,
 ) -> Result<Response, GraphApiError> {
     let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
-    match api_keys::authenticate(state.store.as_ref(), key).await {
-        Ok(Some(_)) => {}
+    let caller = match api_keys::authenticate(state.store.as_ref(), key).await {
+        Ok(Some(k)) => k,
         Ok(None) => return Err(GraphApiError::invalid_token()),
         Err(e) => return Err(GraphApiError::from_service(e.into())),
-    }
+    };
     let sender = state
         .store
         .get_phone_number(&phone_number_id)
@@ -179,12 +192,31 @@ async fn messages_endpoint(
             Ok(Json(json!({ "success": true })).into_response())
         }
         GraphRequest::Send(outbound) => {
-            let details =
-                messages::enqueue(&state, &sender, &outbound, None).await.map_err(GraphApiError::from_service)?;
-            let wait = Duration::from_millis(state.config.graph_surface.wait_ms);
-            let outcome = messages::wait_for_dispatch(&state, &details.message.id, wait)
+            // Not Meta's, but harmless to Meta's clients: a retry with the same key is
+            // answered with the first request's outcome instead of sending again.
+            let idempotency = match headers.get("idempotency-key").map(|v| v.to_str()) {
+                None => None,
+                Some(Ok(k)) if check_idempotency_key("Idempotency-Key", k).is_ok() => {
+                    Some(Idempotency { api_key_id: caller.id, key: k.to_owned(), request_hash: request_hash(&value) })
+                }
+                Some(_) => {
+                    return Err(GraphApiError::from_field(&FieldError::new(
+                        "Idempotency-Key",
+                        "idempotency_key",
+                        "must be 1 to 255 visible ASCII characters",
+                    )));
+                }
+            };
+            let options = SendOptions { idempotency, ..SendOptions::default() };
+            let sent = messages::enqueue(&state, &sender, &outbound, None, options, &|_| Value::Null)
                 .await
                 .map_err(GraphApiError::from_service)?;
+            let id = match sent {
+                Sent::New(details) => details.message.id,
+                Sent::Replayed { message_id, .. } => message_id,
+            };
+            let wait = Duration::from_millis(state.config.graph_surface.wait_ms);
+            let outcome = messages::wait_for_dispatch(&state, &id, wait).await.map_err(GraphApiError::from_service)?;
             Ok(answer(outcome))
         }
     }

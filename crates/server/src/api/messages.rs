@@ -1,25 +1,27 @@
 //! `/v1/messages`.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wagate_domain::id::MessageId;
-use wagate_domain::message::{MessageError, SendRequest};
+use wagate_domain::message::{MessageError, SendRequest, check_idempotency_key, request_hash};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{Direction, MessageFilter, StatusEntry};
 
 use super::List;
+use crate::auth::AuthenticatedKey;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ListParams, PageRequest, parse_json};
-use crate::services::messages::{self, MessageDetails};
+use crate::extract::{JsonBodyWithValue, ListParams, PageRequest, parse_json};
+use crate::services::messages::{self, Idempotency, MessageDetails, Sent};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_message, list_messages))
         .routes(routes!(get_message))
         .routes(routes!(mark_read))
+        .routes(routes!(cancel_message))
 }
 
 /// A message and where it is in its life.
@@ -57,6 +60,12 @@ pub struct MessageView {
     /// Why the message failed: Meta's code, title, message and details.
     error: Option<MessageError>,
     metadata: Option<Map<String, Value>>,
+    /// When it was asked to go, for a scheduled message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_at: Option<Timestamp>,
+    /// After this it fails instead of going out late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -99,6 +108,8 @@ impl From<MessageDetails> for MessageView {
             statuses: d.history.into_iter().map(StatusView::from).collect(),
             error: m.error,
             metadata: m.metadata,
+            send_at: m.send_at,
+            expires_at: m.expires_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -121,19 +132,72 @@ impl From<StatusEntry> for StatusView {
     tag = "messages",
     request_body = SendRequest,
     responses(
-        (status = 202, description = "Queued", body = MessageView),
+        (status = 202, description = "Queued (or scheduled); with `Idempotent-Replayed: true`, the first answer \
+            to this idempotency key", body = MessageView),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for a different request", body = ErrorBody),
         (status = 422, description = "A field breaks a rule; `path` names it", body = ErrorBody),
+        (status = 429, description = "Too many messages waiting; retry after `Retry-After` seconds", body = ErrorBody),
     ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same as `idempotency_key`")),
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn create_message(
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<SendRequest>,
-) -> Result<(StatusCode, Json<MessageView>), ApiError> {
-    let details = messages::send(&state, req).await?;
-    Ok((StatusCode::ACCEPTED, Json(details.into())))
+    Extension(caller): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    JsonBodyWithValue(req, body): JsonBodyWithValue<SendRequest>,
+) -> Result<Response, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::from(FieldError::new("Idempotency-Key", "idempotency_key", "must be visible ASCII"))
+            })?;
+            check_idempotency_key("Idempotency-Key", key)?;
+            Some(key.to_owned())
+        }
+        None => None,
+    };
+    let key = match (header, &req.idempotency_key) {
+        (Some(h), Some(b)) if &h != b => {
+            return Err(FieldError::new(
+                "idempotency_key",
+                "conflicts_with_header",
+                "differs from the Idempotency-Key header; send one or the other",
+            )
+            .into());
+        }
+        (h, b) => h.or_else(|| b.clone()),
+    };
+    let idempotency = key.map(|key| Idempotency { api_key_id: caller.id, key, request_hash: request_hash(&body) });
+    let render = |d: &MessageDetails| serde_json::to_value(MessageView::from(d.clone())).expect("a view serialises");
+    match messages::send(&state, req, idempotency, &render).await? {
+        Sent::New(details) => Ok((StatusCode::ACCEPTED, Json(MessageView::from(*details))).into_response()),
+        Sent::Replayed { response, .. } => {
+            Ok((StatusCode::ACCEPTED, [("idempotent-replayed", "true")], Json(response)).into_response())
+        }
+    }
+}
+
+/// Cancel a message not yet handed to Meta.
+///
+/// A message that is queued, scheduled or waiting to be retried is cancelled (`canceled`) and
+/// never sent; one being sent or already done cannot be, and gets 409.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/{id}/cancel",
+    tag = "messages",
+    params(("id" = String, Path, description = "wagate's message id")),
+    responses(
+        (status = 200, description = "Cancelled", body = MessageView),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 409, description = "Being sent or done", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn cancel_message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MessageView>, ApiError> {
+    Ok(Json(messages::cancel(&state, &id).await?.into()))
 }
 
 /// Get a message with its status history.

@@ -92,6 +92,24 @@ impl From<ServiceError> for ApiError {
                 )
                 .at("to")
             }
+            ServiceError::IdempotencyKeyReused { key, message_id } => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                format!(
+                    "idempotency key '{key}' was used for a different request (message {message_id}); \
+                     use a new key for a new message"
+                ),
+            )
+            .at("idempotency_key"),
+            ServiceError::Backpressure { backlog } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "backpressure",
+                    format!("{backlog} messages are waiting to be sent; retry after a few seconds"),
+                );
+                e.retry_after = Some(5);
+                e
+            }
             ServiceError::GraphUnavailable(m) => ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "graph_unavailable",

@@ -35,11 +35,22 @@ pub struct PhoneNumberView {
     /// The sender of sends without `from`: the live default while any live number is connected,
     /// the sandbox default otherwise.
     default: bool,
+    /// Meta's throughput level for the number (`STANDARD`: 80/s, `HIGH`: 1000/s), when known.
+    throughput_level: Option<String>,
+    /// The limit wagate sends at: the one set with `PATCH`, else the level's.
+    #[schema(example = 80)]
+    messages_per_second: u32,
+    /// Whether `messages_per_second` was set with `PATCH` (rather than taken from the level).
+    messages_per_second_set: bool,
 }
 
 impl From<PhoneNumber> for PhoneNumberView {
     fn from(n: PhoneNumber) -> Self {
+        let messages_per_second = crate::workers::dispatcher::messages_per_second(&n, 80);
         Self {
+            throughput_level: n.throughput_level.clone(),
+            messages_per_second,
+            messages_per_second_set: n.messages_per_second.is_some(),
             id: n.id,
             display_phone_number: n.display_phone_number,
             verified_name: n.verified_name,

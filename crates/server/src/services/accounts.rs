@@ -36,6 +36,10 @@ pub struct CreateAccount {
     /// The token Meta echoes when it verifies the webhook URL.
     #[schema(value_type = String)]
     pub verify_token: Secret,
+    /// Meta's messaging limit tier (`TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`,
+    /// `TIER_UNLIMITED`), when you know it better than Meta's answer does.
+    #[schema(example = "TIER_2K")]
+    pub messaging_tier: Option<String>,
 }
 
 /// `PATCH /v1/accounts/{id}`: rename, or rotate credentials. Changing the token, URL or version
@@ -52,6 +56,50 @@ pub struct UpdateAccount {
     pub app_secret: Option<Secret>,
     #[schema(value_type = Option<String>)]
     pub verify_token: Option<Secret>,
+    /// Meta's messaging limit tier, for counting unique users reached outside the window.
+    #[schema(example = "TIER_10K")]
+    pub messaging_tier: Option<String>,
+}
+
+/// An account with its numbers and where it stands against its messaging limit.
+pub struct AccountDetails {
+    pub account: Account,
+    pub numbers: Vec<PhoneNumber>,
+    /// Unique users sent a message outside the 24-hour window in the last 24 hours.
+    pub conversations_opened_24h: i64,
+    /// The tier's limit of such users per 24 hours; None: unlimited.
+    pub messaging_limit: Option<u64>,
+}
+
+/// Meta's messaging limit tiers and their limits (`messaging-limits.mdx`,
+/// `phone_number_quality_update.mdx`); None for unlimited.
+use crate::config::MESSAGING_TIERS;
+
+fn check_tier(tier: &str) -> Result<String, FieldError> {
+    let upper = tier.to_ascii_uppercase();
+    if MESSAGING_TIERS.iter().any(|(t, _)| *t == upper) {
+        Ok(upper)
+    } else {
+        let names: Vec<&str> = MESSAGING_TIERS.iter().map(|(t, _)| *t).collect();
+        Err(FieldError::new("messaging_tier", "one_of", format!("must be one of {}", names.join(", "))))
+    }
+}
+
+/// The limit of an account's tier, or of `messaging.default_tier` when Meta has not said.
+pub fn tier_limit(tier: Option<&str>, config: &crate::config::Config) -> Option<u64> {
+    let known = |t: &str| MESSAGING_TIERS.iter().find(|(name, _)| *name == t).map(|(_, limit)| *limit);
+    tier.and_then(known).or_else(|| known(&config.messaging.default_tier)).unwrap_or(Some(250))
+}
+
+async fn details(
+    state: &AppState,
+    account: Account,
+    numbers: Vec<PhoneNumber>,
+) -> Result<AccountDetails, ServiceError> {
+    let since = Timestamp::from_millis(Timestamp::now().as_millis() - 24 * 60 * 60 * 1000);
+    let conversations_opened_24h = state.store.count_conversations_opened(&account.id, since).await?;
+    let messaging_limit = tier_limit(account.messaging_tier.as_deref(), &state.config);
+    Ok(AccountDetails { account, numbers, conversations_opened_24h, messaging_limit })
 }
 
 fn check_name(name: &str) -> Result<String, FieldError> {
@@ -98,16 +146,30 @@ fn check_secret(path: &str, v: &str) -> Result<Secret, FieldError> {
     Ok(Secret::new(v))
 }
 
-/// Reads the WABA's numbers with the account's credentials: the proof that they work.
-pub async fn read_phone_numbers(state: &AppState, account: &Account) -> Result<Vec<PhoneNumber>, ServiceError> {
+/// Reads the WABA's numbers with the account's credentials (the proof that they work), each with
+/// its throughput level, and the account's messaging tier as Meta reports it.
+pub async fn read_phone_numbers(
+    state: &AppState,
+    account: &Account,
+) -> Result<(Vec<PhoneNumber>, Option<String>), ServiceError> {
     let infos = state.graph.phone_numbers(&Target::from(account), &account.waba_id).await.map_err(|e| match e {
-        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error },
+        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error: Box::new(error) },
         other => ServiceError::GraphUnavailable(other.to_string()),
     })?;
     let now = Timestamp::now();
-    Ok(infos
-        .into_iter()
-        .map(|i| PhoneNumber {
+    let mut numbers = Vec::with_capacity(infos.len());
+    let mut tier = None;
+    for i in infos {
+        // Not fatal: without a level the number is limited as Meta's standard (80/s).
+        let limits = match state.graph.number_limits(&Target::from(account), &i.id).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(phone_number_id = %i.id, error = %e, "reading the number's throughput failed");
+                Default::default()
+            }
+        };
+        tier = tier.or(limits.messaging_tier);
+        numbers.push(PhoneNumber {
             id: i.id,
             account_id: account.id.clone(),
             waba_id: account.waba_id.clone(),
@@ -118,13 +180,16 @@ pub async fn read_phone_numbers(state: &AppState, account: &Account) -> Result<V
             mode: account.mode,
             // Not until its webhooks arrive: until then wagate cannot know the 24-hour windows.
             webhooks_since: None,
+            throughput_level: limits.throughput_level,
+            messages_per_second: None,
             created_at: now,
             updated_at: now,
-        })
-        .collect())
+        });
+    }
+    Ok((numbers, tier))
 }
 
-pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
+pub async fn create(state: &AppState, req: CreateAccount) -> Result<AccountDetails, ServiceError> {
     let now = Timestamp::now();
     let account = Account {
         id: AccountId::generate(),
@@ -136,6 +201,8 @@ pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Ve
         access_token: check_secret("access_token", req.access_token.expose())?,
         app_secret: check_secret("app_secret", req.app_secret.expose())?,
         verify_token: check_secret("verify_token", req.verify_token.expose())?,
+        paused: None,
+        messaging_tier: req.messaging_tier.as_deref().map(check_tier).transpose()?,
         created_at: now,
         updated_at: now,
     };
@@ -146,19 +213,17 @@ pub async fn create(state: &AppState, req: CreateAccount) -> Result<(Account, Ve
             account.waba_id, account.graph_base_url, other.id
         )));
     }
-    let numbers = read_phone_numbers(state, &account).await?;
+    let (numbers, tier) = read_phone_numbers(state, &account).await?;
+    let mut account = account;
+    account.messaging_tier = account.messaging_tier.or(tier);
     // Storage refuses a number another account holds (`Conflict`, a 409).
     state.store.insert_account(&account, &numbers).await?;
     tracing::info!(account_id = %account.id, waba_id = %account.waba_id, numbers = numbers.len(), "account connected");
-    Ok((account, numbers))
+    details(state, account, numbers).await
 }
 
-pub async fn update(
-    state: &AppState,
-    id: &str,
-    req: UpdateAccount,
-) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
-    let (mut account, _) = get(state, id).await?;
+pub async fn update(state: &AppState, id: &str, req: UpdateAccount) -> Result<AccountDetails, ServiceError> {
+    let mut account = get(state, id).await?.account;
     if account.mode == AccountMode::Sandbox {
         // The running sandbox holds these; changing them here would only break it.
         let managed = [
@@ -201,10 +266,16 @@ pub async fn update(
     if let Some(t) = &req.verify_token {
         account.verify_token = check_secret("verify_token", t.expose())?;
     }
+    if let Some(t) = &req.messaging_tier {
+        account.messaging_tier = Some(check_tier(t)?);
+    }
     // Strictly later than the last update, which the write below is conditional on.
     account.updated_at = Timestamp::from_millis(Timestamp::now().as_millis().max(last_updated_at.as_millis() + 1));
     let numbers = if reread {
-        let mut numbers = read_phone_numbers(state, &account).await?;
+        let (mut numbers, tier) = read_phone_numbers(state, &account).await?;
+        if req.messaging_tier.is_none() {
+            account.messaging_tier = tier.or(account.messaging_tier.take());
+        }
         // Keep the default flag of numbers that stay.
         let known = numbers_of(state, &account.id).await?;
         for n in &mut numbers {
@@ -221,31 +292,62 @@ pub async fn update(
         )));
     }
     tracing::info!(account_id = %account.id, reread, "account updated");
-    let numbers = numbers_of(state, &account.id).await?;
-    Ok((account, numbers))
+    if reread {
+        // New credentials that Meta took (the numbers were read with them) end a pause.
+        if account.paused.is_some() {
+            resume_sending(state, &account).await?;
+        }
+        // Senders switch to the new credentials now, not at their next periodic reread.
+        reload_senders(state, &account).await?;
+    }
+    get(state, id).await
+}
+
+/// `POST /v1/accounts/{id}/resume`: sending resumes after a pause (once the cause is fixed on
+/// Meta's side: a payment method, a lock lifted). A new token resumes by itself.
+pub async fn resume(state: &AppState, id: &str) -> Result<AccountDetails, ServiceError> {
+    let current = get(state, id).await?;
+    resume_sending(state, &current.account).await?;
+    get(state, id).await
+}
+
+async fn resume_sending(state: &AppState, account: &Account) -> Result<(), ServiceError> {
+    if state.store.resume_account(&account.id).await? {
+        tracing::info!(account_id = %account.id, "sending resumed");
+        reload_senders(state, account).await?;
+    }
+    Ok(())
+}
+
+/// Makes every number worker reread its number and account, and wakes the account's.
+async fn reload_senders(state: &AppState, account: &Account) -> Result<(), ServiceError> {
+    state.settings_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for n in numbers_of(state, &account.id).await? {
+        state.wakeups.wake(&n.id);
+    }
+    Ok(())
 }
 
 async fn numbers_of(state: &AppState, id: &AccountId) -> Result<Vec<PhoneNumber>, ServiceError> {
     Ok(state.store.list_phone_numbers().await?.into_iter().filter(|n| &n.account_id == id).collect())
 }
 
-pub async fn get(state: &AppState, id: &str) -> Result<(Account, Vec<PhoneNumber>), ServiceError> {
+pub async fn get(state: &AppState, id: &str) -> Result<AccountDetails, ServiceError> {
     let parsed = AccountId::parse(id).ok_or_else(|| ServiceError::not_found("account", id))?;
     let account = state.store.get_account(&parsed).await?.ok_or_else(|| ServiceError::not_found("account", id))?;
     let numbers = numbers_of(state, &account.id).await?;
-    Ok((account, numbers))
+    details(state, account, numbers).await
 }
 
-pub async fn list(state: &AppState) -> Result<Vec<(Account, Vec<PhoneNumber>)>, ServiceError> {
+pub async fn list(state: &AppState) -> Result<Vec<AccountDetails>, ServiceError> {
     let accounts = state.store.list_accounts().await?;
     let numbers = state.store.list_phone_numbers().await?;
-    Ok(accounts
-        .into_iter()
-        .map(|a| {
-            let mine = numbers.iter().filter(|n| n.account_id == a.id).cloned().collect();
-            (a, mine)
-        })
-        .collect())
+    let mut out = Vec::with_capacity(accounts.len());
+    for a in accounts {
+        let mine = numbers.iter().filter(|n| n.account_id == a.id).cloned().collect();
+        out.push(details(state, a, mine).await?);
+    }
+    Ok(out)
 }
 
 pub async fn list_phone_numbers(state: &AppState) -> Result<Vec<PhoneNumber>, ServiceError> {
@@ -259,6 +361,16 @@ pub struct UpdatePhoneNumber {
     /// `true` makes this number the sender of sends without `from` (among numbers of its mode;
     /// live numbers take precedence over sandbox ones).
     pub default: Option<bool>,
+    /// The number's throughput limit, 1 to 1000 messages per second, shared by everything that
+    /// sends from it; `null` returns to the limit of Meta's level for the number.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, example = 50)]
+    pub messages_per_second: Option<Option<u32>>,
+}
+
+/// Tells a field set to `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 pub async fn update_phone_number(
@@ -274,8 +386,21 @@ pub async fn update_phone_number(
         )
         .into());
     }
-    if req.default == Some(true) && !state.store.set_default_phone_number(id, Timestamp::now()).await? {
+    if let Some(Some(mps)) = req.messages_per_second
+        && !(1..=1_000).contains(&mps)
+    {
+        return Err(FieldError::new("messages_per_second", "range", "must be between 1 and 1000").into());
+    }
+    let now = Timestamp::now();
+    if req.default == Some(true) && !state.store.set_default_phone_number(id, now).await? {
         return Err(ServiceError::not_found("phone number", id));
+    }
+    if let Some(mps) = req.messages_per_second {
+        if !state.store.set_number_rate(id, mps, now).await? {
+            return Err(ServiceError::not_found("phone number", id));
+        }
+        state.settings_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.wakeups.wake(id);
     }
     state.store.get_phone_number(id).await?.ok_or_else(|| ServiceError::not_found("phone number", id))
 }

@@ -2,15 +2,19 @@
 //! transaction; the dispatcher takes it from there. Shared by the native API and the
 //! Meta-compatible surface.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use wagate_domain::id::MessageId;
+use wagate_domain::id::{ApiKeyId, MessageId};
 use wagate_domain::message::{Content, MessageError, Outbound, ReadReceipt, Recipient, SendRequest};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{AccountMode, Direction, Message, MessageFilter, NewOutbound, PhoneNumber, StatusEntry};
+use wagate_storage::{
+    AccountMode, Direction, Enqueued, IdempotencyRecord, Message, MessageFilter, NewIdempotencyKey, NewOutbound,
+    PhoneNumber, StatusEntry,
+};
 
 use super::ServiceError;
 use crate::config::OutsideWindow;
@@ -18,96 +22,217 @@ use crate::graph::{GraphFailure, Target};
 use crate::state::AppState;
 
 /// A message and its status history.
+#[derive(Clone)]
 pub struct MessageDetails {
     pub message: Message,
     pub history: Vec<StatusEntry>,
 }
 
-/// `POST /v1/messages`.
-pub async fn send(state: &AppState, req: SendRequest) -> Result<MessageDetails, ServiceError> {
+/// A send's idempotency key with a hash of the request, scoped to the API key that sent it.
+pub struct Idempotency {
+    pub api_key_id: ApiKeyId,
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// How far ahead a message may be scheduled.
+const SCHEDULE_HORIZON: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// What a send did.
+pub enum Sent {
+    /// Stored: the message, and the answer given (stored with an idempotency key).
+    New(Box<MessageDetails>),
+    /// The idempotency key was used before for this very request: its first answer.
+    Replayed { response: Value, message_id: MessageId },
+}
+
+/// What to send along with a message besides its content.
+#[derive(Default)]
+pub struct SendOptions {
+    pub send_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// `POST /v1/messages`. `render` makes the answer (kept with an idempotency key, to give again).
+pub async fn send(
+    state: &AppState,
+    req: SendRequest,
+    idempotency: Option<Idempotency>,
+    render: &(dyn Fn(&MessageDetails) -> Value + Sync),
+) -> Result<Sent, ServiceError> {
+    if let Some(replay) = replay(state, idempotency.as_ref()).await? {
+        return Ok(replay);
+    }
     let valid = req.validate()?;
     let sender = resolve_sender(state, valid.from.as_deref()).await?;
     let mut outbound = valid.outbound;
     if let Some(reply_to) = &valid.reply_to {
         outbound.context = Some(resolve_reply(state, &sender, reply_to).await?);
     }
-    enqueue(state, &sender, &outbound, valid.metadata).await
+    let options = SendOptions { send_at: valid.send_at, expires_at: valid.expires_at, idempotency };
+    enqueue(state, &sender, &outbound, valid.metadata, options, render).await
+}
+
+/// The first answer of a request made again with its idempotency key; a different request
+/// reusing the key is a conflict.
+async fn replay(state: &AppState, idempotency: Option<&Idempotency>) -> Result<Option<Sent>, ServiceError> {
+    let Some(i) = idempotency else { return Ok(None) };
+    match state.store.find_idempotency_key(&i.api_key_id, &i.key, Timestamp::now()).await? {
+        Some(record) => replayed(i, record).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn replayed(i: &Idempotency, record: IdempotencyRecord) -> Result<Sent, ServiceError> {
+    if record.request_hash == i.request_hash {
+        Ok(Sent::Replayed { response: record.response, message_id: record.message_id })
+    } else {
+        Err(ServiceError::IdempotencyKeyReused { key: i.key.clone(), message_id: record.message_id })
+    }
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// Meta's 24-hour rule, checked before Meta: outside the customer-service window only templates
-/// may be sent. Passes what wagate cannot judge: numbers whose webhooks it has not seen for a
-/// day yet (a customer may have written before), user ids, groups, numbers written without `+`.
-async fn check_window(state: &AppState, sender: &PhoneNumber, outbound: &Outbound) -> Result<(), ServiceError> {
-    if state.config.window.outside == OutsideWindow::Pass || matches!(outbound.content, Content::Template(_)) {
-        return Ok(());
-    }
+/// What wagate knows of the customer-service window for a send: open, closed, or unknown.
+enum Window {
+    Open,
+    Closed { customer: String, last_inbound: Option<Timestamp> },
+    Unknown,
+}
+
+/// Meta's 24-hour window, as wagate knows it from inbound messages. Unknown for what wagate
+/// cannot judge: numbers whose webhooks it has not seen for a day yet (a customer may have
+/// written before), user ids, groups, numbers written without `+`.
+async fn window(state: &AppState, sender: &PhoneNumber, outbound: &Outbound) -> Result<Window, ServiceError> {
     let Recipient::Phone(to) = &outbound.recipient else {
-        return Ok(());
+        return Ok(Window::Unknown);
     };
     if !to.starts_with('+') {
-        return Ok(());
+        return Ok(Window::Unknown);
     }
     let now = Timestamp::now().as_millis();
     if sender.webhooks_since.is_none_or(|since| now - since.as_millis() < DAY_MS) {
-        return Ok(());
+        return Ok(Window::Unknown);
     }
     let customer = format!("+{}", digits(to));
     let last_inbound = state.store.last_inbound(&sender.id, &customer).await?;
-    match last_inbound {
-        Some(t) if now - t.as_millis() < DAY_MS => Ok(()),
-        _ => Err(ServiceError::OutsideWindow { customer, last_inbound }),
-    }
+    Ok(match last_inbound {
+        Some(t) if now - t.as_millis() < DAY_MS => Window::Open,
+        _ => Window::Closed { customer, last_inbound },
+    })
 }
 
-/// Stores a checked message from `sender` with its outbox row, and wakes the dispatcher.
+/// Stores a checked message from `sender` with its outbox row, and wakes the number's
+/// dispatcher. Outside the 24-hour window only templates go (unless configured to pass).
 pub async fn enqueue(
     state: &AppState,
     sender: &PhoneNumber,
     outbound: &Outbound,
     metadata: Option<Map<String, Value>>,
-) -> Result<MessageDetails, ServiceError> {
-    check_window(state, sender, outbound).await?;
+    options: SendOptions,
+    render: &(dyn Fn(&MessageDetails) -> Value + Sync),
+) -> Result<Sent, ServiceError> {
+    let is_template = matches!(outbound.content, Content::Template(_));
+    let opens_conversation = match window(state, sender, outbound).await? {
+        Window::Closed { customer, last_inbound } => {
+            if !is_template && state.config.window.outside == OutsideWindow::Refuse {
+                return Err(ServiceError::OutsideWindow { customer, last_inbound });
+            }
+            true
+        }
+        Window::Open | Window::Unknown => false,
+    };
     let now = Timestamp::now();
-    let new = NewOutbound {
-        id: MessageId::generate(),
+    let send_at = options.send_at.filter(|t| *t > now);
+    if let Some(t) = send_at
+        && t > now.plus(SCHEDULE_HORIZON)
+    {
+        return Err(FieldError::new("send_at", "too_far", "must be at most 30 days ahead").into());
+    }
+    if let Some(e) = options.expires_at
+        && e <= now
+    {
+        return Err(FieldError::new("expires_at", "in_the_past", "must be in the future").into());
+    }
+    let backlog = state.backlog.load(Ordering::Relaxed);
+    if backlog >= i64::try_from(state.config.dispatcher.max_backlog).unwrap_or(i64::MAX) {
+        state.metrics.backpressure.inc();
+        return Err(ServiceError::Backpressure { backlog });
+    }
+    let id = MessageId::generate();
+    let message = Message {
+        id: id.clone(),
+        direction: Direction::Outbound,
         account_id: sender.account_id.clone(),
         phone_number_id: sender.id.clone(),
-        recipient: outbound.recipient.as_str().to_owned(),
+        contact_id: None,
+        counterpart: outbound.recipient.as_str().to_owned(),
         kind: outbound.content.kind().to_owned(),
         content: Value::Object(outbound.fields()),
-        metadata,
-        created_at: now,
-        due_at: now,
-    };
-    state.store.enqueue_message(&new).await?;
-    state.metrics.messages_enqueued.inc();
-    state.dispatch_wakeup.notify_one();
-    let message = Message {
-        id: new.id,
-        direction: Direction::Outbound,
-        account_id: new.account_id,
-        phone_number_id: new.phone_number_id,
-        contact_id: None,
-        counterpart: new.recipient,
-        kind: new.kind,
-        content: new.content,
-        status: MessageStatus::Queued,
+        status: if send_at.is_some() { MessageStatus::Scheduled } else { MessageStatus::Queued },
         wamid: None,
         error: None,
-        metadata: new.metadata,
+        metadata,
+        send_at,
+        expires_at: options.expires_at,
         created_at: now,
         updated_at: now,
     };
-    let history = vec![StatusEntry {
-        status: MessageStatus::Queued,
-        occurred_at: now,
-        implied: false,
-        error: None,
-        detail: None,
-    }];
-    Ok(MessageDetails { message, history })
+    let history =
+        vec![StatusEntry { status: message.status, occurred_at: now, implied: false, error: None, detail: None }];
+    let details = MessageDetails { message, history };
+    let idempotency = options.idempotency.as_ref().map(|i| NewIdempotencyKey {
+        api_key_id: i.api_key_id.clone(),
+        key: i.key.clone(),
+        request_hash: i.request_hash.clone(),
+        response: render(&details),
+        expires_at: now.plus(Duration::from_secs(state.config.messaging.idempotency_key_ttl_secs)),
+    });
+    let new = NewOutbound {
+        id,
+        account_id: details.message.account_id.clone(),
+        phone_number_id: details.message.phone_number_id.clone(),
+        recipient: details.message.counterpart.clone(),
+        kind: details.message.kind.clone(),
+        content: details.message.content.clone(),
+        metadata: details.message.metadata.clone(),
+        created_at: now,
+        due_at: send_at.unwrap_or(now),
+        send_at,
+        expires_at: options.expires_at,
+        opens_conversation,
+        idempotency,
+    };
+    match state.store.enqueue_message(new).await? {
+        Enqueued::Stored => {}
+        // A concurrent request with the same key stored first.
+        Enqueued::KeyUsed(record) => {
+            let i = options.idempotency.as_ref().expect("only a keyed send finds its key used");
+            return replayed(i, record);
+        }
+    }
+    state.metrics.messages_enqueued.inc();
+    state.backlog.fetch_add(1, Ordering::Relaxed);
+    state.wakeups.wake(&sender.id);
+    Ok(Sent::New(Box::new(details)))
+}
+
+/// `POST /v1/messages/{id}/cancel`: a message not handed to Meta yet (queued, scheduled, or
+/// waiting for a retry) is cancelled; one being sent or done is a conflict.
+pub async fn cancel(state: &AppState, id: &str) -> Result<MessageDetails, ServiceError> {
+    let parsed = MessageId::parse(id).ok_or_else(|| ServiceError::not_found("message", id))?;
+    let reason = MessageError::gateway("canceled", "cancelled at the caller's request");
+    if state.store.cancel_unclaimed(&parsed, &reason, Timestamp::now()).await? {
+        state.backlog.fetch_sub(1, Ordering::Relaxed);
+        let _ = state.completions.send(parsed.clone());
+        return get(state, id).await;
+    }
+    let current = get(state, id).await?;
+    Err(ServiceError::Conflict(format!(
+        "message {id} is {} and can no longer be cancelled: only messages not yet handed to Meta can",
+        current.message.status.as_str()
+    )))
 }
 
 pub async fn get(state: &AppState, id: &str) -> Result<MessageDetails, ServiceError> {
@@ -233,7 +358,7 @@ pub async fn send_read_receipt(
         .ok_or_else(|| ServiceError::not_found("account", number.account_id.as_str()))?;
     let body = serde_json::to_value(receipt).expect("a read receipt serialises");
     state.graph.mark_read(&Target::from(&account), phone_number_id, &body).await.map_err(|e| match e {
-        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error },
+        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error: Box::new(error) },
         other => ServiceError::GraphUnavailable(other.to_string()),
     })
 }

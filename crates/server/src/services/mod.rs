@@ -20,10 +20,16 @@ pub enum ServiceError {
     Conflict(String),
     /// Meta refused a Graph call made on the caller's behalf.
     #[error("Meta refused the request: {}", .error.message)]
-    MetaRejected { error: GraphError },
+    MetaRejected { error: Box<GraphError> },
     /// A non-template message to a customer whose last message is more than 24 hours old.
     #[error("more than 24 hours have passed since {customer} last wrote to this number; only templates may be sent")]
     OutsideWindow { customer: String, last_inbound: Option<wagate_domain::time::Timestamp> },
+    /// An idempotency key used before for a different request.
+    #[error("idempotency key '{key}' was used for a different request (message {message_id})")]
+    IdempotencyKeyReused { key: String, message_id: wagate_domain::id::MessageId },
+    /// More messages wait than `dispatcher.max_backlog`: come back later.
+    #[error("{backlog} messages are waiting to be sent; try again shortly")]
+    Backpressure { backlog: i64 },
     /// The Graph API could not be reached or answered nonsense.
     #[error("the Graph API is unavailable: {0}")]
     GraphUnavailable(String),

@@ -173,6 +173,12 @@ async fn apply_messages(
             error: s.errors.first().map(MessageError::from_status),
             detail: serde_json::to_value(s).unwrap_or_default(),
         };
+        // Meta's 131050: the user stopped marketing messages from the business.
+        if update.error.as_ref().and_then(|e| e.code) == Some(131_050)
+            && let Some(wa_id) = s.recipient_id.as_deref().filter(|r| !r.is_empty())
+        {
+            state.store.mark_marketing_opt_out(wa_id, now).await?;
+        }
         let outcome = state.store.apply_status(&update, now).await?;
         let label = match outcome {
             StatusOutcome::Applied => "applied",

@@ -4,11 +4,13 @@
 mod accounts;
 mod api_keys;
 mod client_libraries;
+mod crash;
 mod flow;
 mod graph_surface;
 mod lease;
 mod message_types;
 mod ops;
+mod outbound;
 mod sandbox_mode;
 mod standalone;
 mod support;

@@ -20,7 +20,7 @@ use wagate_server::config::LogFormat;
 use wagate_server::state::AppState;
 use wagate_server::{Application, Config, telemetry};
 use wagate_storage::testing::TestDatabase;
-use wagate_storage::{Backend, NewOutbound, Store};
+use wagate_storage::{Backend, Enqueued, NewOutbound, Store};
 
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -40,6 +40,12 @@ pub fn test_config(db: &TestDatabase, api_key: &str) -> Config {
     c.dispatcher.poll_interval_ms = 50;
     c.dispatcher.graph_timeout_ms = 5_000;
     c.dispatcher.lease_margin_ms = 2_000;
+    c.dispatcher.number_lease_ms = 3_000;
+    c.dispatcher.retry_base_ms = 100;
+    c.dispatcher.retry_max_ms = 1_000;
+    c.dispatcher.pair_retry_base_ms = 50;
+    // Tests send Meta's 48 documented examples to one customer; the pair-rate tests set their own.
+    c.dispatcher.pair_rate_capacity = 1_000;
     c.inbound.poll_interval_ms = 50;
     c
 }
@@ -123,6 +129,39 @@ impl TestApp {
             .collect()
     }
 
+    /// Connects a sandbox running on its own (at `sandbox_url`) as a live account; its id and
+    /// its phone-number ids.
+    pub async fn connect_sandbox(&self, sandbox_url: &str) -> (String, Vec<String>) {
+        let (status, accounts) =
+            request(&self.http, Method::GET, &format!("{sandbox_url}/control/accounts"), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{accounts}");
+        let a = &accounts["data"][0];
+        let body = json!({
+            "name": "standalone sandbox",
+            "graph_base_url": sandbox_url,
+            "access_token": a["access_token"],
+            "waba_id": a["waba_id"],
+            "app_secret": a["app_secret"],
+            "verify_token": a["verify_token"],
+        });
+        let (status, account) = self.post("/v1/accounts", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{account}");
+        let numbers =
+            account["phone_numbers"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect();
+        (account["id"].as_str().unwrap().to_owned(), numbers)
+    }
+
+    /// Another instance of the application on the same database, started.
+    pub async fn another_instance(&self, tweak: impl FnOnce(&mut Config)) -> Instance {
+        let mut config = test_config(&self.db, &self.api_key);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("a second instance builds");
+        let url = format!("http://{}", app.local_addr());
+        let cancel = app.shutdown_token();
+        let state = app.state().clone();
+        Instance { url, cancel, task: tokio::spawn(app.run()), state }
+    }
+
     /// Stops the application as SIGTERM would, and waits for it.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -138,6 +177,21 @@ impl TestApp {
         tweak(&mut config);
         let app = Application::build(config).await.expect("application rebuilds");
         BuiltApp { app, db, api_key }.started()
+    }
+}
+
+/// A further instance on a [`TestApp`]'s database.
+pub struct Instance {
+    pub url: String,
+    pub state: AppState,
+    cancel: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Instance {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.expect("instance task").expect("instance stops cleanly");
     }
 }
 
@@ -310,22 +364,32 @@ pub async fn wait_for_message(
 
 /// A sandbox of its own, as `wagate sandbox` runs it, posting webhooks to `webhook_url`.
 pub async fn spawn_sandbox(webhook_url: &str) -> (String, Seed) {
-    let sandbox = Sandbox::new(SandboxConfig {
-        seed: Seed::generate(None, None, None),
-        webhook_url: Some(webhook_url.to_owned()),
-        delays: StatusDelays {
-            sent: Duration::from_millis(30),
-            delivered: Duration::from_millis(60),
-            read: Duration::from_millis(90),
-        },
-        state_dir: None,
+    let webhook_url = webhook_url.to_owned();
+    let (ready, started) = tokio::sync::oneshot::channel();
+    // On a runtime of its own, as Meta is another machine: the times it stamps on what it
+    // receives are not held back by wagate's load on the test's runtime. It serves until the
+    // test process ends.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let sandbox = Sandbox::new(SandboxConfig {
+                seed: Seed::generate(None, None, None),
+                webhook_url: Some(webhook_url),
+                delays: StatusDelays {
+                    sent: Duration::from_millis(30),
+                    delivered: Duration::from_millis(60),
+                    read: Duration::from_millis(90),
+                },
+                state_dir: None,
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/sandbox", listener.local_addr().unwrap());
+            let _ = ready.send((url, sandbox.seed()));
+            let router = axum::Router::new().nest("/sandbox", sandbox.router());
+            axum::serve(listener, router).await.unwrap();
+        });
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sandbox", listener.local_addr().unwrap());
-    let seed = sandbox.seed();
-    let router = axum::Router::new().nest("/sandbox", sandbox.router());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, seed)
+    started.await.expect("the sandbox starts")
 }
 
 /// Queues a text straight into storage, bypassing the API, to stage states the API cannot reach
@@ -334,8 +398,8 @@ pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient:
     let number = store.get_phone_number(phone_number_id).await.unwrap().expect("a connected number");
     let id = MessageId::generate();
     let now = Timestamp::now();
-    store
-        .enqueue_message(&NewOutbound {
+    let stored = store
+        .enqueue_message(NewOutbound {
             id: id.clone(),
             account_id: number.account_id,
             phone_number_id: number.id,
@@ -345,9 +409,14 @@ pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient:
             metadata: None,
             created_at: now,
             due_at: now,
+            send_at: None,
+            expires_at: None,
+            opens_conversation: false,
+            idempotency: None,
         })
         .await
         .unwrap();
+    assert_eq!(stored, Enqueued::Stored);
     id
 }
 
@@ -378,6 +447,11 @@ impl Process {
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self { child, url }
+    }
+
+    /// SIGKILL: gone at once, nothing cleaned up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("the process is killed");
     }
 
     /// SIGTERM, then the exit code.

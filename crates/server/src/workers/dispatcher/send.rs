@@ -1,0 +1,201 @@
+//! One send attempt: the Graph call, its failure classified (by Meta's code when the body
+//! parses, by HTTP status when it does not), and its result recorded.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wagate_domain::message::{MessageError, graph_body};
+use wagate_domain::meta::{is_account_code, is_transient_code};
+use wagate_domain::time::Timestamp;
+use wagate_storage::{Account, Dispatch, StorageError};
+
+use super::limiter::{self, Limits};
+use crate::config::UnknownOutcome;
+use crate::graph::{GraphFailure, Target, is_transient_status};
+use crate::metrics::FailureLabels;
+use crate::state::AppState;
+
+/// What a send's result means for its number's limits and account.
+pub enum Signal {
+    None,
+    /// Meta's throughput limit (130429): slow the number down.
+    Throughput,
+    /// Meta's pair rate (131056) for this recipient.
+    PairRate(String),
+    /// The account was paused.
+    Paused,
+}
+
+/// Sends `d` for `account`, as the number's worker last read it: no read per send, so a send
+/// leaves when its throughput token is taken, not after a database round trip of varying length.
+pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d: Dispatch) -> Signal {
+    limiter::leave(limits, &d.recipient).await;
+    let Value::Object(fields) = &d.content else {
+        let error = MessageError::gateway("corrupt_message", "stored content is not a JSON object");
+        record(state, &d, Outcome::Failed(error, None)).await;
+        return Signal::None;
+    };
+    let body = graph_body(&d.recipient, &d.kind, fields);
+    let started = Instant::now();
+    let result = state.graph.send_message(&Target::from(&account), &d.phone_number_id, &body).await;
+    state.metrics.graph_duration.observe(started.elapsed().as_secs_f64());
+    let (outcome, signal) = match result {
+        Ok((wamid, response)) => (Outcome::Accepted(wamid, response), Signal::None),
+        Err(failure) => classify(state, &d, failure),
+    };
+    if let Outcome::Pause(error) = &outcome {
+        match state.store.pause_account(&account.id, account.updated_at, error, Timestamp::now()).await {
+            Ok(true) => tracing::error!(
+                account_id = %account.id, code = ?error.code, message = %error.message,
+                "Meta refused the account: its sending is paused until it is fixed (PATCH /v1/accounts/{{id}})"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!(account_id = %account.id, error = %e, "pausing the account failed"),
+        }
+    }
+    record(state, &d, outcome).await;
+    signal
+}
+
+enum Outcome {
+    /// The wamid, and Meta's answer.
+    Accepted(String, Value),
+    Retry(Duration, MessageError),
+    /// Why, and Meta's answer as it came (`{"status", "body"}`) when there was one.
+    Failed(MessageError, Option<Value>),
+    /// The account is refused: pause it; the message goes back to the queue uncounted.
+    Pause(MessageError),
+}
+
+fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, Signal) {
+    let settings = &state.config.dispatcher;
+    let (code, retry_after, error) = match &failure {
+        GraphFailure::Meta { error, .. } => (Some(error.code), None, MessageError::from_graph(error)),
+        GraphFailure::Http { retry_after, .. } => {
+            (None, *retry_after, MessageError::gateway("http_error", failure.to_string()))
+        }
+        GraphFailure::Connect(_) => (None, None, MessageError::gateway("network_error", failure.to_string())),
+        GraphFailure::Unknown(_) => (None, None, MessageError::gateway("unknown_outcome", failure.to_string())),
+    };
+    tracing::warn!(message_id = %d.message_id, attempt = d.attempts, error = %failure, "send failed");
+    if let Some(c) = code
+        && is_account_code(c)
+    {
+        return (Outcome::Pause(error), Signal::Paused);
+    }
+    let transient = match &failure {
+        GraphFailure::Meta { error, .. } => is_transient_code(error.code),
+        GraphFailure::Http { status, .. } => is_transient_status(*status),
+        GraphFailure::Connect(_) => true,
+        GraphFailure::Unknown(_) => settings.unknown_outcome == UnknownOutcome::Retry,
+    };
+    let signal = match code {
+        Some(130_429) => Signal::Throughput,
+        Some(131_056) => Signal::PairRate(d.recipient.clone()),
+        _ => Signal::None,
+    };
+    let age = Timestamp::now().as_millis() - d.created_at.as_millis();
+    let in_time = age < i64::try_from(settings.retry_deadline_ms).unwrap_or(i64::MAX);
+    if transient && in_time && d.attempts < i64::from(settings.max_attempts) {
+        if !failure.not_applied() {
+            // Meta may have the message already; resending may deliver it twice.
+            state.metrics.possible_duplicates.inc();
+        }
+        let delay = retry_after.unwrap_or_else(|| match code {
+            // Meta: "retry after 4^X seconds".
+            Some(131_056) => pair_backoff(d.attempts, settings.pair_retry_base_ms, settings.retry_max_ms),
+            _ => super::super::backoff(d.attempts, settings.retry_base_ms, settings.retry_max_ms),
+        });
+        return (Outcome::Retry(delay, error), signal);
+    }
+    let error =
+        if transient && !in_time { MessageError { reason: Some("retry_deadline".into()), ..error } } else { error };
+    let answer = match failure {
+        GraphFailure::Meta { status, body, .. } => Some(json!({ "status": status, "body": body })),
+        _ => None,
+    };
+    (Outcome::Failed(error, answer), signal)
+}
+
+/// `base · 4^attempt`, capped.
+fn pair_backoff(attempt: i64, base_ms: u64, max_ms: u64) -> Duration {
+    let exp = u32::try_from(attempt.clamp(0, 15)).unwrap_or(15);
+    Duration::from_millis(base_ms.saturating_mul(4u64.saturating_pow(exp)).min(max_ms))
+}
+
+/// Records an outcome. If storage fails it keeps trying until the lease is about to lapse: an
+/// acceptance left unrecorded would be sent again by whoever claims the message next.
+async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let e = match record_once(state, d, &outcome).await {
+            Ok(()) => {
+                // Nobody waiting is fine: the send is recorded either way.
+                let _ = state.completions.send(d.message_id.clone());
+                return;
+            }
+            Err(e) => e,
+        };
+        let deadline = d.lease_until.as_millis() - 1_000;
+        if Timestamp::now().plus(wait).as_millis() >= deadline {
+            if matches!(outcome, Outcome::Accepted(..)) {
+                state.metrics.possible_duplicates.inc();
+            }
+            tracing::error!(message_id = %d.message_id, error = %e, "recording a send result failed until the lease ran out");
+            return;
+        }
+        tracing::warn!(message_id = %d.message_id, error = %e, "recording a send result failed; retrying");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Result<(), StorageError> {
+    let now = Timestamp::now();
+    let metrics = &state.metrics;
+    let number = &d.phone_number_id;
+    match outcome {
+        Outcome::Accepted(wamid, response) => {
+            if state.store.record_accepted(d, wamid, response, now).await? {
+                let waited = (now.as_millis() - d.created_at.as_millis()).max(0) as f64 / 1000.0;
+                metrics.send_latency.observe(waited);
+                state.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                metrics.possible_duplicates.inc();
+                tracing::warn!(message_id = %d.message_id, %wamid, "another attempt recorded its result first");
+            }
+            metrics.dispatched(number, "accepted");
+        }
+        Outcome::Retry(delay, error) => {
+            state.store.reschedule(d, now.plus(*delay), error).await?;
+            metrics.dispatched(number, "retried");
+        }
+        Outcome::Pause(error) => {
+            state.store.give_back(d, now, error).await?;
+            metrics.dispatched(number, "paused");
+        }
+        Outcome::Failed(error, answer) => {
+            if state.store.record_failed(d, error, answer.as_ref(), now).await? {
+                let code = error.code.map_or_else(|| error.reason.clone().unwrap_or_default(), |c| c.to_string());
+                metrics.dispatch_failures.get_or_create(&FailureLabels { code }).inc();
+                state.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            metrics.dispatched(number, "failed");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pair_rate_backoff_is_four_to_the_attempt() {
+        assert_eq!(pair_backoff(1, 1_000, 600_000), Duration::from_secs(4));
+        assert_eq!(pair_backoff(2, 1_000, 600_000), Duration::from_secs(16));
+        assert_eq!(pair_backoff(3, 1_000, 600_000), Duration::from_secs(64));
+        assert_eq!(pair_backoff(30, 1_000, 600_000), Duration::from_secs(600), "capped");
+    }
+}

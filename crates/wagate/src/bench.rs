@@ -1,0 +1,683 @@
+//! `wagate bench`: the real application in-process, with the in-process sandbox and the
+//! dispatcher as in production, loaded by a minimal HTTP/1.1 keep-alive client. First
+//! `GET /healthz` (the ceiling of the HTTP stack), then `POST /v1/messages` (accepted sends per
+//! second and their latency), on SQLite and/or a throw-away PostgreSQL database.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use wagate_domain::id::new_id;
+use wagate_domain::secret::Secret;
+use wagate_server::config::LogFormat;
+use wagate_server::{Application, Config, telemetry};
+
+/// Sends cycle over this many recipients, +1 555 010 0000 to +1 555 010 9999 (fictional numbers).
+const RECIPIENTS: usize = 10_000;
+const RECIPIENT_PREFIX: &str = "+155501";
+/// Digits after the prefix; the only bytes of a send request that change between requests.
+const RECIPIENT_DIGITS: usize = 5;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Storage backend(s) to measure, one after the other.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BackendChoice,
+    /// PostgreSQL server on which a fresh database wagate_bench_<random> is created, then dropped.
+    #[arg(
+        long,
+        env = "WAGATE_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// Seconds measured, per phase.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration_secs: u64,
+    /// Seconds of load before each phase's measurement, not counted.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Print one JSON object with all figures instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, "warn");
+    let backends = match args.backend {
+        BackendChoice::Sqlite => vec![Backend::Sqlite],
+        BackendChoice::Postgres => vec![Backend::Postgres],
+        BackendChoice::Both => vec![Backend::Sqlite, Backend::Postgres],
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        reports.push(bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))?);
+    }
+    if args.json {
+        println!("{}", to_json(&args, &reports));
+    } else {
+        print_table(&args, &reports);
+    }
+    Ok(())
+}
+
+/// One backend: a fresh data directory (and database), the application, both phases, clean-up.
+async fn bench_backend(backend: Backend, args: &BenchArgs) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(ScratchDatabase::create(&args.database_url).await?),
+    };
+    let report = bench_app(backend, args, dir.path(), database.as_ref().map(|d| d.url.as_str())).await;
+    if let Some(database) = database {
+        database.drop_database().await;
+    }
+    report
+}
+
+async fn bench_app(
+    backend: Backend,
+    args: &BenchArgs,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Report> {
+    let api_key = new_id("bench-key");
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.join("data"),
+        database_url: database_url.map(str::to_owned),
+        log_level: "warn".into(),
+        bootstrap_api_key: Some(Secret::new(api_key.clone())),
+        ..Config::default()
+    };
+    let app = Application::build(config).await.context("the application did not start")?;
+    let addr = app.local_addr();
+    let cancel = app.shutdown_token();
+    let server = tokio::spawn(app.run());
+    let measured = tokio::select! {
+        r = measure(backend, addr, &api_key, args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    cancel.cancel();
+    let stopped = server.await.context("the application panicked")?.context("the application did not stop cleanly");
+    let report = measured?;
+    stopped?;
+    Ok(report)
+}
+
+async fn measure(backend: Backend, addr: SocketAddr, api_key: &str, args: &BenchArgs) -> anyhow::Result<Report> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let from = first_sandbox_number(&http, &base, api_key).await?;
+    let sends = Workload::sends(addr, api_key, &from)?;
+    // A refused send would make the whole run a measurement of error answers: fail at once.
+    check_one_send(&http, &base, api_key, &sends).await?;
+
+    let plan = Plan {
+        connections: args.connections as usize,
+        warmup: Duration::from_secs(args.warmup_secs),
+        duration: Duration::from_secs(args.duration_secs),
+    };
+    let phase = |what: &str| {
+        eprintln!(
+            "{}: {what}, {} connections, {} s warm-up + {} s measured",
+            backend.name(),
+            plan.connections,
+            args.warmup_secs,
+            args.duration_secs
+        )
+    };
+    phase("GET /healthz");
+    let healthz = load(addr, Workload::healthz(addr), plan).await?;
+    phase("POST /v1/messages");
+    let sends = load(addr, sends, plan).await?;
+    Ok(Report { backend, duration: plan.duration, healthz, sends })
+}
+
+/// The id of the seeded sandbox account's first number.
+async fn first_sandbox_number(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<String> {
+    let response = http.get(format!("{base}/v1/phone-numbers")).bearer_auth(api_key).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.context("GET /v1/phone-numbers did not answer JSON")?;
+    ensure!(status.is_success(), "GET /v1/phone-numbers answered {status}: {body}");
+    body["data"]
+        .as_array()
+        .and_then(|numbers| numbers.iter().find(|n| n["mode"] == "sandbox"))
+        .and_then(|n| n["id"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no sandbox phone number in GET /v1/phone-numbers: {body}"))
+}
+
+async fn check_one_send(http: &reqwest::Client, base: &str, api_key: &str, sends: &Workload) -> anyhow::Result<()> {
+    let request = &sends.request;
+    let body_at = request.windows(4).position(|w| w == b"\r\n\r\n").expect("a built request has a head") + 4;
+    let response = http
+        .post(format!("{base}/v1/messages"))
+        .bearer_auth(api_key)
+        .header("content-type", "application/json")
+        .body(request[body_at..].to_vec())
+        .send()
+        .await?;
+    let status = response.status();
+    ensure!(status.as_u16() == 202, "a trial send answered {status}: {}", response.text().await.unwrap_or_default());
+    Ok(())
+}
+
+/// Requests one connection repeats: pre-built bytes, with only a send's recipient rewritten.
+#[derive(Clone)]
+struct Workload {
+    request: Vec<u8>,
+    recipient_at: Option<usize>,
+    expected: u16,
+}
+
+impl Workload {
+    fn healthz(addr: SocketAddr) -> Self {
+        let request = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n").into_bytes();
+        Self { request, recipient_at: None, expected: 200 }
+    }
+
+    fn sends(addr: SocketAddr, api_key: &str, from: &str) -> anyhow::Result<Self> {
+        let first = format!("{RECIPIENT_PREFIX}{:0RECIPIENT_DIGITS$}", 0);
+        let body = json!({
+            "from": from,
+            "to": first,
+            "type": "template",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}},
+        })
+        .to_string();
+        let request = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {api_key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        let quoted = format!("\"{first}\"");
+        let at = request
+            .windows(quoted.len())
+            .position(|w| w == quoted.as_bytes())
+            .context("the recipient is not in the request")?;
+        Ok(Self { request, recipient_at: Some(at + 1 + RECIPIENT_PREFIX.len()), expected: 202 })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Plan {
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+/// Runs `plan` on a thread of its own, so the load generator's CPU time is one thread's (easy to
+/// tell apart from the server's in `top -H`) and it cannot take more than one core.
+async fn load(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Tally> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("bench-client".into()).spawn(move || {
+        let tally = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the load generator's runtime")
+            .and_then(|rt| rt.block_on(drive_all(addr, workload, plan)));
+        let _ = done.send(tally);
+    })?;
+    result.await.context("the load generator's thread died")?
+}
+
+async fn drive_all(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Tally> {
+    // Connected before the clock starts: the figures are of requests, not of TCP handshakes.
+    let mut connections = Vec::with_capacity(plan.connections);
+    for _ in 0..plan.connections {
+        connections.push(HttpConnection::open(addr).await?);
+    }
+    let start = Instant::now() + plan.warmup;
+    let window = Window { start, end: start + plan.duration };
+    let mut tasks = JoinSet::new();
+    for (index, connection) in connections.into_iter().enumerate() {
+        tasks.spawn(drive(addr, connection, workload.clone(), index, plan.connections, window));
+    }
+    let mut total = Tally::default();
+    while let Some(tally) = tasks.join_next().await {
+        total.merge(tally.context("a load task panicked")??);
+    }
+    total.latencies_us.sort_unstable();
+    Ok(total)
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+/// One connection's closed loop: a request, its answer, the next request. An answer counts when
+/// it arrives inside the window, so the in-flight requests at either edge balance out.
+async fn drive(
+    addr: SocketAddr,
+    mut connection: HttpConnection,
+    mut workload: Workload,
+    index: usize,
+    stride: usize,
+    window: Window,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally { latencies_us: Vec::with_capacity(4096), ..Tally::default() };
+    // Connections take interleaved recipients, so together they go through all of them in turn.
+    let mut recipient = index % RECIPIENTS;
+    loop {
+        let sent_at = Instant::now();
+        if sent_at >= window.end {
+            return Ok(tally);
+        }
+        if let Some(at) = workload.recipient_at {
+            write_digits(&mut workload.request[at..at + RECIPIENT_DIGITS], recipient);
+            recipient = (recipient + stride) % RECIPIENTS;
+        }
+        let answer = connection.exchange(&workload.request).await?;
+        let answered_at = Instant::now();
+        if answered_at >= window.start && answered_at < window.end {
+            tally.record(answer.status, workload.expected, answered_at - sent_at);
+        }
+        if answer.close {
+            connection = HttpConnection::open(addr).await?;
+        }
+    }
+}
+
+fn write_digits(dst: &mut [u8], mut n: usize) {
+    for digit in dst.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Latencies of the expected answers, and how many of each other status came.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    others: BTreeMap<u16, u64>,
+}
+
+impl Tally {
+    fn record(&mut self, status: u16, expected: u16, latency: Duration) {
+        if status == expected {
+            self.latencies_us.push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+        } else {
+            *self.others.entry(status).or_default() += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, n) in other.others {
+            *self.others.entry(status).or_default() += n;
+        }
+    }
+
+    fn per_sec(&self, duration: Duration) -> f64 {
+        self.latencies_us.len() as f64 / duration.as_secs_f64()
+    }
+
+    fn other_total(&self) -> u64 {
+        self.others.values().sum()
+    }
+
+    /// Nearest-rank percentile in milliseconds; needs `latencies_us` sorted.
+    fn percentile_ms(&self, p: f64) -> Option<f64> {
+        let n = self.latencies_us.len();
+        let rank = ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n.max(1));
+        self.latencies_us.get(rank - 1).map(|&us| f64::from(us) / 1000.0)
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection, one request at a time. Reads only what wagate sends: a
+/// head, then a Content-Length body.
+struct HttpConnection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+struct Answer {
+    status: u16,
+    close: bool,
+}
+
+impl HttpConnection {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+        // Requests are written whole; Nagle would only hold them back.
+        stream.set_nodelay(true)?;
+        Ok(Self { stream, buf: Vec::with_capacity(8192) })
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<Answer> {
+        self.stream.write_all(request).await.context("writing a request")?;
+        self.buf.clear();
+        let mut scanned: usize = 0;
+        let head_len = loop {
+            let from = scanned.saturating_sub(3);
+            if let Some(i) = self.buf[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+                break from + i + 4;
+            }
+            scanned = self.buf.len();
+            self.fill().await?;
+        };
+        let head = parse_head(&self.buf[..head_len])?;
+        let total = head_len + head.content_length;
+        while self.buf.len() < total {
+            self.fill().await?;
+        }
+        ensure!(self.buf.len() == total, "the server sent more than the answer to the one request in flight");
+        Ok(Answer { status: head.status, close: head.close })
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8192);
+        }
+        let n = self.stream.read_buf(&mut self.buf).await.context("reading an answer")?;
+        ensure!(n > 0, "the server closed the connection mid-answer");
+        Ok(())
+    }
+}
+
+struct Head {
+    status: u16,
+    content_length: usize,
+    close: bool,
+}
+
+fn parse_head(head: &[u8]) -> anyhow::Result<Head> {
+    let text = std::str::from_utf8(head).context("the answer's head is not UTF-8")?;
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .with_context(|| format!("not an HTTP/1.1 status line: {status_line:?}"))?;
+    let mut content_length = None;
+    let mut close = false;
+    for line in lines {
+        let (name, value) = line.split_once(':').with_context(|| format!("not a header: {line:?}"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(value.parse::<usize>().with_context(|| format!("bad Content-Length {value:?}"))?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("the answer is Transfer-Encoding: {value}; the bench client reads Content-Length bodies only");
+        } else if name.eq_ignore_ascii_case("connection") {
+            close = value.split(',').any(|token| token.trim().eq_ignore_ascii_case("close"));
+        }
+    }
+    let content_length = match content_length {
+        Some(n) => n,
+        None if status < 200 || status == 204 || status == 304 => 0,
+        None => bail!("a {status} answer without Content-Length; the bench client cannot tell where it ends"),
+    };
+    Ok(Head { status, content_length, close })
+}
+
+struct Report {
+    backend: Backend,
+    duration: Duration,
+    healthz: Tally,
+    sends: Tally,
+}
+
+impl Report {
+    fn healthz_per_sec(&self) -> f64 {
+        self.healthz.per_sec(self.duration)
+    }
+
+    fn sends_per_sec(&self) -> f64 {
+        self.sends.per_sec(self.duration)
+    }
+
+    fn sends_to_healthz_percent(&self) -> Option<f64> {
+        let healthz = self.healthz_per_sec();
+        (healthz > 0.0).then(|| self.sends_per_sec() / healthz * 100.0)
+    }
+}
+
+fn print_table(args: &BenchArgs, reports: &[Report]) {
+    let columns = [
+        "backend",
+        "healthz req/s",
+        "sends accepted/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "non-202",
+        "sends/healthz",
+    ];
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    let rows: Vec<[String; 9]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.backend.name().to_owned(),
+                format!("{:.0}", r.healthz_per_sec()),
+                format!("{:.0}", r.sends_per_sec()),
+                ms(r.sends.percentile_ms(50.0)),
+                ms(r.sends.percentile_ms(90.0)),
+                ms(r.sends.percentile_ms(99.0)),
+                ms(r.sends.percentile_ms(100.0)),
+                r.sends.other_total().to_string(),
+                r.sends_to_healthz_percent().map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|row| row[i].len()).chain([columns[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[&str]| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(&columns);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    for r in reports {
+        if !r.sends.others.is_empty() {
+            println!("{}: POST /v1/messages answered other than 202: {}", r.backend.name(), by_status(&r.sends));
+        }
+        if !r.healthz.others.is_empty() {
+            println!("{}: GET /healthz answered other than 200: {}", r.backend.name(), by_status(&r.healthz));
+        }
+    }
+    println!(
+        "{} connections, {} s warm-up + {} s measured per phase; latencies are of accepted sends; the load \
+         generator shares this machine's {} cores with the server.",
+        args.connections,
+        args.warmup_secs,
+        args.duration_secs,
+        cores()
+    );
+}
+
+fn by_status(tally: &Tally) -> String {
+    tally.others.iter().map(|(status, n)| format!("{status} × {n}")).collect::<Vec<_>>().join(", ")
+}
+
+fn to_json(args: &BenchArgs, reports: &[Report]) -> Value {
+    let statuses =
+        |t: &Tally| t.others.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>();
+    let results: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            json!({
+                "backend": r.backend.name(),
+                "healthz": {
+                    "requests_per_sec": r.healthz_per_sec(),
+                    "answered_200": r.healthz.latencies_us.len(),
+                    "other_statuses": statuses(&r.healthz),
+                },
+                "sends": {
+                    "accepted_per_sec": r.sends_per_sec(),
+                    "accepted": r.sends.latencies_us.len(),
+                    "latency_ms": {
+                        "p50": r.sends.percentile_ms(50.0),
+                        "p90": r.sends.percentile_ms(90.0),
+                        "p99": r.sends.percentile_ms(99.0),
+                        "max": r.sends.percentile_ms(100.0),
+                    },
+                    "non_202": r.sends.other_total(),
+                    "non_202_by_status": statuses(&r.sends),
+                },
+                "sends_to_healthz_percent": r.sends_to_healthz_percent(),
+            })
+        })
+        .collect();
+    json!({
+        "connections": args.connections,
+        "warmup_secs": args.warmup_secs,
+        "duration_secs": args.duration_secs,
+        "cores": cores(),
+        "results": results,
+    })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A fresh PostgreSQL database for one run, created through the server URL given.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let shown = wagate_storage::redact_url(admin_url);
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {shown} (--database-url)"))?;
+        let name = new_id("wagate_bench").to_lowercase();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .with_context(|| format!("cannot create database {name} at {shown}"))?;
+        let _ = admin.close().await;
+        Ok(Self { url: replace_database(admin_url, &name), admin_url: admin_url.to_owned(), name })
+    }
+
+    async fn drop_database(self) {
+        let dropped = async {
+            let mut admin = PgConnection::connect(&self.admin_url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await
+        }
+        .await;
+        if let Err(e) = dropped {
+            eprintln!("warning: could not drop the bench database {}: {e}", self.name);
+        }
+    }
+}
+
+/// `postgres://u@h:5432/test?x=y` with the database name replaced.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_head_with_content_length() {
+        let head = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\nContent-Length: 17\r\n\r\n";
+        let parsed = parse_head(head).unwrap();
+        assert_eq!((parsed.status, parsed.content_length, parsed.close), (202, 17, false));
+        let closing = parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive, close\r\n\r\n");
+        assert!(closing.unwrap().close);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_frame() {
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert_eq!(parse_head(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap().content_length, 0);
+        assert!(parse_head(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn rewrites_only_the_recipient() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let mut w = Workload::sends(addr, "k", "123").unwrap();
+        let before = w.request.clone();
+        let at = w.recipient_at.unwrap();
+        write_digits(&mut w.request[at..at + RECIPIENT_DIGITS], 9_876);
+        let text = String::from_utf8(w.request.clone()).unwrap();
+        assert!(text.contains("\"+15550109876\""), "{text}");
+        assert_eq!(w.request.len(), before.len());
+        assert_eq!(before.iter().zip(&w.request).filter(|(a, b)| a != b).count(), 4);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let tally = Tally { latencies_us: (1..=100).map(|ms| ms * 1000).collect(), others: BTreeMap::new() };
+        assert_eq!(tally.percentile_ms(50.0), Some(50.0));
+        assert_eq!(tally.percentile_ms(99.0), Some(99.0));
+        assert_eq!(tally.percentile_ms(100.0), Some(100.0));
+        assert_eq!(Tally::default().percentile_ms(50.0), None);
+    }
+
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(replace_database("postgres://h?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
+    }
+}
