@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use crate::services::api_keys;
-use crate::state::{AppState, WorkerHealth};
+use crate::state::{AppState, Shared, WorkerHealth};
 use crate::{api, http, sandbox_mode, workers};
 
 pub struct Application {
@@ -44,7 +44,7 @@ impl Application {
         let self_url = self_url(addr);
         let sandbox =
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             graph: GraphClient::new(config.dispatcher.graph_timeout()),
             config: Arc::new(config),
@@ -57,7 +57,9 @@ impl Application {
             // Waiters that fall behind read the database instead; the channel only saves time.
             completions: tokio::sync::broadcast::channel(1024).0,
             webhooks_noted: Arc::default(),
-        };
+            api_keys: Default::default(),
+            senders: Default::default(),
+        });
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {
             let control =

@@ -12,8 +12,25 @@ use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 
+/// What every handler and worker shares: one pointer, cloned per request and task.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub graph: GraphClient,
@@ -33,6 +50,10 @@ pub struct AppState {
     pub completions: tokio::sync::broadcast::Sender<MessageId>,
     /// Numbers already known to have their webhooks seen (saves a write per delivery).
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// API keys recently authenticated, so a request does not read its key each time.
+    pub api_keys: crate::services::api_keys::KeyCache,
+    /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
+    pub senders: crate::services::messages::SenderCache,
 }
 
 /// One `Notify` per business number, made on first use.

@@ -223,8 +223,35 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `postgres://u@h:5432/test?x=y` with the database name replaced: for throw-away databases
+/// made on a server given by URL (tests, `wagate bench`).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn replaces_the_database_name() {
+        assert_eq!(
+            super::with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(super::with_database("postgres://h?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
+    }
+
     #[test]
     fn urls_lose_their_password() {
         assert_eq!(super::redact_url("postgres://u:pw@db:5432/x"), "postgres://u:***@db:5432/x");

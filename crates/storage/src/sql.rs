@@ -370,13 +370,16 @@ macro_rules! impl_store {
         /// message fails alone.
         async fn write_batch(pool: &$pool, jobs: Vec<$crate::sql::EnqueueJob>) {
             let items: Vec<&NewOutbound> = jobs.iter().map(|(m, _)| m).collect();
+            let started = std::time::Instant::now();
             let attempt = async {
                 let mut tx = <$store>::begin_on(pool).await?;
                 let results = write_outbound(&mut tx, &items).await?;
                 tx.commit().await?;
                 Ok::<_, $crate::StorageError>(results)
             };
-            match attempt.await {
+            let outcome = attempt.await;
+            tracing::trace!(batch = jobs.len(), elapsed_us = started.elapsed().as_micros() as u64, "sends stored");
+            match outcome {
                 Ok(results) => {
                     for ((_, reply), result) in jobs.into_iter().zip(results) {
                         let _ = reply.send(Ok(result));

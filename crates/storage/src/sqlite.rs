@@ -40,7 +40,7 @@ impl SqliteStore {
         let writer =
             SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
         migrate(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         // One batch writer: SQLite has one writer at a time, and a batch is one commit.
         let enqueuer = store::spawn_enqueuers(writer.clone(), 1);
         Ok(Self { writer, reader, enqueuer })

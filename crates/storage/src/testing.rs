@@ -56,7 +56,7 @@ impl TestDatabase {
             .await
             .expect("CREATE DATABASE");
         let _ = admin.close().await;
-        let url = replace_database(&admin_url, &name);
+        let url = crate::with_database(&admin_url, &name);
         let dir = tempfile::tempdir().expect("temporary directory");
         Some(Self { backend: Backend::Postgres, url, dir, postgres: Some((admin_url, name)) })
     }
@@ -96,34 +96,5 @@ impl Drop for TestDatabase {
             })
         })
         .join();
-    }
-}
-
-/// `postgres://u@h:5432/test?x=y` with the database name replaced.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_the_database_name() {
-        assert_eq!(
-            super::replace_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(super::replace_database("postgres://h?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }

@@ -594,7 +594,7 @@ impl ScratchDatabase {
             .await
             .with_context(|| format!("cannot create database {name} at {shown}"))?;
         let _ = admin.close().await;
-        Ok(Self { url: replace_database(admin_url, &name), admin_url: admin_url.to_owned(), name })
+        Ok(Self { url: wagate_storage::with_database(admin_url, &name), admin_url: admin_url.to_owned(), name })
     }
 
     async fn drop_database(self) {
@@ -609,23 +609,6 @@ impl ScratchDatabase {
         if let Err(e) = dropped {
             eprintln!("warning: could not drop the bench database {}: {e}", self.name);
         }
-    }
-}
-
-/// `postgres://u@h:5432/test?x=y` with the database name replaced.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
     }
 }
 
@@ -670,14 +653,5 @@ mod tests {
         assert_eq!(tally.percentile_ms(99.0), Some(99.0));
         assert_eq!(tally.percentile_ms(100.0), Some(100.0));
         assert_eq!(Tally::default().percentile_ms(50.0), None);
-    }
-
-    #[test]
-    fn replaces_the_database_name() {
-        assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5432/test", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(replace_database("postgres://h?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }

@@ -38,6 +38,27 @@ pub struct Idempotency {
 /// How far ahead a message may be scheduled.
 const SCHEDULE_HORIZON: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
+/// Phone numbers by id, as recently read: a send names its number by id, and reading it each
+/// time would be a database round trip per request for what changes rarely. An entry lasts
+/// [`SENDER_CACHED_FOR`], or until this instance's `settings_epoch` moves.
+#[derive(Default)]
+pub struct SenderCache(std::sync::Mutex<std::collections::HashMap<String, (PhoneNumber, u64, std::time::Instant)>>);
+
+const SENDER_CACHED_FOR: Duration = Duration::from_secs(2);
+
+impl SenderCache {
+    fn get(&self, id: &str, epoch: u64) -> Option<PhoneNumber> {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(id).filter(|(_, e, at)| *e == epoch && at.elapsed() < SENDER_CACHED_FOR).map(|(n, _, _)| n.clone())
+    }
+
+    fn put(&self, number: &PhoneNumber, epoch: u64) {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Only real numbers get here, so the map stays as small as the numbers connected.
+        cache.insert(number.id.clone(), (number.clone(), epoch, std::time::Instant::now()));
+    }
+}
+
 /// What a send did.
 pub enum Sent {
     /// Stored: the message, and the answer given (stored with an idempotency key).
@@ -278,10 +299,15 @@ async fn resolve_reply(state: &AppState, sender: &PhoneNumber, reply_to: &str) -
 /// While any live number is connected only live numbers are defaults: a send must never go to
 /// the sandbox, where it would "arrive" without reaching anyone, because `from` was left out.
 pub async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNumber, ServiceError> {
-    if let Some(from) = from
-        && let Some(n) = state.store.get_phone_number(from).await?
-    {
-        return Ok(n);
+    if let Some(from) = from {
+        let epoch = state.settings_epoch.load(Ordering::Relaxed);
+        if let Some(n) = state.senders.get(from, epoch) {
+            return Ok(n);
+        }
+        if let Some(n) = state.store.get_phone_number(from).await? {
+            state.senders.put(&n, epoch);
+            return Ok(n);
+        }
     }
     let numbers = state.store.list_phone_numbers().await?;
     if let Some(from) = from {

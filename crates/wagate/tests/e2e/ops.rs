@@ -50,8 +50,10 @@ async fn operations_endpoints_answer(backend: Backend) {
         ("/v1/messages", &["get", "post"][..]),
         ("/v1/messages/{id}", &["get"]),
         ("/v1/messages/{id}/read", &["post"]),
+        ("/v1/messages/{id}/cancel", &["post"]),
         ("/v1/accounts", &["get", "post"]),
         ("/v1/accounts/{id}", &["get", "patch"]),
+        ("/v1/accounts/{id}/resume", &["post"]),
         ("/v1/phone-numbers", &["get"]),
         ("/v1/phone-numbers/{id}", &["patch"]),
         ("/v1/api-keys", &["get", "post"]),
@@ -81,6 +83,9 @@ async fn operations_endpoints_answer(backend: Backend) {
         "template",
     ] {
         assert!(send[kind].is_object(), "SendRequest.{kind} is not documented");
+    }
+    for option in ["send_at", "expires_at", "idempotency_key", "metadata"] {
+        assert!(send[option].is_object(), "SendRequest.{option} is not documented");
     }
     assert!(
         doc["components"]["schemas"]["Interactive"].is_object() && doc["components"]["schemas"]["Template"].is_object()
