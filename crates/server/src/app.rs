@@ -57,7 +57,6 @@ impl Application {
             // Waiters that fall behind read the database instead; the channel only saves time.
             completions: tokio::sync::broadcast::channel(1024).0,
             webhooks_noted: Arc::default(),
-            api_keys: Default::default(),
             senders: Default::default(),
         });
         let (mut router, _) = api::router(state.clone());

@@ -50,8 +50,6 @@ pub struct Shared {
     pub completions: tokio::sync::broadcast::Sender<MessageId>,
     /// Numbers already known to have their webhooks seen (saves a write per delivery).
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// API keys recently authenticated, so a request does not read its key each time.
-    pub api_keys: crate::services::api_keys::KeyCache,
     /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
     pub senders: crate::services::messages::SenderCache,
 }

@@ -103,6 +103,6 @@ async fn list_keys(State(state): State<AppState>, page: PageRequest) -> Result<J
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    api_keys::revoke(state.store.as_ref(), Some(&state.api_keys), &id).await?;
+    api_keys::revoke(state.store.as_ref(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
