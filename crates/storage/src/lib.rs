@@ -26,6 +26,8 @@ pub use sqlite::SqliteStore;
 pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration {version} ({name}) failed: {source}")]
     Migration { version: i64, name: &'static str, source: sqlx::Error },
     #[error("stored value is not what wagate wrote: {0}")]
@@ -181,7 +183,8 @@ pub trait Store: Send + Sync + 'static {
     async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
 
     // Webhook deliveries.
-    async fn insert_delivery(&self, delivery: &NewDelivery) -> Result<i64>;
+    /// Stores a delivery as received (grouped with other writes into one commit); its id.
+    async fn insert_delivery(&self, delivery: NewDelivery) -> Result<i64>;
     async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Delivery>>;
     /// Marks a delivery processed (with the error that made it unprocessable, if any).
     async fn finish_delivery(&self, delivery: &Delivery, at: Timestamp, error: Option<&str>) -> Result<()>;

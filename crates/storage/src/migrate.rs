@@ -36,6 +36,7 @@ pub const SQLITE: &[Migration] = &[
         name: "outbound_engine",
         sql: include_str!("../migrations/sqlite/0003_outbound_engine.sql"),
     },
+    Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/sqlite/0004_outbox_lease.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -46,6 +47,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "outbound_engine",
         sql: include_str!("../migrations/postgres/0003_outbound_engine.sql"),
     },
+    Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/postgres/0004_outbox_lease.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

@@ -36,6 +36,15 @@ impl PgStore {
         &self.pool
     }
 
+    /// The SQLite direct paths; PostgreSQL has none.
+    fn direct(&self) -> Option<&crate::sqlite::Direct> {
+        None
+    }
+
+    async fn write(&self) -> Result<sqlx::pool::PoolConnection<Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }
@@ -88,4 +97,152 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 mod store {
     use super::*;
     crate::sql::impl_store!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres, PgPool, Backend::Postgres);
+
+    /// Writes new messages in one transaction: each idempotency key first (a key already in
+    /// use, and not expired, skips its message), then every message, its first history entry
+    /// and its outbox row, a statement each for the whole batch.
+    async fn write_outbound(
+        tx: &mut Transaction<'static, Postgres>,
+        batch: &[&NewOutbound],
+    ) -> crate::Result<Vec<Enqueued>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut keep: Vec<&NewOutbound> = Vec::with_capacity(batch.len());
+        for m in batch {
+            if let Some(k) = &m.idempotency {
+                let taken = sqlx::query(crate::sql::TAKE_IDEMPOTENCY_KEY)
+                    .bind(k.api_key_id.as_str())
+                    .bind(&k.key)
+                    .bind(&k.request_hash)
+                    .bind(m.id.as_str())
+                    .bind(json_text(&k.response))
+                    .bind(m.created_at.as_millis())
+                    .bind(k.expires_at.as_millis())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if taken == 0 {
+                    let row = sqlx::query(crate::sql::SELECT_IDEMPOTENCY_KEY)
+                        .bind(k.api_key_id.as_str())
+                        .bind(&k.key)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    results.push(Enqueued::KeyUsed(idempotency_row(&row)?));
+                    continue;
+                }
+            }
+            results.push(Enqueued::Stored);
+            keep.push(m);
+        }
+        if keep.is_empty() {
+            return Ok(results);
+        }
+        let mut messages = sqlx::QueryBuilder::<Postgres>::new(concat!(
+            "INSERT INTO messages (",
+            message_cols!(),
+            ", opens_conversation) "
+        ));
+        messages.push_values(&keep, |mut b, m| {
+            b.push_bind(m.id.as_str())
+                .push_bind("outbound")
+                .push_bind(m.account_id.as_str())
+                .push_bind(m.phone_number_id.as_str())
+                .push_bind(None::<String>)
+                .push_bind(m.recipient.as_str())
+                .push_bind(m.kind.as_str())
+                .push_bind(json_text(&m.content))
+                .push_bind(crate::sql::initial_status(m))
+                .push_bind(None::<String>)
+                .push_bind(None::<String>)
+                .push_bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
+                .push_bind(m.created_at.as_millis())
+                .push_bind(m.created_at.as_millis())
+                .push_bind(m.send_at.map(Timestamp::as_millis))
+                .push_bind(m.expires_at.map(Timestamp::as_millis))
+                .push_bind(m.opens_conversation);
+        });
+        messages.build().execute(&mut **tx).await?;
+        let mut history = sqlx::QueryBuilder::<Postgres>::new(
+            "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) ",
+        );
+        history.push_values(&keep, |mut b, m| {
+            b.push_bind(m.account_id.as_str())
+                .push_bind(m.id.as_str())
+                .push_bind(crate::sql::initial_status(m))
+                .push_bind(m.created_at.as_millis())
+                .push_bind(m.created_at.as_millis());
+        });
+        history.build().execute(&mut **tx).await?;
+        let mut outbox = sqlx::QueryBuilder::<Postgres>::new(
+            "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
+             created_at) ",
+        );
+        outbox.push_values(&keep, |mut b, m| {
+            b.push_bind(m.id.as_str())
+                .push_bind(m.phone_number_id.as_str())
+                .push_bind(m.recipient.as_str())
+                .push_bind(m.due_at.as_millis())
+                .push_bind(m.due_at.as_millis())
+                .push_bind(m.expires_at.map(Timestamp::as_millis))
+                .push_bind(m.created_at.as_millis());
+        });
+        outbox.build().execute(&mut **tx).await?;
+        Ok(results)
+    }
+
+    /// Writes a batch in one transaction (the sends with a statement per table for them all);
+    /// when that fails, each job alone, so one bad job fails alone.
+    async fn write_batch(pool: &PgPool, jobs: Vec<crate::sql::Job>) {
+        use crate::sql::{Job, Written};
+        let started = std::time::Instant::now();
+        let attempt = async {
+            let mut tx = PgStore::begin_on(pool).await?;
+            let sends: Vec<&NewOutbound> =
+                jobs.iter().filter_map(|j| if let Job::Send(m, _) = j { Some(&**m) } else { None }).collect();
+            let mut sent = write_outbound(&mut tx, &sends).await?.into_iter();
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                results.push(match job {
+                    Job::Send(..) => Written::Send(sent.next().expect("one result per send")),
+                    Job::Delivery(d, _) => Written::Delivery(
+                        sqlx::query_scalar(crate::sql::INSERT_DELIVERY)
+                            .bind(d.account_id.as_ref().map(AccountId::as_str))
+                            .bind(&d.body)
+                            .bind(d.received_at.as_millis())
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    ),
+                });
+            }
+            tx.commit().await?;
+            Ok::<_, crate::StorageError>(results)
+        };
+        let outcome = attempt.await;
+        tracing::trace!(batch = jobs.len(), elapsed_us = started.elapsed().as_micros() as u64, "batch stored");
+        if let Some(jobs) = crate::sql::settle(jobs, outcome) {
+            for job in jobs {
+                Box::pin(write_batch(pool, vec![job])).await;
+            }
+        }
+    }
+
+    /// Takes new sends and deliveries off the queue and stores them in batches: everything that
+    /// arrived while the previous batch was being committed goes into the next, one commit for all.
+    pub(super) fn spawn_enqueuers(pool: PgPool, tasks: usize) -> crate::sql::Enqueuer {
+        let (enqueuer, rx) = crate::sql::Enqueuer::new();
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..tasks {
+            let (pool, rx) = (pool.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        crate::sql::fill_batch(first, &mut rx)
+                    };
+                    write_batch(&pool, batch).await;
+                }
+            });
+        }
+        enqueuer
+    }
 }

@@ -53,30 +53,123 @@ macro_rules! outbox_heads {
 
 pub(crate) use {account_cols, api_key_cols, message_cols, outbox_heads, phone_cols};
 
-/// Messages stored per transaction, at most.
+// Statements the SQLite direct paths run too (see `sqlite::direct`).
+pub(crate) const SELECT_API_KEY_BY_HASH: &str =
+    concat!("SELECT ", api_key_cols!(), " FROM api_keys WHERE key_hash = $1");
+pub(crate) const SELECT_LAST_INBOUND: &str =
+    "SELECT last_inbound_at FROM conversations WHERE phone_number_id = $1 AND customer = $2";
+pub(crate) const SELECT_LIVE_IDEMPOTENCY_KEY: &str = "SELECT key, request_hash, message_id, response, created_at \
+    FROM idempotency_keys WHERE api_key_id = $1 AND key = $2 AND expires_at > $3";
+/// Takes an idempotency key for a message, unless an unexpired use holds it (no row changed).
+pub(crate) const TAKE_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
+    (api_key_id, key, request_hash, message_id, response, created_at, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (api_key_id, key) DO UPDATE SET \
+    request_hash = excluded.request_hash, message_id = excluded.message_id, \
+    response = excluded.response, created_at = excluded.created_at, \
+    expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at";
+pub(crate) const SELECT_IDEMPOTENCY_KEY: &str = "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys WHERE api_key_id = $1 AND key = $2";
+
+/// A new outbound message's first status.
+pub(crate) fn initial_status(m: &crate::NewOutbound) -> &'static str {
+    if m.due_at > m.created_at { "scheduled" } else { "queued" }
+}
+
+/// Writes stored per transaction, at most.
 pub(crate) const MAX_BATCH: usize = 512;
 
-pub(crate) type EnqueueJob = (crate::NewOutbound, tokio::sync::oneshot::Sender<Result<crate::Enqueued>>);
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
+
+/// A write that waits for a group commit: what answers a request, so it must be on disk first.
+pub(crate) enum Job {
+    Send(Box<crate::NewOutbound>, Reply<crate::Enqueued>),
+    Delivery(crate::NewDelivery, Reply<i64>),
+}
+
+/// What one job wrote, to answer it with once the batch is committed.
+pub(crate) enum Written {
+    Send(crate::Enqueued),
+    Delivery(i64),
+}
+
+impl Job {
+    /// Answers with what was written, or the error that kept the job from being written.
+    pub(crate) fn answer(self, result: Result<Written>) {
+        match (self, result) {
+            (Job::Send(_, reply), Ok(Written::Send(e))) => drop(reply.send(Ok(e))),
+            (Job::Delivery(_, reply), Ok(Written::Delivery(id))) => drop(reply.send(Ok(id))),
+            (Job::Send(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Delivery(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (_, Ok(_)) => unreachable!("a job is answered with what it wrote"),
+        }
+    }
+}
 
 /// The queue in front of the batch writers.
 pub(crate) struct Enqueuer {
-    tx: tokio::sync::mpsc::Sender<EnqueueJob>,
+    tx: tokio::sync::mpsc::Sender<Job>,
 }
 
 impl Enqueuer {
-    pub(crate) fn new() -> (Self, tokio::sync::mpsc::Receiver<EnqueueJob>) {
+    pub(crate) fn new() -> (Self, tokio::sync::mpsc::Receiver<Job>) {
         // Bounded: a writer that falls behind slows the requests down instead of piling them up.
         let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
         (Self { tx }, rx)
     }
 
-    pub(crate) async fn submit(&self, m: crate::NewOutbound) -> Result<crate::Enqueued> {
+    pub(crate) async fn send(&self, m: crate::NewOutbound) -> Result<crate::Enqueued> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Send(Box::new(m), reply), answer).await
+    }
+
+    pub(crate) async fn delivery(&self, d: crate::NewDelivery) -> Result<i64> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Delivery(d, reply), answer).await
+    }
+
+    async fn submit<T>(&self, job: Job, answer: tokio::sync::oneshot::Receiver<Result<T>>) -> Result<T> {
         let gone = || StorageError::Database(sqlx::Error::PoolClosed);
-        self.tx.send((m, reply)).await.map_err(|_| gone())?;
+        self.tx.send(job).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
+
+/// The first job and whatever else is queued behind it, up to a batch.
+pub(crate) fn fill_batch(first: Job, rx: &mut tokio::sync::mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Answers a batch's jobs with its outcome. A failed batch of several comes back, to be written
+/// one job at a time so that one bad job fails alone.
+pub(crate) fn settle(jobs: Vec<Job>, outcome: Result<Vec<Written>>) -> Option<Vec<Job>> {
+    match outcome {
+        Ok(results) => {
+            for (job, result) in jobs.into_iter().zip(results) {
+                job.answer(Ok(result));
+            }
+            None
+        }
+        Err(e) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                job.answer(Err(e));
+            }
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, batch = jobs.len(), "a batch failed to store; storing its jobs one by one");
+            Some(jobs)
+        }
+    }
+}
+
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries (account_id, body, received_at, available_at) \
+    VALUES ($1, $2, $3, $3) RETURNING id";
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
@@ -114,7 +207,7 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 
 /// Implements [`crate::Store`] for `$store`, whose rows are `$row` and transactions `$tx`.
 macro_rules! impl_store {
-    ($store:ty, $row:ty, $tx:ty, $db:ty, $pool:ty, $backend:expr) => {
+    ($store:ty, $row:ty, $tx:ty, $db:ty, $writer:ty, $backend:expr) => {
         use sqlx::Row as _;
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;
@@ -265,165 +358,6 @@ macro_rules! impl_store {
                     })
                 })
                 .collect()
-        }
-
-        /// Writes new messages in one transaction: each idempotency key first (a key already in
-        /// use, and not expired, skips its message), then every message, its first history entry
-        /// and its outbox row, a statement each for the whole batch.
-        async fn write_outbound(tx: &mut $tx, batch: &[&NewOutbound]) -> $crate::Result<Vec<Enqueued>> {
-            let mut results = Vec::with_capacity(batch.len());
-            let mut keep: Vec<&NewOutbound> = Vec::with_capacity(batch.len());
-            for m in batch {
-                if let Some(k) = &m.idempotency {
-                    let taken = sqlx::query(
-                        "INSERT INTO idempotency_keys \
-                         (api_key_id, key, request_hash, message_id, response, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (api_key_id, key) DO UPDATE SET \
-                         request_hash = excluded.request_hash, message_id = excluded.message_id, \
-                         response = excluded.response, created_at = excluded.created_at, \
-                         expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at",
-                    )
-                    .bind(k.api_key_id.as_str())
-                    .bind(&k.key)
-                    .bind(&k.request_hash)
-                    .bind(m.id.as_str())
-                    .bind(json_text(&k.response))
-                    .bind(m.created_at.as_millis())
-                    .bind(k.expires_at.as_millis())
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                    if taken == 0 {
-                        let row = sqlx::query(
-                            "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys \
-                             WHERE api_key_id = $1 AND key = $2",
-                        )
-                        .bind(k.api_key_id.as_str())
-                        .bind(&k.key)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                        results.push(Enqueued::KeyUsed(idempotency_row(&row)?));
-                        continue;
-                    }
-                }
-                results.push(Enqueued::Stored);
-                keep.push(m);
-            }
-            if keep.is_empty() {
-                return Ok(results);
-            }
-            let status = |m: &NewOutbound| if m.due_at > m.created_at { "scheduled" } else { "queued" };
-            let mut messages = sqlx::QueryBuilder::<$db>::new(concat!(
-                "INSERT INTO messages (",
-                message_cols!(),
-                ", opens_conversation) "
-            ));
-            messages.push_values(&keep, |mut b, m| {
-                b.push_bind(m.id.as_str())
-                    .push_bind("outbound")
-                    .push_bind(m.account_id.as_str())
-                    .push_bind(m.phone_number_id.as_str())
-                    .push_bind(None::<String>)
-                    .push_bind(m.recipient.as_str())
-                    .push_bind(m.kind.as_str())
-                    .push_bind(json_text(&m.content))
-                    .push_bind(status(m))
-                    .push_bind(None::<String>)
-                    .push_bind(None::<String>)
-                    .push_bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
-                    .push_bind(m.created_at.as_millis())
-                    .push_bind(m.created_at.as_millis())
-                    .push_bind(m.send_at.map(Timestamp::as_millis))
-                    .push_bind(m.expires_at.map(Timestamp::as_millis))
-                    .push_bind(m.opens_conversation);
-            });
-            messages.build().execute(&mut **tx).await?;
-            let mut history = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) ",
-            );
-            history.push_values(&keep, |mut b, m| {
-                b.push_bind(m.account_id.as_str())
-                    .push_bind(m.id.as_str())
-                    .push_bind(status(m))
-                    .push_bind(m.created_at.as_millis())
-                    .push_bind(m.created_at.as_millis());
-            });
-            history.build().execute(&mut **tx).await?;
-            let mut outbox = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
-                 created_at) ",
-            );
-            outbox.push_values(&keep, |mut b, m| {
-                b.push_bind(m.id.as_str())
-                    .push_bind(m.phone_number_id.as_str())
-                    .push_bind(m.recipient.as_str())
-                    .push_bind(m.due_at.as_millis())
-                    .push_bind(m.due_at.as_millis())
-                    .push_bind(m.expires_at.map(Timestamp::as_millis))
-                    .push_bind(m.created_at.as_millis());
-            });
-            outbox.build().execute(&mut **tx).await?;
-            Ok(results)
-        }
-
-        /// Writes a batch in one transaction; when that fails, each message alone, so one bad
-        /// message fails alone.
-        async fn write_batch(pool: &$pool, jobs: Vec<$crate::sql::EnqueueJob>) {
-            let items: Vec<&NewOutbound> = jobs.iter().map(|(m, _)| m).collect();
-            let started = std::time::Instant::now();
-            let attempt = async {
-                let mut tx = <$store>::begin_on(pool).await?;
-                let results = write_outbound(&mut tx, &items).await?;
-                tx.commit().await?;
-                Ok::<_, $crate::StorageError>(results)
-            };
-            let outcome = attempt.await;
-            tracing::trace!(batch = jobs.len(), elapsed_us = started.elapsed().as_micros() as u64, "sends stored");
-            match outcome {
-                Ok(results) => {
-                    for ((_, reply), result) in jobs.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Err(e) if jobs.len() == 1 => {
-                    let (_, reply) = jobs.into_iter().next().expect("one job");
-                    let _ = reply.send(Err(e));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, batch = jobs.len(), "a batch of sends failed to store; storing them one by one");
-                    for job in jobs {
-                        Box::pin(write_batch(pool, vec![job])).await;
-                    }
-                }
-            }
-        }
-
-        /// Takes new messages off the queue and stores them in batches: everything that arrived
-        /// while the previous batch was being committed goes into the next, one commit for all.
-        pub(crate) fn spawn_enqueuers(pool: $pool, tasks: usize) -> $crate::sql::Enqueuer {
-            let (enqueuer, rx) = $crate::sql::Enqueuer::new();
-            let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-            for _ in 0..tasks {
-                let (pool, rx) = (pool.clone(), rx.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let batch = {
-                            let mut rx = rx.lock().await;
-                            let Some(first) = rx.recv().await else { return };
-                            let mut batch = vec![first];
-                            while batch.len() < $crate::sql::MAX_BATCH {
-                                match rx.try_recv() {
-                                    Ok(job) => batch.push(job),
-                                    Err(_) => break,
-                                }
-                            }
-                            batch
-                        };
-                        write_batch(&pool, batch).await;
-                    }
-                });
-            }
-            enqueuer
         }
 
         /// Inserts or refreshes `numbers` for `account`; a number owned by another account is
@@ -707,13 +641,16 @@ macro_rules! impl_store {
                 .bind(key.created_at.as_millis())
                 .bind(key.last_used_at.map(Timestamp::as_millis))
                 .bind(key.revoked_at.map(Timestamp::as_millis))
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(())
             }
 
             async fn find_api_key_by_hash(&self, key_hash: &str) -> $crate::Result<Option<ApiKey>> {
-                sqlx::query(concat!("SELECT ", api_key_cols!(), " FROM api_keys WHERE key_hash = $1"))
+                if let Some(direct) = self.direct() {
+                    return direct.api_key_by_hash(key_hash);
+                }
+                sqlx::query($crate::sql::SELECT_API_KEY_BY_HASH)
                     .bind(key_hash)
                     .fetch_optional(self.reader())
                     .await?
@@ -735,7 +672,7 @@ macro_rules! impl_store {
                 let r = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id.as_str())
                     .bind(at.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -744,7 +681,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
                     .bind(id.as_str())
                     .bind(at.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?;
                 Ok(())
             }
@@ -759,13 +696,13 @@ macro_rules! impl_store {
                 .bind(&key.prefix)
                 .bind(&key.key_hash)
                 .bind(key.created_at.as_millis())
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(())
             }
 
             async fn enqueue_message(&self, m: NewOutbound) -> $crate::Result<Enqueued> {
-                self.enqueuer().submit(m).await
+                self.enqueuer().send(m).await
             }
 
             async fn find_idempotency_key(
@@ -774,10 +711,10 @@ macro_rules! impl_store {
                 key: &str,
                 now: Timestamp,
             ) -> $crate::Result<Option<IdempotencyRecord>> {
-                sqlx::query(
-                    "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys \
-                     WHERE api_key_id = $1 AND key = $2 AND expires_at > $3",
-                )
+                if let Some(direct) = self.direct() {
+                    return direct.live_idempotency_key(api_key_id, key, now);
+                }
+                sqlx::query($crate::sql::SELECT_LIVE_IDEMPOTENCY_KEY)
                 .bind(api_key_id.as_str())
                 .bind(key)
                 .bind(now.as_millis())
@@ -791,7 +728,7 @@ macro_rules! impl_store {
             async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> $crate::Result<u64> {
                 Ok(sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
                     .bind(now.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?
                     .rows_affected())
             }
@@ -985,14 +922,14 @@ macro_rules! impl_store {
                 .bind(holder)
                 .bind(until.as_millis())
                 .bind(now.as_millis())
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?
                 .rows_affected();
                 Ok(held == 1)
             }
 
             async fn release_number_leases(&self, holder: &str) -> $crate::Result<()> {
-                sqlx::query("DELETE FROM number_leases WHERE holder = $1").bind(holder).execute(self.writer()).await?;
+                sqlx::query("DELETE FROM number_leases WHERE holder = $1").bind(holder).execute(&mut *self.write().await?).await?;
                 Ok(())
             }
 
@@ -1011,7 +948,7 @@ macro_rules! impl_store {
                 .bind(at.as_millis())
                 .bind(error_text(error))
                 .bind(as_of.as_millis())
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -1021,7 +958,7 @@ macro_rules! impl_store {
                     "UPDATE accounts SET paused_at = NULL, paused_error = NULL WHERE id = $1 AND paused_at IS NOT NULL",
                 )
                 .bind(id.as_str())
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -1036,7 +973,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .bind(messages_per_second.map(i64::from))
                     .bind(at.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -1046,7 +983,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .bind(level)
                     .bind(at.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -1061,7 +998,7 @@ macro_rules! impl_store {
                 .bind(ContactId::generate().as_str())
                 .bind(wa_id)
                 .bind(at.as_millis())
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(())
             }
@@ -1382,9 +1319,10 @@ macro_rules! impl_store {
             }
 
             async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> $crate::Result<Option<Timestamp>> {
-                Ok(sqlx::query_scalar::<_, i64>(
-                    "SELECT last_inbound_at FROM conversations WHERE phone_number_id = $1 AND customer = $2",
-                )
+                if let Some(direct) = self.direct() {
+                    return direct.last_inbound(phone_number_id, customer);
+                }
+                Ok(sqlx::query_scalar::<_, i64>($crate::sql::SELECT_LAST_INBOUND)
                 .bind(phone_number_id)
                 .bind(customer)
                 .fetch_optional(self.reader())
@@ -1396,7 +1334,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE phone_numbers SET webhooks_since = $2 WHERE id = $1 AND webhooks_since IS NULL")
                     .bind(phone_number_id)
                     .bind(at.as_millis())
-                    .execute(self.writer())
+                    .execute(&mut *self.write().await?)
                     .await?;
                 Ok(())
             }
@@ -1422,16 +1360,8 @@ macro_rules! impl_store {
                 }))
             }
 
-            async fn insert_delivery(&self, d: &NewDelivery) -> $crate::Result<i64> {
-                Ok(sqlx::query_scalar(
-                    "INSERT INTO webhook_deliveries (account_id, body, received_at, available_at) \
-                     VALUES ($1, $2, $3, $3) RETURNING id",
-                )
-                .bind(d.account_id.as_ref().map(AccountId::as_str))
-                .bind(&d.body)
-                .bind(d.received_at.as_millis())
-                .fetch_one(self.writer())
-                .await?)
+            async fn insert_delivery(&self, d: NewDelivery) -> $crate::Result<i64> {
+                self.enqueuer().delivery(d).await
             }
 
             async fn claim_deliveries(
@@ -1464,7 +1394,7 @@ macro_rules! impl_store {
                 .bind(&d.lease)
                 .bind(at.as_millis())
                 .bind(error)
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(())
             }
@@ -1478,7 +1408,7 @@ macro_rules! impl_store {
                 .bind(&d.lease)
                 .bind(due_at.as_millis())
                 .bind(error)
-                .execute(self.writer())
+                .execute(&mut *self.write().await?)
                 .await?;
                 Ok(())
             }

@@ -533,11 +533,11 @@ async fn webhook_deliveries(store: &dyn Store) {
     let (a, _) = seeded(store).await;
     let body = br#"{"object":"whatsapp_business_account"}"#.to_vec();
     let id1 = store
-        .insert_delivery(&NewDelivery { account_id: Some(a.id.clone()), body: body.clone(), received_at: t(0) })
+        .insert_delivery(NewDelivery { account_id: Some(a.id.clone()), body: body.clone(), received_at: t(0) })
         .await
         .unwrap();
     let id2 =
-        store.insert_delivery(&NewDelivery { account_id: None, body: vec![1, 2], received_at: t(1) }).await.unwrap();
+        store.insert_delivery(NewDelivery { account_id: None, body: vec![1, 2], received_at: t(1) }).await.unwrap();
     assert!(id2 > id1);
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
     assert_eq!(store.pending_deliveries().await.unwrap(), 2);

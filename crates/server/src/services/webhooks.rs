@@ -76,7 +76,7 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: &[u
     }
     let id = state
         .store
-        .insert_delivery(&NewDelivery {
+        .insert_delivery(NewDelivery {
             account_id: Some(signer.id.clone()),
             body: body.to_vec(),
             received_at: Timestamp::now(),

@@ -1,0 +1,216 @@
+//! SQLite: the embedded default. WAL mode; one writer connection (SQLite takes one writer at a
+//! time anyway, and queueing in-process avoids busy retries) and a small pool of readers.
+
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous, SqliteTransactionManager,
+};
+use sqlx::{ConnectOptions, Connection};
+use sqlx_core::transaction::TransactionManager;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod direct;
+
+pub(crate) use direct::Direct;
+
+use crate::migrate;
+use crate::{Backend, Result, StorageError};
+
+/// The one write connection, passed from task to task by a lock. Not a pool: a pool pings its
+/// connection on every acquire and release, each a round trip to SQLite's thread, and the
+/// writer is what every write waits for.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    conn: Arc<Mutex<Option<SqliteConnection>>>,
+    /// Taken before `conn` by the writes made through sqlx, so that at most one of them waits
+    /// for `conn` beside the batch writer: new sends wait for one write, not for a queue.
+    lane: Arc<Mutex<()>>,
+}
+
+/// The writer, held. `None` inside once the store is closed.
+pub(crate) struct WriteConn(OwnedMutexGuard<Option<SqliteConnection>>);
+
+impl Writer {
+    async fn lock(&self) -> Result<WriteConn> {
+        let _lane = self.lane.lock().await;
+        let guard = self.conn.clone().lock_owned().await;
+        if guard.is_none() {
+            return Err(StorageError::Database(sqlx::Error::PoolClosed));
+        }
+        Ok(WriteConn(guard))
+    }
+
+    /// IMMEDIATE takes the write lock up front, so a transaction that reads before it writes
+    /// cannot fail half-way because another process (the CLI) wrote in between.
+    async fn begin(&self) -> Result<WriteTx> {
+        let mut conn = self.lock().await?;
+        SqliteTransactionManager::begin(&mut conn, Some(sqlx::SqlStr::from_static("BEGIN IMMEDIATE"))).await?;
+        Ok(WriteTx { conn, open: true })
+    }
+
+    async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take()
+            && let Err(e) = conn.close().await
+        {
+            tracing::warn!(error = %e, "closing the SQLite writer failed");
+        }
+    }
+}
+
+impl Deref for WriteConn {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.0.as_ref().expect("checked when locked")
+    }
+}
+
+impl DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.0.as_mut().expect("checked when locked")
+    }
+}
+
+/// A write transaction on the writer; rolled back if dropped uncommitted (the rollback runs
+/// before the connection's next statement, whoever holds it next).
+pub(crate) struct WriteTx {
+    conn: WriteConn,
+    open: bool,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        SqliteTransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        SqliteTransactionManager::rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            SqliteTransactionManager::start_rollback(&mut self.conn);
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: Writer,
+    reader: SqlitePool,
+    direct: Direct,
+    enqueuer: crate::sql::Enqueuer,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::Database(sqlx::Error::Configuration(
+                    format!("cannot create {}: {e}", dir.display()).into(),
+                ))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a 202 means the message is on disk, even across a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut writer = options.connect().await?;
+        migrate(&mut writer).await?;
+        let writer = Writer { conn: Arc::new(Mutex::new(Some(writer))), lane: Arc::new(Mutex::new(())) };
+        // A local file does not go away: no ping before each read.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true))
+            .await?;
+        let enqueuer = direct::spawn_batch_writer(path, writer.clone()).map_err(|e| {
+            StorageError::Database(sqlx::Error::Configuration(format!("cannot start the batch writer: {e}").into()))
+        })?;
+        Ok(Self { writer, reader, direct: Direct::new(path), enqueuer })
+    }
+
+    fn enqueuer(&self) -> &crate::sql::Enqueuer {
+        &self.enqueuer
+    }
+
+    fn direct(&self) -> Option<&Direct> {
+        Some(&self.direct)
+    }
+
+    fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    async fn write(&self) -> Result<WriteConn> {
+        self.writer.lock().await
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    async fn begin_write(&self) -> Result<WriteTx> {
+        self.writer.begin().await
+    }
+
+    /// The single writer already serialises every write transaction.
+    async fn lock_wamid(_tx: &mut WriteTx, _wamid: &str) -> Result<()> {
+        Ok(())
+    }
+
+    const CLAIM_DELIVERIES: &'static str = "UPDATE webhook_deliveries SET lease = $1, available_at = $2, \
+        attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \
+        WHERE available_at IS NOT NULL AND available_at <= $3 ORDER BY available_at, id LIMIT $4) \
+        RETURNING id, account_id, body, received_at, attempts";
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::query(migrate::CREATE_TABLE).execute(&mut *conn).await?;
+    for m in migrate::SQLITE {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM wagate_migrations WHERE version = $1")
+            .bind(m.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if applied.is_none() {
+            sqlx::raw_sql(m.script()).execute(&mut *tx).await.map_err(|e| m.failed(e))?;
+            tracing::info!(version = m.version, name = m.name, "applied SQLite migration");
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+mod store {
+    use super::*;
+    crate::sql::impl_store!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite, Writer, Backend::Sqlite);
+}
