@@ -58,6 +58,7 @@ impl Application {
             completions: tokio::sync::broadcast::channel(1024).0,
             webhooks_noted: Arc::default(),
             senders: Default::default(),
+            signers: Default::default(),
         });
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {

@@ -52,6 +52,8 @@ pub struct Shared {
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
     pub senders: crate::services::messages::SenderCache,
+    /// Connected accounts as the webhook receiver last read them.
+    pub signers: crate::services::webhooks::SignerCache,
 }
 
 /// One `Notify` per business number, made on first use.

@@ -1,7 +1,8 @@
 //! `wagate bench`: the real application in-process, with the in-process sandbox and the
 //! dispatcher as in production, loaded by a minimal HTTP/1.1 keep-alive client. First
 //! `GET /healthz` (the ceiling of the HTTP stack), then `POST /v1/messages` (accepted sends per
-//! second and their latency), on SQLite and/or a throw-away PostgreSQL database.
+//! second and their latency), then `POST /webhooks/meta` (signed deliveries verified and stored
+//! per second, and the time to their 200), on SQLite and/or a throw-away PostgreSQL database.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use wagate_domain::id::new_id;
 use wagate_domain::secret::Secret;
+use wagate_domain::signature;
 use wagate_server::config::LogFormat;
 use wagate_server::{Application, Config, telemetry};
 
@@ -26,6 +28,10 @@ const RECIPIENTS: usize = 10_000;
 const RECIPIENT_PREFIX: &str = "+155501";
 /// Digits after the prefix; the only bytes of a send request that change between requests.
 const RECIPIENT_DIGITS: usize = 5;
+/// Each webhook delivery carries a message with its own wamid, `wamid.BENCH` and these digits.
+const WAMID_DIGITS: usize = 12;
+/// The sandbox app's secret in the benchmark, which signs its webhook deliveries.
+const APP_SECRET: &str = "bench-app-secret";
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -124,6 +130,8 @@ async fn bench_app(
         bootstrap_api_key: Some(Secret::new(api_key.clone())),
         ..Config::default()
     };
+    let mut config = config;
+    config.sandbox.app_secret = Some(Secret::new(APP_SECRET.to_owned()));
     let app = Application::build(config).await.context("the application did not start")?;
     let addr = app.local_addr();
     let cancel = app.shutdown_token();
@@ -142,10 +150,12 @@ async fn bench_app(
 async fn measure(backend: Backend, addr: SocketAddr, api_key: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let from = first_sandbox_number(&http, &base, api_key).await?;
-    let sends = Workload::sends(addr, api_key, &from)?;
-    // A refused send would make the whole run a measurement of error answers: fail at once.
-    check_one_send(&http, &base, api_key, &sends).await?;
+    let number = first_sandbox_number(&http, &base, api_key).await?;
+    let sends = Workload::sends(addr, api_key, &number.id)?;
+    let webhooks = Workload::webhooks(addr, &number)?;
+    // A refused request would make the whole run a measurement of error answers: fail at once.
+    check_one(&http, &base, &sends).await?;
+    check_one(&http, &base, &webhooks).await?;
 
     let plan = Plan {
         connections: args.connections as usize,
@@ -165,50 +175,85 @@ async fn measure(backend: Backend, addr: SocketAddr, api_key: &str, args: &Bench
     let healthz = load(addr, Workload::healthz(addr), plan).await?;
     phase("POST /v1/messages");
     let sends = load(addr, sends, plan).await?;
-    Ok(Report { backend, duration: plan.duration, healthz, sends })
+    phase("POST /webhooks/meta");
+    let webhooks = load(addr, webhooks, plan).await?;
+    Ok(Report { backend, duration: plan.duration, healthz, sends, webhooks })
 }
 
-/// The id of the seeded sandbox account's first number.
-async fn first_sandbox_number(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<String> {
+struct SandboxNumber {
+    id: String,
+    waba_id: String,
+    display: String,
+}
+
+/// The seeded sandbox account's first number.
+async fn first_sandbox_number(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<SandboxNumber> {
     let response = http.get(format!("{base}/v1/phone-numbers")).bearer_auth(api_key).send().await?;
     let status = response.status();
     let body: Value = response.json().await.context("GET /v1/phone-numbers did not answer JSON")?;
     ensure!(status.is_success(), "GET /v1/phone-numbers answered {status}: {body}");
-    body["data"]
+    let number = body["data"]
         .as_array()
         .and_then(|numbers| numbers.iter().find(|n| n["mode"] == "sandbox"))
-        .and_then(|n| n["id"].as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("no sandbox phone number in GET /v1/phone-numbers: {body}"))
+        .with_context(|| format!("no sandbox phone number in GET /v1/phone-numbers: {body}"))?;
+    let field = |name: &str| {
+        number[name].as_str().map(str::to_owned).with_context(|| format!("the sandbox number has no {name}: {number}"))
+    };
+    Ok(SandboxNumber { id: field("id")?, waba_id: field("waba_id")?, display: field("display_phone_number")? })
 }
 
-async fn check_one_send(http: &reqwest::Client, base: &str, api_key: &str, sends: &Workload) -> anyhow::Result<()> {
-    let request = &sends.request;
-    let body_at = request.windows(4).position(|w| w == b"\r\n\r\n").expect("a built request has a head") + 4;
-    let response = http
-        .post(format!("{base}/v1/messages"))
-        .bearer_auth(api_key)
-        .header("content-type", "application/json")
-        .body(request[body_at..].to_vec())
-        .send()
-        .await?;
+/// One request of the workload through an ordinary client, its answer checked.
+async fn check_one(http: &reqwest::Client, base: &str, workload: &Workload) -> anyhow::Result<()> {
+    let mut request = workload.request.clone();
+    workload.prepare(&mut request, 0);
+    let text = String::from_utf8_lossy(&request);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a built request has a head");
+    let mut lines = head.split("\r\n");
+    let path = lines.next().and_then(|l| l.split(' ').nth(1)).expect("a built request has a path");
+    let mut builder = http.post(format!("{base}{path}"));
+    for (name, value) in lines.filter_map(|l| l.split_once(": ")) {
+        if !["host", "content-length"].contains(&name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let response = builder.body(body.to_owned()).send().await?;
     let status = response.status();
-    ensure!(status.as_u16() == 202, "a trial send answered {status}: {}", response.text().await.unwrap_or_default());
+    ensure!(
+        status.as_u16() == workload.expected,
+        "a trial POST {path} answered {status}: {}",
+        response.text().await.unwrap_or_default()
+    );
     Ok(())
 }
 
-/// Requests one connection repeats: pre-built bytes, with only a send's recipient rewritten.
+/// Requests one connection repeats: pre-built bytes, with a counter rewritten in place (a send's
+/// recipient, a delivery's wamid) and, for webhooks, the signature made again.
 #[derive(Clone)]
 struct Workload {
     request: Vec<u8>,
-    recipient_at: Option<usize>,
+    counter: Option<Counter>,
+    signature: Option<Signature>,
     expected: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Counter {
+    at: usize,
+    digits: usize,
+    modulo: usize,
+}
+
+/// Where the hex of `X-Hub-Signature-256` goes, and where the signed body starts.
+#[derive(Clone, Copy)]
+struct Signature {
+    hex_at: usize,
+    body_at: usize,
 }
 
 impl Workload {
     fn healthz(addr: SocketAddr) -> Self {
         let request = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n").into_bytes();
-        Self { request, recipient_at: None, expected: 200 }
+        Self { request, counter: None, signature: None, expected: 200 }
     }
 
     fn sends(addr: SocketAddr, api_key: &str, from: &str) -> anyhow::Result<Self> {
@@ -226,13 +271,68 @@ impl Workload {
             body.len()
         )
         .into_bytes();
-        let quoted = format!("\"{first}\"");
-        let at = request
-            .windows(quoted.len())
-            .position(|w| w == quoted.as_bytes())
-            .context("the recipient is not in the request")?;
-        Ok(Self { request, recipient_at: Some(at + 1 + RECIPIENT_PREFIX.len()), expected: 202 })
+        let at =
+            position(&request, format!("\"{first}\"").as_bytes()).context("the recipient is not in the request")?;
+        let counter = Counter { at: at + 1 + RECIPIENT_PREFIX.len(), digits: RECIPIENT_DIGITS, modulo: RECIPIENTS };
+        Ok(Self { request, counter: Some(counter), signature: None, expected: 202 })
     }
+
+    /// A customer's text message, as Meta delivers it: one entry, one change, one message.
+    fn webhooks(addr: SocketAddr, number: &SandboxNumber) -> anyhow::Result<Self> {
+        let wamid = format!("wamid.BENCH{:0WAMID_DIGITS$}", 0);
+        let body = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{
+                "id": number.waba_id,
+                "changes": [{
+                    "field": "messages",
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {
+                            "display_phone_number": number.display.trim_start_matches('+'),
+                            "phone_number_id": number.id,
+                        },
+                        "contacts": [{"profile": {"name": "Bench Customer"}, "wa_id": "15550100000"}],
+                        "messages": [{
+                            "from": "15550100000",
+                            "id": wamid,
+                            "timestamp": "1763700000",
+                            "type": "text",
+                            "text": {"body": "Hello from the benchmark"},
+                        }],
+                    },
+                }],
+            }],
+        })
+        .to_string();
+        let placeholder = "0".repeat(64);
+        let request = format!(
+            "POST /webhooks/meta HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             x-hub-signature-256: sha256={placeholder}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        let hex_at = position(&request, b"sha256=").context("no signature header")? + "sha256=".len();
+        let body_at = position(&request, b"\r\n\r\n").context("no end of head")? + 4;
+        let at = position(&request, wamid.as_bytes()).context("the wamid is not in the request")?;
+        let counter = Counter { at: at + "wamid.BENCH".len(), digits: WAMID_DIGITS, modulo: usize::MAX };
+        Ok(Self { request, counter: Some(counter), signature: Some(Signature { hex_at, body_at }), expected: 200 })
+    }
+
+    /// Writes request number `n` of this workload into `request`.
+    fn prepare(&self, request: &mut [u8], n: usize) {
+        if let Some(c) = self.counter {
+            write_digits(&mut request[c.at..c.at + c.digits], n % c.modulo);
+        }
+        if let Some(s) = self.signature {
+            let header = signature::sign(APP_SECRET, &request[s.body_at..]);
+            request[s.hex_at..s.hex_at + 64].copy_from_slice(&header.as_bytes()["sha256=".len()..]);
+        }
+    }
+}
+
+fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[derive(Clone, Copy)]
@@ -294,18 +394,17 @@ async fn drive(
     window: Window,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally { latencies_us: Vec::with_capacity(4096), ..Tally::default() };
-    // Connections take interleaved recipients, so together they go through all of them in turn.
-    let mut recipient = index % RECIPIENTS;
+    // Connections take interleaved counters, so together they go through every value in turn.
+    let mut n = index;
+    let mut request = std::mem::take(&mut workload.request);
     loop {
         let sent_at = Instant::now();
         if sent_at >= window.end {
             return Ok(tally);
         }
-        if let Some(at) = workload.recipient_at {
-            write_digits(&mut workload.request[at..at + RECIPIENT_DIGITS], recipient);
-            recipient = (recipient + stride) % RECIPIENTS;
-        }
-        let answer = connection.exchange(&workload.request).await?;
+        workload.prepare(&mut request, n);
+        n += stride;
+        let answer = connection.exchange(&request).await?;
         let answered_at = Instant::now();
         if answered_at >= window.start && answered_at < window.end {
             tally.record(answer.status, workload.expected, answered_at - sent_at);
@@ -454,50 +553,45 @@ struct Report {
     duration: Duration,
     healthz: Tally,
     sends: Tally,
+    webhooks: Tally,
 }
 
 impl Report {
-    fn healthz_per_sec(&self) -> f64 {
-        self.healthz.per_sec(self.duration)
+    /// Each phase: what was loaded, the answer expected, and what came.
+    fn phases(&self) -> [(&'static str, u16, &Tally); 3] {
+        [
+            ("GET /healthz", 200, &self.healthz),
+            ("POST /v1/messages", 202, &self.sends),
+            ("POST /webhooks/meta", 200, &self.webhooks),
+        ]
     }
 
-    fn sends_per_sec(&self) -> f64 {
-        self.sends.per_sec(self.duration)
-    }
-
-    fn sends_to_healthz_percent(&self) -> Option<f64> {
-        let healthz = self.healthz_per_sec();
-        (healthz > 0.0).then(|| self.sends_per_sec() / healthz * 100.0)
+    /// A phase's rate as a share of `GET /healthz`'s, the ceiling of the HTTP stack.
+    fn of_healthz_percent(&self, tally: &Tally) -> Option<f64> {
+        let healthz = self.healthz.per_sec(self.duration);
+        (healthz > 0.0).then(|| tally.per_sec(self.duration) / healthz * 100.0)
     }
 }
 
 fn print_table(args: &BenchArgs, reports: &[Report]) {
-    let columns = [
-        "backend",
-        "healthz req/s",
-        "sends accepted/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "max ms",
-        "non-202",
-        "sends/healthz",
-    ];
+    let columns = ["backend", "request", "answered/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "other", "of healthz"];
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     let rows: Vec<[String; 9]> = reports
         .iter()
-        .map(|r| {
-            [
-                r.backend.name().to_owned(),
-                format!("{:.0}", r.healthz_per_sec()),
-                format!("{:.0}", r.sends_per_sec()),
-                ms(r.sends.percentile_ms(50.0)),
-                ms(r.sends.percentile_ms(90.0)),
-                ms(r.sends.percentile_ms(99.0)),
-                ms(r.sends.percentile_ms(100.0)),
-                r.sends.other_total().to_string(),
-                r.sends_to_healthz_percent().map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
-            ]
+        .flat_map(|r| {
+            r.phases().map(|(what, _, t)| {
+                [
+                    r.backend.name().to_owned(),
+                    what.to_owned(),
+                    format!("{:.0}", t.per_sec(r.duration)),
+                    ms(t.percentile_ms(50.0)),
+                    ms(t.percentile_ms(90.0)),
+                    ms(t.percentile_ms(99.0)),
+                    ms(t.percentile_ms(100.0)),
+                    t.other_total().to_string(),
+                    r.of_healthz_percent(t).map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+                ]
+            })
         })
         .collect();
     let widths: Vec<usize> = (0..columns.len())
@@ -512,16 +606,15 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
         line(&row.each_ref().map(String::as_str));
     }
     for r in reports {
-        if !r.sends.others.is_empty() {
-            println!("{}: POST /v1/messages answered other than 202: {}", r.backend.name(), by_status(&r.sends));
-        }
-        if !r.healthz.others.is_empty() {
-            println!("{}: GET /healthz answered other than 200: {}", r.backend.name(), by_status(&r.healthz));
+        for (what, expected, t) in r.phases() {
+            if !t.others.is_empty() {
+                println!("{}: {what} answered other than {expected}: {}", r.backend.name(), by_status(t));
+            }
         }
     }
     println!(
-        "{} connections, {} s warm-up + {} s measured per phase; latencies are of accepted sends; the load \
-         generator shares this machine's {} cores with the server.",
+        "{} connections, {} s warm-up + {} s measured per phase; latencies are of the expected answers \
+         (200, 202, 200); the load generator shares this machine's {} cores with the server.",
         args.connections,
         args.warmup_secs,
         args.duration_secs,
@@ -534,31 +627,28 @@ fn by_status(tally: &Tally) -> String {
 }
 
 fn to_json(args: &BenchArgs, reports: &[Report]) -> Value {
-    let statuses =
-        |t: &Tally| t.others.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>();
+    let phase = |r: &Report, t: &Tally| {
+        json!({
+            "per_sec": t.per_sec(r.duration),
+            "answered": t.latencies_us.len(),
+            "latency_ms": {
+                "p50": t.percentile_ms(50.0),
+                "p90": t.percentile_ms(90.0),
+                "p99": t.percentile_ms(99.0),
+                "max": t.percentile_ms(100.0),
+            },
+            "other_statuses": t.others.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "of_healthz_percent": r.of_healthz_percent(t),
+        })
+    };
     let results: Vec<Value> = reports
         .iter()
         .map(|r| {
             json!({
                 "backend": r.backend.name(),
-                "healthz": {
-                    "requests_per_sec": r.healthz_per_sec(),
-                    "answered_200": r.healthz.latencies_us.len(),
-                    "other_statuses": statuses(&r.healthz),
-                },
-                "sends": {
-                    "accepted_per_sec": r.sends_per_sec(),
-                    "accepted": r.sends.latencies_us.len(),
-                    "latency_ms": {
-                        "p50": r.sends.percentile_ms(50.0),
-                        "p90": r.sends.percentile_ms(90.0),
-                        "p99": r.sends.percentile_ms(99.0),
-                        "max": r.sends.percentile_ms(100.0),
-                    },
-                    "non_202": r.sends.other_total(),
-                    "non_202_by_status": statuses(&r.sends),
-                },
-                "sends_to_healthz_percent": r.sends_to_healthz_percent(),
+                "healthz": phase(r, &r.healthz),
+                "sends": phase(r, &r.sends),
+                "webhooks": phase(r, &r.webhooks),
             })
         })
         .collect();
@@ -636,14 +726,30 @@ mod tests {
     #[test]
     fn rewrites_only_the_recipient() {
         let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
-        let mut w = Workload::sends(addr, "k", "123").unwrap();
-        let before = w.request.clone();
-        let at = w.recipient_at.unwrap();
-        write_digits(&mut w.request[at..at + RECIPIENT_DIGITS], 9_876);
-        let text = String::from_utf8(w.request.clone()).unwrap();
+        let w = Workload::sends(addr, "k", "123").unwrap();
+        let mut request = w.request.clone();
+        w.prepare(&mut request, 19_876);
+        let text = String::from_utf8(request.clone()).unwrap();
         assert!(text.contains("\"+15550109876\""), "{text}");
-        assert_eq!(w.request.len(), before.len());
-        assert_eq!(before.iter().zip(&w.request).filter(|(a, b)| a != b).count(), 4);
+        assert_eq!(request.len(), w.request.len());
+        assert_eq!(w.request.iter().zip(&request).filter(|(a, b)| a != b).count(), 4);
+    }
+
+    #[test]
+    fn signs_each_delivery_with_its_own_wamid() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let number =
+            SandboxNumber { id: "106540352242922".into(), waba_id: "102290129340398".into(), display: "+1 555".into() };
+        let w = Workload::webhooks(addr, &number).unwrap();
+        let mut request = w.request.clone();
+        w.prepare(&mut request, 42);
+        let text = String::from_utf8(request).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(body.contains("\"wamid.BENCH000000000042\""), "{body}");
+        let header = head.lines().find_map(|l| l.strip_prefix("x-hub-signature-256: ")).unwrap();
+        assert!(signature::verify(APP_SECRET, body.as_bytes(), header));
+        let payload: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"], "106540352242922");
     }
 
     #[test]

@@ -78,7 +78,7 @@ async fn verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Re
 async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
     let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
     let forbidden = |message: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", message);
-    match webhooks::receive(&state, signature, &body).await? {
+    match webhooks::receive(&state, signature, body.into()).await? {
         Receipt::Stored(_) => {
             Metrics::outcome(&state.metrics.webhook_requests, "stored");
             Ok(StatusCode::OK)

@@ -1,6 +1,10 @@
 //! Meta's webhooks: the subscription handshake, signature checks on the raw bytes (fail
 //! closed), durable storage before the 200, and the processing of what was stored.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use wagate_domain::id::{AccountId, MessageId};
@@ -49,41 +53,76 @@ struct RoutingEntry {
     id: String,
 }
 
+/// Connected accounts (their WABAs and app secrets) as last read, for up to
+/// [`SIGNERS_CACHED_FOR`] or until `settings_epoch` moves. Only used to say yes: a delivery the
+/// cached list refuses is checked again against a fresh read, so an account connected or a
+/// secret rotated on another instance is honoured at once.
+#[derive(Default)]
+pub struct SignerCache(std::sync::Mutex<Option<Signers>>);
+
+/// The accounts read, the `settings_epoch` they were read at, and when.
+type Signers = (Arc<Vec<Account>>, u64, Instant);
+
+const SIGNERS_CACHED_FOR: Duration = Duration::from_secs(2);
+
+impl SignerCache {
+    fn get(&self, epoch: u64) -> Option<Arc<Vec<Account>>> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cached.as_ref().filter(|(_, e, at)| *e == epoch && at.elapsed() < SIGNERS_CACHED_FOR).map(|(a, _, _)| a.clone())
+    }
+
+    fn put(&self, accounts: Arc<Vec<Account>>, epoch: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((accounts, epoch, Instant::now()));
+    }
+}
+
 /// `POST /webhooks/meta`: verifies the signature over the exact bytes received with the app
 /// secret of the accounts the payload names (every entry's WABA must belong to an account of
 /// that app), stores the delivery, and wakes the processor. Fails closed: a payload that names
 /// no connected WABA is refused whoever signed it.
-pub async fn receive(state: &AppState, signature_header: Option<&str>, body: &[u8]) -> Result<Receipt, ServiceError> {
+pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec<u8>) -> Result<Receipt, ServiceError> {
     let Some(header) = signature_header else {
         return Ok(Receipt::MissingSignature);
     };
-    let Ok(routing) = serde_json::from_slice::<Routing>(body) else {
+    let Ok(routing) = serde_json::from_slice::<Routing>(&body) else {
         return Ok(Receipt::UnknownAccount);
     };
-    let Some(first) = routing.entry.first() else {
-        return Ok(Receipt::UnknownAccount);
+    let epoch = state.settings_epoch.load(Ordering::Relaxed);
+    let signer = match state.signers.get(epoch).map(|accounts| signed_by(&accounts, &routing, &body, header)) {
+        Some(Ok(signer)) => signer,
+        _ => {
+            let accounts = Arc::new(state.store.list_accounts().await?);
+            state.signers.put(accounts.clone(), epoch);
+            match signed_by(&accounts, &routing, &body, header) {
+                Ok(signer) => signer,
+                Err(refused) => return Ok(refused),
+            }
+        }
     };
-    let accounts = state.store.list_accounts().await?;
-    let Some(signer) = of_waba(&accounts, &first.id).find(|a| signature::verify(a.app_secret.expose(), body, header))
-    else {
-        let known = of_waba(&accounts, &first.id).next().is_some();
-        return Ok(if known { Receipt::BadSignature } else { Receipt::UnknownAccount });
-    };
-    // One Meta app may batch several of its WABAs into one POST; all must be this app's.
-    let same_app = |waba: &str| of_waba(&accounts, waba).any(|a| a.app_secret == signer.app_secret);
-    if !routing.entry.iter().all(|e| same_app(&e.id)) {
-        return Ok(Receipt::UnknownAccount);
-    }
     let id = state
         .store
-        .insert_delivery(NewDelivery {
-            account_id: Some(signer.id.clone()),
-            body: body.to_vec(),
-            received_at: Timestamp::now(),
-        })
+        .insert_delivery(NewDelivery { account_id: Some(signer), body, received_at: Timestamp::now() })
         .await?;
     state.inbound_wakeup.notify_one();
     Ok(Receipt::Stored(id))
+}
+
+/// The account whose app secret signed `body`, if every entry's WABA belongs to that app.
+fn signed_by(accounts: &[Account], routing: &Routing, body: &[u8], header: &str) -> Result<AccountId, Receipt> {
+    let Some(first) = routing.entry.first() else {
+        return Err(Receipt::UnknownAccount);
+    };
+    let Some(signer) = of_waba(accounts, &first.id).find(|a| signature::verify(a.app_secret.expose(), body, header))
+    else {
+        let known = of_waba(accounts, &first.id).next().is_some();
+        return Err(if known { Receipt::BadSignature } else { Receipt::UnknownAccount });
+    };
+    // One Meta app may batch several of its WABAs into one POST; all must be this app's.
+    let same_app = |waba: &str| of_waba(accounts, waba).any(|a| a.app_secret == signer.app_secret);
+    if !routing.entry.iter().all(|e| same_app(&e.id)) {
+        return Err(Receipt::UnknownAccount);
+    }
+    Ok(signer.id.clone())
 }
 
 /// From the first webhook of a number on, wagate sees its customers' messages and can judge

@@ -1,5 +1,6 @@
 //! `kill -9` in the middle of a burst: every message answered 202 reaches Meta (a standalone
-//! `wagate sandbox` process, which outlives wagate), and any sent twice are counted.
+//! `wagate sandbox` process, which outlives wagate), and any sent twice are counted; every
+//! webhook delivery answered 200 is processed, even when wagate died before processing it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,8 @@ use crate::support::*;
 
 const KEY: &str = "crash-test-key-0123456789abcdef";
 const MESSAGES: usize = 300;
+const DELIVERIES: usize = 400;
+const APP_SECRET: &str = "crash-test-app-secret";
 
 /// `wagate serve` on this database with leases short enough for a test.
 async fn serve(db: &TestDatabase, config: &std::path::Path) -> Process {
@@ -29,7 +32,7 @@ async fn serve(db: &TestDatabase, config: &std::path::Path) -> Process {
             "--config",
             config.to_str().unwrap(),
         ],
-        &[("WAGATE_BOOTSTRAP_API_KEY", KEY)],
+        &[("WAGATE_BOOTSTRAP_API_KEY", KEY), ("WAGATE_SANDBOX_APP_SECRET", APP_SECRET)],
     )
     .await
 }
@@ -133,4 +136,91 @@ async fn every_accepted_message_is_sent_after_a_kill_9(backend: Backend) {
     assert_eq!(sandbox.terminate().await, Some(0));
 }
 
-on_each_backend!(every_accepted_message_is_sent_after_a_kill_9);
+/// A customer's text message to the built-in sandbox number, as Meta would deliver it.
+fn inbound_text(waba_id: &str, phone_number_id: &str, wamid: &str) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100000", "phone_number_id": phone_number_id},
+            "contacts": [{"profile": {"name": "Crash Customer"}, "wa_id": "15550170000"}],
+            "messages": [{"from": "15550170000", "id": wamid, "timestamp": "1800000000", "type": "text",
+                          "text": {"body": "are you there?"}}],
+        }}]}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn every_acknowledged_delivery_is_processed_after_a_kill_9(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let config = db.dir().join("wagate.toml");
+    // Short leases: deliveries claimed by the killed process are taken again soon after restart.
+    std::fs::write(&config, "[inbound]\nlease_ms = 1000\n").unwrap();
+    let first = serve(&db, &config).await;
+    let http = reqwest::Client::new();
+    let (status, numbers) =
+        request(&http, Method::GET, &format!("{}/v1/phone-numbers", first.url), Some(KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{numbers}");
+    let number = &numbers["data"][0];
+    let (waba, phone) = (number["waba_id"].as_str().unwrap().to_owned(), number["id"].as_str().unwrap().to_owned());
+
+    // Eight clients post signed deliveries as fast as they are answered; wagate is killed the
+    // moment the last is acknowledged, long before it can have processed them all.
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (http, url, waba, phone, acknowledged) =
+            (http.clone(), first.url.clone(), waba.clone(), phone.clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0..DELIVERIES / 8 {
+                let wamid = format!("wamid.CRASH{c}x{i}");
+                let body = inbound_text(&waba, &phone, &wamid);
+                let resp = http
+                    .post(format!("{url}/webhooks/meta"))
+                    .header("content-type", "application/json")
+                    .header("x-hub-signature-256", wagate_domain::signature::sign(APP_SECRET, &body))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap_or_default());
+                acknowledged.lock().unwrap().push(wamid);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    first.kill().await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len(), DELIVERIES);
+
+    let store = wagate_storage::connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    let pending = store.pending_deliveries().await.unwrap();
+    assert!(pending > 0, "the kill came after every delivery was processed: nothing was shown");
+    assert_eq!(store.count_deliveries().await.unwrap(), DELIVERIES as i64, "every acknowledged delivery stored");
+
+    // Restarted on the same database, it processes what it had acknowledged but not processed.
+    let second = serve(&db, &config).await;
+    eventually("every acknowledged delivery to be processed", || async {
+        if store.pending_deliveries().await.unwrap() > 0 {
+            return None;
+        }
+        for wamid in &acknowledged {
+            store.find_message_by_wamid(wamid).await.unwrap()?;
+        }
+        Some(())
+    })
+    .await;
+    println!(
+        "{DELIVERIES} deliveries answered 200, {pending} of them unprocessed at kill -9; all processed after restart"
+    );
+    assert_eq!(second.terminate().await, Some(0));
+    store.close().await;
+}
+
+on_each_backend!(
+    every_accepted_message_is_sent_after_a_kill_9,
+    every_acknowledged_delivery_is_processed_after_a_kill_9
+);

@@ -239,7 +239,30 @@ async fn one_accounts_secret_cannot_touch_another_accounts_messages(backend: Bac
     app.stop().await;
 }
 
+/// The receiver keeps the accounts it read for a moment; a secret changed behind its back (by
+/// another instance) must still be honoured at once, and the old one refused from then on.
+async fn a_secret_rotated_elsewhere_is_honoured_at_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let sandbox = sandbox_account(&app).await;
+    let body = status_payload(&sandbox, "wamid.ROTATE", &[("sent", 1_800_000_000)]);
+    let old = signature::sign(&sandbox.app_secret, &body);
+    assert_eq!(post_webhook(&app, body.clone(), Some(old.clone())).await, StatusCode::OK);
+
+    let store = app.store();
+    let mut account = store.list_accounts().await.unwrap().into_iter().find(|a| a.waba_id == sandbox.waba_id).unwrap();
+    let last_updated_at = account.updated_at;
+    account.app_secret = wagate_domain::secret::Secret::new("rotated-elsewhere".to_owned());
+    account.updated_at = Timestamp::now();
+    assert!(store.update_account(&account, last_updated_at, None).await.unwrap());
+
+    let new = signature::sign("rotated-elsewhere", &body);
+    assert_eq!(post_webhook(&app, body.clone(), Some(new)).await, StatusCode::OK, "the new secret");
+    assert_eq!(post_webhook(&app, body, Some(old)).await, StatusCode::FORBIDDEN, "the old secret");
+    app.stop().await;
+}
+
 on_each_backend!(
+    a_secret_rotated_elsewhere_is_honoured_at_once,
     one_accounts_secret_cannot_touch_another_accounts_messages,
     wrong_or_missing_signatures_are_refused_and_change_nothing,
     statuses_before_the_wamid_are_kept_then_applied,
