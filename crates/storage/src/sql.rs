@@ -207,7 +207,7 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 
 /// Implements [`crate::Store`] for `$store`, whose rows are `$row` and transactions `$tx`.
 macro_rules! impl_store {
-    ($store:ty, $row:ty, $tx:ty, $db:ty, $writer:ty, $backend:expr) => {
+    ($store:ty, $row:ty, $tx:ty, $db:ty, $backend:expr) => {
         use sqlx::Row as _;
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;

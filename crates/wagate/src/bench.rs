@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use wagate_domain::id::new_id;
 use wagate_domain::secret::Secret;
 use wagate_domain::signature;
-use wagate_server::config::LogFormat;
+use wagate_server::config::{LogFormat, SandboxSettings};
 use wagate_server::{Application, Config, telemetry};
 
 /// Sends cycle over this many recipients, +1 555 010 0000 to +1 555 010 9999 (fictional numbers).
@@ -128,10 +128,9 @@ async fn bench_app(
         database_url: database_url.map(str::to_owned),
         log_level: "warn".into(),
         bootstrap_api_key: Some(Secret::new(api_key.clone())),
+        sandbox: SandboxSettings { app_secret: Some(Secret::new(APP_SECRET.to_owned())), ..SandboxSettings::default() },
         ..Config::default()
     };
-    let mut config = config;
-    config.sandbox.app_secret = Some(Secret::new(APP_SECRET.to_owned()));
     let app = Application::build(config).await.context("the application did not start")?;
     let addr = app.local_addr();
     let cancel = app.shutdown_token();
@@ -388,7 +387,7 @@ struct Window {
 async fn drive(
     addr: SocketAddr,
     mut connection: HttpConnection,
-    mut workload: Workload,
+    workload: Workload,
     index: usize,
     stride: usize,
     window: Window,
@@ -396,7 +395,7 @@ async fn drive(
     let mut tally = Tally { latencies_us: Vec::with_capacity(4096), ..Tally::default() };
     // Connections take interleaved counters, so together they go through every value in turn.
     let mut n = index;
-    let mut request = std::mem::take(&mut workload.request);
+    let mut request = workload.request.clone();
     loop {
         let sent_at = Instant::now();
         if sent_at >= window.end {

@@ -1,8 +1,8 @@
 //! The SQLite paths every send takes, run without sqlx. sqlx runs each statement on its
 //! connection's own thread, and on two cores each hand-over between threads costs more than
 //! the statement. Here point reads run on the caller's thread (microseconds each), and new
-//! sends are stored by one thread of its own, a batch per commit, holding the writer lock so
-//! no other write interleaves.
+//! sends and webhook deliveries are stored by one thread of its own, a batch per commit, holding
+//! the writer lock so no other write interleaves.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -110,40 +110,28 @@ fn idempotency_record(
 
 /// Starts the thread that stores new sends and webhook deliveries: everything queued while the
 /// previous batch was being committed goes into the next, one commit for all.
-pub(crate) fn spawn_batch_writer(path: &Path, writer: Writer) -> std::io::Result<Enqueuer> {
+pub(crate) fn spawn_batch_writer(path: &Path, writer: Writer) -> Result<Enqueuer> {
     let (enqueuer, mut rx) = Enqueuer::new();
-    let path = path.to_owned();
-    std::thread::Builder::new().name("sqlite-batches".into()).spawn(move || {
-        let mut conn: Option<Connection> = None;
+    let mut conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let spawned = std::thread::Builder::new().name("sqlite-batches".into()).spawn(move || {
         while let Some(first) = rx.blocking_recv() {
             let jobs = sql::fill_batch(first, &mut rx);
             // The writer lock, so this commit never meets another of this process's writes.
             let held = writer.conn.blocking_lock();
             if held.is_none() {
-                answer_all(jobs, || StorageError::Database(sqlx::Error::PoolClosed));
+                for job in jobs {
+                    job.answer(Err(StorageError::Database(sqlx::Error::PoolClosed)));
+                }
                 continue;
             }
-            let opened = match conn.take() {
-                Some(c) => Ok(c),
-                None => open(&path, OpenFlags::SQLITE_OPEN_READ_WRITE),
-            };
-            match opened {
-                Ok(c) => write_batch(conn.insert(c), jobs),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open SQLite to store a batch");
-                    answer_all(jobs, || StorageError::Sqlite(rusqlite::Error::InvalidPath(path.clone())));
-                }
-            }
+            write_batch(&mut conn, jobs);
             drop(held);
         }
+    });
+    spawned.map_err(|e| {
+        StorageError::Database(sqlx::Error::Configuration(format!("cannot start the batch writer: {e}").into()))
     })?;
     Ok(enqueuer)
-}
-
-fn answer_all(jobs: Vec<Job>, error: impl Fn() -> StorageError) {
-    for job in jobs {
-        job.answer(Err(error()));
-    }
 }
 
 /// Writes a batch in one transaction; when that fails, each job alone, so one bad job fails

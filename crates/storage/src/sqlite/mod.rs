@@ -1,5 +1,6 @@
-//! SQLite: the embedded default. WAL mode; one writer connection (SQLite takes one writer at a
-//! time anyway, and queueing in-process avoids busy retries) and a small pool of readers.
+//! SQLite: the embedded default. WAL mode; one sqlx writer connection behind a lock (SQLite
+//! takes one writer at a time anyway, and queueing in-process avoids busy retries), a small pool
+//! of readers, and the direct paths of [`direct`] for what every send and delivery does.
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -152,9 +153,7 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        let enqueuer = direct::spawn_batch_writer(path, writer.clone()).map_err(|e| {
-            StorageError::Database(sqlx::Error::Configuration(format!("cannot start the batch writer: {e}").into()))
-        })?;
+        let enqueuer = direct::spawn_batch_writer(path, writer.clone())?;
         Ok(Self { writer, reader, direct: Direct::new(path), enqueuer })
     }
 
@@ -212,5 +211,5 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
 
 mod store {
     use super::*;
-    crate::sql::impl_store!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite, Writer, Backend::Sqlite);
+    crate::sql::impl_store!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite, Backend::Sqlite);
 }
