@@ -128,6 +128,9 @@ pub mod webhook {
     pub struct Entry {
         /// The WhatsApp Business Account id.
         pub id: String,
+        /// When Meta triggered the webhook (Unix seconds), on fields other than `messages`.
+        #[serde(default)]
+        pub time: Option<i64>,
         #[serde(default)]
         pub changes: Vec<Change>,
     }
@@ -198,6 +201,9 @@ pub mod webhook {
         pub timestamp: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub recipient_id: Option<String>,
+        /// For a message to a group: the participant this status is about.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub recipient_participant_id: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub errors: Vec<StatusError>,
         #[serde(flatten)]
@@ -215,6 +221,42 @@ pub mod webhook {
         pub error_data: Option<ErrorData>,
         #[serde(flatten)]
         pub rest: Map<String, Value>,
+    }
+
+    /// The value of an `smb_message_echoes` change: messages the business sent from the
+    /// WhatsApp Business app on a number it also uses with the Cloud API.
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct EchoesValue {
+        #[serde(default)]
+        pub metadata: Option<Metadata>,
+        #[serde(default)]
+        pub message_echoes: Vec<MessageEcho>,
+    }
+
+    #[derive(Clone, Debug, Deserialize)]
+    pub struct MessageEcho {
+        #[serde(default)]
+        pub to: String,
+        pub id: String,
+        pub timestamp: String,
+        #[serde(rename = "type")]
+        pub kind: String,
+        /// The type's own object and anything else (`from` included).
+        #[serde(flatten)]
+        pub rest: Map<String, Value>,
+    }
+
+    /// What identifies a change however often Meta delivers it: its field, Meta's time and its
+    /// value (serialized with sorted keys, so the same change always gives the same text).
+    pub fn change_fingerprint(field: &str, time: Option<i64>, value: &Value) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(field.as_bytes());
+        h.update(b"\0");
+        h.update(time.map(|t| t.to_string()).unwrap_or_default().as_bytes());
+        h.update(b"\0");
+        h.update(value.to_string().as_bytes());
+        hex::encode(h.finalize())
     }
 
     /// Meta's timestamps are Unix seconds as strings.

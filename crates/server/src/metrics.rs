@@ -61,6 +61,7 @@ pub struct Metrics {
     pub webhook_requests: Family<OutcomeLabels, Counter>,
     pub statuses: Family<OutcomeLabels, Counter>,
     pub inbound_messages: Family<OutcomeLabels, Counter>,
+    pub webhook_events: Family<OutcomeLabels, Counter>,
     pub outbox_depth: Gauge,
     pub queue_depth: Family<NumberLabels, Gauge>,
     pub send_latency: Histogram,
@@ -115,6 +116,12 @@ impl Metrics {
         registry.register("webhook_requests", "Meta webhook POSTs by outcome", webhook_requests.clone());
         let statuses = Family::<OutcomeLabels, Counter>::default();
         registry.register("statuses", "Status updates by outcome (applied, pending, duplicate)", statuses.clone());
+        let webhook_events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Webhook changes other than messages kept as account events, by outcome (stored, duplicate)",
+            webhook_events.clone(),
+        );
         let inbound_messages = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "inbound_messages",
@@ -169,6 +176,7 @@ impl Metrics {
             webhook_requests,
             statuses,
             inbound_messages,
+            webhook_events,
             outbox_depth,
             queue_depth,
             send_latency,

@@ -193,6 +193,22 @@ pub trait Store: Send + Sync + 'static {
     async fn count_deliveries(&self) -> Result<i64>;
     /// Deliveries stored but not processed yet.
     async fn pending_deliveries(&self) -> Result<i64>;
+
+    // Other webhook fields, echoes.
+    /// Stores a webhook change as an event, once per account and `dedup_key`; false when stored already.
+    async fn record_webhook_event(&self, event: &NewWebhookEvent) -> Result<bool>;
+    /// An account's events, newest first, older than `before` (an event id) when given.
+    async fn list_webhook_events(
+        &self,
+        account_id: &AccountId,
+        field: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<WebhookEvent>>;
+    /// Stores a message the business sent from the WhatsApp Business app; false for a known wamid.
+    async fn record_echo(&self, echo: &NewEcho) -> Result<bool>;
+    /// Meta's messaging limit tier for an account, as a webhook reported it.
+    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
 }
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file

@@ -37,6 +37,7 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0003_outbound_engine.sql"),
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/sqlite/0004_outbox_lease.sql") },
+    Migration { version: 5, name: "inbound", sql: include_str!("../migrations/sqlite/0005_inbound.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -48,6 +49,7 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_outbound_engine.sql"),
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/postgres/0004_outbox_lease.sql") },
+    Migration { version: 5, name: "inbound", sql: include_str!("../migrations/postgres/0005_inbound.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

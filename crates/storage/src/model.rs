@@ -190,6 +190,12 @@ pub struct Message {
     pub send_at: Option<Timestamp>,
     /// After this it fails instead of going out late.
     pub expires_at: Option<Timestamp>,
+    /// The wamid of the message this one replies or reacts to, as Meta gave it.
+    pub reply_to_wamid: Option<String>,
+    /// That message, when wagate has it.
+    pub reply_to: Option<MessageId>,
+    /// Sent from the WhatsApp Business app on a coexistence number (a message echo).
+    pub from_app: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -198,6 +204,8 @@ pub struct Message {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusEntry {
     pub status: MessageStatus,
+    /// The group participant this status is about (`recipient_participant_id`).
+    pub participant: Option<String>,
     pub occurred_at: Timestamp,
     /// True for a `delivered` that Meta skipped and a `read` implied.
     pub implied: bool,
@@ -240,6 +248,8 @@ pub struct StatusUpdate {
     pub account_id: AccountId,
     pub wamid: String,
     pub status: DeliveryStatus,
+    /// For a group message, the participant it is about.
+    pub participant: Option<String>,
     pub occurred_at: Timestamp,
     pub error: Option<MessageError>,
     pub detail: Value,
@@ -269,9 +279,57 @@ pub struct NewInbound {
     pub profile_name: Option<String>,
     pub kind: String,
     pub content: Value,
+    /// The wamid of the message it replies (`context.id`) or reacts (`reaction.message_id`) to.
+    pub reply_to_wamid: Option<String>,
+    /// Why Meta could not show it (an `unsupported` message's first error).
+    pub error: Option<MessageError>,
     /// Meta's timestamp of the message.
     pub sent_at: Timestamp,
     pub received_at: Timestamp,
+}
+
+/// A message the business sent from the WhatsApp Business app (`smb_message_echoes`).
+#[derive(Clone, Debug)]
+pub struct NewEcho {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    pub wamid: String,
+    /// The customer, as the API shows recipients.
+    pub to: String,
+    pub kind: String,
+    pub content: Value,
+    pub sent_at: Timestamp,
+    pub received_at: Timestamp,
+}
+
+/// A webhook change other than messages and statuses, kept as it came.
+#[derive(Clone, Debug)]
+pub struct NewWebhookEvent {
+    pub account_id: AccountId,
+    pub delivery_id: i64,
+    /// What makes two deliveries of it one event (see `change_fingerprint`).
+    pub dedup_key: String,
+    pub field: String,
+    /// Meta's `event` (`APPROVED`, `THROUGHPUT_UPGRADE`…), `error`, or the field itself.
+    pub kind: String,
+    /// What it is about: a template id, a display phone number, an error code.
+    pub subject: Option<String>,
+    pub payload: Value,
+    pub occurred_at: Timestamp,
+    pub recorded_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookEvent {
+    pub id: i64,
+    pub account_id: AccountId,
+    pub field: String,
+    pub kind: String,
+    pub subject: Option<String>,
+    pub payload: Value,
+    pub occurred_at: Timestamp,
+    pub recorded_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -34,6 +34,17 @@ macro_rules! message_cols {
     };
 }
 
+/// What reads of messages select: the stored columns and the id of the message replied to.
+macro_rules! message_select_cols {
+    () => {
+        concat!(
+            message_cols!(),
+            ", reply_to_wamid, from_app, ",
+            "(SELECT r.id FROM messages r WHERE r.wamid = messages.reply_to_wamid) AS reply_to"
+        )
+    };
+}
+
 macro_rules! api_key_cols {
     () => {
         "id, name, prefix, key_hash, created_at, last_used_at, revoked_at"
@@ -51,7 +62,7 @@ macro_rules! outbox_heads {
     };
 }
 
-pub(crate) use {account_cols, api_key_cols, message_cols, outbox_heads, phone_cols};
+pub(crate) use {account_cols, api_key_cols, message_cols, message_select_cols, outbox_heads, phone_cols};
 
 // Statements the SQLite direct paths run too (see `sqlite::direct`).
 pub(crate) const SELECT_API_KEY_BY_HASH: &str =
@@ -212,11 +223,11 @@ macro_rules! impl_store {
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;
         use wagate_domain::secret::Secret;
-        use wagate_domain::status::{DeliveryStatus, MessageStatus, current_status};
+        use wagate_domain::status::{DeliveryStatus, MessageStatus, Report, fold};
         use wagate_domain::time::Timestamp;
         use $crate::model::*;
         use $crate::sql::{
-            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, outbox_heads, parse_error,
+            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, message_select_cols, outbox_heads, parse_error,
             parse_json, parse_object, phone_cols, ts,
         };
 
@@ -293,6 +304,9 @@ macro_rules! impl_store {
                 metadata: parse_object("metadata", r.try_get("metadata")?)?,
                 send_at: r.try_get::<Option<i64>, _>("send_at")?.map(ts),
                 expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(ts),
+                reply_to_wamid: r.try_get("reply_to_wamid")?,
+                reply_to: r.try_get::<Option<String>, _>("reply_to")?.map(MessageId::from_trusted),
+                from_app: r.try_get("from_app")?,
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -400,28 +414,49 @@ macro_rules! impl_store {
             Ok(())
         }
 
-        /// Recomputes a message's current status and error from its history.
-        async fn refresh_status(tx: &mut $tx, message_id: &str, at: Timestamp) -> $crate::Result<()> {
-            let rows = sqlx::query("SELECT status, error FROM message_statuses WHERE message_id = $1")
-                .bind(message_id)
-                .fetch_all(&mut **tx)
-                .await?;
-            let mut seen = Vec::with_capacity(rows.len());
-            let mut failure = None;
+        /// A message's delivery reports, as the domain folds them.
+        async fn delivery_reports(tx: &mut $tx, message_id: &str) -> $crate::Result<Vec<Report<(Option<String>, Option<String>)>>> {
+            let rows = sqlx::query(
+                "SELECT status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id = $1",
+            )
+            .bind(message_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                let status: String = r.try_get("status")?;
-                if let Some(s) = DeliveryStatus::parse(&status) {
-                    if s == DeliveryStatus::Failed {
-                        failure = r.try_get::<Option<String>, _>("error")?;
-                    }
-                    seen.push(s);
+                if let Some(report) = report_row(r)? {
+                    out.push(report);
                 }
             }
-            let current = current_status(seen);
-            let error = if current == MessageStatus::Failed { failure } else { None };
+            Ok(out)
+        }
+
+        /// A stored status row as a delivery report; None for the lifecycle's own rows
+        /// (`queued`, `accepted`, a send that failed before Meta took it…).
+        fn report_row(r: &$row) -> $crate::Result<Option<Report<(Option<String>, Option<String>)>>> {
+            let status: String = r.try_get("status")?;
+            // Meta's reports are keyed by wamid; the lifecycle's rows (a send that failed before
+            // Meta took it included) are not.
+            let Some(status) = DeliveryStatus::parse(&status) else { return Ok(None) };
+            if r.try_get::<Option<String>, _>("wamid")?.is_none() {
+                return Ok(None);
+            }
+            let participant: String = r.try_get("participant")?;
+            Ok(Some(Report {
+                status,
+                participant: (!participant.is_empty()).then_some(participant),
+                occurred_at: ts(r.try_get("occurred_at")?),
+                data: (r.try_get("detail")?, r.try_get("error")?),
+            }))
+        }
+
+        /// Recomputes a message's current status and error from its delivery reports.
+        async fn refresh_status(tx: &mut $tx, message_id: &str, at: Timestamp) -> $crate::Result<()> {
+            let folded = fold(delivery_reports(tx, message_id).await?);
+            let error = folded.failure().and_then(|(_, error)| error.clone());
             sqlx::query("UPDATE messages SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
                 .bind(message_id)
-                .bind(current.as_str())
+                .bind(folded.current.as_str())
                 .bind(error)
                 .bind(at.as_millis())
                 .execute(&mut **tx)
@@ -734,7 +769,7 @@ macro_rules! impl_store {
             }
 
             async fn get_message(&self, id: &MessageId) -> $crate::Result<Option<Message>> {
-                sqlx::query(concat!("SELECT ", message_cols!(), " FROM messages WHERE id = $1"))
+                sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages WHERE id = $1"))
                     .bind(id.as_str())
                     .fetch_optional(self.reader())
                     .await?
@@ -744,7 +779,7 @@ macro_rules! impl_store {
             }
 
             async fn find_message_by_wamid(&self, wamid: &str) -> $crate::Result<Option<Message>> {
-                sqlx::query(concat!("SELECT ", message_cols!(), " FROM messages WHERE wamid = $1"))
+                sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages WHERE wamid = $1"))
                     .bind(wamid)
                     .fetch_optional(self.reader())
                     .await?
@@ -755,29 +790,46 @@ macro_rules! impl_store {
 
             async fn message_history(&self, id: &MessageId) -> $crate::Result<Vec<StatusEntry>> {
                 let rows = sqlx::query(
-                    "SELECT status, occurred_at, implied, error, detail FROM message_statuses \
-                     WHERE message_id = $1 ORDER BY occurred_at, id",
+                    "SELECT status, wamid, participant, occurred_at, error, detail FROM message_statuses \
+                     WHERE message_id = $1",
                 )
                 .bind(id.as_str())
                 .fetch_all(self.reader())
                 .await?;
                 let mut out = Vec::with_capacity(rows.len());
+                let mut reports = Vec::new();
                 for r in &rows {
+                    if let Some(report) = report_row(r)? {
+                        reports.push(report);
+                        continue;
+                    }
                     let status: String = r.try_get("status")?;
                     out.push(StatusEntry {
                         status: MessageStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                        participant: None,
                         occurred_at: ts(r.try_get("occurred_at")?),
-                        implied: r.try_get("implied")?,
+                        implied: false,
                         error: parse_error(r.try_get("error")?)?,
-                        detail: r
-                            .try_get::<Option<String>, _>("detail")?
-                            .map(|d| parse_json("detail", &d))
-                            .transpose()?,
+                        detail: r.try_get::<Option<String>, _>("detail")?.map(|d| parse_json("detail", &d)).transpose()?,
+                    });
+                }
+                for e in fold(reports).history {
+                    let (detail, error) = e.data.unwrap_or_default();
+                    out.push(StatusEntry {
+                        status: e.status.as_status(),
+                        participant: e.participant,
+                        occurred_at: e.occurred_at,
+                        implied: e.implied,
+                        error: parse_error(error)?,
+                        detail: detail.map(|d| parse_json("detail", &d)).transpose()?,
                     });
                 }
                 // Meta's timestamps are whole seconds and ours are milliseconds, so time alone
                 // can put `sent` before `accepted`: order by progress, then time.
-                out.sort_by_key(|e| (rank_for_order(e.status), e.occurred_at));
+                out.sort_by(|a, b| {
+                    (rank_for_order(a.status), a.occurred_at, &a.participant)
+                        .cmp(&(rank_for_order(b.status), b.occurred_at, &b.participant))
+                });
                 Ok(out)
             }
 
@@ -1165,7 +1217,7 @@ macro_rules! impl_store {
 
             async fn list_messages(&self, f: &MessageFilter, limit: u32) -> $crate::Result<Vec<Message>> {
                 sqlx::query(concat!(
-                    "SELECT ", message_cols!(), " FROM messages WHERE ",
+                    "SELECT ", message_select_cols!(), " FROM messages WHERE ",
                     "($1 IS NULL OR direction = $1) AND ($2 IS NULL OR status = $2) ",
                     "AND ($3 IS NULL OR (direction = 'outbound' AND phone_number_id = $3) ",
                     "OR (direction = 'inbound' AND counterpart = $3)) ",
@@ -1202,63 +1254,33 @@ macro_rules! impl_store {
                 .bind(u.account_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let status = u.status.as_status().as_str();
-                let error = u.error.as_ref().map(error_text);
-                let detail = json_text(&u.detail);
-                let mut changed = false;
-                if u.status == DeliveryStatus::Delivered {
-                    // A real `delivered` replaces one implied by an earlier `read`.
-                    changed = sqlx::query(
-                        "UPDATE message_statuses SET occurred_at = $3, implied = FALSE, detail = $4 \
-                         WHERE account_id = $1 AND wamid = $2 AND status = 'delivered' AND implied",
-                    )
-                    .bind(u.account_id.as_str())
-                    .bind(&u.wamid)
-                    .bind(u.occurred_at.as_millis())
-                    .bind(&detail)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        > 0;
-                }
-                if !changed {
-                    changed = sqlx::query(
-                        "INSERT INTO message_statuses \
-                         (account_id, message_id, wamid, status, occurred_at, implied, error, detail, recorded_at) \
-                         VALUES ($1, $2, $3, $4, $5, FALSE, $6, $7, $8) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(u.account_id.as_str())
-                    .bind(&message_id)
-                    .bind(&u.wamid)
-                    .bind(status)
-                    .bind(u.occurred_at.as_millis())
-                    .bind(&error)
-                    .bind(&detail)
-                    .bind(at.as_millis())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        > 0;
-                }
-                if !changed {
-                    tx.commit().await?;
-                    return Ok(StatusOutcome::Duplicate);
-                }
-                if u.status.implies_delivered() {
-                    sqlx::query(
-                        "INSERT INTO message_statuses \
-                         (account_id, message_id, wamid, status, occurred_at, implied, recorded_at) \
-                         VALUES ($1, $2, $3, 'delivered', $4, TRUE, $5) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(u.account_id.as_str())
-                    .bind(&message_id)
-                    .bind(&u.wamid)
-                    .bind(u.occurred_at.as_millis())
-                    .bind(at.as_millis())
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                // Of repeated reports the earliest is kept (ties: the lesser detail), as the
+                // domain's fold does, so the history does not depend on arrival order.
+                let changed = sqlx::query(
+                    "INSERT INTO message_statuses \
+                     (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
+                     occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
+                     recorded_at = excluded.recorded_at \
+                     WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
+                     < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))",
+                )
+                .bind(u.account_id.as_str())
+                .bind(&message_id)
+                .bind(&u.wamid)
+                .bind(u.status.as_status().as_str())
+                .bind(u.participant.as_deref().unwrap_or(""))
+                .bind(u.occurred_at.as_millis())
+                .bind(u.error.as_ref().map(error_text))
+                .bind(json_text(&u.detail))
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
                 let outcome = match &message_id {
+                    _ if !changed => StatusOutcome::Duplicate,
                     Some(id) => {
                         refresh_status(&mut tx, id, at).await?;
                         StatusOutcome::Applied
@@ -1286,8 +1308,8 @@ macro_rules! impl_store {
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO messages (",
                     message_cols!(),
-                    ") ",
-                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, NULL, NULL, $9, $10, NULL, NULL) ",
+                    ", reply_to_wamid) ",
+                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, $11, NULL, $9, $10, NULL, NULL, $12) ",
                     "ON CONFLICT DO NOTHING"
                 ))
                 .bind(m.id.as_str())
@@ -1300,6 +1322,8 @@ macro_rules! impl_store {
                 .bind(&m.wamid)
                 .bind(m.sent_at.as_millis())
                 .bind(m.received_at.as_millis())
+                .bind(m.error.as_ref().map(error_text))
+                .bind(&m.reply_to_wamid)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -1421,6 +1445,97 @@ macro_rules! impl_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE available_at IS NOT NULL")
                     .fetch_one(self.reader())
                     .await?)
+            }
+
+            async fn record_webhook_event(&self, e: &NewWebhookEvent) -> $crate::Result<bool> {
+                let stored = sqlx::query(
+                    "INSERT INTO webhook_events \
+                     (account_id, delivery_id, dedup_key, field, kind, subject, payload, occurred_at, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(e.account_id.as_str())
+                .bind(e.delivery_id)
+                .bind(&e.dedup_key)
+                .bind(&e.field)
+                .bind(&e.kind)
+                .bind(&e.subject)
+                .bind(json_text(&e.payload))
+                .bind(e.occurred_at.as_millis())
+                .bind(e.recorded_at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(stored == 1)
+            }
+
+            async fn list_webhook_events(
+                &self,
+                account_id: &AccountId,
+                field: Option<&str>,
+                before: Option<i64>,
+                limit: u32,
+            ) -> $crate::Result<Vec<WebhookEvent>> {
+                let rows = sqlx::query(
+                    "SELECT id, account_id, field, kind, subject, payload, occurred_at, recorded_at \
+                     FROM webhook_events WHERE account_id = $1 AND ($2 IS NULL OR field = $2) \
+                     AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+                )
+                .bind(account_id.as_str())
+                .bind(field)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(WebhookEvent {
+                            id: r.try_get("id")?,
+                            account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                            field: r.try_get("field")?,
+                            kind: r.try_get("kind")?,
+                            subject: r.try_get("subject")?,
+                            payload: parse_json("payload", &r.try_get::<String, _>("payload")?)?,
+                            occurred_at: ts(r.try_get("occurred_at")?),
+                            recorded_at: ts(r.try_get("recorded_at")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn record_echo(&self, m: &NewEcho) -> $crate::Result<bool> {
+                let stored = sqlx::query(concat!(
+                    "INSERT INTO messages (",
+                    message_cols!(),
+                    ", from_app) ",
+                    "VALUES ($1, 'outbound', $2, $3, NULL, $4, $5, $6, 'sent', $7, NULL, NULL, $8, $9, NULL, NULL, TRUE) ",
+                    "ON CONFLICT DO NOTHING"
+                ))
+                .bind(m.id.as_str())
+                .bind(m.account_id.as_str())
+                .bind(&m.phone_number_id)
+                .bind(&m.to)
+                .bind(&m.kind)
+                .bind(json_text(&m.content))
+                .bind(&m.wamid)
+                .bind(m.sent_at.as_millis())
+                .bind(m.received_at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(stored == 1)
+            }
+
+            async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> $crate::Result<bool> {
+                // Not `updated_at`: that marks changes of credentials, which a pause waits for.
+                let updated = sqlx::query(
+                    "UPDATE accounts SET messaging_tier = $2 WHERE id = $1 AND messaging_tier IS DISTINCT FROM $2",
+                )
+                .bind(id.as_str())
+                .bind(tier)
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(updated == 1)
             }
         }
 

@@ -106,6 +106,7 @@ async fn enqueue_to(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timest
 
 fn status_for(account: &AccountId, wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
     StatusUpdate {
+        participant: None,
         account_id: account.clone(),
         wamid: wamid.into(),
         status: s,
@@ -384,6 +385,106 @@ async fn statuses_fold_by_rank_with_implied_delivered(store: &dyn Store) {
     assert_eq!((m.status, m.error), (MessageStatus::Read, None));
 }
 
+/// A group message's delivered/read come once per participant; of repeated reports the
+/// earliest is kept whatever order they came in.
+async fn group_statuses_per_participant_and_earliest_reports(store: &dyn Store) {
+    use DeliveryStatus::*;
+    let (id, status) = sent_message(store, "wamid.G").await;
+    let of = |s, p: &str, at| StatusUpdate { participant: Some(p.into()), ..status("wamid.G", s, at) };
+    assert_eq!(store.apply_status(&status("wamid.G", Sent, 1), t(3)).await.unwrap(), StatusOutcome::Applied);
+    for u in [of(Delivered, "111", 4), of(Delivered, "222", 3), of(Read, "111", 6)] {
+        assert_eq!(store.apply_status(&u, t(4)).await.unwrap(), StatusOutcome::Applied);
+    }
+    // A later copy changes nothing; an earlier one is what happened first.
+    assert_eq!(store.apply_status(&of(Delivered, "111", 5), t(5)).await.unwrap(), StatusOutcome::Duplicate);
+    assert_eq!(store.apply_status(&of(Delivered, "111", 2), t(5)).await.unwrap(), StatusOutcome::Applied);
+    let h = store.message_history(&id).await.unwrap();
+    let entries: Vec<_> = h.iter().map(|e| (e.status, e.participant.as_deref(), e.occurred_at)).collect();
+    let at = |s: i64| Timestamp::from_unix_seconds(1_800_000_000 + s);
+    assert_eq!(
+        entries[2..],
+        [
+            (MessageStatus::Sent, None, at(1)),
+            (MessageStatus::Delivered, Some("111"), at(2)),
+            (MessageStatus::Delivered, Some("222"), at(3)),
+            (MessageStatus::Read, Some("111"), at(6)),
+        ]
+    );
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Read);
+}
+
+/// Replies find the message they answer, echoes are outbound messages from the app, and other
+/// webhook changes are kept once per place in their delivery.
+async fn replies_echoes_and_webhook_events(store: &dyn Store) {
+    let (ours, _) = sent_message(store, "wamid.OURS").await;
+    let sent = store.get_message(&ours).await.unwrap().unwrap();
+    let (account_id, number_id) = (sent.account_id, sent.phone_number_id);
+    let reply = NewInbound {
+        id: MessageId::generate(),
+        account_id: account_id.clone(),
+        phone_number_id: number_id.clone(),
+        wamid: "wamid.REPLY".into(),
+        from: "+15551234567".into(),
+        wa_id: "15551234567".into(),
+        profile_name: None,
+        kind: "text".into(),
+        content: json!({"text": {"body": "yes"}, "context": {"from": "15550001111", "id": "wamid.OURS"}}),
+        reply_to_wamid: Some("wamid.OURS".into()),
+        error: None,
+        sent_at: t(10),
+        received_at: t(11),
+    };
+    assert!(store.record_inbound(&reply).await.unwrap());
+    let got = store.get_message(&reply.id).await.unwrap().unwrap();
+    assert_eq!((got.reply_to_wamid.as_deref(), got.reply_to), (Some("wamid.OURS"), Some(ours)));
+
+    let echo = NewEcho {
+        id: MessageId::generate(),
+        account_id: account_id.clone(),
+        phone_number_id: number_id.clone(),
+        wamid: "wamid.ECHO".into(),
+        to: "+15551234567".into(),
+        kind: "text".into(),
+        content: json!({"text": {"body": "from the app"}}),
+        sent_at: t(20),
+        received_at: t(21),
+    };
+    assert!(store.record_echo(&echo).await.unwrap());
+    assert!(!store.record_echo(&NewEcho { id: MessageId::generate(), ..echo.clone() }).await.unwrap());
+    let m = store.find_message_by_wamid("wamid.ECHO").await.unwrap().unwrap();
+    assert_eq!((m.id, m.direction, m.status, m.from_app), (echo.id, Direction::Outbound, MessageStatus::Sent, true));
+
+    let event = |delivery_id, dedup_key: &str, field: &str| NewWebhookEvent {
+        account_id: account_id.clone(),
+        delivery_id,
+        dedup_key: dedup_key.into(),
+        field: field.into(),
+        kind: "APPROVED".into(),
+        subject: Some("1689556908129832".into()),
+        payload: json!({"event": "APPROVED"}),
+        occurred_at: t(30),
+        recorded_at: t(31),
+    };
+    assert!(store.record_webhook_event(&event(1, "k1", "message_template_status_update")).await.unwrap());
+    // Delivered again by Meta: the same event.
+    assert!(!store.record_webhook_event(&event(2, "k1", "message_template_status_update")).await.unwrap());
+    assert!(store.record_webhook_event(&event(1, "k2", "account_update")).await.unwrap());
+    assert!(store.record_webhook_event(&event(2, "k3", "account_update")).await.unwrap());
+    let all = store.list_webhook_events(&account_id, None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(all[2].payload, json!({"event": "APPROVED"}));
+    let updates = store.list_webhook_events(&account_id, Some("account_update"), None, 10).await.unwrap();
+    assert_eq!(updates.len(), 2);
+    let older = store.list_webhook_events(&account_id, Some("account_update"), Some(updates[0].id), 10).await.unwrap();
+    assert_eq!(older, updates[1..]);
+    assert!(store.list_webhook_events(&AccountId::generate(), None, None, 10).await.unwrap().is_empty());
+
+    assert!(store.set_messaging_tier(&account_id, "TIER_10K").await.unwrap());
+    assert!(!store.set_messaging_tier(&account_id, "TIER_10K").await.unwrap());
+    assert_eq!(store.get_account(&account_id).await.unwrap().unwrap().messaging_tier.as_deref(), Some("TIER_10K"));
+}
+
 async fn failed_status_overrides_sent(store: &dyn Store) {
     let (id, status) = sent_message(store, "wamid.F").await;
     store.apply_status(&status("wamid.F", DeliveryStatus::Sent, 1), t(3)).await.unwrap();
@@ -459,6 +560,8 @@ async fn messages_are_listed_newest_first_with_filters(store: &dyn Store) {
         profile_name: None,
         kind: "text".into(),
         content: json!({"text": {"body": "hi"}}),
+        reply_to_wamid: None,
+        error: None,
         sent_at: t(50),
         received_at: t(51),
     };
@@ -497,6 +600,8 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
         profile_name: name.map(Into::into),
         kind: "text".into(),
         content: json!({"body": "hi"}),
+        reply_to_wamid: None,
+        error: None,
         sent_at: Timestamp::from_unix_seconds(1_800_000_000),
         received_at: t(1),
     };
@@ -802,6 +907,8 @@ macro_rules! suite {
             case!(failure_and_retry);
             case!(statuses_fold_by_rank_with_implied_delivered);
             case!(failed_status_overrides_sent);
+            case!(group_statuses_per_participant_and_earliest_reports);
+            case!(replies_echoes_and_webhook_events);
             case!(statuses_before_the_wamid_are_kept_and_applied);
             case!(inbound_messages_and_contacts);
             case!(unclaimed_messages_can_be_cancelled);

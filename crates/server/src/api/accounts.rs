@@ -1,10 +1,10 @@
 //! `/v1/accounts`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wagate_domain::message::MessageError;
@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_account, list_accounts))
         .routes(routes!(get_account, update_account))
         .routes(routes!(resume_account))
+        .routes(routes!(list_events))
 }
 
 /// A connected Meta account. Its access token, app secret and verify token are never returned.
@@ -178,4 +179,69 @@ async fn update_account(
 )]
 async fn resume_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
     Ok(Json(accounts::resume(&state, &id).await?.into()))
+}
+
+/// A webhook change Meta sent about an account, kept as it came.
+#[derive(Serialize, ToSchema)]
+pub struct EventView {
+    /// Increasing with arrival.
+    id: i64,
+    /// Meta's webhook field: `message_template_status_update`, `phone_number_quality_update`,
+    /// `account_update`, `messages` (for errors Meta reported at value level), or any other.
+    #[schema(example = "message_template_status_update")]
+    field: String,
+    /// Meta's `event` (`APPROVED`, `THROUGHPUT_UPGRADE`, `ACCOUNT_VIOLATION`…), `error`, or the field.
+    #[schema(example = "APPROVED")]
+    kind: String,
+    /// What it is about: a template id, a display phone number, an error code.
+    subject: Option<String>,
+    /// The change's `value` as Meta sent it.
+    #[schema(value_type = Object)]
+    payload: serde_json::Value,
+    /// Meta's time for the change (the entry's `time`), or when wagate received it.
+    occurred_at: Timestamp,
+    recorded_at: Timestamp,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EventParams {
+    /// Only this webhook field.
+    field: Option<String>,
+}
+
+/// List an account's webhook events.
+///
+/// Every change Meta's webhooks carry besides messages and statuses: template status, quality
+/// and category updates, account and phone-number updates, errors reported at value level, and
+/// fields wagate does not know yet. Newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{id}/events",
+    tag = "accounts",
+    params(("id" = String, Path), EventParams, ListParams),
+    responses((status = 200, body = List<EventView>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn list_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<EventParams>,
+    page: PageRequest,
+) -> Result<Json<List<EventView>>, ApiError> {
+    let (events, next_cursor) =
+        accounts::events(&state, &id, params.field.as_deref(), page.cursor.as_deref(), page.limit).await?;
+    let data = events
+        .into_iter()
+        .map(|e| EventView {
+            id: e.id,
+            field: e.field,
+            kind: e.kind,
+            subject: e.subject,
+            payload: e.payload,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+        })
+        .collect();
+    Ok(Json(List { data, next_cursor }))
 }

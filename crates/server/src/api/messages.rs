@@ -50,8 +50,12 @@ pub struct MessageView {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     content: Map<String, Value>,
-    /// The wamid of the message this one replies to.
+    /// The wamid of the message this one replies to (or, for a reaction, reacts to).
     reply_to: Option<String>,
+    /// That message's wagate id, when wagate has it.
+    reply_to_message_id: Option<String>,
+    /// Sent from the WhatsApp Business app on a number shared with it (a message echo).
+    from_app: bool,
     status: MessageStatus,
     /// Meta's message id, once Meta accepted the message.
     wamid: Option<String>,
@@ -76,8 +80,19 @@ pub struct StatusView {
     timestamp: Timestamp,
     /// A `delivered` Meta skipped because the message was read at once.
     implied: bool,
+    /// For a message to a group: the participant (`recipient_participant_id`) this is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participant: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<MessageError>,
+    /// Meta's conversation object, when the status carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    conversation: Option<Value>,
+    /// Meta's pricing object (`billable`, `pricing_model`, `category`…), when the status carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pricing: Option<Value>,
 }
 
 impl From<MessageDetails> for MessageView {
@@ -94,7 +109,8 @@ impl From<MessageDetails> for MessageView {
         // Outbound context is `{"message_id"}`, Meta's inbound context `{"from", "id"}`.
         let reply_to = content
             .remove("context")
-            .and_then(|c| c.get("message_id").or_else(|| c.get("id")).and_then(Value::as_str).map(str::to_owned));
+            .and_then(|c| c.get("message_id").or_else(|| c.get("id")).and_then(Value::as_str).map(str::to_owned))
+            .or(m.reply_to_wamid);
         Self {
             id: m.id.into_string(),
             direction: m.direction.as_str(),
@@ -103,6 +119,8 @@ impl From<MessageDetails> for MessageView {
             kind: m.kind,
             content,
             reply_to,
+            reply_to_message_id: m.reply_to.map(MessageId::into_string),
+            from_app: m.from_app,
             status: m.status,
             wamid: m.wamid,
             statuses: d.history.into_iter().map(StatusView::from).collect(),
@@ -118,7 +136,17 @@ impl From<MessageDetails> for MessageView {
 
 impl From<StatusEntry> for StatusView {
     fn from(e: StatusEntry) -> Self {
-        Self { status: e.status, timestamp: e.occurred_at, implied: e.implied, error: e.error }
+        let mut detail = e.detail;
+        let mut take = |key: &str| detail.as_mut().and_then(Value::as_object_mut).and_then(|d| d.remove(key));
+        Self {
+            status: e.status,
+            timestamp: e.occurred_at,
+            implied: e.implied,
+            participant: e.participant,
+            error: e.error,
+            conversation: take("conversation"),
+            pricing: take("pricing"),
+        }
     }
 }
 

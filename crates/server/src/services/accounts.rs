@@ -6,7 +6,7 @@ use wagate_domain::id::AccountId;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
-use wagate_storage::{Account, AccountMode, PhoneNumber};
+use wagate_storage::{Account, AccountMode, PhoneNumber, WebhookEvent};
 
 use super::ServiceError;
 use crate::graph::{GraphFailure, Target};
@@ -403,6 +403,33 @@ pub async fn update_phone_number(
         state.wakeups.wake(id);
     }
     state.store.get_phone_number(id).await?.ok_or_else(|| ServiceError::not_found("phone number", id))
+}
+
+/// An account's webhook events (template status, quality and account updates, errors Meta
+/// reported, fields wagate does not know), newest first: a page and whether more follow.
+pub async fn events(
+    state: &AppState,
+    id: &str,
+    field: Option<&str>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<WebhookEvent>, Option<String>), ServiceError> {
+    let parsed = AccountId::parse(id).ok_or_else(|| ServiceError::not_found("account", id))?;
+    state.store.get_account(&parsed).await?.ok_or_else(|| ServiceError::not_found("account", id))?;
+    let before = match cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| FieldError::new("cursor", "format", "must be a next_cursor this endpoint returned"))?,
+        ),
+    };
+    let take = u32::try_from(limit).unwrap_or(u32::MAX).saturating_add(1);
+    let mut page = state.store.list_webhook_events(&parsed, field, before, take).await?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|e| e.id.to_string())
+    });
+    Ok((page, next.flatten()))
 }
 
 #[cfg(test)]

@@ -197,11 +197,20 @@ pub async fn enqueue(
         metadata,
         send_at,
         expires_at: options.expires_at,
+        reply_to_wamid: None,
+        reply_to: None,
+        from_app: false,
         created_at: now,
         updated_at: now,
     };
-    let history =
-        vec![StatusEntry { status: message.status, occurred_at: now, implied: false, error: None, detail: None }];
+    let history = vec![StatusEntry {
+        status: message.status,
+        participant: None,
+        occurred_at: now,
+        implied: false,
+        error: None,
+        detail: None,
+    }];
     let details = MessageDetails { message, history };
     let idempotency = options.idempotency.as_ref().map(|i| NewIdempotencyKey {
         api_key_id: i.api_key_id.clone(),

@@ -6,14 +6,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use wagate_domain::id::{AccountId, MessageId};
 use wagate_domain::message::MessageError;
-use wagate_domain::meta::webhook::{MessagesValue, Payload, parse_unix_seconds};
+use wagate_domain::meta::webhook::{EchoesValue, MessagesValue, Payload, change_fingerprint, parse_unix_seconds};
 use wagate_domain::signature;
 use wagate_domain::status::DeliveryStatus;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, Delivery, NewDelivery, NewInbound, StatusOutcome, StorageError};
+use wagate_storage::{
+    Account, Delivery, NewDelivery, NewEcho, NewInbound, NewWebhookEvent, StatusOutcome, StorageError,
+};
 
 use super::ServiceError;
 use crate::metrics::Metrics;
@@ -150,9 +153,10 @@ pub enum ProcessError {
     Storage(#[from] StorageError),
 }
 
-/// Applies one stored delivery: statuses to their messages, inbound messages to storage, each
-/// entry within the account that owns its WABA and shares the app secret that signed it.
-/// Problems confined to one change are reported together after the rest is applied.
+/// Applies one stored delivery: statuses to their messages, inbound messages to storage, every
+/// other field kept as an event (and applied where wagate keeps what it changes), each entry
+/// within the account that owns its WABA and shares the app secret that signed it. Problems
+/// confined to one change are reported together after the rest is applied.
 pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), ProcessError> {
     let payload: Payload = serde_json::from_slice(&delivery.body)
         .map_err(|e| ProcessError::Unprocessable(format!("not a webhook payload: {e}")))?;
@@ -167,37 +171,203 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
         return Err(ProcessError::Unprocessable("the account that signed this delivery no longer exists".into()));
     };
     let mut problems = Vec::new();
-    for entry in &payload.entry {
+    for (e, entry) in payload.entry.iter().enumerate() {
         let accounts = state.store.accounts_by_waba(&entry.id).await?;
         let Some(account) = accounts.into_iter().find(|a| a.app_secret == signer.app_secret) else {
             problems.push(format!("entry for WABA {} belongs to no account of the signing app", entry.id));
             continue;
         };
-        for change in &entry.changes {
-            match change.field.as_str() {
+        let at = entry.time.map_or(delivery.received_at, Timestamp::from_unix_seconds);
+        for (c, change) in entry.changes.iter().enumerate() {
+            let change_at = Change { delivery, account: &account, position: format!("{e}.{c}"), time: entry.time, at };
+            let applied = match change.field.as_str() {
                 "messages" => match serde_json::from_value::<MessagesValue>(change.value.clone()) {
-                    Ok(value) => {
-                        if let Err(p) = apply_messages(state, &account.id, value).await? {
-                            problems.push(p);
-                        }
-                    }
-                    Err(e) => problems.push(format!("messages change of {}: {e}", entry.id)),
+                    Ok(value) => apply_messages(state, &change_at, value).await?,
+                    Err(e) => Err(format!("messages change of {}: {e}", entry.id)),
                 },
-                other => tracing::info!(field = other, delivery = delivery.id, "webhook field stored; not processed"),
+                "smb_message_echoes" => match serde_json::from_value::<EchoesValue>(change.value.clone()) {
+                    Ok(value) => apply_echoes(state, &account, value).await?,
+                    Err(e) => Err(format!("smb_message_echoes change of {}: {e}", entry.id)),
+                },
+                field => record_event(state, &change_at, field, &change.value).await,
+            };
+            if let Err(p) = applied {
+                problems.push(p);
             }
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(ProcessError::Unprocessable(problems.join("; "))) }
 }
 
-async fn apply_messages(
+/// Where a change sits: its delivery, the account it belongs to, its place in the delivery,
+/// and Meta's time (as sent, and as a timestamp falling back to the delivery's arrival).
+struct Change<'a> {
+    delivery: &'a Delivery,
+    account: &'a Account,
+    position: String,
+    time: Option<i64>,
+    at: Timestamp,
+}
+
+/// Fields wagate keeps as account events, and what they are about.
+fn subject_of(field: &str, value: &Value) -> Option<String> {
+    let text = |key: &str| {
+        value.get(key).and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string())))
+    };
+    match field {
+        "message_template_status_update"
+        | "message_template_quality_update"
+        | "message_template_components_update"
+        | "template_category_update" => text("message_template_id"),
+        "phone_number_quality_update" | "phone_number_name_update" => text("display_phone_number"),
+        "user_preferences" => value.pointer("/contacts/0/wa_id").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Stores a change as an event of its account, applies what wagate keeps of it, and logs a field
+/// it does not know (never an error: Meta adds fields).
+async fn record_event(state: &AppState, change: &Change<'_>, field: &str, value: &Value) -> Result<(), String> {
+    const KNOWN: &[&str] = &[
+        "account_alerts",
+        "account_review_update",
+        "account_update",
+        "business_capability_update",
+        "history",
+        "message_template_components_update",
+        "message_template_quality_update",
+        "message_template_status_update",
+        "partner_solutions",
+        "payment_configuration_update",
+        "phone_number_name_update",
+        "phone_number_quality_update",
+        "security",
+        "smb_app_state_sync",
+        "template_category_update",
+        "user_preferences",
+    ];
+    let kind = value.get("event").and_then(Value::as_str).unwrap_or(field);
+    if !KNOWN.contains(&field) {
+        tracing::warn!(field, delivery = change.delivery.id, "webhook field wagate does not know; stored as an event");
+    }
+    let event = NewWebhookEvent {
+        account_id: change.account.id.clone(),
+        delivery_id: change.delivery.id,
+        dedup_key: change_fingerprint(field, change.time, value),
+        field: field.to_owned(),
+        kind: kind.to_owned(),
+        subject: subject_of(field, value),
+        payload: value.clone(),
+        occurred_at: change.at,
+        recorded_at: Timestamp::now(),
+    };
+    let stored = state.store.record_webhook_event(&event).await.map_err(|e| e.to_string())?;
+    Metrics::outcome(&state.metrics.webhook_events, if stored { "stored" } else { "duplicate" });
+    if field == "phone_number_quality_update" {
+        apply_quality_update(state, change.account, value).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Meta's messaging limit and throughput level, as `phone_number_quality_update` reports them.
+async fn apply_quality_update(state: &AppState, account: &Account, value: &Value) -> Result<(), StorageError> {
+    let limit = ["max_daily_conversations_per_business", "current_limit"]
+        .iter()
+        .find_map(|k| value.get(*k).and_then(Value::as_str))
+        .filter(|t| t.starts_with("TIER_") && *t != "TIER_NOT_SET");
+    if let Some(tier) = limit {
+        state.store.set_messaging_tier(&account.id, tier).await?;
+    }
+    if value.get("event").and_then(Value::as_str) == Some("THROUGHPUT_UPGRADE")
+        && let Some(display) = value.get("display_phone_number").and_then(Value::as_str)
+    {
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        let numbers = state.store.list_phone_numbers().await?;
+        let number =
+            numbers.iter().find(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display));
+        if let Some(n) = number {
+            state.store.set_throughput_level(&n.id, "HIGH", Timestamp::now()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Messages the business sent from the WhatsApp Business app: stored as outbound, flagged.
+async fn apply_echoes(
+    state: &AppState,
+    account: &Account,
+    value: EchoesValue,
+) -> Result<Result<(), String>, StorageError> {
+    if value.message_echoes.is_empty() {
+        return Ok(Ok(()));
+    }
+    let Some(metadata) = &value.metadata else {
+        return Ok(Err("message echoes without metadata.phone_number_id".into()));
+    };
+    if let Err(p) = owned_number(state, &account.id, &metadata.phone_number_id).await? {
+        return Ok(Err(p));
+    }
+    let now = Timestamp::now();
+    for m in value.message_echoes {
+        let echo = NewEcho {
+            id: MessageId::generate(),
+            account_id: account.id.clone(),
+            phone_number_id: metadata.phone_number_id.clone(),
+            wamid: m.id,
+            to: as_counterpart(m.to.trim_start_matches('+')),
+            kind: m.kind,
+            content: Value::Object(m.rest),
+            sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
+            received_at: now,
+        };
+        let stored = state.store.record_echo(&echo).await?;
+        Metrics::outcome(&state.metrics.inbound_messages, if stored { "echo" } else { "duplicate" });
+    }
+    Ok(Ok(()))
+}
+
+/// Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
+fn as_counterpart(wa_id: &str) -> String {
+    if !wa_id.is_empty() && wa_id.bytes().all(|b| b.is_ascii_digit()) { format!("+{wa_id}") } else { wa_id.to_owned() }
+}
+
+async fn owned_number(
     state: &AppState,
     account_id: &AccountId,
+    phone_number_id: &str,
+) -> Result<Result<(), String>, StorageError> {
+    Ok(match state.store.get_phone_number(phone_number_id).await? {
+        Some(n) if &n.account_id == account_id => Ok(()),
+        _ => Err(format!("phone number {phone_number_id} is not a number of account {account_id}")),
+    })
+}
+
+async fn apply_messages(
+    state: &AppState,
+    change: &Change<'_>,
     value: MessagesValue,
 ) -> Result<Result<(), String>, StorageError> {
+    let account_id = &change.account.id;
     let now = Timestamp::now();
     if let Some(m) = &value.metadata {
         note_webhooks(state, &m.phone_number_id, now).await?;
+    }
+    // Errors at value level are about the number or the app, not a message: kept as events.
+    for (i, error) in value.errors.iter().enumerate() {
+        tracing::warn!(account = %account_id, error = %error, "Meta reported an error in a messages webhook");
+        let event = NewWebhookEvent {
+            account_id: account_id.clone(),
+            delivery_id: change.delivery.id,
+            // Errors carry no time of their own: one event per error of each delivery.
+            dedup_key: format!("delivery {} change {} error {i}", change.delivery.id, change.position),
+            field: "messages".into(),
+            kind: "error".into(),
+            subject: error.get("code").and_then(Value::as_i64).map(|c| c.to_string()),
+            payload: json!({"metadata": value.metadata.as_ref().map(|m| &m.phone_number_id), "error": error}),
+            occurred_at: change.at,
+            recorded_at: now,
+        };
+        state.store.record_webhook_event(&event).await?;
     }
     for s in &value.statuses {
         let Some(status) = DeliveryStatus::parse(&s.status) else {
@@ -208,6 +378,7 @@ async fn apply_messages(
             account_id: account_id.clone(),
             wamid: s.id.clone(),
             status,
+            participant: s.recipient_participant_id.clone().filter(|p| !p.is_empty()),
             occurred_at: parse_unix_seconds(&s.timestamp).unwrap_or(now),
             error: s.errors.first().map(MessageError::from_status),
             detail: serde_json::to_value(s).unwrap_or_default(),
@@ -232,14 +403,8 @@ async fn apply_messages(
     let Some(metadata) = &value.metadata else {
         return Ok(Err("inbound messages without metadata.phone_number_id".into()));
     };
-    match state.store.get_phone_number(&metadata.phone_number_id).await? {
-        Some(n) if &n.account_id == account_id => {}
-        _ => {
-            return Ok(Err(format!(
-                "phone number {} is not a number of account {account_id}",
-                metadata.phone_number_id
-            )));
-        }
+    if let Err(p) = owned_number(state, account_id, &metadata.phone_number_id).await? {
+        return Ok(Err(p));
     }
     for m in value.messages {
         let profile_name = value
@@ -248,21 +413,26 @@ async fn apply_messages(
             .find(|c| c.wa_id.as_deref() == Some(m.from.as_str()))
             .and_then(|c| c.profile.as_ref())
             .and_then(|p| p.name.clone());
+        let text = |object: &str, key: &str| m.rest.get(object)?.get(key)?.as_str().map(str::to_owned);
+        // A reply names the message it answers; a reaction, the message it reacts to.
+        let reply_to_wamid = text("context", "id").or_else(|| text("reaction", "message_id"));
+        let error = m
+            .rest
+            .get("errors")
+            .and_then(|e| e.get(0))
+            .and_then(|e| serde_json::from_value::<wagate_domain::meta::webhook::StatusError>(e.clone()).ok());
         let inbound = NewInbound {
             id: MessageId::generate(),
             account_id: account_id.clone(),
             phone_number_id: metadata.phone_number_id.clone(),
             wamid: m.id,
-            // Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
-            from: if !m.from.is_empty() && m.from.bytes().all(|b| b.is_ascii_digit()) {
-                format!("+{}", m.from)
-            } else {
-                m.from.clone()
-            },
+            from: as_counterpart(&m.from),
             wa_id: m.from,
             profile_name,
             kind: m.kind,
-            content: serde_json::Value::Object(m.rest),
+            reply_to_wamid,
+            error: error.as_ref().map(MessageError::from_status),
+            content: Value::Object(m.rest),
             sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
             received_at: now,
         };

@@ -7,6 +7,7 @@ mod client_libraries;
 mod crash;
 mod flow;
 mod graph_surface;
+mod inbound;
 mod lease;
 mod message_types;
 mod ops;

@@ -20,7 +20,7 @@ use wagate_server::config::LogFormat;
 use wagate_server::state::AppState;
 use wagate_server::{Application, Config, telemetry};
 use wagate_storage::testing::TestDatabase;
-use wagate_storage::{Backend, Enqueued, NewOutbound, Store};
+use wagate_storage::{Backend, Dispatch, Enqueued, NewOutbound, Store};
 
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -509,3 +509,42 @@ macro_rules! on_each_backend {
     };
 }
 pub(crate) use on_each_backend;
+
+/// The in-process sandbox's account, whose app secret signs test webhooks.
+pub struct SandboxAccount {
+    pub waba_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    pub phone_number_id: String,
+}
+
+pub async fn sandbox_account(app: &TestApp) -> SandboxAccount {
+    let (status, body) = app.get("/sandbox/control/accounts").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = &body["data"][0];
+    SandboxAccount {
+        waba_id: a["waba_id"].as_str().unwrap().into(),
+        app_secret: a["app_secret"].as_str().unwrap().into(),
+        verify_token: a["verify_token"].as_str().unwrap().into(),
+        phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
+    }
+}
+
+/// Posts a body to the webhook receiver with the signature header given (if any).
+pub async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<String>) -> StatusCode {
+    let mut req =
+        app.http.post(format!("{}/webhooks/meta", app.url)).header("content-type", "application/json").body(body);
+    if let Some(sig) = signature {
+        req = req.header("x-hub-signature-256", sig);
+    }
+    req.send().await.unwrap().status()
+}
+
+/// A message the app believes it sent, with a wamid of the test's choosing; the dispatcher is
+/// kept out of it by holding the outbox lease.
+pub async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Dispatch {
+    enqueue_direct(store, phone_number_id, "+15550171234", "hi").await;
+    let now = Timestamp::now();
+    let mut claimed = store.claim_outbox(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
+    claimed.pop().expect("the message is claimable")
+}

@@ -7,28 +7,9 @@ use wagate_domain::id::MessageId;
 use wagate_domain::signature;
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Backend, Dispatch, Store};
+use wagate_storage::{Backend, Store};
 
 use crate::support::*;
-
-struct SandboxAccount {
-    waba_id: String,
-    app_secret: String,
-    verify_token: String,
-    phone_number_id: String,
-}
-
-async fn sandbox_account(app: &TestApp) -> SandboxAccount {
-    let (status, body) = app.get("/sandbox/control/accounts").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let a = &body["data"][0];
-    SandboxAccount {
-        waba_id: a["waba_id"].as_str().unwrap().into(),
-        app_secret: a["app_secret"].as_str().unwrap().into(),
-        verify_token: a["verify_token"].as_str().unwrap().into(),
-        phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
-    }
-}
 
 fn status_payload(account: &SandboxAccount, wamid: &str, statuses: &[(&str, i64)]) -> Vec<u8> {
     let entries: Vec<Value> = statuses
@@ -45,24 +26,6 @@ fn status_payload(account: &SandboxAccount, wamid: &str, statuses: &[(&str, i64)
     })
     .to_string()
     .into_bytes()
-}
-
-async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<String>) -> StatusCode {
-    let mut req =
-        app.http.post(format!("{}/webhooks/meta", app.url)).header("content-type", "application/json").body(body);
-    if let Some(sig) = signature {
-        req = req.header("x-hub-signature-256", sig);
-    }
-    req.send().await.unwrap().status()
-}
-
-/// A message the app believes it sent, with a wamid of the test's choosing; the dispatcher is
-/// kept out of it by holding the outbox lease.
-async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Dispatch {
-    enqueue_direct(store, phone_number_id, "+15550171234", "hi").await;
-    let now = Timestamp::now();
-    let mut claimed = store.claim_outbox(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
-    claimed.pop().expect("the message is claimable")
 }
 
 async fn message_status(store: &dyn Store, id: &MessageId) -> MessageStatus {
