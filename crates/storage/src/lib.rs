@@ -186,8 +186,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a delivery as received (grouped with other writes into one commit); its id.
     async fn insert_delivery(&self, delivery: NewDelivery) -> Result<i64>;
     async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Delivery>>;
-    /// Marks a delivery processed (with the error that made it unprocessable, if any).
-    async fn finish_delivery(&self, delivery: &Delivery, at: Timestamp, error: Option<&str>) -> Result<()>;
+    /// Marks deliveries processed (each with the error that made it unprocessable, if any), in
+    /// one transaction: one flush for a whole batch.
+    async fn finish_deliveries(&self, finished: &[(&Delivery, Option<String>)], at: Timestamp) -> Result<()>;
     /// Gives a delivery back to be tried again at `due_at`.
     async fn retry_delivery(&self, delivery: &Delivery, due_at: Timestamp, error: &str) -> Result<()>;
     async fn count_deliveries(&self) -> Result<i64>;

@@ -1409,17 +1409,24 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn finish_delivery(&self, d: &Delivery, at: Timestamp, error: Option<&str>) -> $crate::Result<()> {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, processed_at = $3, \
-                     error = $4 WHERE id = $1 AND lease = $2",
-                )
-                .bind(d.id)
-                .bind(&d.lease)
-                .bind(at.as_millis())
-                .bind(error)
-                .execute(&mut *self.write().await?)
-                .await?;
+            async fn finish_deliveries(&self, finished: &[(&Delivery, Option<String>)], at: Timestamp) -> $crate::Result<()> {
+                if finished.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                for (d, error) in finished {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, processed_at = $3, \
+                         error = $4 WHERE id = $1 AND lease = $2",
+                    )
+                    .bind(d.id)
+                    .bind(&d.lease)
+                    .bind(at.as_millis())
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 

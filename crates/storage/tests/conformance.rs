@@ -651,12 +651,12 @@ async fn webhook_deliveries(store: &dyn Store) {
     assert_eq!(claimed[0].body, body);
     assert_eq!(claimed[0].account_id, Some(a.id));
     assert!(store.claim_deliveries(t(6), t(1_000), 10).await.unwrap().is_empty());
-    store.finish_delivery(&claimed[0], t(7), None).await.unwrap();
+    store.finish_deliveries(&[(&claimed[0], None)], t(7)).await.unwrap();
     store.retry_delivery(&claimed[1], t(2_000), "database busy").await.unwrap();
     assert!(store.claim_deliveries(t(1_999), t(3_000), 10).await.unwrap().is_empty());
     let again = store.claim_deliveries(t(2_000), t(3_000), 10).await.unwrap();
     assert_eq!((again.len(), again[0].id, again[0].attempts), (1, id2, 2));
-    store.finish_delivery(&again[0], t(2_001), Some("unparseable")).await.unwrap();
+    store.finish_deliveries(&[(&again[0], Some("unparseable".into()))], t(2_001)).await.unwrap();
     assert!(store.claim_deliveries(t(10_000), t(20_000), 10).await.unwrap().is_empty());
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
     assert_eq!(store.pending_deliveries().await.unwrap(), 0);

@@ -22,6 +22,7 @@ use wagate_domain::secret::Secret;
 use wagate_domain::signature;
 use wagate_server::config::{LogFormat, SandboxSettings};
 use wagate_server::{Application, Config, telemetry};
+use wagate_storage::Store;
 
 /// Sends cycle over this many recipients, +1 555 010 0000 to +1 555 010 9999 (fictional numbers).
 const RECIPIENTS: usize = 10_000;
@@ -134,9 +135,10 @@ async fn bench_app(
     let app = Application::build(config).await.context("the application did not start")?;
     let addr = app.local_addr();
     let cancel = app.shutdown_token();
+    let store = app.state().store.clone();
     let server = tokio::spawn(app.run());
     let measured = tokio::select! {
-        r = measure(backend, addr, &api_key, args) => r,
+        r = measure(backend, addr, &api_key, args, store.as_ref()) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     cancel.cancel();
@@ -146,7 +148,13 @@ async fn bench_app(
     Ok(report)
 }
 
-async fn measure(backend: Backend, addr: SocketAddr, api_key: &str, args: &BenchArgs) -> anyhow::Result<Report> {
+async fn measure(
+    backend: Backend,
+    addr: SocketAddr,
+    api_key: &str,
+    args: &BenchArgs,
+    store: &dyn Store,
+) -> anyhow::Result<Report> {
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
     let number = first_sandbox_number(&http, &base, api_key).await?;
@@ -176,7 +184,32 @@ async fn measure(backend: Backend, addr: SocketAddr, api_key: &str, args: &Bench
     let sends = load(addr, sends, plan).await?;
     phase("POST /webhooks/meta");
     let webhooks = load(addr, webhooks, plan).await?;
-    Ok(Report { backend, duration: plan.duration, healthz, sends, webhooks })
+    let processing = drain(store).await?;
+    Ok(Report { backend, duration: plan.duration, healthz, sends, webhooks, processing })
+}
+
+/// The webhook deliveries stored but not yet processed when the load stopped, and how long the
+/// processor took to work through them with nothing else to do.
+struct Drain {
+    left: i64,
+    took: Duration,
+}
+
+impl Drain {
+    fn per_sec(&self) -> Option<f64> {
+        (self.left > 0).then(|| self.left as f64 / self.took.as_secs_f64())
+    }
+}
+
+async fn drain(store: &dyn Store) -> anyhow::Result<Drain> {
+    const PATIENCE: Duration = Duration::from_secs(600);
+    let left = store.pending_deliveries().await?;
+    let started = Instant::now();
+    while store.pending_deliveries().await? > 0 {
+        ensure!(started.elapsed() < PATIENCE, "webhook deliveries were still unprocessed after {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Drain { left, took: started.elapsed() })
 }
 
 struct SandboxNumber {
@@ -553,6 +586,7 @@ struct Report {
     healthz: Tally,
     sends: Tally,
     webhooks: Tally,
+    processing: Drain,
 }
 
 impl Report {
@@ -610,6 +644,14 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
                 println!("{}: {what} answered other than {expected}: {}", r.backend.name(), by_status(t));
             }
         }
+        let p = &r.processing;
+        println!(
+            "{}: {} webhook deliveries were stored but not yet processed when the load stopped; processed in {:.1} s{}",
+            r.backend.name(),
+            p.left,
+            p.took.as_secs_f64(),
+            p.per_sec().map_or_else(String::new, |n| format!(" ({n:.0}/s)")),
+        );
     }
     println!(
         "{} connections, {} s warm-up + {} s measured per phase; latencies are of the expected answers \
@@ -648,6 +690,11 @@ fn to_json(args: &BenchArgs, reports: &[Report]) -> Value {
                 "healthz": phase(r, &r.healthz),
                 "sends": phase(r, &r.sends),
                 "webhooks": phase(r, &r.webhooks),
+                "webhook_processing": {
+                    "left_when_load_stopped": r.processing.left,
+                    "drained_secs": r.processing.took.as_secs_f64(),
+                    "per_sec": r.processing.per_sec(),
+                },
             })
         })
         .collect();

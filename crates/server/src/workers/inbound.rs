@@ -26,29 +26,32 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             }
         };
         let full = batch.len() == BATCH as usize;
-        // Finish the batch even when stopping: each delivery takes milliseconds.
-        for d in batch {
-            let result = process(&state, &d).await;
-            let now = Timestamp::now();
-            let saved = match &result {
-                Ok(()) => state.store.finish_delivery(&d, now, None).await,
+        // Finish the batch even when stopping: each delivery takes milliseconds. Processed
+        // deliveries are marked in one transaction at the end (processing is idempotent, so a
+        // crash before that only repeats work).
+        let mut finished = Vec::with_capacity(batch.len());
+        for d in &batch {
+            match process(&state, d).await {
+                Ok(()) => finished.push((d, None)),
                 Err(ProcessError::Unprocessable(why)) => {
                     tracing::warn!(delivery = d.id, error = %why, "webhook delivery set aside");
-                    state.store.finish_delivery(&d, now, Some(why)).await
+                    finished.push((d, Some(why)));
                 }
                 Err(ProcessError::Storage(e)) if d.attempts >= settings.max_attempts => {
                     tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
-                    state.store.finish_delivery(&d, now, Some(&e.to_string())).await
+                    finished.push((d, Some(e.to_string())));
                 }
                 Err(ProcessError::Storage(e)) => {
                     tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
                     let delay = super::backoff(d.attempts, 200, 60_000);
-                    state.store.retry_delivery(&d, now.plus(delay), &e.to_string()).await
+                    if let Err(e) = state.store.retry_delivery(d, Timestamp::now().plus(delay), &e.to_string()).await {
+                        tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
+                    }
                 }
-            };
-            if let Err(e) = saved {
-                tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
             }
+        }
+        if let Err(e) = state.store.finish_deliveries(&finished, Timestamp::now()).await {
+            tracing::error!(error = %e, deliveries = finished.len(), "recording webhook processing failed; the leases will lapse");
         }
         if full && !cancel.is_cancelled() {
             continue;
