@@ -8,6 +8,7 @@ mod crash;
 mod flow;
 mod graph_surface;
 mod lease;
+mod media;
 mod message_types;
 mod ops;
 mod outbound;
