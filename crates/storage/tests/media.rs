@@ -112,11 +112,11 @@ async fn media_rows_are_recorded_once_per_meta_id(store: &dyn Store, account_id:
     let ids = |list: Vec<Media>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
     let all = MediaFilter::default();
     assert_eq!(ids(store.list_media(&all, 10).await.unwrap()), [second.id.clone(), first.id.clone()]);
-    assert_eq!(ids(store.list_media(&all, 1).await.unwrap()), [second.id.clone()]);
+    assert_eq!(ids(store.list_media(&all, 1).await.unwrap()), vec![second.id.clone()]);
     let after_second = MediaFilter { before: Some(second.id.clone()), ..Default::default() };
-    assert_eq!(ids(store.list_media(&after_second, 10).await.unwrap()), [first.id.clone()]);
+    assert_eq!(ids(store.list_media(&after_second, 10).await.unwrap()), vec![first.id.clone()]);
     let of_first = MediaFilter { message_id: Some(message_id), ..Default::default() };
-    assert_eq!(ids(store.list_media(&of_first, 10).await.unwrap()), [first.id.clone()]);
+    assert_eq!(ids(store.list_media(&of_first, 10).await.unwrap()), vec![first.id.clone()]);
     let of_none = MediaFilter { message_id: Some(MessageId::generate()), ..Default::default() };
     assert!(store.list_media(&of_none, 10).await.unwrap().is_empty());
 }
