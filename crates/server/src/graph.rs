@@ -162,22 +162,17 @@ impl GraphClient {
     }
 
     // Inbound media (wagate issue 6).
-    /// `GET /{media-id}?phone_number_id=…`: a fresh download URL (valid for five minutes) and
-    /// what Meta says of the file.
+    /// `GET /{media-id}`: a fresh download URL (valid for five minutes) and what Meta says of
+    /// the file. Without `phone_number_id`: Meta's docs tie that filter to the number a file was
+    /// uploaded on, which a customer's file never was.
     pub async fn media_info(
         &self,
         target: &Target<'_>,
         media_id: &str,
-        phone_number_id: &str,
         timeout: Duration,
     ) -> Result<MediaInfo, GraphFailure> {
         let url = Self::url(target, media_id);
-        let req = self
-            .http
-            .get(url)
-            .query(&[("phone_number_id", phone_number_id)])
-            .bearer_auth(target.token.expose())
-            .timeout(timeout);
+        let req = self.http.get(url).bearer_auth(target.token.expose()).timeout(timeout);
         let raw: Value = self.call(req, false).await?;
         let Some(url) = raw.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
             return Err(GraphFailure::Http { status: 200, body: format!("no media URL in {raw}"), retry_after: None });

@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let settings = state.config.media.clone();
     let poll = std::time::Duration::from_millis(settings.poll_interval_ms);
+    remove_stale_parts(&media_dir(&state.config.data_dir), settings.lease()).await;
     let mut running = JoinSet::new();
     loop {
         let free = settings.concurrency.saturating_sub(running.len());
@@ -113,7 +114,7 @@ async fn download(state: &AppState, job: &MediaJob) -> Result<StoredMedia, Failu
     // A fresh URL every attempt: the last one may have expired.
     let info = state
         .graph
-        .media_info(&target, &media.meta_media_id, &media.phone_number_id, settings.timeout())
+        .media_info(&target, &media.meta_media_id, settings.timeout())
         .await
         .map_err(|e| Failure::Transient(format!("asking the Graph API for the media URL failed: {e}")))?;
     if let Some(size) = info.file_size.filter(|s| *s > settings.max_bytes) {
@@ -172,6 +173,21 @@ async fn download(state: &AppState, job: &MediaJob) -> Result<StoredMedia, Failu
     let path = file_path(&state.config.data_dir, &media.id);
     part.persist(&path).await.map_err(|e| Failure::Transient(format!("storing the media file failed: {e}")))?;
     Ok(StoredMedia { file_size: written as i64, sha256: digest_base64(&digest), at: Timestamp::now() })
+}
+
+/// Removes partial downloads a killed process left behind: those older than a lease, whose
+/// download has certainly been given up (another attempt writes a part of its own).
+async fn remove_stale_parts(dir: &Path, lease: std::time::Duration) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let is_part = name.to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".part"));
+        let stale =
+            entry.metadata().await.and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > lease));
+        if is_part && stale {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+    }
 }
 
 fn too_large(size: u64, max: u64) -> Failure {
