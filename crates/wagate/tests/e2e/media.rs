@@ -364,10 +364,36 @@ async fn the_same_media_delivered_twice_is_recorded_once(backend: Backend) {
     app.stop().await;
 }
 
+/// A connected (live) account's media is fetched from its own Graph base URL with its own token.
+async fn a_live_accounts_media_comes_from_its_own_graph_api(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
+    let (sandbox_url, _) = spawn_sandbox(&format!("{}/webhooks/meta", app.url)).await;
+    let (_, numbers) = app.connect_sandbox(&sandbox_url).await;
+    let bytes = b"%PDF-1.4\nlive invoice".to_vec();
+    let message =
+        json!({"type": "document", "document": {"filename": "invoice.pdf", "content_base64": STANDARD.encode(&bytes)}});
+    let body = json!({"phone_number_id": numbers[0], "from": customer(), "name": "Ana", "message": message});
+    let (status, sim) =
+        request(&app.http, Method::POST, &format!("{sandbox_url}/simulate/inbound"), None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{sim}");
+    let recorded = media_of(&app, sim["wamid"].as_str().unwrap()).await;
+    let m = settled(&app, recorded["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (m["status"].as_str(), m["phone_number_id"].as_str()),
+        (Some("stored"), Some(numbers[0].as_str())),
+        "{m}"
+    );
+    assert_eq!(m["filename"], "invoice.pdf");
+    let (status, ctype, _, served) = content(&app, m["id"].as_str().unwrap()).await;
+    assert_eq!((status, ctype.as_deref(), served), (StatusCode::OK, Some("application/pdf"), bytes));
+    app.stop().await;
+}
+
 on_each_backend!(
     inbound_media_is_downloaded_checked_and_served,
     a_wrong_sha256_fails_the_download_and_serves_nothing,
     download_failures_are_retried_until_stored_or_given_up,
     pending_media_is_not_served_yet,
     the_same_media_delivered_twice_is_recorded_once,
+    a_live_accounts_media_comes_from_its_own_graph_api,
 );
