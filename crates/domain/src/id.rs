@@ -112,6 +112,11 @@ prefixed_id!(
     ContactId,
     "ct"
 );
+prefixed_id!(
+    /// A media file a customer sent, as wagate keeps it.
+    MediaId,
+    "med"
+);
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ pub fn router(state: Shared) -> Router {
         .route("/control/webhook", get(webhook_url).put(set_webhook_url))
         .route("/control/access-token", put(rotate_access_token))
         .route("/control/reset", post(reset))
+        .route("/control/media/{id}/download-failures", put(set_download_failures).delete(clear_download_failures))
         .with_state(state)
 }
 
@@ -468,4 +469,47 @@ async fn rotate_access_token(AxState(state): AxState<Shared>, body: Bytes) -> Re
     }
     let token = state.rotate_token(req.access_token);
     Ok(axum::Json(json!({"access_token": token})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadFailures {
+    /// The HTTP status the downloads answer: 404 (as Meta's for an expired URL) or a 5xx.
+    status: u16,
+    /// How many downloads fail before they work again.
+    count: u32,
+}
+
+/// Makes the next `count` downloads of a media file answer `status`, to test a downloader's
+/// retries: `PUT /control/media/{id}/download-failures` with `{"status": 404, "count": 3}`.
+async fn set_download_failures(
+    AxState(state): AxState<Shared>,
+    Path(id): Path<String>,
+    ControlBody(body): ControlBody,
+) -> Result<Response, ControlError> {
+    let f: DownloadFailures = parse(&body, "download failures")?;
+    if !(f.status == 404 || (500..=599).contains(&f.status)) {
+        return Err(ControlError::invalid("status", "must be 404 or a 5xx status"));
+    }
+    if f.count == 0 {
+        return Err(ControlError::invalid("count", "must be at least 1 (DELETE clears the failures)"));
+    }
+    let mut inner = state.lock();
+    if !inner.saved.media.iter().any(|m| m.id == id) {
+        return Err(ControlError::not_found(format!("no media with id '{id}'")));
+    }
+    inner.media_failures.insert(id.clone(), (f.status, f.count));
+    Ok(axum::Json(json!({"media_id": id, "status": f.status, "count": f.count})).into_response())
+}
+
+async fn clear_download_failures(
+    AxState(state): AxState<Shared>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    state
+        .lock()
+        .media_failures
+        .remove(&id)
+        .map(|_| StatusCode::NO_CONTENT)
+        .ok_or_else(|| ControlError::not_found(format!("downloads of '{id}' are not set to fail")))
 }

@@ -285,6 +285,9 @@ pub struct Inner {
     pub pair: HashMap<(String, String), Bucket>,
     /// When `pair` is next swept of full buckets.
     pair_sweep_at: usize,
+    /// Downloads made to fail on purpose (`PUT /control/media/{id}/download-failures`): the
+    /// status to answer and how many more times, by media id.
+    pub media_failures: HashMap<String, (u16, u32)>,
 }
 
 pub struct State {
@@ -369,6 +372,7 @@ impl State {
                 rate: HashMap::new(),
                 pair: HashMap::new(),
                 pair_sweep_at: BUCKETS_SWEPT_FROM,
+                media_failures: HashMap::new(),
             }),
             webhook_url: RwLock::new(config.webhook_url),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client"),
@@ -688,6 +692,7 @@ impl State {
             inner.received_bytes = 0;
             inner.rate.clear();
             inner.pair.clear();
+            inner.media_failures.clear();
         }
         self.webhook_stats.clear();
         if let Some(dir) = &self.state_dir {

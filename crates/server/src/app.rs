@@ -59,6 +59,7 @@ impl Application {
             webhooks_noted: Arc::default(),
             senders: Default::default(),
             signers: Default::default(),
+            media_wakeup: Arc::new(Notify::new()),
         });
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {
@@ -92,6 +93,7 @@ impl Application {
             .enabled
             .then(|| tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone())));
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
+        let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let served = axum::serve(listener, router).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
         // Whatever ended serving, the workers stop too.
         cancel.cancel();
@@ -101,6 +103,7 @@ impl Application {
                 let _ = dispatcher.await;
             }
             let _ = inbound.await;
+            let _ = media.await;
         })
         .await
         .is_err()

@@ -30,6 +30,8 @@ pub struct Config {
     pub graph_surface: GraphSurfaceSettings,
     pub window: WindowSettings,
     pub messaging: MessagingSettings,
+    /// Inbound media downloads (wagate issue 6).
+    pub media: MediaSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -50,6 +52,7 @@ impl Default for Config {
             graph_surface: GraphSurfaceSettings::default(),
             window: WindowSettings::default(),
             messaging: MessagingSettings::default(),
+            media: MediaSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -260,6 +263,67 @@ impl Default for MessagingSettings {
     }
 }
 
+// Inbound media (wagate issue 6).
+/// Downloading the media customers send: through the Graph media API into `<data_dir>/media/`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Attempts before a download that keeps failing is marked `failed`. Meta keeps an inbound
+    /// media file for 7 days.
+    pub max_attempts: i64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Timeout of each request (the media URL, then the download).
+    pub timeout_ms: u64,
+    /// Largest file accepted (Meta allows documents of up to 100 MB).
+    pub max_bytes: u64,
+    /// Downloads in flight at once, per instance.
+    pub concurrency: usize,
+    /// How often due downloads (retries, or left by a dead process) are looked for when nothing
+    /// wakes the worker sooner.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            retry_base_ms: 2_000,
+            retry_max_ms: 600_000,
+            timeout_ms: 120_000,
+            max_bytes: 100 * 1024 * 1024,
+            concurrency: 4,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl MediaSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// A download's lease: both of its requests may take their whole timeout, plus a margin
+    /// for writing the file.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(2 * self.timeout_ms + 10_000)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts < 1 || self.concurrency == 0 || self.max_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "media.max_attempts, media.concurrency and media.max_bytes must be at least 1".into(),
+            ));
+        }
+        if self.timeout_ms == 0 || self.poll_interval_ms == 0 || self.retry_base_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "media.timeout_ms, media.poll_interval_ms and media.retry_base_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()).map(Secret::new))
 }
@@ -328,6 +392,7 @@ impl Config {
         if self.inbound.max_body_bytes < 3 * 1024 * 1024 {
             return Err(ConfigError::Invalid("inbound.max_body_bytes must be at least 3 MiB".into()));
         }
+        self.media.validate()?;
         Ok(())
     }
 }

@@ -161,6 +161,54 @@ impl GraphClient {
         })
     }
 
+    // Inbound media (wagate issue 6).
+    /// `GET /{media-id}`: a fresh download URL (valid for five minutes) and what Meta says of
+    /// the file. Without `phone_number_id`: Meta's docs tie that filter to the number a file was
+    /// uploaded on, which a customer's file never was.
+    pub async fn media_info(
+        &self,
+        target: &Target<'_>,
+        media_id: &str,
+        timeout: Duration,
+    ) -> Result<MediaInfo, GraphFailure> {
+        let url = Self::url(target, media_id);
+        let req = self.http.get(url).bearer_auth(target.token.expose()).timeout(timeout);
+        let raw: Value = self.call(req, false).await?;
+        let Some(url) = raw.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
+            return Err(GraphFailure::Http { status: 200, body: format!("no media URL in {raw}"), retry_after: None });
+        };
+        let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
+        Ok(MediaInfo {
+            url: url.to_owned(),
+            mime_type: text("mime_type"),
+            sha256: text("sha256"),
+            // A string in Meta's reference; a number would do as well.
+            file_size: match raw.get("file_size") {
+                Some(Value::String(s)) => s.parse().ok(),
+                Some(v) => v.as_u64(),
+                None => None,
+            },
+        })
+    }
+
+    /// `GET` of a media URL with the access token: the response, its body still to be read.
+    /// Meta answers 404 for an expired URL; the caller asks for a fresh one.
+    pub async fn media_download(
+        &self,
+        target: &Target<'_>,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, GraphFailure> {
+        let req = self.http.get(url).bearer_auth(target.token.expose()).timeout(timeout);
+        let resp = req.send().await.map_err(|e| classify_transport(e, false))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.map(|b| snippet(&b)).unwrap_or_default();
+        Err(GraphFailure::Http { status: status.as_u16(), body, retry_after: None })
+    }
+
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, mutating: bool) -> Result<T, GraphFailure> {
         let resp = req.send().await.map_err(|e| classify_transport(e, mutating))?;
         let status = resp.status();
@@ -202,6 +250,16 @@ impl GraphClient {
             Err(_) => Err(GraphFailure::Http { status: status.as_u16(), body: snippet(&bytes), retry_after }),
         }
     }
+}
+
+/// What `GET /{media-id}` says of a media file.
+#[derive(Debug)]
+pub struct MediaInfo {
+    pub url: String,
+    pub mime_type: Option<String>,
+    /// Meta's SHA-256 of the file (hex from the media API, base64 in webhooks).
+    pub sha256: Option<String>,
+    pub file_size: Option<u64>,
 }
 
 /// Errors are shown to API callers and logged: without the URL, which may carry a token.

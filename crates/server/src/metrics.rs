@@ -69,6 +69,8 @@ pub struct Metrics {
     pub conversations_opened: Family<AccountLabels, Gauge>,
     pub messaging_limit: Family<AccountLabels, Gauge>,
     pub webhook_backlog: Gauge,
+    /// Inbound media (wagate issue 6).
+    pub media_downloads: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -163,6 +165,12 @@ impl Metrics {
             "Webhook deliveries stored but not processed yet",
             webhook_backlog.clone(),
         );
+        let media_downloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "media_downloads",
+            "Inbound media download attempts by outcome (stored, retried, failed)",
+            media_downloads.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -184,6 +192,7 @@ impl Metrics {
             conversations_opened,
             messaging_limit,
             webhook_backlog,
+            media_downloads,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Shared {
     pub senders: crate::services::messages::SenderCache,
     /// Connected accounts as the webhook receiver last read them.
     pub signers: crate::services::webhooks::SignerCache,
+    /// Wakes the media downloader when the processor records new media (wagate issue 6).
+    pub media_wakeup: Arc<Notify>,
 }
 
 /// One `Notify` per business number, made on first use.

@@ -1,6 +1,7 @@
 //! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
 //! default, PostgreSQL for production and clusters), one conformance suite run against both.
 
+mod media;
 mod migrate;
 pub mod model;
 mod postgres;
@@ -14,10 +15,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
+use wagate_domain::id::{AccountId, ApiKeyId, MediaId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
+pub use media::*;
 pub use model::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -210,6 +212,21 @@ pub trait Store: Send + Sync + 'static {
     async fn record_echo(&self, echo: &NewEcho) -> Result<bool>;
     /// Meta's messaging limit tier for an account, as a webhook reported it.
     async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
+    // Inbound media (wagate issue 6): rows claimed with a lease, like webhook deliveries.
+    /// Records a media file to download; false (nothing changes) when the account already has
+    /// a row for that Meta media id.
+    async fn insert_media(&self, media: &NewMedia) -> Result<bool>;
+    /// Leases up to `limit` pending downloads due at `now` until `lease_until`, counting an attempt.
+    async fn claim_media(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<MediaJob>>;
+    /// The file is written: `stored`. False when the lease was lost (another worker took it).
+    async fn media_stored(&self, job: &MediaJob, stored: &StoredMedia) -> Result<bool>;
+    /// The attempt failed for now: due again at `due_at`.
+    async fn retry_media(&self, job: &MediaJob, due_at: Timestamp, error: &str, at: Timestamp) -> Result<bool>;
+    /// The download failed for good.
+    async fn media_failed(&self, job: &MediaJob, error: &str, at: Timestamp) -> Result<bool>;
+    async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
+    /// Media matching `filter`, newest first, at most `limit`.
+    async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
 }
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file

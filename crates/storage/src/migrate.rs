@@ -38,6 +38,7 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/sqlite/0004_outbox_lease.sql") },
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/sqlite/0005_inbound.sql") },
+    Migration { version: 6, name: "media", sql: include_str!("../migrations/sqlite/0006_media.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -50,6 +51,7 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/postgres/0004_outbox_lease.sql") },
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/postgres/0005_inbound.sql") },
+    Migration { version: 6, name: "media", sql: include_str!("../migrations/postgres/0006_media.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

@@ -51,6 +51,14 @@ macro_rules! api_key_cols {
     };
 }
 
+// Inbound media (wagate issue 6).
+macro_rules! media_cols {
+    () => {
+        "id, account_id, phone_number_id, message_id, meta_media_id, kind, mime_type, sha256, file_size, \
+         filename, caption, state, attempts, available_at, last_error, created_at, updated_at, downloaded_at"
+    };
+}
+
 /// The due outbox rows that head their recipient's queue: nothing due earlier for the same
 /// number and recipient (in flight, backing off or waiting) is ahead of them, so each recipient's
 /// messages leave one at a time, in (due_at, seq) order. `$1` is now.
@@ -62,7 +70,7 @@ macro_rules! outbox_heads {
     };
 }
 
-pub(crate) use {account_cols, api_key_cols, message_cols, message_select_cols, outbox_heads, phone_cols};
+pub(crate) use {account_cols, api_key_cols, media_cols, message_cols, message_select_cols, outbox_heads, phone_cols};
 
 // Statements the SQLite direct paths run too (see `sqlite::direct`).
 pub(crate) const SELECT_API_KEY_BY_HASH: &str =
@@ -227,8 +235,8 @@ macro_rules! impl_store {
         use wagate_domain::time::Timestamp;
         use $crate::model::*;
         use $crate::sql::{
-            account_cols, api_key_cols, corrupt, error_text, json_text, message_cols, message_select_cols, outbox_heads, parse_error,
-            parse_json, parse_object, phone_cols, ts,
+            account_cols, api_key_cols, corrupt, error_text, json_text, media_cols, message_cols, message_select_cols,
+            outbox_heads, parse_error, parse_json, parse_object, phone_cols, ts,
         };
 
         fn account_row(r: &$row) -> $crate::Result<Account> {
@@ -1544,6 +1552,148 @@ macro_rules! impl_store {
                 .rows_affected();
                 Ok(updated == 1)
             }
+
+            // Inbound media (wagate issue 6).
+            async fn insert_media(&self, m: &$crate::NewMedia) -> $crate::Result<bool> {
+                let inserted = sqlx::query(
+                    "INSERT INTO media (id, account_id, phone_number_id, message_id, meta_media_id, kind, \
+                     mime_type, sha256, filename, caption, state, attempts, available_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, $11, $11) \
+                     ON CONFLICT (account_id, meta_media_id) DO NOTHING",
+                )
+                .bind(m.id.as_str())
+                .bind(m.account_id.as_str())
+                .bind(&m.phone_number_id)
+                .bind(m.message_id.as_str())
+                .bind(&m.meta_media_id)
+                .bind(&m.kind)
+                .bind(&m.mime_type)
+                .bind(&m.sha256)
+                .bind(&m.filename)
+                .bind(&m.caption)
+                .bind(m.created_at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(inserted == 1)
+            }
+
+            async fn claim_media(
+                &self,
+                now: Timestamp,
+                lease_until: Timestamp,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::MediaJob>> {
+                // PostgreSQL instances skip each other's rows instead of waiting on them (and
+                // without the row locks two could claim the same row).
+                let claim = match self.backend() {
+                    $crate::Backend::Postgres => concat!(
+                        "UPDATE media SET lease = $1, available_at = $2, attempts = attempts + 1, updated_at = $3 ",
+                        "WHERE id IN (SELECT id FROM media WHERE available_at IS NOT NULL AND available_at <= $3 ",
+                        "ORDER BY available_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
+                        media_cols!()
+                    ),
+                    $crate::Backend::Sqlite => concat!(
+                        "UPDATE media SET lease = $1, available_at = $2, attempts = attempts + 1, updated_at = $3 ",
+                        "WHERE id IN (SELECT id FROM media WHERE available_at IS NOT NULL AND available_at <= $3 ",
+                        "ORDER BY available_at, id LIMIT $4) RETURNING ",
+                        media_cols!()
+                    ),
+                };
+                let lease = wagate_domain::id::new_id("lease");
+                let rows = sqlx::query(claim)
+                    .bind(&lease)
+                    .bind(lease_until.as_millis())
+                    .bind(now.as_millis())
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *self.write().await?)
+                    .await?;
+                let mut jobs = rows
+                    .iter()
+                    .map(|r| Ok($crate::MediaJob { media: media_row(r)?, lease: lease.clone() }))
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                jobs.sort_by(|a, b| a.media.id.cmp(&b.media.id));
+                Ok(jobs)
+            }
+
+            async fn media_stored(&self, job: &$crate::MediaJob, f: &$crate::StoredMedia) -> $crate::Result<bool> {
+                let changed = sqlx::query(
+                    "UPDATE media SET state = 'stored', available_at = NULL, lease = NULL, last_error = NULL, \
+                     file_size = $3, sha256 = COALESCE(sha256, $4), downloaded_at = $5, updated_at = $5 \
+                     WHERE id = $1 AND lease = $2 AND state = 'pending'",
+                )
+                .bind(job.media.id.as_str())
+                .bind(&job.lease)
+                .bind(f.file_size)
+                .bind(&f.sha256)
+                .bind(f.at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            }
+
+            async fn retry_media(
+                &self,
+                job: &$crate::MediaJob,
+                due_at: Timestamp,
+                error: &str,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
+                let changed = sqlx::query(
+                    "UPDATE media SET available_at = $3, lease = NULL, last_error = $4, updated_at = $5 \
+                     WHERE id = $1 AND lease = $2 AND state = 'pending'",
+                )
+                .bind(job.media.id.as_str())
+                .bind(&job.lease)
+                .bind(due_at.as_millis())
+                .bind(error)
+                .bind(at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            }
+
+            async fn media_failed(&self, job: &$crate::MediaJob, error: &str, at: Timestamp) -> $crate::Result<bool> {
+                let changed = sqlx::query(
+                    "UPDATE media SET state = 'failed', available_at = NULL, lease = NULL, last_error = $3, \
+                     updated_at = $4 WHERE id = $1 AND lease = $2 AND state = 'pending'",
+                )
+                .bind(job.media.id.as_str())
+                .bind(&job.lease)
+                .bind(error)
+                .bind(at.as_millis())
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected();
+                Ok(changed == 1)
+            }
+
+            async fn get_media(&self, id: &wagate_domain::id::MediaId) -> $crate::Result<Option<$crate::Media>> {
+                sqlx::query(concat!("SELECT ", media_cols!(), " FROM media WHERE id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(media_row)
+                    .transpose()
+            }
+
+            async fn list_media(&self, f: &$crate::MediaFilter, limit: u32) -> $crate::Result<Vec<$crate::Media>> {
+                sqlx::query(concat!(
+                    "SELECT ", media_cols!(), " FROM media WHERE ($1 IS NULL OR message_id = $1) ",
+                    "AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(f.message_id.as_ref().map(MessageId::as_str))
+                .bind(f.before.as_ref().map(wagate_domain::id::MediaId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(media_row)
+                .collect()
+            }
         }
 
         /// The order in which a message's statuses happen.
@@ -1559,6 +1709,31 @@ macro_rules! impl_store {
                 MessageStatus::Played => 7,
                 MessageStatus::Failed | MessageStatus::Canceled | MessageStatus::Received => 8,
             }
+        }
+
+        // Inbound media (wagate issue 6).
+        fn media_row(r: &$row) -> $crate::Result<$crate::Media> {
+            let state: String = r.try_get("state")?;
+            Ok($crate::Media {
+                id: wagate_domain::id::MediaId::from_trusted(r.try_get("id")?),
+                account_id: AccountId::from_trusted(r.try_get("account_id")?),
+                phone_number_id: r.try_get("phone_number_id")?,
+                message_id: MessageId::from_trusted(r.try_get("message_id")?),
+                meta_media_id: r.try_get("meta_media_id")?,
+                kind: r.try_get("kind")?,
+                mime_type: r.try_get("mime_type")?,
+                sha256: r.try_get("sha256")?,
+                file_size: r.try_get("file_size")?,
+                filename: r.try_get("filename")?,
+                caption: r.try_get("caption")?,
+                state: $crate::MediaState::parse(&state).ok_or_else(|| corrupt("media state", &state))?,
+                attempts: r.try_get("attempts")?,
+                available_at: r.try_get::<Option<i64>, _>("available_at")?.map(ts),
+                last_error: r.try_get("last_error")?,
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+                downloaded_at: r.try_get::<Option<i64>, _>("downloaded_at")?.map(ts),
+            })
         }
     };
 }

@@ -216,6 +216,9 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
     super::authenticate_headers(&headers, None, &state)?;
+    if let Some(status) = take_failure(&state, &media_id) {
+        return Ok((status, status.canonical_reason().unwrap_or("Error")).into_response());
+    }
     let not_found = || (StatusCode::NOT_FOUND, "Not Found").into_response();
     // A URL altered into nonsense is as unknown as any other altered URL.
     let Ok(Query(q)) = q else { return Ok(not_found()) };
@@ -232,6 +235,18 @@ pub async fn download(
     };
     let Some((media, bytes)) = found else { return Ok(not_found()) };
     Ok(([(header::CONTENT_TYPE, media.mime_type)], bytes).into_response())
+}
+
+/// The status a download of `media_id` is set to fail with, counting the failure down.
+fn take_failure(state: &State, media_id: &str) -> Option<StatusCode> {
+    let mut inner = state.lock();
+    let (status, left) = inner.media_failures.get_mut(media_id)?;
+    let status = StatusCode::from_u16(*status).ok();
+    *left -= 1;
+    if *left == 0 {
+        inner.media_failures.remove(media_id);
+    }
+    status
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod graph;
+mod media;
 mod messages;
 mod ops;
 mod phone_numbers;
@@ -37,6 +38,7 @@ use crate::state::AppState;
         (name = "accounts", description = "Meta accounts and their credentials"),
         (name = "phone-numbers", description = "Business phone numbers"),
         (name = "api-keys", description = "Keys for this API"),
+        (name = "media", description = "Media files customers sent, downloaded from Meta"),
         (name = "webhooks", description = "Meta's webhook receiver"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -127,6 +129,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(phone_numbers::router())
         .merge(api_keys::router())
+        .merge(media::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let (open, open_doc) =

@@ -437,6 +437,8 @@ async fn apply_messages(
             received_at: now,
         };
         let stored = state.store.record_inbound(&inbound).await?;
+        // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
+        super::media::record_inbound(state, &inbound).await?;
         Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
     }
     Ok(Ok(()))

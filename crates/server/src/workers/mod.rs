@@ -3,6 +3,7 @@
 
 pub mod dispatcher;
 pub mod inbound;
+pub mod media;
 
 use std::time::Duration;
 

@@ -9,6 +9,7 @@ mod flow;
 mod graph_surface;
 mod inbound;
 mod lease;
+mod media;
 mod message_types;
 mod ops;
 mod outbound;
