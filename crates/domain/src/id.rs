@@ -112,6 +112,11 @@ prefixed_id!(
     ContactId,
     "ct"
 );
+prefixed_id!(
+    /// A conversation: one business number and one contact.
+    ConversationId,
+    "cv"
+);
 
 #[cfg(test)]
 mod tests {

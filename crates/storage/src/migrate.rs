@@ -37,6 +37,8 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0003_outbound_engine.sql"),
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/sqlite/0004_outbox_lease.sql") },
+    // Contacts and conversations.
+    Migration { version: 7, name: "contacts", sql: include_str!("../migrations/sqlite/0007_contacts.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -48,6 +50,8 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0003_outbound_engine.sql"),
     },
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/postgres/0004_outbox_lease.sql") },
+    // Contacts and conversations.
+    Migration { version: 7, name: "contacts", sql: include_str!("../migrations/postgres/0007_contacts.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

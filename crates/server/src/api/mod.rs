@@ -8,6 +8,9 @@ mod messages;
 mod ops;
 mod phone_numbers;
 mod webhooks;
+// Contacts and conversations.
+mod contacts;
+mod conversations;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -39,6 +42,8 @@ use crate::state::AppState;
         (name = "api-keys", description = "Keys for this API"),
         (name = "webhooks", description = "Meta's webhook receiver"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "contacts", description = "Customers, by phone number and business-scoped user id"),
+        (name = "conversations", description = "A business number's exchanges with one customer"),
     )
 )]
 struct ApiDoc;
@@ -127,6 +132,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(accounts::router())
         .merge(phone_numbers::router())
         .merge(api_keys::router())
+        .merge(contacts::router())
+        .merge(conversations::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let (open, open_doc) =

@@ -183,6 +183,11 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
                     }
                     Err(e) => problems.push(format!("messages change of {}: {e}", entry.id)),
                 },
+                "user_preferences" => {
+                    if let Err(p) = super::contacts::apply_user_preferences(state, &change.value).await? {
+                        problems.push(p);
+                    }
+                }
                 other => tracing::info!(field = other, delivery = delivery.id, "webhook field stored; not processed"),
             }
         }
@@ -242,25 +247,25 @@ async fn apply_messages(
         }
     }
     for m in value.messages {
-        let profile_name = value
-            .contacts
-            .iter()
-            .find(|c| c.wa_id.as_deref() == Some(m.from.as_str()))
-            .and_then(|c| c.profile.as_ref())
-            .and_then(|p| p.name.clone());
+        // A number change is about the contact, not a message of the conversation.
+        if m.kind == "system" {
+            super::contacts::apply_system_message(state, &m).await?;
+            continue;
+        }
+        // Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
+        let Some(sender) = super::contacts::Sender::of(&value.contacts, &m) else {
+            tracing::warn!(wamid = %m.id, "inbound message names no sender; skipped");
+            continue;
+        };
         let inbound = NewInbound {
             id: MessageId::generate(),
             account_id: account_id.clone(),
             phone_number_id: metadata.phone_number_id.clone(),
             wamid: m.id,
-            // Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
-            from: if !m.from.is_empty() && m.from.bytes().all(|b| b.is_ascii_digit()) {
-                format!("+{}", m.from)
-            } else {
-                m.from.clone()
-            },
-            wa_id: m.from,
-            profile_name,
+            from: sender.from,
+            wa_id: sender.wa_id,
+            user_id: sender.user_id,
+            profile_name: sender.profile_name,
             kind: m.kind,
             content: serde_json::Value::Object(m.rest),
             sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
