@@ -6,8 +6,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 use wagate_domain::contact::{ContactPatch, counterpart, non_empty};
+use wagate_domain::id::AccountId;
 use wagate_domain::id::ContactId;
-use wagate_domain::meta::webhook::{Contact as WebhookContact, InboundMessage, parse_unix_seconds};
+use wagate_domain::meta::webhook::{Contact as WebhookContact, InboundMessage, Metadata, parse_unix_seconds};
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{
@@ -80,6 +81,8 @@ pub async fn apply_system_message(state: &AppState, m: &InboundMessage) -> Resul
 #[derive(Deserialize)]
 struct PreferencesValue {
     #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
     contacts: Vec<WebhookContact>,
     #[serde(default)]
     user_preferences: Vec<Preference>,
@@ -103,11 +106,23 @@ struct Preference {
 
 /// `user_preferences`: a customer stopped or resumed marketing messages. Applied to the contact
 /// (made if unknown) by the time Meta gives, so late or repeated webhooks change nothing.
-pub async fn apply_user_preferences(state: &AppState, value: &Value) -> Result<Result<(), String>, StorageError> {
+pub async fn apply_user_preferences(
+    state: &AppState,
+    account_id: &AccountId,
+    value: &Value,
+) -> Result<Result<(), String>, StorageError> {
     let value: PreferencesValue = match serde_json::from_value(value.clone()) {
         Ok(v) => v,
         Err(e) => return Ok(Err(format!("user_preferences change: {e}"))),
     };
+    // As for messages: only about a number of the account whose app signed the delivery.
+    let number = match &value.metadata {
+        Some(m) => state.store.get_phone_number(&m.phone_number_id).await?,
+        None => None,
+    };
+    if number.is_none_or(|n| &n.account_id != account_id) {
+        return Ok(Err(format!("user_preferences change not about a number of account {account_id}")));
+    }
     let mut problems = Vec::new();
     for p in &value.user_preferences {
         if p.category != "marketing_messages" {

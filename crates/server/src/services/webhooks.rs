@@ -184,7 +184,7 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
                     Err(e) => problems.push(format!("messages change of {}: {e}", entry.id)),
                 },
                 "user_preferences" => {
-                    if let Err(p) = super::contacts::apply_user_preferences(state, &change.value).await? {
+                    if let Err(p) = super::contacts::apply_user_preferences(state, &account.id, &change.value).await? {
                         problems.push(p);
                     }
                 }

@@ -34,7 +34,9 @@ fn now_s() -> i64 {
 /// Posts one change as Meta would (signed with the app secret) and waits until it is processed.
 async fn deliver(app: &TestApp, sb: &Sandbox, field: &str, mut value: Value) {
     value["messaging_product"] = json!("whatsapp");
-    value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": sb.phone_number_id});
+    if value.get("metadata").is_none() {
+        value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": sb.phone_number_id});
+    }
     let body = json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": sb.waba_id, "changes": [{"value": value, "field": field}]}],
@@ -205,6 +207,13 @@ async fn user_preferences_opt_out_then_in(backend: Backend) {
         "timestamp": now_s()}]});
     deliver(&app, &sb, "user_preferences", value).await;
     let pablo = find_contacts(&app, &bsuid).await;
+    // The sandbox's (widely known) secret cannot opt out customers of numbers it does not own.
+    let stranger = customer();
+    let mut forged = preference("stop", now_s());
+    forged["user_preferences"][0]["wa_id"] = json!(stranger.trim_start_matches('+'));
+    forged["metadata"] = json!({"display_phone_number": "15550000000", "phone_number_id": "999999"});
+    deliver(&app, &sb, "user_preferences", forged).await;
+    assert!(find_contacts(&app, &stranger).await.is_empty(), "a preference for another account's number");
     assert_eq!(pablo.len(), 1);
     assert_eq!(
         (pablo[0]["marketing_opt_out"].as_bool(), pablo[0]["profile_name"].as_str()),
