@@ -117,6 +117,11 @@ prefixed_id!(
     MediaId,
     "med"
 );
+prefixed_id!(
+    /// A conversation: one business number and one contact.
+    ConversationId,
+    "cv"
+);
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! live in one place and the storage and server crates only move values around.
 
 pub mod api_key;
+pub mod contact;
 pub mod id;
 pub mod message;
 pub mod meta;

@@ -1,6 +1,7 @@
 //! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
 //! default, PostgreSQL for production and clusters), one conformance suite run against both.
 
+mod contacts;
 mod media;
 mod migrate;
 pub mod model;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use wagate_domain::id::{AccountId, ApiKeyId, MediaId, MessageId};
+use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
@@ -227,6 +228,38 @@ pub trait Store: Send + Sync + 'static {
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
     /// Media matching `filter`, newest first, at most `limit`.
     async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
+    // Contacts and conversations.
+    /// The contact with these ids, made or linked: a contact found by `wa_id` and another found
+    /// by `user_id` are merged into the older one (see `record_inbound`); the ids, and the
+    /// profile name when given, are recorded on it.
+    async fn upsert_contact(&self, ids: &ContactIds, profile_name: Option<&str>, at: Timestamp) -> Result<ContactId>;
+    /// A customer's ids changed (`user_changed_number`, `user_changed_user_id`): the contact
+    /// known by `old` takes the `new` ids (merging with a contact that had them) and keeps its
+    /// conversations and their messages.
+    async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> Result<ContactId>;
+    async fn get_contact(&self, id: &ContactId) -> Result<Option<Contact>>;
+    /// Contacts matching `filter`, newest first, at most `limit`.
+    async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>>;
+    async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated>;
+    /// Records a marketing stop (`opted_out`) or resume that happened at `at`. A preference older
+    /// than the last one recorded the other way changes nothing (webhooks come in any order).
+    /// False for an unknown contact.
+    async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool>;
+    async fn get_conversation(&self, id: &ConversationId) -> Result<Option<Conversation>>;
+    /// Conversations matching `filter`, by last message, newest first, at most `limit`.
+    async fn list_conversations(&self, filter: &ConversationFilter, limit: u32) -> Result<Vec<Conversation>>;
+    /// A conversation's messages, both directions, newest first, at most `limit`.
+    async fn conversation_messages(
+        &self,
+        id: &ConversationId,
+        page: &ConversationPage,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    /// The newest message the customer sent in a conversation.
+    async fn newest_inbound(&self, id: &ConversationId) -> Result<Option<Message>>;
+    /// Marks the conversation read up to message `through`: unread counts only what came after
+    /// it. False for an unknown conversation.
+    async fn mark_conversation_read(&self, id: &ConversationId, through: &MessageId, at: Timestamp) -> Result<bool>;
 }
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file

@@ -39,6 +39,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/sqlite/0004_outbox_lease.sql") },
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/sqlite/0005_inbound.sql") },
     Migration { version: 6, name: "media", sql: include_str!("../migrations/sqlite/0006_media.sql") },
+    Migration { version: 7, name: "contacts", sql: include_str!("../migrations/sqlite/0007_contacts.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -52,6 +53,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 4, name: "outbox_lease", sql: include_str!("../migrations/postgres/0004_outbox_lease.sql") },
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/postgres/0005_inbound.sql") },
     Migration { version: 6, name: "media", sql: include_str!("../migrations/postgres/0006_media.sql") },
+    Migration { version: 7, name: "contacts", sql: include_str!("../migrations/postgres/0007_contacts.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

@@ -1,7 +1,7 @@
 //! What storage reads and writes. Plain data; the rules that produce it live in the domain crate.
 
 use serde_json::{Map, Value};
-use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
+use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
@@ -272,10 +272,13 @@ pub struct NewInbound {
     pub account_id: AccountId,
     pub phone_number_id: String,
     pub wamid: String,
-    /// The sender as the API shows it: `+` and the digits of a phone-number wa_id.
+    /// The sender as the API shows it: `+` and the digits of a phone-number wa_id, or the
+    /// BSUID when Meta sent no phone number.
     pub from: String,
-    /// Meta's id of the sender (`wa_id`), the contact's key.
-    pub wa_id: String,
+    /// Meta's phone-number id of the sender (`wa_id`); None when Meta sent it empty.
+    pub wa_id: Option<String>,
+    /// The sender's business-scoped user id (`from_user_id` / `user_id`), when Meta sent one.
+    pub user_id: Option<String>,
     pub profile_name: Option<String>,
     pub kind: String,
     pub content: Value,
@@ -332,13 +335,21 @@ pub struct WebhookEvent {
     pub recorded_at: Timestamp,
 }
 
+/// A customer, known by phone (`wa_id`), by business-scoped user id (`user_id`), or both.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Contact {
     pub id: ContactId,
-    pub wa_id: String,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
     pub profile_name: Option<String>,
-    /// Since when the customer has stopped marketing messages (a 131050 failure).
+    /// The business's own fields.
+    pub attributes: Map<String, Value>,
+    pub tags: Vec<String>,
+    /// Since when the customer has stopped marketing messages (a `user_preferences` stop, a
+    /// 131050 failure, or the API); None while they receive them.
     pub marketing_opt_out_at: Option<Timestamp>,
+    /// When the customer last resumed marketing messages.
+    pub marketing_opt_in_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -373,4 +384,82 @@ pub struct MessageFilter {
     pub since: Option<Timestamp>,
     /// Only messages with ids below this one (the previous page's last id).
     pub before: Option<MessageId>,
+}
+
+// Contacts and conversations.
+
+/// Meta's ids of a customer as a webhook gave them (empty strings already dropped).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContactIds {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// Which contacts `list_contacts` returns, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ContactFilter {
+    /// Part of the profile name (any case) or of the wa_id, a whole user_id, or a whole tag
+    /// (any case).
+    pub q: Option<String>,
+    /// Only contacts with exactly this tag.
+    pub tag: Option<String>,
+    /// Only contacts with ids below this one (the previous page's last id).
+    pub before: Option<ContactId>,
+}
+
+/// A change to a contact's own fields.
+#[derive(Clone, Debug)]
+pub struct ContactUpdate {
+    /// Attributes to set, merged into the stored ones in the same transaction (a `null` deletes
+    /// the key; see `wagate_domain::contact::merge_attributes`).
+    pub attributes: Option<Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+    /// True: opted out of marketing now; false: opted in now.
+    pub marketing_opt_out: Option<bool>,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContactUpdated {
+    Updated,
+    NotFound,
+    /// The merged attributes would break a limit; nothing was changed.
+    Invalid(wagate_domain::validation::FieldError),
+}
+
+/// A conversation: one business number and one contact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub phone_number_id: String,
+    pub contact_id: ContactId,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub profile_name: Option<String>,
+    /// The newest message either way, and its time.
+    pub last_message_id: Option<MessageId>,
+    pub last_message_at: Option<Timestamp>,
+    /// Meta's time of the customer's newest message (the 24-hour window's start).
+    pub last_inbound_at: Option<Timestamp>,
+    /// Inbound messages after the newest one marked read.
+    pub unread_count: i64,
+    pub read_through: Option<MessageId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which conversations `list_conversations` returns, by last message, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationFilter {
+    pub phone_number_id: Option<String>,
+    pub contact_id: Option<ContactId>,
+    /// Only conversations whose last message is older than this one (the previous page's last).
+    pub before: Option<MessageId>,
+}
+
+/// A page of a conversation's messages: newest first, below `before` or just above `after`.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationPage {
+    pub before: Option<MessageId>,
+    pub after: Option<MessageId>,
 }

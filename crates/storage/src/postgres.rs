@@ -97,6 +97,7 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 mod store {
     use super::*;
     crate::sql::impl_store!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres, Backend::Postgres);
+    crate::contacts::impl_contacts!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres);
 
     /// Writes new messages in one transaction: each idempotency key first (a key already in
     /// use, and not expired, skips its message), then every message, its first history entry

@@ -1301,18 +1301,9 @@ macro_rules! impl_store {
 
             async fn record_inbound(&self, m: &NewInbound) -> $crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
-                let contact_id: String = sqlx::query_scalar(
-                    "INSERT INTO contacts (id, wa_id, profile_name, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (wa_id) DO UPDATE SET \
-                     profile_name = COALESCE(excluded.profile_name, contacts.profile_name), \
-                     updated_at = excluded.updated_at RETURNING id",
-                )
-                .bind(ContactId::generate().as_str())
-                .bind(&m.wa_id)
-                .bind(&m.profile_name)
-                .bind(m.received_at.as_millis())
-                .fetch_one(&mut *tx)
-                .await?;
+                // The contact by wa_id and user_id, linked or merged (see `contacts.rs`).
+                let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
+                let contact_id = resolve_contact(&mut tx, &ids, None, m.profile_name.as_deref(), m.received_at).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO messages (",
                     message_cols!(),
@@ -1335,17 +1326,27 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                sqlx::query(
-                    "INSERT INTO conversations (phone_number_id, customer, last_inbound_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (phone_number_id, customer) DO UPDATE SET last_inbound_at = \
-                     CASE WHEN excluded.last_inbound_at > conversations.last_inbound_at \
-                     THEN excluded.last_inbound_at ELSE conversations.last_inbound_at END",
-                )
-                .bind(&m.phone_number_id)
-                .bind(&m.from)
-                .bind(m.sent_at.as_millis())
-                .execute(&mut *tx)
-                .await?;
+                // The window opens for each id a send may name the customer by.
+                let mut customers = vec![m.from.clone()];
+                customers.extend(m.wa_id.as_deref().map(wagate_domain::contact::counterpart));
+                customers.extend(m.user_id.clone());
+                customers.dedup();
+                for customer in customers.iter().filter(|c| !c.is_empty()) {
+                    sqlx::query(
+                        "INSERT INTO conversations (phone_number_id, customer, last_inbound_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (phone_number_id, customer) DO UPDATE SET last_inbound_at = \
+                         CASE WHEN excluded.last_inbound_at > conversations.last_inbound_at \
+                         THEN excluded.last_inbound_at ELSE conversations.last_inbound_at END",
+                    )
+                    .bind(&m.phone_number_id)
+                    .bind(customer)
+                    .bind(m.sent_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if inserted == 1 {
+                    note_in_thread(&mut tx, &m.phone_number_id, &contact_id, m.sent_at, m.received_at).await?;
+                }
                 tx.commit().await?;
                 Ok(inserted == 1)
             }
@@ -1372,24 +1373,7 @@ macro_rules! impl_store {
             }
 
             async fn get_contact_by_wa_id(&self, wa_id: &str) -> $crate::Result<Option<Contact>> {
-                let Some(r) = sqlx::query(
-                    "SELECT id, wa_id, profile_name, marketing_opt_out_at, created_at, updated_at FROM contacts \
-                     WHERE wa_id = $1",
-                )
-                .bind(wa_id)
-                .fetch_optional(self.reader())
-                .await?
-                else {
-                    return Ok(None);
-                };
-                Ok(Some(Contact {
-                    id: ContactId::from_trusted(r.try_get("id")?),
-                    wa_id: r.try_get("wa_id")?,
-                    profile_name: r.try_get("profile_name")?,
-                    marketing_opt_out_at: r.try_get::<Option<i64>, _>("marketing_opt_out_at")?.map(ts),
-                    created_at: ts(r.try_get("created_at")?),
-                    updated_at: ts(r.try_get("updated_at")?),
-                }))
+                self.contact_by_wa_id(wa_id).await
             }
 
             async fn insert_delivery(&self, d: NewDelivery) -> $crate::Result<i64> {
@@ -1693,6 +1677,61 @@ macro_rules! impl_store {
                 .iter()
                 .map(media_row)
                 .collect()
+            }
+
+            // Contacts and conversations: implemented in `contacts.rs`.
+            async fn upsert_contact(&self, ids: &ContactIds, name: Option<&str>, at: Timestamp) -> $crate::Result<ContactId> {
+                self.contact_upsert(ids, name, at).await
+            }
+
+            async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> $crate::Result<ContactId> {
+                self.contact_ids_change(old, new, at).await
+            }
+
+            async fn get_contact(&self, id: &ContactId) -> $crate::Result<Option<Contact>> {
+                self.contact_get(id).await
+            }
+
+            async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> $crate::Result<Vec<Contact>> {
+                self.contacts_list(filter, limit).await
+            }
+
+            async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> $crate::Result<ContactUpdated> {
+                self.contact_update(id, update).await
+            }
+
+            async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> $crate::Result<bool> {
+                self.contact_preference(id, opted_out, at).await
+            }
+
+            async fn get_conversation(&self, id: &wagate_domain::id::ConversationId) -> $crate::Result<Option<Conversation>> {
+                Ok(self.conversations_query(&ConversationFilter::default(), Some(id.as_str()), 1).await?.pop())
+            }
+
+            async fn list_conversations(&self, filter: &ConversationFilter, limit: u32) -> $crate::Result<Vec<Conversation>> {
+                self.conversations_query(filter, None, limit).await
+            }
+
+            async fn conversation_messages(
+                &self,
+                id: &wagate_domain::id::ConversationId,
+                page: &ConversationPage,
+                limit: u32,
+            ) -> $crate::Result<Vec<Message>> {
+                self.conversation_page(id, page, limit).await
+            }
+
+            async fn newest_inbound(&self, id: &wagate_domain::id::ConversationId) -> $crate::Result<Option<Message>> {
+                self.conversation_newest_inbound(id).await
+            }
+
+            async fn mark_conversation_read(
+                &self,
+                id: &wagate_domain::id::ConversationId,
+                through: &MessageId,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
+                self.conversation_mark_read(id, through, at).await
             }
         }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
-use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
+use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
@@ -425,7 +425,8 @@ async fn replies_echoes_and_webhook_events(store: &dyn Store) {
         phone_number_id: number_id.clone(),
         wamid: "wamid.REPLY".into(),
         from: "+15551234567".into(),
-        wa_id: "15551234567".into(),
+        wa_id: Some("15551234567".into()),
+        user_id: None,
         profile_name: None,
         kind: "text".into(),
         content: json!({"text": {"body": "yes"}, "context": {"from": "15550001111", "id": "wamid.OURS"}}),
@@ -556,7 +557,8 @@ async fn messages_are_listed_newest_first_with_filters(store: &dyn Store) {
         phone_number_id: n.id.clone(),
         wamid: "wamid.L1".into(),
         from: "+15551234567".into(),
-        wa_id: "15551234567".into(),
+        wa_id: Some("15551234567".into()),
+        user_id: None,
         profile_name: None,
         kind: "text".into(),
         content: json!({"text": {"body": "hi"}}),
@@ -596,7 +598,8 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
         phone_number_id: n.id.clone(),
         wamid: wamid.into(),
         from: "+15551234567".into(),
-        wa_id: "15551234567".into(),
+        wa_id: Some("15551234567".into()),
+        user_id: None,
         profile_name: name.map(Into::into),
         kind: "text".into(),
         content: json!({"body": "hi"}),
@@ -883,6 +886,216 @@ async fn reopening_keeps_everything(backend: Backend) {
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
 }
 
+// Contacts and conversations.
+
+/// A customer's text to `n`, with the ids Meta gave (`from` as the processor files it).
+fn inbound_from(a: &Account, n: &PhoneNumber, wa_id: Option<&str>, user_id: Option<&str>, wamid: &str) -> NewInbound {
+    let from = wa_id.map(wagate_domain::contact::counterpart).or(user_id.map(str::to_owned)).unwrap();
+    NewInbound {
+        id: MessageId::generate(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        wamid: wamid.into(),
+        from,
+        wa_id: wa_id.map(Into::into),
+        user_id: user_id.map(Into::into),
+        profile_name: Some(format!("name of {wamid}")),
+        kind: "text".into(),
+        content: json!({"text": {"body": wamid}}),
+        reply_to_wamid: None,
+        error: None,
+        sent_at: Timestamp::now(),
+        received_at: Timestamp::now(),
+    }
+}
+
+async fn conversation_of(store: &dyn Store, contact: &ContactId) -> Conversation {
+    let filter = ConversationFilter { contact_id: Some(contact.clone()), ..Default::default() };
+    let mut found = store.list_conversations(&filter, 10).await.unwrap();
+    assert_eq!(found.len(), 1, "one conversation per number and contact: {found:?}");
+    found.pop().unwrap()
+}
+
+async fn contacts_are_linked_by_wa_id_and_user_id(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    // Phone and BSUID together; a username user with only a BSUID; a phone alone.
+    assert!(
+        store.record_inbound(&inbound_from(&a, &n, Some("15550001111"), Some("US.111"), "wamid.C1")).await.unwrap()
+    );
+    assert!(store.record_inbound(&inbound_from(&a, &n, None, Some("US.222"), "wamid.C2")).await.unwrap());
+    assert!(store.record_inbound(&inbound_from(&a, &n, Some("15550002222"), None, "wamid.C3")).await.unwrap());
+    let both = store.get_contact_by_wa_id("15550001111").await.unwrap().unwrap();
+    assert_eq!(both.user_id.as_deref(), Some("US.111"));
+    let by_user = store.find_message_by_wamid("wamid.C2").await.unwrap().unwrap();
+    assert_eq!(by_user.counterpart, "US.222");
+    let username_contact = store.get_contact(by_user.contact_id.as_ref().unwrap()).await.unwrap().unwrap();
+    assert_eq!((username_contact.wa_id, username_contact.user_id.as_deref()), (None, Some("US.222")));
+    let phone_contact = store.get_contact_by_wa_id("15550002222").await.unwrap().unwrap();
+    assert_ne!(phone_contact.id, username_contact.id);
+    // The two turn out to be one person: merged into the older contact, with both ids.
+    assert!(
+        store.record_inbound(&inbound_from(&a, &n, Some("15550002222"), Some("US.222"), "wamid.C4")).await.unwrap()
+    );
+    let merged = store.get_contact(&username_contact.id).await.unwrap().unwrap();
+    assert_eq!((merged.wa_id.as_deref(), merged.user_id.as_deref()), (Some("15550002222"), Some("US.222")));
+    assert_eq!(store.get_contact(&phone_contact.id).await.unwrap(), None, "the newer contact is gone");
+    let m3 = store.find_message_by_wamid("wamid.C3").await.unwrap().unwrap();
+    assert_eq!(m3.contact_id.as_ref(), Some(&merged.id), "its messages moved");
+    let conversation = conversation_of(store, &merged.id).await;
+    assert_eq!(conversation.unread_count, 3);
+    let page = store.conversation_messages(&conversation.id, &ConversationPage::default(), 10).await.unwrap();
+    let wamids: Vec<_> = page.iter().map(|m| m.wamid.clone().unwrap()).collect();
+    assert_eq!(wamids, ["wamid.C4", "wamid.C3", "wamid.C2"], "both identities' messages, newest first");
+    // A send to either id reads the same window.
+    for customer in ["+15550002222", "US.222"] {
+        assert!(store.last_inbound(&n.id, customer).await.unwrap().is_some(), "{customer}");
+    }
+
+    // The customer changes number: the contact, its conversation and history follow.
+    let old = ContactIds { wa_id: Some("15550001111".into()), user_id: None };
+    let new = ContactIds { wa_id: Some("15550003333".into()), user_id: None };
+    assert_eq!(store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(), both.id);
+    assert_eq!(store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(), both.id, "idempotent");
+    assert_eq!(store.get_contact_by_wa_id("15550001111").await.unwrap(), None);
+    let moved = store.get_contact_by_wa_id("15550003333").await.unwrap().unwrap();
+    assert_eq!((moved.id.clone(), moved.user_id.as_deref()), (both.id.clone(), Some("US.111")));
+    assert!(
+        store.record_inbound(&inbound_from(&a, &n, Some("15550003333"), Some("US.111"), "wamid.C5")).await.unwrap()
+    );
+    let conversation = conversation_of(store, &both.id).await;
+    let page = store.conversation_messages(&conversation.id, &ConversationPage::default(), 10).await.unwrap();
+    let wamids: Vec<_> = page.iter().map(|m| m.wamid.clone().unwrap()).collect();
+    assert_eq!(wamids, ["wamid.C5", "wamid.C1"], "old and new number in one conversation");
+}
+
+async fn conversations_list_page_and_read(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    for (wa, wamid) in [("15550004444", "wamid.D1"), ("15550005555", "wamid.D2"), ("15550004444", "wamid.D3")] {
+        store.record_inbound(&inbound_from(&a, &n, Some(wa), None, wamid)).await.unwrap();
+    }
+    let d = store.get_contact_by_wa_id("15550004444").await.unwrap().unwrap();
+    let e = store.get_contact_by_wa_id("15550005555").await.unwrap().unwrap();
+    let order = |cs: &[Conversation]| cs.iter().map(|c| c.contact_id.clone()).collect::<Vec<_>>();
+    let all = store.list_conversations(&ConversationFilter::default(), 10).await.unwrap();
+    assert_eq!(order(&all), [d.id.clone(), e.id.clone()], "by last message, newest first");
+    assert_eq!((all[0].unread_count, all[1].unread_count), (2, 1));
+    // A reply to E (outbound, filed by recipient) makes E's the latest conversation.
+    let reply = enqueue_to(store, &a, &n, t(0), "+15550005555").await;
+    let all = store.list_conversations(&ConversationFilter::default(), 10).await.unwrap();
+    assert_eq!(order(&all), [e.id.clone(), d.id.clone()]);
+    assert_eq!(all[0].last_message_id.as_ref(), Some(&reply));
+    assert_eq!(all[0].unread_count, 1, "replies are not unread");
+    // Pages follow the last message.
+    let first = store.list_conversations(&ConversationFilter::default(), 1).await.unwrap();
+    let next = ConversationFilter { before: first[0].last_message_id.clone(), ..Default::default() };
+    assert_eq!(order(&store.list_conversations(&next, 1).await.unwrap()), vec![d.id.clone()]);
+    let other = ConversationFilter { phone_number_id: Some("nope".into()), ..Default::default() };
+    assert!(store.list_conversations(&other, 10).await.unwrap().is_empty());
+
+    // Messages of E's conversation: both directions, paged both ways.
+    let ce = all[0].clone();
+    let inbound_e = store.find_message_by_wamid("wamid.D2").await.unwrap().unwrap();
+    let late = inbound_from(&a, &n, Some("15550005555"), None, "wamid.D4");
+    store.record_inbound(&late).await.unwrap();
+    let ids = |ms: Vec<Message>| ms.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let page = |before: Option<&MessageId>, after: Option<&MessageId>| ConversationPage {
+        before: before.cloned(),
+        after: after.cloned(),
+    };
+    let all_e = ids(store.conversation_messages(&ce.id, &page(None, None), 10).await.unwrap());
+    assert_eq!(all_e, [late.id.clone(), reply.clone(), inbound_e.id.clone()]);
+    assert_eq!(ids(store.conversation_messages(&ce.id, &page(None, None), 2).await.unwrap()), all_e[..2]);
+    assert_eq!(
+        ids(store.conversation_messages(&ce.id, &page(Some(&reply), None), 10).await.unwrap()),
+        vec![inbound_e.id.clone()]
+    );
+    assert_eq!(
+        ids(store.conversation_messages(&ce.id, &page(None, Some(&inbound_e.id)), 1).await.unwrap()),
+        vec![reply.clone()]
+    );
+    assert_eq!(
+        ids(store.conversation_messages(&ce.id, &page(None, Some(&inbound_e.id)), 10).await.unwrap()),
+        [late.id.clone(), reply.clone()],
+        "after: the next ones, newest first"
+    );
+
+    // Read through the newest inbound: nothing unread, until the customer writes again.
+    let newest = store.newest_inbound(&ce.id).await.unwrap().unwrap();
+    assert_eq!(newest.id, late.id);
+    assert!(store.mark_conversation_read(&ce.id, &newest.id, t(1)).await.unwrap());
+    let read = store.get_conversation(&ce.id).await.unwrap().unwrap();
+    assert_eq!((read.unread_count, read.read_through.as_ref()), (0, Some(&late.id)));
+    store.record_inbound(&inbound_from(&a, &n, Some("15550005555"), None, "wamid.D5")).await.unwrap();
+    assert_eq!(store.get_conversation(&ce.id).await.unwrap().unwrap().unread_count, 1);
+    // Marking an older message read does not move the mark back.
+    assert!(store.mark_conversation_read(&ce.id, &inbound_e.id, t(2)).await.unwrap());
+    let still = store.get_conversation(&ce.id).await.unwrap().unwrap();
+    assert_eq!((still.unread_count, still.read_through.as_ref()), (1, Some(&late.id)));
+    let unknown = wagate_domain::id::ConversationId::generate();
+    assert!(!store.mark_conversation_read(&unknown, &late.id, t(1)).await.unwrap());
+    assert_eq!(store.get_conversation(&unknown).await.unwrap(), None);
+}
+
+async fn contact_fields_and_marketing_preferences(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    store.record_inbound(&inbound_from(&a, &n, Some("15550006666"), Some("US.666"), "wamid.F1")).await.unwrap();
+    let c = store.get_contact_by_wa_id("15550006666").await.unwrap().unwrap();
+    let update = |attributes: serde_json::Value, tags: Option<&[&str]>, opt: Option<bool>| ContactUpdate {
+        attributes: attributes.as_object().cloned(),
+        tags: tags.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        marketing_opt_out: opt,
+        at: t(1),
+    };
+    let first = update(json!({"plan": "gold", "city": "Lima"}), Some(&["vip", "b2b"]), None);
+    assert_eq!(store.update_contact(&c.id, &first).await.unwrap(), ContactUpdated::Updated);
+    let second = update(json!({"city": null, "orders": 3}), Some(&["vip"]), None);
+    assert_eq!(store.update_contact(&c.id, &second).await.unwrap(), ContactUpdated::Updated);
+    let got = store.get_contact(&c.id).await.unwrap().unwrap();
+    assert_eq!(serde_json::Value::Object(got.attributes.clone()), json!({"plan": "gold", "orders": 3}));
+    assert_eq!(got.tags, ["vip"]);
+    let too_big = json!({"blob": "x".repeat(wagate_domain::contact::MAX_ATTRIBUTES_BYTES)});
+    let refused = store.update_contact(&c.id, &update(too_big, Some(&[]), None)).await.unwrap();
+    assert!(matches!(refused, ContactUpdated::Invalid(ref e) if e.rule == "max_size"), "{refused:?}");
+    assert_eq!(store.get_contact(&c.id).await.unwrap().unwrap().tags, ["vip"], "a refused update changes nothing");
+    let unknown = ContactId::generate();
+    assert_eq!(store.update_contact(&unknown, &update(json!({}), None, None)).await.unwrap(), ContactUpdated::NotFound);
+
+    // Search by name, number, user id and tag; pages by id.
+    store.record_inbound(&inbound_from(&a, &n, Some("15550007777"), None, "wamid.F2")).await.unwrap();
+    let search = |q: &str| ContactFilter { q: Some(q.into()), ..Default::default() };
+    let found = |f: ContactFilter| async move {
+        store.list_contacts(&f, 10).await.unwrap().into_iter().map(|c| c.wa_id.unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(found(search("NAME OF WAMID.F1")).await, ["15550006666"]);
+    assert_eq!(found(search("+1 555 000 7777")).await, ["15550007777"]);
+    assert_eq!(found(search("US.666")).await, ["15550006666"]);
+    assert_eq!(found(search("VIP")).await, ["15550006666"]);
+    assert_eq!(found(search("100%")).await, Vec::<String>::new(), "LIKE wildcards are literal");
+    assert_eq!(found(ContactFilter { tag: Some("vip".into()), ..Default::default() }).await, ["15550006666"]);
+    let newest = store.list_contacts(&ContactFilter::default(), 1).await.unwrap();
+    assert_eq!(newest[0].wa_id.as_deref(), Some("15550007777"));
+    let older = ContactFilter { before: Some(newest[0].id.clone()), ..Default::default() };
+    assert_eq!(found(older).await, ["15550006666"]);
+
+    // Preferences apply by their own time, whatever the order they arrive in.
+    let opted = |c: &Contact| c.marketing_opt_out_at;
+    assert!(store.set_marketing_preference(&c.id, true, t(10)).await.unwrap());
+    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), Some(t(10)));
+    store.set_marketing_preference(&c.id, false, t(5)).await.unwrap();
+    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), Some(t(10)), "an older resume");
+    store.set_marketing_preference(&c.id, false, t(20)).await.unwrap();
+    let resumed = store.get_contact(&c.id).await.unwrap().unwrap();
+    assert_eq!((resumed.marketing_opt_out_at, resumed.marketing_opt_in_at), (None, Some(t(20))));
+    store.set_marketing_preference(&c.id, true, t(15)).await.unwrap();
+    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), None, "an older stop");
+    assert!(!store.set_marketing_preference(&unknown, true, t(1)).await.unwrap());
+    // Contacts known only by a preference or a user id can be made and found.
+    let ids = ContactIds { wa_id: None, user_id: Some("US.888".into()) };
+    let made = store.upsert_contact(&ids, Some("Bo"), t(1)).await.unwrap();
+    assert_eq!(store.upsert_contact(&ids, None, t(2)).await.unwrap(), made);
+    assert_eq!(store.get_contact(&made).await.unwrap().unwrap().profile_name.as_deref(), Some("Bo"));
+}
+
 macro_rules! suite {
     ($backend:ident, $b:expr) => {
         mod $backend {
@@ -920,6 +1133,10 @@ macro_rules! suite {
             case!(a_number_is_dispatched_by_one_holder_at_a_time);
             case!(accounts_pause_and_resume_and_numbers_keep_their_limits);
             case!(opt_outs_tiers_and_queue_depths);
+            // Contacts and conversations.
+            case!(contacts_are_linked_by_wa_id_and_user_id);
+            case!(conversations_list_page_and_read);
+            case!(contact_fields_and_marketing_preferences);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn batched_concurrent_sends_are_all_stored() {

@@ -9,6 +9,9 @@ mod messages;
 mod ops;
 mod phone_numbers;
 mod webhooks;
+// Contacts and conversations.
+mod contacts;
+mod conversations;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -41,6 +44,8 @@ use crate::state::AppState;
         (name = "media", description = "Media files customers sent, downloaded from Meta"),
         (name = "webhooks", description = "Meta's webhook receiver"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "contacts", description = "Customers, by phone number and business-scoped user id"),
+        (name = "conversations", description = "A business number's exchanges with one customer"),
     )
 )]
 struct ApiDoc;
@@ -130,6 +135,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(phone_numbers::router())
         .merge(api_keys::router())
         .merge(media::router())
+        .merge(contacts::router())
+        .merge(conversations::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let (open, open_doc) =

@@ -6,6 +6,9 @@ pub mod api_keys;
 pub mod media;
 pub mod messages;
 pub mod webhooks;
+// Contacts and conversations.
+pub mod contacts;
+pub mod conversations;
 
 use wagate_domain::meta::GraphError;
 use wagate_domain::validation::FieldError;

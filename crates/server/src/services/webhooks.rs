@@ -189,6 +189,11 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
                     Ok(value) => apply_echoes(state, &account, value).await?,
                     Err(e) => Err(format!("smb_message_echoes change of {}: {e}", entry.id)),
                 },
+                // Applied to the contact, and kept as an event like every other field.
+                "user_preferences" => {
+                    let applied = super::contacts::apply_user_preferences(state, &account.id, &change.value).await?;
+                    record_event(state, &change_at, "user_preferences", &change.value).await.and(applied)
+                }
                 field => record_event(state, &change_at, field, &change.value).await,
             };
             if let Err(p) = applied {
@@ -314,7 +319,7 @@ async fn apply_echoes(
             account_id: account.id.clone(),
             phone_number_id: metadata.phone_number_id.clone(),
             wamid: m.id,
-            to: as_counterpart(m.to.trim_start_matches('+')),
+            to: wagate_domain::contact::counterpart(m.to.trim_start_matches('+')),
             kind: m.kind,
             content: Value::Object(m.rest),
             sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
@@ -324,11 +329,6 @@ async fn apply_echoes(
         Metrics::outcome(&state.metrics.inbound_messages, if stored { "echo" } else { "duplicate" });
     }
     Ok(Ok(()))
-}
-
-/// Phone-number wa_ids read as E.164 in the API; user ids stay as they are.
-fn as_counterpart(wa_id: &str) -> String {
-    if !wa_id.is_empty() && wa_id.bytes().all(|b| b.is_ascii_digit()) { format!("+{wa_id}") } else { wa_id.to_owned() }
 }
 
 async fn owned_number(
@@ -407,12 +407,28 @@ async fn apply_messages(
         return Ok(Err(p));
     }
     for m in value.messages {
-        let profile_name = value
-            .contacts
-            .iter()
-            .find(|c| c.wa_id.as_deref() == Some(m.from.as_str()))
-            .and_then(|c| c.profile.as_ref())
-            .and_then(|p| p.name.clone());
+        // A number change is about the contact, not a message of the conversation (it must not
+        // open a window or count as unread): applied to the contact and kept as an event.
+        if m.kind == "system" {
+            super::contacts::apply_system_message(state, &m).await?;
+            let event = NewWebhookEvent {
+                account_id: account_id.clone(),
+                delivery_id: change.delivery.id,
+                dedup_key: format!("system message {}", m.id),
+                field: "messages".into(),
+                kind: "system".into(),
+                subject: Some(m.id.clone()),
+                payload: json!({"from": m.from, "id": m.id, "timestamp": m.timestamp, "type": m.kind, "system": m.rest.get("system")}),
+                occurred_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
+                recorded_at: now,
+            };
+            state.store.record_webhook_event(&event).await?;
+            continue;
+        }
+        let Some(sender) = super::contacts::Sender::of(&value.contacts, &m) else {
+            tracing::warn!(wamid = %m.id, "inbound message names no sender; skipped");
+            continue;
+        };
         let text = |object: &str, key: &str| m.rest.get(object)?.get(key)?.as_str().map(str::to_owned);
         // A reply names the message it answers; a reaction, the message it reacts to.
         let reply_to_wamid = text("context", "id").or_else(|| text("reaction", "message_id"));
@@ -426,9 +442,10 @@ async fn apply_messages(
             account_id: account_id.clone(),
             phone_number_id: metadata.phone_number_id.clone(),
             wamid: m.id,
-            from: as_counterpart(&m.from),
-            wa_id: m.from,
-            profile_name,
+            from: sender.from,
+            wa_id: sender.wa_id,
+            user_id: sender.user_id,
+            profile_name: sender.profile_name,
             kind: m.kind,
             reply_to_wamid,
             error: error.as_ref().map(MessageError::from_status),

@@ -212,4 +212,5 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
 mod store {
     use super::*;
     crate::sql::impl_store!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite, Backend::Sqlite);
+    crate::contacts::impl_contacts!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite);
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod client_libraries;
+mod contacts;
 mod crash;
 mod flow;
 mod graph_surface;

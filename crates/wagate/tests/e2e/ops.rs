@@ -62,6 +62,12 @@ async fn operations_endpoints_answer(backend: Backend) {
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
+        ("/v1/contacts", &["get"]),
+        ("/v1/contacts/{id}", &["get", "patch"]),
+        ("/v1/conversations", &["get"]),
+        ("/v1/conversations/{id}", &["get"]),
+        ("/v1/conversations/{id}/messages", &["get"]),
+        ("/v1/conversations/{id}/read", &["post"]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} missing from /openapi.json");

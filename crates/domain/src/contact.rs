@@ -1,0 +1,197 @@
+//! Contacts: how Meta's user ids become the counterparts messages are filed under, and the rules
+//! of the fields a business keeps on a contact (attributes, tags, marketing opt-out).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::message::from_value;
+use crate::validation::{FieldError, check_length};
+
+/// Tags per contact, at most.
+pub const MAX_TAGS: usize = 50;
+/// Characters per tag, at most.
+pub const MAX_TAG_LEN: usize = 64;
+/// Attributes per contact, at most (after a merge).
+pub const MAX_ATTRIBUTES: usize = 100;
+/// Characters per attribute name, at most.
+pub const MAX_ATTRIBUTE_KEY_LEN: usize = 64;
+/// Bytes of a contact's attributes as JSON, at most (after a merge).
+pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
+
+/// The counterpart a message with this customer is filed under: `+` and the digits of a
+/// phone-number wa_id (as the API shows numbers), anything else (a BSUID) as it is.
+pub fn counterpart(id: &str) -> String {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) { format!("+{id}") } else { id.to_owned() }
+}
+
+/// Meta's id as given, or nothing for the empty string Meta sends for an unknown phone number
+/// (`business-scoped-user-ids.mdx`: `wa_id` is empty for some username users).
+pub fn non_empty(id: Option<&str>) -> Option<String> {
+    id.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `PATCH /v1/contacts/{id}`, parsed and checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContactPatch {
+    /// Attributes to set; a `null` value deletes the key.
+    pub attributes: Option<Map<String, Value>>,
+    /// The new tags, replacing the old ones; unique, in the order given.
+    pub tags: Option<Vec<String>>,
+    /// True: the customer opted out of marketing messages; false: they opted in again.
+    pub marketing_opt_out: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPatch {
+    #[serde(default)]
+    attributes: Option<Map<String, Value>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    marketing_opt_out: Option<bool>,
+}
+
+impl ContactPatch {
+    /// Parses the body; every error names its field and rule.
+    pub fn parse(body: &Value) -> Result<Self, FieldError> {
+        let raw: RawPatch = from_value("", body)?;
+        if let Some(attributes) = &raw.attributes {
+            for key in attributes.keys() {
+                attribute_key(key)?;
+            }
+        }
+        let tags = raw.tags.map(|t| parse_tags(&t)).transpose()?;
+        if raw.attributes.is_none() && tags.is_none() && raw.marketing_opt_out.is_none() {
+            return Err(FieldError::new(
+                "",
+                "empty_patch",
+                "name at least one of attributes, tags or marketing_opt_out",
+            ));
+        }
+        Ok(Self { attributes: raw.attributes, tags, marketing_opt_out: raw.marketing_opt_out })
+    }
+}
+
+fn attribute_key(key: &str) -> Result<(), FieldError> {
+    let path = format!("attributes.{key}");
+    if key.is_empty() {
+        return Err(FieldError::new("attributes", "min_length", "an attribute name must not be empty"));
+    }
+    check_length(&path, key, 1, MAX_ATTRIBUTE_KEY_LEN)?;
+    if key.chars().any(char::is_control) {
+        return Err(FieldError::new(path, "invalid_value", "an attribute name must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Tags: 1 to 64 characters without control characters or surrounding spaces, unique, at most 50.
+pub fn parse_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
+    if tags.len() > MAX_TAGS {
+        return Err(FieldError::new(
+            "tags",
+            "max_items",
+            format!("must have at most {MAX_TAGS} tags, got {}", tags.len()),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let path = format!("tags[{i}]");
+        check_length(&path, tag, 1, MAX_TAG_LEN)?;
+        if tag.trim() != tag || tag.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                path,
+                "invalid_value",
+                "a tag must not start or end with spaces or contain control characters",
+            ));
+        }
+        if out.contains(tag) {
+            return Err(FieldError::new(path, "duplicate", format!("'{tag}' is given twice")));
+        }
+        out.push(tag.clone());
+    }
+    Ok(out)
+}
+
+/// `current` with `patch` applied (a `null` deletes the key), within the limits on the whole.
+pub fn merge_attributes(
+    current: &Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<Map<String, Value>, FieldError> {
+    let mut merged = current.clone();
+    for (k, v) in patch {
+        if v.is_null() {
+            merged.remove(k);
+        } else {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    if merged.len() > MAX_ATTRIBUTES {
+        return Err(FieldError::new(
+            "attributes",
+            "max_items",
+            format!("a contact may have at most {MAX_ATTRIBUTES} attributes; this would make {}", merged.len()),
+        ));
+    }
+    let bytes = Value::Object(merged.clone()).to_string().len();
+    if bytes > MAX_ATTRIBUTES_BYTES {
+        return Err(FieldError::new(
+            "attributes",
+            "max_size",
+            format!(
+                "a contact's attributes may take at most {MAX_ATTRIBUTES_BYTES} bytes as JSON; this would make {bytes}"
+            ),
+        ));
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn counterparts_put_a_plus_before_phone_numbers_only() {
+        assert_eq!(counterpart("16505551234"), "+16505551234");
+        assert_eq!(counterpart("US.13491208655302741918"), "US.13491208655302741918");
+        assert_eq!(non_empty(Some("")), None);
+        assert_eq!(non_empty(Some("1650")), Some("1650".into()));
+    }
+
+    #[test]
+    fn patches_name_the_field_and_rule() {
+        let err = |v: Value| ContactPatch::parse(&v).unwrap_err();
+        let e = err(json!({"tags": ["vip", "vip"]}));
+        assert_eq!((e.path.as_str(), e.rule), ("tags[1]", "duplicate"));
+        let e = err(json!({"tags": ["ok", ""]}));
+        assert_eq!((e.path.as_str(), e.rule), ("tags[1]", "min_length"));
+        let e = err(json!({"tags": [" padded"]}));
+        assert_eq!((e.path.as_str(), e.rule), ("tags[0]", "invalid_value"));
+        let e = err(json!({"tags": "vip"}));
+        assert_eq!(e.path, "tags");
+        let e = err(json!({"marketing_opt_out": "yes"}));
+        assert_eq!(e.path, "marketing_opt_out");
+        let e = err(json!({"nickname": "x"}));
+        assert_eq!(e.rule, "unknown_field");
+        let e = err(json!({}));
+        assert_eq!(e.rule, "empty_patch");
+        let long = "k".repeat(MAX_ATTRIBUTE_KEY_LEN + 1);
+        let e = err(json!({"attributes": {long.clone(): 1}}));
+        assert_eq!((e.path, e.rule), (format!("attributes.{long}"), "max_length"));
+        let p = ContactPatch::parse(&json!({"tags": ["a", "b"], "marketing_opt_out": false})).unwrap();
+        assert_eq!((p.tags, p.marketing_opt_out), (Some(vec!["a".into(), "b".into()]), Some(false)));
+    }
+
+    #[test]
+    fn merges_delete_with_null_and_keep_limits() {
+        let current = json!({"plan": "gold", "city": "Lima"}).as_object().unwrap().clone();
+        let patch = json!({"city": null, "orders": 3}).as_object().unwrap().clone();
+        assert_eq!(Value::Object(merge_attributes(&current, &patch).unwrap()), json!({"plan": "gold", "orders": 3}));
+        let many: Map<String, Value> = (0..=MAX_ATTRIBUTES).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert_eq!(merge_attributes(&Map::new(), &many).unwrap_err().rule, "max_items");
+        let big = json!({"blob": "x".repeat(MAX_ATTRIBUTES_BYTES)}).as_object().unwrap().clone();
+        assert_eq!(merge_attributes(&Map::new(), &big).unwrap_err().rule, "max_size");
+    }
+}

@@ -1,0 +1,94 @@
+//! Conversations: one business number and one contact, with its messages both ways, its unread
+//! count and its 24-hour customer-service window.
+
+use std::time::Duration;
+
+use wagate_domain::id::{ConversationId, MessageId};
+use wagate_domain::message::ReadReceipt;
+use wagate_domain::time::Timestamp;
+use wagate_domain::validation::FieldError;
+use wagate_storage::{Conversation, ConversationFilter, ConversationPage, Message};
+
+use super::ServiceError;
+use super::messages::send_read_receipt;
+use crate::state::AppState;
+
+/// Meta's customer-service window: 24 hours from the customer's last message.
+pub const WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Until when a conversation's window is open (None when the customer never wrote).
+pub fn open_until(c: &Conversation) -> Option<Timestamp> {
+    c.last_inbound_at.map(|t| t.plus(WINDOW))
+}
+
+fn conversation_id(id: &str) -> Result<ConversationId, ServiceError> {
+    ConversationId::parse(id).ok_or_else(|| ServiceError::not_found("conversation", id))
+}
+
+/// Parses a message-id cursor (`cursor`, `before`, `after`).
+pub fn message_cursor(field: &str, value: Option<&str>) -> Result<Option<MessageId>, FieldError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            MessageId::parse(v)
+                .ok_or_else(|| FieldError::new(field, "invalid_value", "must be a message id (msg_…) this API gave"))
+        })
+        .transpose()
+}
+
+/// `GET /v1/conversations`: a page by last message, newest first, and whether more follow.
+pub async fn list(
+    state: &AppState,
+    filter: &ConversationFilter,
+    limit: usize,
+) -> Result<(Vec<Conversation>, bool), ServiceError> {
+    let mut found = state.store.list_conversations(filter, limit as u32 + 1).await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    Ok((found, more))
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<Conversation, ServiceError> {
+    let cid = conversation_id(id)?;
+    state.store.get_conversation(&cid).await?.ok_or_else(|| ServiceError::not_found("conversation", id))
+}
+
+/// `GET /v1/conversations/{id}/messages`: newest first, and whether more follow in the
+/// direction of the page (older for `before` or no cursor, newer for `after`).
+pub async fn messages(
+    state: &AppState,
+    id: &str,
+    page: &ConversationPage,
+    limit: usize,
+) -> Result<(Vec<Message>, bool), ServiceError> {
+    if page.before.is_some() && page.after.is_some() {
+        return Err(FieldError::new("after", "exclusive", "give before or after, not both").into());
+    }
+    let conversation = get(state, id).await?;
+    let mut found = state.store.conversation_messages(&conversation.id, page, limit as u32 + 1).await?;
+    let more = found.len() > limit;
+    if more {
+        // The extra one is beyond the page: the oldest for `before`, the newest for `after`.
+        if page.after.is_some() {
+            found.remove(0);
+        } else {
+            found.truncate(limit);
+        }
+    }
+    Ok((found, more))
+}
+
+/// `POST /v1/conversations/{id}/read`: tells Meta the customer's newest message was read
+/// (which marks the earlier ones read too), then nothing before it counts as unread.
+pub async fn mark_read(state: &AppState, id: &str) -> Result<Conversation, ServiceError> {
+    let conversation = get(state, id).await?;
+    let Some(newest) = state.store.newest_inbound(&conversation.id).await? else {
+        return Err(ServiceError::Conflict("the customer has sent nothing in this conversation to mark read".into()));
+    };
+    let Some(wamid) = newest.wamid.as_deref() else {
+        return Err(ServiceError::Conflict("the customer's newest message has no wamid".into()));
+    };
+    send_read_receipt(state, &newest.phone_number_id, &ReadReceipt::new(wamid, false)).await?;
+    state.store.mark_conversation_read(&conversation.id, &newest.id, Timestamp::now()).await?;
+    get(state, id).await
+}

@@ -1,0 +1,548 @@
+//! Contacts and conversations, for both backends (expanded next to [`crate::sql::impl_store`],
+//! whose imports and row readers it uses).
+//!
+//! A contact is known by phone (`wa_id`), by business-scoped user id (`user_id`), or both. Each
+//! id it has had is an *identity* (`contact_identities`): the counterpart its messages are filed
+//! under (`+` and the digits of a wa_id, or the BSUID). A conversation (`threads`) is one business
+//! number and one contact; its messages are that number's messages with any of the contact's
+//! identities, both directions, found through the `messages_conversation` index. Sends therefore
+//! stay one write: nothing about a conversation is updated when a message goes out.
+//!
+//! Linking: when a webhook names a wa_id and a user_id that belong to two different contacts,
+//! the newer contact is merged into the older one (ids are time-ordered: the smaller id wins),
+//! with its identities, conversations, messages, tags and attributes (the older one's win).
+
+macro_rules! impl_contacts {
+    ($store:ty, $row:ty, $tx:ty, $db:ty) => {
+        macro_rules! contact_cols {
+            () => {
+                "c.id, c.wa_id, c.user_id, c.profile_name, c.attributes, c.marketing_opt_out_at, \
+                 c.marketing_opt_in_at, c.created_at, c.updated_at"
+            };
+        }
+
+        /// A thread with its contact's ids and its last message (the newest message of any of
+        /// the contact's identities with the number: one index seek per identity).
+        macro_rules! conversation_select {
+            () => {
+                "SELECT x.*, lm.created_at AS last_message_at FROM (\
+                 SELECT t.id, t.phone_number_id, t.contact_id, t.last_inbound_at, t.unread_count, \
+                 t.read_through, t.created_at, t.updated_at, c.wa_id, c.user_id, c.profile_name, \
+                 (SELECT MAX((SELECT MAX(m.id) FROM messages m WHERE m.phone_number_id = t.phone_number_id \
+                 AND m.counterpart = i.identity)) FROM contact_identities i WHERE i.contact_id = t.contact_id) \
+                 AS last_message_id \
+                 FROM threads t JOIN contacts c ON c.id = t.contact_id \
+                 WHERE ($1 IS NULL OR t.phone_number_id = $1) AND ($2 IS NULL OR t.contact_id = $2) \
+                 AND ($3 IS NULL OR t.id = $3)) x LEFT JOIN messages lm ON lm.id = x.last_message_id \
+                 WHERE ($4 IS NULL OR COALESCE(x.last_message_id, '') < $4) \
+                 ORDER BY COALESCE(x.last_message_id, '') DESC, x.id DESC LIMIT $5"
+            };
+        }
+
+        /// The messages of conversation `$1`: its number's, with its contact's identities.
+        macro_rules! conversation_messages_where {
+            () => {
+                " FROM messages WHERE phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
+                 AND counterpart IN (SELECT i.identity FROM contact_identities i \
+                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) "
+            };
+        }
+
+        fn contact_row(r: &$row) -> $crate::Result<Contact> {
+            Ok(Contact {
+                id: ContactId::from_trusted(r.try_get("id")?),
+                wa_id: r.try_get("wa_id")?,
+                user_id: r.try_get("user_id")?,
+                profile_name: r.try_get("profile_name")?,
+                attributes: parse_object("attributes", Some(r.try_get::<String, _>("attributes")?))?
+                    .unwrap_or_default(),
+                tags: Vec::new(),
+                marketing_opt_out_at: r.try_get::<Option<i64>, _>("marketing_opt_out_at")?.map(ts),
+                marketing_opt_in_at: r.try_get::<Option<i64>, _>("marketing_opt_in_at")?.map(ts),
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+            })
+        }
+
+        fn conversation_row(r: &$row) -> $crate::Result<Conversation> {
+            Ok(Conversation {
+                id: wagate_domain::id::ConversationId::from_trusted(r.try_get("id")?),
+                phone_number_id: r.try_get("phone_number_id")?,
+                contact_id: ContactId::from_trusted(r.try_get("contact_id")?),
+                wa_id: r.try_get("wa_id")?,
+                user_id: r.try_get("user_id")?,
+                profile_name: r.try_get("profile_name")?,
+                last_message_id: r.try_get::<Option<String>, _>("last_message_id")?.map(MessageId::from_trusted),
+                last_message_at: r.try_get::<Option<i64>, _>("last_message_at")?.map(ts),
+                last_inbound_at: r.try_get::<Option<i64>, _>("last_inbound_at")?.map(ts),
+                unread_count: r.try_get("unread_count")?,
+                read_through: r.try_get::<Option<String>, _>("read_through")?.map(MessageId::from_trusted),
+                created_at: ts(r.try_get("created_at")?),
+                updated_at: ts(r.try_get("updated_at")?),
+            })
+        }
+
+        async fn contact_by(tx: &mut $tx, column_sql: &'static str, value: &str) -> $crate::Result<Option<String>> {
+            Ok(sqlx::query_scalar::<_, String>(column_sql).bind(value).fetch_optional(&mut **tx).await?)
+        }
+
+        /// The contact these ids (and `extra`, a contact known otherwise) belong to: found,
+        /// merged into the oldest when they name several, or made. Records the ids, the profile
+        /// name when given, and the ids as identities of the contact.
+        async fn resolve_contact(
+            tx: &mut $tx,
+            ids: &ContactIds,
+            extra: Option<String>,
+            profile_name: Option<&str>,
+            at: Timestamp,
+        ) -> $crate::Result<String> {
+            // Two first messages of one new customer may race (PostgreSQL): the loser finds the
+            // winner's contact on its next look.
+            for _ in 0..3 {
+                let mut found = Vec::new();
+                if let Some(w) = &ids.wa_id {
+                    found.extend(contact_by(tx, "SELECT id FROM contacts WHERE wa_id = $1", w).await?);
+                }
+                if let Some(u) = &ids.user_id {
+                    found.extend(contact_by(tx, "SELECT id FROM contacts WHERE user_id = $1", u).await?);
+                }
+                found.extend(extra.clone());
+                found.sort();
+                found.dedup();
+                let survivor = match found.first() {
+                    Some(s) => s.clone(),
+                    None => {
+                        let made: Option<String> = sqlx::query_scalar(
+                            "INSERT INTO contacts (id, wa_id, user_id, profile_name, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING RETURNING id",
+                        )
+                        .bind(ContactId::generate().as_str())
+                        .bind(&ids.wa_id)
+                        .bind(&ids.user_id)
+                        .bind(profile_name)
+                        .bind(at.as_millis())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        match made {
+                            Some(id) => id,
+                            None => continue,
+                        }
+                    }
+                };
+                for absorbed in &found[1.min(found.len())..] {
+                    merge_contact(tx, absorbed, &survivor, at).await?;
+                }
+                sqlx::query(
+                    "UPDATE contacts SET wa_id = COALESCE($2, wa_id), user_id = COALESCE($3, user_id), \
+                     profile_name = COALESCE($4, profile_name), updated_at = $5 WHERE id = $1",
+                )
+                .bind(&survivor)
+                .bind(&ids.wa_id)
+                .bind(&ids.user_id)
+                .bind(profile_name)
+                .bind(at.as_millis())
+                .execute(&mut **tx)
+                .await?;
+                let identities = ids.wa_id.as_deref().map(wagate_domain::contact::counterpart).into_iter().chain(ids.user_id.clone());
+                for identity in identities {
+                    // The latest webhook to name an id decides whose it is.
+                    sqlx::query(
+                        "INSERT INTO contact_identities (identity, contact_id) VALUES ($1, $2) \
+                         ON CONFLICT (identity) DO UPDATE SET contact_id = excluded.contact_id",
+                    )
+                    .bind(&identity)
+                    .bind(&survivor)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                return Ok(survivor);
+            }
+            Err($crate::StorageError::Conflict("the contact kept changing while it was being recorded".into()))
+        }
+
+        /// Moves everything of contact `from` to contact `into` and deletes `from`.
+        async fn merge_contact(tx: &mut $tx, from: &str, into: &str, at: Timestamp) -> $crate::Result<()> {
+            let read = |id: &str| {
+                sqlx::query(concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.id = $1")).bind(id.to_owned())
+            };
+            let Some(a) = read(from).fetch_optional(&mut **tx).await? else { return Ok(()) };
+            let Some(b) = read(into).fetch_optional(&mut **tx).await? else { return Ok(()) };
+            let (a, b) = (contact_row(&a)?, contact_row(&b)?);
+            // Rare, so a plain scan: every message of `from` must move before it is deleted.
+            sqlx::query("UPDATE messages SET contact_id = $1 WHERE contact_id = $2")
+                .bind(into)
+                .bind(from)
+                .execute(&mut **tx)
+                .await?;
+            let threads = |id: &str| {
+                sqlx::query("SELECT id, phone_number_id, last_inbound_at, unread_count, read_through FROM threads WHERE contact_id = $1")
+                    .bind(id.to_owned())
+            };
+            let theirs = threads(from).fetch_all(&mut **tx).await?;
+            let ours = threads(into).fetch_all(&mut **tx).await?;
+            for t in &theirs {
+                let number: String = t.try_get("phone_number_id")?;
+                let id: String = t.try_get("id")?;
+                let same = ours.iter().find(|o| o.try_get::<String, _>("phone_number_id").is_ok_and(|n| n == number));
+                let Some(o) = same else {
+                    sqlx::query("UPDATE threads SET contact_id = $2, updated_at = $3 WHERE id = $1")
+                        .bind(&id)
+                        .bind(into)
+                        .bind(at.as_millis())
+                        .execute(&mut **tx)
+                        .await?;
+                    continue;
+                };
+                let last = t.try_get::<Option<i64>, _>("last_inbound_at")?.max(o.try_get::<Option<i64>, _>("last_inbound_at")?);
+                let read = t.try_get::<Option<String>, _>("read_through")?.max(o.try_get::<Option<String>, _>("read_through")?);
+                let unread = t.try_get::<i64, _>("unread_count")? + o.try_get::<i64, _>("unread_count")?;
+                sqlx::query("DELETE FROM threads WHERE id = $1").bind(&id).execute(&mut **tx).await?;
+                sqlx::query(
+                    "UPDATE threads SET last_inbound_at = $2, read_through = $3, unread_count = $4, updated_at = $5 \
+                     WHERE id = $1",
+                )
+                .bind(o.try_get::<String, _>("id")?)
+                .bind(last)
+                .bind(read)
+                .bind(unread)
+                .bind(at.as_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query("UPDATE contact_identities SET contact_id = $1 WHERE contact_id = $2")
+                .bind(into)
+                .bind(from)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO contact_tags (contact_id, tag) SELECT $1, tag FROM contact_tags WHERE contact_id = $2 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(into)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("DELETE FROM contact_tags WHERE contact_id = $1").bind(from).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM contacts WHERE id = $1").bind(from).execute(&mut **tx).await?;
+            // The older contact's attributes win; the marketing preference is the latest either way.
+            let mut attributes = a.attributes.clone();
+            attributes.extend(b.attributes.clone());
+            let opt_in = a.marketing_opt_in_at.max(b.marketing_opt_in_at);
+            let opt_out = [a.marketing_opt_out_at, b.marketing_opt_out_at]
+                .into_iter()
+                .flatten()
+                .filter(|out| opt_in.is_none_or(|i| *out > i))
+                .min();
+            sqlx::query(
+                "UPDATE contacts SET wa_id = COALESCE(wa_id, $2), user_id = COALESCE(user_id, $3), \
+                 profile_name = COALESCE(profile_name, $4), attributes = $5, marketing_opt_out_at = $6, \
+                 marketing_opt_in_at = $7, updated_at = $8 WHERE id = $1",
+            )
+            .bind(into)
+            .bind(&a.wa_id)
+            .bind(&a.user_id)
+            .bind(&a.profile_name)
+            .bind(json_text(&serde_json::Value::Object(attributes)))
+            .bind(opt_out.map(Timestamp::as_millis))
+            .bind(opt_in.map(Timestamp::as_millis))
+            .bind(at.as_millis())
+            .execute(&mut **tx)
+            .await?;
+            tracing::info!(from, into, "contacts merged");
+            Ok(())
+        }
+
+        /// Counts an inbound message in its conversation (made with the first one) and moves
+        /// the conversation's window.
+        async fn note_in_thread(
+            tx: &mut $tx,
+            phone_number_id: &str,
+            contact_id: &str,
+            sent_at: Timestamp,
+            at: Timestamp,
+        ) -> $crate::Result<()> {
+            sqlx::query(
+                "INSERT INTO threads (id, phone_number_id, contact_id, last_inbound_at, unread_count, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (phone_number_id, contact_id) DO UPDATE SET \
+                 last_inbound_at = CASE WHEN threads.last_inbound_at IS NULL \
+                 OR excluded.last_inbound_at > threads.last_inbound_at THEN excluded.last_inbound_at \
+                 ELSE threads.last_inbound_at END, \
+                 unread_count = threads.unread_count + 1, updated_at = excluded.updated_at",
+            )
+            .bind(wagate_domain::id::ConversationId::generate().as_str())
+            .bind(phone_number_id)
+            .bind(contact_id)
+            .bind(sent_at.as_millis())
+            .bind(at.as_millis())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// A stop (`opted_out`) or resume at `at`, unless the last one the other way is newer.
+        async fn set_preference(tx: &mut $tx, id: &str, opted_out: bool, at: Timestamp) -> $crate::Result<bool> {
+            let sql = if opted_out {
+                // Opted out since the earliest stop after the last resume.
+                "UPDATE contacts SET marketing_opt_out_at = CASE WHEN marketing_opt_out_at IS NULL \
+                 OR marketing_opt_out_at > $2 THEN $2 ELSE marketing_opt_out_at END, updated_at = $3 \
+                 WHERE id = $1 AND (marketing_opt_in_at IS NULL OR marketing_opt_in_at < $2)"
+            } else {
+                "UPDATE contacts SET marketing_opt_out_at = CASE WHEN marketing_opt_out_at <= $2 THEN NULL \
+                 ELSE marketing_opt_out_at END, marketing_opt_in_at = CASE WHEN marketing_opt_in_at IS NULL \
+                 OR marketing_opt_in_at < $2 THEN $2 ELSE marketing_opt_in_at END, updated_at = $3 WHERE id = $1"
+            };
+            sqlx::query(sql)
+                .bind(id)
+                .bind(at.as_millis())
+                .bind(Timestamp::now().as_millis())
+                .execute(&mut **tx)
+                .await?;
+            Ok(sqlx::query_scalar::<_, String>("SELECT id FROM contacts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some())
+        }
+
+        impl $store {
+            /// The contacts' tags, sorted.
+            async fn with_tags(&self, mut contacts: Vec<Contact>) -> $crate::Result<Vec<Contact>> {
+                if contacts.is_empty() {
+                    return Ok(contacts);
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT contact_id, tag FROM contact_tags WHERE contact_id IN (");
+                let mut list = q.separated(", ");
+                for c in &contacts {
+                    list.push_bind(c.id.as_str().to_owned());
+                }
+                q.push(") ORDER BY contact_id, tag");
+                for r in q.build().fetch_all(self.reader()).await? {
+                    let id: String = r.try_get("contact_id")?;
+                    if let Some(c) = contacts.iter_mut().find(|c| c.id.as_str() == id) {
+                        c.tags.push(r.try_get("tag")?);
+                    }
+                }
+                Ok(contacts)
+            }
+
+            async fn contact_where(&self, sql: &'static str, value: &str) -> $crate::Result<Option<Contact>> {
+                let Some(r) = sqlx::query(sql).bind(value.to_owned()).fetch_optional(self.reader()).await? else {
+                    return Ok(None);
+                };
+                Ok(self.with_tags(vec![contact_row(&r)?]).await?.pop())
+            }
+
+            async fn contact_by_wa_id(&self, wa_id: &str) -> $crate::Result<Option<Contact>> {
+                self.contact_where(concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.wa_id = $1"), wa_id).await
+            }
+
+            async fn contact_get(&self, id: &ContactId) -> $crate::Result<Option<Contact>> {
+                self.contact_where(concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.id = $1"), id.as_str()).await
+            }
+
+            async fn contact_upsert(&self, ids: &ContactIds, name: Option<&str>, at: Timestamp) -> $crate::Result<ContactId> {
+                let mut tx = self.begin_write().await?;
+                let id = resolve_contact(&mut tx, ids, None, name, at).await?;
+                tx.commit().await?;
+                Ok(ContactId::from_trusted(id))
+            }
+
+            async fn contact_ids_change(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> $crate::Result<ContactId> {
+                let mut tx = self.begin_write().await?;
+                let mut known = None;
+                if let Some(w) = &old.wa_id {
+                    known = contact_by(&mut tx, "SELECT id FROM contacts WHERE wa_id = $1", w).await?;
+                }
+                if let (None, Some(u)) = (&known, &old.user_id) {
+                    known = contact_by(&mut tx, "SELECT id FROM contacts WHERE user_id = $1", u).await?;
+                }
+                // The known contact and any holding the new ids become one, with the new ids.
+                let id = resolve_contact(&mut tx, new, known, None, at).await?;
+                tx.commit().await?;
+                Ok(ContactId::from_trusted(id))
+            }
+
+            async fn contacts_list(&self, f: &ContactFilter, limit: u32) -> $crate::Result<Vec<Contact>> {
+                let like = |s: &str| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                let q = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+                let digits = q.filter(|q| {
+                    q.bytes().any(|b| b.is_ascii_digit()) && q.bytes().all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
+                });
+                let rows = sqlx::query(concat!(
+                    "SELECT ", contact_cols!(), " FROM contacts c WHERE ($1 IS NULL OR c.id < $1) ",
+                    "AND ($2 IS NULL OR lower(COALESCE(c.profile_name, '')) LIKE $2 ESCAPE '\\' ",
+                    "OR c.wa_id LIKE $3 ESCAPE '\\' OR c.user_id = $4 ",
+                    "OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND lower(g.tag) = $5)) ",
+                    "AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag = $6)) ",
+                    "ORDER BY c.id DESC LIMIT $7"
+                ))
+                .bind(f.before.as_ref().map(|b| b.as_str().to_owned()))
+                .bind(q.map(|q| like(&q.to_lowercase())))
+                .bind(digits.map(|d| like(&d.chars().filter(char::is_ascii_digit).collect::<String>())))
+                .bind(q.map(str::to_owned))
+                .bind(q.map(str::to_lowercase))
+                .bind(f.tag.clone())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                let contacts = rows.iter().map(contact_row).collect::<$crate::Result<Vec<_>>>()?;
+                self.with_tags(contacts).await
+            }
+
+            async fn contact_update(&self, id: &ContactId, u: &ContactUpdate) -> $crate::Result<ContactUpdated> {
+                let mut tx = self.begin_write().await?;
+                // First a write, so that on PostgreSQL the row is locked while it is merged.
+                let found = sqlx::query("UPDATE contacts SET updated_at = $2 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(u.at.as_millis())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if found == 0 {
+                    tx.rollback().await?;
+                    return Ok(ContactUpdated::NotFound);
+                }
+                if let Some(patch) = &u.attributes {
+                    let text: String = sqlx::query_scalar("SELECT attributes FROM contacts WHERE id = $1")
+                        .bind(id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let current = parse_object("attributes", Some(text))?.unwrap_or_default();
+                    let merged = match wagate_domain::contact::merge_attributes(&current, patch) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tx.rollback().await?;
+                            return Ok(ContactUpdated::Invalid(e));
+                        }
+                    };
+                    sqlx::query("UPDATE contacts SET attributes = $2 WHERE id = $1")
+                        .bind(id.as_str())
+                        .bind(json_text(&serde_json::Value::Object(merged)))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(tags) = &u.tags {
+                    sqlx::query("DELETE FROM contact_tags WHERE contact_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
+                    if !tags.is_empty() {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO contact_tags (contact_id, tag) ");
+                        q.push_values(tags, |mut b, tag| {
+                            b.push_bind(id.as_str().to_owned()).push_bind(tag.clone());
+                        });
+                        q.push(" ON CONFLICT DO NOTHING");
+                        q.build().execute(&mut *tx).await?;
+                    }
+                }
+                if let Some(opted_out) = u.marketing_opt_out {
+                    set_preference(&mut tx, id.as_str(), opted_out, u.at).await?;
+                }
+                tx.commit().await?;
+                Ok(ContactUpdated::Updated)
+            }
+
+            async fn contact_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                let found = set_preference(&mut tx, id.as_str(), opted_out, at).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn conversations_query(
+                &self,
+                f: &ConversationFilter,
+                id: Option<&str>,
+                limit: u32,
+            ) -> $crate::Result<Vec<Conversation>> {
+                sqlx::query(conversation_select!())
+                    .bind(f.phone_number_id.clone())
+                    .bind(f.contact_id.as_ref().map(|c| c.as_str().to_owned()))
+                    .bind(id.map(str::to_owned))
+                    .bind(f.before.as_ref().map(|b| b.as_str().to_owned()))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(conversation_row)
+                    .collect()
+            }
+
+            async fn conversation_page(
+                &self,
+                id: &wagate_domain::id::ConversationId,
+                page: &ConversationPage,
+                limit: u32,
+            ) -> $crate::Result<Vec<Message>> {
+                let sql = if page.after.is_some() {
+                    concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
+                        "AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4")
+                } else {
+                    concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
+                        "AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR id > $3) ORDER BY id DESC LIMIT $4")
+                };
+                let mut messages = sqlx::query(sql)
+                    .bind(id.as_str())
+                    .bind(page.before.as_ref().map(|b| b.as_str().to_owned()))
+                    .bind(page.after.as_ref().map(|a| a.as_str().to_owned()))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(message_row)
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                // The page just after `after` is read oldest first, and shown newest first.
+                if page.after.is_some() {
+                    messages.reverse();
+                }
+                Ok(messages)
+            }
+
+            async fn conversation_newest_inbound(&self, id: &wagate_domain::id::ConversationId) -> $crate::Result<Option<Message>> {
+                sqlx::query(concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
+                    "AND direction = 'inbound' ORDER BY id DESC LIMIT 1"))
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(message_row)
+                    .transpose()
+            }
+
+            async fn conversation_mark_read(
+                &self,
+                id: &wagate_domain::id::ConversationId,
+                through: &MessageId,
+                at: Timestamp,
+            ) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                // Locks the row (PostgreSQL) before counting, so an inbound message committed
+                // meanwhile is either counted here or adds itself after.
+                let found = sqlx::query(
+                    "UPDATE threads SET read_through = CASE WHEN read_through IS NULL OR read_through < $2 \
+                     THEN $2 ELSE read_through END, updated_at = $3 WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .bind(through.as_str())
+                .bind(at.as_millis())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if found == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE threads SET unread_count = (SELECT COUNT(*) FROM messages m \
+                     WHERE m.phone_number_id = threads.phone_number_id AND m.direction = 'inbound' \
+                     AND m.id > threads.read_through AND m.counterpart IN (SELECT i.identity \
+                     FROM contact_identities i WHERE i.contact_id = threads.contact_id)) WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_contacts;
