@@ -173,7 +173,13 @@ pub trait Store: Send + Sync + 'static {
     // Inbound.
     /// Applies a status to the message of `update.account_id` with that wamid, or keeps it for
     /// when that account records the wamid.
-    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome>;
+    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome> {
+        let mut outcomes = self.apply_statuses(std::slice::from_ref(update), at).await?;
+        Ok(outcomes.pop().unwrap_or(StatusOutcome::Duplicate))
+    }
+    /// Applies statuses (see `apply_status`) in one transaction: one flush for a whole batch of
+    /// webhook deliveries. The outcomes are in the order of `updates`.
+    async fn apply_statuses(&self, updates: &[StatusUpdate], at: Timestamp) -> Result<Vec<StatusOutcome>>;
     /// Stores an inbound message, upserts its contact and moves the conversation's window; false
     /// for a duplicate wamid.
     async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;

@@ -1252,51 +1252,70 @@ macro_rules! impl_store {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.reader()).await?)
             }
 
-            async fn apply_status(&self, u: &StatusUpdate, at: Timestamp) -> $crate::Result<StatusOutcome> {
+            async fn apply_statuses(&self, updates: &[StatusUpdate], at: Timestamp) -> $crate::Result<Vec<StatusOutcome>> {
+                if updates.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // wamid locks are taken in one order by every batch, so two never wait on each other.
+                let mut order: Vec<usize> = (0..updates.len()).collect();
+                order.sort_by(|&a, &b| updates[a].wamid.cmp(&updates[b].wamid));
+                let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
+                let mut touched = std::collections::BTreeSet::new();
                 let mut tx = self.begin_write().await?;
-                Self::lock_wamid(&mut tx, &u.wamid).await?;
-                let message_id: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'",
-                )
-                .bind(&u.wamid)
-                .bind(u.account_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                // Of repeated reports the earliest is kept (ties: the lesser detail), as the
-                // domain's fold does, so the history does not depend on arrival order.
-                let changed = sqlx::query(
-                    "INSERT INTO message_statuses \
-                     (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
-                     occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
-                     recorded_at = excluded.recorded_at \
-                     WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
-                     < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))",
-                )
-                .bind(u.account_id.as_str())
-                .bind(&message_id)
-                .bind(&u.wamid)
-                .bind(u.status.as_status().as_str())
-                .bind(u.participant.as_deref().unwrap_or(""))
-                .bind(u.occurred_at.as_millis())
-                .bind(u.error.as_ref().map(error_text))
-                .bind(json_text(&u.detail))
-                .bind(at.as_millis())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
-                let outcome = match &message_id {
-                    _ if !changed => StatusOutcome::Duplicate,
-                    Some(id) => {
-                        refresh_status(&mut tx, id, at).await?;
-                        StatusOutcome::Applied
+                let mut locked: Option<&str> = None;
+                for i in order {
+                    let u = &updates[i];
+                    if locked != Some(u.wamid.as_str()) {
+                        Self::lock_wamid(&mut tx, &u.wamid).await?;
+                        locked = Some(u.wamid.as_str());
                     }
-                    None => StatusOutcome::Pending,
-                };
+                    let message_id: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'",
+                    )
+                    .bind(&u.wamid)
+                    .bind(u.account_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    // Of repeated reports the earliest is kept (ties: the lesser detail), as the
+                    // domain's fold does, so the history does not depend on arrival order.
+                    let changed = sqlx::query(
+                        "INSERT INTO message_statuses \
+                         (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
+                         occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
+                         recorded_at = excluded.recorded_at \
+                         WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
+                         < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))",
+                    )
+                    .bind(u.account_id.as_str())
+                    .bind(&message_id)
+                    .bind(&u.wamid)
+                    .bind(u.status.as_status().as_str())
+                    .bind(u.participant.as_deref().unwrap_or(""))
+                    .bind(u.occurred_at.as_millis())
+                    .bind(u.error.as_ref().map(error_text))
+                    .bind(json_text(&u.detail))
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        > 0;
+                    outcomes[i] = match message_id {
+                        _ if !changed => StatusOutcome::Duplicate,
+                        Some(id) => {
+                            touched.insert(id);
+                            StatusOutcome::Applied
+                        }
+                        None => StatusOutcome::Pending,
+                    };
+                }
+                // Each message's status is folded once, from everything the batch added.
+                for id in &touched {
+                    refresh_status(&mut tx, id, at).await?;
+                }
                 tx.commit().await?;
-                Ok(outcome)
+                Ok(outcomes)
             }
 
             async fn record_inbound(&self, m: &NewInbound) -> $crate::Result<bool> {

@@ -413,6 +413,27 @@ async fn group_statuses_per_participant_and_earliest_reports(store: &dyn Store) 
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Read);
 }
 
+/// A batch of statuses for several messages, with repeats and one for a wamid not yet known,
+/// applies in one go; outcomes come back in the batch's order.
+async fn statuses_apply_in_batches(store: &dyn Store) {
+    use DeliveryStatus::*;
+    let (id, status) = sent_message(store, "wamid.B1").await;
+    let batch = [
+        status("wamid.B1", Read, 3),
+        status("wamid.UNKNOWN", Sent, 1),
+        status("wamid.B1", Sent, 1),
+        status("wamid.B1", Read, 3),
+        status("wamid.B1", Delivered, 2),
+    ];
+    let outcomes = store.apply_statuses(&batch, t(5)).await.unwrap();
+    use StatusOutcome::*;
+    assert_eq!(outcomes, [Applied, Pending, Applied, Duplicate, Applied]);
+    assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Read);
+    let h = statuses(&store.message_history(&id).await.unwrap());
+    assert_eq!(h[2..], [(MessageStatus::Sent, false), (MessageStatus::Delivered, false), (MessageStatus::Read, false)]);
+    assert!(store.apply_statuses(&[], t(6)).await.unwrap().is_empty());
+}
+
 /// Replies find the message they answer, echoes are outbound messages from the app, and other
 /// webhook changes are kept once per place in their delivery.
 async fn replies_echoes_and_webhook_events(store: &dyn Store) {
@@ -1122,6 +1143,7 @@ macro_rules! suite {
             case!(failed_status_overrides_sent);
             case!(group_statuses_per_participant_and_earliest_reports);
             case!(replies_echoes_and_webhook_events);
+            case!(statuses_apply_in_batches);
             case!(statuses_before_the_wamid_are_kept_and_applied);
             case!(inbound_messages_and_contacts);
             case!(unclaimed_messages_can_be_cancelled);

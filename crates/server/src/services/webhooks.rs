@@ -15,7 +15,7 @@ use wagate_domain::signature;
 use wagate_domain::status::DeliveryStatus;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{
-    Account, Delivery, NewDelivery, NewEcho, NewInbound, NewWebhookEvent, StatusOutcome, StorageError,
+    Account, Delivery, NewDelivery, NewEcho, NewInbound, NewWebhookEvent, StatusOutcome, StatusUpdate, StorageError,
 };
 
 use super::ServiceError;
@@ -157,7 +157,14 @@ pub enum ProcessError {
 /// other field kept as an event (and applied where wagate keeps what it changes), each entry
 /// within the account that owns its WABA and shares the app secret that signed it. Problems
 /// confined to one change are reported together after the rest is applied.
-pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), ProcessError> {
+///
+/// Statuses are not applied here but added to `statuses`, for [`apply_statuses`] to apply those
+/// of a whole batch of deliveries in one transaction.
+pub async fn process(
+    state: &AppState,
+    delivery: &Delivery,
+    statuses: &mut Vec<StatusUpdate>,
+) -> Result<(), ProcessError> {
     let payload: Payload = serde_json::from_slice(&delivery.body)
         .map_err(|e| ProcessError::Unprocessable(format!("not a webhook payload: {e}")))?;
     if payload.object != "whatsapp_business_account" {
@@ -182,7 +189,7 @@ pub async fn process(state: &AppState, delivery: &Delivery) -> Result<(), Proces
             let change_at = Change { delivery, account: &account, position: format!("{e}.{c}"), time: entry.time, at };
             let applied = match change.field.as_str() {
                 "messages" => match serde_json::from_value::<MessagesValue>(change.value.clone()) {
-                    Ok(value) => apply_messages(state, &change_at, value).await?,
+                    Ok(value) => apply_messages(state, &change_at, value, statuses).await?,
                     Err(e) => Err(format!("messages change of {}: {e}", entry.id)),
                 },
                 "smb_message_echoes" => match serde_json::from_value::<EchoesValue>(change.value.clone()) {
@@ -346,6 +353,7 @@ async fn apply_messages(
     state: &AppState,
     change: &Change<'_>,
     value: MessagesValue,
+    statuses: &mut Vec<StatusUpdate>,
 ) -> Result<Result<(), String>, StorageError> {
     let account_id = &change.account.id;
     let now = Timestamp::now();
@@ -374,7 +382,7 @@ async fn apply_messages(
             tracing::info!(status = %s.status, wamid = %s.id, "status kind not tracked");
             continue;
         };
-        let update = wagate_storage::StatusUpdate {
+        let update = StatusUpdate {
             account_id: account_id.clone(),
             wamid: s.id.clone(),
             status,
@@ -389,13 +397,7 @@ async fn apply_messages(
         {
             state.store.mark_marketing_opt_out(wa_id, now).await?;
         }
-        let outcome = state.store.apply_status(&update, now).await?;
-        let label = match outcome {
-            StatusOutcome::Applied => "applied",
-            StatusOutcome::Pending => "pending",
-            StatusOutcome::Duplicate => "duplicate",
-        };
-        Metrics::outcome(&state.metrics.statuses, label);
+        statuses.push(update);
     }
     if value.messages.is_empty() {
         return Ok(Ok(()));
@@ -459,4 +461,17 @@ async fn apply_messages(
         Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
     }
     Ok(Ok(()))
+}
+
+/// Applies the statuses a batch of deliveries carried, in one transaction, and counts them.
+pub async fn apply_statuses(state: &AppState, statuses: &[StatusUpdate]) -> Result<(), StorageError> {
+    for outcome in state.store.apply_statuses(statuses, Timestamp::now()).await? {
+        let label = match outcome {
+            StatusOutcome::Applied => "applied",
+            StatusOutcome::Pending => "pending",
+            StatusOutcome::Duplicate => "duplicate",
+        };
+        Metrics::outcome(&state.metrics.statuses, label);
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wagate_domain::time::Timestamp;
 
-use crate::services::webhooks::{ProcessError, process};
+use wagate_storage::{Delivery, StorageError};
+
+use crate::services::webhooks::{ProcessError, apply_statuses, process};
 use crate::state::{AppState, Worker};
 
 const BATCH: u32 = 32;
@@ -26,29 +28,32 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             }
         };
         let full = batch.len() == BATCH as usize;
-        // Finish the batch even when stopping: each delivery takes milliseconds. Processed
-        // deliveries are marked in one transaction at the end (processing is idempotent, so a
-        // crash before that only repeats work).
+        // Finish the batch even when stopping: each delivery takes milliseconds. The batch's
+        // statuses are applied, and its deliveries marked done, in one transaction each
+        // (processing is idempotent, so a crash before that only repeats work).
         let mut finished = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::new();
         for d in &batch {
-            match process(&state, d).await {
+            let before = statuses.len();
+            match process(&state, d, &mut statuses).await {
                 Ok(()) => finished.push((d, None)),
                 Err(ProcessError::Unprocessable(why)) => {
                     tracing::warn!(delivery = d.id, error = %why, "webhook delivery set aside");
                     finished.push((d, Some(why)));
                 }
-                Err(ProcessError::Storage(e)) if d.attempts >= settings.max_attempts => {
-                    tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
-                    finished.push((d, Some(e.to_string())));
-                }
                 Err(ProcessError::Storage(e)) => {
-                    tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
-                    let delay = super::backoff(d.attempts, 200, 60_000);
-                    if let Err(e) = state.store.retry_delivery(d, Timestamp::now().plus(delay), &e.to_string()).await {
-                        tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
-                    }
+                    statuses.truncate(before);
+                    give_back(&state, d, &e, settings.max_attempts, &mut finished).await;
                 }
             }
+        }
+        if let Err(e) = apply_statuses(&state, &statuses).await {
+            // None of the batch is done: each is tried again, or set aside if it failed too often.
+            let mut set_aside = Vec::new();
+            for (d, _) in std::mem::take(&mut finished) {
+                give_back(&state, d, &e, settings.max_attempts, &mut set_aside).await;
+            }
+            finished = set_aside;
         }
         if let Err(e) = state.store.finish_deliveries(&finished, Timestamp::now()).await {
             tracing::error!(error = %e, deliveries = finished.len(), "recording webhook processing failed; the leases will lapse");
@@ -63,4 +68,25 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         }
     }
     tracing::info!("inbound processor stopped");
+}
+
+/// A delivery storage failed on: tried again later, or set aside (into `finished`) once it has
+/// failed too often.
+async fn give_back<'a>(
+    state: &AppState,
+    d: &'a Delivery,
+    e: &StorageError,
+    max_attempts: i64,
+    finished: &mut Vec<(&'a Delivery, Option<String>)>,
+) {
+    if d.attempts >= max_attempts {
+        tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
+        finished.push((d, Some(e.to_string())));
+        return;
+    }
+    tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
+    let delay = super::backoff(d.attempts, 200, 60_000);
+    if let Err(e) = state.store.retry_delivery(d, Timestamp::now().plus(delay), &e.to_string()).await {
+        tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
+    }
 }
