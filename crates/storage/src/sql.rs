@@ -40,7 +40,8 @@ macro_rules! message_select_cols {
         concat!(
             message_cols!(),
             ", reply_to_wamid, from_app, ",
-            "(SELECT r.id FROM messages r WHERE r.wamid = messages.reply_to_wamid) AS reply_to"
+            "(SELECT r.id FROM messages r WHERE r.wamid = messages.reply_to_wamid ",
+            "AND r.account_id = messages.account_id) AS reply_to"
         )
     };
 }
@@ -1276,8 +1277,9 @@ macro_rules! impl_store {
                     .bind(u.account_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
-                    // Of repeated reports the earliest is kept (ties: the lesser detail), as the
-                    // domain's fold does, so the history does not depend on arrival order.
+                    // Of repeated reports the earliest is kept (ties: the lesser detail, compared
+                    // bytewise on both backends), as the domain's fold does, so the history does
+                    // not depend on arrival order.
                     let changed = sqlx::query(
                         "INSERT INTO message_statuses \
                          (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
@@ -1521,6 +1523,8 @@ macro_rules! impl_store {
             }
 
             async fn record_echo(&self, m: &NewEcho) -> $crate::Result<bool> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_wamid(&mut tx, &m.wamid).await?;
                 let stored = sqlx::query(concat!(
                     "INSERT INTO messages (",
                     message_cols!(),
@@ -1537,10 +1541,30 @@ macro_rules! impl_store {
                 .bind(&m.wamid)
                 .bind(m.sent_at.as_millis())
                 .bind(m.received_at.as_millis())
-                .execute(&mut *self.write().await?)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected();
-                Ok(stored == 1)
+                .rows_affected()
+                    == 1;
+                // Statuses of the echo that came before it wait under its wamid, as a send's do.
+                let adopted = if stored {
+                    sqlx::query(
+                        "UPDATE message_statuses SET message_id = $1 \
+                         WHERE account_id = $2 AND wamid = $3 AND message_id IS NULL",
+                    )
+                    .bind(m.id.as_str())
+                    .bind(m.account_id.as_str())
+                    .bind(&m.wamid)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                } else {
+                    0
+                };
+                if adopted > 0 {
+                    refresh_status(&mut tx, m.id.as_str(), m.received_at).await?;
+                }
+                tx.commit().await?;
+                Ok(stored)
             }
 
             async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> $crate::Result<bool> {

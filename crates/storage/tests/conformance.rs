@@ -474,7 +474,16 @@ async fn replies_echoes_and_webhook_events(store: &dyn Store) {
     assert!(store.record_echo(&echo).await.unwrap());
     assert!(!store.record_echo(&NewEcho { id: MessageId::generate(), ..echo.clone() }).await.unwrap());
     let m = store.find_message_by_wamid("wamid.ECHO").await.unwrap().unwrap();
-    assert_eq!((m.id, m.direction, m.status, m.from_app), (echo.id, Direction::Outbound, MessageStatus::Sent, true));
+    assert_eq!(
+        (m.id, m.direction, m.status, m.from_app),
+        (echo.id.clone(), Direction::Outbound, MessageStatus::Sent, true)
+    );
+    // A status that comes before its echo waits and is applied when the echo is stored.
+    let early = status_for(&account_id, "wamid.ECHO2", DeliveryStatus::Delivered, 40);
+    assert_eq!(store.apply_status(&early, t(40)).await.unwrap(), StatusOutcome::Pending);
+    let echo2 = NewEcho { id: MessageId::generate(), wamid: "wamid.ECHO2".into(), ..echo.clone() };
+    assert!(store.record_echo(&echo2).await.unwrap());
+    assert_eq!(store.get_message(&echo2.id).await.unwrap().unwrap().status, MessageStatus::Delivered);
 
     let event = |delivery_id, dedup_key: &str, field: &str| NewWebhookEvent {
         account_id: account_id.clone(),

@@ -43,8 +43,14 @@ async fn new_media(state: &AppState, message: &NewInbound) -> Result<Option<NewM
         return Ok(None);
     };
     // Linked by wamid, so a duplicate (stored under an earlier id) links to the stored message.
-    let Some(stored) = state.store.find_message_by_wamid(&message.wamid).await? else {
-        tracing::warn!(wamid = %message.wamid, "inbound media whose message is not stored; not recorded");
+    // Only this account's inbound message: a wamid named in another account's webhook is not it.
+    let stored = state
+        .store
+        .find_message_by_wamid(&message.wamid)
+        .await?
+        .filter(|m| m.account_id == message.account_id && m.direction == wagate_storage::Direction::Inbound);
+    let Some(stored) = stored else {
+        tracing::warn!(wamid = %message.wamid, "inbound media whose message is not stored for this account; not recorded");
         return Ok(None);
     };
     Ok(Some(NewMedia {

@@ -387,7 +387,7 @@ async fn apply_messages(
             wamid: s.id.clone(),
             status,
             participant: s.recipient_participant_id.clone().filter(|p| !p.is_empty()),
-            occurred_at: parse_unix_seconds(&s.timestamp).unwrap_or(now),
+            occurred_at: parse_unix_seconds(&s.timestamp).unwrap_or(change.delivery.received_at),
             error: s.errors.first().map(MessageError::from_status),
             detail: serde_json::to_value(s).unwrap_or_default(),
         };
@@ -452,7 +452,8 @@ async fn apply_messages(
             reply_to_wamid,
             error: error.as_ref().map(MessageError::from_status),
             content: Value::Object(m.rest),
-            sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
+            // Without Meta's time, the delivery's arrival: the same on every reprocessing.
+            sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(change.delivery.received_at),
             received_at: now,
         };
         let stored = state.store.record_inbound(&inbound).await?;

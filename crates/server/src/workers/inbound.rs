@@ -32,28 +32,42 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         // statuses are applied, and its deliveries marked done, in one transaction each
         // (processing is idempotent, so a crash before that only repeats work).
         let mut finished = Vec::with_capacity(batch.len());
+        // Each finished delivery's statuses: `statuses[range]`.
+        let mut ranges = Vec::with_capacity(batch.len());
         let mut statuses = Vec::new();
         for d in &batch {
             let before = statuses.len();
-            match process(&state, d, &mut statuses).await {
-                Ok(()) => finished.push((d, None)),
+            let outcome = match process(&state, d, &mut statuses).await {
+                Ok(()) => None,
                 Err(ProcessError::Unprocessable(why)) => {
                     tracing::warn!(delivery = d.id, error = %why, "webhook delivery set aside");
-                    finished.push((d, Some(why)));
+                    Some(why)
                 }
                 Err(ProcessError::Storage(e)) => {
                     statuses.truncate(before);
+                    let set_aside = finished.len();
                     give_back(&state, d, &e, settings.max_attempts, &mut finished).await;
+                    if finished.len() > set_aside {
+                        ranges.push(before..before);
+                    }
+                    continue;
                 }
-            }
+            };
+            finished.push((d, outcome));
+            ranges.push(before..statuses.len());
         }
         if let Err(e) = apply_statuses(&state, &statuses).await {
-            // None of the batch is done: each is tried again, or set aside if it failed too often.
-            let mut set_aside = Vec::new();
-            for (d, _) in std::mem::take(&mut finished) {
-                give_back(&state, d, &e, settings.max_attempts, &mut set_aside).await;
+            // One bad status must not hold back the others: delivery by delivery, each either
+            // applies or is tried again (set aside once it has failed too often).
+            tracing::warn!(error = %e, "applying a batch of statuses failed; applying them delivery by delivery");
+            let mut applied = Vec::with_capacity(finished.len());
+            for ((d, outcome), range) in std::mem::take(&mut finished).into_iter().zip(ranges) {
+                match apply_statuses(&state, &statuses[range]).await {
+                    Ok(()) => applied.push((d, outcome)),
+                    Err(e) => give_back(&state, d, &e, settings.max_attempts, &mut applied).await,
+                }
             }
-            finished = set_aside;
+            finished = applied;
         }
         if let Err(e) = state.store.finish_deliveries(&finished, Timestamp::now()).await {
             tracing::error!(error = %e, deliveries = finished.len(), "recording webhook processing failed; the leases will lapse");

@@ -10,6 +10,9 @@ DROP INDEX message_statuses_message;
 DROP INDEX message_statuses_wamid;
 CREATE UNIQUE INDEX message_statuses_message ON message_statuses (message_id, status, participant);
 CREATE UNIQUE INDEX message_statuses_wamid ON message_statuses (account_id, wamid, status, participant);
+-- Repeated reports of a status at the same second are told apart by their text, bytewise as
+-- SQLite and the domain compare it, whatever the database's collation.
+ALTER TABLE message_statuses ALTER COLUMN detail TYPE TEXT COLLATE "C";
 
 -- The message an inbound message replies to (`context.id`) or reacts to (`reaction.message_id`),
 -- by wamid as Meta gave it; the wagate message is found through messages.wamid.
@@ -18,7 +21,8 @@ ALTER TABLE messages ADD COLUMN reply_to_wamid TEXT;
 ALTER TABLE messages ADD COLUMN from_app BOOLEAN NOT NULL DEFAULT FALSE;
 
 -- Webhook changes other than messages and statuses (template status, quality, account updates,
--- errors at value level, fields wagate does not know), once however often Meta delivers them.
+-- errors at value level, fields wagate does not know), once however often Meta delivers them
+-- (errors, which carry no time of their own, once per delivery).
 CREATE TABLE webhook_events (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id  TEXT NOT NULL,

@@ -18,7 +18,8 @@ ALTER TABLE messages ADD COLUMN reply_to_wamid TEXT;
 ALTER TABLE messages ADD COLUMN from_app BOOLEAN NOT NULL DEFAULT FALSE;
 
 -- Webhook changes other than messages and statuses (template status, quality, account updates,
--- errors at value level, fields wagate does not know), once however often Meta delivers them.
+-- errors at value level, fields wagate does not know), once however often Meta delivers them
+-- (errors, which carry no time of their own, once per delivery).
 CREATE TABLE webhook_events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id  TEXT NOT NULL,
