@@ -30,6 +30,21 @@ pub fn non_empty(id: Option<&str>) -> Option<String> {
     id.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// How names and tags are compared in searches: Unicode lowercase, done here and stored, so
+/// both backends match alike (SQLite's `lower()` folds ASCII only).
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// Whether a customer is opted out of marketing, from their latest stop and latest resume: a
+/// rule on the two maxima, so the order webhooks arrive in does not matter.
+pub fn marketing_opted_out<T: PartialOrd>(latest_stop: Option<T>, latest_resume: Option<T>) -> bool {
+    match (latest_stop, latest_resume) {
+        (Some(stop), Some(resume)) => stop > resume,
+        (stop, _) => stop.is_some(),
+    }
+}
+
 /// `PATCH /v1/contacts/{id}`, parsed and checked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ContactPatch {
@@ -146,11 +161,58 @@ pub fn merge_attributes(
     Ok(merged)
 }
 
+/// The attributes of two contacts being merged: all of the older one's, then the newer one's
+/// other keys in key order while they fit the limits. The rest of the newer one's are dropped:
+/// a merge cannot be refused (it follows Meta's ids), and dropping by key order is the same
+/// whatever order the merge's inputs were read in.
+pub fn combine_attributes(older: &Map<String, Value>, newer: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = older.clone();
+    let mut extra: Vec<_> = newer.iter().filter(|(k, _)| !older.contains_key(*k)).collect();
+    extra.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in extra {
+        if out.len() >= MAX_ATTRIBUTES {
+            break;
+        }
+        out.insert(k.clone(), v.clone());
+        if Value::Object(out.clone()).to_string().len() > MAX_ATTRIBUTES_BYTES {
+            out.remove(k);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn merged_attributes_keep_the_older_ones_within_the_limits() {
+        let older: Map<String, Value> = (0..60).map(|i| (format!("a{i:02}"), json!(i))).collect();
+        let mut newer: Map<String, Value> = (0..60).map(|i| (format!("b{i:02}"), json!(i))).collect();
+        newer.insert("a00".into(), json!("newer"));
+        let merged = combine_attributes(&older, &newer);
+        assert_eq!(merged.len(), MAX_ATTRIBUTES);
+        assert_eq!((&merged["a00"], merged.contains_key("b39"), merged.contains_key("b40")), (&json!(0), true, false));
+        let big = |k: &str| (k.to_owned(), json!("x".repeat(MAX_ATTRIBUTES_BYTES / 3)));
+        let older: Map<String, Value> = [big("a")].into_iter().collect();
+        let newer: Map<String, Value> = [big("b"), big("c"), big("d"), ("e".into(), json!(1))].into_iter().collect();
+        let merged = combine_attributes(&older, &newer);
+        assert!(Value::Object(merged.clone()).to_string().len() <= MAX_ATTRIBUTES_BYTES);
+        assert_eq!(merged.keys().collect::<Vec<_>>(), ["a", "b", "e"], "what does not fit is skipped");
+        assert!(merge_attributes(&merged, &Map::new()).is_ok());
+    }
+
+    #[test]
+    fn opted_out_while_the_latest_stop_is_newer_than_the_latest_resume() {
+        assert!(!marketing_opted_out::<i64>(None, None));
+        assert!(marketing_opted_out(Some(3), None));
+        assert!(marketing_opted_out(Some(3), Some(2)));
+        assert!(!marketing_opted_out(Some(2), Some(2)));
+        assert!(!marketing_opted_out(None, Some(2)));
+        assert_eq!(fold("ÉLODIE Ñandú"), "élodie ñandú");
+    }
 
     #[test]
     fn counterparts_put_a_plus_before_phone_numbers_only() {

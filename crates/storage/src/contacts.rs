@@ -11,6 +11,10 @@
 //! Linking: when a webhook names a wa_id and a user_id that belong to two different contacts,
 //! the newer contact is merged into the older one (ids are time-ordered: the smaller id wins),
 //! with its identities, conversations, messages, tags and attributes (the older one's win).
+//!
+//! An identity belongs to one contact and stays with it when the contact's ids change (only a
+//! merge moves it): a late message from a customer's old number is filed in the conversation
+//! it always was in, and a contact is made only for ids no contact has ever had.
 
 macro_rules! impl_contacts {
     ($store:ty, $row:ty, $tx:ty, $db:ty) => {
@@ -34,7 +38,8 @@ macro_rules! impl_contacts {
                  FROM threads t JOIN contacts c ON c.id = t.contact_id \
                  WHERE ($1 IS NULL OR t.phone_number_id = $1) AND ($2 IS NULL OR t.contact_id = $2) \
                  AND ($3 IS NULL OR t.id = $3)) x LEFT JOIN messages lm ON lm.id = x.last_message_id \
-                 WHERE ($4 IS NULL OR COALESCE(x.last_message_id, '') < $4) \
+                 WHERE ($4 IS NULL OR COALESCE(x.last_message_id, '') < $4 \
+                 OR (COALESCE(x.last_message_id, '') = $4 AND x.id < $6)) \
                  ORDER BY COALESCE(x.last_message_id, '') DESC, x.id DESC LIMIT $5"
             };
         }
@@ -86,25 +91,55 @@ macro_rules! impl_contacts {
             Ok(sqlx::query_scalar::<_, String>(column_sql).bind(value).fetch_optional(&mut **tx).await?)
         }
 
-        /// The contact these ids (and `extra`, a contact known otherwise) belong to: found,
-        /// merged into the oldest when they name several, or made. Records the ids, the profile
-        /// name when given, and the ids as identities of the contact.
+        /// The contact holding any of these ids now or before (as an identity).
+        async fn holder(tx: &mut $tx, ids: &ContactIds) -> $crate::Result<Option<String>> {
+            let mut found = Vec::new();
+            if let Some(w) = &ids.wa_id {
+                found.extend(contact_by(tx, "SELECT id FROM contacts WHERE wa_id = $1", w).await?);
+                found.extend(contact_by(tx, IDENTITY_HOLDER, &wagate_domain::contact::counterpart(w)).await?);
+            }
+            if let Some(u) = &ids.user_id {
+                found.extend(contact_by(tx, "SELECT id FROM contacts WHERE user_id = $1", u).await?);
+                found.extend(contact_by(tx, IDENTITY_HOLDER, u).await?);
+            }
+            Ok(found.into_iter().min())
+        }
+
+        const IDENTITY_HOLDER: &str = "SELECT contact_id FROM contact_identities WHERE identity = $1";
+
+        /// The contact these ids (and `extra`, a contact known otherwise) belong to: found by
+        /// the ids it has or any it had, merged into the oldest when they name several, or made
+        /// when no contact ever had them. Records the profile name when given, the ids as
+        /// identities of the contact, and the ids on the contact, except (unless `current`, the
+        /// ids are the customer's ids now) an id the contact had before: a late message from a
+        /// customer's old number does not undo the number change.
         async fn resolve_contact(
             tx: &mut $tx,
             ids: &ContactIds,
             extra: Option<String>,
             profile_name: Option<&str>,
             at: Timestamp,
+            current: bool,
         ) -> $crate::Result<String> {
+            let wa_identity = ids.wa_id.as_deref().map(wagate_domain::contact::counterpart);
+            let folded = profile_name.map(wagate_domain::contact::fold);
             // Two first messages of one new customer may race (PostgreSQL): the loser finds the
             // winner's contact on its next look.
             for _ in 0..3 {
                 let mut found = Vec::new();
-                if let Some(w) = &ids.wa_id {
-                    found.extend(contact_by(tx, "SELECT id FROM contacts WHERE wa_id = $1", w).await?);
-                }
-                if let Some(u) = &ids.user_id {
-                    found.extend(contact_by(tx, "SELECT id FROM contacts WHERE user_id = $1", u).await?);
+                // Per id: some contact has it now; some contact had it (it is an identity).
+                let mut former = [false, false];
+                let lookups = [
+                    (&ids.wa_id, wa_identity.as_ref(), "SELECT id FROM contacts WHERE wa_id = $1"),
+                    (&ids.user_id, ids.user_id.as_ref(), "SELECT id FROM contacts WHERE user_id = $1"),
+                ];
+                for (i, (id, identity, by_column)) in lookups.into_iter().enumerate() {
+                    let (Some(id), Some(identity)) = (id, identity) else { continue };
+                    let now = contact_by(tx, by_column, id).await?;
+                    let had = contact_by(tx, IDENTITY_HOLDER, identity).await?;
+                    former[i] = !current && now.is_none() && had.is_some();
+                    found.extend(now);
+                    found.extend(had);
                 }
                 found.extend(extra.clone());
                 found.sort();
@@ -113,13 +148,14 @@ macro_rules! impl_contacts {
                     Some(s) => s.clone(),
                     None => {
                         let made: Option<String> = sqlx::query_scalar(
-                            "INSERT INTO contacts (id, wa_id, user_id, profile_name, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING RETURNING id",
+                            "INSERT INTO contacts (id, wa_id, user_id, profile_name, name_folded, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
                         )
                         .bind(ContactId::generate().as_str())
                         .bind(&ids.wa_id)
                         .bind(&ids.user_id)
                         .bind(profile_name)
+                        .bind(&folded)
                         .bind(at.as_millis())
                         .fetch_optional(&mut **tx)
                         .await?;
@@ -134,23 +170,25 @@ macro_rules! impl_contacts {
                 }
                 sqlx::query(
                     "UPDATE contacts SET wa_id = COALESCE($2, wa_id), user_id = COALESCE($3, user_id), \
-                     profile_name = COALESCE($4, profile_name), updated_at = $5 WHERE id = $1",
+                     profile_name = COALESCE($4, profile_name), name_folded = COALESCE($5, name_folded), \
+                     updated_at = $6 WHERE id = $1",
                 )
                 .bind(&survivor)
-                .bind(&ids.wa_id)
-                .bind(&ids.user_id)
+                .bind(ids.wa_id.as_ref().filter(|_| !former[0]))
+                .bind(ids.user_id.as_ref().filter(|_| !former[1]))
                 .bind(profile_name)
+                .bind(&folded)
                 .bind(at.as_millis())
                 .execute(&mut **tx)
                 .await?;
-                let identities = ids.wa_id.as_deref().map(wagate_domain::contact::counterpart).into_iter().chain(ids.user_id.clone());
-                for identity in identities {
-                    // The latest webhook to name an id decides whose it is.
+                for identity in wa_identity.iter().chain(&ids.user_id) {
+                    // Every holder was merged into the survivor above: a conflict is only a
+                    // racing first message, whose contact the identity stays with.
                     sqlx::query(
                         "INSERT INTO contact_identities (identity, contact_id) VALUES ($1, $2) \
-                         ON CONFLICT (identity) DO UPDATE SET contact_id = excluded.contact_id",
+                         ON CONFLICT (identity) DO NOTHING",
                     )
-                    .bind(&identity)
+                    .bind(identity)
                     .bind(&survivor)
                     .execute(&mut **tx)
                     .await?;
@@ -214,27 +252,33 @@ macro_rules! impl_contacts {
                 .bind(from)
                 .execute(&mut **tx)
                 .await?;
+            // Tags: the older contact's, then the newer one's others by name up to the limit.
+            let has: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contact_tags WHERE contact_id = $1")
+                .bind(into)
+                .fetch_one(&mut **tx)
+                .await?;
+            let room = (wagate_domain::contact::MAX_TAGS as i64 - has).max(0);
             sqlx::query(
-                "INSERT INTO contact_tags (contact_id, tag) SELECT $1, tag FROM contact_tags WHERE contact_id = $2 \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO contact_tags (contact_id, tag, tag_folded) SELECT $1, tag, tag_folded FROM contact_tags \
+                 WHERE contact_id = $2 AND tag NOT IN (SELECT tag FROM contact_tags WHERE contact_id = $1) \
+                 ORDER BY tag LIMIT $3",
             )
             .bind(into)
             .bind(from)
+            .bind(room)
             .execute(&mut **tx)
             .await?;
             sqlx::query("DELETE FROM contact_tags WHERE contact_id = $1").bind(from).execute(&mut **tx).await?;
             sqlx::query("DELETE FROM contacts WHERE id = $1").bind(from).execute(&mut **tx).await?;
-            // The older contact's attributes win; the marketing preference is the latest either way.
-            let mut attributes = a.attributes.clone();
-            attributes.extend(b.attributes.clone());
+            // `into` is the older contact: its attributes win, and the newer one's that would
+            // break the limits are dropped (see `combine_attributes`). The latest stop and the
+            // latest resume of either, as for any preference.
+            let attributes = wagate_domain::contact::combine_attributes(&b.attributes, &a.attributes);
             let opt_in = a.marketing_opt_in_at.max(b.marketing_opt_in_at);
-            let opt_out = [a.marketing_opt_out_at, b.marketing_opt_out_at]
-                .into_iter()
-                .flatten()
-                .filter(|out| opt_in.is_none_or(|i| *out > i))
-                .min();
+            let opt_out = a.marketing_opt_out_at.max(b.marketing_opt_out_at);
             sqlx::query(
                 "UPDATE contacts SET wa_id = COALESCE(wa_id, $2), user_id = COALESCE(user_id, $3), \
+                 name_folded = CASE WHEN profile_name IS NULL THEN $9 ELSE name_folded END, \
                  profile_name = COALESCE(profile_name, $4), attributes = $5, marketing_opt_out_at = $6, \
                  marketing_opt_in_at = $7, updated_at = $8 WHERE id = $1",
             )
@@ -246,6 +290,7 @@ macro_rules! impl_contacts {
             .bind(opt_out.map(Timestamp::as_millis))
             .bind(opt_in.map(Timestamp::as_millis))
             .bind(at.as_millis())
+            .bind(a.profile_name.as_deref().map(wagate_domain::contact::fold))
             .execute(&mut **tx)
             .await?;
             tracing::info!(from, into, "contacts merged");
@@ -279,29 +324,25 @@ macro_rules! impl_contacts {
             Ok(())
         }
 
-        /// A stop (`opted_out`) or resume at `at`, unless the last one the other way is newer.
+        /// A stop (`opted_out`) or resume at `at`: each column keeps the latest of its kind, so
+        /// the outcome (`Contact::marketing_opted_out`) is the same in any order. False for an
+        /// unknown contact.
         async fn set_preference(tx: &mut $tx, id: &str, opted_out: bool, at: Timestamp) -> $crate::Result<bool> {
             let sql = if opted_out {
-                // Opted out since the earliest stop after the last resume.
                 "UPDATE contacts SET marketing_opt_out_at = CASE WHEN marketing_opt_out_at IS NULL \
-                 OR marketing_opt_out_at > $2 THEN $2 ELSE marketing_opt_out_at END, updated_at = $3 \
-                 WHERE id = $1 AND (marketing_opt_in_at IS NULL OR marketing_opt_in_at < $2)"
+                 OR marketing_opt_out_at < $2 THEN $2 ELSE marketing_opt_out_at END, updated_at = $3 WHERE id = $1"
             } else {
-                "UPDATE contacts SET marketing_opt_out_at = CASE WHEN marketing_opt_out_at <= $2 THEN NULL \
-                 ELSE marketing_opt_out_at END, marketing_opt_in_at = CASE WHEN marketing_opt_in_at IS NULL \
+                "UPDATE contacts SET marketing_opt_in_at = CASE WHEN marketing_opt_in_at IS NULL \
                  OR marketing_opt_in_at < $2 THEN $2 ELSE marketing_opt_in_at END, updated_at = $3 WHERE id = $1"
             };
-            sqlx::query(sql)
+            let found = sqlx::query(sql)
                 .bind(id)
                 .bind(at.as_millis())
                 .bind(Timestamp::now().as_millis())
                 .execute(&mut **tx)
-                .await?;
-            Ok(sqlx::query_scalar::<_, String>("SELECT id FROM contacts WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
                 .await?
-                .is_some())
+                .rows_affected();
+            Ok(found > 0)
         }
 
         impl $store {
@@ -342,24 +383,28 @@ macro_rules! impl_contacts {
 
             async fn contact_upsert(&self, ids: &ContactIds, name: Option<&str>, at: Timestamp) -> $crate::Result<ContactId> {
                 let mut tx = self.begin_write().await?;
-                let id = resolve_contact(&mut tx, ids, None, name, at).await?;
+                let id = resolve_contact(&mut tx, ids, None, name, at, false).await?;
                 tx.commit().await?;
                 Ok(ContactId::from_trusted(id))
             }
 
-            async fn contact_ids_change(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> $crate::Result<ContactId> {
+            async fn contact_ids_change(
+                &self,
+                old: &ContactIds,
+                new: &ContactIds,
+                at: Timestamp,
+            ) -> $crate::Result<Option<ContactId>> {
                 let mut tx = self.begin_write().await?;
-                let mut known = None;
-                if let Some(w) = &old.wa_id {
-                    known = contact_by(&mut tx, "SELECT id FROM contacts WHERE wa_id = $1", w).await?;
-                }
-                if let (None, Some(u)) = (&known, &old.user_id) {
-                    known = contact_by(&mut tx, "SELECT id FROM contacts WHERE user_id = $1", u).await?;
+                let known = holder(&mut tx, old).await?;
+                if known.is_none() && holder(&mut tx, new).await?.is_none() {
+                    // Nobody to change: the customer's next message makes their contact.
+                    tx.rollback().await?;
+                    return Ok(None);
                 }
                 // The known contact and any holding the new ids become one, with the new ids.
-                let id = resolve_contact(&mut tx, new, known, None, at).await?;
+                let id = resolve_contact(&mut tx, new, known, None, at, true).await?;
                 tx.commit().await?;
-                Ok(ContactId::from_trusted(id))
+                Ok(Some(ContactId::from_trusted(id)))
             }
 
             async fn contacts_list(&self, f: &ContactFilter, limit: u32) -> $crate::Result<Vec<Contact>> {
@@ -370,17 +415,17 @@ macro_rules! impl_contacts {
                 });
                 let rows = sqlx::query(concat!(
                     "SELECT ", contact_cols!(), " FROM contacts c WHERE ($1 IS NULL OR c.id < $1) ",
-                    "AND ($2 IS NULL OR lower(COALESCE(c.profile_name, '')) LIKE $2 ESCAPE '\\' ",
+                    "AND ($2 IS NULL OR c.name_folded LIKE $2 ESCAPE '\\' ",
                     "OR c.wa_id LIKE $3 ESCAPE '\\' OR c.user_id = $4 ",
-                    "OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND lower(g.tag) = $5)) ",
+                    "OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $5)) ",
                     "AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag = $6)) ",
                     "ORDER BY c.id DESC LIMIT $7"
                 ))
                 .bind(f.before.as_ref().map(|b| b.as_str().to_owned()))
-                .bind(q.map(|q| like(&q.to_lowercase())))
+                .bind(q.map(|q| like(&wagate_domain::contact::fold(q))))
                 .bind(digits.map(|d| like(&d.chars().filter(char::is_ascii_digit).collect::<String>())))
                 .bind(q.map(str::to_owned))
-                .bind(q.map(str::to_lowercase))
+                .bind(q.map(wagate_domain::contact::fold))
                 .bind(f.tag.clone())
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
@@ -424,9 +469,12 @@ macro_rules! impl_contacts {
                 if let Some(tags) = &u.tags {
                     sqlx::query("DELETE FROM contact_tags WHERE contact_id = $1").bind(id.as_str()).execute(&mut *tx).await?;
                     if !tags.is_empty() {
-                        let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO contact_tags (contact_id, tag) ");
+                        let mut q =
+                            sqlx::QueryBuilder::<$db>::new("INSERT INTO contact_tags (contact_id, tag, tag_folded) ");
                         q.push_values(tags, |mut b, tag| {
-                            b.push_bind(id.as_str().to_owned()).push_bind(tag.clone());
+                            b.push_bind(id.as_str().to_owned())
+                                .push_bind(tag.clone())
+                                .push_bind(wagate_domain::contact::fold(tag));
                         });
                         q.push(" ON CONFLICT DO NOTHING");
                         q.build().execute(&mut *tx).await?;
@@ -456,8 +504,10 @@ macro_rules! impl_contacts {
                     .bind(f.phone_number_id.clone())
                     .bind(f.contact_id.as_ref().map(|c| c.as_str().to_owned()))
                     .bind(id.map(str::to_owned))
-                    .bind(f.before.as_ref().map(|b| b.as_str().to_owned()))
+                    // A cursor without a last message is '' (the key it sorts by).
+                    .bind(f.before.as_ref().map(|b| b.last_message_id.as_ref().map_or("", |m| m.as_str()).to_owned()))
                     .bind(i64::from(limit))
+                    .bind(f.before.as_ref().map(|b| b.id.as_str().to_owned()))
                     .fetch_all(self.reader())
                     .await?
                     .iter()

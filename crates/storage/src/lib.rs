@@ -180,11 +180,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies statuses (see `apply_status`) in one transaction: one flush for a whole batch of
     /// webhook deliveries. The outcomes are in the order of `updates`.
     async fn apply_statuses(&self, updates: &[StatusUpdate], at: Timestamp) -> Result<Vec<StatusOutcome>>;
-    /// Stores an inbound message, upserts its contact and moves the conversation's window; false
-    /// for a duplicate wamid.
+    /// Stores an inbound message, upserts its contact and moves the conversation's window; false,
+    /// and nothing changes, for a duplicate wamid.
     async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
-    /// Records that the customer stopped marketing messages (the first time only).
+    /// Records that the customer stopped marketing messages at `at` (Meta's time of the 131050
+    /// failure), as a stop of `set_marketing_preference`; the contact is made if unknown.
     async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> Result<()>;
     /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
     async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
@@ -241,14 +242,16 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_contact(&self, ids: &ContactIds, profile_name: Option<&str>, at: Timestamp) -> Result<ContactId>;
     /// A customer's ids changed (`user_changed_number`, `user_changed_user_id`): the contact
     /// known by `old` takes the `new` ids (merging with a contact that had them) and keeps its
-    /// conversations and their messages.
-    async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> Result<ContactId>;
+    /// conversations and their messages, and its old ids as identities. None, and nothing
+    /// changes, when no contact has or had either the old or the new ids.
+    async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> Result<Option<ContactId>>;
     async fn get_contact(&self, id: &ContactId) -> Result<Option<Contact>>;
     /// Contacts matching `filter`, newest first, at most `limit`.
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>>;
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated>;
-    /// Records a marketing stop (`opted_out`) or resume that happened at `at`. A preference older
-    /// than the last one recorded the other way changes nothing (webhooks come in any order).
+    /// Records a marketing stop (`opted_out`) or resume that happened at `at`. The contact keeps
+    /// its latest stop and latest resume, and is opted out while the stop is newer
+    /// (`Contact::marketing_opted_out`): the same outcome in any order webhooks come in.
     /// False for an unknown contact.
     async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool>;
     async fn get_conversation(&self, id: &ConversationId) -> Result<Option<Conversation>>;

@@ -345,13 +345,20 @@ pub struct Contact {
     /// The business's own fields.
     pub attributes: Map<String, Value>,
     pub tags: Vec<String>,
-    /// Since when the customer has stopped marketing messages (a `user_preferences` stop, a
-    /// 131050 failure, or the API); None while they receive them.
+    /// The customer's latest marketing stop (a `user_preferences` stop, a 131050 failure, or the
+    /// API); see [`Contact::marketing_opted_out`].
     pub marketing_opt_out_at: Option<Timestamp>,
     /// When the customer last resumed marketing messages.
     pub marketing_opt_in_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl Contact {
+    /// Opted out of marketing: the latest stop is newer than the latest resume (or there is none).
+    pub fn marketing_opted_out(&self) -> bool {
+        wagate_domain::contact::marketing_opted_out(self.marketing_opt_out_at, self.marketing_opt_in_at)
+    }
 }
 
 /// A webhook delivery exactly as received.
@@ -453,8 +460,16 @@ pub struct Conversation {
 pub struct ConversationFilter {
     pub phone_number_id: Option<String>,
     pub contact_id: Option<ContactId>,
-    /// Only conversations whose last message is older than this one (the previous page's last).
-    pub before: Option<MessageId>,
+    /// Only conversations after this one in the list's order (the previous page's last).
+    pub before: Option<ConversationCursor>,
+}
+
+/// A conversation's place in the list's order: by last message (none sorts last), then by id,
+/// so every conversation has one, with or without messages.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationCursor {
+    pub last_message_id: Option<MessageId>,
+    pub id: ConversationId,
 }
 
 /// A page of a conversation's messages: newest first, below `before` or just above `after`.

@@ -1050,17 +1050,13 @@ macro_rules! impl_store {
             }
 
             async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO contacts (id, wa_id, profile_name, created_at, updated_at, marketing_opt_out_at) \
-                     VALUES ($1, $2, NULL, $3, $3, $3) ON CONFLICT (wa_id) DO UPDATE SET \
-                     marketing_opt_out_at = COALESCE(contacts.marketing_opt_out_at, excluded.marketing_opt_out_at), \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(ContactId::generate().as_str())
-                .bind(wa_id)
-                .bind(at.as_millis())
-                .execute(&mut *self.write().await?)
-                .await?;
+                // The contact as a message from `wa_id` would find it (see `contacts.rs`), then a
+                // stop at `at` like any other.
+                let mut tx = self.begin_write().await?;
+                let ids = ContactIds { wa_id: Some(wa_id.to_owned()), user_id: None };
+                let contact = resolve_contact(&mut tx, &ids, None, None, Timestamp::now(), false).await?;
+                set_preference(&mut tx, &contact, true, at).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -1322,9 +1318,19 @@ macro_rules! impl_store {
 
             async fn record_inbound(&self, m: &NewInbound) -> $crate::Result<bool> {
                 let mut tx = self.begin_write().await?;
+                // A replay changes nothing: not even the contact, whose ids may have changed since.
+                let known = sqlx::query_scalar::<_, String>("SELECT id FROM messages WHERE wamid = $1")
+                    .bind(&m.wamid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if known.is_some() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
                 // The contact by wa_id and user_id, linked or merged (see `contacts.rs`).
                 let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
-                let contact_id = resolve_contact(&mut tx, &ids, None, m.profile_name.as_deref(), m.received_at).await?;
+                let contact_id =
+                    resolve_contact(&mut tx, &ids, None, m.profile_name.as_deref(), m.received_at, false).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO messages (",
                     message_cols!(),
@@ -1351,6 +1357,7 @@ macro_rules! impl_store {
                 let mut customers = vec![m.from.clone()];
                 customers.extend(m.wa_id.as_deref().map(wagate_domain::contact::counterpart));
                 customers.extend(m.user_id.clone());
+                customers.sort();
                 customers.dedup();
                 for customer in customers.iter().filter(|c| !c.is_empty()) {
                     sqlx::query(
@@ -1727,7 +1734,12 @@ macro_rules! impl_store {
                 self.contact_upsert(ids, name, at).await
             }
 
-            async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> $crate::Result<ContactId> {
+            async fn change_contact_ids(
+                &self,
+                old: &ContactIds,
+                new: &ContactIds,
+                at: Timestamp,
+            ) -> $crate::Result<Option<ContactId>> {
                 self.contact_ids_change(old, new, at).await
             }
 

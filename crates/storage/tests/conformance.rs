@@ -889,7 +889,8 @@ async fn opt_outs_tiers_and_queue_depths(store: &dyn Store) {
     store.mark_marketing_opt_out("15550190006", t(3)).await.unwrap();
     store.mark_marketing_opt_out("15550190006", t(9)).await.unwrap();
     let c = store.get_contact_by_wa_id("15550190006").await.unwrap().unwrap();
-    assert_eq!(c.marketing_opt_out_at, Some(t(3)), "the first opt-out counts");
+    assert_eq!(c.marketing_opt_out_at, Some(t(9)), "the latest stop is kept");
+    assert!(c.marketing_opted_out());
     for (recipient, opens) in
         [("+15550190007", true), ("+15550190007", true), ("+15550190008", true), ("+15550190009", false)]
     {
@@ -984,8 +985,12 @@ async fn contacts_are_linked_by_wa_id_and_user_id(store: &dyn Store) {
     // The customer changes number: the contact, its conversation and history follow.
     let old = ContactIds { wa_id: Some("15550001111".into()), user_id: None };
     let new = ContactIds { wa_id: Some("15550003333".into()), user_id: None };
-    assert_eq!(store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(), both.id);
-    assert_eq!(store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(), both.id, "idempotent");
+    assert_eq!(store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(), Some(both.id.clone()));
+    assert_eq!(
+        store.change_contact_ids(&old, &new, Timestamp::now()).await.unwrap(),
+        Some(both.id.clone()),
+        "idempotent"
+    );
     assert_eq!(store.get_contact_by_wa_id("15550001111").await.unwrap(), None);
     let moved = store.get_contact_by_wa_id("15550003333").await.unwrap().unwrap();
     assert_eq!((moved.id.clone(), moved.user_id.as_deref()), (both.id.clone(), Some("US.111")));
@@ -996,6 +1001,37 @@ async fn contacts_are_linked_by_wa_id_and_user_id(store: &dyn Store) {
     let page = store.conversation_messages(&conversation.id, &ConversationPage::default(), 10).await.unwrap();
     let wamids: Vec<_> = page.iter().map(|m| m.wamid.clone().unwrap()).collect();
     assert_eq!(wamids, ["wamid.C5", "wamid.C1"], "old and new number in one conversation");
+
+    // A replay of a message from before the change changes nothing.
+    let replay = inbound_from(&a, &n, Some("15550001111"), Some("US.111"), "wamid.C1");
+    assert!(!store.record_inbound(&replay).await.unwrap());
+    let replay = inbound_from(&a, &n, Some("15550001111"), None, "wamid.C1");
+    assert!(!store.record_inbound(&replay).await.unwrap());
+    assert_eq!(store.get_contact_by_wa_id("15550001111").await.unwrap(), None, "no contact for the old number");
+    // Messages sent from the old number before the change, arriving after it (with and without
+    // the user id): filed in the same conversation; the contact keeps its new number.
+    for (user_id, wamid) in [(None, "wamid.C6"), (Some("US.111"), "wamid.C7")] {
+        assert!(store.record_inbound(&inbound_from(&a, &n, Some("15550001111"), user_id, wamid)).await.unwrap());
+        let late = store.find_message_by_wamid(wamid).await.unwrap().unwrap();
+        assert_eq!(late.contact_id.as_ref(), Some(&both.id), "{wamid}");
+    }
+    assert_eq!(store.get_contact_by_wa_id("15550001111").await.unwrap(), None);
+    let still = store.get_contact(&both.id).await.unwrap().unwrap();
+    assert_eq!(still.wa_id.as_deref(), Some("15550003333"), "a late message does not undo the change");
+    let conversation = conversation_of(store, &both.id).await;
+    assert_eq!(conversation.unread_count, 4);
+    let page = store.conversation_messages(&conversation.id, &ConversationPage::default(), 10).await.unwrap();
+    let wamids: Vec<_> = page.iter().map(|m| m.wamid.clone().unwrap()).collect();
+    assert_eq!(wamids, ["wamid.C7", "wamid.C6", "wamid.C5", "wamid.C1"]);
+    // The customer changes back: the old number is theirs again.
+    assert_eq!(store.change_contact_ids(&new, &old, Timestamp::now()).await.unwrap(), Some(both.id.clone()));
+    assert_eq!(store.get_contact_by_wa_id("15550001111").await.unwrap().unwrap().id, both.id);
+
+    // A change between ids nobody has had makes no contact.
+    let strangers = |w: &str| ContactIds { wa_id: Some(w.into()), user_id: None };
+    let changed = store.change_contact_ids(&strangers("15550008881"), &strangers("15550008882"), t(1)).await;
+    assert_eq!(changed.unwrap(), None);
+    assert_eq!(store.get_contact_by_wa_id("15550008882").await.unwrap(), None);
 }
 
 async fn conversations_list_page_and_read(store: &dyn Store) {
@@ -1015,10 +1051,15 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     assert_eq!(order(&all), [e.id.clone(), d.id.clone()]);
     assert_eq!(all[0].last_message_id.as_ref(), Some(&reply));
     assert_eq!(all[0].unread_count, 1, "replies are not unread");
-    // Pages follow the last message.
-    let first = store.list_conversations(&ConversationFilter::default(), 1).await.unwrap();
-    let next = ConversationFilter { before: first[0].last_message_id.clone(), ..Default::default() };
-    assert_eq!(order(&store.list_conversations(&next, 1).await.unwrap()), vec![d.id.clone()]);
+    // Pages follow the last message, then the conversation id.
+    let mut paged = Vec::new();
+    let mut next = ConversationFilter::default();
+    while let Some(c) = store.list_conversations(&next, 1).await.unwrap().pop() {
+        next.before = Some(ConversationCursor { last_message_id: c.last_message_id.clone(), id: c.id.clone() });
+        paged.push(c.contact_id);
+        assert!(paged.len() <= 2, "{paged:?}");
+    }
+    assert_eq!(paged, [e.id.clone(), d.id.clone()]);
     let other = ConversationFilter { phone_number_id: Some("nope".into()), ..Default::default() };
     assert!(store.list_conversations(&other, 10).await.unwrap().is_empty());
 
@@ -1107,23 +1148,106 @@ async fn contact_fields_and_marketing_preferences(store: &dyn Store) {
     let older = ContactFilter { before: Some(newest[0].id.clone()), ..Default::default() };
     assert_eq!(found(older).await, ["15550006666"]);
 
+    // Case-folding is the same on both backends, beyond ASCII.
+    let ids = ContactIds { wa_id: Some("15550007778".into()), user_id: None };
+    let elodie = store.upsert_contact(&ids, Some("Élodie Ñandú"), t(1)).await.unwrap();
+    let tags = ContactUpdate { attributes: None, tags: Some(vec!["Café".into()]), marketing_opt_out: None, at: t(1) };
+    store.update_contact(&elodie, &tags).await.unwrap();
+    assert_eq!(found(search("ÉLODIE ñANDÚ")).await, ["15550007778"]);
+    assert_eq!(found(search("élodie")).await, ["15550007778"]);
+    assert_eq!(found(search("CAFÉ")).await, ["15550007778"]);
+
     // Preferences apply by their own time, whatever the order they arrive in.
-    let opted = |c: &Contact| c.marketing_opt_out_at;
+    let opted = |c: &Contact| c.marketing_opted_out();
     assert!(store.set_marketing_preference(&c.id, true, t(10)).await.unwrap());
-    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), Some(t(10)));
+    assert!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()));
     store.set_marketing_preference(&c.id, false, t(5)).await.unwrap();
-    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), Some(t(10)), "an older resume");
+    assert!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), "an older resume");
     store.set_marketing_preference(&c.id, false, t(20)).await.unwrap();
     let resumed = store.get_contact(&c.id).await.unwrap().unwrap();
-    assert_eq!((resumed.marketing_opt_out_at, resumed.marketing_opt_in_at), (None, Some(t(20))));
+    assert_eq!((resumed.marketing_opt_out_at, resumed.marketing_opt_in_at), (Some(t(10)), Some(t(20))));
+    assert!(!opted(&resumed));
     store.set_marketing_preference(&c.id, true, t(15)).await.unwrap();
-    assert_eq!(opted(&store.get_contact(&c.id).await.unwrap().unwrap()), None, "an older stop");
+    assert!(!opted(&store.get_contact(&c.id).await.unwrap().unwrap()), "an older stop");
     assert!(!store.set_marketing_preference(&unknown, true, t(1)).await.unwrap());
     // Contacts known only by a preference or a user id can be made and found.
     let ids = ContactIds { wa_id: None, user_id: Some("US.888".into()) };
     let made = store.upsert_contact(&ids, Some("Bo"), t(1)).await.unwrap();
     assert_eq!(store.upsert_contact(&ids, None, t(2)).await.unwrap(), made);
     assert_eq!(store.get_contact(&made).await.unwrap().unwrap().profile_name.as_deref(), Some("Bo"));
+}
+
+/// Every order of `items`.
+fn orders<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut tail in orders(&rest) {
+            tail.insert(0, first.clone());
+            out.push(tail);
+        }
+    }
+    out
+}
+
+async fn marketing_preferences_do_not_depend_on_order(store: &dyn Store) {
+    // (stop?, time): the latest stop against the latest resume decides.
+    let sets: [(&[(bool, i64)], bool); 3] = [
+        (&[(true, 3), (true, 1), (false, 2)], true),
+        (&[(true, 1), (true, 3), (false, 4), (false, 2)], false),
+        (&[(false, 5), (true, 5)], false),
+    ];
+    let mut n = 0;
+    for (events, opted_out) in sets {
+        let mut outcomes = HashSet::new();
+        for order in orders(events) {
+            n += 1;
+            let wa_id = format!("1555019{n:04}");
+            let ids = ContactIds { wa_id: Some(wa_id.clone()), user_id: None };
+            let c = store.upsert_contact(&ids, None, t(0)).await.unwrap();
+            for (i, &(stop, at)) in order.iter().enumerate() {
+                // Stops come from `user_preferences` and from 131050 failures alike.
+                if stop && i % 2 == 1 {
+                    store.mark_marketing_opt_out(&wa_id, t(at)).await.unwrap();
+                } else {
+                    store.set_marketing_preference(&c, stop, t(at)).await.unwrap();
+                }
+            }
+            let got = store.get_contact(&c).await.unwrap().unwrap();
+            assert_eq!(got.marketing_opted_out(), opted_out, "{order:?}");
+            outcomes.insert((got.marketing_opt_out_at, got.marketing_opt_in_at));
+        }
+        assert_eq!(outcomes.len(), 1, "every order ends alike: {events:?} {outcomes:?}");
+    }
+    // The two orders of the review, spelled out.
+    for (order, name) in [
+        ([(true, 3), (true, 1), (false, 2)], "stop@3, stop@1, resume@2"),
+        ([(true, 1), (false, 2), (true, 3)], "stop@1, resume@2, stop@3"),
+    ] {
+        let ids = ContactIds { wa_id: None, user_id: Some(format!("US.{name}")) };
+        let c = store.upsert_contact(&ids, None, t(0)).await.unwrap();
+        for (stop, at) in order {
+            store.set_marketing_preference(&c, stop, t(at)).await.unwrap();
+        }
+        assert!(store.get_contact(&c).await.unwrap().unwrap().marketing_opted_out(), "{name}");
+    }
+    // A merge combines the same way: a stop@3 on one contact, stop@1 and resume@2 on the other.
+    let phone = ContactIds { wa_id: Some("15550198888".into()), user_id: None };
+    let user = ContactIds { wa_id: None, user_id: Some("US.8888".into()) };
+    let older = store.upsert_contact(&phone, None, t(0)).await.unwrap();
+    let newer = store.upsert_contact(&user, None, t(0)).await.unwrap();
+    store.set_marketing_preference(&older, true, t(1)).await.unwrap();
+    store.set_marketing_preference(&older, false, t(2)).await.unwrap();
+    store.set_marketing_preference(&newer, true, t(3)).await.unwrap();
+    let both = ContactIds { wa_id: phone.wa_id.clone(), user_id: user.user_id.clone() };
+    assert_eq!(store.upsert_contact(&both, None, t(4)).await.unwrap(), older);
+    let merged = store.get_contact(&older).await.unwrap().unwrap();
+    assert_eq!((merged.marketing_opt_out_at, merged.marketing_opt_in_at), (Some(t(3)), Some(t(2))));
+    assert!(merged.marketing_opted_out());
 }
 
 macro_rules! suite {
@@ -1168,6 +1292,7 @@ macro_rules! suite {
             case!(contacts_are_linked_by_wa_id_and_user_id);
             case!(conversations_list_page_and_read);
             case!(contact_fields_and_marketing_preferences);
+            case!(marketing_preferences_do_not_depend_on_order);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn batched_concurrent_sends_are_all_stored() {

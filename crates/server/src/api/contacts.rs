@@ -38,9 +38,10 @@ pub struct ContactView {
     attributes: Map<String, Value>,
     /// Sorted.
     tags: Vec<String>,
-    /// Whether the customer stopped marketing messages.
+    /// Whether the customer stopped marketing messages: their latest stop is newer than their
+    /// latest resume (or they never resumed).
     marketing_opt_out: bool,
-    /// Since when the customer has stopped marketing messages.
+    /// When the customer last stopped marketing messages.
     marketing_opt_out_at: Option<Timestamp>,
     /// When the customer last resumed marketing messages.
     marketing_opt_in_at: Option<Timestamp>,
@@ -62,6 +63,7 @@ pub struct ContactConversation {
 
 impl From<Contact> for ContactView {
     fn from(c: Contact) -> Self {
+        let marketing_opt_out = c.marketing_opted_out();
         Self {
             id: c.id.into_string(),
             wa_id: c.wa_id,
@@ -69,7 +71,7 @@ impl From<Contact> for ContactView {
             profile_name: c.profile_name,
             attributes: c.attributes,
             tags: c.tags,
-            marketing_opt_out: c.marketing_opt_out_at.is_some(),
+            marketing_opt_out,
             marketing_opt_out_at: c.marketing_opt_out_at,
             marketing_opt_in_at: c.marketing_opt_in_at,
             conversations: None,

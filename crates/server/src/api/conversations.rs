@@ -13,7 +13,9 @@ use super::List;
 use super::messages::MessageView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ListParams, PageRequest};
-use crate::services::conversations::{self, message_cursor, open_until};
+use crate::services::conversations::{
+    self, conversation_cursor, conversation_cursor_text, cursor_of, message_cursor, open_until,
+};
 use crate::services::messages::MessageDetails;
 use crate::state::AppState;
 
@@ -117,11 +119,10 @@ async fn list_conversations(
     Query(query): Query<ConversationQuery>,
     page: PageRequest,
 ) -> Result<Json<List<ConversationView>>, ApiError> {
-    let before = message_cursor("cursor", page.cursor.as_deref())?;
+    let before = conversation_cursor(page.cursor.as_deref())?;
     let filter = ConversationFilter { phone_number_id: query.phone_number_id, contact_id: None, before };
     let (found, more) = conversations::list(&state, &filter, page.limit).await?;
-    let next_cursor =
-        more.then(|| found.last().and_then(|c| c.last_message_id.as_ref().map(|m| m.to_string()))).flatten();
+    let next_cursor = more.then(|| found.last().map(|c| conversation_cursor_text(&cursor_of(c)))).flatten();
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor }))
 }
 

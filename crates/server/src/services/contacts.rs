@@ -35,13 +35,22 @@ impl Sender {
     pub fn of(contacts: &[WebhookContact], m: &InboundMessage) -> Option<Self> {
         let wa_id = non_empty(Some(&m.from));
         let from_user_id = non_empty(m.rest.get("from_user_id").and_then(Value::as_str));
+        let agrees = |ours: &Option<String>, theirs: &Option<String>| {
+            let theirs = non_empty(theirs.as_deref());
+            ours.is_none() || theirs.is_none() || theirs == *ours
+        };
         let entry = contacts
             .iter()
             .find(|c| wa_id.is_some() && non_empty(c.wa_id.as_deref()) == wa_id)
             .or_else(|| {
                 contacts.iter().find(|c| from_user_id.is_some() && non_empty(c.user_id.as_deref()) == from_user_id)
             })
-            .or(if contacts.len() == 1 { contacts.first() } else { None });
+            .or_else(|| match contacts {
+                // The only entry, when none of its ids contradicts the message's: a wa_id or user
+                // id of someone else must not be linked to this sender.
+                [only] if agrees(&wa_id, &only.wa_id) && agrees(&from_user_id, &only.user_id) => Some(only),
+                _ => None,
+            });
         let user_id = from_user_id.or_else(|| entry.and_then(|c| non_empty(c.user_id.as_deref())));
         let wa_id = wa_id.or_else(|| entry.and_then(|c| non_empty(c.wa_id.as_deref())));
         let from = wa_id.as_deref().map(counterpart).or_else(|| user_id.clone())?;
@@ -72,8 +81,10 @@ pub async fn apply_system_message(state: &AppState, m: &InboundMessage) -> Resul
         return Ok(());
     }
     let at = parse_unix_seconds(&m.timestamp).unwrap_or_else(Timestamp::now);
-    let contact = state.store.change_contact_ids(&old, &new, at).await?;
-    tracing::info!(kind, contact = %contact, "customer's ids changed");
+    match state.store.change_contact_ids(&old, &new, at).await? {
+        Some(contact) => tracing::info!(kind, contact = %contact, "customer's ids changed"),
+        None => tracing::info!(kind, wamid = %m.id, "ids changed of a customer never seen"),
+    }
     Ok(())
 }
 
@@ -264,6 +275,17 @@ mod tests {
         );
         let s = Sender::of(&contacts, &m).unwrap();
         assert_eq!((s.from.as_str(), s.user_id.as_deref()), ("+16505551234", Some("US.1")));
+        // The only entry is someone else's: neither its user id nor its name is taken.
+        let other: Vec<WebhookContact> =
+            serde_json::from_value(json!([{"profile": {"name": "Other"}, "wa_id": "16505559999", "user_id": "US.9"}]))
+                .unwrap();
+        let s = Sender::of(&other, &m).unwrap();
+        assert_eq!((s.user_id, s.profile_name), (None, None));
+        // An entry without a wa_id, alone: Meta's ids for this sender.
+        let partial: Vec<WebhookContact> =
+            serde_json::from_value(json!([{"profile": {"name": "Bo"}, "wa_id": "", "user_id": "US.2"}])).unwrap();
+        let s = Sender::of(&partial, &m).unwrap();
+        assert_eq!((s.user_id.as_deref(), s.profile_name.as_deref()), (Some("US.2"), Some("Bo")));
         let nobody = message(json!({"from": "", "id": "wamid.Z", "timestamp": "1", "type": "text"}));
         assert_eq!(Sender::of(&[], &nobody), None);
     }

@@ -7,7 +7,7 @@ use wagate_domain::id::{ConversationId, MessageId};
 use wagate_domain::message::ReadReceipt;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{Conversation, ConversationFilter, ConversationPage, Message};
+use wagate_storage::{Conversation, ConversationCursor, ConversationFilter, ConversationPage, Message};
 
 use super::ServiceError;
 use super::messages::send_read_receipt;
@@ -34,6 +34,33 @@ pub fn message_cursor(field: &str, value: Option<&str>) -> Result<Option<Message
                 .ok_or_else(|| FieldError::new(field, "invalid_value", "must be a message id (msg_…) this API gave"))
         })
         .transpose()
+}
+
+/// A conversation's place in the order of `GET /v1/conversations`.
+pub fn cursor_of(c: &Conversation) -> ConversationCursor {
+    ConversationCursor { last_message_id: c.last_message_id.clone(), id: c.id.clone() }
+}
+
+/// The opaque `cursor` of `GET /v1/conversations`: the conversation's id, and its last message's
+/// id when it has one.
+pub fn conversation_cursor_text(c: &ConversationCursor) -> String {
+    match &c.last_message_id {
+        Some(m) => format!("{}.{m}", c.id),
+        None => c.id.to_string(),
+    }
+}
+
+/// Parses a `cursor` that `conversation_cursor_text` made.
+pub fn conversation_cursor(value: Option<&str>) -> Result<Option<ConversationCursor>, FieldError> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let (id, message) = match v.split_once('.') {
+        Some((id, m)) => (id, MessageId::parse(m).map(Some)),
+        None => (v, Some(None)),
+    };
+    match (ConversationId::parse(id), message) {
+        (Some(id), Some(last_message_id)) => Ok(Some(ConversationCursor { last_message_id, id })),
+        _ => Err(FieldError::new("cursor", "invalid_value", "is not a cursor this API gave")),
+    }
 }
 
 /// `GET /v1/conversations`: a page by last message, newest first, and whether more follow.
@@ -91,4 +118,22 @@ pub async fn mark_read(state: &AppState, id: &str) -> Result<Conversation, Servi
     send_read_receipt(state, &newest.phone_number_id, &ReadReceipt::new(wamid, false)).await?;
     state.store.mark_conversation_read(&conversation.id, &newest.id, Timestamp::now()).await?;
     get(state, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_cursors_round_trip_with_or_without_a_last_message() {
+        let id = ConversationId::generate();
+        for last_message_id in [Some(MessageId::generate()), None] {
+            let c = ConversationCursor { last_message_id, id: id.clone() };
+            assert_eq!(conversation_cursor(Some(&conversation_cursor_text(&c))).unwrap(), Some(c));
+        }
+        assert_eq!(conversation_cursor(None).unwrap(), None);
+        for bad in ["bad", "msg_01J00000000000000000000000", &format!("{id}.bad"), &format!("{id}.")] {
+            assert_eq!(conversation_cursor(Some(bad)).unwrap_err().path, "cursor", "{bad}");
+        }
+    }
 }

@@ -395,7 +395,7 @@ async fn apply_messages(
         if update.error.as_ref().and_then(|e| e.code) == Some(131_050)
             && let Some(wa_id) = s.recipient_id.as_deref().filter(|r| !r.is_empty())
         {
-            state.store.mark_marketing_opt_out(wa_id, now).await?;
+            state.store.mark_marketing_opt_out(wa_id, update.occurred_at).await?;
         }
         statuses.push(update);
     }

@@ -6,15 +6,24 @@
 ALTER TABLE contacts ALTER COLUMN wa_id DROP NOT NULL;
 -- user_id: the business-scoped user id (BSUID); NULL until Meta sends one.
 ALTER TABLE contacts ADD COLUMN user_id TEXT UNIQUE;
+-- profile_name case-folded by wagate (Rust's Unicode lowercase), what `?q=` searches: SQLite's
+-- and PostgreSQL's lower() fold differently. Existing names are folded here; the next message of
+-- each customer stores wagate's own folding.
+ALTER TABLE contacts ADD COLUMN name_folded TEXT;
+UPDATE contacts SET name_folded = lower(profile_name);
 -- A JSON object of the business's own fields.
 ALTER TABLE contacts ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
--- The last opt-in (resume), which makes an older opt-out arriving late harmless.
+-- The latest marketing resume; marketing_opt_out_at is the latest stop (each kept as a maximum,
+-- so webhooks may come in any order): opted out while the stop is newer than the resume, or with
+-- no resume.
 ALTER TABLE contacts ADD COLUMN marketing_opt_in_at BIGINT;
 ALTER TABLE contacts ADD CONSTRAINT contacts_known CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL);
 
 CREATE TABLE contact_tags (
     contact_id TEXT NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     tag        TEXT NOT NULL,
+    -- The tag case-folded by wagate, what `?q=` matches.
+    tag_folded TEXT NOT NULL,
     PRIMARY KEY (contact_id, tag)
 );
 CREATE INDEX contact_tags_tag ON contact_tags (tag);

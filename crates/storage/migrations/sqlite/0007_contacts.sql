@@ -15,23 +15,30 @@ CREATE TABLE contacts (
     -- The business-scoped user id (BSUID); NULL until Meta sends one.
     user_id              TEXT UNIQUE,
     profile_name         TEXT,
+    -- profile_name case-folded by wagate (Rust's Unicode lowercase), what `?q=` searches: SQLite's
+    -- and PostgreSQL's lower() fold differently.
+    name_folded          TEXT,
     -- A JSON object of the business's own fields.
     attributes           TEXT NOT NULL DEFAULT '{}',
-    -- Opted out of marketing since (NULL: not opted out); the last opt-in (resume), which makes
-    -- an older opt-out arriving late harmless.
+    -- The latest marketing stop and the latest resume (each kept as a maximum, so webhooks may
+    -- come in any order): opted out while the stop is newer than the resume, or with no resume.
     marketing_opt_out_at INTEGER,
     marketing_opt_in_at  INTEGER,
     created_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL,
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
 );
-INSERT INTO contacts (id, wa_id, profile_name, created_at, updated_at, marketing_opt_out_at)
-    SELECT id, wa_id, profile_name, created_at, updated_at, marketing_opt_out_at FROM contacts_copy;
+-- Existing names are folded here (ASCII only on SQLite); the next message of each customer
+-- stores wagate's own folding.
+INSERT INTO contacts (id, wa_id, profile_name, name_folded, created_at, updated_at, marketing_opt_out_at)
+    SELECT id, wa_id, profile_name, lower(profile_name), created_at, updated_at, marketing_opt_out_at FROM contacts_copy;
 DROP TABLE contacts_copy;
 
 CREATE TABLE contact_tags (
     contact_id TEXT NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
     tag        TEXT NOT NULL,
+    -- The tag case-folded by wagate, what `?q=` matches.
+    tag_folded TEXT NOT NULL,
     PRIMARY KEY (contact_id, tag)
 );
 CREATE INDEX contact_tags_tag ON contact_tags (tag);

@@ -167,6 +167,26 @@ async fn a_customer_who_changes_number_keeps_contact_and_conversation(backend: B
     let (_, page) = app.get(&format!("/v1/conversations/{conversation}/messages")).await;
     let from: Vec<&str> = page["data"].as_array().unwrap().iter().map(|m| m["from"].as_str().unwrap()).collect();
     assert_eq!(from, [new.as_str(), old.as_str()], "old and new number, one conversation");
+
+    // Through the webhook receiver: Meta redelivers the message from before the change, and one
+    // sent from the old number before the change arrives late. Neither makes a contact for the
+    // old number; the late one joins the conversation.
+    let mut sb = sandbox(&app).await;
+    // The conversation's number (the sandbox account has several, listed in no set order).
+    sb.phone_number_id = phone.clone();
+    let old_wa_id = old.trim_start_matches('+').to_owned();
+    let first = page["data"].as_array().unwrap().last().unwrap()["wamid"].as_str().unwrap().to_owned();
+    deliver(&app, &sb, "messages", text_from(&old_wa_id, None, "Ana Customer", &first, now_s() - 120)).await;
+    deliver(&app, &sb, "messages", text_from(&old_wa_id, None, "Ana Customer", "wamid.LATE1", now_s() - 60)).await;
+    assert!(find_contacts(&app, &old).await.is_empty(), "still nobody has the old number");
+    let (_, c) = app.get(&format!("/v1/contacts/{}", before[0]["id"].as_str().unwrap())).await;
+    assert_eq!(c["wa_id"].as_str(), Some(new_wa_id.as_str()), "{c}");
+    let (_, page) = app.get(&format!("/v1/conversations/{conversation}/messages")).await;
+    let wamids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|m| m["wamid"].as_str().unwrap()).collect();
+    assert_eq!(wamids.len(), 3, "{wamids:?}");
+    assert_eq!((wamids[0], wamids[2]), ("wamid.LATE1", first.as_str()), "{wamids:?}");
+    let (_, c) = app.get(&format!("/v1/conversations/{conversation}")).await;
+    assert_eq!(c["unread_count"].as_i64(), Some(3), "the replay is not counted: {c}");
     app.stop().await;
 }
 
@@ -265,6 +285,8 @@ async fn conversations_sort_by_last_message_with_unread_and_window(backend: Back
     let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
     let (_, rest) = app.get(&format!("/v1/conversations?phone_number_id={phone}&limit=2&cursor={cursor}")).await;
     assert_eq!((to(rest["data"].as_array().unwrap()), &rest["next_cursor"]), (vec![cy.clone()], &Value::Null));
+    let (status, e) = app.get(&format!("/v1/conversations?cursor={}", reply["id"].as_str().unwrap())).await;
+    assert_eq!((status, e["error"]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor")));
 
     // Mark read: the sandbox receives a read receipt for Ana's newest message; unread → 0.
     let ana_conv = cs[0]["id"].as_str().unwrap().to_owned();
