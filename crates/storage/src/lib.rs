@@ -182,7 +182,12 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_statuses(&self, updates: &[StatusUpdate], at: Timestamp) -> Result<Vec<StatusOutcome>>;
     /// Stores an inbound message, upserts its contact and moves the conversation's window; false,
     /// and nothing changes, for a duplicate wamid.
-    async fn record_inbound(&self, message: &NewInbound) -> Result<bool>;
+    async fn record_inbound(&self, message: &NewInbound) -> Result<bool> {
+        Ok(self.record_inbounds(std::slice::from_ref(message)).await?.pop().unwrap_or(false))
+    }
+    /// Stores inbound messages (see `record_inbound`) in one transaction, in order: one flush
+    /// for a whole batch of webhook deliveries. Whether each was new, in the order given.
+    async fn record_inbounds(&self, messages: &[NewInbound]) -> Result<Vec<bool>>;
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
     /// Records that the customer stopped marketing messages at `at` (Meta's time of the 131050
     /// failure), as a stop of `set_marketing_preference`; the contact is made if unknown.

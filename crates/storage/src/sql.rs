@@ -473,6 +473,68 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Stores one inbound message in `tx` (see `Store::record_inbounds`); false for a wamid
+        /// already stored, which changes nothing: not even the contact, whose ids may have
+        /// changed since.
+        async fn record_inbound_in(tx: &mut $tx, m: &NewInbound) -> $crate::Result<bool> {
+            let known = sqlx::query_scalar::<_, String>("SELECT id FROM messages WHERE wamid = $1")
+                .bind(&m.wamid)
+                .fetch_optional(&mut **tx)
+                .await?;
+            if known.is_some() {
+                return Ok(false);
+            }
+            // The contact by wa_id and user_id, linked or merged (see `contacts.rs`).
+            let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
+            let contact_id =
+                resolve_contact(tx, &ids, None, m.profile_name.as_deref(), m.received_at, false).await?;
+            let inserted = sqlx::query(concat!(
+                "INSERT INTO messages (",
+                message_cols!(),
+                ", reply_to_wamid) ",
+                "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, $11, NULL, $9, $10, NULL, NULL, $12) ",
+                "ON CONFLICT DO NOTHING"
+            ))
+            .bind(m.id.as_str())
+            .bind(m.account_id.as_str())
+            .bind(&m.phone_number_id)
+            .bind(&contact_id)
+            .bind(&m.from)
+            .bind(&m.kind)
+            .bind(json_text(&m.content))
+            .bind(&m.wamid)
+            .bind(m.sent_at.as_millis())
+            .bind(m.received_at.as_millis())
+            .bind(m.error.as_ref().map(error_text))
+            .bind(&m.reply_to_wamid)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            // The window opens for each id a send may name the customer by.
+            let mut customers = vec![m.from.clone()];
+            customers.extend(m.wa_id.as_deref().map(wagate_domain::contact::counterpart));
+            customers.extend(m.user_id.clone());
+            customers.sort();
+            customers.dedup();
+            for customer in customers.iter().filter(|c| !c.is_empty()) {
+                sqlx::query(
+                    "INSERT INTO conversations (phone_number_id, customer, last_inbound_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (phone_number_id, customer) DO UPDATE SET last_inbound_at = \
+                     CASE WHEN excluded.last_inbound_at > conversations.last_inbound_at \
+                     THEN excluded.last_inbound_at ELSE conversations.last_inbound_at END",
+                )
+                .bind(&m.phone_number_id)
+                .bind(customer)
+                .bind(m.sent_at.as_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            if inserted == 1 {
+                note_in_thread(tx, &m.phone_number_id, &contact_id, m.sent_at, m.received_at).await?;
+            }
+            Ok(inserted == 1)
+        }
+
         impl $store {
             /// Gives a leased row back, due at `due_at`; `uncount` takes back the claim's attempt.
             async fn release(&self, d: &Dispatch, due_at: Timestamp, error: &MessageError, uncount: i64) -> $crate::Result<bool> {
@@ -1316,67 +1378,17 @@ macro_rules! impl_store {
                 Ok(outcomes)
             }
 
-            async fn record_inbound(&self, m: &NewInbound) -> $crate::Result<bool> {
+            async fn record_inbounds(&self, messages: &[NewInbound]) -> $crate::Result<Vec<bool>> {
+                if messages.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.begin_write().await?;
-                // A replay changes nothing: not even the contact, whose ids may have changed since.
-                let known = sqlx::query_scalar::<_, String>("SELECT id FROM messages WHERE wamid = $1")
-                    .bind(&m.wamid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if known.is_some() {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                // The contact by wa_id and user_id, linked or merged (see `contacts.rs`).
-                let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
-                let contact_id =
-                    resolve_contact(&mut tx, &ids, None, m.profile_name.as_deref(), m.received_at, false).await?;
-                let inserted = sqlx::query(concat!(
-                    "INSERT INTO messages (",
-                    message_cols!(),
-                    ", reply_to_wamid) ",
-                    "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $7, 'received', $8, $11, NULL, $9, $10, NULL, NULL, $12) ",
-                    "ON CONFLICT DO NOTHING"
-                ))
-                .bind(m.id.as_str())
-                .bind(m.account_id.as_str())
-                .bind(&m.phone_number_id)
-                .bind(&contact_id)
-                .bind(&m.from)
-                .bind(&m.kind)
-                .bind(json_text(&m.content))
-                .bind(&m.wamid)
-                .bind(m.sent_at.as_millis())
-                .bind(m.received_at.as_millis())
-                .bind(m.error.as_ref().map(error_text))
-                .bind(&m.reply_to_wamid)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                // The window opens for each id a send may name the customer by.
-                let mut customers = vec![m.from.clone()];
-                customers.extend(m.wa_id.as_deref().map(wagate_domain::contact::counterpart));
-                customers.extend(m.user_id.clone());
-                customers.sort();
-                customers.dedup();
-                for customer in customers.iter().filter(|c| !c.is_empty()) {
-                    sqlx::query(
-                        "INSERT INTO conversations (phone_number_id, customer, last_inbound_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (phone_number_id, customer) DO UPDATE SET last_inbound_at = \
-                         CASE WHEN excluded.last_inbound_at > conversations.last_inbound_at \
-                         THEN excluded.last_inbound_at ELSE conversations.last_inbound_at END",
-                    )
-                    .bind(&m.phone_number_id)
-                    .bind(customer)
-                    .bind(m.sent_at.as_millis())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if inserted == 1 {
-                    note_in_thread(&mut tx, &m.phone_number_id, &contact_id, m.sent_at, m.received_at).await?;
+                let mut stored = Vec::with_capacity(messages.len());
+                for m in messages {
+                    stored.push(record_inbound_in(&mut tx, m).await?);
                 }
                 tx.commit().await?;
-                Ok(inserted == 1)
+                Ok(stored)
             }
 
             async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> $crate::Result<Option<Timestamp>> {

@@ -158,13 +158,9 @@ pub enum ProcessError {
 /// within the account that owns its WABA and shares the app secret that signed it. Problems
 /// confined to one change are reported together after the rest is applied.
 ///
-/// Statuses are not applied here but added to `statuses`, for [`apply_statuses`] to apply those
-/// of a whole batch of deliveries in one transaction.
-pub async fn process(
-    state: &AppState,
-    delivery: &Delivery,
-    statuses: &mut Vec<StatusUpdate>,
-) -> Result<(), ProcessError> {
+/// Statuses and inbound messages, the bulk of Meta's traffic, are not written here but added to
+/// `pending`, for [`write_pending`] to write those of a whole batch of deliveries together.
+pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pending) -> Result<(), ProcessError> {
     let payload: Payload = serde_json::from_slice(&delivery.body)
         .map_err(|e| ProcessError::Unprocessable(format!("not a webhook payload: {e}")))?;
     if payload.object != "whatsapp_business_account" {
@@ -189,7 +185,7 @@ pub async fn process(
             let change_at = Change { delivery, account: &account, position: format!("{e}.{c}"), time: entry.time, at };
             let applied = match change.field.as_str() {
                 "messages" => match serde_json::from_value::<MessagesValue>(change.value.clone()) {
-                    Ok(value) => apply_messages(state, &change_at, value, statuses).await?,
+                    Ok(value) => apply_messages(state, &change_at, value, pending).await?,
                     Err(e) => Err(format!("messages change of {}: {e}", entry.id)),
                 },
                 "smb_message_echoes" => match serde_json::from_value::<EchoesValue>(change.value.clone()) {
@@ -353,7 +349,7 @@ async fn apply_messages(
     state: &AppState,
     change: &Change<'_>,
     value: MessagesValue,
-    statuses: &mut Vec<StatusUpdate>,
+    pending: &mut Pending,
 ) -> Result<Result<(), String>, StorageError> {
     let account_id = &change.account.id;
     let now = Timestamp::now();
@@ -397,7 +393,7 @@ async fn apply_messages(
         {
             state.store.mark_marketing_opt_out(wa_id, update.occurred_at).await?;
         }
-        statuses.push(update);
+        pending.statuses.push(update);
     }
     if value.messages.is_empty() {
         return Ok(Ok(()));
@@ -456,16 +452,54 @@ async fn apply_messages(
             sent_at: parse_unix_seconds(&m.timestamp).unwrap_or(change.delivery.received_at),
             received_at: now,
         };
-        let stored = state.store.record_inbound(&inbound).await?;
-        // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
-        super::media::record_inbound(state, &inbound).await?;
-        Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
+        pending.inbound.push(inbound);
     }
     Ok(Ok(()))
 }
 
-/// Applies the statuses a batch of deliveries carried, in one transaction, and counts them.
-pub async fn apply_statuses(state: &AppState, statuses: &[StatusUpdate]) -> Result<(), StorageError> {
+/// The statuses and inbound messages of deliveries processed but not yet written.
+#[derive(Default)]
+pub struct Pending {
+    pub statuses: Vec<StatusUpdate>,
+    pub inbound: Vec<NewInbound>,
+}
+
+/// How far a [`Pending`] had grown: where a delivery's own part starts or ends.
+#[derive(Clone, Copy)]
+pub struct Mark {
+    statuses: usize,
+    inbound: usize,
+}
+
+impl Pending {
+    pub fn mark(&self) -> Mark {
+        Mark { statuses: self.statuses.len(), inbound: self.inbound.len() }
+    }
+
+    /// Drops what was added since `mark`.
+    pub fn truncate(&mut self, mark: Mark) {
+        self.statuses.truncate(mark.statuses);
+        self.inbound.truncate(mark.inbound);
+    }
+}
+
+/// Writes what deliveries between `from` and `to` added to `pending` (all of it without
+/// marks): the inbound messages in one transaction (then their media), the statuses in another,
+/// so a batch of deliveries costs two flushes rather than one per message and status.
+pub async fn write_pending(
+    state: &AppState,
+    pending: &Pending,
+    span: Option<(Mark, Mark)>,
+) -> Result<(), StorageError> {
+    let (from, to) = span.unwrap_or((Mark { statuses: 0, inbound: 0 }, pending.mark()));
+    let inbound = &pending.inbound[from.inbound..to.inbound];
+    let stored = state.store.record_inbounds(inbound).await?;
+    for (message, stored) in inbound.iter().zip(stored) {
+        // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
+        super::media::record_inbound(state, message).await?;
+        Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
+    }
+    let statuses = &pending.statuses[from.statuses..to.statuses];
     for outcome in state.store.apply_statuses(statuses, Timestamp::now()).await? {
         let label = match outcome {
             StatusOutcome::Applied => "applied",

@@ -8,7 +8,7 @@ use wagate_domain::time::Timestamp;
 
 use wagate_storage::{Delivery, StorageError};
 
-use crate::services::webhooks::{ProcessError, apply_statuses, process};
+use crate::services::webhooks::{Pending, ProcessError, process, write_pending};
 use crate::state::{AppState, Worker};
 
 const BATCH: u32 = 32;
@@ -32,42 +32,42 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         // statuses are applied, and its deliveries marked done, in one transaction each
         // (processing is idempotent, so a crash before that only repeats work).
         let mut finished = Vec::with_capacity(batch.len());
-        // Each finished delivery's statuses: `statuses[range]`.
-        let mut ranges = Vec::with_capacity(batch.len());
-        let mut statuses = Vec::new();
+        // Each finished delivery's part of `pending`.
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut pending = Pending::default();
         for d in &batch {
-            let before = statuses.len();
-            let outcome = match process(&state, d, &mut statuses).await {
+            let before = pending.mark();
+            let outcome = match process(&state, d, &mut pending).await {
                 Ok(()) => None,
                 Err(ProcessError::Unprocessable(why)) => {
                     tracing::warn!(delivery = d.id, error = %why, "webhook delivery set aside");
                     Some(why)
                 }
                 Err(ProcessError::Storage(e)) => {
-                    statuses.truncate(before);
+                    pending.truncate(before);
                     let set_aside = finished.len();
                     give_back(&state, d, &e, settings.max_attempts, &mut finished).await;
                     if finished.len() > set_aside {
-                        ranges.push(before..before);
+                        spans.push((before, before));
                     }
                     continue;
                 }
             };
             finished.push((d, outcome));
-            ranges.push(before..statuses.len());
+            spans.push((before, pending.mark()));
         }
-        if let Err(e) = apply_statuses(&state, &statuses).await {
-            // One bad status must not hold back the others: delivery by delivery, each either
-            // applies or is tried again (set aside once it has failed too often).
-            tracing::warn!(error = %e, "applying a batch of statuses failed; applying them delivery by delivery");
-            let mut applied = Vec::with_capacity(finished.len());
-            for ((d, outcome), range) in std::mem::take(&mut finished).into_iter().zip(ranges) {
-                match apply_statuses(&state, &statuses[range]).await {
-                    Ok(()) => applied.push((d, outcome)),
-                    Err(e) => give_back(&state, d, &e, settings.max_attempts, &mut applied).await,
+        if let Err(e) = write_pending(&state, &pending, None).await {
+            // One bad message or status must not hold back the others: delivery by delivery,
+            // each is either written or tried again (set aside once it has failed too often).
+            tracing::warn!(error = %e, "writing a batch of deliveries failed; writing them one by one");
+            let mut written = Vec::with_capacity(finished.len());
+            for ((d, outcome), span) in std::mem::take(&mut finished).into_iter().zip(spans) {
+                match write_pending(&state, &pending, Some(span)).await {
+                    Ok(()) => written.push((d, outcome)),
+                    Err(e) => give_back(&state, d, &e, settings.max_attempts, &mut written).await,
                 }
             }
-            finished = applied;
+            finished = written;
         }
         if let Err(e) = state.store.finish_deliveries(&finished, Timestamp::now()).await {
             tracing::error!(error = %e, deliveries = finished.len(), "recording webhook processing failed; the leases will lapse");
