@@ -457,6 +457,8 @@ async fn apply_messages(
     Ok(Ok(()))
 }
 
+const INBOUND_PER_TRANSACTION: usize = 8;
+
 /// The statuses and inbound messages of deliveries processed but not yet written.
 #[derive(Default)]
 pub struct Pending {
@@ -484,20 +486,23 @@ impl Pending {
 }
 
 /// Writes what deliveries between `from` and `to` added to `pending` (all of it without
-/// marks): the inbound messages in one transaction (then their media), the statuses in another,
-/// so a batch of deliveries costs two flushes rather than one per message and status.
+/// marks): the inbound messages a few per transaction (then their media), the statuses in one,
+/// so a batch of deliveries costs a few flushes rather than one per message and status.
 pub async fn write_pending(
     state: &AppState,
     pending: &Pending,
     span: Option<(Mark, Mark)>,
 ) -> Result<(), StorageError> {
     let (from, to) = span.unwrap_or((Mark { statuses: 0, inbound: 0 }, pending.mark()));
-    let inbound = &pending.inbound[from.inbound..to.inbound];
-    let stored = state.store.record_inbounds(inbound).await?;
-    for (message, stored) in inbound.iter().zip(stored) {
-        // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
-        super::media::record_inbound(state, message).await?;
-        Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
+    // A few messages per transaction: each takes a dozen statements, and SQLite's one writer
+    // is also what acknowledges new deliveries, which must not wait long for it.
+    for inbound in pending.inbound[from.inbound..to.inbound].chunks(INBOUND_PER_TRANSACTION) {
+        let stored = state.store.record_inbounds(inbound).await?;
+        for (message, stored) in inbound.iter().zip(stored) {
+            // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
+            super::media::record_inbound(state, message).await?;
+            Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
+        }
     }
     let statuses = &pending.statuses[from.statuses..to.statuses];
     for outcome in state.store.apply_statuses(statuses, Timestamp::now()).await? {
