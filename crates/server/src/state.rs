@@ -82,14 +82,17 @@ impl Wakeups {
 pub struct WorkerHealth {
     dispatcher: AtomicI64,
     inbound: AtomicI64,
+    media: AtomicI64,
     dispatcher_rounds: AtomicU64,
     inbound_rounds: AtomicU64,
+    media_rounds: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
 pub enum Worker {
     Dispatcher,
     Inbound,
+    Media,
 }
 
 impl WorkerHealth {
@@ -97,6 +100,7 @@ impl WorkerHealth {
         match w {
             Worker::Dispatcher => (&self.dispatcher, &self.dispatcher_rounds),
             Worker::Inbound => (&self.inbound, &self.inbound_rounds),
+            Worker::Media => (&self.media, &self.media_rounds),
         }
     }
 

@@ -28,6 +28,7 @@ struct Readiness {
     database: bool,
     dispatcher: bool,
     inbound_processor: bool,
+    media_downloader: bool,
 }
 
 /// Up: the process answers.
@@ -51,11 +52,18 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     let dispatcher = !state.config.dispatcher.enabled
         || state.health.alive(Worker::Dispatcher, max_age(state.config.dispatcher.poll_interval_ms));
     let inbound_processor = state.health.alive(Worker::Inbound, max_age(state.config.inbound.poll_interval_ms));
-    let ready = database && dispatcher && inbound_processor;
+    let media_downloader = state.health.alive(Worker::Media, max_age(state.config.media.poll_interval_ms));
+    let ready = database && dispatcher && inbound_processor && media_downloader;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
-        Json(Readiness { status: if ready { "ready" } else { "not_ready" }, database, dispatcher, inbound_processor }),
+        Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            database,
+            dispatcher,
+            inbound_processor,
+            media_downloader,
+        }),
     )
 }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wagate_domain::time::Timestamp;
-
 use wagate_storage::{Delivery, StorageError};
 
 use crate::services::webhooks::{Pending, ProcessError, process, write_pending};
@@ -29,8 +28,9 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         };
         let full = batch.len() == BATCH as usize;
         // Finish the batch even when stopping: each delivery takes milliseconds. The batch's
-        // statuses are applied, and its deliveries marked done, in one transaction each
-        // (processing is idempotent, so a crash before that only repeats work).
+        // inbound messages and statuses are written together after it (see `write_pending`),
+        // then its deliveries are marked done in one transaction; processing is idempotent, so
+        // a crash before that only repeats work.
         let mut finished = Vec::with_capacity(batch.len());
         // Each finished delivery's part of `pending`.
         let mut spans = Vec::with_capacity(batch.len());

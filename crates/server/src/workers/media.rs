@@ -15,7 +15,7 @@ use wagate_storage::{MediaJob, StoredMedia};
 use crate::graph::Target;
 use crate::metrics::Metrics;
 use crate::services::media::{digest_base64, file_path, media_dir, parse_digest};
-use crate::state::AppState;
+use crate::state::{AppState, Worker};
 
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let settings = state.config.media.clone();
@@ -23,6 +23,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     remove_stale_parts(&media_dir(&state.config.data_dir), settings.lease()).await;
     let mut running = JoinSet::new();
     loop {
+        state.health.beat(Worker::Media);
         let free = settings.concurrency.saturating_sub(running.len());
         if free > 0 {
             let now = Timestamp::now();

@@ -20,7 +20,10 @@ async fn operations_endpoints_answer(backend: Backend) {
         (status == StatusCode::OK).then_some(body)
     })
     .await;
-    assert_eq!(ready, json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true}));
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true, "media_downloader": true})
+    );
 
     // A send shows in the metrics; no customer's number does.
     let customer = customer();
