@@ -217,6 +217,38 @@ struct Change<'a> {
     at: Timestamp,
 }
 
+impl Change<'_> {
+    /// An event of this change's account, from this delivery.
+    fn event(
+        &self,
+        field: &str,
+        kind: &str,
+        dedup_key: String,
+        subject: Option<String>,
+        payload: Value,
+        occurred_at: Timestamp,
+    ) -> NewWebhookEvent {
+        NewWebhookEvent {
+            account_id: self.account.id.clone(),
+            delivery_id: self.delivery.id,
+            dedup_key,
+            field: field.to_owned(),
+            kind: kind.to_owned(),
+            subject,
+            payload,
+            occurred_at,
+            recorded_at: Timestamp::now(),
+        }
+    }
+}
+
+/// Stores an account event (once: see `NewWebhookEvent::dedup_key`) and counts it.
+async fn keep(state: &AppState, event: &NewWebhookEvent) -> Result<(), StorageError> {
+    let stored = state.store.record_webhook_event(event).await?;
+    Metrics::outcome(&state.metrics.webhook_events, if stored { "stored" } else { "duplicate" });
+    Ok(())
+}
+
 /// Fields wagate keeps as account events, and what they are about.
 fn subject_of(field: &str, value: &Value) -> Option<String> {
     let text = |key: &str| {
@@ -258,19 +290,15 @@ async fn record_event(state: &AppState, change: &Change<'_>, field: &str, value:
     if !KNOWN.contains(&field) {
         tracing::warn!(field, delivery = change.delivery.id, "webhook field wagate does not know; stored as an event");
     }
-    let event = NewWebhookEvent {
-        account_id: change.account.id.clone(),
-        delivery_id: change.delivery.id,
-        dedup_key: change_fingerprint(field, change.time, value),
-        field: field.to_owned(),
-        kind: kind.to_owned(),
-        subject: subject_of(field, value),
-        payload: value.clone(),
-        occurred_at: change.at,
-        recorded_at: Timestamp::now(),
-    };
-    let stored = state.store.record_webhook_event(&event).await.map_err(|e| e.to_string())?;
-    Metrics::outcome(&state.metrics.webhook_events, if stored { "stored" } else { "duplicate" });
+    let event = change.event(
+        field,
+        kind,
+        change_fingerprint(field, change.time, value),
+        subject_of(field, value),
+        value.clone(),
+        change.at,
+    );
+    keep(state, &event).await.map_err(|e| e.to_string())?;
     if field == "phone_number_quality_update" {
         apply_quality_update(state, change.account, value).await.map_err(|e| e.to_string())?;
     }
@@ -359,19 +387,16 @@ async fn apply_messages(
     // Errors at value level are about the number or the app, not a message: kept as events.
     for (i, error) in value.errors.iter().enumerate() {
         tracing::warn!(account = %account_id, error = %error, "Meta reported an error in a messages webhook");
-        let event = NewWebhookEvent {
-            account_id: account_id.clone(),
-            delivery_id: change.delivery.id,
+        let event = change.event(
+            "messages",
+            "error",
             // Errors carry no time of their own: one event per error of each delivery.
-            dedup_key: format!("delivery {} change {} error {i}", change.delivery.id, change.position),
-            field: "messages".into(),
-            kind: "error".into(),
-            subject: error.get("code").and_then(Value::as_i64).map(|c| c.to_string()),
-            payload: json!({"metadata": value.metadata.as_ref().map(|m| &m.phone_number_id), "error": error}),
-            occurred_at: change.at,
-            recorded_at: now,
-        };
-        state.store.record_webhook_event(&event).await?;
+            format!("delivery {} change {} error {i}", change.delivery.id, change.position),
+            error.get("code").and_then(Value::as_i64).map(|c| c.to_string()),
+            json!({"metadata": value.metadata.as_ref().map(|m| &m.phone_number_id), "error": error}),
+            change.at,
+        );
+        keep(state, &event).await?;
     }
     for s in &value.statuses {
         let Some(status) = DeliveryStatus::parse(&s.status) else {
@@ -409,18 +434,15 @@ async fn apply_messages(
         // open a window or count as unread): applied to the contact and kept as an event.
         if m.kind == "system" {
             super::contacts::apply_system_message(state, &m).await?;
-            let event = NewWebhookEvent {
-                account_id: account_id.clone(),
-                delivery_id: change.delivery.id,
-                dedup_key: format!("system message {}", m.id),
-                field: "messages".into(),
-                kind: "system".into(),
-                subject: Some(m.id.clone()),
-                payload: json!({"from": m.from, "id": m.id, "timestamp": m.timestamp, "type": m.kind, "system": m.rest.get("system")}),
-                occurred_at: parse_unix_seconds(&m.timestamp).unwrap_or(now),
-                recorded_at: now,
-            };
-            state.store.record_webhook_event(&event).await?;
+            let event = change.event(
+                "messages",
+                "system",
+                format!("system message {}", m.id),
+                Some(m.id.clone()),
+                json!({"from": m.from, "id": m.id, "timestamp": m.timestamp, "type": m.kind, "system": m.rest.get("system")}),
+                parse_unix_seconds(&m.timestamp).unwrap_or(now),
+            );
+            keep(state, &event).await?;
             continue;
         }
         let Some(sender) = super::contacts::Sender::of(&value.contacts, &m) else {

@@ -5,34 +5,16 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wagate_domain::signature;
 use wagate_storage::Backend;
 
 use crate::support::*;
-
-struct Sandbox {
-    waba_id: String,
-    app_secret: String,
-    phone_number_id: String,
-}
-
-async fn sandbox(app: &TestApp) -> Sandbox {
-    let (status, body) = app.get("/sandbox/control/accounts").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let a = &body["data"][0];
-    Sandbox {
-        waba_id: a["waba_id"].as_str().unwrap().into(),
-        app_secret: a["app_secret"].as_str().unwrap().into(),
-        phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
-    }
-}
 
 fn now_s() -> i64 {
     wagate_domain::time::Timestamp::now().as_millis() / 1000
 }
 
 /// Posts one change as Meta would (signed with the app secret) and waits until it is processed.
-async fn deliver(app: &TestApp, sb: &Sandbox, field: &str, mut value: Value) {
+async fn deliver(app: &TestApp, sb: &SandboxAccount, field: &str, mut value: Value) {
     value["messaging_product"] = json!("whatsapp");
     if value.get("metadata").is_none() {
         value["metadata"] = json!({"display_phone_number": "15550783881", "phone_number_id": sb.phone_number_id});
@@ -42,20 +24,8 @@ async fn deliver(app: &TestApp, sb: &Sandbox, field: &str, mut value: Value) {
         "entry": [{"id": sb.waba_id, "changes": [{"value": value, "field": field}]}],
     })
     .to_string();
-    let resp = app
-        .http
-        .post(format!("{}/webhooks/meta", app.url))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature::sign(&sb.app_secret, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    eventually("the delivery to be processed", || async {
-        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
-    })
-    .await;
+    post_signed(app, sb, body.into_bytes()).await;
+    all_processed(app).await;
 }
 
 /// An incoming text as Meta sends it: `wa_id` and `from` empty for a username user.
@@ -88,7 +58,7 @@ fn urlencode(s: &str) -> String {
 
 async fn contacts_from_inbound_are_linked_by_wa_id_and_user_id(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let phone = customer();
     let wa_id = phone.trim_start_matches('+').to_owned();
     let bsuid = format!("US.{}", wagate_domain::id::new_id("u").trim_start_matches("u_"));
@@ -171,7 +141,7 @@ async fn a_customer_who_changes_number_keeps_contact_and_conversation(backend: B
     // Through the webhook receiver: Meta redelivers the message from before the change, and one
     // sent from the old number before the change arrives late. Neither makes a contact for the
     // old number; the late one joins the conversation.
-    let mut sb = sandbox(&app).await;
+    let mut sb = sandbox_account(&app).await;
     // The conversation's number (the sandbox account has several, listed in no set order).
     sb.phone_number_id = phone.clone();
     let old_wa_id = old.trim_start_matches('+').to_owned();
@@ -192,7 +162,7 @@ async fn a_customer_who_changes_number_keeps_contact_and_conversation(backend: B
 
 async fn user_preferences_opt_out_then_in(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let phone = customer();
     let wa_id = phone.trim_start_matches('+').to_owned();
     let preference = |value: &str, at: i64| {
@@ -244,7 +214,7 @@ async fn user_preferences_opt_out_then_in(backend: Backend) {
 
 async fn conversations_sort_by_last_message_with_unread_and_window(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let phone = sb.phone_number_id.clone();
     let (ana, bo, cy) = (customer(), customer(), customer());
     // Cy wrote two days ago: the window is closed.

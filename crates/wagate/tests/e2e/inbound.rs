@@ -4,7 +4,6 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wagate_domain::signature;
 use wagate_domain::time::Timestamp;
 use wagate_storage::Backend;
 
@@ -17,8 +16,7 @@ async fn deliver_entries(app: &TestApp, account: &SandboxAccount, entries: Vec<V
         .map(|changes| json!({"id": account.waba_id, "time": 1_750_000_000, "changes": changes}))
         .collect();
     let body = json!({"object": "whatsapp_business_account", "entry": entries}).to_string().into_bytes();
-    let sig = signature::sign(&account.app_secret, &body);
-    assert_eq!(post_webhook(app, body, Some(sig)).await, StatusCode::OK);
+    post_signed(app, account, body).await;
 }
 
 async fn deliver(app: &TestApp, account: &SandboxAccount, changes: Vec<Value>) {
@@ -33,13 +31,6 @@ fn messages_change(account: &SandboxAccount, value: Value) -> Value {
     });
     v.as_object_mut().unwrap().extend(value.as_object().unwrap().clone());
     json!({"field": "messages", "value": v})
-}
-
-async fn all_processed(app: &TestApp) {
-    eventually("every delivery processed", || async {
-        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
-    })
-    .await;
 }
 
 async fn list(app: &TestApp, path: &str) -> Vec<Value> {

@@ -9,7 +9,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wagate_domain::id::MediaId;
-use wagate_domain::signature;
 use wagate_server::Config;
 use wagate_storage::Backend;
 
@@ -24,25 +23,6 @@ fn quick_retries(c: &mut Config) {
     c.media.max_attempts = 3;
 }
 
-struct Sandbox {
-    waba_id: String,
-    app_secret: String,
-    access_token: String,
-    phone_number_id: String,
-}
-
-async fn sandbox(app: &TestApp) -> Sandbox {
-    let (status, body) = app.get("/sandbox/control/accounts").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let a = &body["data"][0];
-    Sandbox {
-        waba_id: a["waba_id"].as_str().unwrap().into(),
-        app_secret: a["app_secret"].as_str().unwrap().into(),
-        access_token: a["access_token"].as_str().unwrap().into(),
-        phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
-    }
-}
-
 fn sha256_base64(bytes: &[u8]) -> String {
     STANDARD.encode(Sha256::digest(bytes))
 }
@@ -55,7 +35,7 @@ fn png(tag: &str) -> Vec<u8> {
 }
 
 /// Uploads a file to the sandbox's Graph media API, as a business would: Meta's media id.
-async fn upload(app: &TestApp, sb: &Sandbox, bytes: &[u8], mime: &str) -> String {
+async fn upload(app: &TestApp, sb: &SandboxAccount, bytes: &[u8], mime: &str) -> String {
     let part = Part::bytes(bytes.to_vec()).file_name("photo.png").mime_str(mime).unwrap();
     let form = Form::new().text("messaging_product", "whatsapp").text("type", mime.to_owned()).part("file", part);
     let url = format!("{}/sandbox/v23.0/{}/media", app.url, sb.phone_number_id);
@@ -67,7 +47,7 @@ async fn upload(app: &TestApp, sb: &Sandbox, bytes: &[u8], mime: &str) -> String
 
 /// What the sandbox (Meta) holds for a media id, fetched as Meta's docs say: the URL, then the
 /// bytes with the token.
-async fn sandbox_bytes(app: &TestApp, sb: &Sandbox, media_id: &str) -> Vec<u8> {
+async fn sandbox_bytes(app: &TestApp, sb: &SandboxAccount, media_id: &str) -> Vec<u8> {
     let info = format!("{}/sandbox/v23.0/{media_id}", app.url);
     let (status, info) = request(&app.http, Method::GET, &info, Some(&sb.access_token), None).await;
     assert_eq!(status, StatusCode::OK, "{info}");
@@ -76,10 +56,9 @@ async fn sandbox_bytes(app: &TestApp, sb: &Sandbox, media_id: &str) -> Vec<u8> {
     resp.bytes().await.unwrap().to_vec()
 }
 
-/// An inbound image webhook in the shape of Meta's example (`webhooks/reference/messages/image`),
-/// signed with the sandbox account's app secret.
-fn image_webhook(sb: &Sandbox, wamid: &str, media_id: &str, sha256: &str) -> (Vec<u8>, String) {
-    let body = json!({
+/// An inbound image webhook in the shape of Meta's example (`webhooks/reference/messages/image`).
+fn image_webhook(sb: &SandboxAccount, wamid: &str, media_id: &str, sha256: &str) -> Vec<u8> {
+    json!({
         "object": "whatsapp_business_account",
         "entry": [{
             "id": sb.waba_id,
@@ -108,22 +87,7 @@ fn image_webhook(sb: &Sandbox, wamid: &str, media_id: &str, sha256: &str) -> (Ve
         }]
     })
     .to_string()
-    .into_bytes();
-    let sig = signature::sign(&sb.app_secret, &body);
-    (body, sig)
-}
-
-async fn post_webhook(app: &TestApp, body: Vec<u8>, sig: String) {
-    let resp = app
-        .http
-        .post(format!("{}/webhooks/meta", app.url))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    .into_bytes()
 }
 
 /// The media of the inbound message with this wamid, once recorded: its JSON through the API.
@@ -162,7 +126,7 @@ async fn content(app: &TestApp, id: &str) -> (StatusCode, Option<String>, Option
 
 async fn inbound_media_is_downloaded_checked_and_served(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let customer = customer();
     let pdf = b"%PDF-1.4\nwagate receipt".to_vec();
     let ogg = b"OggS\x00\x02wagate voice note".to_vec();
@@ -236,13 +200,12 @@ async fn inbound_media_is_downloaded_checked_and_served(backend: Backend) {
 
 async fn a_wrong_sha256_fails_the_download_and_serves_nothing(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let bytes = png("checksum");
     let meta_id = upload(&app, &sb, &bytes, "image/png").await;
     let wrong = sha256_base64(b"some other file");
-    let (body, sig) =
-        image_webhook(&sb, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=", &meta_id, &wrong);
-    post_webhook(&app, body, sig).await;
+    let body = image_webhook(&sb, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=", &meta_id, &wrong);
+    post_signed(&app, &sb, body).await;
 
     let recorded = media_of(&app, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=").await;
     let m = settled(&app, recorded["id"].as_str().unwrap()).await;
@@ -265,7 +228,7 @@ async fn a_wrong_sha256_fails_the_download_and_serves_nothing(backend: Backend) 
 
 async fn download_failures_are_retried_until_stored_or_given_up(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     // Two failures then success (within 3 attempts), for an expired URL's 404 and for a 500;
     // endless 503s give up after the third attempt.
     let cases = [(404, 2, "stored"), (500, 2, "stored"), (503, 100, "failed")];
@@ -276,8 +239,8 @@ async fn download_failures_are_retried_until_stored_or_given_up(backend: Backend
         let (s, body) = app.request(Method::PUT, &knob, Some(json!({"status": status, "count": count}))).await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let wamid = format!("wamid.RETRY{i}");
-        let (body, sig) = image_webhook(&sb, &wamid, &meta_id, &sha256_base64(&bytes));
-        post_webhook(&app, body, sig).await;
+        let body = image_webhook(&sb, &wamid, &meta_id, &sha256_base64(&bytes));
+        post_signed(&app, &sb, body).await;
 
         let recorded = media_of(&app, &wamid).await;
         let id = recorded["id"].as_str().unwrap();
@@ -316,14 +279,14 @@ async fn pending_media_is_not_served_yet(backend: Backend) {
     else {
         return;
     };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let bytes = png("pending");
     let meta_id = upload(&app, &sb, &bytes, "image/png").await;
     let knob = format!("/sandbox/control/media/{meta_id}/download-failures");
     let (s, body) = app.request(Method::PUT, &knob, Some(json!({"status": 404, "count": 1}))).await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (body, sig) = image_webhook(&sb, "wamid.PENDING", &meta_id, &sha256_base64(&bytes));
-    post_webhook(&app, body, sig).await;
+    let body = image_webhook(&sb, "wamid.PENDING", &meta_id, &sha256_base64(&bytes));
+    post_signed(&app, &sb, body).await;
     let recorded = media_of(&app, "wamid.PENDING").await;
     let id = recorded["id"].as_str().unwrap();
     let m = eventually("the first attempt to fail", || async {
@@ -342,13 +305,13 @@ async fn pending_media_is_not_served_yet(backend: Backend) {
 
 async fn the_same_media_delivered_twice_is_recorded_once(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
-    let sb = sandbox(&app).await;
+    let sb = sandbox_account(&app).await;
     let bytes = png("duplicate");
     let meta_id = upload(&app, &sb, &bytes, "image/png").await;
-    let (body, sig) = image_webhook(&sb, "wamid.TWICE", &meta_id, &sha256_base64(&bytes));
+    let body = image_webhook(&sb, "wamid.TWICE", &meta_id, &sha256_base64(&bytes));
     // Meta delivers the same webhook twice (its retries, or two deliveries of one event).
-    post_webhook(&app, body.clone(), sig.clone()).await;
-    post_webhook(&app, body, sig).await;
+    post_signed(&app, &sb, body.clone()).await;
+    post_signed(&app, &sb, body).await;
     eventually("both deliveries processed", || async {
         let store = app.store();
         (store.count_deliveries().await.unwrap() == 2 && store.pending_deliveries().await.unwrap() == 0).then_some(())

@@ -515,6 +515,7 @@ pub struct SandboxAccount {
     pub waba_id: String,
     pub app_secret: String,
     pub verify_token: String,
+    pub access_token: String,
     pub phone_number_id: String,
 }
 
@@ -526,6 +527,7 @@ pub async fn sandbox_account(app: &TestApp) -> SandboxAccount {
         waba_id: a["waba_id"].as_str().unwrap().into(),
         app_secret: a["app_secret"].as_str().unwrap().into(),
         verify_token: a["verify_token"].as_str().unwrap().into(),
+        access_token: a["access_token"].as_str().unwrap().into(),
         phone_number_id: a["phone_numbers"][0]["id"].as_str().unwrap().into(),
     }
 }
@@ -538,6 +540,20 @@ pub async fn post_webhook(app: &TestApp, body: Vec<u8>, signature: Option<String
         req = req.header("x-hub-signature-256", sig);
     }
     req.send().await.unwrap().status()
+}
+
+/// Signs `body` with the sandbox app's secret, as Meta would, and posts it: Meta's 200 expected.
+pub async fn post_signed(app: &TestApp, account: &SandboxAccount, body: Vec<u8>) {
+    let sig = wagate_domain::signature::sign(&account.app_secret, &body);
+    assert_eq!(post_webhook(app, body, Some(sig)).await, StatusCode::OK);
+}
+
+/// Waits until every stored webhook delivery has been processed.
+pub async fn all_processed(app: &TestApp) {
+    eventually("every delivery processed", || async {
+        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
+    })
+    .await;
 }
 
 /// A message the app believes it sent, with a wamid of the test's choosing; the dispatcher is
