@@ -194,11 +194,21 @@ pub struct InboundSettings {
     pub lease_ms: u64,
     /// Attempts before a delivery that keeps failing is set aside with its error.
     pub max_attempts: i64,
+    /// How long the processor, woken by a new delivery, waits for more before taking them: a
+    /// few batches a second instead of one per delivery, each of which takes SQLite's one
+    /// writer from the sends for a moment.
+    pub linger_ms: u64,
 }
 
 impl Default for InboundSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, poll_interval_ms: 250, lease_ms: 60_000, max_attempts: 20 }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            poll_interval_ms: 250,
+            lease_ms: 60_000,
+            max_attempts: 20,
+            linger_ms: 50,
+        }
     }
 }
 

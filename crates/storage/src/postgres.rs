@@ -96,6 +96,7 @@ async fn migrate(pool: &PgPool) -> Result<()> {
 
 mod store {
     use super::*;
+    use crate::sql::PreparedSend;
     crate::sql::impl_store!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres, Backend::Postgres);
     crate::contacts::impl_contacts!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres);
 
@@ -104,18 +105,19 @@ mod store {
     /// and its outbox row, a statement each for the whole batch.
     async fn write_outbound(
         tx: &mut Transaction<'static, Postgres>,
-        batch: &[&NewOutbound],
+        batch: &[&PreparedSend],
     ) -> crate::Result<Vec<Enqueued>> {
         let mut results = Vec::with_capacity(batch.len());
-        let mut keep: Vec<&NewOutbound> = Vec::with_capacity(batch.len());
-        for m in batch {
+        let mut keep: Vec<&PreparedSend> = Vec::with_capacity(batch.len());
+        for p in batch {
+            let m = &p.m;
             if let Some(k) = &m.idempotency {
                 let taken = sqlx::query(crate::sql::TAKE_IDEMPOTENCY_KEY)
                     .bind(k.api_key_id.as_str())
                     .bind(&k.key)
                     .bind(&k.request_hash)
                     .bind(m.id.as_str())
-                    .bind(json_text(&k.response))
+                    .bind(&p.response)
                     .bind(m.created_at.as_millis())
                     .bind(k.expires_at.as_millis())
                     .execute(&mut **tx)
@@ -132,7 +134,7 @@ mod store {
                 }
             }
             results.push(Enqueued::Stored);
-            keep.push(m);
+            keep.push(p);
         }
         if keep.is_empty() {
             return Ok(results);
@@ -142,7 +144,8 @@ mod store {
             message_cols!(),
             ", opens_conversation) "
         ));
-        messages.push_values(&keep, |mut b, m| {
+        messages.push_values(&keep, |mut b, p| {
+            let m = &p.m;
             b.push_bind(m.id.as_str())
                 .push_bind("outbound")
                 .push_bind(m.account_id.as_str())
@@ -150,11 +153,11 @@ mod store {
                 .push_bind(None::<String>)
                 .push_bind(m.recipient.as_str())
                 .push_bind(m.kind.as_str())
-                .push_bind(json_text(&m.content))
+                .push_bind(p.content.as_str())
                 .push_bind(crate::sql::initial_status(m))
                 .push_bind(None::<String>)
                 .push_bind(None::<String>)
-                .push_bind(m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()))
+                .push_bind(p.metadata.as_deref())
                 .push_bind(m.created_at.as_millis())
                 .push_bind(m.created_at.as_millis())
                 .push_bind(m.send_at.map(Timestamp::as_millis))
@@ -165,7 +168,8 @@ mod store {
         let mut history = sqlx::QueryBuilder::<Postgres>::new(
             "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) ",
         );
-        history.push_values(&keep, |mut b, m| {
+        history.push_values(&keep, |mut b, p| {
+            let m = &p.m;
             b.push_bind(m.account_id.as_str())
                 .push_bind(m.id.as_str())
                 .push_bind(crate::sql::initial_status(m))
@@ -177,7 +181,8 @@ mod store {
             "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
              created_at) ",
         );
-        outbox.push_values(&keep, |mut b, m| {
+        outbox.push_values(&keep, |mut b, p| {
+            let m = &p.m;
             b.push_bind(m.id.as_str())
                 .push_bind(m.phone_number_id.as_str())
                 .push_bind(m.recipient.as_str())
@@ -197,7 +202,7 @@ mod store {
         let started = std::time::Instant::now();
         let attempt = async {
             let mut tx = PgStore::begin_on(pool).await?;
-            let sends: Vec<&NewOutbound> =
+            let sends: Vec<&PreparedSend> =
                 jobs.iter().filter_map(|j| if let Job::Send(m, _) = j { Some(&**m) } else { None }).collect();
             let mut sent = write_outbound(&mut tx, &sends).await?.into_iter();
             let mut results = Vec::with_capacity(jobs.len());
@@ -212,6 +217,9 @@ mod store {
                             .fetch_one(&mut *tx)
                             .await?,
                     ),
+                    Job::Accepted(..) | Job::Claim(..) => {
+                        unreachable!("PostgreSQL records results and claims in their own transactions")
+                    }
                 });
             }
             tx.commit().await?;

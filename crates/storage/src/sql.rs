@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value};
 use wagate_domain::message::MessageError;
+use wagate_domain::status::{DeliveryStatus, Report, fold};
 use wagate_domain::time::Timestamp;
 
 use crate::{Result, StorageError};
@@ -73,6 +74,102 @@ macro_rules! outbox_heads {
 
 pub(crate) use {account_cols, api_key_cols, media_cols, message_cols, message_select_cols, outbox_heads, phone_cols};
 
+// Statements the SQLite batch writer runs too (see `sqlite::direct`) number their parameters in
+// the order they first appear: rusqlite binds them by position, sqlx by number.
+
+// Recording that Meta accepted a message (`Store::record_accepted`): the first result recorded
+// wins; a holder whose lease lapsed still records the wamid if nobody did, because Meta has the
+// message either way. Statuses that came before the wamid was known are adopted.
+pub(crate) const ACCEPT_MESSAGE: &str = "UPDATE messages SET wamid = $1, status = 'accepted', error = NULL, \
+    updated_at = $2 WHERE id = $3 AND wamid IS NULL AND status IN ('queued', 'sending')";
+pub(crate) const DELETE_OUTBOX_ROW: &str = "DELETE FROM outbox WHERE message_id = $1";
+pub(crate) const INSERT_ACCEPTED_STATUS: &str = "INSERT INTO message_statuses (account_id, message_id, wamid, \
+    status, occurred_at, detail, recorded_at) VALUES ($1, $2, $3, 'accepted', $4, $5, $4) ON CONFLICT DO NOTHING";
+pub(crate) const ADOPT_STATUSES: &str =
+    "UPDATE message_statuses SET message_id = $1 WHERE account_id = $2 AND wamid = $3 AND message_id IS NULL";
+pub(crate) const SELECT_REPORTS: &str =
+    "SELECT status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id = $1";
+pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2, updated_at = $3 WHERE id = $4";
+
+// Claiming queued messages (`Store::claim_messages`): only heads, due, free, and first of their
+// recipient's queue (see `outbox_heads`); `$1` the lease, `$2` its end, `$3` now, the ids after.
+pub(crate) const CLAIM_HEADS: &str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
+    WHERE available_at <= $3 AND due_at <= $3 AND NOT EXISTS (SELECT 1 FROM outbox p \
+    WHERE p.phone_number_id = outbox.phone_number_id AND p.recipient = outbox.recipient AND p.due_at <= $3 \
+    AND (p.due_at < outbox.due_at OR (p.due_at = outbox.due_at AND p.seq < outbox.seq))) AND message_id IN (";
+pub(crate) const MARK_CLAIMED_SENDING: &str = "UPDATE messages SET status = 'sending', updated_at = $1 \
+    WHERE id IN (SELECT message_id FROM outbox WHERE lease = $2) AND status IN ('queued', 'scheduled')";
+pub(crate) const SELECT_CLAIMED: &str = "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, \
+    m.content, m.created_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
+    WHERE o.lease = $1 ORDER BY o.due_at, o.seq";
+
+/// [`CLAIM_HEADS`] for `ids` message ids: `$4` onwards.
+pub(crate) fn claim_heads_sql(ids: usize) -> String {
+    let mut sql = String::from(CLAIM_HEADS);
+    for i in 0..ids {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", i + 4));
+    }
+    sql.push(')');
+    sql
+}
+
+/// What `Store::claim_messages` claims, under a lease.
+pub(crate) struct Claim {
+    pub(crate) ids: Vec<String>,
+    pub(crate) lease: String,
+    pub(crate) lease_until: Timestamp,
+    pub(crate) now: Timestamp,
+}
+
+/// The columns of [`SELECT_CLAIMED`], as a dispatch.
+pub(crate) type ClaimedColumns = (String, String, String, String, String, String, i64, i64);
+
+pub(crate) fn dispatch(
+    (id, account_id, phone_number_id, recipient, kind, content, created_at, attempts): ClaimedColumns,
+    claim: (&str, Timestamp),
+) -> Result<crate::Dispatch> {
+    Ok(crate::Dispatch {
+        message_id: wagate_domain::id::MessageId::from_trusted(id),
+        account_id: wagate_domain::id::AccountId::from_trusted(account_id),
+        phone_number_id,
+        recipient,
+        kind,
+        content: parse_json("content", &content)?,
+        attempts,
+        lease: claim.0.to_owned(),
+        lease_until: claim.1,
+        created_at: ts(created_at),
+    })
+}
+
+/// The columns of [`SELECT_REPORTS`]: status, wamid, participant, occurred_at, detail, error.
+pub(crate) type ReportColumns = (String, Option<String>, String, i64, Option<String>, Option<String>);
+
+/// A stored status row as a delivery report; None for the lifecycle's own rows (`queued`,
+/// `accepted`, a send that failed before Meta took it…): Meta's reports are keyed by wamid.
+pub(crate) fn report(
+    (status, wamid, participant, occurred_at, detail, error): ReportColumns,
+) -> Option<Report<(Option<String>, Option<String>)>> {
+    let status = DeliveryStatus::parse(&status)?;
+    wamid.as_ref()?;
+    Some(Report {
+        status,
+        participant: (!participant.is_empty()).then_some(participant),
+        occurred_at: ts(occurred_at),
+        data: (detail, error),
+    })
+}
+
+/// A message's current status and error, folded from its delivery reports.
+pub(crate) fn current_status(reports: Vec<Report<(Option<String>, Option<String>)>>) -> (&'static str, Option<String>) {
+    let folded = fold(reports);
+    let error = folded.failure().and_then(|(_, error)| error.clone());
+    (folded.current.as_str(), error)
+}
+
 // Statements the SQLite direct paths run too (see `sqlite::direct`).
 pub(crate) const SELECT_API_KEY_BY_HASH: &str =
     concat!("SELECT ", api_key_cols!(), " FROM api_keys WHERE key_hash = $1");
@@ -101,14 +198,51 @@ type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 
 /// A write that waits for a group commit: what answers a request, so it must be on disk first.
 pub(crate) enum Job {
-    Send(Box<crate::NewOutbound>, Reply<crate::Enqueued>),
+    Send(Box<PreparedSend>, Reply<crate::Enqueued>),
     Delivery(crate::NewDelivery, Reply<i64>),
+    /// Meta accepted a message (SQLite only, as the next: PostgreSQL runs them in their own
+    /// transactions).
+    Accepted(Box<Accepted>, Reply<bool>),
+    /// The dispatcher claims messages to send.
+    Claim(Box<Claim>, Reply<Vec<crate::Dispatch>>),
+}
+
+/// What `Store::record_accepted` records.
+pub(crate) struct Accepted {
+    pub(crate) message_id: String,
+    pub(crate) account_id: String,
+    pub(crate) wamid: String,
+    pub(crate) response: String,
+    pub(crate) at: Timestamp,
+}
+
+/// A new message with its JSON columns already written out, by the request's task: the batch
+/// writer is one thread for every request, so it does no work a request can do itself.
+pub(crate) struct PreparedSend {
+    pub(crate) m: crate::NewOutbound,
+    pub(crate) content: String,
+    pub(crate) metadata: Option<String>,
+    /// The idempotency key's stored answer.
+    pub(crate) response: Option<String>,
+}
+
+impl PreparedSend {
+    fn new(m: crate::NewOutbound) -> Self {
+        Self {
+            content: json_text(&m.content),
+            metadata: m.metadata.as_ref().map(|v| serde_json::to_string(v).expect("a JSON map serialises")),
+            response: m.idempotency.as_ref().map(|k| json_text(&k.response)),
+            m,
+        }
+    }
 }
 
 /// What one job wrote, to answer it with once the batch is committed.
 pub(crate) enum Written {
     Send(crate::Enqueued),
     Delivery(i64),
+    Accepted(bool),
+    Claim(Vec<crate::Dispatch>),
 }
 
 impl Job {
@@ -117,8 +251,12 @@ impl Job {
         match (self, result) {
             (Job::Send(_, reply), Ok(Written::Send(e))) => drop(reply.send(Ok(e))),
             (Job::Delivery(_, reply), Ok(Written::Delivery(id))) => drop(reply.send(Ok(id))),
+            (Job::Accepted(_, reply), Ok(Written::Accepted(recorded))) => drop(reply.send(Ok(recorded))),
             (Job::Send(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (Job::Delivery(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Claim(_, reply), Ok(Written::Claim(claimed))) => drop(reply.send(Ok(claimed))),
+            (Job::Accepted(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Claim(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (_, Ok(_)) => unreachable!("a job is answered with what it wrote"),
         }
     }
@@ -138,12 +276,22 @@ impl Enqueuer {
 
     pub(crate) async fn send(&self, m: crate::NewOutbound) -> Result<crate::Enqueued> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(Job::Send(Box::new(m), reply), answer).await
+        self.submit(Job::Send(Box::new(PreparedSend::new(m)), reply), answer).await
     }
 
     pub(crate) async fn delivery(&self, d: crate::NewDelivery) -> Result<i64> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(Job::Delivery(d, reply), answer).await
+    }
+
+    pub(crate) async fn accepted(&self, a: Accepted) -> Result<bool> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Accepted(Box::new(a), reply), answer).await
+    }
+
+    pub(crate) async fn claim(&self, c: Claim) -> Result<Vec<crate::Dispatch>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Claim(Box::new(c), reply), answer).await
     }
 
     async fn submit<T>(&self, job: Job, answer: tokio::sync::oneshot::Receiver<Result<T>>) -> Result<T> {
@@ -232,7 +380,7 @@ macro_rules! impl_store {
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;
         use wagate_domain::secret::Secret;
-        use wagate_domain::status::{DeliveryStatus, MessageStatus, Report, fold};
+        use wagate_domain::status::{MessageStatus, Report, fold};
         use wagate_domain::time::Timestamp;
         use $crate::model::*;
         use $crate::sql::{
@@ -349,42 +497,25 @@ macro_rules! impl_store {
             lease_until: Timestamp,
             now: Timestamp,
         ) -> $crate::Result<Vec<Dispatch>> {
-            sqlx::query(
-                "UPDATE messages SET status = 'sending', updated_at = $2 \
-                 WHERE id IN (SELECT message_id FROM outbox WHERE lease = $1) AND status IN ('queued', 'scheduled')",
-            )
-            .bind(lease)
-            .bind(now.as_millis())
-            .execute(&mut **tx)
-            .await?;
-            let rows = sqlx::query(
-                "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, m.content, \
-                 m.created_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
-                 WHERE o.lease = $1 ORDER BY o.due_at, o.seq",
-            )
-            .bind(lease)
-            .fetch_all(&mut **tx)
-            .await?;
+            sqlx::query($crate::sql::MARK_CLAIMED_SENDING).bind(now.as_millis()).bind(lease).execute(&mut **tx).await?;
+            let rows = sqlx::query($crate::sql::SELECT_CLAIMED).bind(lease).fetch_all(&mut **tx).await?;
             rows.iter()
                 .map(|r| {
-                    Ok(Dispatch {
-                        message_id: MessageId::from_trusted(r.try_get("id")?),
-                        account_id: AccountId::from_trusted(r.try_get("account_id")?),
-                        phone_number_id: r.try_get("phone_number_id")?,
-                        recipient: r.try_get("counterpart")?,
-                        kind: r.try_get("kind")?,
-                        content: parse_json("content", &r.try_get::<String, _>("content")?)?,
-                        attempts: r.try_get("attempts")?,
-                        lease: lease.to_owned(),
-                        lease_until,
-                        created_at: ts(r.try_get("created_at")?),
-                    })
+                    let columns = (
+                        r.try_get("id")?,
+                        r.try_get("account_id")?,
+                        r.try_get("phone_number_id")?,
+                        r.try_get("counterpart")?,
+                        r.try_get("kind")?,
+                        r.try_get("content")?,
+                        r.try_get("created_at")?,
+                        r.try_get("attempts")?,
+                    );
+                    $crate::sql::dispatch(columns, (lease, lease_until))
                 })
                 .collect()
         }
 
-        /// Inserts or refreshes `numbers` for `account`; a number owned by another account is
-        /// left alone and reported as a conflict.
         async fn upsert_phone_numbers(
             tx: &mut $tx,
             account: &Account,
@@ -425,49 +556,34 @@ macro_rules! impl_store {
 
         /// A message's delivery reports, as the domain folds them.
         async fn delivery_reports(tx: &mut $tx, message_id: &str) -> $crate::Result<Vec<Report<(Option<String>, Option<String>)>>> {
-            let rows = sqlx::query(
-                "SELECT status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id = $1",
-            )
-            .bind(message_id)
-            .fetch_all(&mut **tx)
-            .await?;
+            let rows = sqlx::query($crate::sql::SELECT_REPORTS).bind(message_id).fetch_all(&mut **tx).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
-                if let Some(report) = report_row(r)? {
-                    out.push(report);
-                }
+                out.extend(report_row(r)?);
             }
             Ok(out)
         }
 
-        /// A stored status row as a delivery report; None for the lifecycle's own rows
-        /// (`queued`, `accepted`, a send that failed before Meta took it…).
+        /// A stored status row as a delivery report (see [`$crate::sql::report`]).
         fn report_row(r: &$row) -> $crate::Result<Option<Report<(Option<String>, Option<String>)>>> {
-            let status: String = r.try_get("status")?;
-            // Meta's reports are keyed by wamid; the lifecycle's rows (a send that failed before
-            // Meta took it included) are not.
-            let Some(status) = DeliveryStatus::parse(&status) else { return Ok(None) };
-            if r.try_get::<Option<String>, _>("wamid")?.is_none() {
-                return Ok(None);
-            }
-            let participant: String = r.try_get("participant")?;
-            Ok(Some(Report {
-                status,
-                participant: (!participant.is_empty()).then_some(participant),
-                occurred_at: ts(r.try_get("occurred_at")?),
-                data: (r.try_get("detail")?, r.try_get("error")?),
-            }))
+            Ok($crate::sql::report((
+                r.try_get("status")?,
+                r.try_get("wamid")?,
+                r.try_get("participant")?,
+                r.try_get("occurred_at")?,
+                r.try_get("detail")?,
+                r.try_get("error")?,
+            )))
         }
 
         /// Recomputes a message's current status and error from its delivery reports.
         async fn refresh_status(tx: &mut $tx, message_id: &str, at: Timestamp) -> $crate::Result<()> {
-            let folded = fold(delivery_reports(tx, message_id).await?);
-            let error = folded.failure().and_then(|(_, error)| error.clone());
-            sqlx::query("UPDATE messages SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
-                .bind(message_id)
-                .bind(folded.current.as_str())
+            let (status, error) = $crate::sql::current_status(delivery_reports(tx, message_id).await?);
+            sqlx::query($crate::sql::SET_STATUS)
+                .bind(status)
                 .bind(error)
                 .bind(at.as_millis())
+                .bind(message_id)
                 .execute(&mut **tx)
                 .await?;
             Ok(())
@@ -941,27 +1057,20 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 let lease = wagate_domain::id::new_id("lease");
-                let mut tx = self.begin_write().await?;
-                let mut claim = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET lease = ");
-                claim.push_bind(&lease).push(", available_at = ").push_bind(lease_until.as_millis());
-                // Only heads: due, free, and first of their recipient's queue (see `outbox_heads`).
-                let now_ms = now.as_millis();
-                claim.push(", attempts = attempts + 1 WHERE available_at <= ").push_bind(now_ms);
-                claim.push(" AND due_at <= ").push_bind(now_ms);
-                claim.push(
-                    " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.phone_number_id = outbox.phone_number_id \
-                     AND p.recipient = outbox.recipient AND p.due_at <= ",
-                );
-                claim.push_bind(now_ms).push(
-                    " AND (p.due_at < outbox.due_at OR (p.due_at = outbox.due_at AND p.seq < outbox.seq)))",
-                );
-                claim.push(" AND message_id IN (");
-                let mut list = claim.separated(", ");
-                for id in ids {
-                    list.push_bind(id.as_str());
+                if self.direct().is_some() {
+                    let ids = ids.iter().map(|id| id.as_str().to_owned()).collect();
+                    return self.enqueuer().claim($crate::sql::Claim { ids, lease, lease_until, now }).await;
                 }
-                claim.push(")");
-                let claimed = claim.build().execute(&mut *tx).await?.rows_affected();
+                let mut tx = self.begin_write().await?;
+                let sql = $crate::sql::claim_heads_sql(ids.len());
+                let mut claim = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&lease)
+                    .bind(lease_until.as_millis())
+                    .bind(now.as_millis());
+                for id in ids {
+                    claim = claim.bind(id.as_str());
+                }
+                let claimed = claim.execute(&mut *tx).await?.rows_affected();
                 if claimed == 0 {
                     tx.rollback().await?;
                     return Ok(Vec::new());
@@ -1149,48 +1258,46 @@ macro_rules! impl_store {
                 response: &serde_json::Value,
                 at: Timestamp,
             ) -> $crate::Result<bool> {
+                if self.direct().is_some() {
+                    return self
+                        .enqueuer()
+                        .accepted($crate::sql::Accepted {
+                            message_id: d.message_id.as_str().to_owned(),
+                            account_id: d.account_id.as_str().to_owned(),
+                            wamid: wamid.to_owned(),
+                            response: json_text(response),
+                            at,
+                        })
+                        .await;
+                }
                 let mut tx = self.begin_write().await?;
                 Self::lock_wamid(&mut tx, wamid).await?;
-                // The first result recorded wins; a holder whose lease lapsed still records the
-                // wamid if nobody did, because Meta has the message either way.
-                let updated = sqlx::query(
-                    "UPDATE messages SET wamid = $2, status = 'accepted', error = NULL, updated_at = $3 \
-                     WHERE id = $1 AND wamid IS NULL AND status IN ('queued', 'sending')",
-                )
-                .bind(d.message_id.as_str())
-                .bind(wamid)
-                .bind(at.as_millis())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+                let updated = sqlx::query($crate::sql::ACCEPT_MESSAGE)
+                    .bind(wamid)
+                    .bind(at.as_millis())
                     .bind(d.message_id.as_str())
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                sqlx::query($crate::sql::DELETE_OUTBOX_ROW).bind(d.message_id.as_str()).execute(&mut *tx).await?;
                 if updated == 0 {
                     tx.commit().await?;
                     return Ok(false);
                 }
-                sqlx::query(
-                    "INSERT INTO message_statuses (account_id, message_id, wamid, status, occurred_at, detail, recorded_at) \
-                     VALUES ($1, $2, $3, 'accepted', $4, $5, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(d.account_id.as_str())
-                .bind(d.message_id.as_str())
-                .bind(wamid)
-                .bind(at.as_millis())
-                .bind(json_text(response))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE message_statuses SET message_id = $1 \
-                     WHERE account_id = $2 AND wamid = $3 AND message_id IS NULL",
-                )
-                .bind(d.message_id.as_str())
-                .bind(d.account_id.as_str())
-                .bind(wamid)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query($crate::sql::INSERT_ACCEPTED_STATUS)
+                    .bind(d.account_id.as_str())
+                    .bind(d.message_id.as_str())
+                    .bind(wamid)
+                    .bind(at.as_millis())
+                    .bind(json_text(response))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::sql::ADOPT_STATUSES)
+                    .bind(d.message_id.as_str())
+                    .bind(d.account_id.as_str())
+                    .bind(wamid)
+                    .execute(&mut *tx)
+                    .await?;
                 refresh_status(&mut tx, d.message_id.as_str(), at).await?;
                 tx.commit().await?;
                 Ok(true)

@@ -16,6 +16,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let settings = state.config.inbound.clone();
     let poll = Duration::from_millis(settings.poll_interval_ms);
     let lease = Duration::from_millis(settings.lease_ms);
+    let linger = Duration::from_millis(settings.linger_ms);
     loop {
         state.health.beat(Worker::Inbound);
         let now = Timestamp::now();
@@ -79,6 +80,10 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = state.inbound_wakeup.notified() => {}
             _ = tokio::time::sleep(poll) => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(linger) => {}
         }
     }
     tracing::info!("inbound processor stopped");

@@ -13,8 +13,8 @@ use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
 use wagate_domain::time::Timestamp;
 
 use super::Writer;
-use crate::sql::{self, Enqueuer, Job, Written, json_text, parse_json, ts};
-use crate::{ApiKey, Enqueued, IdempotencyRecord, NewOutbound, Result, StorageError};
+use crate::sql::{self, Enqueuer, Job, PreparedSend, Written, parse_json, ts};
+use crate::{ApiKey, Enqueued, IdempotencyRecord, Result, StorageError};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -113,18 +113,23 @@ fn idempotency_record(
 pub(crate) fn spawn_batch_writer(path: &Path, writer: Writer) -> Result<Enqueuer> {
     let (enqueuer, mut rx) = Enqueuer::new();
     let mut conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    // Every statement the batch writer runs stays prepared (claims: one per number of ids).
+    conn.set_prepared_statement_cache_capacity(64);
     let spawned = std::thread::Builder::new().name("sqlite-batches".into()).spawn(move || {
         while let Some(first) = rx.blocking_recv() {
-            let jobs = sql::fill_batch(first, &mut rx);
-            // The writer lock, so this commit never meets another of this process's writes.
+            // The writer lock, so this commit never meets another of this process's writes;
+            // what arrived while it was held joins the batch.
+            let waited = Instant::now();
             let held = writer.conn.blocking_lock();
+            let waited = waited.elapsed();
+            let jobs = sql::fill_batch(first, &mut rx);
             if held.is_none() {
                 for job in jobs {
                     job.answer(Err(StorageError::Database(sqlx::Error::PoolClosed)));
                 }
                 continue;
             }
-            write_batch(&mut conn, jobs);
+            write_batch(&mut conn, jobs, waited);
             drop(held);
         }
     });
@@ -136,13 +141,19 @@ pub(crate) fn spawn_batch_writer(path: &Path, writer: Writer) -> Result<Enqueuer
 
 /// Writes a batch in one transaction; when that fails, each job alone, so one bad job fails
 /// alone.
-fn write_batch(conn: &mut Connection, jobs: Vec<Job>) {
+/// `waited`: how long the writer lock took, which the trace shows beside the batch's own time.
+fn write_batch(conn: &mut Connection, jobs: Vec<Job>, waited: Duration) {
     let started = Instant::now();
     let outcome = write_jobs(conn, &jobs);
-    tracing::trace!(batch = jobs.len(), elapsed_us = started.elapsed().as_micros() as u64, "batch stored");
+    tracing::trace!(
+        batch = jobs.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        waited_us = waited.as_micros() as u64,
+        "batch stored"
+    );
     if let Some(jobs) = sql::settle(jobs, outcome) {
         for job in jobs {
-            write_batch(conn, vec![job]);
+            write_batch(conn, vec![job], Duration::ZERO);
         }
     }
 }
@@ -157,6 +168,8 @@ fn write_jobs(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Written>> {
                 params![d.account_id.as_ref().map(AccountId::as_str), d.body, d.received_at.as_millis()],
                 |r| r.get(0),
             )?),
+            Job::Accepted(a, _) => Written::Accepted(write_accepted(&tx, a)?),
+            Job::Claim(c, _) => Written::Claim(claim(&tx, c)?),
         });
     }
     tx.commit()?;
@@ -175,14 +188,15 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (message_id, phone_number_id, re
 
 /// The message's idempotency key first (a key in use, and not expired, skips the message), then
 /// the message, its first history entry and its outbox row.
-fn write_send(tx: &rusqlite::Transaction<'_>, m: &NewOutbound) -> Result<Enqueued> {
+fn write_send(tx: &rusqlite::Transaction<'_>, p: &PreparedSend) -> Result<Enqueued> {
+    let m = &p.m;
     if let Some(k) = &m.idempotency {
         let taken = tx.prepare_cached(sql::TAKE_IDEMPOTENCY_KEY)?.execute(params![
             k.api_key_id.as_str(),
             k.key,
             k.request_hash,
             m.id.as_str(),
-            json_text(&k.response),
+            p.response,
             m.created_at.as_millis(),
             k.expires_at.as_millis(),
         ])?;
@@ -201,9 +215,9 @@ fn write_send(tx: &rusqlite::Transaction<'_>, m: &NewOutbound) -> Result<Enqueue
         m.phone_number_id,
         m.recipient,
         m.kind,
-        json_text(&m.content),
+        p.content,
         status,
-        m.metadata.as_ref().map(|v| serde_json::Value::Object(v.clone()).to_string()),
+        p.metadata,
         created,
         m.send_at.map(Timestamp::as_millis),
         m.expires_at.map(Timestamp::as_millis),
@@ -219,4 +233,104 @@ fn write_send(tx: &rusqlite::Transaction<'_>, m: &NewOutbound) -> Result<Enqueue
         created,
     ])?;
     Ok(Enqueued::Stored)
+}
+
+/// `Store::record_accepted`, in the batch's transaction: the dispatcher records each message Meta
+/// took, and one transaction (and one flush) per message held SQLite's writer from the sends.
+fn write_accepted(tx: &rusqlite::Transaction<'_>, a: &sql::Accepted) -> Result<bool> {
+    let at = a.at.as_millis();
+    let updated = tx.prepare_cached(sql::ACCEPT_MESSAGE)?.execute(params![a.wamid, at, a.message_id])?;
+    tx.prepare_cached(sql::DELETE_OUTBOX_ROW)?.execute([&a.message_id])?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(sql::INSERT_ACCEPTED_STATUS)?.execute(params![
+        a.account_id,
+        a.message_id,
+        a.wamid,
+        at,
+        a.response
+    ])?;
+    tx.prepare_cached(sql::ADOPT_STATUSES)?.execute(params![a.message_id, a.account_id, a.wamid])?;
+    let mut reports = Vec::new();
+    let mut select = tx.prepare_cached(sql::SELECT_REPORTS)?;
+    let mut rows = select.query([&a.message_id])?;
+    while let Some(r) = rows.next()? {
+        reports.extend(sql::report((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)));
+    }
+    let (status, error) = sql::current_status(reports);
+    tx.prepare_cached(sql::SET_STATUS)?.execute(params![status, error, at, a.message_id])?;
+    Ok(true)
+}
+
+/// `Store::claim_messages`, in the batch's transaction (as `write_accepted`, for the same reason).
+fn claim(tx: &rusqlite::Transaction<'_>, c: &sql::Claim) -> Result<Vec<crate::Dispatch>> {
+    let (now, until) = (c.now.as_millis(), c.lease_until.as_millis());
+    let head = [&c.lease as &dyn rusqlite::ToSql, &until, &now];
+    let ids = c.ids.iter().map(|id| id as &dyn rusqlite::ToSql);
+    let claimed = tx
+        .prepare_cached(&sql::claim_heads_sql(c.ids.len()))?
+        .execute(rusqlite::params_from_iter(head.into_iter().chain(ids)))?;
+    if claimed == 0 {
+        return Ok(Vec::new());
+    }
+    tx.prepare_cached(sql::MARK_CLAIMED_SENDING)?.execute(params![now, c.lease])?;
+    let mut select = tx.prepare_cached(sql::SELECT_CLAIMED)?;
+    let mut rows = select.query([&c.lease])?;
+    let mut out = Vec::with_capacity(claimed);
+    while let Some(r) = rows.next()? {
+        let columns = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+        out.push(sql::dispatch(columns, (&c.lease, c.lease_until))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rusqlite binds `$N` parameters by position, numbered as they first appear: a statement
+    /// whose `$2` came before its `$1` would bind each value to the other's place.
+    #[test]
+    fn statements_number_their_parameters_in_order_of_appearance() {
+        let statements = [
+            sql::SELECT_API_KEY_BY_HASH,
+            sql::SELECT_LAST_INBOUND,
+            sql::SELECT_LIVE_IDEMPOTENCY_KEY,
+            sql::TAKE_IDEMPOTENCY_KEY,
+            sql::SELECT_IDEMPOTENCY_KEY,
+            sql::INSERT_DELIVERY,
+            INSERT_MESSAGE,
+            INSERT_FIRST_STATUS,
+            INSERT_OUTBOX,
+            sql::ACCEPT_MESSAGE,
+            sql::DELETE_OUTBOX_ROW,
+            sql::INSERT_ACCEPTED_STATUS,
+            sql::ADOPT_STATUSES,
+            sql::SELECT_REPORTS,
+            sql::SET_STATUS,
+            &sql::claim_heads_sql(3),
+            sql::MARK_CLAIMED_SENDING,
+            sql::SELECT_CLAIMED,
+        ];
+        for statement in statements {
+            let seen = numbers_in_order_of_appearance(statement);
+            let expected: Vec<u32> = (1..=seen.len() as u32).collect();
+            assert_eq!(seen, expected, "parameters out of order in {statement}");
+        }
+        // The check can tell.
+        assert_eq!(numbers_in_order_of_appearance("UPDATE t SET a = $2 WHERE b = $1 OR c = $2"), [2, 1]);
+    }
+
+    fn numbers_in_order_of_appearance(statement: &str) -> Vec<u32> {
+        let mut seen = Vec::new();
+        for part in statement.split('$').skip(1) {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            let n: u32 = digits.parse().unwrap_or_else(|_| panic!("a `$` without a number in {statement}"));
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen
+    }
 }
