@@ -200,8 +200,8 @@ type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 pub(crate) enum Job {
     Send(Box<PreparedSend>, Reply<crate::Enqueued>),
     Delivery(crate::NewDelivery, Reply<i64>),
-    /// Meta accepted a message (SQLite only, as the next: PostgreSQL runs them in their own
-    /// transactions).
+    /// Meta accepted a message. This and `Claim` are SQLite's only: PostgreSQL runs them in
+    /// transactions of their own.
     Accepted(Box<Accepted>, Reply<bool>),
     /// The dispatcher claims messages to send.
     Claim(Box<Claim>, Reply<Vec<crate::Dispatch>>),
@@ -516,6 +516,8 @@ macro_rules! impl_store {
                 .collect()
         }
 
+        /// Inserts or refreshes `numbers` for `account`; a number owned by another account is
+        /// left alone and reported as a conflict.
         async fn upsert_phone_numbers(
             tx: &mut $tx,
             account: &Account,
