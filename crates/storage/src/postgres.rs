@@ -217,8 +217,12 @@ mod store {
                             .fetch_one(&mut *tx)
                             .await?,
                     ),
-                    Job::Accepted(..) | Job::Claim(..) => {
-                        unreachable!("PostgreSQL records results and claims in their own transactions")
+                    Job::Accepted(..)
+                    | Job::Claim(..)
+                    | Job::ClaimDeliveries(..)
+                    | Job::Statuses(..)
+                    | Job::FinishDeliveries(..) => {
+                        unreachable!("PostgreSQL runs the workers' writes in transactions of their own")
                     }
                 });
             }

@@ -103,6 +103,24 @@ pub(crate) const SELECT_CLAIMED: &str = "SELECT m.id, m.account_id, m.phone_numb
     m.content, m.created_at, o.attempts FROM outbox o JOIN messages m ON m.id = o.message_id \
     WHERE o.lease = $1 ORDER BY o.due_at, o.seq";
 
+// Applying delivery statuses (`Store::apply_statuses`). Of repeated reports the earliest is kept
+// (ties: the lesser detail, compared bytewise on both backends), as the domain's fold does, so
+// the history does not depend on arrival order.
+pub(crate) const SELECT_OUTBOUND_BY_WAMID: &str =
+    "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'";
+pub(crate) const UPSERT_STATUS: &str = "INSERT INTO message_statuses \
+    (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
+    occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
+    recorded_at = excluded.recorded_at \
+    WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
+    < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))";
+
+// Webhook deliveries processed (`Store::finish_deliveries`): only while the lease is still held.
+pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, \
+    processed_at = $1, error = $2 WHERE id = $3 AND lease = $4";
+
 /// [`CLAIM_HEADS`] for `ids` message ids: `$4` onwards.
 pub(crate) fn claim_heads_sql(ids: usize) -> String {
     let mut sql = String::from(CLAIM_HEADS);
@@ -200,11 +218,77 @@ type Reply<T> = tokio::sync::oneshot::Sender<Result<T>>;
 pub(crate) enum Job {
     Send(Box<PreparedSend>, Reply<crate::Enqueued>),
     Delivery(crate::NewDelivery, Reply<i64>),
-    /// Meta accepted a message. This and `Claim` are SQLite's only: PostgreSQL runs them in
-    /// transactions of their own.
+    /// Meta accepted a message. This and the jobs after it are SQLite's only: PostgreSQL runs
+    /// them in transactions of their own.
     Accepted(Box<Accepted>, Reply<bool>),
     /// The dispatcher claims messages to send.
     Claim(Box<Claim>, Reply<Vec<crate::Dispatch>>),
+    /// The webhook processor claims deliveries, applies their statuses, and marks them done.
+    ClaimDeliveries(Box<ClaimDeliveries>, Reply<Vec<crate::Delivery>>),
+    Statuses(Box<Statuses>, Reply<Vec<crate::StatusOutcome>>),
+    FinishDeliveries(Box<FinishDeliveries>, Reply<()>),
+}
+
+/// What `Store::claim_deliveries` claims: up to `limit` due deliveries, under `lease`.
+pub(crate) struct ClaimDeliveries {
+    pub(crate) lease: String,
+    pub(crate) lease_until: Timestamp,
+    pub(crate) now: Timestamp,
+    pub(crate) limit: u32,
+}
+
+/// What `Store::apply_statuses` applies, its columns written out by the caller.
+pub(crate) struct Statuses {
+    pub(crate) updates: Vec<StatusColumns>,
+    pub(crate) at: Timestamp,
+}
+
+/// A status update as [`UPSERT_STATUS`] stores it (without the message id, found by wamid).
+pub(crate) struct StatusColumns {
+    pub(crate) account_id: String,
+    pub(crate) wamid: String,
+    pub(crate) status: &'static str,
+    pub(crate) participant: String,
+    pub(crate) occurred_at: i64,
+    pub(crate) error: Option<String>,
+    pub(crate) detail: String,
+}
+
+impl StatusColumns {
+    pub(crate) fn new(u: &crate::StatusUpdate) -> Self {
+        Self {
+            account_id: u.account_id.as_str().to_owned(),
+            wamid: u.wamid.clone(),
+            status: u.status.as_status().as_str(),
+            participant: u.participant.clone().unwrap_or_default(),
+            occurred_at: u.occurred_at.as_millis(),
+            error: u.error.as_ref().map(error_text),
+            detail: json_text(&u.detail),
+        }
+    }
+}
+
+/// What storing a status did: nothing new, applied to its message (whose status is then
+/// refreshed: noted in `touched`), or kept for a wamid not recorded yet.
+pub(crate) fn status_outcome(
+    changed: bool,
+    message_id: Option<String>,
+    touched: &mut std::collections::BTreeSet<String>,
+) -> crate::StatusOutcome {
+    match message_id {
+        _ if !changed => crate::StatusOutcome::Duplicate,
+        Some(id) => {
+            touched.insert(id);
+            crate::StatusOutcome::Applied
+        }
+        None => crate::StatusOutcome::Pending,
+    }
+}
+
+/// What `Store::finish_deliveries` records: each delivery's id, lease and error, if any.
+pub(crate) struct FinishDeliveries {
+    pub(crate) finished: Vec<(i64, String, Option<String>)>,
+    pub(crate) at: Timestamp,
 }
 
 /// What `Store::record_accepted` records.
@@ -243,6 +327,9 @@ pub(crate) enum Written {
     Delivery(i64),
     Accepted(bool),
     Claim(Vec<crate::Dispatch>),
+    ClaimDeliveries(Vec<crate::Delivery>),
+    Statuses(Vec<crate::StatusOutcome>),
+    FinishDeliveries,
 }
 
 impl Job {
@@ -255,8 +342,14 @@ impl Job {
             (Job::Send(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (Job::Delivery(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (Job::Claim(_, reply), Ok(Written::Claim(claimed))) => drop(reply.send(Ok(claimed))),
+            (Job::ClaimDeliveries(_, reply), Ok(Written::ClaimDeliveries(claimed))) => drop(reply.send(Ok(claimed))),
+            (Job::Statuses(_, reply), Ok(Written::Statuses(outcomes))) => drop(reply.send(Ok(outcomes))),
+            (Job::FinishDeliveries(_, reply), Ok(Written::FinishDeliveries)) => drop(reply.send(Ok(()))),
             (Job::Accepted(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (Job::Claim(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::ClaimDeliveries(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::Statuses(_, reply), Err(e)) => drop(reply.send(Err(e))),
+            (Job::FinishDeliveries(_, reply), Err(e)) => drop(reply.send(Err(e))),
             (_, Ok(_)) => unreachable!("a job is answered with what it wrote"),
         }
     }
@@ -292,6 +385,21 @@ impl Enqueuer {
     pub(crate) async fn claim(&self, c: Claim) -> Result<Vec<crate::Dispatch>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.submit(Job::Claim(Box::new(c), reply), answer).await
+    }
+
+    pub(crate) async fn claim_deliveries(&self, c: ClaimDeliveries) -> Result<Vec<crate::Delivery>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::ClaimDeliveries(Box::new(c), reply), answer).await
+    }
+
+    pub(crate) async fn statuses(&self, s: Statuses) -> Result<Vec<crate::StatusOutcome>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::Statuses(Box::new(s), reply), answer).await
+    }
+
+    pub(crate) async fn finish_deliveries(&self, f: FinishDeliveries) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Job::FinishDeliveries(Box::new(f), reply), answer).await
     }
 
     async fn submit<T>(&self, job: Job, answer: tokio::sync::oneshot::Receiver<Result<T>>) -> Result<T> {
@@ -1425,6 +1533,10 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 // wamid locks are taken in one order by every batch, so two never wait on each other.
+                let columns: Vec<_> = updates.iter().map($crate::sql::StatusColumns::new).collect();
+                if self.direct().is_some() {
+                    return self.enqueuer().statuses($crate::sql::Statuses { updates: columns, at }).await;
+                }
                 let mut order: Vec<usize> = (0..updates.len()).collect();
                 order.sort_by(|&a, &b| updates[a].wamid.cmp(&updates[b].wamid));
                 let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
@@ -1437,47 +1549,27 @@ macro_rules! impl_store {
                         Self::lock_wamid(&mut tx, &u.wamid).await?;
                         locked = Some(u.wamid.as_str());
                     }
-                    let message_id: Option<String> = sqlx::query_scalar(
-                        "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'",
-                    )
-                    .bind(&u.wamid)
-                    .bind(u.account_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    // Of repeated reports the earliest is kept (ties: the lesser detail, compared
-                    // bytewise on both backends), as the domain's fold does, so the history does
-                    // not depend on arrival order.
-                    let changed = sqlx::query(
-                        "INSERT INTO message_statuses \
-                         (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                         ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
-                         occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
-                         recorded_at = excluded.recorded_at \
-                         WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
-                         < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))",
-                    )
-                    .bind(u.account_id.as_str())
+                    let c = &columns[i];
+                    let message_id: Option<String> = sqlx::query_scalar($crate::sql::SELECT_OUTBOUND_BY_WAMID)
+                        .bind(&c.wamid)
+                        .bind(&c.account_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let changed = sqlx::query($crate::sql::UPSERT_STATUS)
+                    .bind(&c.account_id)
                     .bind(&message_id)
-                    .bind(&u.wamid)
-                    .bind(u.status.as_status().as_str())
-                    .bind(u.participant.as_deref().unwrap_or(""))
-                    .bind(u.occurred_at.as_millis())
-                    .bind(u.error.as_ref().map(error_text))
-                    .bind(json_text(&u.detail))
+                    .bind(&c.wamid)
+                    .bind(c.status)
+                    .bind(&c.participant)
+                    .bind(c.occurred_at)
+                    .bind(&c.error)
+                    .bind(&c.detail)
                     .bind(at.as_millis())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected()
                         > 0;
-                    outcomes[i] = match message_id {
-                        _ if !changed => StatusOutcome::Duplicate,
-                        Some(id) => {
-                            touched.insert(id);
-                            StatusOutcome::Applied
-                        }
-                        None => StatusOutcome::Pending,
-                    };
+                    outcomes[i] = $crate::sql::status_outcome(changed, message_id, &mut touched);
                 }
                 // Each message's status is folded once, from everything the batch added.
                 for id in &touched {
@@ -1536,6 +1628,10 @@ macro_rules! impl_store {
                 limit: u32,
             ) -> $crate::Result<Vec<Delivery>> {
                 let lease = wagate_domain::id::new_id("lease");
+                if self.direct().is_some() {
+                    let claim = $crate::sql::ClaimDeliveries { lease, lease_until, now, limit };
+                    return self.enqueuer().claim_deliveries(claim).await;
+                }
                 let mut tx = self.begin_write().await?;
                 let rows = sqlx::query(Self::CLAIM_DELIVERIES)
                     .bind(&lease)
@@ -1554,18 +1650,19 @@ macro_rules! impl_store {
                 if finished.is_empty() {
                     return Ok(());
                 }
+                if self.direct().is_some() {
+                    let finished = finished.iter().map(|(d, error)| (d.id, d.lease.clone(), error.clone())).collect();
+                    return self.enqueuer().finish_deliveries($crate::sql::FinishDeliveries { finished, at }).await;
+                }
                 let mut tx = self.begin_write().await?;
                 for (d, error) in finished {
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, processed_at = $3, \
-                         error = $4 WHERE id = $1 AND lease = $2",
-                    )
-                    .bind(d.id)
-                    .bind(&d.lease)
-                    .bind(at.as_millis())
-                    .bind(error)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query($crate::sql::FINISH_DELIVERY)
+                        .bind(at.as_millis())
+                        .bind(error)
+                        .bind(d.id)
+                        .bind(&d.lease)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())

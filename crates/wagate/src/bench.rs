@@ -178,12 +178,26 @@ async fn measure(
             args.duration_secs
         )
     };
+    // Each phase's figures as soon as it ends: the drain after the last can take minutes.
+    let done = |tally: &Tally| {
+        eprintln!(
+            "{}: {:.0}/s, p50 {} ms, p99 {} ms",
+            backend.name(),
+            tally.per_sec(plan.duration),
+            ms(tally.percentile_ms(50.0)),
+            ms(tally.percentile_ms(99.0)),
+        )
+    };
     phase("GET /healthz");
     let healthz = load(addr, Workload::healthz(addr), plan).await?;
+    done(&healthz);
     phase("POST /v1/messages");
     let sends = load(addr, sends, plan).await?;
+    done(&sends);
     phase("POST /webhooks/meta");
     let webhooks = load(addr, webhooks, plan).await?;
+    done(&webhooks);
+    eprintln!("{}: waiting for the webhook processor to work through the backlog", backend.name());
     let processing = drain(store).await?;
     Ok(Report { backend, duration: plan.duration, healthz, sends, webhooks, processing })
 }
@@ -608,7 +622,6 @@ impl Report {
 
 fn print_table(args: &BenchArgs, reports: &[Report]) {
     let columns = ["backend", "request", "answered/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "other", "of healthz"];
-    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     let rows: Vec<[String; 9]> = reports
         .iter()
         .flat_map(|r| {
@@ -661,6 +674,11 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
         args.duration_secs,
         cores()
     );
+}
+
+/// Milliseconds as the table shows them.
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
 
 fn by_status(tally: &Tally) -> String {

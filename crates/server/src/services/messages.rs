@@ -47,12 +47,12 @@ pub struct SenderCache(std::sync::Mutex<std::collections::HashMap<String, (Phone
 const SENDER_CACHED_FOR: Duration = Duration::from_secs(2);
 
 impl SenderCache {
-    fn get(&self, id: &str, epoch: u64) -> Option<PhoneNumber> {
+    pub(super) fn get(&self, id: &str, epoch: u64) -> Option<PhoneNumber> {
         let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(id).filter(|(_, e, at)| *e == epoch && at.elapsed() < SENDER_CACHED_FOR).map(|(n, _, _)| n.clone())
     }
 
-    fn put(&self, number: &PhoneNumber, epoch: u64) {
+    pub(super) fn put(&self, number: &PhoneNumber, epoch: u64) {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // Only real numbers get here, so the map stays as small as the numbers connected.
         cache.insert(number.id.clone(), (number.clone(), epoch, std::time::Instant::now()));

@@ -94,8 +94,7 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
     let signer = match state.signers.get(epoch).map(|accounts| signed_by(&accounts, &routing, &body, header)) {
         Some(Ok(signer)) => signer,
         _ => {
-            let accounts = Arc::new(state.store.list_accounts().await?);
-            state.signers.put(accounts.clone(), epoch);
+            let accounts = read_accounts(state, epoch).await?;
             match signed_by(&accounts, &routing, &body, header) {
                 Ok(signer) => signer,
                 Err(refused) => return Ok(refused),
@@ -108,6 +107,23 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
         .await?;
     state.inbound_wakeup.notify_one();
     Ok(Receipt::Stored(id))
+}
+
+/// The connected accounts, read afresh, and kept in the signer cache.
+async fn read_accounts(state: &AppState, epoch: u64) -> Result<Arc<Vec<Account>>, StorageError> {
+    let accounts = Arc::new(state.store.list_accounts().await?);
+    state.signers.put(accounts.clone(), epoch);
+    Ok(accounts)
+}
+
+/// The connected accounts as the signer cache has them, or read afresh. As for the receiver, the
+/// cache only says yes: what it lacks is looked up again.
+async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
+    let epoch = state.settings_epoch.load(Ordering::Relaxed);
+    match state.signers.get(epoch) {
+        Some(accounts) => Ok(accounts),
+        None => read_accounts(state, epoch).await,
+    }
 }
 
 /// The account whose app secret signed `body`, if every entry's WABA belongs to that app.
@@ -166,8 +182,13 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
     if payload.object != "whatsapp_business_account" {
         return Err(ProcessError::Unprocessable(format!("unexpected object '{}'", payload.object)));
     }
+    // Two reads per delivery otherwise, for what changes rarely.
+    let known = known_accounts(state).await?;
     let signer = match &delivery.account_id {
-        Some(id) => state.store.get_account(id).await?,
+        Some(id) => match known.iter().find(|a| &a.id == id) {
+            Some(a) => Some(a.clone()),
+            None => state.store.get_account(id).await?,
+        },
         None => None,
     };
     let Some(signer) = signer else {
@@ -175,8 +196,12 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
     };
     let mut problems = Vec::new();
     for (e, entry) in payload.entry.iter().enumerate() {
-        let accounts = state.store.accounts_by_waba(&entry.id).await?;
-        let Some(account) = accounts.into_iter().find(|a| a.app_secret == signer.app_secret) else {
+        let same_app = |a: &Account| a.app_secret == signer.app_secret;
+        let account = match of_waba(&known, &entry.id).find(|a| same_app(a)) {
+            Some(a) => Some(a.clone()),
+            None => state.store.accounts_by_waba(&entry.id).await?.into_iter().find(same_app),
+        };
+        let Some(account) = account else {
             problems.push(format!("entry for WABA {} belongs to no account of the signing app", entry.id));
             continue;
         };
@@ -367,7 +392,16 @@ async fn owned_number(
     account_id: &AccountId,
     phone_number_id: &str,
 ) -> Result<Result<(), String>, StorageError> {
-    Ok(match state.store.get_phone_number(phone_number_id).await? {
+    // The number as recently read for sends, when it is this account's; else read again.
+    let epoch = state.settings_epoch.load(Ordering::Relaxed);
+    if state.senders.get(phone_number_id, epoch).is_some_and(|n| &n.account_id == account_id) {
+        return Ok(Ok(()));
+    }
+    let number = state.store.get_phone_number(phone_number_id).await?;
+    if let Some(n) = &number {
+        state.senders.put(n, epoch);
+    }
+    Ok(match number {
         Some(n) if &n.account_id == account_id => Ok(()),
         _ => Err(format!("phone number {phone_number_id} is not a number of account {account_id}")),
     })

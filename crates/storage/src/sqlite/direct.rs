@@ -14,7 +14,7 @@ use wagate_domain::time::Timestamp;
 
 use super::Writer;
 use crate::sql::{self, Enqueuer, Job, PreparedSend, Written, parse_json, ts};
-use crate::{ApiKey, Enqueued, IdempotencyRecord, Result, StorageError};
+use crate::{ApiKey, Delivery, Enqueued, IdempotencyRecord, Result, StatusOutcome, StorageError};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -170,6 +170,15 @@ fn write_jobs(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<Written>> {
             )?),
             Job::Accepted(a, _) => Written::Accepted(write_accepted(&tx, a)?),
             Job::Claim(c, _) => Written::Claim(claim(&tx, c)?),
+            Job::ClaimDeliveries(c, _) => Written::ClaimDeliveries(claim_deliveries(&tx, c)?),
+            Job::Statuses(s, _) => Written::Statuses(apply_statuses(&tx, s)?),
+            Job::FinishDeliveries(f, _) => {
+                let mut finish = tx.prepare_cached(sql::FINISH_DELIVERY)?;
+                for (id, lease, error) in &f.finished {
+                    finish.execute(params![f.at.as_millis(), error, id, lease])?;
+                }
+                Written::FinishDeliveries
+            }
         });
     }
     tx.commit()?;
@@ -252,15 +261,72 @@ fn write_accepted(tx: &rusqlite::Transaction<'_>, a: &sql::Accepted) -> Result<b
         a.response
     ])?;
     tx.prepare_cached(sql::ADOPT_STATUSES)?.execute(params![a.message_id, a.account_id, a.wamid])?;
+    refresh_status(tx, &a.message_id, at)?;
+    Ok(true)
+}
+
+/// Recomputes a message's current status and error from its delivery reports.
+fn refresh_status(tx: &rusqlite::Transaction<'_>, message_id: &str, at: i64) -> Result<()> {
     let mut reports = Vec::new();
     let mut select = tx.prepare_cached(sql::SELECT_REPORTS)?;
-    let mut rows = select.query([&a.message_id])?;
+    let mut rows = select.query([message_id])?;
     while let Some(r) = rows.next()? {
         reports.extend(sql::report((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)));
     }
     let (status, error) = sql::current_status(reports);
-    tx.prepare_cached(sql::SET_STATUS)?.execute(params![status, error, at, a.message_id])?;
-    Ok(true)
+    tx.prepare_cached(sql::SET_STATUS)?.execute(params![status, error, at, message_id])?;
+    Ok(())
+}
+
+/// `Store::apply_statuses`, in the batch's transaction: the webhook processor's statuses held
+/// SQLite's writer from new sends for a thread hand-off per statement.
+fn apply_statuses(tx: &rusqlite::Transaction<'_>, s: &sql::Statuses) -> Result<Vec<StatusOutcome>> {
+    let at = s.at.as_millis();
+    let mut outcomes = Vec::with_capacity(s.updates.len());
+    // Each message's status is folded once, from everything the batch added.
+    let mut touched = std::collections::BTreeSet::new();
+    for c in &s.updates {
+        let message_id: Option<String> = tx
+            .prepare_cached(sql::SELECT_OUTBOUND_BY_WAMID)?
+            .query_row([&c.wamid, &c.account_id], |r| r.get(0))
+            .optional()?;
+        let changed = tx.prepare_cached(sql::UPSERT_STATUS)?.execute(params![
+            c.account_id,
+            message_id,
+            c.wamid,
+            c.status,
+            c.participant,
+            c.occurred_at,
+            c.error,
+            c.detail,
+            at,
+        ])? > 0;
+        outcomes.push(sql::status_outcome(changed, message_id, &mut touched));
+    }
+    for id in &touched {
+        refresh_status(tx, id, at)?;
+    }
+    Ok(outcomes)
+}
+
+/// `Store::claim_deliveries`, in the batch's transaction.
+fn claim_deliveries(tx: &rusqlite::Transaction<'_>, c: &sql::ClaimDeliveries) -> Result<Vec<Delivery>> {
+    let mut claim = tx.prepare_cached(super::SqliteStore::CLAIM_DELIVERIES)?;
+    let params = params![c.lease, c.lease_until.as_millis(), c.now.as_millis(), c.limit];
+    let mut rows = claim.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(Delivery {
+            id: r.get("id")?,
+            account_id: r.get::<_, Option<String>>("account_id")?.map(AccountId::from_trusted),
+            body: r.get("body")?,
+            received_at: ts(r.get("received_at")?),
+            attempts: r.get("attempts")?,
+            lease: c.lease.clone(),
+        });
+    }
+    out.sort_by_key(|d| d.id);
+    Ok(out)
 }
 
 /// `Store::claim_messages`, in the batch's transaction (as `write_accepted`, for the same reason).
@@ -312,6 +378,10 @@ mod tests {
             &sql::claim_heads_sql(3),
             sql::MARK_CLAIMED_SENDING,
             sql::SELECT_CLAIMED,
+            sql::SELECT_OUTBOUND_BY_WAMID,
+            sql::UPSERT_STATUS,
+            sql::FINISH_DELIVERY,
+            super::super::SqliteStore::CLAIM_DELIVERIES,
         ];
         for statement in statements {
             let seen = numbers_in_order_of_appearance(statement);
