@@ -75,6 +75,7 @@ fn open(path: &Path, access: OpenFlags) -> rusqlite::Result<Connection> {
     // As the sqlx connections: a commit is on disk when it returns; rows keep their references.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", super::WAL_AUTOCHECKPOINT_PAGES)?;
     Ok(conn)
 }
 
