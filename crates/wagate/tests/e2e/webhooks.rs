@@ -224,7 +224,57 @@ async fn a_secret_rotated_elsewhere_is_honoured_at_once(backend: Backend) {
     app.stop().await;
 }
 
+/// The processor takes accounts from the receiver's cache; an account connected behind its back
+/// (through another instance, which also stored the delivery) must not have its deliveries set
+/// aside as signed by nobody while that cache still holds the older list.
+async fn a_delivery_for_an_account_connected_elsewhere_is_processed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let sandbox = sandbox_account(&app).await;
+    // The receiver reads the accounts, and keeps them, for this delivery.
+    let body = status_payload(&sandbox, "wamid.BEFORE", &[("sent", 1_800_000_000)]);
+    post_signed(&app, &sandbox, body).await;
+    all_processed(&app).await;
+
+    let store = app.store();
+    let now = Timestamp::now();
+    let mut elsewhere =
+        store.list_accounts().await.unwrap().into_iter().find(|a| a.waba_id == sandbox.waba_id).unwrap();
+    elsewhere.id = wagate_domain::id::AccountId::generate();
+    elsewhere.mode = wagate_storage::AccountMode::Live;
+    elsewhere.waba_id = "waba-elsewhere".into();
+    elsewhere.app_secret = wagate_domain::secret::Secret::new("secret-elsewhere".to_owned());
+    let mut number = store.get_phone_number(&sandbox.phone_number_id).await.unwrap().unwrap();
+    number.id = "1999001".into();
+    number.account_id = elsewhere.id.clone();
+    number.waba_id = elsewhere.waba_id.clone();
+    number.mode = wagate_storage::AccountMode::Live;
+    number.is_default = false;
+    store.insert_account(&elsewhere, std::slice::from_ref(&number)).await.unwrap();
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "waba-elsewhere", "changes": [{
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550100000", "phone_number_id": "1999001"},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "15550170001"}],
+            "messages": [{"from": "15550170001", "id": "wamid.ELSEWHERE", "timestamp": "1800000000",
+                          "type": "text", "text": {"body": "hello from elsewhere"}}],
+        },
+    }]}]});
+    let delivery = wagate_storage::NewDelivery {
+        account_id: Some(elsewhere.id.clone()),
+        body: body.to_string().into_bytes(),
+        received_at: now,
+    };
+    store.insert_delivery(delivery).await.unwrap();
+    all_processed(&app).await;
+
+    let message = store.find_message_by_wamid("wamid.ELSEWHERE").await.unwrap();
+    assert_eq!(message.map(|m| m.phone_number_id), Some("1999001".to_owned()), "the message was set aside");
+    app.stop().await;
+}
+
 on_each_backend!(
+    a_delivery_for_an_account_connected_elsewhere_is_processed,
     a_secret_rotated_elsewhere_is_honoured_at_once,
     one_accounts_secret_cannot_touch_another_accounts_messages,
     wrong_or_missing_signatures_are_refused_and_change_nothing,
