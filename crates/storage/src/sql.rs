@@ -1532,11 +1532,11 @@ macro_rules! impl_store {
                 if updates.is_empty() {
                     return Ok(Vec::new());
                 }
-                // wamid locks are taken in one order by every batch, so two never wait on each other.
                 let columns: Vec<_> = updates.iter().map($crate::sql::StatusColumns::new).collect();
                 if self.direct().is_some() {
                     return self.enqueuer().statuses($crate::sql::Statuses { updates: columns, at }).await;
                 }
+                // wamid locks are taken in one order by every batch, so two never wait on each other.
                 let mut order: Vec<usize> = (0..updates.len()).collect();
                 order.sort_by(|&a, &b| updates[a].wamid.cmp(&updates[b].wamid));
                 let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
@@ -1556,18 +1556,18 @@ macro_rules! impl_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     let changed = sqlx::query($crate::sql::UPSERT_STATUS)
-                    .bind(&c.account_id)
-                    .bind(&message_id)
-                    .bind(&c.wamid)
-                    .bind(c.status)
-                    .bind(&c.participant)
-                    .bind(c.occurred_at)
-                    .bind(&c.error)
-                    .bind(&c.detail)
-                    .bind(at.as_millis())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
+                        .bind(&c.account_id)
+                        .bind(&message_id)
+                        .bind(&c.wamid)
+                        .bind(c.status)
+                        .bind(&c.participant)
+                        .bind(c.occurred_at)
+                        .bind(&c.error)
+                        .bind(&c.detail)
+                        .bind(at.as_millis())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
                         > 0;
                     outcomes[i] = $crate::sql::status_outcome(changed, message_id, &mut touched);
                 }
