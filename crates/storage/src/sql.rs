@@ -163,6 +163,21 @@ pub(crate) fn dispatch(
     })
 }
 
+/// The columns a claim of webhook deliveries returns: id, account_id, body, received_at, attempts.
+pub(crate) type DeliveryColumns = (i64, Option<String>, Vec<u8>, i64, i64);
+
+/// A claimed webhook delivery, held under `lease`.
+pub(crate) fn delivery((id, account_id, body, received_at, attempts): DeliveryColumns, lease: &str) -> crate::Delivery {
+    crate::Delivery {
+        id,
+        account_id: account_id.map(wagate_domain::id::AccountId::from_trusted),
+        body,
+        received_at: ts(received_at),
+        attempts,
+        lease: lease.to_owned(),
+    }
+}
+
 /// The columns of [`SELECT_REPORTS`]: status, wamid, participant, occurred_at, detail, error.
 pub(crate) type ReportColumns = (String, Option<String>, String, i64, Option<String>, Option<String>);
 
@@ -578,14 +593,14 @@ macro_rules! impl_store {
         }
 
         fn delivery_row(r: &$row, lease: &str) -> $crate::Result<Delivery> {
-            Ok(Delivery {
-                id: r.try_get("id")?,
-                account_id: r.try_get::<Option<String>, _>("account_id")?.map(AccountId::from_trusted),
-                body: r.try_get("body")?,
-                received_at: ts(r.try_get("received_at")?),
-                attempts: r.try_get("attempts")?,
-                lease: lease.to_owned(),
-            })
+            let columns = (
+                r.try_get("id")?,
+                r.try_get("account_id")?,
+                r.try_get("body")?,
+                r.try_get("received_at")?,
+                r.try_get("attempts")?,
+            );
+            Ok($crate::sql::delivery(columns, lease))
         }
 
         fn idempotency_row(r: &$row) -> $crate::Result<IdempotencyRecord> {

@@ -317,14 +317,8 @@ fn claim_deliveries(tx: &rusqlite::Transaction<'_>, c: &sql::ClaimDeliveries) ->
     let mut rows = claim.query(params)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(Delivery {
-            id: r.get("id")?,
-            account_id: r.get::<_, Option<String>>("account_id")?.map(AccountId::from_trusted),
-            body: r.get("body")?,
-            received_at: ts(r.get("received_at")?),
-            attempts: r.get("attempts")?,
-            lease: c.lease.clone(),
-        });
+        let columns = (r.get("id")?, r.get("account_id")?, r.get("body")?, r.get("received_at")?, r.get("attempts")?);
+        out.push(sql::delivery(columns, &c.lease));
     }
     out.sort_by_key(|d| d.id);
     Ok(out)
