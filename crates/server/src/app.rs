@@ -57,6 +57,7 @@ impl Application {
             // Waiters that fall behind read the database instead; the channel only saves time.
             completions: tokio::sync::broadcast::channel(1024).0,
             webhooks_noted: Arc::default(),
+            api_keys: Default::default(),
             senders: Default::default(),
             signers: Default::default(),
             media_wakeup: Arc::new(Notify::new()),

@@ -33,7 +33,7 @@ pub async fn require_api_key(
     let Some(key) = presented_key(req.headers()) else {
         return Err(ApiError::unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"));
     };
-    match api_keys::authenticate(state.store.as_ref(), key).await {
+    match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
         Ok(Some(k)) => {
             req.extensions_mut().insert(AuthenticatedKey { id: k.id });
             Ok(next.run(req).await)

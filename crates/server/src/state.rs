@@ -50,6 +50,8 @@ pub struct Shared {
     pub completions: tokio::sync::broadcast::Sender<MessageId>,
     /// Numbers already known to have their webhooks seen (saves a write per delivery).
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// API keys recently authenticated, dropped when one is revoked here.
+    pub api_keys: crate::services::api_keys::KeyCache,
     /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
     pub senders: crate::services::messages::SenderCache,
     /// Connected accounts as the webhook receiver last read them.

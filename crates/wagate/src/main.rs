@@ -245,7 +245,7 @@ async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            api_keys::revoke(store.as_ref(), &id).await?;
+            api_keys::revoke(store.as_ref(), None, &id).await?;
             println!("revoked {id}");
         }
     }

@@ -93,7 +93,7 @@ async fn list_keys(State(state): State<AppState>, page: PageRequest) -> Result<J
     Ok(Json(List { data: keys.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// Revoke an API key. It stops working at once.
+/// Revoke an API key. It stops working at once on this instance, within 2 seconds on others.
 #[utoipa::path(
     delete,
     path = "/v1/api-keys/{id}",
@@ -103,6 +103,6 @@ async fn list_keys(State(state): State<AppState>, page: PageRequest) -> Result<J
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    api_keys::revoke(state.store.as_ref(), &id).await?;
+    api_keys::revoke(state.store.as_ref(), Some(&state.api_keys), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

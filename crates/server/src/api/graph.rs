@@ -167,7 +167,7 @@ async fn messages_endpoint(
     body: Bytes,
 ) -> Result<Response, GraphApiError> {
     let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
-    let caller = match api_keys::authenticate(state.store.as_ref(), key).await {
+    let caller = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
         Ok(Some(k)) => k,
         Ok(None) => return Err(GraphApiError::invalid_token()),
         Err(e) => return Err(GraphApiError::from_service(e.into())),

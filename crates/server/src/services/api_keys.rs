@@ -1,5 +1,9 @@
 //! API keys: created and shown once, verified by hash in constant time, listed by prefix.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use wagate_domain::api_key;
 use wagate_domain::id::ApiKeyId;
 use wagate_domain::secret::Secret;
@@ -11,6 +15,34 @@ use super::ServiceError;
 
 /// `last_used_at` is written at most this often per key, so authenticating stays a read.
 const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Active keys by hash, as recently read: every API request presents a key, and reading it
+/// each time was a tenth of a send's work on the request threads. Only active keys are kept,
+/// each for [`KEYS_CACHED_FOR`]; a key revoked through this instance is dropped at once, one
+/// revoked elsewhere (another instance, the CLI) stops working within that time.
+#[derive(Default)]
+pub struct KeyCache(Mutex<HashMap<String, (ApiKey, Instant)>>);
+
+const KEYS_CACHED_FOR: Duration = Duration::from_secs(2);
+
+impl KeyCache {
+    /// The key and when it was read.
+    fn get(&self, hash: &str) -> Option<(ApiKey, Instant)> {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(hash).filter(|(_, read_at)| read_at.elapsed() < KEYS_CACHED_FOR).cloned()
+    }
+
+    /// `read_at`: when the key was read from the store; a use does not extend its stay.
+    fn put(&self, key: &ApiKey, read_at: Instant) {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Only active keys get here, so the map stays as small as the keys in use.
+        cache.insert(key.key_hash.clone(), (key.clone(), read_at));
+    }
+
+    fn forget_all(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
 
 pub struct CreatedKey {
     pub record: ApiKey,
@@ -36,10 +68,18 @@ pub async fn create(store: &dyn Store, name: &str) -> Result<CreatedKey, Service
 }
 
 /// The active key `presented` is, if any.
-pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Option<ApiKey>, StorageError> {
+pub async fn authenticate(
+    store: &dyn Store,
+    cache: &KeyCache,
+    presented: &str,
+) -> Result<Option<ApiKey>, StorageError> {
     let hash = api_key::hash(presented);
-    let Some(key) = store.find_api_key_by_hash(&hash).await? else {
-        return Ok(None);
+    let (key, read_at, cached) = match cache.get(&hash) {
+        Some((key, read_at)) => (key, read_at, true),
+        None => match store.find_api_key_by_hash(&hash).await? {
+            Some(key) => (key, Instant::now(), false),
+            None => return Ok(None),
+        },
     };
     if !api_key::hashes_match(&key.key_hash, &hash) || key.revoked_at.is_some() {
         return Ok(None);
@@ -47,6 +87,9 @@ pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Option<A
     let now = Timestamp::now();
     if key.last_used_at.is_none_or(|t| now.as_millis() - t.as_millis() >= TOUCH_EVERY_MS) {
         store.touch_api_key(&key.id, now).await?;
+        cache.put(&ApiKey { last_used_at: Some(now), ..key.clone() }, read_at);
+    } else if !cached {
+        cache.put(&key, read_at);
     }
     Ok(Some(key))
 }
@@ -72,10 +115,12 @@ pub async fn list(store: &dyn Store) -> Result<Vec<ApiKey>, ServiceError> {
     Ok(store.list_api_keys().await?)
 }
 
-/// Revokes by id; not found when no such active key exists.
-pub async fn revoke(store: &dyn Store, id: &str) -> Result<(), ServiceError> {
+/// Revokes by id; not found when no such active key exists. `cache`: the serving instance's,
+/// which forgets the key at once.
+pub async fn revoke(store: &dyn Store, cache: Option<&KeyCache>, id: &str) -> Result<(), ServiceError> {
     let parsed = ApiKeyId::parse(id).ok_or_else(|| ServiceError::not_found("API key", id))?;
     if store.revoke_api_key(&parsed, Timestamp::now()).await? {
+        cache.inspect(|c| c.forget_all());
         Ok(())
     } else {
         Err(ServiceError::not_found("active API key", id))
