@@ -11,7 +11,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::List;
-use super::phone_numbers::PhoneNumberView;
+use super::phone_numbers::{PhoneNumberView, default_rate};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest};
 use crate::services::accounts::{self, AccountDetails, CreateAccount, UpdateAccount};
@@ -66,8 +66,9 @@ pub struct MessagingLimitView {
     used_24h: i64,
 }
 
-impl From<AccountDetails> for AccountView {
-    fn from(d: AccountDetails) -> Self {
+impl AccountView {
+    /// `default_rate`: what the dispatcher sends at for a number Meta gave no level.
+    fn new(d: AccountDetails, default_rate: u32) -> Self {
         let AccountDetails { account: a, numbers, conversations_opened_24h, messaging_limit } = d;
         Self {
             id: a.id.into_string(),
@@ -77,7 +78,7 @@ impl From<AccountDetails> for AccountView {
             api_version: a.api_version,
             waba_id: a.waba_id,
             access_token_hint: a.access_token.hint(),
-            phone_numbers: numbers.into_iter().map(Into::into).collect(),
+            phone_numbers: numbers.into_iter().map(|n| PhoneNumberView::new(n, default_rate)).collect(),
             paused: a.paused.map(|p| PauseView { since: p.since, error: p.error }),
             messaging_limit: MessagingLimitView {
                 tier: a.messaging_tier,
@@ -112,7 +113,7 @@ async fn create_account(
     JsonBody(req): JsonBody<CreateAccount>,
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let created = accounts::create(&state, req).await?;
-    Ok((StatusCode::CREATED, Json(created.into())))
+    Ok((StatusCode::CREATED, Json(AccountView::new(created, default_rate(&state)))))
 }
 
 /// List connected accounts.
@@ -127,7 +128,7 @@ async fn create_account(
 async fn list_accounts(State(state): State<AppState>, page: PageRequest) -> Result<Json<List<AccountView>>, ApiError> {
     let all = accounts::list(&state).await?;
     let (all, next_cursor) = page.slice(all, |d| d.account.id.as_str());
-    Ok(Json(List { data: all.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(List { data: all.into_iter().map(|a| AccountView::new(a, default_rate(&state))).collect(), next_cursor }))
 }
 
 /// Get an account.
@@ -140,7 +141,7 @@ async fn list_accounts(State(state): State<AppState>, page: PageRequest) -> Resu
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(accounts::get(&state, &id).await?.into()))
+    Ok(Json(AccountView::new(accounts::get(&state, &id).await?, default_rate(&state))))
 }
 
 /// Rename an account or rotate its credentials.
@@ -162,7 +163,7 @@ async fn update_account(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdateAccount>,
 ) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(accounts::update(&state, &id, req).await?.into()))
+    Ok(Json(AccountView::new(accounts::update(&state, &id, req).await?, default_rate(&state))))
 }
 
 /// Resume a paused account's sending.
@@ -178,7 +179,7 @@ async fn update_account(
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn resume_account(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
-    Ok(Json(accounts::resume(&state, &id).await?.into()))
+    Ok(Json(AccountView::new(accounts::resume(&state, &id).await?, default_rate(&state))))
 }
 
 /// A webhook change Meta sent about an account, kept as it came.

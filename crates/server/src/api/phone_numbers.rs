@@ -44,9 +44,15 @@ pub struct PhoneNumberView {
     messages_per_second_set: bool,
 }
 
-impl From<PhoneNumber> for PhoneNumberView {
-    fn from(n: PhoneNumber) -> Self {
-        let messages_per_second = crate::workers::dispatcher::messages_per_second(&n, 80);
+/// What the dispatcher sends at for a number whose throughput level Meta did not give.
+pub(super) fn default_rate(state: &AppState) -> u32 {
+    state.config.dispatcher.default_messages_per_second
+}
+
+impl PhoneNumberView {
+    /// `default_rate`: what the dispatcher sends at for a number Meta gave no level.
+    pub(super) fn new(n: PhoneNumber, default_rate: u32) -> Self {
+        let messages_per_second = crate::workers::dispatcher::messages_per_second(&n, default_rate);
         Self {
             throughput_level: n.throughput_level.clone(),
             messages_per_second,
@@ -79,7 +85,10 @@ async fn list_phone_numbers(
     let mut numbers = accounts::list_phone_numbers(&state).await?;
     numbers.sort_by(|a, b| a.id.cmp(&b.id));
     let (numbers, next_cursor) = page.slice(numbers, |n| n.id.as_str());
-    Ok(Json(List { data: numbers.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(List {
+        data: numbers.into_iter().map(|n| PhoneNumberView::new(n, default_rate(&state))).collect(),
+        next_cursor,
+    }))
 }
 
 /// Change a phone number's settings: make it the default sender.
@@ -97,5 +106,43 @@ async fn update_phone_number(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<UpdatePhoneNumber>,
 ) -> Result<Json<PhoneNumberView>, ApiError> {
-    Ok(Json(accounts::update_phone_number(&state, &id, req).await?.into()))
+    Ok(Json(PhoneNumberView::new(accounts::update_phone_number(&state, &id, req).await?, default_rate(&state))))
+}
+
+#[cfg(test)]
+mod tests {
+    use wagate_domain::id::AccountId;
+    use wagate_domain::time::Timestamp;
+    use wagate_storage::AccountMode;
+
+    use super::*;
+
+    fn number(level: Option<&str>, set: Option<u32>) -> PhoneNumber {
+        PhoneNumber {
+            id: "106540352242922".into(),
+            account_id: AccountId::generate(),
+            waba_id: "102290129340398".into(),
+            display_phone_number: "+1 555 010 0001".into(),
+            verified_name: None,
+            quality_rating: None,
+            is_default: false,
+            mode: AccountMode::Live,
+            webhooks_since: None,
+            throughput_level: level.map(str::to_owned),
+            messages_per_second: set,
+            created_at: Timestamp::from_millis(0),
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    /// The view shows the rate the dispatcher sends at, including the configured default for a
+    /// number Meta gave no level.
+    #[test]
+    fn the_rate_shown_is_the_one_sent_at() {
+        let shown = |level, set| PhoneNumberView::new(number(level, set), 7).messages_per_second;
+        assert_eq!(shown(None, None), 7);
+        assert_eq!(shown(Some("STANDARD"), None), 80);
+        assert_eq!(shown(Some("HIGH"), None), 1_000);
+        assert_eq!(shown(Some("HIGH"), Some(50)), 50);
+    }
 }

@@ -120,7 +120,9 @@ pub async fn list(store: &dyn Store) -> Result<Vec<ApiKey>, ServiceError> {
 pub async fn revoke(store: &dyn Store, cache: Option<&KeyCache>, id: &str) -> Result<(), ServiceError> {
     let parsed = ApiKeyId::parse(id).ok_or_else(|| ServiceError::not_found("API key", id))?;
     if store.revoke_api_key(&parsed, Timestamp::now()).await? {
-        cache.inspect(|c| c.forget_all());
+        if let Some(cache) = cache {
+            cache.forget_all();
+        }
         Ok(())
     } else {
         Err(ServiceError::not_found("active API key", id))
