@@ -219,11 +219,11 @@ impl GraphClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(|e| {
-            let e = e.without_url();
+            let e = describe(e);
             if mutating && status.is_success() {
                 GraphFailure::Unknown(format!("reading Meta's answer failed: {e}"))
             } else {
-                GraphFailure::Http { status: status.as_u16(), body: e.to_string(), retry_after }
+                GraphFailure::Http { status: status.as_u16(), body: e, retry_after }
             }
         })?;
         if status.is_success() {
@@ -265,8 +265,27 @@ pub struct MediaInfo {
 /// Errors are shown to API callers and logged: without the URL, which may carry a token.
 fn classify_transport(e: reqwest::Error, mutating: bool) -> GraphFailure {
     let connect = e.is_connect() || e.is_builder();
-    let message = e.without_url().to_string();
+    let message = describe(e);
     if connect || !mutating { GraphFailure::Connect(message) } else { GraphFailure::Unknown(message) }
+}
+
+/// A transport error with its causes: reqwest's own text is only "error sending request",
+/// the why (refused, timed out, reset, TLS) is in the chain below it. Without the URL, which
+/// may carry a signed media link.
+pub(crate) fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Some layers repeat their cause's text in their own.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Graph's paging URLs repeat the access token in the query; wagate sends it as a header.
@@ -310,5 +329,38 @@ mod tests {
             "https://graph.facebook.com/v23.0/1/phone_numbers?after=QVF"
         );
         assert_eq!(without_token("http://h/x?access_token=EAAG"), "http://h/x");
+    }
+
+    fn target(base_url: &str) -> (String, String, Secret) {
+        (base_url.to_owned(), "v23.0".to_owned(), Secret::new("EAAG".to_owned()))
+    }
+
+    /// A read that fails says why: refused, or no answer in time.
+    #[tokio::test]
+    async fn transport_failures_name_their_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused_url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        // Accepts, then never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("http://{}", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let client = GraphClient::new(Duration::from_millis(300));
+        for (url, cause) in [(refused_url, "refused"), (silent_url, "timed out")] {
+            let (base_url, api_version, token) = target(&url);
+            let t = Target { base_url: &base_url, api_version: &api_version, token: &token };
+            match client.phone_numbers(&t, "102290129340398").await {
+                Err(GraphFailure::Connect(message)) => {
+                    assert!(message.to_lowercase().contains(cause), "{url}: {message}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        held.abort();
     }
 }

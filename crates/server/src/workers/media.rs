@@ -141,7 +141,7 @@ async fn download(state: &AppState, job: &MediaJob) -> Result<StoredMedia, Failu
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
             Ok(None) => break,
-            Err(e) => return Err(Failure::Transient(format!("the download broke off: {}", e.without_url()))),
+            Err(e) => return Err(Failure::Transient(format!("the download broke off: {}", crate::graph::describe(e)))),
         };
         written += chunk.len() as u64;
         if written > limit {
