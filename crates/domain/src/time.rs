@@ -30,6 +30,10 @@ impl Timestamp {
         Self(self.0.saturating_add(d.as_millis() as i64))
     }
 
+    pub fn minus(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(d.as_millis() as i64))
+    }
+
     /// Parses RFC 3339 (`2026-11-21T07:24:33Z`, with optional fraction and offset).
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let b = s.as_bytes();

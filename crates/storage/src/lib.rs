@@ -103,6 +103,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<IdempotencyRecord>>;
     async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> Result<u64>;
+    /// Removes up to `limit` statuses that never found their message (their wamid is no message
+    /// of this database's) recorded before `before`; how many it removed.
+    async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> Result<u64>;
     async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
     async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
     async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;

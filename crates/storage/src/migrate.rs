@@ -40,6 +40,11 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/sqlite/0005_inbound.sql") },
     Migration { version: 6, name: "media", sql: include_str!("../migrations/sqlite/0006_media.sql") },
     Migration { version: 7, name: "contacts", sql: include_str!("../migrations/sqlite/0007_contacts.sql") },
+    Migration {
+        version: 8,
+        name: "orphan_statuses",
+        sql: include_str!("../migrations/sqlite/0008_orphan_statuses.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 5, name: "inbound", sql: include_str!("../migrations/postgres/0005_inbound.sql") },
     Migration { version: 6, name: "media", sql: include_str!("../migrations/postgres/0006_media.sql") },
     Migration { version: 7, name: "contacts", sql: include_str!("../migrations/postgres/0007_contacts.sql") },
+    Migration {
+        version: 8,
+        name: "orphan_statuses",
+        sql: include_str!("../migrations/postgres/0008_orphan_statuses.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

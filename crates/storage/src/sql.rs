@@ -1080,6 +1080,18 @@ macro_rules! impl_store {
                     .rows_affected())
             }
 
+            async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> $crate::Result<u64> {
+                Ok(sqlx::query(
+                    "DELETE FROM message_statuses WHERE id IN (SELECT id FROM message_statuses \
+                     WHERE message_id IS NULL AND recorded_at < $1 LIMIT $2)",
+                )
+                .bind(before.as_millis())
+                .bind(i64::from(limit))
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected())
+            }
+
             async fn get_message(&self, id: &MessageId) -> $crate::Result<Option<Message>> {
                 sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages WHERE id = $1"))
                     .bind(id.as_str())

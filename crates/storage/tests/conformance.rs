@@ -544,6 +544,20 @@ async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Delivered);
     let h = statuses(&store.message_history(&id).await.unwrap());
     assert_eq!(h.len(), 4, "{h:?}");
+
+    // The forged status never finds a message: removed once past waiting, with the ones
+    // recorded later kept and the adopted ones untouched.
+    let late = status_for(&other, "wamid.F", DeliveryStatus::Delivered, 20);
+    assert_eq!(store.apply_status(&late, t(20)).await.unwrap(), StatusOutcome::Pending);
+    assert_eq!(store.delete_orphan_statuses(t(2), 100).await.unwrap(), 0, "recorded at t(2), not before");
+    assert_eq!(store.delete_orphan_statuses(t(10), 100).await.unwrap(), 1);
+    assert_eq!(store.delete_orphan_statuses(t(10), 100).await.unwrap(), 0);
+    let later = status_for(&other, "wamid.G", DeliveryStatus::Read, 21);
+    assert_eq!(store.apply_status(&later, t(21)).await.unwrap(), StatusOutcome::Pending);
+    for removed in [1, 1, 0] {
+        assert_eq!(store.delete_orphan_statuses(t(30), 1).await.unwrap(), removed, "one at a time");
+    }
+    assert_eq!(statuses(&store.message_history(&id).await.unwrap()), h);
 }
 
 async fn unclaimed_messages_can_be_cancelled(store: &dyn Store) {

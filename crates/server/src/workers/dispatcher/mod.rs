@@ -138,6 +138,33 @@ impl Chores {
                 Ok(n) => tracing::debug!(removed = n, "expired idempotency keys removed"),
                 Err(e) => tracing::warn!(error = %e, "removing expired idempotency keys failed"),
             }
+            remove_orphan_statuses(state).await;
+        }
+    }
+}
+
+/// How long a status waits for a message with its wamid. One that arrives before its send's
+/// result is recorded is adopted within seconds; past a week it belongs to a message sent by
+/// other software from the same number (or one whose result was lost), and would stay forever.
+const ORPHAN_STATUSES_KEPT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Removes the statuses past waiting, a thousand per write so that sends are not held up.
+async fn remove_orphan_statuses(state: &AppState) {
+    const BATCH: u32 = 1_000;
+    let before = Timestamp::now().minus(ORPHAN_STATUSES_KEPT);
+    loop {
+        match state.store.delete_orphan_statuses(before, BATCH).await {
+            Ok(n) if n < u64::from(BATCH) => {
+                if n > 0 {
+                    tracing::debug!(removed = n, "statuses of unknown messages removed");
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "removing statuses of unknown messages failed");
+                return;
+            }
         }
     }
 }
