@@ -91,9 +91,9 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<()>;
 
     // Outbound messages and the outbox.
-    /// Stores the message, its first history entry, its outbox row and its idempotency key in
-    /// one transaction (grouped with other sends into one commit). A used idempotency key stores
-    /// nothing and answers what it was used for.
+    /// Stores the message, its outbox row and its idempotency key in one transaction (grouped
+    /// with other sends into one commit); its first history entry (`queued` or `scheduled`) is
+    /// the message's own. A used idempotency key stores nothing and answers what it was used for.
     async fn enqueue_message(&self, message: NewOutbound) -> Result<Enqueued>;
     /// The unexpired use of an idempotency key by an API key.
     async fn find_idempotency_key(

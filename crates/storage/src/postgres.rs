@@ -101,8 +101,8 @@ mod store {
     crate::contacts::impl_contacts!(PgStore, PgRow, Transaction<'static, Postgres>, Postgres);
 
     /// Writes new messages in one transaction: each idempotency key first (a key already in
-    /// use, and not expired, skips its message), then every message, its first history entry
-    /// and its outbox row, a statement each for the whole batch.
+    /// use, and not expired, skips its message), then every message and its outbox row, a
+    /// statement each for the whole batch.
     async fn write_outbound(
         tx: &mut Transaction<'static, Postgres>,
         batch: &[&PreparedSend],
@@ -165,18 +165,6 @@ mod store {
                 .push_bind(m.opens_conversation);
         });
         messages.build().execute(&mut **tx).await?;
-        let mut history = sqlx::QueryBuilder::<Postgres>::new(
-            "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) ",
-        );
-        history.push_values(&keep, |mut b, p| {
-            let m = &p.m;
-            b.push_bind(m.account_id.as_str())
-                .push_bind(m.id.as_str())
-                .push_bind(crate::sql::initial_status(m))
-                .push_bind(m.created_at.as_millis())
-                .push_bind(m.created_at.as_millis());
-        });
-        history.build().execute(&mut **tx).await?;
         let mut outbox = sqlx::QueryBuilder::<Postgres>::new(
             "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
              created_at) ",

@@ -89,6 +89,14 @@ pub(crate) const ADOPT_STATUSES: &str =
     "UPDATE message_statuses SET message_id = $1 WHERE account_id = $2 AND wamid = $3 AND message_id IS NULL";
 pub(crate) const SELECT_REPORTS: &str =
     "SELECT status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id = $1";
+/// A message's history rows. A send's first entry (`queued`, or `scheduled` with a `send_at`) is
+/// not stored but made from the message: it would be a row and two index entries more for every
+/// send, for what the message already says (sends stored before that kept their row).
+pub(crate) const SELECT_HISTORY: &str = "SELECT status, wamid, participant, occurred_at, error, detail \
+    FROM message_statuses WHERE message_id = $1 \
+    UNION ALL SELECT CASE WHEN m.send_at IS NULL THEN 'queued' ELSE 'scheduled' END, NULL, '', m.created_at, \
+    NULL, NULL FROM messages m WHERE m.id = $1 AND m.direction = 'outbound' AND NOT m.from_app \
+    AND NOT EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = $1 AND s.status IN ('queued', 'scheduled'))";
 pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2, updated_at = $3 WHERE id = $4";
 
 // Claiming queued messages (`Store::claim_messages`): only heads, due, free, and first of their
@@ -1113,13 +1121,7 @@ macro_rules! impl_store {
             }
 
             async fn message_history(&self, id: &MessageId) -> $crate::Result<Vec<StatusEntry>> {
-                let rows = sqlx::query(
-                    "SELECT status, wamid, participant, occurred_at, error, detail FROM message_statuses \
-                     WHERE message_id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_all(self.reader())
-                .await?;
+                let rows = sqlx::query($crate::sql::SELECT_HISTORY).bind(id.as_str()).fetch_all(self.reader()).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 let mut reports = Vec::new();
                 for r in &rows {

@@ -844,6 +844,8 @@ async fn scheduled_messages_wait_for_their_time(store: &dyn Store) {
     let id = enqueue(store, &a, &n, t(10_000)).await;
     let m = store.get_message(&id).await.unwrap().unwrap();
     assert_eq!((m.status, m.send_at), (MessageStatus::Scheduled, Some(t(10_000))));
+    let h = store.message_history(&id).await.unwrap();
+    assert_eq!((statuses(&h), h[0].occurred_at), (vec![(MessageStatus::Scheduled, false)], t(0)));
     assert!(store.claim_outbox(t(9_999), t(60_000), 10).await.unwrap().is_empty());
     assert_eq!(ids_of(&store.claim_outbox(t(10_000), t(60_000), 10).await.unwrap()), std::slice::from_ref(&id));
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
@@ -929,6 +931,36 @@ async fn reopening_keeps_everything(backend: Backend) {
     let store = connect(Some(db.url()), &db.data_dir()).await.expect("migrations are idempotent");
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
+}
+
+/// Sends stored before the first history entry was made from the message kept it as a row:
+/// their history shows it once.
+async fn a_first_entry_stored_as_a_row_shows_once(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    let (a, n) = seeded(store.as_ref()).await;
+    let (old, new) = (enqueue(store.as_ref(), &a, &n, t(0)).await, enqueue(store.as_ref(), &a, &n, t(0)).await);
+    store.close().await;
+    const ROW: &str = "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, recorded_at) \
+        VALUES ($1, $2, 'queued', $3, $3)";
+    let at = t(0).as_millis();
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+            sqlx::query(ROW).bind(a.id.as_str()).bind(old.as_str()).bind(at).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+            sqlx::query(ROW).bind(a.id.as_str()).bind(old.as_str()).bind(at).execute(&mut c).await.unwrap();
+        }
+    }
+    let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    for id in [&old, &new] {
+        let h = store.message_history(id).await.unwrap();
+        assert_eq!((statuses(&h), h[0].occurred_at), (vec![(MessageStatus::Queued, false)], t(0)), "{id}");
+    }
 }
 
 // Contacts and conversations.
@@ -1339,6 +1371,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn reopening_keeps_everything() {
                 super::reopening_keeps_everything($b).await;
+            }
+
+            #[tokio::test]
+            async fn a_first_entry_stored_as_a_row_shows_once() {
+                super::a_first_entry_stored_as_a_row_shows_once($b).await;
             }
         }
     };

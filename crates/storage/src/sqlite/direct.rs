@@ -191,13 +191,11 @@ const INSERT_MESSAGE: &str = concat!(
     sql::message_cols!(),
     ", opens_conversation) VALUES ($1, 'outbound', $2, $3, NULL, $4, $5, $6, $7, NULL, NULL, $8, $9, $9, $10, $11, $12)"
 );
-const INSERT_FIRST_STATUS: &str = "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, \
-    recorded_at) VALUES ($1, $2, $3, $4, $4)";
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, \
     expires_at, created_at) VALUES ($1, $2, $3, $4, $4, $5, $6)";
 
 /// The message's idempotency key first (a key in use, and not expired, skips the message), then
-/// the message, its first history entry and its outbox row.
+/// the message and its outbox row (its first history entry is the message's: `SELECT_HISTORY`).
 fn write_send(tx: &rusqlite::Transaction<'_>, p: &PreparedSend) -> Result<Enqueued> {
     let m = &p.m;
     if let Some(k) = &m.idempotency {
@@ -233,7 +231,6 @@ fn write_send(tx: &rusqlite::Transaction<'_>, p: &PreparedSend) -> Result<Enqueu
         m.expires_at.map(Timestamp::as_millis),
         m.opens_conversation,
     ])?;
-    tx.prepare_cached(INSERT_FIRST_STATUS)?.execute(params![m.account_id.as_str(), m.id.as_str(), status, created])?;
     tx.prepare_cached(INSERT_OUTBOX)?.execute(params![
         m.id.as_str(),
         m.phone_number_id,
@@ -362,7 +359,7 @@ mod tests {
             sql::SELECT_IDEMPOTENCY_KEY,
             sql::INSERT_DELIVERY,
             INSERT_MESSAGE,
-            INSERT_FIRST_STATUS,
+            sql::SELECT_HISTORY,
             INSERT_OUTBOX,
             sql::ACCEPT_MESSAGE,
             sql::DELETE_OUTBOX_ROW,
