@@ -227,9 +227,10 @@ pub(crate) const TAKE_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
     expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= excluded.created_at";
 pub(crate) const SELECT_IDEMPOTENCY_KEY: &str = "SELECT key, request_hash, message_id, response, created_at FROM idempotency_keys WHERE api_key_id = $1 AND key = $2";
 
-/// A new outbound message's first status.
+/// A new outbound message's first status: `scheduled` when asked to go later (`send_at`), as
+/// `SELECT_HISTORY` makes its first history entry.
 pub(crate) fn initial_status(m: &crate::NewOutbound) -> &'static str {
-    if m.due_at > m.created_at { "scheduled" } else { "queued" }
+    if m.send_at.is_some() { "scheduled" } else { "queued" }
 }
 
 /// Writes stored per transaction, at most.
