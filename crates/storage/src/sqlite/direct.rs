@@ -359,7 +359,6 @@ mod tests {
             sql::SELECT_IDEMPOTENCY_KEY,
             sql::INSERT_DELIVERY,
             INSERT_MESSAGE,
-            sql::SELECT_HISTORY,
             INSERT_OUTBOX,
             sql::ACCEPT_MESSAGE,
             sql::DELETE_OUTBOX_ROW,
