@@ -116,7 +116,8 @@ pub trait Store: Send + Sync + 'static {
     /// a recipient's next message becomes a head only when the one before it is done.
     async fn outbox_heads(&self, phone_number_id: &str, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>>;
     /// Leases these outbox rows (those still due and unleased) until `lease_until` and marks
-    /// their messages `sending`.
+    /// their messages `sending`. The ids are heads `outbox_heads` gave: what keeps a recipient's
+    /// messages in order is that only heads are claimed.
     async fn claim_messages(&self, ids: &[MessageId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Dispatch>>;
     /// Leases up to `limit` heads of any number (see `outbox_heads`).
     async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;

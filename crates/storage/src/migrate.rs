@@ -45,6 +45,7 @@ pub const SQLITE: &[Migration] = &[
         name: "orphan_statuses",
         sql: include_str!("../migrations/sqlite/0008_orphan_statuses.sql"),
     },
+    Migration { version: 9, name: "queue_scan", sql: include_str!("../migrations/sqlite/0009_queue_scan.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -64,6 +65,7 @@ pub const POSTGRES: &[Migration] = &[
         name: "orphan_statuses",
         sql: include_str!("../migrations/postgres/0008_orphan_statuses.sql"),
     },
+    Migration { version: 9, name: "queue_scan", sql: include_str!("../migrations/postgres/0009_queue_scan.sql") },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

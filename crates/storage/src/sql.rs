@@ -5,12 +5,15 @@
 //! A macro rather than generics over `sqlx::Database`: the trait bounds sqlx needs for generic
 //! code are long and leak into every signature, while the expanded code is plain.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
+use wagate_domain::id::MessageId;
 use wagate_domain::message::MessageError;
 use wagate_domain::status::{DeliveryStatus, Report, fold};
 use wagate_domain::time::Timestamp;
 
-use crate::{Result, StorageError};
+use crate::{OutboxHead, Result, StorageError};
 
 macro_rules! account_cols {
     () => {
@@ -61,18 +64,7 @@ macro_rules! media_cols {
     };
 }
 
-/// The due outbox rows that head their recipient's queue: nothing due earlier for the same
-/// number and recipient (in flight, backing off or waiting) is ahead of them, so each recipient's
-/// messages leave one at a time, in (due_at, seq) order. `$1` is now.
-macro_rules! outbox_heads {
-    () => {
-        "FROM outbox o WHERE o.due_at <= $1 AND o.available_at <= $1 AND NOT EXISTS (SELECT 1 FROM outbox p \
-         WHERE p.phone_number_id = o.phone_number_id AND p.recipient = o.recipient AND p.due_at <= $1 \
-         AND (p.due_at < o.due_at OR (p.due_at = o.due_at AND p.seq < o.seq))) "
-    };
-}
-
-pub(crate) use {account_cols, api_key_cols, media_cols, message_cols, message_select_cols, outbox_heads, phone_cols};
+pub(crate) use {account_cols, api_key_cols, media_cols, message_cols, message_select_cols, phone_cols};
 
 // Statements the SQLite batch writer runs too (see `sqlite::direct`) number their parameters in
 // the order they first appear: rusqlite binds them by position, sqlx by number.
@@ -99,12 +91,91 @@ pub(crate) const SELECT_HISTORY: &str = "SELECT status, wamid, participant, occu
     AND NOT EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = $1 AND s.status IN ('queued', 'scheduled'))";
 pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2, updated_at = $3 WHERE id = $4";
 
-// Claiming queued messages (`Store::claim_messages`): only heads, due, free, and first of their
-// recipient's queue (see `outbox_heads`); `$1` the lease, `$2` its end, `$3` now, the ids after.
-pub(crate) const CLAIM_HEADS: &str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
-    WHERE available_at <= $3 AND due_at <= $3 AND NOT EXISTS (SELECT 1 FROM outbox p \
-    WHERE p.phone_number_id = outbox.phone_number_id AND p.recipient = outbox.recipient AND p.due_at <= $3 \
-    AND (p.due_at < outbox.due_at OR (p.due_at = outbox.due_at AND p.seq < outbox.seq))) AND message_id IN (";
+// Claiming queued messages (`Store::claim_messages`): those still due and free; `$1` the lease,
+// `$2` its end, `$3` now, the ids after. The ids are heads (`HeadScan`) read before: a row that
+// headed its recipient's queue then still does, because only a send accepted concurrently with
+// this claim and due earlier could come before it, and a recipient's next message becomes a
+// head only when the row before it leaves the outbox.
+pub(crate) const CLAIM_DUE: &str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
+    WHERE available_at <= $3 AND due_at <= $3 AND message_id IN (";
+/// A page of one number's due outbox rows, in (due_at, seq) order, after the row (`$3`, `$4`):
+/// `$1` the number, `$2` now, `$5` the page's size.
+pub(crate) const SELECT_NUMBER_QUEUE_PAGE: &str = "SELECT message_id, phone_number_id, recipient, due_at, seq, \
+    available_at, expires_at FROM outbox WHERE phone_number_id = $1 AND due_at <= $2 \
+    AND due_at >= $3 AND (due_at > $3 OR seq > $4) ORDER BY due_at, seq LIMIT $5";
+/// [`SELECT_NUMBER_QUEUE_PAGE`] for every number: `$1` now, after (`$2`, `$3`), `$4` rows.
+pub(crate) const SELECT_QUEUE_PAGE: &str = "SELECT message_id, phone_number_id, recipient, due_at, seq, \
+    available_at, expires_at FROM outbox WHERE due_at <= $1 \
+    AND due_at >= $2 AND (due_at > $2 OR seq > $3) ORDER BY due_at, seq LIMIT $4";
+
+/// Finds the due outbox rows that head their recipient's queue, reading the queue in (due_at,
+/// seq) order a page at a time: a row is a head when no row before it has its number and
+/// recipient (in flight, backing off or waiting), so each recipient's messages leave one at a
+/// time, in order. Done in the reader rather than by an index on the recipient, which every send
+/// would write a leaf of.
+pub(crate) struct HeadScan {
+    now: i64,
+    limit: usize,
+    after: (i64, i64),
+    seen: HashSet<(String, String)>,
+    heads: Vec<OutboxHead>,
+    pub(crate) done: bool,
+}
+
+/// A row of a queue page: message id, number, recipient, due_at, seq, available_at, expires_at.
+pub(crate) type QueueRow = (String, String, String, i64, i64, i64, Option<i64>);
+
+impl HeadScan {
+    /// Rows read per page.
+    pub(crate) const PAGE: i64 = 512;
+
+    pub(crate) fn new(now: Timestamp, limit: u32) -> Self {
+        Self {
+            now: now.as_millis(),
+            limit: limit as usize,
+            after: (i64::MIN, i64::MIN),
+            seen: HashSet::new(),
+            heads: Vec::new(),
+            done: limit == 0,
+        }
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// Where the next page starts: after this (due_at, seq).
+    pub(crate) fn after(&self) -> (i64, i64) {
+        self.after
+    }
+
+    /// Takes a page of rows; a short page is the queue's end.
+    pub(crate) fn page(&mut self, rows: impl ExactSizeIterator<Item = QueueRow>) {
+        let full = rows.len() as i64 == Self::PAGE;
+        for (message_id, number, recipient, due_at, seq, available_at, expires_at) in rows {
+            self.after = (due_at, seq);
+            let queue = (number, recipient);
+            if self.seen.contains(&queue) {
+                continue;
+            }
+            if available_at <= self.now {
+                let message_id = MessageId::from_trusted(message_id);
+                self.heads.push(OutboxHead { message_id, recipient: queue.1.clone(), expires_at: expires_at.map(ts) });
+                if self.heads.len() == self.limit {
+                    self.done = true;
+                    return;
+                }
+            }
+            self.seen.insert(queue);
+        }
+        self.done = !full;
+    }
+
+    pub(crate) fn heads(self) -> Vec<OutboxHead> {
+        self.heads
+    }
+}
+
 pub(crate) const MARK_CLAIMED_SENDING: &str = "UPDATE messages SET status = 'sending', updated_at = $1 \
     WHERE id IN (SELECT message_id FROM outbox WHERE lease = $2) AND status IN ('queued', 'scheduled')";
 pub(crate) const SELECT_CLAIMED: &str = "SELECT m.id, m.account_id, m.phone_number_id, m.counterpart, m.kind, \
@@ -129,9 +200,9 @@ pub(crate) const UPSERT_STATUS: &str = "INSERT INTO message_statuses \
 pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET available_at = NULL, lease = NULL, \
     processed_at = $1, error = $2 WHERE id = $3 AND lease = $4";
 
-/// [`CLAIM_HEADS`] for `ids` message ids: `$4` onwards.
-pub(crate) fn claim_heads_sql(ids: usize) -> String {
-    let mut sql = String::from(CLAIM_HEADS);
+/// [`CLAIM_DUE`] for `ids` message ids: `$4` onwards.
+pub(crate) fn claim_due_sql(ids: usize) -> String {
+    let mut sql = String::from(CLAIM_DUE);
     for i in 0..ids {
         if i > 0 {
             sql.push_str(", ");
@@ -517,7 +588,7 @@ macro_rules! impl_store {
         use $crate::model::*;
         use $crate::sql::{
             account_cols, api_key_cols, corrupt, error_text, json_text, media_cols, message_cols, message_select_cols,
-            outbox_heads, parse_error, parse_json, parse_object, phone_cols, ts,
+            parse_error, parse_json, parse_object, phone_cols, ts,
         };
 
         fn account_row(r: &$row) -> $crate::Result<Account> {
@@ -623,6 +694,44 @@ macro_rules! impl_store {
         }
 
         /// Marks the rows claimed under `lease` as being sent and reads what sending needs.
+        /// The heads of one number's queues, or of every number's (see `HeadScan`).
+        async fn scan_heads(
+            reader: &sqlx::Pool<$db>,
+            phone_number_id: Option<&str>,
+            now: Timestamp,
+            limit: u32,
+        ) -> $crate::Result<Vec<OutboxHead>> {
+            let mut scan = $crate::sql::HeadScan::new(now, limit);
+            while !scan.done {
+                let (due_at, seq) = scan.after();
+                let page = match phone_number_id {
+                    Some(number) => sqlx::query($crate::sql::SELECT_NUMBER_QUEUE_PAGE).bind(number),
+                    None => sqlx::query($crate::sql::SELECT_QUEUE_PAGE),
+                };
+                let rows = page
+                    .bind(scan.now())
+                    .bind(due_at)
+                    .bind(seq)
+                    .bind($crate::sql::HeadScan::PAGE)
+                    .fetch_all(reader)
+                    .await?;
+                scan.page(rows.iter().map(queue_row).collect::<$crate::Result<Vec<_>>>()?.into_iter());
+            }
+            Ok(scan.heads())
+        }
+
+        fn queue_row(r: &$row) -> $crate::Result<$crate::sql::QueueRow> {
+            Ok((
+                r.try_get("message_id")?,
+                r.try_get("phone_number_id")?,
+                r.try_get("recipient")?,
+                r.try_get("due_at")?,
+                r.try_get("seq")?,
+                r.try_get("available_at")?,
+                r.try_get("expires_at")?,
+            ))
+        }
+
         async fn take_claimed(
             tx: &mut $tx,
             lease: &str,
@@ -1170,21 +1279,7 @@ macro_rules! impl_store {
                 now: Timestamp,
                 limit: u32,
             ) -> $crate::Result<Vec<OutboxHead>> {
-                sqlx::query(concat!("SELECT o.message_id, o.recipient, o.expires_at ", outbox_heads!(), "AND o.phone_number_id = $2 ORDER BY o.due_at, o.seq LIMIT $3"))
-                    .bind(now.as_millis())
-                    .bind(phone_number_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(|r| {
-                        Ok(OutboxHead {
-                            message_id: MessageId::from_trusted(r.try_get("message_id")?),
-                            recipient: r.try_get("recipient")?,
-                            expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(ts),
-                        })
-                    })
-                    .collect()
+                scan_heads(self.reader(), Some(phone_number_id), now, limit).await
             }
 
             async fn claim_messages(
@@ -1202,7 +1297,7 @@ macro_rules! impl_store {
                     return self.enqueuer().claim($crate::sql::Claim { ids, lease, lease_until, now }).await;
                 }
                 let mut tx = self.begin_write().await?;
-                let sql = $crate::sql::claim_heads_sql(ids.len());
+                let sql = $crate::sql::claim_due_sql(ids.len());
                 let mut claim = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&lease)
                     .bind(lease_until.as_millis())
@@ -1226,18 +1321,8 @@ macro_rules! impl_store {
                 lease_until: Timestamp,
                 limit: u32,
             ) -> $crate::Result<Vec<Dispatch>> {
-                let ids: Vec<MessageId> = sqlx::query_scalar::<_, String>(concat!(
-                    "SELECT o.message_id ",
-                    outbox_heads!(),
-                    "ORDER BY o.due_at, o.seq LIMIT $2"
-                ))
-                .bind(now.as_millis())
-                .bind(i64::from(limit))
-                .fetch_all(self.reader())
-                .await?
-                .into_iter()
-                .map(MessageId::from_trusted)
-                .collect();
+                let heads = scan_heads(self.reader(), None, now, limit).await?;
+                let ids: Vec<MessageId> = heads.into_iter().map(|h| h.message_id).collect();
                 self.claim_messages(&ids, now, lease_until).await
             }
 

@@ -730,7 +730,6 @@ async fn each_recipient_gets_its_messages_one_at_a_time_in_order(store: &dyn Sto
     assert_eq!(ids_of(&claimed), std::slice::from_ref(&a1));
     // While Ana's first is in flight, her second waits; Bo's is unaffected.
     assert_eq!(head_ids(store, &n, t(2)).await, std::slice::from_ref(&b1));
-    assert!(store.claim_messages(std::slice::from_ref(&a2), t(2), t(60_000)).await.unwrap().is_empty(), "not a head");
     let error = MessageError::gateway("network_error", "boom");
     assert!(store.reschedule(&claimed[0], t(3_000), &error).await.unwrap());
     assert_eq!(
@@ -747,6 +746,35 @@ async fn each_recipient_gets_its_messages_one_at_a_time_in_order(store: &dyn Sto
     assert_eq!(head_ids(store, &n, t(5_000)).await, [b1, scheduled]);
     // The same order holds for claim_outbox, across numbers.
     assert_eq!(store.claim_outbox(t(5_000), t(60_000), 10).await.unwrap().len(), 2);
+}
+
+/// Heads are found by reading the queue a page at a time: a recipient with more queued than a
+/// page holds does not hide the recipients behind it.
+async fn heads_are_found_past_a_long_queue(store: Arc<dyn Store>) {
+    let (a, n) = seeded(store.as_ref()).await;
+    let (ana, bo, cy) = ("+15550190001", "+15550190002", "+15550190003");
+    let mut tasks = Vec::new();
+    for _ in 0..600 {
+        let (store, a, n) = (store.clone(), a.clone(), n.clone());
+        tasks.push(tokio::spawn(async move { enqueue_to(store.as_ref(), &a, &n, t(0), ana).await }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let b1 = enqueue_to(store.as_ref(), &a, &n, t(0), bo).await;
+    let c1 = enqueue_to(store.as_ref(), &a, &n, t(0), cy).await;
+    let heads = store.outbox_heads(&n.id, t(1), 100).await.unwrap();
+    let recipients: Vec<_> = heads.iter().map(|h| h.recipient.as_str()).collect();
+    assert_eq!(recipients, [ana, bo, cy]);
+    assert_eq!(heads[1..].iter().map(|h| h.message_id.clone()).collect::<Vec<_>>(), [b1.clone(), c1]);
+    let first_two = store.outbox_heads(&n.id, t(1), 2).await.unwrap();
+    assert_eq!(first_two.iter().map(|h| h.recipient.as_str()).collect::<Vec<_>>(), [ana, bo]);
+    // Bo's in flight: Ana's and Cy's queues still have their heads; across numbers the same.
+    let claimed = store.claim_messages(std::slice::from_ref(&b1), t(2), t(60_000)).await.unwrap();
+    assert_eq!(ids_of(&claimed), [b1]);
+    let claimed = store.claim_outbox(t(3), t(60_000), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|d| d.recipient.as_str()).collect::<Vec<_>>(), [ana, cy]);
+    assert!(store.outbox_heads(&n.id, t(4), 100).await.unwrap().is_empty(), "each queue's head is in flight");
 }
 
 async fn batched_concurrent_sends_are_all_stored(store: Arc<dyn Store>) {
@@ -1339,6 +1367,13 @@ macro_rules! suite {
             case!(conversations_list_page_and_read);
             case!(contact_fields_and_marketing_preferences);
             case!(marketing_preferences_do_not_depend_on_order);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn heads_are_found_past_a_long_queue() {
+                if let Some(f) = fixture($b).await {
+                    super::heads_are_found_past_a_long_queue(f.store.clone()).await;
+                }
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn batched_concurrent_sends_are_all_stored() {

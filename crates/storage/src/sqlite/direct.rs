@@ -327,7 +327,7 @@ fn claim(tx: &rusqlite::Transaction<'_>, c: &sql::Claim) -> Result<Vec<crate::Di
     let head = [&c.lease as &dyn rusqlite::ToSql, &until, &now];
     let ids = c.ids.iter().map(|id| id as &dyn rusqlite::ToSql);
     let claimed = tx
-        .prepare_cached(&sql::claim_heads_sql(c.ids.len()))?
+        .prepare_cached(&sql::claim_due_sql(c.ids.len()))?
         .execute(rusqlite::params_from_iter(head.into_iter().chain(ids)))?;
     if claimed == 0 {
         return Ok(Vec::new());
@@ -366,7 +366,7 @@ mod tests {
             sql::ADOPT_STATUSES,
             sql::SELECT_REPORTS,
             sql::SET_STATUS,
-            &sql::claim_heads_sql(3),
+            &sql::claim_due_sql(3),
             sql::MARK_CLAIMED_SENDING,
             sql::SELECT_CLAIMED,
             sql::SELECT_OUTBOUND_BY_WAMID,

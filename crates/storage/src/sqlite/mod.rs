@@ -24,7 +24,7 @@ use crate::migrate;
 use crate::{Backend, Result, StorageError};
 
 /// WAL pages after which a commit copies them back into the database file (SQLite's default is
-/// 1,000). Every send dirties a leaf of two indexes keyed by recipient, so a checkpoint every
+/// 1,000). Every send dirties a leaf of an index keyed by recipient, so a checkpoint every
 /// 1,000 pages copied mostly distinct pages, and took a fifth of the batch writer's time; over
 /// 4,000 the same leaves come back often and are copied once. `wagate bench`, alternate runs:
 /// 9,600–12,100 sends/s against 7,500–8,600. (At 2,000 and 10,000 it was slower; a checkpoint
