@@ -117,6 +117,7 @@ pub(crate) struct HeadScan {
     now: i64,
     limit: usize,
     after: (i64, i64),
+    page: i64,
     seen: HashSet<(String, String)>,
     heads: Vec<OutboxHead>,
     pub(crate) done: bool,
@@ -126,14 +127,17 @@ pub(crate) struct HeadScan {
 pub(crate) type QueueRow = (String, String, String, i64, i64, i64, Option<i64>);
 
 impl HeadScan {
-    /// Rows read per page.
-    pub(crate) const PAGE: i64 = 512;
+    /// The largest page read: the first is sized for the heads wanted (most are found in it:
+    /// the dispatcher asks for a few at a time, each time its rate allows a send), each next
+    /// one twice as large.
+    const MAX_PAGE: i64 = 4096;
 
     pub(crate) fn new(now: Timestamp, limit: u32) -> Self {
         Self {
             now: now.as_millis(),
             limit: limit as usize,
             after: (i64::MIN, i64::MIN),
+            page: (i64::from(limit) * 2).clamp(32, Self::MAX_PAGE),
             seen: HashSet::new(),
             heads: Vec::new(),
             done: limit == 0,
@@ -144,14 +148,15 @@ impl HeadScan {
         self.now
     }
 
-    /// Where the next page starts: after this (due_at, seq).
-    pub(crate) fn after(&self) -> (i64, i64) {
-        self.after
+    /// Where the next page starts, after this (due_at, seq), and how many rows it holds.
+    pub(crate) fn next_page(&self) -> (i64, i64, i64) {
+        (self.after.0, self.after.1, self.page)
     }
 
-    /// Takes a page of rows; a short page is the queue's end.
+    /// Takes the page of rows `next_page` described; a short page is the queue's end.
     pub(crate) fn page(&mut self, rows: impl ExactSizeIterator<Item = QueueRow>) {
-        let full = rows.len() as i64 == Self::PAGE;
+        let full = rows.len() as i64 == self.page;
+        self.page = (self.page * 2).min(Self::MAX_PAGE);
         for (message_id, number, recipient, due_at, seq, available_at, expires_at) in rows {
             self.after = (due_at, seq);
             let queue = (number, recipient);
@@ -703,7 +708,7 @@ macro_rules! impl_store {
         ) -> $crate::Result<Vec<OutboxHead>> {
             let mut scan = $crate::sql::HeadScan::new(now, limit);
             while !scan.done {
-                let (due_at, seq) = scan.after();
+                let (due_at, seq, rows) = scan.next_page();
                 let page = match phone_number_id {
                     Some(number) => sqlx::query($crate::sql::SELECT_NUMBER_QUEUE_PAGE).bind(number),
                     None => sqlx::query($crate::sql::SELECT_QUEUE_PAGE),
@@ -712,7 +717,7 @@ macro_rules! impl_store {
                     .bind(scan.now())
                     .bind(due_at)
                     .bind(seq)
-                    .bind($crate::sql::HeadScan::PAGE)
+                    .bind(rows)
                     .fetch_all(reader)
                     .await?;
                 scan.page(rows.iter().map(queue_row).collect::<$crate::Result<Vec<_>>>()?.into_iter());

@@ -223,3 +223,82 @@ mod store {
     crate::sql::impl_store!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite, Backend::Sqlite);
     crate::contacts::impl_contacts!(SqliteStore, SqliteRow, WriteTx, sqlx::Sqlite);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use wagate_domain::time::Timestamp;
+
+    /// Migration 9 rebuilds the outbox: a queue stored before it is the same queue after, with
+    /// its order, attempts and leases, and new rows still come after it.
+    #[tokio::test]
+    async fn the_outbox_rebuild_keeps_the_queue() {
+        let db = crate::testing::TestDatabase::sqlite();
+        let path = db.dir().join("wagate.db");
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(false)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query(migrate::CREATE_TABLE).execute(&mut conn).await.unwrap();
+        for m in migrate::SQLITE.iter().filter(|m| m.version < 9) {
+            sqlx::raw_sql(m.script()).execute(&mut conn).await.unwrap();
+        }
+        // Foreign keys are off on this connection: the messages need no account here.
+        let seed = "INSERT INTO messages (id, direction, account_id, phone_number_id, counterpart, kind, content, \
+            status, created_at, updated_at) VALUES ('msg_a', 'outbound', 'acc', '100', '+1555', 'text', '{}', 'queued', 1, 1), \
+            ('msg_b', 'outbound', 'acc', '100', '+1555', 'text', '{}', 'sending', 1, 1), \
+            ('msg_c', 'outbound', 'acc', '100', '+1666', 'text', '{}', 'queued', 1, 1); \
+            INSERT INTO outbox (seq, message_id, phone_number_id, recipient, due_at, available_at, attempts, lease, created_at) \
+            VALUES (7, 'msg_b', '100', '+1555', 5, 99999999999999, 2, 'lease_x', 1), \
+            (9, 'msg_a', '100', '+1555', 5, 5, 0, NULL, 1), (12, 'msg_c', '100', '+1666', 5, 5, 0, NULL, 1);";
+        sqlx::raw_sql(seed).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let rows: Vec<(i64, String, i64, Option<String>)> =
+            sqlx::query_as("SELECT seq, message_id, attempts, lease FROM outbox ORDER BY seq")
+                .fetch_all(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (7, "msg_b".into(), 2, Some("lease_x".into())),
+                (9, "msg_a".into(), 0, None),
+                (12, "msg_c".into(), 0, None)
+            ]
+        );
+        // msg_b is in flight, so +1555's queue waits behind it; +1666's head goes.
+        let heads = store.outbox_heads("100", Timestamp::from_millis(10), 10).await.unwrap();
+        assert_eq!(heads.iter().map(|h| h.message_id.as_str()).collect::<Vec<_>>(), ["msg_c"]);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'outbox' ORDER BY name",
+        )
+        .fetch_all(store.reader())
+        .await
+        .unwrap();
+        assert_eq!(indexes, ["outbox_expiring", "outbox_leased", "outbox_number_due", "sqlite_autoindex_outbox_1"]);
+        let mut w = store.write().await.unwrap();
+        sqlx::raw_sql(
+            "PRAGMA foreign_keys = OFF; INSERT INTO messages (id, direction, account_id, phone_number_id, counterpart, kind, content, status, \
+             created_at, updated_at) SELECT 'msg_d', direction, account_id, phone_number_id, counterpart, kind, content, \
+             status, created_at, updated_at FROM messages WHERE id = 'msg_a'; \
+             DELETE FROM outbox WHERE seq = 12; \
+             INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, created_at) \
+             VALUES ('msg_d', '100', '+1555', 6, 6, 2); PRAGMA foreign_keys = ON;",
+        )
+        .execute(&mut *w)
+        .await
+        .unwrap();
+        drop(w);
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM outbox WHERE message_id = 'msg_d'")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+        assert!(seq > 9, "a new row comes after every queued one: {seq}");
+    }
+}
