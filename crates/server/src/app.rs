@@ -95,7 +95,8 @@ impl Application {
             .then(|| tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone())));
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
-        let served = axum::serve(listener, router).with_graceful_shutdown(cancel.clone().cancelled_owned()).await;
+        let header_timeout = state.config.http.header_timeout();
+        http::serve(listener, router, header_timeout, cancel.clone().cancelled_owned()).await;
         // Whatever ended serving, the workers stop too.
         cancel.cancel();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
@@ -118,7 +119,7 @@ impl Application {
         }
         state.store.close().await;
         tracing::info!("wagate stopped");
-        served.context("the HTTP server failed")
+        Ok(())
     }
 }
 

@@ -32,6 +32,7 @@ pub struct Config {
     pub messaging: MessagingSettings,
     /// Inbound media downloads (wagate issue 6).
     pub media: MediaSettings,
+    pub http: HttpSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -53,6 +54,7 @@ impl Default for Config {
             window: WindowSettings::default(),
             messaging: MessagingSettings::default(),
             media: MediaSettings::default(),
+            http: HttpSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -89,6 +91,33 @@ impl Default for SandboxSettings {
             delivered_delay_ms: 800,
             read_delay_ms: 1500,
         }
+    }
+}
+
+/// Limits on slow clients: the listener faces the internet (Meta's webhooks come to it).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// A connection that has not sent a whole request head this long after it opened, or after
+    /// its previous response, is closed (idle keep-alive connections too).
+    pub header_timeout_ms: u64,
+    /// A request body not received whole within this is answered 408.
+    pub body_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { header_timeout_ms: 30_000, body_timeout_ms: 60_000 }
+    }
+}
+
+impl HttpSettings {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 }
 
@@ -382,7 +411,12 @@ impl Config {
         if !(0.0..=10.0).contains(&d.burst_fraction) {
             return Err(ConfigError::Invalid("dispatcher.burst_fraction must be between 0 and 10".into()));
         }
-        if d.graph_timeout_ms == 0 || d.poll_interval_ms == 0 || self.inbound.poll_interval_ms == 0 {
+        if d.graph_timeout_ms == 0
+            || d.poll_interval_ms == 0
+            || self.inbound.poll_interval_ms == 0
+            || self.http.header_timeout_ms == 0
+            || self.http.body_timeout_ms == 0
+        {
             return Err(ConfigError::Invalid("timeouts and poll intervals must be positive".into()));
         }
         if self.shutdown_grace_secs * 1_000 < d.graph_timeout_ms + 5_000 {

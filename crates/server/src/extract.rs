@@ -36,10 +36,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(e.status(), "invalid_body", format!("cannot read the request body: {}", e.body_text()))
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A request body as it came: 408 when it did not arrive in time (`[http] body_timeout_ms`),
+/// 413 over the size limit.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            if crate::http::timed_out(&e) {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", e.body_text())
+            } else {
+                ApiError::new(e.status(), "invalid_body", format!("cannot read the request body: {}", e.body_text()))
+            }
+        })
     }
 }
 

@@ -1,6 +1,5 @@
 //! `/v1/messages`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +19,7 @@ use wagate_storage::{Direction, MessageFilter, StatusEntry};
 use super::List;
 use crate::auth::AuthenticatedKey;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBodyWithValue, ListParams, PageRequest, parse_json};
+use crate::extract::{JsonBodyWithValue, ListParams, PageRequest, RawBody, parse_json};
 use crate::services::messages::{self, Idempotency, MessageDetails, Sent};
 use crate::state::AppState;
 
@@ -351,7 +350,7 @@ pub struct ReadView {
 async fn mark_read(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<ReadView>, ApiError> {
     let req: ReadRequest =
         if body.iter().all(u8::is_ascii_whitespace) { ReadRequest::default() } else { parse_json(&body)? };

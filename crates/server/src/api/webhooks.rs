@@ -1,6 +1,5 @@
 //! `/webhooks/meta`: Meta's webhook receiver.
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::RawBody;
 use crate::metrics::Metrics;
 use crate::services::webhooks::{self, Receipt};
 use crate::state::AppState;
@@ -75,7 +75,11 @@ async fn verify(State(state): State<AppState>, Query(q): Query<Handshake>) -> Re
         (status = 403, description = "Missing or wrong signature", body = ErrorBody),
     )
 )]
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
     let signature = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
     let forbidden = |message: &str| ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", message);
     match webhooks::receive(&state, signature, body.into()).await? {

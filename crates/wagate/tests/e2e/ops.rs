@@ -116,3 +116,71 @@ async fn operations_endpoints_answer(backend: Backend) {
 }
 
 on_each_backend!(operations_endpoints_answer);
+
+/// What the server does with a connection within 10 s: close it (`None`) or answer (its text).
+async fn server_answer(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"}") {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server neither answered nor closed the connection: {:?}", String::from_utf8_lossy(&got));
+    (!got.is_empty()).then(|| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A client that opens connections and sends nothing, a head a little at a time, or a body
+/// that never completes, holds no connection for long (the listener faces the internet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.http.header_timeout_ms = 300;
+        c.http.body_timeout_ms = 300;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.url.trim_start_matches("http://").to_owned();
+
+    // Silent, and a head that never ends: closed without an answer.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(server_answer(&mut silent).await, None);
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: wagate\r\n").await.unwrap();
+    assert_eq!(server_answer(&mut partial).await, None);
+
+    // A kept-alive connection gone idle after its answer: closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: wagate\r\n\r\n").await.unwrap();
+    let answer = server_answer(&mut idle).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(server_answer(&mut idle).await, None);
+
+    // A body that stops short: 408, naming the limit.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: wagate\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\":",
+        app.api_key
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let answer = server_answer(&mut slow).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\"") && answer.contains("0.3 s"), "{answer}");
+
+    // Clients that keep up are served as before.
+    assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
+}
