@@ -308,6 +308,8 @@ pub struct State {
     /// Set by `save`; the persister writes the state soon after. Shared with the persister, which
     /// waits on it without holding the state.
     dirty: std::sync::Arc<tokio::sync::Notify>,
+    /// Held for a whole `flush`: two at once would write the same temporary file.
+    flushing: Mutex<()>,
     /// The settings the sandbox started with, which a reset returns to.
     initial_settings: Settings,
 }
@@ -381,6 +383,7 @@ impl State {
             webhook_stats: Default::default(),
             state_dir: config.state_dir,
             dirty: Default::default(),
+            flushing: Mutex::new(()),
             initial_settings,
         }
     }
@@ -402,6 +405,7 @@ impl State {
     /// snapshot.
     pub fn flush(&self) {
         let Some(dir) = &self.state_dir else { return };
+        let _flushing = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
         let (json, media) = {
             let inner = self.lock();
             let json = serde_json::to_vec(&inner.saved).expect("state serialises");
@@ -429,25 +433,23 @@ impl State {
         }
     }
 
-    /// Writes the state a moment after each change until the sandbox shuts down, then once more.
-    /// Holds the state only to write it, so a sandbox dropped without `shutdown` is freed (its
-    /// drop cancels the token, which ends this).
+    /// Writes the state a moment after each change until the sandbox shuts down (`shutdown`
+    /// writes the last, before the data directory may go). Holds the state only to write it, so
+    /// a sandbox dropped without `shutdown` is freed (its drop cancels the token, which ends this).
     pub async fn persist(state: std::sync::Weak<State>) {
         let Some((dirty, stop)) = state.upgrade().map(|s| (s.dirty.clone(), s.shutdown.clone())) else { return };
         loop {
-            let changed = tokio::select! {
-                _ = dirty.notified() => true,
-                _ = stop.cancelled() => false,
-            };
-            if changed {
-                // Let the changes of one request (or a burst of them) land in one write.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::select! {
+                _ = dirty.notified() => {}
+                _ = stop.cancelled() => return,
+            }
+            // Let the changes of one request (or a burst of them) land in one write.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stop.is_cancelled() {
+                return;
             }
             let Some(writer) = state.upgrade() else { return };
             let _ = tokio::task::spawn_blocking(move || writer.flush()).await;
-            if !changed {
-                return;
-            }
         }
     }
 
