@@ -97,7 +97,7 @@ impl Application {
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
         http::serve(listener, router, header_timeout, cancel.clone().cancelled_owned()).await;
-        // Whatever ended serving, the workers stop too.
+        // Serving has stopped (in-flight requests answered): the workers stop too.
         cancel.cancel();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         if tokio::time::timeout(grace, async {
