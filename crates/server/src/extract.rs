@@ -1,6 +1,7 @@
 //! Extractors for the native API that fail with [`ApiError`]s naming the field and the rule.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -49,14 +50,18 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
-            if crate::http::timed_out(&e) {
-                ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", e.body_text())
-            } else {
-                ApiError::new(e.status(), "invalid_body", format!("cannot read the request body: {}", e.body_text()))
-            }
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| match body_failure(&e) {
+            (StatusCode::REQUEST_TIMEOUT, why) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", why),
+            (status, why) => ApiError::new(status, "invalid_body", format!("cannot read the request body: {why}")),
         })
     }
+}
+
+/// Why a request body could not be read, and the status that says so: 408 when it did not
+/// arrive in time, 413 over the size limit, 400 otherwise.
+pub fn body_failure(e: &BytesRejection) -> (StatusCode, String) {
+    let status = if crate::http::timed_out(e) { StatusCode::REQUEST_TIMEOUT } else { e.status() };
+    (status, e.body_text())
 }
 
 /// A JSON body as [`JsonBody`], with the JSON itself (to hash it, for idempotency keys).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,7 @@ use wagate_domain::message::{GraphRequest, check_idempotency_key, request_hash};
 use wagate_domain::validation::FieldError;
 
 use crate::auth::presented_key;
+use crate::extract::body_failure;
 use crate::services::messages::{self, DispatchOutcome, Idempotency, SendOptions, Sent};
 use crate::services::{ServiceError, api_keys};
 use crate::state::AppState;
@@ -164,7 +166,7 @@ async fn messages_endpoint(
     State(state): State<AppState>,
     Path((_version, phone_number_id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GraphApiError> {
     let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
     let caller = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
@@ -178,6 +180,10 @@ async fn messages_endpoint(
         .await
         .map_err(|e| GraphApiError::from_service(e.into()))?
         .ok_or_else(|| GraphApiError::unknown_number(&phone_number_id))?;
+    let body = body.map_err(|e| {
+        let (status, why) = body_failure(&e);
+        GraphApiError::new(status, 100, "(#100) Invalid parameter", Some(why))
+    })?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         GraphApiError::new(
             StatusCode::BAD_REQUEST,

@@ -110,6 +110,12 @@ async fn refusals_are_metas_error_objects(backend: Backend) {
         };
         assert!(details.contains(top), "{name}: {details}");
     }
+    // A body over the size limit is refused in Meta's shape too, not as plain text.
+    let huge = json!({"messaging_product": "whatsapp", "to": "+15550170000", "type": "text",
+        "text": {"body": "x".repeat(3 * 1024 * 1024)}});
+    let (status, e) = graph(&app, &phone, Some(&app.api_key), huge).await;
+    assert_eq!((status, e["error"]["code"].as_i64()), (StatusCode::PAYLOAD_TOO_LARGE, Some(100)), "{e}");
+    assert!(e["error"]["error_data"]["details"].as_str().unwrap().contains("length limit"), "{e}");
     assert_eq!(app.store().count_messages().await.unwrap(), 0, "nothing refused is stored");
     app.stop().await;
 }
