@@ -74,7 +74,7 @@ impl DeadlineBody {
 /// The request body did not arrive in time.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
-pub struct BodyTimedOut(Duration);
+struct BodyTimedOut(Duration);
 
 impl http_body::Body for DeadlineBody {
     type Data = Bytes;

@@ -1,6 +1,6 @@
 //! The SQL both backends share. The schemas are kept type-compatible (times as 64-bit integers,
 //! JSON as text) so most statements are identical; a backend supplies what differs: its pools,
-//! how a write transaction begins, a per-wamid lock, and the two claim statements.
+//! how a write transaction begins, a per-wamid lock, and the webhook deliveries' claim statement.
 //!
 //! A macro rather than generics over `sqlx::Database`: the trait bounds sqlx needs for generic
 //! code are long and leak into every signature, while the expanded code is plain.
@@ -98,15 +98,21 @@ pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2
 // head only when the row before it leaves the outbox.
 pub(crate) const CLAIM_DUE: &str = "UPDATE outbox SET lease = $1, available_at = $2, attempts = attempts + 1 \
     WHERE available_at <= $3 AND due_at <= $3 AND message_id IN (";
+/// The columns of a queue page (`QueueRow`).
+macro_rules! queue_page {
+    () => {
+        "SELECT message_id, phone_number_id, recipient, due_at, seq, available_at, expires_at FROM outbox WHERE "
+    };
+}
 /// A page of one number's due outbox rows, in (due_at, seq) order, after the row (`$3`, `$4`):
 /// `$1` the number, `$2` now, `$5` the page's size.
-pub(crate) const SELECT_NUMBER_QUEUE_PAGE: &str = "SELECT message_id, phone_number_id, recipient, due_at, seq, \
-    available_at, expires_at FROM outbox WHERE phone_number_id = $1 AND due_at <= $2 \
-    AND due_at >= $3 AND (due_at > $3 OR seq > $4) ORDER BY due_at, seq LIMIT $5";
+pub(crate) const SELECT_NUMBER_QUEUE_PAGE: &str = concat!(
+    queue_page!(),
+    "phone_number_id = $1 AND due_at <= $2 AND due_at >= $3 AND (due_at > $3 OR seq > $4) ORDER BY due_at, seq LIMIT $5"
+);
 /// [`SELECT_NUMBER_QUEUE_PAGE`] for every number: `$1` now, after (`$2`, `$3`), `$4` rows.
-pub(crate) const SELECT_QUEUE_PAGE: &str = "SELECT message_id, phone_number_id, recipient, due_at, seq, \
-    available_at, expires_at FROM outbox WHERE due_at <= $1 \
-    AND due_at >= $2 AND (due_at > $2 OR seq > $3) ORDER BY due_at, seq LIMIT $4";
+pub(crate) const SELECT_QUEUE_PAGE: &str =
+    concat!(queue_page!(), "due_at <= $1 AND due_at >= $2 AND (due_at > $2 OR seq > $3) ORDER BY due_at, seq LIMIT $4");
 
 /// Finds the due outbox rows that head their recipient's queue, reading the queue in (due_at,
 /// seq) order a page at a time: a row is a head when no row before it has its number and
@@ -142,10 +148,6 @@ impl HeadScan {
             heads: Vec::new(),
             done: limit == 0,
         }
-    }
-
-    pub(crate) fn now(&self) -> i64 {
-        self.now
     }
 
     /// Where the next page starts, after this (due_at, seq), and how many rows it holds.
@@ -714,7 +716,7 @@ macro_rules! impl_store {
                     None => sqlx::query($crate::sql::SELECT_QUEUE_PAGE),
                 };
                 let rows = page
-                    .bind(scan.now())
+                    .bind(now.as_millis())
                     .bind(due_at)
                     .bind(seq)
                     .bind(rows)

@@ -203,7 +203,7 @@ async fn measure(
     let slowed = http
         .patch(format!("{base}/v1/phone-numbers/{}", number.id))
         .bearer_auth(api_key)
-        .json(&serde_json::json!({"messages_per_second": 1}))
+        .json(&json!({"messages_per_second": 1}))
         .send()
         .await?;
     ensure!(slowed.status().is_success(), "slowing the number's dispatch answered {}", slowed.status());
