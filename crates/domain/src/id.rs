@@ -9,24 +9,48 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const BODY_LEN: usize = 26;
 
-static LAST: Mutex<u128> = Mutex::new(0);
+/// The last value made, and random bytes read ahead from the operating system: one read per
+/// [`POOL`] bytes instead of a system call per id (every request makes one for its request id,
+/// every send one for its message).
+struct Source {
+    last: u128,
+    pool: [u8; POOL],
+    used: usize,
+}
+
+const POOL: usize = 4000;
+const RANDOM_BYTES: usize = 10;
+
+static SOURCE: Mutex<Source> = Mutex::new(Source::new());
+
+impl Source {
+    const fn new() -> Self {
+        Self { last: 0, pool: [0; POOL], used: POOL }
+    }
+
+    /// 80 bits from the operating system's random source, not used before.
+    fn random(&mut self) -> u128 {
+        if self.used + RANDOM_BYTES > POOL {
+            getrandom::fill(&mut self.pool).expect("the operating system's random source is unavailable");
+            self.used = 0;
+        }
+        let bytes = &self.pool[self.used..self.used + RANDOM_BYTES];
+        self.used += RANDOM_BYTES;
+        bytes.iter().fold(0, |value, b| (value << 8) | u128::from(*b))
+    }
+}
 
 /// A new 128-bit value: 48 bits of milliseconds since the epoch, 80 random bits; strictly
 /// greater than the previous value this process produced.
 fn next_value() -> u128 {
     let millis =
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
-    let mut random = [0u8; 10];
-    getrandom::fill(&mut random).expect("the operating system's random source is unavailable");
-    let mut value = u128::from(millis) << 80;
-    for (i, b) in random.iter().enumerate() {
-        value |= u128::from(*b) << (8 * (9 - i));
+    let mut source = SOURCE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut value = (u128::from(millis) << 80) | source.random();
+    if value <= source.last {
+        value = source.last + 1;
     }
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if value <= *last {
-        value = *last + 1;
-    }
-    *last = value;
+    source.last = value;
     value
 }
 
@@ -136,6 +160,16 @@ mod tests {
         assert!(ids.iter().all(|id| has_shape(id, "msg")));
         assert!(!has_shape(&ids[0], "acc"));
         assert!(!has_shape("msg_short", "msg"));
+    }
+
+    #[test]
+    fn random_bits_are_never_used_twice() {
+        // Several read-aheads' worth: bytes handed out twice, or never read, would repeat.
+        let mut source = Source::new();
+        let n = 3 * POOL / RANDOM_BYTES + 7;
+        let drawn: std::collections::HashSet<u128> = (0..n).map(|_| source.random()).collect();
+        assert_eq!(drawn.len(), n);
+        assert!(drawn.iter().all(|v| *v < 1 << 80));
     }
 
     #[test]
