@@ -179,13 +179,15 @@ async fn measure(
         )
     };
     // Each phase's figures as soon as it ends: the drain after the last can take minutes.
-    let done = |tally: &Tally| {
+    let done = |phase: &Phase| {
+        let tally = &phase.tally;
         eprintln!(
-            "{}: {:.0}/s, p50 {} ms, p99 {} ms",
+            "{}: {:.0}/s, p50 {} ms, p99 {} ms, server CPU {} µs/request",
             backend.name(),
             tally.per_sec(plan.duration),
             ms(tally.percentile_ms(50.0)),
             ms(tally.percentile_ms(99.0)),
+            server_us(phase),
         )
     };
     phase("GET /healthz");
@@ -398,9 +400,9 @@ struct Plan {
     duration: Duration,
 }
 
-/// Runs `plan` on a thread of its own, so the load generator's CPU time is one thread's (easy to
-/// tell apart from the server's in `top -H`) and it cannot take more than one core.
-async fn load(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Tally> {
+/// Runs `plan` on a thread of its own, so the load generator's CPU time is one thread's (told
+/// apart from the server's by the thread's own clock) and it cannot take more than one core.
+async fn load(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Phase> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("bench-client".into()).spawn(move || {
         let tally = tokio::runtime::Builder::new_current_thread()
@@ -413,7 +415,7 @@ async fn load(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Resul
     result.await.context("the load generator's thread died")?
 }
 
-async fn drive_all(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Tally> {
+async fn drive_all(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::Result<Phase> {
     // Connected before the clock starts: the figures are of requests, not of TCP handshakes.
     let mut connections = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
@@ -421,6 +423,7 @@ async fn drive_all(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::
     }
     let start = Instant::now() + plan.warmup;
     let window = Window { start, end: start + plan.duration };
+    let cpu = tokio::spawn(cpu_used(window));
     let mut tasks = JoinSet::new();
     for (index, connection) in connections.into_iter().enumerate() {
         tasks.spawn(drive(addr, connection, workload.clone(), index, plan.connections, window));
@@ -430,7 +433,48 @@ async fn drive_all(addr: SocketAddr, workload: Workload, plan: Plan) -> anyhow::
         total.merge(tally.context("a load task panicked")??);
     }
     total.latencies_us.sort_unstable();
-    Ok(total)
+    Ok(Phase { tally: total, cpu: cpu.await.context("the CPU clock task panicked")? })
+}
+
+/// A phase's answers, and the CPU time spent while they were counted.
+struct Phase {
+    tally: Tally,
+    cpu: CpuUse,
+}
+
+/// CPU time used during the measured window: by the whole process, and by the load
+/// generator's thread (the rest is the server's).
+struct CpuUse {
+    process: Duration,
+    load_generator: Duration,
+}
+
+/// Read on the load generator's thread (its runtime has only that one), at the window's edges.
+async fn cpu_used(window: Window) -> CpuUse {
+    use rustix::time::{ClockId, clock_gettime};
+    let read = || {
+        let clock = |id| {
+            let t = clock_gettime(id);
+            Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec.unsigned_abs() as u32)
+        };
+        (clock(ClockId::ProcessCPUTime), clock(ClockId::ThreadCPUTime))
+    };
+    tokio::time::sleep_until(window.start.into()).await;
+    let (process, thread) = read();
+    tokio::time::sleep_until(window.end.into()).await;
+    let (process_end, thread_end) = read();
+    CpuUse { process: process_end.saturating_sub(process), load_generator: thread_end.saturating_sub(thread) }
+}
+
+impl Phase {
+    /// Microseconds of CPU per answer (expected or not): the server's, the load generator's.
+    fn cpu_us_per_request(&self) -> Option<(f64, f64)> {
+        let answered = self.tally.latencies_us.len() as u64 + self.tally.other_total();
+        (answered > 0).then(|| {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / answered as f64;
+            (per(self.cpu.process.saturating_sub(self.cpu.load_generator)), per(self.cpu.load_generator))
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -607,15 +651,15 @@ fn parse_head(head: &[u8]) -> anyhow::Result<Head> {
 struct Report {
     backend: Backend,
     duration: Duration,
-    healthz: Tally,
-    sends: Tally,
-    webhooks: Tally,
+    healthz: Phase,
+    sends: Phase,
+    webhooks: Phase,
     processing: Drain,
 }
 
 impl Report {
     /// Each phase: what was loaded, the answer expected, and what came.
-    fn phases(&self) -> [(&'static str, u16, &Tally); 3] {
+    fn phases(&self) -> [(&'static str, u16, &Phase); 3] {
         [
             ("GET /healthz", 200, &self.healthz),
             ("POST /v1/messages", 202, &self.sends),
@@ -624,18 +668,30 @@ impl Report {
     }
 
     /// A phase's rate as a share of `GET /healthz`'s, the ceiling of the HTTP stack.
-    fn of_healthz_percent(&self, tally: &Tally) -> Option<f64> {
-        let healthz = self.healthz.per_sec(self.duration);
-        (healthz > 0.0).then(|| tally.per_sec(self.duration) / healthz * 100.0)
+    fn of_healthz_percent(&self, phase: &Phase) -> Option<f64> {
+        let healthz = self.healthz.tally.per_sec(self.duration);
+        (healthz > 0.0).then(|| phase.tally.per_sec(self.duration) / healthz * 100.0)
     }
 }
 
 fn print_table(args: &BenchArgs, reports: &[Report]) {
-    let columns = ["backend", "request", "answered/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "other", "of healthz"];
-    let rows: Vec<[String; 9]> = reports
+    let columns = [
+        "backend",
+        "request",
+        "answered/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "other",
+        "of healthz",
+        "server CPU µs",
+    ];
+    let rows: Vec<[String; 10]> = reports
         .iter()
         .flat_map(|r| {
-            r.phases().map(|(what, _, t)| {
+            r.phases().map(|(what, _, phase)| {
+                let t = &phase.tally;
                 [
                     r.backend.name().to_owned(),
                     what.to_owned(),
@@ -645,13 +701,14 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
                     ms(t.percentile_ms(99.0)),
                     ms(t.percentile_ms(100.0)),
                     t.other_total().to_string(),
-                    r.of_healthz_percent(t).map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+                    r.of_healthz_percent(phase).map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+                    server_us(phase),
                 ]
             })
         })
         .collect();
     let widths: Vec<usize> = (0..columns.len())
-        .map(|i| rows.iter().map(|row| row[i].len()).chain([columns[i].len()]).max().unwrap_or(0))
+        .map(|i| rows.iter().map(|row| row[i].chars().count()).chain([columns[i].chars().count()]).max().unwrap_or(0))
         .collect();
     let line = |cells: &[&str]| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
@@ -662,9 +719,9 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
         line(&row.each_ref().map(String::as_str));
     }
     for r in reports {
-        for (what, expected, t) in r.phases() {
-            if !t.others.is_empty() {
-                println!("{}: {what} answered other than {expected}: {}", r.backend.name(), by_status(t));
+        for (what, expected, phase) in r.phases() {
+            if !phase.tally.others.is_empty() {
+                println!("{}: {what} answered other than {expected}: {}", r.backend.name(), by_status(&phase.tally));
             }
         }
         let p = &r.processing;
@@ -678,12 +735,18 @@ fn print_table(args: &BenchArgs, reports: &[Report]) {
     }
     println!(
         "{} connections, {} s warm-up + {} s measured per phase; latencies are of the expected answers \
-         (200, 202, 200); the load generator shares this machine's {} cores with the server.",
+         (200, 202, 200); the load generator shares this machine's {} cores with the server; server CPU is \
+         the process's CPU time less the load generator's thread's, per answer.",
         args.connections,
         args.warmup_secs,
         args.duration_secs,
         cores()
     );
+}
+
+/// A phase's server CPU per answer, as the table shows it.
+fn server_us(phase: &Phase) -> String {
+    phase.cpu_us_per_request().map_or_else(|| "-".to_owned(), |(server, _)| format!("{server:.1}"))
 }
 
 /// Milliseconds as the table shows them.
@@ -696,7 +759,9 @@ fn by_status(tally: &Tally) -> String {
 }
 
 fn to_json(args: &BenchArgs, reports: &[Report]) -> Value {
-    let phase = |r: &Report, t: &Tally| {
+    let phase = |r: &Report, p: &Phase| {
+        let t = &p.tally;
+        let cpu = p.cpu_us_per_request();
         json!({
             "per_sec": t.per_sec(r.duration),
             "answered": t.latencies_us.len(),
@@ -707,7 +772,11 @@ fn to_json(args: &BenchArgs, reports: &[Report]) -> Value {
                 "max": t.percentile_ms(100.0),
             },
             "other_statuses": t.others.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "of_healthz_percent": r.of_healthz_percent(t),
+            "of_healthz_percent": r.of_healthz_percent(p),
+            "cpu_us_per_request": {
+                "server": cpu.map(|(server, _)| server),
+                "load_generator": cpu.map(|(_, load)| load),
+            },
         })
     };
     let results: Vec<Value> = reports
@@ -824,6 +893,19 @@ mod tests {
         assert!(signature::verify(APP_SECRET, body.as_bytes(), header));
         let payload: Value = serde_json::from_str(body).unwrap();
         assert_eq!(payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"], "106540352242922");
+    }
+
+    #[test]
+    fn server_cpu_is_the_process_less_the_load_generator_per_answer() {
+        let tally = Tally { latencies_us: vec![1_000; 300], others: BTreeMap::from([(503, 100)]) };
+        let cpu = CpuUse { process: Duration::from_millis(50), load_generator: Duration::from_millis(10) };
+        let (server, load) = Phase { tally, cpu }.cpu_us_per_request().unwrap();
+        assert_eq!((server, load), (100.0, 25.0));
+        let idle = Phase {
+            tally: Tally::default(),
+            cpu: CpuUse { process: Duration::from_millis(5), load_generator: Duration::ZERO },
+        };
+        assert_eq!(idle.cpu_us_per_request(), None);
     }
 
     #[test]
