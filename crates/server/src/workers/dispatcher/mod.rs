@@ -112,7 +112,18 @@ async fn renew_leases(state: &AppState, holder: &str, held: &mut HashMap<String,
 struct Chores {
     last_expiry: Option<Instant>,
     last_counts: Option<Instant>,
+    /// How long the last count took: counting reads the whole outbox, so a deep backlog spaces
+    /// the counts out.
+    counting_took: Duration,
     last_sweep: Option<Instant>,
+}
+
+/// Queue depths are counted every 2 seconds, or less often when counting takes longer than a
+/// twentieth of that: the count reads every queued row (a backlog of millions takes seconds),
+/// and its cost stays a twentieth of one core's time whatever the depth. Between counts the
+/// backlog is kept by this instance's own sends and completions.
+fn counting_interval(took: Duration) -> Duration {
+    (took * 20).clamp(Duration::from_secs(2), Duration::from_secs(60))
 }
 
 fn due(last: &mut Option<Instant>, every: Duration) -> bool {
@@ -129,8 +140,10 @@ impl Chores {
         if due(&mut self.last_expiry, Duration::from_millis(500)) {
             expire(state).await;
         }
-        if due(&mut self.last_counts, Duration::from_secs(2)) {
+        if due(&mut self.last_counts, counting_interval(self.counting_took)) {
+            let started = Instant::now();
             count(state).await;
+            self.counting_took = started.elapsed();
         }
         if due(&mut self.last_sweep, Duration::from_secs(60)) {
             match state.store.delete_expired_idempotency_keys(Timestamp::now()).await {
@@ -222,5 +235,18 @@ async fn count(state: &AppState) {
         }
         let limit = crate::services::accounts::tier_limit(a.messaging_tier.as_deref(), &state.config);
         metrics.messaging_limit.get_or_create(&labels).set(limit.map_or(-1, |l| l as i64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_spaced_out_as_they_grow_slow() {
+        assert_eq!(counting_interval(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(counting_interval(Duration::from_millis(40)), Duration::from_secs(2));
+        assert_eq!(counting_interval(Duration::from_millis(500)), Duration::from_secs(10));
+        assert_eq!(counting_interval(Duration::from_secs(30)), Duration::from_secs(60));
     }
 }
