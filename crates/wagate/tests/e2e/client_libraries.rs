@@ -73,6 +73,7 @@ on_each_backend!(pywa_drives_the_meta_compatible_surface);
 /// and takes the sandbox's webhooks through its own signature verifier and parser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pywa_drives_the_standalone_sandbox() {
+    let _turn = crate::support::take_turn("pywa_drives_the_standalone_sandbox").await;
     let Some(python) = client_python() else { return };
     let sandbox = standalone_sandbox(None).await;
     let http = reqwest::Client::new();

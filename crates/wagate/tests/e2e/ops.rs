@@ -144,6 +144,7 @@ async fn server_answer(stream: &mut tokio::net::TcpStream) -> Option<String> {
 /// that never completes, holds no connection for long (the listener faces the internet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off() {
+    let _turn = crate::support::take_turn("slow_clients_are_cut_off").await;
     use tokio::io::AsyncWriteExt;
     let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.http.header_timeout_ms = 300;
