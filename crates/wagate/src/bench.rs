@@ -453,10 +453,8 @@ struct CpuUse {
 async fn cpu_used(window: Window) -> CpuUse {
     use rustix::time::{ClockId, clock_gettime};
     let read = || {
-        let clock = |id| {
-            let t = clock_gettime(id);
-            Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec.unsigned_abs() as u32)
-        };
+        // CPU clocks start at zero: never negative.
+        let clock = |id| Duration::try_from(clock_gettime(id)).unwrap_or_default();
         (clock(ClockId::ProcessCPUTime), clock(ClockId::ThreadCPUTime))
     };
     tokio::time::sleep_until(window.start.into()).await;
