@@ -25,17 +25,25 @@ macro_rules! impl_contacts {
             };
         }
 
-        /// A thread with its contact's ids and its last message (the newest message of any of
-        /// the contact's identities with the number: one index seek per identity).
+        /// A thread with its contact's ids and its last message: the newest of the contact's
+        /// identities with the number that has left the queue (an index seek per identity), or
+        /// the newest still queued, from one pass over the outbox (not indexed by recipient:
+        /// sends stay append-only), whichever is newer.
         macro_rules! conversation_select {
             () => {
                 "SELECT x.*, lm.created_at AS last_message_at FROM (\
                  SELECT t.id, t.phone_number_id, t.contact_id, t.last_inbound_at, t.unread_count, \
                  t.read_through, t.created_at, t.updated_at, c.wa_id, c.user_id, c.profile_name, \
-                 (SELECT MAX((SELECT MAX(m.id) FROM messages m WHERE m.phone_number_id = t.phone_number_id \
-                 AND m.counterpart = i.identity)) FROM contact_identities i WHERE i.contact_id = t.contact_id) \
+                 (SELECT MAX(u.id) FROM (SELECT (SELECT MAX(m.id) FROM messages m \
+                 WHERE m.phone_number_id = t.phone_number_id AND m.counterpart = i.identity \
+                 AND m.status NOT IN ('scheduled', 'queued')) AS id \
+                 FROM contact_identities i WHERE i.contact_id = t.contact_id UNION ALL SELECT q.last_id) u) \
                  AS last_message_id \
                  FROM threads t JOIN contacts c ON c.id = t.contact_id \
+                 LEFT JOIN (SELECT o.phone_number_id, i.contact_id, MAX(o.message_id) AS last_id FROM outbox o \
+                 JOIN contact_identities i ON i.identity = o.recipient WHERE ($1 IS NULL OR o.phone_number_id = $1) \
+                 GROUP BY o.phone_number_id, i.contact_id) q \
+                 ON q.phone_number_id = t.phone_number_id AND q.contact_id = t.contact_id \
                  WHERE ($1 IS NULL OR t.phone_number_id = $1) AND ($2 IS NULL OR t.contact_id = $2) \
                  AND ($3 IS NULL OR t.id = $3)) x LEFT JOIN messages lm ON lm.id = x.last_message_id \
                  WHERE ($4 IS NULL OR COALESCE(x.last_message_id, '') < $4 \
@@ -44,12 +52,21 @@ macro_rules! impl_contacts {
             };
         }
 
-        /// The messages of conversation `$1`: its number's, with its contact's identities.
-        macro_rules! conversation_messages_where {
+        /// The ids of conversation `$1`'s messages between `$2` and `$3` (each optional): its
+        /// number's, with its contact's identities, through the conversation index once they
+        /// have left the queue and through the outbox while they wait (a message being sent is
+        /// in both).
+        macro_rules! conversation_message_ids {
             () => {
-                " FROM messages WHERE phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
-                 AND counterpart IN (SELECT i.identity FROM contact_identities i \
-                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) "
+                "SELECT m.id FROM messages m WHERE m.phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
+                 AND m.counterpart IN (SELECT i.identity FROM contact_identities i \
+                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
+                 AND m.status NOT IN ('scheduled', 'queued') AND ($2 IS NULL OR m.id < $2) AND ($3 IS NULL OR m.id > $3) \
+                 UNION ALL SELECT o.message_id FROM outbox o \
+                 WHERE o.phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
+                 AND o.recipient IN (SELECT i.identity FROM contact_identities i \
+                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
+                 AND ($2 IS NULL OR o.message_id < $2) AND ($3 IS NULL OR o.message_id > $3)"
             };
         }
 
@@ -522,11 +539,11 @@ macro_rules! impl_contacts {
                 limit: u32,
             ) -> $crate::Result<Vec<Message>> {
                 let sql = if page.after.is_some() {
-                    concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
-                        "AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4")
+                    concat!("SELECT ", message_select_cols!(), " FROM messages WHERE id IN (",
+                        conversation_message_ids!(), ") ORDER BY id LIMIT $4")
                 } else {
-                    concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
-                        "AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR id > $3) ORDER BY id DESC LIMIT $4")
+                    concat!("SELECT ", message_select_cols!(), " FROM messages WHERE id IN (",
+                        conversation_message_ids!(), ") ORDER BY id DESC LIMIT $4")
                 };
                 let mut messages = sqlx::query(sql)
                     .bind(id.as_str())
@@ -546,8 +563,11 @@ macro_rules! impl_contacts {
             }
 
             async fn conversation_newest_inbound(&self, id: &wagate_domain::id::ConversationId) -> $crate::Result<Option<Message>> {
-                sqlx::query(concat!("SELECT ", message_select_cols!(), conversation_messages_where!(),
-                    "AND direction = 'inbound' ORDER BY id DESC LIMIT 1"))
+                sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages \
+                    WHERE phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
+                    AND counterpart IN (SELECT i.identity FROM contact_identities i \
+                    JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
+                    AND status NOT IN ('scheduled', 'queued') AND direction = 'inbound' ORDER BY id DESC LIMIT 1"))
                     .bind(id.as_str())
                     .fetch_optional(self.reader())
                     .await?
@@ -582,7 +602,7 @@ macro_rules! impl_contacts {
                 sqlx::query(
                     "UPDATE threads SET unread_count = (SELECT COUNT(*) FROM messages m \
                      WHERE m.phone_number_id = threads.phone_number_id AND m.direction = 'inbound' \
-                     AND m.id > threads.read_through AND m.counterpart IN (SELECT i.identity \
+                     AND m.status NOT IN ('scheduled', 'queued') AND m.id > threads.read_through AND m.counterpart IN (SELECT i.identity \
                      FROM contact_identities i WHERE i.contact_id = threads.contact_id)) WHERE id = $1",
                 )
                 .bind(id.as_str())

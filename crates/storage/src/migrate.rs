@@ -46,6 +46,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0008_orphan_statuses.sql"),
     },
     Migration { version: 9, name: "queue_scan", sql: include_str!("../migrations/sqlite/0009_queue_scan.sql") },
+    Migration {
+        version: 10,
+        name: "conversation_index",
+        sql: include_str!("../migrations/sqlite/0010_conversation_index.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0008_orphan_statuses.sql"),
     },
     Migration { version: 9, name: "queue_scan", sql: include_str!("../migrations/postgres/0009_queue_scan.sql") },
+    Migration {
+        version: 10,
+        name: "conversation_index",
+        sql: include_str!("../migrations/postgres/0010_conversation_index.sql"),
+    },
 ];
 
 pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS wagate_migrations (

@@ -1125,6 +1125,26 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     assert_eq!(order(&all), [e.id.clone(), d.id.clone()]);
     assert_eq!(all[0].last_message_id.as_ref(), Some(&reply));
     assert_eq!(all[0].unread_count, 1, "replies are not unread");
+    // The reply is found through the outbox while it waits, through the conversation index once
+    // it has left, and through either while it is being sent: once, and the last, each time.
+    let shows_reply_once_and_last = |stage: &'static str| {
+        let (reply, conversation) = (reply.clone(), all[0].id.clone());
+        async move {
+            let listed = store.list_conversations(&ConversationFilter::default(), 10).await.unwrap();
+            assert_eq!(listed[0].last_message_id.as_ref(), Some(&reply), "{stage}");
+            let page = store.conversation_messages(&conversation, &ConversationPage::default(), 10).await.unwrap();
+            let ids: Vec<_> = page.iter().map(|m| &m.id).collect();
+            assert_eq!((ids.iter().filter(|id| **id == &reply).count(), ids[0]), (1, &reply), "{stage}");
+        }
+    };
+    shows_reply_once_and_last("queued").await;
+    let claimed = store.claim_messages(std::slice::from_ref(&reply), t(1), t(60_000)).await.unwrap();
+    shows_reply_once_and_last("being sent").await;
+    assert!(store.reschedule(&claimed[0], t(2), &MessageError::gateway("network_error", "boom")).await.unwrap());
+    shows_reply_once_and_last("waiting to be retried").await;
+    let claimed = store.claim_messages(std::slice::from_ref(&reply), t(3), t(60_000)).await.unwrap();
+    assert!(store.record_accepted(&claimed[0], "wamid.D9", &json!({}), t(4)).await.unwrap());
+    shows_reply_once_and_last("accepted").await;
     // Pages follow the last message, then the conversation id.
     let mut paged = Vec::new();
     let mut next = ConversationFilter::default();
@@ -1179,6 +1199,13 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     let unknown = wagate_domain::id::ConversationId::generate();
     assert!(!store.mark_conversation_read(&unknown, &late.id, t(1)).await.unwrap());
     assert_eq!(store.get_conversation(&unknown).await.unwrap(), None);
+
+    // A scheduled message is the conversation's newest, and on its first page.
+    let later = enqueue_to(store, &a, &n, t(86_400_000), "+15550005555").await;
+    let listed = store.list_conversations(&ConversationFilter::default(), 10).await.unwrap();
+    assert_eq!(listed[0].last_message_id.as_ref(), Some(&later), "scheduled");
+    let first = store.conversation_messages(&ce.id, &page(None, None), 1).await.unwrap();
+    assert_eq!(ids(first), [later]);
 }
 
 async fn contact_fields_and_marketing_preferences(store: &dyn Store) {
