@@ -21,16 +21,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| {
-                let m = m.trim();
-                m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
-            });
-        if !is_json {
+        let JsonObject(value) = JsonObject::from_request(req, state).await?;
+        Ok(JsonBody(from_value("", &value)?))
+    }
+}
+
+/// A request's JSON object, not yet typed: 415 without a JSON content type, 400 when the body
+/// is not JSON, 422 when it is JSON but not an object.
+struct JsonObject(serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -38,8 +42,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             ));
         }
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        parse_json(&bytes).map(JsonBody)
+        parse_object(&bytes).map(JsonObject)
     }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
+        })
 }
 
 /// A request body as it came: 408 when it did not arrive in time (`[http] body_timeout_ms`),
@@ -71,28 +86,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBodyWithValue<T
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let JsonBody(value) = JsonBody::<serde_json::Value>::from_request(req, state).await?;
-        if !value.is_object() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_type",
-                "the body must be a JSON object",
-            ));
-        }
-        let typed = from_value("", &value)?;
-        Ok(Self(typed, value))
+        let JsonObject(value) = JsonObject::from_request(req, state).await?;
+        Ok(Self(from_value("", &value)?, value))
     }
 }
 
 /// Parses a JSON body into `T` with the error rules of [`JsonBody`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    Ok(from_value("", &parse_object(bytes)?)?)
+}
+
+/// Parses a JSON body that must be an object, once: 400 when it is not JSON, 422 when it is
+/// something else.
+fn parse_object(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
     if !value.is_object() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", "the body must be a JSON object"));
     }
-    Ok(from_value("", &value)?)
+    Ok(value)
 }
 
 /// `?limit=&cursor=` of every list: `limit` is 1 to 100 (default 50); `cursor` is the
