@@ -5,8 +5,9 @@
 //! id it has had is an *identity* (`contact_identities`): the counterpart its messages are filed
 //! under (`+` and the digits of a wa_id, or the BSUID). A conversation (`threads`) is one business
 //! number and one contact; its messages are that number's messages with any of the contact's
-//! identities, both directions, found through the `messages_conversation` index. Sends therefore
-//! stay one write: nothing about a conversation is updated when a message goes out.
+//! identities, both directions, found through the `messages_conversation` index once they have
+//! left the queue, and through the outbox while they wait. Sends therefore stay append-only:
+//! nothing about a conversation is written when a message is accepted.
 //!
 //! Linking: when a webhook names a wa_id and a user_id that belong to two different contacts,
 //! the newer contact is merged into the older one (ids are time-ordered: the smaller id wins),
