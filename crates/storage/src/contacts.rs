@@ -53,21 +53,32 @@ macro_rules! impl_contacts {
             };
         }
 
+        /// Conversation `$1`'s number, and its contact's identities.
+        macro_rules! thread_number {
+            () => {
+                "(SELECT phone_number_id FROM threads WHERE id = $1)"
+            };
+        }
+        macro_rules! thread_identities {
+            () => {
+                "(SELECT i.identity FROM contact_identities i JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1)"
+            };
+        }
+
         /// The ids of conversation `$1`'s messages between `$2` and `$3` (each optional): its
         /// number's, with its contact's identities, through the conversation index once they
         /// have left the queue and through the outbox while they wait (a message being sent is
         /// in both).
         macro_rules! conversation_message_ids {
             () => {
-                "SELECT m.id FROM messages m WHERE m.phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
-                 AND m.counterpart IN (SELECT i.identity FROM contact_identities i \
-                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
-                 AND m.status NOT IN ('scheduled', 'queued') AND ($2 IS NULL OR m.id < $2) AND ($3 IS NULL OR m.id > $3) \
-                 UNION ALL SELECT o.message_id FROM outbox o \
-                 WHERE o.phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
-                 AND o.recipient IN (SELECT i.identity FROM contact_identities i \
-                 JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
-                 AND ($2 IS NULL OR o.message_id < $2) AND ($3 IS NULL OR o.message_id > $3)"
+                concat!(
+                    "SELECT m.id FROM messages m WHERE m.phone_number_id = ", thread_number!(),
+                    " AND m.counterpart IN ", thread_identities!(),
+                    " AND m.status NOT IN ('scheduled', 'queued') AND ($2 IS NULL OR m.id < $2) AND ($3 IS NULL OR m.id > $3) \
+                     UNION ALL SELECT o.message_id FROM outbox o WHERE o.phone_number_id = ", thread_number!(),
+                    " AND o.recipient IN ", thread_identities!(),
+                    " AND ($2 IS NULL OR o.message_id < $2) AND ($3 IS NULL OR o.message_id > $3)"
+                )
             };
         }
 
@@ -564,11 +575,11 @@ macro_rules! impl_contacts {
             }
 
             async fn conversation_newest_inbound(&self, id: &wagate_domain::id::ConversationId) -> $crate::Result<Option<Message>> {
-                sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages \
-                    WHERE phone_number_id = (SELECT phone_number_id FROM threads WHERE id = $1) \
-                    AND counterpart IN (SELECT i.identity FROM contact_identities i \
-                    JOIN threads t ON t.contact_id = i.contact_id WHERE t.id = $1) \
-                    AND status NOT IN ('scheduled', 'queued') AND direction = 'inbound' ORDER BY id DESC LIMIT 1"))
+                // Inbound messages are never queued: the status term is what lets the
+                // (partial) conversation index serve the query.
+                sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages WHERE phone_number_id = ",
+                    thread_number!(), " AND counterpart IN ", thread_identities!(),
+                    " AND status NOT IN ('scheduled', 'queued') AND direction = 'inbound' ORDER BY id DESC LIMIT 1"))
                     .bind(id.as_str())
                     .fetch_optional(self.reader())
                     .await?
@@ -600,6 +611,7 @@ macro_rules! impl_contacts {
                     tx.rollback().await?;
                     return Ok(false);
                 }
+                // As in `conversation_newest_inbound`, the status term is for the index.
                 sqlx::query(
                     "UPDATE threads SET unread_count = (SELECT COUNT(*) FROM messages m \
                      WHERE m.phone_number_id = threads.phone_number_id AND m.direction = 'inbound' \
