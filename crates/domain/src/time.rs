@@ -129,8 +129,39 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+impl Timestamp {
+    /// The RFC 3339 text of a time in the years 0 to 9999, written without the formatting
+    /// machinery: every message answered and stored carries several.
+    fn rfc3339(self) -> Option<[u8; 24]> {
+        let secs = self.0.div_euclid(1000);
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let sod = secs.rem_euclid(86_400);
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut value: i64| {
+            for slot in out[at..at + width].iter_mut().rev() {
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, mo);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, (sod % 3600) / 60);
+        put(17, 2, sod % 60);
+        put(20, 3, self.0.rem_euclid(1000));
+        Some(out)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.rfc3339() {
+            return f.write_str(std::str::from_utf8(&text).expect("digits and punctuation"));
+        }
         let secs = self.0.div_euclid(1000);
         let millis = self.0.rem_euclid(1000);
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
@@ -141,7 +172,10 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(text) => s.serialize_str(std::str::from_utf8(&text).expect("digits and punctuation")),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -175,6 +209,11 @@ mod tests {
         assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp::from_millis(1_750_030_073_123).to_string(), "2025-06-15T23:27:53.123Z");
         assert_eq!(Timestamp::from_millis(951_782_400_000).to_string(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(253_402_300_799_999).to_string(), "9999-12-31T23:59:59.999Z");
+        // Outside the four-digit years, the general formatting.
+        assert_eq!(Timestamp::from_millis(253_402_300_800_000).to_string(), "10000-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(-1).to_string(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(serde_json::to_string(&Timestamp::from_millis(1)).unwrap(), r#""1970-01-01T00:00:00.001Z""#);
     }
 
     #[test]

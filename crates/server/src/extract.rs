@@ -21,16 +21,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let JsonObject(value) = JsonObject::from_request(req, state).await?;
-        Ok(JsonBody(from_value("", &value)?))
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
     }
 }
 
-/// A request's JSON object, not yet typed: 415 without a JSON content type, 400 when the body
-/// is not JSON, 422 when it is JSON but not an object.
-struct JsonObject(serde_json::Value);
+/// A request body declared as JSON, not yet parsed: 415 without a JSON content type.
+struct JsonBytes(Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -42,7 +41,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
             ));
         }
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        parse_object(&bytes).map(JsonObject)
+        Ok(JsonBytes(bytes))
     }
 }
 
@@ -79,20 +78,28 @@ pub fn body_failure(e: &BytesRejection) -> (StatusCode, String) {
     (status, e.body_text())
 }
 
-/// A JSON body as [`JsonBody`], with the JSON itself (to hash it, for idempotency keys).
-pub struct JsonBodyWithValue<T>(pub T, pub serde_json::Value);
+/// A JSON body as [`JsonBody`], with the bytes it came as (to hash, for idempotency keys).
+pub struct JsonBodyWithBytes<T>(pub T, pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBodyWithValue<T> {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBodyWithBytes<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let JsonObject(value) = JsonObject::from_request(req, state).await?;
-        Ok(Self(from_value("", &value)?, value))
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        Ok(Self(parse_json(&bytes)?, bytes))
     }
 }
 
-/// Parses a JSON body into `T` with the error rules of [`JsonBody`].
+/// Parses a JSON body into `T` with the error rules of [`JsonBody`]. A well-formed body is read
+/// straight into `T`; only one that fails goes through a `Value`, whose errors name the field
+/// (and whose rules, such as a later duplicate key winning, are the ones the answer follows).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A struct also reads from an array: only an object takes the direct way.
+    if bytes.trim_ascii_start().first() == Some(&b'{')
+        && let Ok(parsed) = serde_json::from_slice(bytes)
+    {
+        return Ok(parsed);
+    }
     Ok(from_value("", &parse_object(bytes)?)?)
 }
 

@@ -85,7 +85,7 @@ async fn run(db: &TestDatabase, duration: Duration) {
                     due_at: now,
                     send_at: None,
                     expires_at: None,
-                    opens_conversation: false,
+                    window: None,
                     idempotency: None,
                 };
                 assert_eq!(store.enqueue_message(message).await.expect("stored"), Enqueued::Stored);

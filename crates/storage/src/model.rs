@@ -135,10 +135,39 @@ pub struct NewOutbound {
     pub send_at: Option<Timestamp>,
     /// After this it fails instead of going out late.
     pub expires_at: Option<Timestamp>,
-    /// Sent to someone outside the 24-hour window: it counts against the messaging tier.
-    pub opens_conversation: bool,
+    /// The customer-service window to judge in the transaction that stores the message; `None`
+    /// when wagate cannot know it (the send then counts as opening no conversation).
+    pub window: Option<WindowCheck>,
     /// The idempotency key the send came with, stored in the same transaction.
     pub idempotency: Option<NewIdempotencyKey>,
+}
+
+/// A send's 24-hour window, judged where the message is stored: on SQLite by the writer that
+/// stores it (its pages are warm there, and a read beside it would miss the cache each time).
+#[derive(Clone, Debug)]
+pub struct WindowCheck {
+    /// The conversation's customer, as `conversations.customer` (`+` and digits).
+    pub customer: String,
+    /// Outside the window the message is refused (a non-template, with `outside = "refuse"`),
+    /// rather than stored as opening a conversation, which counts against the messaging tier.
+    pub refuse_outside: bool,
+}
+
+/// The window is open for 24 hours after the customer's latest message.
+pub const WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl WindowCheck {
+    /// Whether a message sent `at` opens a conversation, given the customer's latest message;
+    /// `Err` when it must be refused.
+    pub fn judge(&self, last_inbound: Option<Timestamp>, at: Timestamp) -> std::result::Result<bool, Enqueued> {
+        if last_inbound.is_some_and(|t| at.as_millis() - t.as_millis() < WINDOW_MS) {
+            return Ok(false);
+        }
+        if self.refuse_outside {
+            return Err(Enqueued::OutsideWindow { customer: self.customer.clone(), last_inbound });
+        }
+        Ok(true)
+    }
 }
 
 /// An idempotency key to keep with the answer it got.
@@ -169,6 +198,11 @@ pub enum Enqueued {
     Stored,
     /// The idempotency key was used already (by a concurrent request, perhaps): nothing stored.
     KeyUsed(IdempotencyRecord),
+    /// A message [`WindowCheck::refuse_outside`] outside the customer-service window: nothing stored.
+    OutsideWindow {
+        customer: String,
+        last_inbound: Option<Timestamp>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

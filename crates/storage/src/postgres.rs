@@ -108,9 +108,24 @@ mod store {
         batch: &[&PreparedSend],
     ) -> crate::Result<Vec<Enqueued>> {
         let mut results = Vec::with_capacity(batch.len());
-        let mut keep: Vec<&PreparedSend> = Vec::with_capacity(batch.len());
+        let mut keep: Vec<(&PreparedSend, bool)> = Vec::with_capacity(batch.len());
+        let last_inbound = last_inbound_of(tx, batch).await?;
         for p in batch {
             let m = &p.m;
+            let opens_conversation = match &m.window {
+                Some(w) => {
+                    let key = (m.phone_number_id.clone(), w.customer.clone());
+                    let last = last_inbound.get(&key).copied().map(crate::sql::ts);
+                    match w.judge(last, m.created_at) {
+                        Ok(opens) => opens,
+                        Err(refused) => {
+                            results.push(refused);
+                            continue;
+                        }
+                    }
+                }
+                None => false,
+            };
             if let Some(k) = &m.idempotency {
                 let taken = sqlx::query(crate::sql::TAKE_IDEMPOTENCY_KEY)
                     .bind(k.api_key_id.as_str())
@@ -134,7 +149,7 @@ mod store {
                 }
             }
             results.push(Enqueued::Stored);
-            keep.push(p);
+            keep.push((p, opens_conversation));
         }
         if keep.is_empty() {
             return Ok(results);
@@ -144,7 +159,7 @@ mod store {
             message_cols!(),
             ", opens_conversation) "
         ));
-        messages.push_values(&keep, |mut b, p| {
+        messages.push_values(&keep, |mut b, (p, opens_conversation)| {
             let m = &p.m;
             b.push_bind(m.id.as_str())
                 .push_bind("outbound")
@@ -162,14 +177,14 @@ mod store {
                 .push_bind(m.created_at.as_millis())
                 .push_bind(m.send_at.map(Timestamp::as_millis))
                 .push_bind(m.expires_at.map(Timestamp::as_millis))
-                .push_bind(m.opens_conversation);
+                .push_bind(*opens_conversation);
         });
         messages.build().execute(&mut **tx).await?;
         let mut outbox = sqlx::QueryBuilder::<Postgres>::new(
             "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, \
              created_at) ",
         );
-        outbox.push_values(&keep, |mut b, p| {
+        outbox.push_values(&keep, |mut b, (p, _)| {
             let m = &p.m;
             b.push_bind(m.id.as_str())
                 .push_bind(m.phone_number_id.as_str())
@@ -181,6 +196,31 @@ mod store {
         });
         outbox.build().execute(&mut **tx).await?;
         Ok(results)
+    }
+
+    /// The latest customer message of each conversation the batch's window checks name, in one
+    /// round trip.
+    async fn last_inbound_of(
+        tx: &mut Transaction<'static, Postgres>,
+        batch: &[&PreparedSend],
+    ) -> crate::Result<std::collections::HashMap<(String, String), i64>> {
+        let (numbers, customers): (Vec<&str>, Vec<&str>) = batch
+            .iter()
+            .filter_map(|p| p.m.window.as_ref().map(|w| (p.m.phone_number_id.as_str(), w.customer.as_str())))
+            .unzip();
+        if numbers.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT c.phone_number_id, c.customer, c.last_inbound_at FROM conversations c \
+             JOIN UNNEST($1::text[], $2::text[]) AS w (phone_number_id, customer) \
+             ON c.phone_number_id = w.phone_number_id AND c.customer = w.customer",
+        )
+        .bind(&numbers)
+        .bind(&customers)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows.into_iter().map(|(number, customer, at)| ((number, customer), at)).collect())
     }
 
     /// Writes a batch in one transaction (the sends with a statement per table for them all);

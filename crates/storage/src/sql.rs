@@ -1715,9 +1715,6 @@ macro_rules! impl_store {
             }
 
             async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> $crate::Result<Option<Timestamp>> {
-                if let Some(direct) = self.direct() {
-                    return direct.last_inbound(phone_number_id, customer);
-                }
                 Ok(sqlx::query_scalar::<_, i64>($crate::sql::SELECT_LAST_INBOUND)
                 .bind(phone_number_id)
                 .bind(customer)

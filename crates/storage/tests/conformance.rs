@@ -92,7 +92,7 @@ fn new_outbound(a: &Account, n: &PhoneNumber, due: Timestamp, recipient: &str) -
         due_at: due,
         send_at: (due > t(0)).then_some(due),
         expires_at: None,
-        opens_conversation: false,
+        window: None,
         idempotency: None,
     }
 }
@@ -826,7 +826,7 @@ async fn an_idempotency_key_is_used_once_until_it_expires(store: Arc<dyn Store>)
     assert_eq!(stored.len(), 1, "{results:?}");
     let used = results.iter().find_map(|r| match r {
         Enqueued::KeyUsed(rec) => Some(rec.clone()),
-        Enqueued::Stored => None,
+        Enqueued::Stored | Enqueued::OutsideWindow { .. } => None,
     });
     let used = used.expect("the other request found the key used");
     assert!(used.message_id == first_id || used.message_id == second_id);
@@ -939,12 +939,77 @@ async fn opt_outs_tiers_and_queue_depths(store: &dyn Store) {
         [("+15550190007", true), ("+15550190007", true), ("+15550190008", true), ("+15550190009", false)]
     {
         let mut m = new_outbound(&a, &n, t(0), recipient);
-        m.opens_conversation = opens;
+        // No customer message: the window is closed, so a checked send opens a conversation.
+        m.window = opens.then(|| WindowCheck { customer: recipient.into(), refuse_outside: false });
         store.enqueue_message(m).await.unwrap();
     }
     assert_eq!(store.count_conversations_opened(&a.id, t(0)).await.unwrap(), 2, "distinct users");
     assert_eq!(store.count_conversations_opened(&a.id, t(1)).await.unwrap(), 0, "outside the period");
     assert_eq!(store.outbox_depth_by_number().await.unwrap(), [(n.id.clone(), 4)]);
+}
+
+/// A send's window check is judged in the transaction that stores it: inside the window it
+/// stores a message that opens nothing; outside, it opens a conversation (counted against the
+/// tier) or, when refusing, stores nothing at all, its idempotency key included.
+async fn the_window_is_judged_with_the_send(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let wrote_at = Timestamp::from_unix_seconds(1_800_000_000);
+    let inbound = NewInbound {
+        id: MessageId::generate(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        wamid: "wamid.WINDOW".into(),
+        from: "+15551230001".into(),
+        wa_id: Some("15551230001".into()),
+        user_id: None,
+        profile_name: None,
+        kind: "text".into(),
+        content: json!({"body": "hi"}),
+        reply_to_wamid: None,
+        error: None,
+        sent_at: wrote_at,
+        received_at: wrote_at,
+    };
+    assert!(store.record_inbound(&inbound).await.unwrap());
+    let send = |customer: &str, at: Timestamp, refuse_outside: bool| {
+        let mut m = new_outbound(&a, &n, at, customer);
+        m.created_at = at;
+        m.send_at = None;
+        m.window = Some(WindowCheck { customer: customer.into(), refuse_outside });
+        m.idempotency = Some(NewIdempotencyKey {
+            api_key_id: ApiKeyId::generate(),
+            key: format!("window-{customer}-{}", at.as_millis()),
+            request_hash: "h".into(),
+            response: json!({}),
+            expires_at: at.plus(std::time::Duration::from_secs(60)),
+        });
+        m
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let (inside, outside) = (wrote_at.plus(hour * 23), wrote_at.plus(hour * 25));
+    // Inside the window: stored, opening nothing, even when outside sends are refused.
+    let open = send("+15551230001", inside, true);
+    assert_eq!(store.enqueue_message(open.clone()).await.unwrap(), Enqueued::Stored);
+    assert_eq!(store.count_conversations_opened(&a.id, t(0)).await.unwrap(), 0);
+    // Outside it, refused: nothing stored, and the key stays free.
+    let refused = send("+15551230001", outside, true);
+    assert_eq!(
+        store.enqueue_message(refused.clone()).await.unwrap(),
+        Enqueued::OutsideWindow { customer: "+15551230001".into(), last_inbound: Some(wrote_at) }
+    );
+    assert_eq!(store.get_message(&refused.id).await.unwrap(), None);
+    let key = refused.idempotency.as_ref().unwrap();
+    assert_eq!(store.find_idempotency_key(&key.api_key_id, &key.key, outside).await.unwrap(), None);
+    // A customer who never wrote: refused with no last message, or stored as opening one.
+    assert_eq!(
+        store.enqueue_message(send("+15551230002", inside, true)).await.unwrap(),
+        Enqueued::OutsideWindow { customer: "+15551230002".into(), last_inbound: None }
+    );
+    for customer in ["+15551230001", "+15551230002"] {
+        assert_eq!(store.enqueue_message(send(customer, outside, false)).await.unwrap(), Enqueued::Stored);
+    }
+    assert_eq!(store.count_conversations_opened(&a.id, t(0)).await.unwrap(), 2);
+    assert_eq!(store.outbox_depth().await.unwrap(), 3);
 }
 
 async fn reopening_keeps_everything(backend: Backend) {
@@ -1389,6 +1454,7 @@ macro_rules! suite {
             case!(a_number_is_dispatched_by_one_holder_at_a_time);
             case!(accounts_pause_and_resume_and_numbers_keep_their_limits);
             case!(opt_outs_tiers_and_queue_depths);
+            case!(the_window_is_judged_with_the_send);
             // Contacts and conversations.
             case!(contacts_are_linked_by_wa_id_and_user_id);
             case!(conversations_list_page_and_read);

@@ -19,7 +19,7 @@ use wagate_storage::{Direction, MessageFilter, StatusEntry};
 use super::List;
 use crate::auth::AuthenticatedKey;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBodyWithValue, ListParams, PageRequest, RawBody, parse_json};
+use crate::extract::{JsonBodyWithBytes, ListParams, PageRequest, RawBody, parse_json};
 use crate::services::messages::{self, Idempotency, MessageDetails, Sent};
 use crate::state::AppState;
 
@@ -174,7 +174,7 @@ async fn create_message(
     State(state): State<AppState>,
     Extension(caller): Extension<AuthenticatedKey>,
     headers: HeaderMap,
-    JsonBodyWithValue(req, body): JsonBodyWithValue<SendRequest>,
+    JsonBodyWithBytes(req, body): JsonBodyWithBytes<SendRequest>,
 ) -> Result<Response, ApiError> {
     let header = match headers.get("idempotency-key") {
         Some(v) => {
@@ -197,7 +197,11 @@ async fn create_message(
         }
         (h, b) => h.or_else(|| b.clone()),
     };
-    let idempotency = key.map(|key| Idempotency { api_key_id: caller.id, key, request_hash: request_hash(&body) });
+    let idempotency = key.map(|key| {
+        // The body parsed as a request, so it parses as JSON.
+        let value: Value = serde_json::from_slice(&body).expect("a parsed body is JSON");
+        Idempotency { api_key_id: caller.id, key, request_hash: request_hash(&value) }
+    });
     let render = |d: &MessageDetails| serde_json::to_value(MessageView::from(d.clone())).expect("a view serialises");
     match messages::send(&state, req, idempotency, &render).await? {
         Sent::New(details) => Ok((StatusCode::ACCEPTED, Json(MessageView::from(*details))).into_response()),

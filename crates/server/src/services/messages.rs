@@ -13,7 +13,7 @@ use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{
     AccountMode, Direction, Enqueued, IdempotencyRecord, Message, MessageFilter, NewIdempotencyKey, NewOutbound,
-    PhoneNumber, StatusEntry,
+    PhoneNumber, StatusEntry, WINDOW_MS, WindowCheck,
 };
 
 use super::ServiceError;
@@ -113,34 +113,21 @@ fn replayed(i: &Idempotency, record: IdempotencyRecord) -> Result<Sent, ServiceE
     }
 }
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// What wagate knows of the customer-service window for a send: open, closed, or unknown.
-enum Window {
-    Open,
-    Closed { customer: String, last_inbound: Option<Timestamp> },
-    Unknown,
-}
-
-/// Meta's 24-hour window, as wagate knows it from inbound messages. Unknown for what wagate
-/// cannot judge: numbers whose webhooks it has not seen for a day yet (a customer may have
-/// written before), user ids, groups, numbers written without `+`.
-async fn window(state: &AppState, sender: &PhoneNumber, outbound: &Outbound) -> Result<Window, ServiceError> {
+/// The window check a send takes, or `None` where wagate cannot know the window: numbers whose
+/// webhooks it has not seen for a day yet (a customer may have written before), user ids,
+/// groups, numbers written without `+`. The store judges it with the message (`WindowCheck`).
+fn window_check(state: &AppState, sender: &PhoneNumber, outbound: &Outbound, now: Timestamp) -> Option<WindowCheck> {
     let Recipient::Phone(to) = &outbound.recipient else {
-        return Ok(Window::Unknown);
+        return None;
     };
-    if !to.starts_with('+') {
-        return Ok(Window::Unknown);
+    if !to.starts_with('+') || sender.webhooks_since.is_none_or(|since| now.as_millis() - since.as_millis() < WINDOW_MS)
+    {
+        return None;
     }
-    let now = Timestamp::now().as_millis();
-    if sender.webhooks_since.is_none_or(|since| now - since.as_millis() < DAY_MS) {
-        return Ok(Window::Unknown);
-    }
-    let customer = format!("+{}", digits(to));
-    let last_inbound = state.store.last_inbound(&sender.id, &customer).await?;
-    Ok(match last_inbound {
-        Some(t) if now - t.as_millis() < DAY_MS => Window::Open,
-        _ => Window::Closed { customer, last_inbound },
+    let is_template = matches!(outbound.content, Content::Template(_));
+    Some(WindowCheck {
+        customer: format!("+{}", digits(to)),
+        refuse_outside: !is_template && state.config.window.outside == OutsideWindow::Refuse,
     })
 }
 
@@ -154,16 +141,6 @@ pub async fn enqueue(
     options: SendOptions,
     render: &(dyn Fn(&MessageDetails) -> Value + Sync),
 ) -> Result<Sent, ServiceError> {
-    let is_template = matches!(outbound.content, Content::Template(_));
-    let opens_conversation = match window(state, sender, outbound).await? {
-        Window::Closed { customer, last_inbound } => {
-            if !is_template && state.config.window.outside == OutsideWindow::Refuse {
-                return Err(ServiceError::OutsideWindow { customer, last_inbound });
-            }
-            true
-        }
-        Window::Open | Window::Unknown => false,
-    };
     let now = Timestamp::now();
     let send_at = options.send_at.filter(|t| *t > now);
     if let Some(t) = send_at
@@ -231,7 +208,7 @@ pub async fn enqueue(
         due_at: send_at.unwrap_or(now),
         send_at,
         expires_at: options.expires_at,
-        opens_conversation,
+        window: window_check(state, sender, outbound, now),
         idempotency,
     };
     match state.store.enqueue_message(new).await? {
@@ -240,6 +217,9 @@ pub async fn enqueue(
         Enqueued::KeyUsed(record) => {
             let i = options.idempotency.as_ref().expect("only a keyed send finds its key used");
             return replayed(i, record);
+        }
+        Enqueued::OutsideWindow { customer, last_inbound } => {
+            return Err(ServiceError::OutsideWindow { customer, last_inbound });
         }
     }
     state.metrics.messages_enqueued.inc();

@@ -44,15 +44,6 @@ impl Direct {
         self.read(|c| c.prepare_cached(sql::SELECT_API_KEY_BY_HASH)?.query_row([key_hash], api_key_row).optional())
     }
 
-    pub(crate) fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>> {
-        let at = self.read(|c| {
-            c.prepare_cached(sql::SELECT_LAST_INBOUND)?
-                .query_row([phone_number_id, customer], |r| r.get::<_, i64>(0))
-                .optional()
-        })?;
-        Ok(at.map(ts))
-    }
-
     pub(crate) fn live_idempotency_key(
         &self,
         api_key_id: &ApiKeyId,
@@ -194,10 +185,25 @@ const INSERT_MESSAGE: &str = concat!(
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, \
     expires_at, created_at) VALUES ($1, $2, $3, $4, $4, $5, $6)";
 
-/// The message's idempotency key first (a key in use, and not expired, skips the message), then
-/// the message and its outbox row (its first history entry is the message's: `SELECT_HISTORY`).
+/// The window first (a message refused outside it stores nothing), then the message's
+/// idempotency key (a key in use, and not expired, skips the message), then the message and its
+/// outbox row (its first history entry is the message's: `SELECT_HISTORY`).
 fn write_send(tx: &rusqlite::Transaction<'_>, p: &PreparedSend) -> Result<Enqueued> {
     let m = &p.m;
+    let opens_conversation = match &m.window {
+        Some(w) => {
+            let last_inbound = tx
+                .prepare_cached(sql::SELECT_LAST_INBOUND)?
+                .query_row([m.phone_number_id.as_str(), w.customer.as_str()], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map(ts);
+            match w.judge(last_inbound, m.created_at) {
+                Ok(opens) => opens,
+                Err(refused) => return Ok(refused),
+            }
+        }
+        None => false,
+    };
     if let Some(k) = &m.idempotency {
         let taken = tx.prepare_cached(sql::TAKE_IDEMPOTENCY_KEY)?.execute(params![
             k.api_key_id.as_str(),
@@ -229,7 +235,7 @@ fn write_send(tx: &rusqlite::Transaction<'_>, p: &PreparedSend) -> Result<Enqueu
         created,
         m.send_at.map(Timestamp::as_millis),
         m.expires_at.map(Timestamp::as_millis),
-        m.opens_conversation,
+        opens_conversation,
     ])?;
     tx.prepare_cached(INSERT_OUTBOX)?.execute(params![
         m.id.as_str(),

@@ -411,7 +411,7 @@ pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient:
             due_at: now,
             send_at: None,
             expires_at: None,
-            opens_conversation: false,
+            window: None,
             idempotency: None,
         })
         .await

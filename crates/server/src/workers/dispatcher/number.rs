@@ -89,6 +89,9 @@ impl NumberWorker {
                 last_forget = now;
             }
             let mut next = settings.poll_interval();
+            // At the number's rate, a new message cannot leave before the next token either: a
+            // wake-up per accepted send (a burst queues thousands a second) would only spin.
+            let mut limited = false;
             let paused = known.as_ref().is_none_or(|(_, a, _)| a.paused.is_some());
             let leased = Timestamp::now().as_millis() < self.lease_until.load(Ordering::Relaxed);
             let free = settings.concurrency.saturating_sub(in_flight.len());
@@ -100,6 +103,7 @@ impl NumberWorker {
                     (l.unpromised(now) as usize, l.throughput.wait(now))
                 };
                 if available == 0 {
+                    limited = true;
                     next = next.min(wait.max(Duration::from_millis(1)));
                 } else {
                     let want = available.min(free);
@@ -126,7 +130,7 @@ impl NumberWorker {
             }
             tokio::select! {
                 _ = self.stop.cancelled() => {}
-                _ = wake.notified() => {}
+                _ = wake.notified(), if !limited => {}
                 _ = tokio::time::sleep(next) => {}
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                     react(done, &limits, &mut known);
