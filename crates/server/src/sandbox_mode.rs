@@ -125,8 +125,6 @@ async fn prepare_once(store: &dyn Store, config: &Config, self_url: &str) -> Res
     })))
 }
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
 fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Vec<PhoneNumber> {
     numbers
         .iter()
@@ -142,7 +140,7 @@ fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Ve
             mode: AccountMode::Sandbox,
             // A sandbox number is born here: wagate has seen all of its traffic, so it knows
             // every window from the start.
-            webhooks_since: Some(Timestamp::from_millis(now.as_millis() - DAY_MS)),
+            webhooks_since: Some(Timestamp::from_millis(now.as_millis() - wagate_storage::WINDOW_MS)),
             // The in-process sandbox's default, as Meta's standard numbers.
             throughput_level: Some("STANDARD".into()),
             messages_per_second: None,

@@ -37,6 +37,41 @@ async fn sends_outside_the_window_are_refused_at_once(backend: Backend) {
     app.stop().await;
 }
 
+/// The tier's count (`messaging_limit.used_24h`) is of unique users reached outside the window:
+/// a template to a stranger counts once however often it goes; a send inside the window, and a
+/// refused one, count nothing.
+async fn unique_users_reached_outside_the_window_are_counted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let phone = app.sandbox_numbers().await[0].clone();
+    let used = || async {
+        let (_, accounts) = app.get("/v1/accounts").await;
+        let account = accounts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["phone_numbers"].as_array().unwrap().iter().any(|n| n["id"] == phone.as_str()))
+            .cloned()
+            .expect("the sandbox number's account");
+        account["messaging_limit"]["used_24h"].as_i64().unwrap()
+    };
+    assert_eq!(used().await, 0);
+    let hello = |to: &str| {
+        json!({"from": phone, "to": to, "type": "template",
+               "template": {"name": "hello_world", "language": {"code": "en_US"}}})
+    };
+    let (stranger, friend) = (customer(), customer());
+    for _ in 0..2 {
+        assert_eq!(app.post("/v1/messages", hello(&stranger)).await.0, StatusCode::ACCEPTED);
+    }
+    let refused = json!({"from": phone, "to": friend, "type": "text", "text": {"body": "Hi"}});
+    assert_eq!(app.post("/v1/messages", refused).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(used().await, 1, "one stranger, however many templates; a refused send counts nothing");
+    app.customer_writes(&phone, &friend, "hello!").await;
+    assert_eq!(app.post("/v1/messages", hello(&friend)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(used().await, 1, "inside the window nothing is opened");
+    app.stop().await;
+}
+
 async fn with_outside_set_to_pass_meta_decides(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| c.window.outside = OutsideWindow::Pass).await else { return };
     let phone = app.sandbox_numbers().await[0].clone();
@@ -75,6 +110,7 @@ async fn a_number_not_watched_for_a_day_passes_to_meta(backend: Backend) {
 
 on_each_backend!(
     sends_outside_the_window_are_refused_at_once,
+    unique_users_reached_outside_the_window_are_counted,
     with_outside_set_to_pass_meta_decides,
     a_number_not_watched_for_a_day_passes_to_meta,
 );
