@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::input;
 use crate::message::from_value;
 use crate::validation::{FieldError, check_length};
 
@@ -22,6 +23,34 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 /// phone-number wa_id (as the API shows numbers), anything else (a BSUID) as it is.
 pub fn counterpart(id: &str) -> String {
     if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) { format!("+{id}") } else { id.to_owned() }
+}
+
+/// Characters of a business-scoped user id after its country code (and `ENT`), at most.
+pub const USER_ID_BODY_MAX: usize = 128;
+
+/// A business-scoped user id as Meta writes it (`business-scoped-user-ids.mdx`): a two-letter
+/// ISO 3166 country code, a period and up to 128 alphanumerics (`US.13491208655302741918`); a
+/// parent BSUID has `ENT` between (`US.ENT.11815799212886844830`); Meta's examples also show
+/// `user.` and a hex digest. Anything else (`undefined`, `msg_01`, `wamid.…`) is not a user id.
+pub fn parse_user_id(s: &str) -> Option<&str> {
+    let (scope, body) = s.split_once('.')?;
+    let body = body.strip_prefix("ENT.").filter(|_| scope != "user").unwrap_or(body);
+    let body_ok = (1..=USER_ID_BODY_MAX).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_alphanumeric());
+    (body_ok && (scope == "user" || is_country_code(scope))).then_some(s)
+}
+
+/// ISO 3166-1 alpha-2 codes assigned to countries and territories, and `XK` (Kosovo), which
+/// WhatsApp uses.
+fn is_country_code(code: &str) -> bool {
+    const CODES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN \
+        BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ \
+        EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM \
+        HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK \
+        LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG \
+        NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG \
+        SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM \
+        US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW";
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) && CODES.split_ascii_whitespace().any(|c| c == code)
 }
 
 /// Meta's id as given, or nothing for the empty string Meta sends for an unknown phone number
@@ -100,7 +129,9 @@ fn attribute_key(key: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Tags: 1 to 64 characters without control characters or surrounding spaces, unique, at most 50.
+/// Tags: 1 to 64 characters without control characters, direction controls or surrounding
+/// spaces, with at least one visible character; unique regardless of case (`VIP` and `vip` are
+/// one tag); at most 50.
 pub fn parse_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
     if tags.len() > MAX_TAGS {
         return Err(FieldError::new(
@@ -113,15 +144,22 @@ pub fn parse_tags(tags: &[String]) -> Result<Vec<String>, FieldError> {
     for (i, tag) in tags.iter().enumerate() {
         let path = format!("tags[{i}]");
         check_length(&path, tag, 1, MAX_TAG_LEN)?;
-        if tag.trim() != tag || tag.chars().any(char::is_control) {
+        if tag.trim() != tag || tag.chars().any(|c| c.is_control() || input::is_bidi_control(c)) {
             return Err(FieldError::new(
                 path,
                 "invalid_value",
-                "a tag must not start or end with spaces or contain control characters",
+                "a tag must not start or end with spaces or contain control or text-direction characters",
             ));
         }
-        if out.contains(tag) {
-            return Err(FieldError::new(path, "duplicate", format!("'{tag}' is given twice")));
+        if !tag.chars().any(input::is_visible) {
+            return Err(FieldError::new(
+                path,
+                "invalid_value",
+                "a tag must contain a visible character, not only spaces or invisible ones",
+            ));
+        }
+        if let Some(same) = out.iter().find(|t| fold(t) == fold(tag)) {
+            return Err(FieldError::new(path, "duplicate", format!("'{tag}' is the tag '{same}' given again")));
         }
         out.push(tag.clone());
     }
@@ -227,6 +265,17 @@ mod tests {
         let err = |v: Value| ContactPatch::parse(&v).unwrap_err();
         let e = err(json!({"tags": ["vip", "vip"]}));
         assert_eq!((e.path.as_str(), e.rule), ("tags[1]", "duplicate"));
+        let e = err(json!({"tags": ["VIP", "vip"]}));
+        assert_eq!((e.path.as_str(), e.rule), ("tags[1]", "duplicate"));
+        for invisible in ["\u{200B}", "\u{200B}\u{FEFF}", "\u{2060}\u{00AD}", "\u{3164}"] {
+            let e = err(json!({"tags": [invisible]}));
+            assert_eq!((e.path.as_str(), e.rule), ("tags[0]", "invalid_value"), "{invisible:?}");
+        }
+        for direction in ["vip\u{202E}", "\u{2066}vip", "a\u{200F}b"] {
+            let e = err(json!({"tags": [direction]}));
+            assert_eq!((e.path.as_str(), e.rule), ("tags[0]", "invalid_value"), "{direction:?}");
+        }
+        assert!(ContactPatch::parse(&json!({"tags": ["⭐\u{FE0F}", "niño", "a\u{200D}b"]})).is_ok());
         let e = err(json!({"tags": ["ok", ""]}));
         assert_eq!((e.path.as_str(), e.rule), ("tags[1]", "min_length"));
         let e = err(json!({"tags": [" padded"]}));

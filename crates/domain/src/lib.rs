@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod contact;
 pub mod id;
+pub mod input;
 pub mod message;
 pub mod meta;
 pub mod phone;

@@ -77,6 +77,10 @@ impl Timestamp {
             _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
                 let h = num_str(&rest[1..3])?;
                 let m = num_str(&rest[4..6])?;
+                // RFC 3339's time-numoffset: hours 00-23, minutes 00-59.
+                if h > 23 || m > 59 {
+                    return None;
+                }
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
                 sign * (h * 60 + m)
             }
@@ -228,5 +232,12 @@ mod tests {
         );
         assert_eq!(Timestamp::parse_rfc3339("2025-02-29T00:00:00Z"), None);
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-06-15T23:27:53-23:59"),
+            Some(Timestamp::from_millis(1_750_116_413_000))
+        );
+        for out_of_range in ["2025-06-15T23:27:53+25:00", "2025-06-15T23:27:53+24:00", "2025-06-15T23:27:53-01:60"] {
+            assert_eq!(Timestamp::parse_rfc3339(out_of_range), None, "{out_of_range}");
+        }
     }
 }

@@ -23,6 +23,9 @@ use crate::{api, http, sandbox_mode, workers};
 
 pub struct Application {
     listener: TcpListener,
+    /// Client connections open at once, at most: the configured cap, lowered to fit the
+    /// open-file limit.
+    max_connections: usize,
     router: Router,
     state: AppState,
     sandbox: Option<Sandbox>,
@@ -32,6 +35,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        // Before anything opens files: the listener, the database, the sandbox's state.
+        let max_connections = http::connection_cap(config.http.max_connections);
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
@@ -61,16 +66,19 @@ impl Application {
             senders: Default::default(),
             signers: Default::default(),
             media_wakeup: Arc::new(Notify::new()),
+            inbound_applied: tokio::sync::broadcast::channel(1024).0,
         });
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {
-            let control =
-                sandbox.control_router().layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+            let control = sandbox
+                .control_router()
+                .layer(middleware::from_fn_with_state(state.clone(), sandbox_mode::answer_once_applied))
+                .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
             router = router.nest("/sandbox", sandbox.graph_router().merge(control));
         }
         let router = http::with_layers(router, state.clone());
         tracing::info!(%addr, sandbox = sandbox.is_some(), backend = ?state.store.backend(), "wagate ready to serve");
-        Ok(Self { listener, router, state, sandbox, cancel: CancellationToken::new() })
+        Ok(Self { listener, max_connections, router, state, sandbox, cancel: CancellationToken::new() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -87,7 +95,7 @@ impl Application {
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listener, router, state, sandbox, cancel } = self;
+        let Self { listener, max_connections, router, state, sandbox, cancel } = self;
         let dispatcher = state
             .config
             .dispatcher
@@ -96,7 +104,7 @@ impl Application {
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
-        http::serve(listener, router, header_timeout, cancel.clone().cancelled_owned()).await;
+        http::serve(listener, router, header_timeout, max_connections, cancel.clone().cancelled_owned()).await;
         // Serving has stopped (in-flight requests answered): the workers stop too.
         cancel.cancel();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);

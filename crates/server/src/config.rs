@@ -33,6 +33,7 @@ pub struct Config {
     /// Inbound media downloads (wagate issue 6).
     pub media: MediaSettings,
     pub http: HttpSettings,
+    pub metrics: MetricsSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -55,6 +56,7 @@ impl Default for Config {
             messaging: MessagingSettings::default(),
             media: MediaSettings::default(),
             http: HttpSettings::default(),
+            metrics: MetricsSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -103,11 +105,14 @@ pub struct HttpSettings {
     pub header_timeout_ms: u64,
     /// A request body not received whole within this is answered 408.
     pub body_timeout_ms: u64,
+    /// Client connections open at once, at most (fewer if the open-file limit is lower). At the
+    /// cap, the connection idle longest is closed to make room for a new one.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { header_timeout_ms: 30_000, body_timeout_ms: 60_000 }
+        Self { header_timeout_ms: 30_000, body_timeout_ms: 60_000, max_connections: 10_000 }
     }
 }
 
@@ -119,6 +124,15 @@ impl HttpSettings {
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
     }
+}
+
+/// `/metrics`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` only to requests with a valid API key (it shows traffic volumes per
+    /// number and route); off by default, as Prometheus scrapes it from inside the network.
+    pub require_key: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -227,6 +241,11 @@ pub struct InboundSettings {
     /// few batches a second instead of one per delivery, each of which takes SQLite's one
     /// writer from the sends for a moment.
     pub linger_ms: u64,
+    /// How long a processed (or set-aside) delivery is kept, for diagnosis, before it is
+    /// deleted. What it carried is stored on its own; a delivery holds up to 4 MiB.
+    pub keep_processed_secs: u64,
+    /// How often deliveries past `keep_processed_secs` are looked for.
+    pub sweep_interval_ms: u64,
 }
 
 impl Default for InboundSettings {
@@ -237,6 +256,8 @@ impl Default for InboundSettings {
             lease_ms: 60_000,
             max_attempts: 20,
             linger_ms: 50,
+            keep_processed_secs: 7 * 24 * 60 * 60,
+            sweep_interval_ms: 60_000,
         }
     }
 }
@@ -414,6 +435,7 @@ impl Config {
         if d.graph_timeout_ms == 0
             || d.poll_interval_ms == 0
             || self.inbound.poll_interval_ms == 0
+            || self.inbound.sweep_interval_ms == 0
             || self.http.header_timeout_ms == 0
             || self.http.body_timeout_ms == 0
         {
@@ -432,6 +454,9 @@ impl Config {
         }
         if self.messaging.idempotency_key_ttl_secs == 0 {
             return Err(ConfigError::Invalid("messaging.idempotency_key_ttl_secs must be at least 1".into()));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::Invalid("http.max_connections must be at least 1".into()));
         }
         if self.inbound.max_body_bytes < 3 * 1024 * 1024 {
             return Err(ConfigError::Invalid("inbound.max_body_bytes must be at least 3 MiB".into()));

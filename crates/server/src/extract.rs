@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
+use wagate_domain::input;
 use wagate_domain::message::from_value;
 use wagate_domain::validation::FieldError;
 
@@ -94,6 +95,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBodyWithBytes<T
 /// straight into `T`; only one that fails goes through a `Value`, whose errors name the field
 /// (and whose rules, such as a later duplicate key winning, are the ones the answer follows).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if input::may_hold_nul(bytes) {
+        let value = parse_object(bytes)?;
+        input::nul_free(&value)?;
+        return Ok(from_value("", &value)?);
+    }
     // A struct also reads from an array: only an object takes the direct way.
     if bytes.trim_ascii_start().first() == Some(&b'{')
         && let Ok(parsed) = serde_json::from_slice(bytes)
@@ -113,6 +119,71 @@ fn parse_object(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_type", "the body must be a JSON object"));
     }
     Ok(value)
+}
+
+/// A query string read into `T`, answered with the native API's errors: each parameter at most
+/// once, and none holding a NUL (422 naming it); a value of the wrong form is 400.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query()).map(Query)
+    }
+}
+
+/// Parses a query string by the rules of [`Query`].
+pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
+    let query = query.unwrap_or_default();
+    check_query(query)?;
+    serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("the query string cannot be read: {e}"))
+    })
+}
+
+/// The rules every query string follows whatever reads it: a parameter is given once (which of
+/// two would count is a guess), and holds no NUL (no backend could store or compare it).
+pub fn check_query(query: &str) -> Result<(), FieldError> {
+    let mut seen: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        input::nul_free_text(&name, &name)?;
+        input::nul_free_text(&name, &value)?;
+        if seen.contains(&name) {
+            return Err(FieldError::new(name, "duplicate_parameter", "is given more than once"));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+/// Path parameters, answered with the native API's errors: a segment that is not UTF-8 once
+/// percent-decoded, or that holds a NUL, is 400 `invalid_path`.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(why) = path_problem(parts.uri.path()) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", why));
+        }
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())),
+        }
+    }
+}
+
+/// Why a request path cannot name anything wagate stores, if it cannot: percent-decoded, it is
+/// not UTF-8, or it holds a NUL.
+pub fn path_problem(path: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(path);
+    match decoded.decode_utf8() {
+        Err(_) => Some(format!("the path {path} is not UTF-8 once percent-decoded")),
+        Ok(text) if text.contains('\0') => Some(format!("the path {path} holds a NUL (%00)")),
+        Ok(_) => None,
+    }
 }
 
 /// `?limit=&cursor=` of every list: `limit` is 1 to 100 (default 50); `cursor` is the
@@ -138,9 +209,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(p) = axum::extract::Query::<ListParams>::from_request_parts(parts, &())
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+        let p: ListParams = parse_query(parts.uri.query())?;
         let limit = match p.limit.as_deref() {
             None => DEFAULT_PAGE,
             Some(s) => match s.parse::<usize>() {

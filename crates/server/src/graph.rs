@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wagate_domain::input;
 use wagate_domain::meta::{GraphError, GraphErrorBody, Page, PhoneNumberInfo, SendResponse};
 
 use wagate_domain::secret::Secret;
@@ -227,7 +228,7 @@ impl GraphClient {
             }
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
+            return parse_answer(&bytes).map_err(|e| {
                 let message = format!("unexpected success body ({e}): {}", snippet(&bytes));
                 if mutating {
                     GraphFailure::Unknown(message)
@@ -236,12 +237,10 @@ impl GraphClient {
                 }
             });
         }
-        match serde_json::from_slice::<GraphErrorBody>(&bytes) {
-            Ok(parsed) => Err(GraphFailure::Meta {
-                status: status.as_u16(),
-                error: parsed.error,
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            }),
+        match parse_answer::<Value>(&bytes)
+            .and_then(|body| Ok((serde_json::from_value::<GraphErrorBody>(body.clone())?, body)))
+        {
+            Ok((parsed, body)) => Err(GraphFailure::Meta { status: status.as_u16(), error: parsed.error, body }),
             // A 5xx from something in between (a proxy, a load balancer) says nothing of
             // whether Meta got the request.
             Err(_) if mutating && status.is_server_error() => {
@@ -250,6 +249,13 @@ impl GraphClient {
             Err(_) => Err(GraphFailure::Http { status: status.as_u16(), body: snippet(&bytes), retry_after }),
         }
     }
+}
+
+/// An answer of Meta's read so that all of it can be stored (see `wagate_domain::input`).
+fn parse_answer<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    let mut value: Value = input::parse_from_meta(bytes)?;
+    input::bound_ids(&mut value);
+    serde_json::from_value(value)
 }
 
 /// What `GET /{media-id}` says of a media file.

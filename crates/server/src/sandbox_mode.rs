@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 use wagate_domain::id::AccountId;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
@@ -11,6 +18,7 @@ use wagate_storage::{Account, AccountMode, PhoneNumber, StorageError, Store};
 
 use crate::config::Config;
 use crate::services::accounts::DEFAULT_API_VERSION;
+use crate::state::AppState;
 
 /// Creates or refreshes the sandbox account and returns the sandbox to mount, or, with the
 /// sandbox disabled, takes the sandbox account's numbers out of service. Instances starting
@@ -148,4 +156,64 @@ fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Ve
             updated_at: now,
         })
         .collect()
+}
+
+/// How long `POST /sandbox/simulate/inbound` waits for wagate to have applied the message.
+const APPLIED_WAIT: Duration = Duration::from_secs(5);
+
+/// `POST /sandbox/simulate/inbound` answers once wagate has stored the message it simulates (and
+/// so opened the customer's 24-hour window), or after [`APPLIED_WAIT`] saying it has not: a
+/// script may reply at once. The sandbox alone cannot know; its answer gains `applied`.
+pub async fn answer_once_applied(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || !req.uri().path().ends_with("/simulate/inbound") {
+        return next.run(req).await;
+    }
+    // Listening before the sandbox even sends the webhook: nothing can be missed.
+    let mut applied = state.inbound_applied.subscribe();
+    let response = next.run(req).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let Some((mut answer, wamid)) = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|a| a.get("wamid").and_then(Value::as_str).map(str::to_owned).map(|w| (a, w)))
+    else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let done = wait_until_applied(&state, &mut applied, &wamid).await;
+    answer["applied"] = json!(done);
+    if !done {
+        answer["warning"] = json!(format!(
+            "wagate had not stored this message within {} s; it will once its webhook is processed",
+            APPLIED_WAIT.as_secs()
+        ));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(answer.to_string()))
+}
+
+async fn wait_until_applied(
+    state: &AppState,
+    applied: &mut tokio::sync::broadcast::Receiver<String>,
+    wamid: &str,
+) -> bool {
+    let stored = || async { matches!(state.store.find_message_by_wamid(wamid).await, Ok(Some(_))) };
+    let deadline = tokio::time::Instant::now() + APPLIED_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, applied.recv()).await {
+            Ok(Ok(w)) if w == wamid => return true,
+            Ok(Ok(_)) => {}
+            // Too many others went by: it may have been among them.
+            Ok(Err(RecvError::Lagged(_))) => {
+                if stored().await {
+                    return true;
+                }
+            }
+            Ok(Err(RecvError::Closed)) | Err(_) => return stored().await,
+        }
+    }
 }

@@ -56,8 +56,11 @@ pub struct Shared {
     pub senders: crate::services::messages::SenderCache,
     /// Connected accounts as the webhook receiver last read them.
     pub signers: crate::services::webhooks::SignerCache,
-    /// Wakes the media downloader when the processor records new media (wagate issue 6).
+    /// Wakes the media downloader when the processor records new media.
     pub media_wakeup: Arc<Notify>,
+    /// Wamids of inbound messages just written (or applied, for system messages), for callers
+    /// waiting on one; sent only while someone listens.
+    pub inbound_applied: tokio::sync::broadcast::Sender<String>,
 }
 
 /// One `Notify` per business number, made on first use.

@@ -289,7 +289,7 @@ macro_rules! impl_contacts {
             let room = (wagate_domain::contact::MAX_TAGS as i64 - has).max(0);
             sqlx::query(
                 "INSERT INTO contact_tags (contact_id, tag, tag_folded) SELECT $1, tag, tag_folded FROM contact_tags \
-                 WHERE contact_id = $2 AND tag NOT IN (SELECT tag FROM contact_tags WHERE contact_id = $1) \
+                 WHERE contact_id = $2 AND tag_folded NOT IN (SELECT tag_folded FROM contact_tags WHERE contact_id = $1) \
                  ORDER BY tag LIMIT $3",
             )
             .bind(into)
@@ -447,7 +447,7 @@ macro_rules! impl_contacts {
                     "AND ($2 IS NULL OR c.name_folded LIKE $2 ESCAPE '\\' ",
                     "OR c.wa_id LIKE $3 ESCAPE '\\' OR c.user_id = $4 ",
                     "OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $5)) ",
-                    "AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag = $6)) ",
+                    "AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $6)) ",
                     "ORDER BY c.id DESC LIMIT $7"
                 ))
                 .bind(f.before.as_ref().map(|b| b.as_str().to_owned()))
@@ -455,7 +455,7 @@ macro_rules! impl_contacts {
                 .bind(digits.map(|d| like(&d.chars().filter(char::is_ascii_digit).collect::<String>())))
                 .bind(q.map(str::to_owned))
                 .bind(q.map(wagate_domain::contact::fold))
-                .bind(f.tag.clone())
+                .bind(f.tag.as_deref().map(wagate_domain::contact::fold))
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
                 .await?;

@@ -211,6 +211,8 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a delivery back to be tried again at `due_at`.
     async fn retry_delivery(&self, delivery: &Delivery, due_at: Timestamp, error: &str) -> Result<()>;
     async fn count_deliveries(&self) -> Result<i64>;
+    /// Removes up to `limit` deliveries processed (or set aside) before `before`; how many.
+    async fn delete_processed_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Deliveries stored but not processed yet.
     async fn pending_deliveries(&self) -> Result<i64>;
 

@@ -51,6 +51,11 @@ pub const SQLITE: &[Migration] = &[
         name: "conversation_index",
         sql: include_str!("../migrations/sqlite/0010_conversation_index.sql"),
     },
+    Migration {
+        version: 13,
+        name: "tags_and_retention",
+        sql: include_str!("../migrations/sqlite/0013_tags_and_retention.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -75,6 +80,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "conversation_index",
         sql: include_str!("../migrations/postgres/0010_conversation_index.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "tags_and_retention",
+        sql: include_str!("../migrations/postgres/0013_tags_and_retention.sql"),
     },
 ];
 

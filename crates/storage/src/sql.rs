@@ -1217,6 +1217,18 @@ macro_rules! impl_store {
                 .rows_affected())
             }
 
+            async fn delete_processed_deliveries(&self, before: Timestamp, limit: u32) -> $crate::Result<u64> {
+                Ok(sqlx::query(
+                    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+                     WHERE available_at IS NULL AND processed_at < $1 LIMIT $2)",
+                )
+                .bind(before.as_millis())
+                .bind(i64::from(limit))
+                .execute(&mut *self.write().await?)
+                .await?
+                .rows_affected())
+            }
+
             async fn get_message(&self, id: &MessageId) -> $crate::Result<Option<Message>> {
                 sqlx::query(concat!("SELECT ", message_select_cols!(), " FROM messages WHERE id = $1"))
                     .bind(id.as_str())

@@ -707,6 +707,15 @@ async fn webhook_deliveries(store: &dyn Store) {
     assert!(store.claim_deliveries(t(10_000), t(20_000), 10).await.unwrap().is_empty());
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
     assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+
+    // Processed deliveries go once older than the retention; pending ones never do.
+    let id3 = store.insert_delivery(NewDelivery { account_id: None, body: vec![3], received_at: t(0) }).await.unwrap();
+    assert_eq!(store.delete_processed_deliveries(t(7), 10).await.unwrap(), 0, "processed at t(7), not before");
+    assert_eq!(store.delete_processed_deliveries(t(8), 10).await.unwrap(), 1);
+    assert_eq!(store.delete_processed_deliveries(t(100_000), 10).await.unwrap(), 1, "set aside, then kept as long");
+    assert_eq!(store.delete_processed_deliveries(t(100_000), 10).await.unwrap(), 0);
+    let left = store.claim_deliveries(t(100_000), t(200_000), 10).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), [id3], "the pending one is kept");
 }
 
 fn ids_of(ds: &[Dispatch]) -> Vec<MessageId> {
@@ -1322,6 +1331,10 @@ async fn contact_fields_and_marketing_preferences(store: &dyn Store) {
     assert_eq!(found(search("ÉLODIE ñANDÚ")).await, ["15550007778"]);
     assert_eq!(found(search("élodie")).await, ["15550007778"]);
     assert_eq!(found(search("CAFÉ")).await, ["15550007778"]);
+    for spelling in ["café", "CAFÉ", "Café"] {
+        let by_tag = ContactFilter { tag: Some(spelling.into()), ..Default::default() };
+        assert_eq!(found(by_tag).await, ["15550007778"], "a tag is found in any case: {spelling}");
+    }
 
     // Preferences apply by their own time, whatever the order they arrive in.
     let opted = |c: &Contact| c.marketing_opted_out();

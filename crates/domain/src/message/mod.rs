@@ -36,8 +36,8 @@ use rules::{key, one_of, text as text_rule};
 pub const METADATA_MAX_BYTES: usize = 16 * 1024;
 /// `biz_opaque_callback_data`: 512 characters (Meta's changelog; it was 256).
 pub const CALLBACK_DATA_MAX: usize = 512;
-/// Business-scoped user ids and group ids.
-const USER_ID_MAX: usize = 256;
+/// Group ids.
+const GROUP_ID_MAX: usize = 256;
 
 /// Checks Meta's rules for a value found at JSON path `path`.
 pub trait Validate {
@@ -232,26 +232,20 @@ impl Recipient {
     }
 }
 
-/// A BSUID starts with its user's country code (`US.1349…`; Meta's docs also show `user.…`), so
-/// with a letter: `1555CALLNOW` is neither a number nor a user id.
 fn user_id(to: &str) -> Result<String, FieldError> {
-    let ok = to.starts_with(|c: char| c.is_ascii_alphabetic())
-        && to.len() <= USER_ID_MAX
-        && to.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(to.to_owned())
-    } else {
-        Err(FieldError::new(
+    crate::contact::parse_user_id(to).map(str::to_owned).ok_or_else(|| {
+        FieldError::new(
             "to",
             "e164",
-            "must be a phone number in E.164 form such as +15551234567, or a business-scoped user id",
-        ))
-    }
+            "must be a phone number in E.164 form such as +15551234567, or a business-scoped user id such as \
+             US.13491208655302741918",
+        )
+    })
 }
 
 fn group_id(to: &str) -> Result<String, FieldError> {
     let ok = !to.is_empty()
-        && to.len() <= USER_ID_MAX
+        && to.len() <= GROUP_ID_MAX
         && to.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-=".contains(&b));
     if ok {
         Ok(to.to_owned())

@@ -95,14 +95,39 @@ fn graph_bodies_follow_metas_defaults_and_codes() {
 }
 
 #[test]
-fn business_scoped_user_ids_start_with_a_letter() {
-    assert_eq!(
-        Recipient::parse_graph("US.13491208655302741918", None),
-        Ok(Recipient::User("US.13491208655302741918".into()))
-    );
-    assert_eq!(Recipient::parse_native("user.9373795779eb", None), Ok(Recipient::User("user.9373795779eb".into())));
-    for not_a_user in ["1555CALLNOW", ".abc", "US 123"] {
-        assert_eq!(Recipient::parse_graph(not_a_user, None).unwrap_err().path, "to", "{not_a_user}");
+fn business_scoped_user_ids_have_metas_shapes_only() {
+    for user in [
+        "US.13491208655302741918",
+        "US.ENT.11815799212886844830",
+        "BR.abc123DEF",
+        "user.9373795779eb6441c8adb2eaee5b848e7dd174ddd302d7db62142f4722d574b6",
+    ] {
+        assert_eq!(Recipient::parse_graph(user, None), Ok(Recipient::User(user.into())), "{user}");
+        assert_eq!(Recipient::parse_native(user, None), Ok(Recipient::User(user.into())), "{user}");
+    }
+    let longest = format!("US.{}", "9".repeat(128));
+    assert!(Recipient::parse_native(&longest, None).is_ok());
+    for not_a_user in [
+        "1555CALLNOW",
+        ".abc",
+        "US 123",
+        "undefined",
+        "null",
+        "x",
+        "msg_01",
+        "wamid.abc",
+        "us.123",
+        "ZZ.123",
+        "US.",
+        "US.12-34",
+        "US.ENT.",
+        "user.ENT.12",
+        "US.1.2",
+        &format!("US.{}", "9".repeat(129)),
+    ] {
+        for e in [Recipient::parse_graph(not_a_user, None), Recipient::parse_native(not_a_user, None)] {
+            assert_eq!(e.unwrap_err().path, "to", "{not_a_user}");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/accounts`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +13,7 @@ use wagate_domain::time::Timestamp;
 use super::List;
 use super::phone_numbers::{PhoneNumberView, default_rate};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query};
 use crate::services::accounts::{self, AccountDetails, CreateAccount, UpdateAccount};
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! `/v1/api-keys`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +12,7 @@ use wagate_storage::ApiKey;
 
 use super::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::extract::{JsonBody, ListParams, PageRequest, Path};
 use crate::services::api_keys;
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! `/v1/contacts`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use wagate_storage::Contact;
 
 use super::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query};
 use crate::services::contacts::{self, ContactDetails};
 use crate::state::AppState;
 

@@ -1,7 +1,7 @@
 //! `/v1/conversations`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -12,7 +12,7 @@ use wagate_storage::{Conversation, ConversationFilter, ConversationPage};
 use super::List;
 use super::messages::MessageView;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ListParams, PageRequest};
+use crate::extract::{ListParams, PageRequest, Path, Query};
 use crate::services::conversations::{
     self, conversation_cursor, conversation_cursor_text, cursor_of, message_cursor, open_until,
 };

@@ -8,17 +8,18 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+use wagate_domain::input;
 use wagate_domain::message::{GraphRequest, check_idempotency_key, request_hash};
 use wagate_domain::validation::FieldError;
 
 use crate::auth::presented_key;
-use crate::extract::body_failure;
+use crate::extract::{body_failure, path_problem};
 use crate::services::messages::{self, DispatchOutcome, Idempotency, SendOptions, Sent};
 use crate::services::{ServiceError, api_keys};
 use crate::state::AppState;
@@ -164,10 +165,17 @@ fn meta_param(path: &str) -> String {
 
 async fn messages_endpoint(
     State(state): State<AppState>,
-    Path((_version, phone_number_id)): Path<(String, String)>,
+    uri: Uri,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GraphApiError> {
+    let invalid =
+        |details: String| GraphApiError::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter", Some(details));
+    if let Some(why) = path_problem(uri.path()) {
+        return Err(invalid(why));
+    }
+    let Path((_version, phone_number_id)) = path.map_err(|e| invalid(e.body_text()))?;
     let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
     let caller = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
         Ok(Some(k)) => k,
@@ -184,14 +192,8 @@ async fn messages_endpoint(
         let (status, why) = body_failure(&e);
         GraphApiError::new(status, 100, "(#100) Invalid parameter", Some(why))
     })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        GraphApiError::new(
-            StatusCode::BAD_REQUEST,
-            100,
-            "(#100) Invalid parameter",
-            Some(format!("The body is not JSON: {e}")),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(format!("The body is not JSON: {e}")))?;
+    input::nul_free(&value).map_err(|e| GraphApiError::from_field(&e))?;
     match GraphRequest::parse(&value).map_err(|e| GraphApiError::from_field(&e))? {
         GraphRequest::Read(receipt) => {
             messages::send_read_receipt(&state, &sender.id, &receipt).await.map_err(GraphApiError::from_service)?;

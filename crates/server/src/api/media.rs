@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use wagate_storage::{Media, MediaState};
 
 use super::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ListParams, PageRequest};
+use crate::extract::{ListParams, PageRequest, Path, Query};
 use crate::services::media::{self, ContentError};
 use crate::state::AppState;
 

@@ -1,6 +1,6 @@
 //! `/v1/messages`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -19,7 +19,7 @@ use wagate_storage::{Direction, MessageFilter, StatusEntry};
 use super::List;
 use crate::auth::AuthenticatedKey;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBodyWithBytes, ListParams, PageRequest, RawBody, parse_json};
+use crate::extract::{JsonBodyWithBytes, ListParams, PageRequest, Path, Query, RawBody, parse_json};
 use crate::services::messages::{self, Idempotency, MessageDetails, Sent};
 use crate::state::AppState;
 

@@ -141,13 +141,19 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let (open, open_doc) =
         OpenApiRouter::<AppState>::new().merge(ops::router()).merge(webhooks::router(&state)).split_for_parts();
+    let (mut metrics, metrics_doc) = ops::metrics_router().split_for_parts();
+    if state.config.metrics.require_key {
+        metrics = metrics.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    }
     let mut doc = ApiDoc::openapi();
     doc.merge(v1_doc);
     doc.merge(open_doc);
+    doc.merge(metrics_doc);
     let doc_json = doc.clone();
     let router = Router::new()
         .merge(v1)
         .merge(open)
+        .merge(metrics)
         .merge(graph::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
         .fallback(not_found)

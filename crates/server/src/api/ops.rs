@@ -12,7 +12,12 @@ use utoipa_axum::routes;
 use crate::state::{AppState, Worker};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+}
+
+/// `/metrics`, apart: `[metrics] require_key` puts it behind an API key.
+pub fn metrics_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,8 +72,14 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     )
 }
 
-/// Prometheus metrics, in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
+/// Prometheus metrics, in the OpenMetrics text format. Needs an API key when the server is
+/// configured so (`[metrics] require_key`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 401, body = crate::error::ErrorBody))
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = &state.store;
     match tokio::try_join!(store.outbox_depth(), store.pending_deliveries()) {

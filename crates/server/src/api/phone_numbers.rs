@@ -1,7 +1,7 @@
 //! `/v1/phone-numbers`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,7 +10,7 @@ use wagate_storage::PhoneNumber;
 
 use super::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ListParams, PageRequest};
+use crate::extract::{JsonBody, ListParams, PageRequest, Path};
 use crate::services::accounts::{self, UpdatePhoneNumber};
 use crate::state::AppState;
 

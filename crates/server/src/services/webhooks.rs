@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use wagate_domain::id::{AccountId, MessageId};
+use wagate_domain::input;
 use wagate_domain::message::MessageError;
 use wagate_domain::meta::webhook::{EchoesValue, MessagesValue, Payload, change_fingerprint, parse_unix_seconds};
 use wagate_domain::signature;
@@ -87,7 +88,7 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
     let Some(header) = signature_header else {
         return Ok(Receipt::MissingSignature);
     };
-    let Ok(routing) = serde_json::from_slice::<Routing>(&body) else {
+    let Ok(routing) = input::parse_from_meta::<Routing>(&body) else {
         return Ok(Receipt::UnknownAccount);
     };
     let epoch = state.settings_epoch.load(Ordering::Relaxed);
@@ -177,8 +178,11 @@ pub enum ProcessError {
 /// Statuses and inbound messages, the bulk of Meta's traffic, are not written here but added to
 /// `pending`, for [`write_pending`] to write those of a whole batch of deliveries together.
 pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pending) -> Result<(), ProcessError> {
-    let payload: Payload = serde_json::from_slice(&delivery.body)
+    let mut payload: Payload = input::parse_from_meta(&delivery.body)
         .map_err(|e| ProcessError::Unprocessable(format!("not a webhook payload: {e}")))?;
+    for change in payload.entry.iter_mut().flat_map(|e| e.changes.iter_mut()) {
+        input::bound_ids(&mut change.value);
+    }
     if payload.object != "whatsapp_business_account" {
         return Err(ProcessError::Unprocessable(format!("unexpected object '{}'", payload.object)));
     }
@@ -468,6 +472,7 @@ async fn apply_messages(
         // open a window or count as unread): applied to the contact and kept as an event.
         if m.kind == "system" {
             super::contacts::apply_system_message(state, &m).await?;
+            announce_applied(state, &m.id);
             let event = change.event(
                 "messages",
                 "system",
@@ -558,6 +563,7 @@ pub async fn write_pending(
             // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
             super::media::record_inbound(state, message).await?;
             Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
+            announce_applied(state, &message.wamid);
         }
     }
     let statuses = &pending.statuses[from.statuses..to.statuses];
@@ -570,4 +576,12 @@ pub async fn write_pending(
         Metrics::outcome(&state.metrics.statuses, label);
     }
     Ok(())
+}
+
+/// Tells whoever waits for this inbound message (see `sandbox_mode::answer_once_applied`) that
+/// it is stored, its window open.
+fn announce_applied(state: &AppState, wamid: &str) {
+    if state.inbound_applied.receiver_count() > 0 {
+        let _ = state.inbound_applied.send(wamid.to_owned());
+    }
 }

@@ -110,6 +110,13 @@ impl TestApp {
         wamid
     }
 
+    /// The id of the contact a customer who wrote became (`ct_…`).
+    pub async fn contact_of(&self, customer: &str) -> String {
+        let (status, found) = self.get(&format!("/v1/contacts?q={}", customer.replace('+', "%2B"))).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        found["data"][0]["id"].as_str().unwrap_or_else(|| panic!("{customer} is a contact: {found}")).to_owned()
+    }
+
     /// The documented examples' templates and group, in the built-in sandbox.
     pub async fn prepare_examples(&self, phone_number_id: &str, customer: &str) -> String {
         prepare_examples(&self.http, &format!("{}/sandbox", self.url), Some(&self.api_key), phone_number_id, customer)
@@ -429,7 +436,12 @@ pub struct Process {
 
 impl Process {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wagate"));
+        Self::start_command(env!("CARGO_BIN_EXE_wagate"), args, env).await
+    }
+
+    /// `program` with `args`, which runs the binary in the end (a shell setting limits first).
+    pub async fn start_command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(program);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
         cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env("RUST_LOG", "warn");
         for (k, v) in env {
