@@ -51,6 +51,11 @@ pub const SQLITE: &[Migration] = &[
         name: "conversation_index",
         sql: include_str!("../migrations/sqlite/0010_conversation_index.sql"),
     },
+    Migration {
+        version: 11,
+        name: "api_key_scopes",
+        sql: include_str!("../migrations/sqlite/0011_api_key_scopes.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -75,6 +80,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "conversation_index",
         sql: include_str!("../migrations/postgres/0010_conversation_index.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "api_key_scopes",
+        sql: include_str!("../migrations/postgres/0011_api_key_scopes.sql"),
     },
 ];
 
