@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wagate_sandbox::Sandbox;
 
-use crate::auth::require_api_key;
+use crate::auth::{KeyRates, require_api_key};
 use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
@@ -49,6 +49,7 @@ impl Application {
         let self_url = self_url(addr);
         let sandbox =
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
+        let key_rates = KeyRates::new(&config.api);
         let state = AppState::new(Shared {
             store,
             graph: GraphClient::new(config.dispatcher.graph_timeout()),
@@ -63,6 +64,7 @@ impl Application {
             completions: tokio::sync::broadcast::channel(1024).0,
             webhooks_noted: Arc::default(),
             api_keys: Default::default(),
+            key_rates,
             senders: Default::default(),
             signers: Default::default(),
             media_wakeup: Arc::new(Notify::new()),

@@ -1,19 +1,30 @@
-//! API-key authentication for the native API and the sandbox's control paths in `serve`.
+//! API keys at the door of the native API, the Meta-compatible surface and the sandbox's
+//! test-tool paths in `serve`: which key a request carries, whether its scopes allow the route
+//! ([`required_scope`], the one place that decides), and whether it is within its request rate.
 
-use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use wagate_domain::api_key::{Scope, Scopes};
 use wagate_domain::id::ApiKeyId;
+use wagate_storage::StorageError;
 
+use crate::config::ApiSettings;
 use crate::error::ApiError;
 use crate::services::api_keys;
 use crate::state::AppState;
+use crate::workers::dispatcher::limiter::Bucket;
 
 /// The key a request was made with, for handlers that need it.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedKey {
     pub id: ApiKeyId,
+    pub scopes: Scopes,
 }
 
 /// `Authorization: Bearer <key>` or `X-API-Key: <key>`.
@@ -25,20 +36,266 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim).filter(|k| !k.is_empty())
 }
 
+/// The scope a route needs, by method and matched path (as the router names it, `{id}` and
+/// all); None for a route no rule here names. Such a route is refused to every key but an
+/// admin's, and a test walks every route served to make sure there is none.
+pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
+    // The sandbox's test-tool paths make "Meta" say anything: an admin's tool.
+    if route.starts_with("/sandbox/control/") || route.starts_with("/sandbox/simulate/") {
+        return Some(Scope::Admin);
+    }
+    let scope = match (method.as_str(), route) {
+        // Where wagate sends from, with what credentials and limits, and who may use it.
+        (_, "/v1/api-keys" | "/v1/api-keys/{id}")
+        | ("POST", "/v1/accounts" | "/v1/accounts/{id}/resume")
+        | ("PATCH", "/v1/accounts/{id}" | "/v1/phone-numbers/{id}") => Scope::Admin,
+        (
+            "POST",
+            "/v1/messages"
+            | "/v1/messages/{id}/cancel"
+            | "/v1/messages/{id}/read"
+            | "/v1/conversations/{id}/read"
+            | "/graph/{version}/{phone_number_id}/messages",
+        )
+        | ("PATCH", "/v1/contacts/{id}") => Scope::Send,
+        (
+            "GET",
+            "/v1/messages"
+            | "/v1/messages/{id}"
+            | "/v1/contacts"
+            | "/v1/contacts/{id}"
+            | "/v1/conversations"
+            | "/v1/conversations/{id}"
+            | "/v1/conversations/{id}/messages"
+            | "/v1/media"
+            | "/v1/media/{id}"
+            | "/v1/media/{id}/content"
+            | "/v1/phone-numbers"
+            | "/v1/accounts"
+            | "/v1/accounts/{id}"
+            | "/v1/accounts/{id}/events"
+            // Only behind a key with `[metrics] require_key`.
+            | "/metrics",
+        ) => Scope::Read,
+        _ => return None,
+    };
+    Some(scope)
+}
+
+/// Says in `doc`, on each operation behind [`require_api_key`], what [`required_scope`] decides:
+/// the scope in its description, and the answers of a key refused.
+pub fn document_scopes(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let error = |why: &str| {
+        let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+        ResponseBuilder::new().description(why).content("application/json", body).build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation.as_mut().filter(|o| o.security.is_some()) else { continue };
+            let needs = required_scope(&method, path).unwrap_or(Scope::Admin);
+            let sentence = match needs {
+                Scope::Admin => "Needs a key with scope `admin`.".to_owned(),
+                other => format!("Needs a key with scope `{other}` or `admin`."),
+            };
+            let description = operation.description.get_or_insert_default();
+            if !description.is_empty() {
+                description.push_str("\n\n");
+            }
+            description.push_str(&sentence);
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| error("no key, or one unknown or revoked").into());
+            responses
+                .entry("403".into())
+                .or_insert_with(|| error("`insufficient_scope`: the key lacks the scope this needs").into());
+            responses.entry("429".into()).or_insert_with(|| {
+                error(
+                    "`rate_limited`: the key spent its request rate (`[api] rate_limit_per_second`); see `Retry-After`",
+                )
+                .into()
+            });
+        }
+    }
+}
+
+/// Why a request was not let in. Each surface words it in its own error shape.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No key, or none known and active.
+    Unauthenticated(&'static str),
+    /// The key lacks the scope the route needs.
+    InsufficientScope {
+        has: Scopes,
+        needs: Scope,
+    },
+    /// The key spent its request rate; whole seconds until it may ask again.
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    Failed(StorageError),
+}
+
+impl Refusal {
+    /// What to tell the caller; for a scope, `this key has scopes [send]; POST /v1/accounts
+    /// needs admin`.
+    pub fn describe(&self, method: &Method, path: &str) -> String {
+        match self {
+            Refusal::Unauthenticated(why) => (*why).to_owned(),
+            Refusal::InsufficientScope { has, needs } => {
+                format!("this key has scopes {has}; {method} {path} needs {needs}")
+            }
+            Refusal::RateLimited { retry_after_secs } => {
+                format!("this key made more requests than its rate allows; retry after {retry_after_secs} s")
+            }
+            Refusal::Failed(_) => "internal error; see the server log".to_owned(),
+        }
+    }
+}
+
+/// Lets a request to `route` (its matched path) in, or says why not: the key `headers` carry
+/// must be active, within its rate, and have the scope the route needs.
+pub async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    route: &str,
+) -> Result<AuthenticatedKey, Refusal> {
+    let Some(presented) = presented_key(headers) else {
+        return Err(Refusal::Unauthenticated("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"));
+    };
+    let key = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, presented).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Err(Refusal::Unauthenticated("unknown or revoked API key")),
+        Err(e) => return Err(Refusal::Failed(e)),
+    };
+    if let Some(rates) = &state.key_rates {
+        rates.take(&key.id)?;
+    }
+    let needs = required_scope(method, route).unwrap_or(Scope::Admin);
+    if !key.scopes.allows(needs) {
+        return Err(Refusal::InsufficientScope { has: key.scopes, needs });
+    }
+    Ok(AuthenticatedKey { id: key.id, scopes: key.scopes })
+}
+
+/// The native API's and the sandbox's door: [`admit`], with refusals as native errors.
 pub async fn require_api_key(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(key) = presented_key(req.headers()) else {
-        return Err(ApiError::unauthorized("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"));
-    };
-    match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
-        Ok(Some(k)) => {
-            req.extensions_mut().insert(AuthenticatedKey { id: k.id });
+    let route = req.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    match admit(&state, req.headers(), req.method(), route).await {
+        Ok(key) => {
+            req.extensions_mut().insert(key);
             Ok(next.run(req).await)
         }
-        Ok(None) => Err(ApiError::unauthorized("unknown or revoked API key")),
-        Err(e) => Err(ApiError::internal("authenticating an API key failed", e)),
+        Err(refusal) => {
+            // As the caller wrote it: a nested router (the sandbox's) sees its path without its prefix.
+            let path = req.extensions().get::<OriginalUri>().map_or(req.uri().path(), |uri| uri.path());
+            let message = refusal.describe(req.method(), path);
+            Err(match refusal {
+                Refusal::Unauthenticated(_) => ApiError::unauthorized(message),
+                Refusal::InsufficientScope { .. } => {
+                    ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", message)
+                }
+                Refusal::RateLimited { retry_after_secs } => {
+                    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                    e.retry_after = Some(retry_after_secs);
+                    e
+                }
+                Refusal::Failed(e) => ApiError::internal("authenticating an API key failed", e),
+            })
+        }
+    }
+}
+
+/// Each key's request rate (`[api] rate_limit_per_second`): a token bucket per key, in this
+/// instance's memory. Only keys in use have a bucket, so the map stays as small as they are.
+pub struct KeyRates {
+    capacity: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl KeyRates {
+    /// None when no rate is set: requests then pay nothing for the limit.
+    pub fn new(settings: &ApiSettings) -> Option<Self> {
+        if settings.rate_limit_per_second == 0 {
+            return None;
+        }
+        let per_second = f64::from(settings.rate_limit_per_second);
+        let capacity = match settings.rate_limit_burst {
+            0 => per_second,
+            burst => f64::from(burst),
+        };
+        Some(Self { capacity, per_second, buckets: Mutex::default() })
+    }
+
+    /// Spends one of `key`'s requests, or says how long until it has one.
+    fn take(&self, key: &ApiKeyId) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let take = |bucket: &mut Bucket| match bucket.take(now) {
+            true => Ok(()),
+            false => Err(Refusal::RateLimited { retry_after_secs: whole_seconds(bucket.wait(now)) }),
+        };
+        if let Some(bucket) = buckets.get_mut(key.as_str()) {
+            return take(bucket);
+        }
+        let mut bucket = Bucket::new(self.capacity, self.per_second, now);
+        let taken = take(&mut bucket);
+        buckets.insert(key.as_str().to_owned(), bucket);
+        taken
+    }
+}
+
+/// `Retry-After` counts whole seconds, and 0 would invite an immediate retry.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_burst_then_a_retry_after_of_whole_seconds() {
+        let settings = ApiSettings { rate_limit_per_second: 1, rate_limit_burst: 3 };
+        let rates = KeyRates::new(&settings).expect("a rate is set");
+        let (key, other) = (ApiKeyId::generate(), ApiKeyId::generate());
+        for _ in 0..3 {
+            rates.take(&key).expect("within the burst");
+        }
+        match rates.take(&key) {
+            Err(Refusal::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        rates.take(&other).expect("each key has its own bucket");
+        assert!(KeyRates::new(&ApiSettings::default()).is_none(), "off by default");
+    }
+
+    #[test]
+    fn retry_after_is_never_zero_and_rounds_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(2_100)), 3);
+    }
+
+    #[test]
+    fn admin_paths_need_admin_and_unknown_routes_are_undecided() {
+        assert_eq!(required_scope(&Method::DELETE, "/v1/api-keys/{id}"), Some(Scope::Admin));
+        assert_eq!(required_scope(&Method::PUT, "/sandbox/control/webhook"), Some(Scope::Admin));
+        assert_eq!(required_scope(&Method::GET, "/v1/accounts"), Some(Scope::Read));
+        assert_eq!(required_scope(&Method::POST, "/v1/accounts"), Some(Scope::Admin));
+        assert_eq!(required_scope(&Method::DELETE, "/v1/messages/{id}"), None);
+        assert_eq!(required_scope(&Method::GET, "/v1/not-a-route"), None);
     }
 }

@@ -21,7 +21,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `tracing` filter, such as `info` or `wagate=debug,info`.
     pub log_level: String,
-    /// A key that must exist, with full rights, after start-up.
+    /// A key made with every right (`admin`) at the first start that names it; once revoked, it
+    /// stays revoked.
     #[serde(deserialize_with = "secret_opt")]
     pub bootstrap_api_key: Option<Secret>,
     pub sandbox: SandboxSettings,
@@ -34,6 +35,7 @@ pub struct Config {
     pub media: MediaSettings,
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
+    pub api: ApiSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -57,6 +59,7 @@ impl Default for Config {
             media: MediaSettings::default(),
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
+            api: ApiSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -133,6 +136,18 @@ pub struct MetricsSettings {
     /// Serve `/metrics` only to requests with a valid API key (it shows traffic volumes per
     /// number and route); off by default, as Prometheus scrapes it from inside the network.
     pub require_key: bool,
+}
+
+/// Requests per API key, on every surface a key opens. Counted in each instance's memory: N
+/// instances sharing a database let a key make N times the rate.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Requests a key may make per second, on average; beyond it, 429 with `Retry-After`.
+    /// 0 (the default): no limit.
+    pub rate_limit_per_second: u32,
+    /// Requests a key may make at once after a quiet spell; 0: one second's worth.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

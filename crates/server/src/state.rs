@@ -52,6 +52,8 @@ pub struct Shared {
     pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// API keys recently authenticated, dropped when one is revoked here.
     pub api_keys: crate::services::api_keys::KeyCache,
+    /// Each key's request rate; None when `[api] rate_limit_per_second` is 0.
+    pub key_rates: Option<crate::auth::KeyRates>,
     /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
     pub senders: crate::services::messages::SenderCache,
     /// Connected accounts as the webhook receiver last read them.

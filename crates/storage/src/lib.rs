@@ -82,8 +82,9 @@ pub trait Store: Send + Sync + 'static {
 
     // API keys.
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
-    /// Inserts the key, or un-revokes it when its hash is already known.
-    async fn ensure_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// Inserts the key unless its hash is known; the stored key either way. A known key stays
+    /// as it is: revoked, it stays revoked.
+    async fn ensure_api_key(&self, key: &ApiKey) -> Result<ApiKey>;
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
     /// Revokes a key by id; false when there is no such unrevoked key.

@@ -52,6 +52,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0010_conversation_index.sql"),
     },
     Migration {
+        version: 11,
+        name: "api_key_scopes",
+        sql: include_str!("../migrations/sqlite/0011_api_key_scopes.sql"),
+    },
+    Migration {
         version: 13,
         name: "tags_and_retention",
         sql: include_str!("../migrations/sqlite/0013_tags_and_retention.sql"),
@@ -80,6 +85,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "conversation_index",
         sql: include_str!("../migrations/postgres/0010_conversation_index.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "api_key_scopes",
+        sql: include_str!("../migrations/postgres/0011_api_key_scopes.sql"),
     },
     Migration {
         version: 13,

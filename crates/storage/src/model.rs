@@ -1,6 +1,7 @@
 //! What storage reads and writes. Plain data; the rules that produce it live in the domain crate.
 
 use serde_json::{Map, Value};
+use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
@@ -88,6 +89,7 @@ pub struct ApiKey {
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
+    pub scopes: Scopes,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,

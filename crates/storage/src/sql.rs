@@ -52,7 +52,7 @@ macro_rules! message_select_cols {
 
 macro_rules! api_key_cols {
     () => {
-        "id, name, prefix, key_hash, created_at, last_used_at, revoked_at"
+        "id, name, prefix, key_hash, scopes, created_at, last_used_at, revoked_at"
     };
 }
 
@@ -587,6 +587,7 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 macro_rules! impl_store {
     ($store:ty, $row:ty, $tx:ty, $db:ty, $backend:expr) => {
         use sqlx::Row as _;
+        use wagate_domain::api_key::Scopes;
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
         use wagate_domain::message::MessageError;
         use wagate_domain::secret::Secret;
@@ -642,11 +643,13 @@ macro_rules! impl_store {
         }
 
         fn api_key_row(r: &$row) -> $crate::Result<ApiKey> {
+            let scopes: String = r.try_get("scopes")?;
             Ok(ApiKey {
                 id: ApiKeyId::from_trusted(r.try_get("id")?),
                 name: r.try_get("name")?,
                 prefix: r.try_get("prefix")?,
                 key_hash: r.try_get("key_hash")?,
+                scopes: Scopes::from_stored(&scopes).ok_or_else(|| corrupt("API key scopes", &scopes))?,
                 created_at: ts(r.try_get("created_at")?),
                 last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(ts),
                 revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
@@ -1104,12 +1107,13 @@ macro_rules! impl_store {
                 sqlx::query(concat!(
                     "INSERT INTO api_keys (",
                     api_key_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ))
                 .bind(key.id.as_str())
                 .bind(&key.name)
                 .bind(&key.prefix)
                 .bind(&key.key_hash)
+                .bind(key.scopes.to_stored())
                 .bind(key.created_at.as_millis())
                 .bind(key.last_used_at.map(Timestamp::as_millis))
                 .bind(key.revoked_at.map(Timestamp::as_millis))
@@ -1158,19 +1162,29 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn ensure_api_key(&self, key: &ApiKey) -> $crate::Result<()> {
+            async fn ensure_api_key(&self, key: &ApiKey) -> $crate::Result<ApiKey> {
+                // One statement, so instances starting together cannot trip over each other; a
+                // known key is left as it is, revoked or not.
                 sqlx::query(concat!(
-                    "INSERT INTO api_keys (", api_key_cols!(), ") VALUES ($1, $2, $3, $4, $5, NULL, NULL) ",
-                    "ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL"
+                    "INSERT INTO api_keys (", api_key_cols!(), ") VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL) ",
+                    "ON CONFLICT (key_hash) DO NOTHING"
                 ))
                 .bind(key.id.as_str())
                 .bind(&key.name)
                 .bind(&key.prefix)
                 .bind(&key.key_hash)
+                .bind(key.scopes.to_stored())
                 .bind(key.created_at.as_millis())
                 .execute(&mut *self.write().await?)
                 .await?;
-                Ok(())
+                sqlx::query($crate::sql::SELECT_API_KEY_BY_HASH)
+                    .bind(&key.key_hash)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(api_key_row)
+                    .transpose()?
+                    .ok_or_else(|| $crate::StorageError::Corrupt(format!("API key {} vanished as it was ensured", key.id)))
             }
 
             async fn enqueue_message(&self, m: NewOutbound) -> $crate::Result<Enqueued> {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
+use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
@@ -198,31 +199,51 @@ async fn one_sandbox_account_and_defaults_per_mode(store: &dyn Store) {
     assert!(!store.set_default_phone_number("9999", t(9)).await.unwrap());
 }
 
-async fn api_keys(store: &dyn Store) {
-    let key = ApiKey {
+/// An active key named `name` whose hash is `hash_char` 64 times.
+fn api_key(name: &str, hash_char: &str, scopes: Scopes) -> ApiKey {
+    ApiKey {
         id: ApiKeyId::generate(),
-        name: "ci".into(),
+        name: name.into(),
         prefix: "wgk_ab".into(),
-        key_hash: "f".repeat(64),
+        key_hash: hash_char.repeat(64),
+        scopes,
         created_at: t(0),
         last_used_at: None,
         revoked_at: None,
-    };
+    }
+}
+
+async fn api_keys(store: &dyn Store) {
+    let key = api_key("ci", "f", Scopes::parse_list("scopes", &["send", "read"]).unwrap());
     store.insert_api_key(&key).await.unwrap();
     assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap(), Some(key.clone()));
     assert!(store.find_api_key_by_hash(&"e".repeat(64)).await.unwrap().is_none());
     store.touch_api_key(&key.id, t(7)).await.unwrap();
     assert_eq!(store.list_api_keys().await.unwrap()[0].last_used_at, Some(t(7)));
+    assert_eq!(store.list_api_keys().await.unwrap()[0].scopes, key.scopes);
     assert!(store.revoke_api_key(&key.id, t(8)).await.unwrap());
     assert!(!store.revoke_api_key(&key.id, t(9)).await.unwrap());
     assert_eq!(store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap().revoked_at, Some(t(8)));
-    // Ensuring a known key un-revokes it and keeps its identity; a new one is inserted.
-    store.ensure_api_key(&ApiKey { id: ApiKeyId::generate(), ..key.clone() }).await.unwrap();
-    let again = store.find_api_key_by_hash(&key.key_hash).await.unwrap().unwrap();
-    assert_eq!((again.id, again.revoked_at), (key.id.clone(), None));
-    let fresh = ApiKey { id: ApiKeyId::generate(), key_hash: "a".repeat(64), ..key.clone() };
-    store.ensure_api_key(&fresh).await.unwrap();
-    store.ensure_api_key(&fresh).await.unwrap();
+}
+
+/// The bootstrap key is inserted once: ensuring a known key changes nothing about it, and a
+/// revoked one stays revoked.
+async fn ensured_api_keys_are_inserted_once(store: &dyn Store) {
+    let bootstrap = api_key("bootstrap", "a", Scopes::ADMIN);
+    assert_eq!(store.ensure_api_key(&bootstrap).await.unwrap(), bootstrap);
+    let again = ApiKey { id: ApiKeyId::generate(), created_at: t(5), ..bootstrap.clone() };
+    assert_eq!(store.ensure_api_key(&again).await.unwrap(), bootstrap, "the first insert's key is kept");
+    assert!(store.revoke_api_key(&bootstrap.id, t(8)).await.unwrap());
+    let after_restart = store.ensure_api_key(&again).await.unwrap();
+    assert_eq!((after_restart.id, after_restart.revoked_at), (bootstrap.id.clone(), Some(t(8))));
+    assert_eq!(store.list_api_keys().await.unwrap().len(), 1);
+    // Instances starting together: every one gets the same key, and there is one.
+    let racer =
+        |i| ApiKey { id: ApiKeyId::generate(), key_hash: "b".repeat(64), created_at: t(i), ..bootstrap.clone() };
+    let (r1, r2, r3) = (racer(1), racer(2), racer(3));
+    let ensured = tokio::join!(store.ensure_api_key(&r1), store.ensure_api_key(&r2), store.ensure_api_key(&r3));
+    let ids: HashSet<ApiKeyId> = [ensured.0, ensured.1, ensured.2].into_iter().map(|k| k.unwrap().id).collect();
+    assert_eq!(ids.len(), 1);
     assert_eq!(store.list_api_keys().await.unwrap().len(), 2);
 }
 
@@ -1448,6 +1469,7 @@ macro_rules! suite {
             case!(accounts_and_numbers);
             case!(one_sandbox_account_and_defaults_per_mode);
             case!(api_keys);
+            case!(ensured_api_keys_are_inserted_once);
             case!(enqueue_writes_message_history_and_outbox);
             case!(claims_are_exclusive_until_the_lease_expires);
             case!(failure_and_retry);

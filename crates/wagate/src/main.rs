@@ -73,7 +73,8 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "WAGATE_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
-    /// An API key that must exist, with full rights, once started.
+    /// An API key made with every right (admin) at the first start that names it; once revoked,
+    /// it stays revoked.
     #[arg(long = "bootstrap-api-key", env = "WAGATE_BOOTSTRAP_API_KEY", hide_env_values = true)]
     bootstrap_api_key: Option<String>,
     /// The seeded sandbox account's app secret (otherwise generated once and stored).
@@ -97,8 +98,12 @@ enum KeysCommand {
         /// What the key is for.
         #[arg(long)]
         name: String,
+        /// What it may do: admin (the default; implies the others), send, read. Repeat the flag
+        /// or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
     },
-    /// List keys: id, prefix, name, created, last used, revoked.
+    /// List keys: id, prefix, scopes, name, created, last used, revoked.
     List,
     /// Revoke a key by id; it stops working at once.
     Revoke { id: String },
@@ -220,23 +225,28 @@ async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     match command {
-        KeysCommand::Create { name } => {
-            let created = api_keys::create(store.as_ref(), &name).await?;
+        KeysCommand::Create { name, scopes } => {
+            let scopes = (!scopes.is_empty()).then_some(scopes.as_slice());
+            let created = api_keys::create(store.as_ref(), &name, scopes).await?;
             println!(
-                "created API key {} ({}) named {:?}",
-                created.record.id, created.record.prefix, created.record.name
+                "created API key {} ({}) named {:?} with scopes {}",
+                created.record.id, created.record.prefix, created.record.name, created.record.scopes
             );
             println!("it is shown once; only its hash is stored:");
             println!("{}", created.key.expose());
         }
         KeysCommand::List => {
-            println!("{:<32} {:<12} {:<26} {:<26} {:<26} NAME", "ID", "PREFIX", "CREATED", "LAST USED", "REVOKED");
+            println!(
+                "{:<32} {:<12} {:<19} {:<26} {:<26} {:<26} NAME",
+                "ID", "PREFIX", "SCOPES", "CREATED", "LAST USED", "REVOKED"
+            );
             let show = |t: Option<wagate_domain::time::Timestamp>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
             for k in api_keys::list(store.as_ref()).await? {
                 println!(
-                    "{:<32} {:<12} {:<26} {:<26} {:<26} {}",
+                    "{:<32} {:<12} {:<19} {:<26} {:<26} {:<26} {}",
                     k.id,
                     k.prefix,
+                    k.scopes.to_stored(),
                     k.created_at.to_string(),
                     show(k.last_used_at),
                     show(k.revoked_at),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::api_key::Scope;
 use wagate_domain::time::Timestamp;
 use wagate_storage::ApiKey;
 
@@ -25,6 +26,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CreateKey {
     /// What the key is for, 1 to 100 characters.
     name: String,
+    /// What the key may do: `admin` (accounts, phone-number settings, API keys, the sandbox's
+    /// test-tool paths; implies the others), `send` (send, cancel, mark read, write contacts),
+    /// `read` (read messages, contacts, conversations, media, numbers, accounts). At least one;
+    /// `["admin"]` when left out.
+    #[schema(value_type = Option<Vec<Scope>>, example = json!(["send", "read"]))]
+    scopes: Option<Vec<String>>,
 }
 
 /// An API key as listed: never the key itself.
@@ -34,6 +41,9 @@ pub struct ApiKeyView {
     name: String,
     /// The key's first characters, to recognise it.
     prefix: String,
+    /// What the key may do; `admin` implies the others.
+    #[schema(value_type = Vec<Scope>, example = json!(["send", "read"]))]
+    scopes: Vec<&'static str>,
     created_at: Timestamp,
     last_used_at: Option<Timestamp>,
     revoked_at: Option<Timestamp>,
@@ -45,6 +55,7 @@ impl From<ApiKey> for ApiKeyView {
             id: k.id.into_string(),
             name: k.name,
             prefix: k.prefix,
+            scopes: k.scopes.iter().map(Scope::as_str).collect(),
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
@@ -60,7 +71,7 @@ pub struct CreatedKeyView {
     key: String,
 }
 
-/// Create an API key.
+/// Create an API key. Needs `admin`, as every path under `/v1/api-keys`.
 #[utoipa::path(
     post,
     path = "/v1/api-keys",
@@ -73,7 +84,7 @@ async fn create_key(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKeyView>), ApiError> {
-    let created = api_keys::create(state.store.as_ref(), &req.name).await?;
+    let created = api_keys::create(state.store.as_ref(), &req.name, req.scopes.as_deref()).await?;
     let view = CreatedKeyView { key: created.key.expose().to_owned(), record: created.record.into() };
     Ok((StatusCode::CREATED, Json(view)))
 }

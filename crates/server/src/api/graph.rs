@@ -9,8 +9,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{MatchedPath, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
@@ -18,10 +18,10 @@ use wagate_domain::input;
 use wagate_domain::message::{GraphRequest, check_idempotency_key, request_hash};
 use wagate_domain::validation::FieldError;
 
-use crate::auth::presented_key;
+use crate::auth::{self, Refusal};
 use crate::extract::{body_failure, path_problem};
+use crate::services::ServiceError;
 use crate::services::messages::{self, DispatchOutcome, Idempotency, SendOptions, Sent};
-use crate::services::{ServiceError, api_keys};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
 pub struct GraphApiError {
     status: StatusCode,
     body: Value,
+    /// Seconds, for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl GraphApiError {
@@ -45,11 +47,37 @@ impl GraphApiError {
         if let Some(details) = details {
             error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
         }
-        Self { status, body: json!({ "error": error }) }
+        Self { status, body: json!({ "error": error }), retry_after: None }
     }
 
     fn invalid_token() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token - Cannot parse access token", None)
+    }
+
+    /// A key refused at the door, in the codes Meta uses for its tokens: 190 for a bad token,
+    /// 10 for a token without the permission, 4 for too many calls (with `Retry-After`).
+    fn refused(refusal: Refusal, path: &str) -> Self {
+        let details = refusal.describe(&Method::POST, path);
+        match refusal {
+            Refusal::Unauthenticated(_) => Self::invalid_token(),
+            Refusal::InsufficientScope { .. } => Self::new(
+                StatusCode::FORBIDDEN,
+                10,
+                "(#10) Application does not have permission for this action",
+                Some(details),
+            ),
+            Refusal::RateLimited { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    4,
+                    "(#4) Application request limit reached",
+                    Some(details),
+                );
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
+            Refusal::Failed(e) => Self::from_service(e.into()),
+        }
     }
 
     fn unknown_number(id: &str) -> Self {
@@ -104,6 +132,7 @@ impl GraphApiError {
             ServiceError::MetaRejected { error } => Self {
                 status: StatusCode::BAD_REQUEST,
                 body: json!({ "error": serde_json::to_value(&error).unwrap_or_default() }),
+                retry_after: None,
             },
             ServiceError::NotFound { id, .. } => Self::unknown_number(&id),
             ServiceError::IdempotencyKeyReused { key, .. } => Self::new(
@@ -140,7 +169,11 @@ impl GraphApiError {
 
 impl IntoResponse for GraphApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -167,21 +200,19 @@ async fn messages_endpoint(
     State(state): State<AppState>,
     uri: Uri,
     path: Result<Path<(String, String)>, PathRejection>,
+    route: MatchedPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, GraphApiError> {
+    let caller = auth::admit(&state, &headers, &Method::POST, route.as_str())
+        .await
+        .map_err(|refusal| GraphApiError::refused(refusal, uri.path()))?;
     let invalid =
         |details: String| GraphApiError::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter", Some(details));
     if let Some(why) = path_problem(uri.path()) {
         return Err(invalid(why));
     }
     let Path((_version, phone_number_id)) = path.map_err(|e| invalid(e.body_text()))?;
-    let key = presented_key(&headers).ok_or_else(GraphApiError::invalid_token)?;
-    let caller = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, key).await {
-        Ok(Some(k)) => k,
-        Ok(None) => return Err(GraphApiError::invalid_token()),
-        Err(e) => return Err(GraphApiError::from_service(e.into())),
-    };
     let sender = state
         .store
         .get_phone_number(&phone_number_id)

@@ -21,7 +21,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::require_api_key;
+use crate::auth::{self, require_api_key};
 use crate::error::ApiError;
 use crate::services::ServiceError;
 use crate::state::AppState;
@@ -129,7 +129,7 @@ impl From<ServiceError> for ApiError {
 
 /// Every route wagate serves except the sandbox, and the OpenAPI document of them.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (v1, v1_doc) = OpenApiRouter::<AppState>::new()
+    let (v1, mut v1_doc) = OpenApiRouter::<AppState>::new()
         .merge(messages::router())
         .merge(accounts::router())
         .merge(phone_numbers::router())
@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(conversations::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    auth::document_scopes(&mut v1_doc);
     let (open, open_doc) =
         OpenApiRouter::<AppState>::new().merge(ops::router()).merge(webhooks::router(&state)).split_for_parts();
     let (mut metrics, metrics_doc) = ops::metrics_router().split_for_parts();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use wagate_domain::api_key;
+use wagate_domain::api_key::{self, Scope, Scopes};
 use wagate_domain::id::ApiKeyId;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
@@ -50,15 +50,21 @@ pub struct CreatedKey {
     pub key: Secret,
 }
 
-pub async fn create(store: &dyn Store, name: &str) -> Result<CreatedKey, ServiceError> {
+/// A new key named `name` with `scopes` (names of scopes; every right, `admin`, when absent).
+pub async fn create(store: &dyn Store, name: &str, scopes: Option<&[String]>) -> Result<CreatedKey, ServiceError> {
     let name = name.trim();
     check_length("name", name, 1, 100)?;
+    let scopes = match scopes {
+        Some(names) => Scopes::parse_list("scopes", names)?,
+        None => Scopes::ADMIN,
+    };
     let generated = api_key::generate();
     let record = ApiKey {
         id: ApiKeyId::generate(),
         name: name.to_owned(),
         prefix: generated.prefix,
         key_hash: generated.hash,
+        scopes,
         created_at: Timestamp::now(),
         last_used_at: None,
         revoked_at: None,
@@ -94,20 +100,35 @@ pub async fn authenticate(
     Ok(Some(key))
 }
 
-/// Makes sure `key` exists and is active (`WAGATE_BOOTSTRAP_API_KEY`): inserted, or un-revoked.
-/// One statement, so instances starting together cannot trip over each other.
+/// Makes sure `key` (`WAGATE_BOOTSTRAP_API_KEY`) exists: inserted with every right the first
+/// time, left as it is after. Revoking it is for good, so a start that finds it revoked says so
+/// and leaves it revoked.
 pub async fn ensure_bootstrap(store: &dyn Store, key: &Secret) -> Result<(), ServiceError> {
-    store
+    let stored = store
         .ensure_api_key(&ApiKey {
             id: ApiKeyId::generate(),
             name: "bootstrap".into(),
             prefix: api_key::visible_prefix(key.expose()),
             key_hash: api_key::hash(key.expose()),
+            scopes: Scopes::ADMIN,
             created_at: Timestamp::now(),
             last_used_at: None,
             revoked_at: None,
         })
         .await?;
+    if let Some(at) = stored.revoked_at {
+        tracing::warn!(
+            id = %stored.id,
+            revoked_at = %at,
+            "WAGATE_BOOTSTRAP_API_KEY names a revoked key; it stays revoked; create a new one with `wagate keys create`"
+        );
+    } else if !stored.scopes.allows(Scope::Admin) {
+        tracing::warn!(
+            id = %stored.id,
+            scopes = %stored.scopes,
+            "WAGATE_BOOTSTRAP_API_KEY names a key made with fewer rights than admin; it keeps them"
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, MessageId};
 use wagate_domain::time::Timestamp;
 
@@ -71,11 +72,18 @@ fn open(path: &Path, access: OpenFlags) -> rusqlite::Result<Connection> {
 }
 
 fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    let scopes_at = r.as_ref().column_index("scopes")?;
+    let scopes: String = r.get(scopes_at)?;
+    let scopes = Scopes::from_stored(&scopes).ok_or_else(|| {
+        let why = format!("unknown API key scopes '{scopes}'");
+        rusqlite::Error::FromSqlConversionFailure(scopes_at, rusqlite::types::Type::Text, why.into())
+    })?;
     Ok(ApiKey {
         id: ApiKeyId::from_trusted(r.get("id")?),
         name: r.get("name")?,
         prefix: r.get("prefix")?,
         key_hash: r.get("key_hash")?,
+        scopes,
         created_at: ts(r.get("created_at")?),
         last_used_at: r.get::<_, Option<i64>>("last_used_at")?.map(ts),
         revoked_at: r.get::<_, Option<i64>>("revoked_at")?.map(ts),

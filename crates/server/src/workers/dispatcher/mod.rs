@@ -7,7 +7,7 @@
 //! expiring messages past their `expires_at`, sweeping old idempotency keys, and counting the
 //! queues for `/metrics` and backpressure.
 
-mod limiter;
+pub(crate) mod limiter;
 mod number;
 mod send;
 
