@@ -6,6 +6,7 @@ pub mod contact;
 pub mod id;
 pub mod message;
 pub mod meta;
+pub mod network;
 pub mod phone;
 pub mod secret;
 pub mod signature;

@@ -46,7 +46,7 @@ impl Application {
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
         let state = AppState::new(Shared {
             store,
-            graph: GraphClient::new(config.dispatcher.graph_timeout()),
+            graph: GraphClient::new(config.dispatcher.graph_timeout(), config.network.policy(), sandbox.is_some()),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             wakeups: Arc::default(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use wagate_domain::network::{AddressPolicy, Cidr};
 use wagate_domain::secret::Secret;
 
 // No `Debug`: the database URL may carry a password.
@@ -33,6 +34,7 @@ pub struct Config {
     /// Inbound media downloads (wagate issue 6).
     pub media: MediaSettings,
     pub http: HttpSettings,
+    pub network: NetworkSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -55,6 +57,7 @@ impl Default for Config {
             messaging: MessagingSettings::default(),
             media: MediaSettings::default(),
             http: HttpSettings::default(),
+            network: NetworkSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -118,6 +121,22 @@ impl HttpSettings {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
+    }
+}
+
+/// Where outbound requests (Graph API, media downloads) may go.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Non-public ranges (loopback, private, link-local, …) wagate may connect to anyway, such
+    /// as `["127.0.0.0/8", "::1/128"]` for a standalone sandbox on this machine. Public
+    /// addresses are always allowed; the in-process sandbox needs no entry.
+    pub allow_private: Vec<Cidr>,
+}
+
+impl NetworkSettings {
+    pub fn policy(&self) -> AddressPolicy {
+        AddressPolicy::new(self.allow_private.clone())
     }
 }
 
@@ -456,6 +475,20 @@ mod tests {
         assert!(c.sandbox.enabled);
         assert!(toml::from_str::<Config>("listn = \"x\"").is_err());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn allow_private_takes_cidr_ranges_and_names_a_bad_one() {
+        let c: Config = toml::from_str("[network]\nallow_private = [\"127.0.0.0/8\", \"::1/128\"]\n").unwrap();
+        let policy = c.network.policy();
+        assert!(policy.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(policy.check("10.0.0.1".parse().unwrap()).is_err());
+        assert!(Config::default().network.policy().check("127.0.0.1".parse().unwrap()).is_err());
+        let Err(e) = toml::from_str::<Config>("[network]\nallow_private = [\"127.0.0.0/33\"]\n") else {
+            panic!("a bad range was taken")
+        };
+        let e = e.to_string();
+        assert!(e.contains("'127.0.0.0/33'") && e.contains("allow_private") && e.contains("0 to 32"), "{e}");
     }
 
     #[test]
