@@ -7,6 +7,7 @@ pub mod id;
 pub mod input;
 pub mod message;
 pub mod meta;
+pub mod network;
 pub mod phone;
 pub mod secret;
 pub mod signature;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::errors::catalogue;
 use crate::graph::templates;
-use crate::state::{Business, State, hello_world};
+use crate::state::{Business, DownloadFailure, State, hello_world};
 use crate::{SeedNumber, ids};
 
 type Shared = Arc<State>;
@@ -421,14 +421,16 @@ async fn set_webhook_url(
                 .append_pair("hub.mode", "subscribe")
                 .append_pair("hub.challenge", &challenge)
                 .append_pair("hub.verify_token", &state.verify_token);
+            // The answer's body is never shown: the URL may be anything the caller wants read.
             let answer = match state.http.get(parsed).send().await {
                 Ok(r) => {
                     let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    if status.is_success() && text.trim() == challenge {
+                    if status.is_success() && r.text().await.is_ok_and(|t| t.trim() == challenge) {
                         Ok(())
+                    } else if status.is_redirection() {
+                        Err(format!("answered {status}, a redirect, which is not followed"))
                     } else {
-                        Err(format!("answered {status} with {text:?}, not the challenge {challenge}"))
+                        Err(format!("answered {status} without the challenge"))
                     }
                 }
                 Err(e) => Err(format!("could not be reached: {}", e.without_url())),
@@ -474,22 +476,31 @@ async fn rotate_access_token(AxState(state): AxState<Shared>, body: Bytes) -> Re
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DownloadFailures {
-    /// The HTTP status the downloads answer: 404 (as Meta's for an expired URL) or a 5xx.
+    /// The HTTP status the downloads answer: 404 (as Meta's for an expired URL), a 5xx, or a
+    /// redirect (301, 302, 303, 307, 308) to `location`.
     status: u16,
     /// How many downloads fail before they work again.
     count: u32,
+    #[serde(default)]
+    location: Option<String>,
 }
 
 /// Makes the next `count` downloads of a media file answer `status`, to test a downloader's
-/// retries: `PUT /control/media/{id}/download-failures` with `{"status": 404, "count": 3}`.
+/// retries (`{"status": 404, "count": 3}`) or that it follows no redirect (`{"status": 302,
+/// "location": URL, "count": 1}`): `PUT /control/media/{id}/download-failures`.
 async fn set_download_failures(
     AxState(state): AxState<Shared>,
     Path(id): Path<String>,
     ControlBody(body): ControlBody,
 ) -> Result<Response, ControlError> {
     let f: DownloadFailures = parse(&body, "download failures")?;
-    if !(f.status == 404 || (500..=599).contains(&f.status)) {
-        return Err(ControlError::invalid("status", "must be 404 or a 5xx status"));
+    let redirect = [301, 302, 303, 307, 308].contains(&f.status);
+    if !(redirect || f.status == 404 || (500..=599).contains(&f.status)) {
+        return Err(ControlError::invalid("status", "must be 404, a 5xx status, or 301, 302, 303, 307 or 308"));
+    }
+    let location_ok = f.location.as_deref().and_then(|l| reqwest::Url::parse(l).ok()).is_some();
+    if redirect != location_ok {
+        return Err(ControlError::invalid("location", "must be an absolute URL with a redirect status, and only then"));
     }
     if f.count == 0 {
         return Err(ControlError::invalid("count", "must be at least 1 (DELETE clears the failures)"));
@@ -498,8 +509,9 @@ async fn set_download_failures(
     if !inner.saved.media.iter().any(|m| m.id == id) {
         return Err(ControlError::not_found(format!("no media with id '{id}'")));
     }
-    inner.media_failures.insert(id.clone(), (f.status, f.count));
-    Ok(axum::Json(json!({"media_id": id, "status": f.status, "count": f.count})).into_response())
+    let answer = json!({"media_id": id, "status": f.status, "count": f.count, "location": f.location});
+    inner.media_failures.insert(id, DownloadFailure { status: f.status, location: f.location, left: f.count });
+    Ok(axum::Json(answer).into_response())
 }
 
 async fn clear_download_failures(

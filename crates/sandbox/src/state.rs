@@ -285,9 +285,18 @@ pub struct Inner {
     pub pair: HashMap<(String, String), Bucket>,
     /// When `pair` is next swept of full buckets.
     pair_sweep_at: usize,
-    /// Downloads made to fail on purpose (`PUT /control/media/{id}/download-failures`): the
-    /// status to answer and how many more times, by media id.
-    pub media_failures: HashMap<String, (u16, u32)>,
+    /// Downloads made to fail on purpose (`PUT /control/media/{id}/download-failures`), by
+    /// media id.
+    pub media_failures: HashMap<String, DownloadFailure>,
+}
+
+/// How the next downloads of a media file fail.
+pub struct DownloadFailure {
+    pub status: u16,
+    /// Where a redirect (a 3xx status) points.
+    pub location: Option<String>,
+    /// How many more downloads fail.
+    pub left: u32,
 }
 
 pub struct State {
@@ -312,6 +321,19 @@ pub struct State {
     flushing: Mutex<()>,
     /// The settings the sandbox started with, which a reset returns to.
     initial_settings: Settings,
+}
+
+/// Posts webhooks and their verification requests: to loopback too (a test tool's receivers run
+/// there), but never on to where a redirect points, which would carry the verify token along;
+/// and without a proxy from the environment, which would not reach a receiver on loopback.
+fn webhook_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
 }
 
 pub fn unix_now_ms() -> u64 {
@@ -377,7 +399,7 @@ impl State {
                 media_failures: HashMap::new(),
             }),
             webhook_url: RwLock::new(config.webhook_url),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("HTTP client"),
+            http: webhook_client(),
             shutdown: CancellationToken::new(),
             outbox,
             webhook_stats: Default::default(),

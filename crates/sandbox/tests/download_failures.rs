@@ -1,5 +1,5 @@
 //! `PUT /control/media/{id}/download-failures` (wagate issue 6): the next N downloads of a
-//! media file answer the status asked for, then downloads work again.
+//! media file answer the status asked for (or redirect), then downloads work again.
 
 mod support;
 
@@ -19,9 +19,15 @@ async fn downloads_fail_as_often_as_asked_then_work() {
     let id = up["id"].as_str().unwrap();
     let knob = format!("control/media/{id}/download-failures");
 
-    // Refused: other statuses, no count, unknown media.
-    for (body, field) in [(json!({"status": 403, "count": 1}), "status"), (json!({"status": 500, "count": 0}), "count")]
-    {
+    // Refused: other statuses, no count, a redirect without a location, a location without a redirect,
+    // unknown media.
+    for (body, field) in [
+        (json!({"status": 403, "count": 1}), "status"),
+        (json!({"status": 500, "count": 0}), "count"),
+        (json!({"status": 302, "count": 1}), "location"),
+        (json!({"status": 302, "count": 1, "location": "/relative"}), "location"),
+        (json!({"status": 404, "count": 1, "location": "http://127.0.0.1:9/"}), "location"),
+    ] {
         let (status, answer) = h.control(Method::PUT, &knob, Some(body)).await;
         assert_eq!((status, answer["error"]["path"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)));
     }
@@ -46,7 +52,18 @@ async fn downloads_fail_as_often_as_asked_then_work() {
     assert_eq!(get().await.0, StatusCode::NOT_FOUND);
     let (status, _) = h.control(Method::DELETE, &knob, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(get().await, (StatusCode::OK, bytes));
+    assert_eq!(get().await, (StatusCode::OK, bytes.clone()));
     let (status, _) = h.control(Method::DELETE, &knob, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to clear");
+
+    // A redirect, for testing that a downloader follows none.
+    let location = "http://127.0.0.1:9/internal";
+    let (status, answer) =
+        h.control(Method::PUT, &knob, Some(json!({"status": 302, "location": location, "count": 1}))).await;
+    assert_eq!((status, &answer["location"]), (StatusCode::OK, &json!(location)), "{answer}");
+    let (_, info) = h.graph(Method::GET, id, None).await;
+    let not_following = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = not_following.get(info["url"].as_str().unwrap()).bearer_auth(&h.seed.access_token).send().await.unwrap();
+    assert_eq!((resp.status(), resp.headers()["location"].to_str().unwrap()), (StatusCode::FOUND, location));
+    assert_eq!(get().await, (StatusCode::OK, bytes), "once, then the file");
 }

@@ -52,7 +52,7 @@ impl Application {
         let key_rates = KeyRates::new(&config.api);
         let state = AppState::new(Shared {
             store,
-            graph: GraphClient::new(config.dispatcher.graph_timeout()),
+            graph: GraphClient::new(config.dispatcher.graph_timeout(), config.network.policy(), sandbox.is_some()),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             wakeups: Arc::default(),

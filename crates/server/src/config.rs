@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use wagate_domain::network::{AddressPolicy, Cidr};
 use wagate_domain::secret::Secret;
 
 // No `Debug`: the database URL may carry a password.
@@ -36,6 +37,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
+    pub network: NetworkSettings,
     /// How long shutdown waits for in-flight work before leaving it to be re-claimed. At least
     /// the Graph timeout plus 5 s, so a send in flight can finish and be recorded.
     pub shutdown_grace_secs: u64,
@@ -60,6 +62,7 @@ impl Default for Config {
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
             api: ApiSettings::default(),
+            network: NetworkSettings::default(),
             shutdown_grace_secs: 45,
         }
     }
@@ -148,6 +151,22 @@ pub struct ApiSettings {
     pub rate_limit_per_second: u32,
     /// Requests a key may make at once after a quiet spell; 0: one second's worth.
     pub rate_limit_burst: u32,
+}
+
+/// Where outbound requests (Graph API, media downloads) may go.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    /// Non-public ranges (loopback, private, link-local, …) wagate may connect to anyway, such
+    /// as `["127.0.0.0/8", "::1/128"]` for a standalone sandbox on this machine. Public
+    /// addresses are always allowed; the in-process sandbox needs no entry.
+    pub allow_private: Vec<Cidr>,
+}
+
+impl NetworkSettings {
+    pub fn policy(&self) -> AddressPolicy {
+        AddressPolicy::new(self.allow_private.clone())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -496,6 +515,20 @@ mod tests {
         assert!(c.sandbox.enabled);
         assert!(toml::from_str::<Config>("listn = \"x\"").is_err());
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn allow_private_takes_cidr_ranges_and_names_a_bad_one() {
+        let c: Config = toml::from_str("[network]\nallow_private = [\"127.0.0.0/8\", \"::1/128\"]\n").unwrap();
+        let policy = c.network.policy();
+        assert!(policy.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(policy.check("10.0.0.1".parse().unwrap()).is_err());
+        assert!(Config::default().network.policy().check("127.0.0.1".parse().unwrap()).is_err());
+        let Err(e) = toml::from_str::<Config>("[network]\nallow_private = [\"127.0.0.0/33\"]\n") else {
+            panic!("a bad range was taken")
+        };
+        let e = e.to_string();
+        assert!(e.contains("'127.0.0.0/33'") && e.contains("allow_private") && e.contains("0 to 32"), "{e}");
     }
 
     #[test]

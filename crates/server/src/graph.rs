@@ -1,6 +1,7 @@
 //! The Graph API client: a configurable base URL and version, a bearer token, and Meta's success
 //! and error bodies parsed into types. Failures are classified by what is known of the outcome.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -8,20 +9,30 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wagate_domain::input;
 use wagate_domain::meta::{GraphError, GraphErrorBody, Page, PhoneNumberInfo, SendResponse};
-
+use wagate_domain::network::AddressPolicy;
 use wagate_domain::secret::Secret;
-use wagate_storage::Account;
+use wagate_storage::{Account, AccountMode};
+
+use crate::outbound::{AddressRefused, OutboundClient};
 
 /// Where and as whom to call: an account's base URL, API version and token.
 pub struct Target<'a> {
     pub base_url: &'a str,
     pub api_version: &'a str,
     pub token: &'a Secret,
+    /// The in-process sandbox, on this server's own address (which the API cannot change):
+    /// exempt from the address policy. Every other account is held to it, whatever its URL.
+    pub in_process_sandbox: bool,
 }
 
 impl<'a> From<&'a Account> for Target<'a> {
     fn from(a: &'a Account) -> Self {
-        Self { base_url: &a.graph_base_url, api_version: &a.api_version, token: &a.access_token }
+        Self {
+            base_url: &a.graph_base_url,
+            api_version: &a.api_version,
+            token: &a.access_token,
+            in_process_sandbox: a.mode == AccountMode::Sandbox,
+        }
     }
 }
 
@@ -30,9 +41,13 @@ pub enum GraphFailure {
     /// Meta answered with its error object (`body` is that answer as it came).
     #[error("Meta error {}: {}", .error.code, .error.message)]
     Meta { status: u16, error: GraphError, body: Value },
-    /// A non-success status whose body is not Meta's error object (a proxy, an outage page).
-    #[error("HTTP {status} from the Graph API: {body}")]
-    Http { status: u16, body: String, retry_after: Option<Duration> },
+    /// A status whose body is not what was asked for (a proxy, an outage page, a redirect), or a
+    /// success whose body is: `reason` says which, never what the body held.
+    #[error("HTTP {status} from the Graph API: {reason}")]
+    Http { status: u16, reason: String, retry_after: Option<Duration> },
+    /// The address policy refused the destination; nothing was sent.
+    #[error("{0}")]
+    Refused(#[from] AddressRefused),
     /// The request was never written: connecting failed. Safe to retry.
     #[error("cannot reach the Graph API: {0}")]
     Connect(String),
@@ -57,18 +72,40 @@ pub struct NumberLimits {
 
 #[derive(Clone)]
 pub struct GraphClient {
-    http: reqwest::Client,
+    /// Live accounts: destinations checked against the address policy.
+    guarded: OutboundClient,
+    /// The in-process sandbox account, while the sandbox runs in this process.
+    in_process: Option<OutboundClient>,
 }
 
 impl GraphClient {
-    pub fn new(timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client");
-        Self { http }
+    /// `in_process_sandbox`: whether this process serves the sandbox account's base URL; if not,
+    /// that URL is held to the policy like any other.
+    pub fn new(timeout: Duration, policy: AddressPolicy, in_process_sandbox: bool) -> Self {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
+        };
+        Self {
+            guarded: OutboundClient::new(builder(), Some(Arc::new(policy))).expect("HTTP client"),
+            in_process: in_process_sandbox.then(|| OutboundClient::new(builder(), None).expect("HTTP client")),
+        }
+    }
+
+    /// A GET or POST of `url` as `target`, with its token.
+    fn request(
+        &self,
+        target: &Target<'_>,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, AddressRefused> {
+        let http = match &self.in_process {
+            Some(trusted) if target.in_process_sandbox => trusted,
+            _ => &self.guarded,
+        };
+        Ok(http.request(method, url)?.bearer_auth(target.token.expose()))
     }
 
     fn url(target: &Target<'_>, path: &str) -> String {
@@ -84,7 +121,7 @@ impl GraphClient {
     ) -> Result<(String, Value), GraphFailure> {
         let raw: Value = self.post_messages(target, phone_number_id, body).await?;
         let parsed: SendResponse = serde_json::from_value(raw.clone())
-            .map_err(|e| GraphFailure::Unknown(format!("unexpected success body ({e}): {raw}")))?;
+            .map_err(|_| GraphFailure::Unknown("Meta's answer is JSON without the messages Meta sends".into()))?;
         match parsed.messages.into_iter().next() {
             Some(m) => Ok((m.id, raw)),
             None => Err(GraphFailure::Unknown("Meta's answer carries no message id".into())),
@@ -102,7 +139,7 @@ impl GraphClient {
         if raw.get("success").and_then(Value::as_bool) == Some(true) {
             Ok(())
         } else {
-            Err(GraphFailure::Unknown(format!("unexpected answer to a read receipt: {raw}")))
+            Err(GraphFailure::Unknown("the answer to a read receipt is not {\"success\": true}".into()))
         }
     }
 
@@ -112,11 +149,8 @@ impl GraphClient {
         phone_number_id: &str,
         body: &Value,
     ) -> Result<Value, GraphFailure> {
-        let req = self
-            .http
-            .post(Self::url(target, &format!("{phone_number_id}/messages")))
-            .bearer_auth(target.token.expose())
-            .json(body);
+        let url = Self::url(target, &format!("{phone_number_id}/messages"));
+        let req = self.request(target, reqwest::Method::POST, &url)?.json(body);
         self.call(req, true).await
     }
 
@@ -130,7 +164,7 @@ impl GraphClient {
         let mut all = Vec::new();
         // A WABA has at most a few dozen numbers; the bound only guards against a paging loop.
         for _ in 0..50 {
-            let req = self.http.get(&url).bearer_auth(target.token.expose());
+            let req = self.request(target, reqwest::Method::GET, &url)?;
             let page: Page<PhoneNumberInfo> = self.call(req, false).await?;
             all.extend(page.data);
             match page.paging.as_ref().and_then(|p| p.get("next")).and_then(Value::as_str) {
@@ -152,7 +186,7 @@ impl GraphClient {
             target,
             &format!("{phone_number_id}?fields=throughput,whatsapp_business_manager_messaging_limit"),
         );
-        let raw: Value = self.call(self.http.get(url).bearer_auth(target.token.expose()), false).await?;
+        let raw: Value = self.call(self.request(target, reqwest::Method::GET, &url)?, false).await?;
         Ok(NumberLimits {
             throughput_level: raw.pointer("/throughput/level").and_then(Value::as_str).map(str::to_owned),
             messaging_tier: raw
@@ -173,10 +207,11 @@ impl GraphClient {
         timeout: Duration,
     ) -> Result<MediaInfo, GraphFailure> {
         let url = Self::url(target, media_id);
-        let req = self.http.get(url).bearer_auth(target.token.expose()).timeout(timeout);
+        let req = self.request(target, reqwest::Method::GET, &url)?.timeout(timeout);
         let raw: Value = self.call(req, false).await?;
         let Some(url) = raw.get("url").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
-            return Err(GraphFailure::Http { status: 200, body: format!("no media URL in {raw}"), retry_after: None });
+            let reason = "the answer has no media URL".into();
+            return Err(GraphFailure::Http { status: 200, reason, retry_after: None });
         };
         let text = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(MediaInfo {
@@ -200,14 +235,15 @@ impl GraphClient {
         url: &str,
         timeout: Duration,
     ) -> Result<reqwest::Response, GraphFailure> {
-        let req = self.http.get(url).bearer_auth(target.token.expose()).timeout(timeout);
+        let req = self.request(target, reqwest::Method::GET, url)?.timeout(timeout);
         let resp = req.send().await.map_err(|e| classify_transport(e, false))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp.bytes().await.map(|b| snippet(&b)).unwrap_or_default();
-        Err(GraphFailure::Http { status: status.as_u16(), body, retry_after: None })
+        let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE);
+        let reason = unexpected(status, content_type, resp.content_length(), "not the file");
+        Err(GraphFailure::Http { status: status.as_u16(), reason, retry_after: None })
     }
 
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, mutating: bool) -> Result<T, GraphFailure> {
@@ -219,21 +255,26 @@ impl GraphClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
         let bytes = resp.bytes().await.map_err(|e| {
             let e = describe(e);
             if mutating && status.is_success() {
                 GraphFailure::Unknown(format!("reading Meta's answer failed: {e}"))
             } else {
-                GraphFailure::Http { status: status.as_u16(), body: e, retry_after }
+                GraphFailure::Http { status: status.as_u16(), reason: e, retry_after }
             }
         })?;
+        let unexpected = |what: &str| unexpected(status, content_type.as_ref(), Some(bytes.len() as u64), what);
         if status.is_success() {
             return parse_answer(&bytes).map_err(|e| {
-                let message = format!("unexpected success body ({e}): {}", snippet(&bytes));
+                let reason = unexpected(match e.classify() {
+                    serde_json::error::Category::Data => "JSON without the fields Meta sends",
+                    _ => "not JSON",
+                });
                 if mutating {
-                    GraphFailure::Unknown(message)
+                    GraphFailure::Unknown(format!("HTTP {status} from the Graph API: {reason}"))
                 } else {
-                    GraphFailure::Http { status: status.as_u16(), body: message, retry_after }
+                    GraphFailure::Http { status: status.as_u16(), reason, retry_after }
                 }
             });
         }
@@ -243,10 +284,15 @@ impl GraphClient {
             Ok((parsed, body)) => Err(GraphFailure::Meta { status: status.as_u16(), error: parsed.error, body }),
             // A 5xx from something in between (a proxy, a load balancer) says nothing of
             // whether Meta got the request.
-            Err(_) if mutating && status.is_server_error() => {
-                Err(GraphFailure::Unknown(format!("HTTP {status} from the Graph API: {}", snippet(&bytes))))
-            }
-            Err(_) => Err(GraphFailure::Http { status: status.as_u16(), body: snippet(&bytes), retry_after }),
+            Err(_) if mutating && status.is_server_error() => Err(GraphFailure::Unknown(format!(
+                "HTTP {status} from the Graph API: {}",
+                unexpected("not Meta's error object")
+            ))),
+            Err(_) => Err(GraphFailure::Http {
+                status: status.as_u16(),
+                reason: unexpected("not Meta's error object"),
+                retry_after,
+            }),
         }
     }
 }
@@ -270,6 +316,9 @@ pub struct MediaInfo {
 
 /// Errors are shown to API callers and logged: without the URL, which may carry a token.
 fn classify_transport(e: reqwest::Error, mutating: bool) -> GraphFailure {
+    if let Some(refused) = AddressRefused::of(&e) {
+        return GraphFailure::Refused(refused.clone());
+    }
     let connect = e.is_connect() || e.is_builder();
     let message = describe(e);
     if connect || !mutating { GraphFailure::Connect(message) } else { GraphFailure::Unknown(message) }
@@ -314,9 +363,26 @@ fn without_token(url: &str) -> String {
     }
 }
 
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    text.chars().take(300).collect()
+/// What is wrong with an answer, from its status and headers alone: the body of an unexpected
+/// answer may be anything its URL returns (an internal page, a credential) and is never repeated.
+fn unexpected(
+    status: StatusCode,
+    content_type: Option<&reqwest::header::HeaderValue>,
+    length: Option<u64>,
+    what: &str,
+) -> String {
+    let what = if status.is_redirection() { "a redirect, not followed" } else { what };
+    // The media type alone: parameters are the server's free text.
+    let kind = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().chars().take(64).collect::<String>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "no content type".into());
+    match length {
+        Some(n) => format!("{what} ({kind}, {n} bytes)"),
+        None => format!("{what} ({kind})"),
+    }
 }
 
 /// True for statuses that mean "later" when the body says nothing more.
@@ -337,8 +403,50 @@ mod tests {
         assert_eq!(without_token("http://h/x?access_token=EAAG"), "http://h/x");
     }
 
+    fn loopback_allowed() -> AddressPolicy {
+        AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
+    }
+
     fn target(base_url: &str) -> (String, String, Secret) {
         (base_url.to_owned(), "v23.0".to_owned(), Secret::new("EAAG".to_owned()))
+    }
+
+    /// What a proxy, an outage page or a hostile URL answers is described, never repeated: the
+    /// errors reach API callers and stored messages.
+    #[tokio::test]
+    async fn unexpected_answers_are_described_not_echoed() {
+        const PAGE: &str = "Content-Type: text/html; charset=secret-7d1e\r\nContent-Length: 25\r\nConnection: close\r\n\r\n<html>secret-7d1e</html>\n";
+        let client = GraphClient::new(Duration::from_secs(5), loopback_allowed(), false);
+        for (head, expected) in [
+            (
+                "HTTP/1.1 302 Found\r\nLocation: http://10.0.0.1/secret-7d1e\r\n",
+                "a redirect, not followed (text/html, 25 bytes)",
+            ),
+            ("HTTP/1.1 200 OK\r\n", "not JSON (text/html, 25 bytes)"),
+            ("HTTP/1.1 502 Bad Gateway\r\n", "not Meta's error object (text/html, 25 bytes)"),
+        ] {
+            let answer: &'static str = format!("{head}{PAGE}").leak();
+            let (base_url, api_version, token) =
+                target(&format!("http://{}", crate::outbound::answering(answer).await));
+            let t = Target { base_url: &base_url, api_version: &api_version, token: &token, in_process_sandbox: false };
+            let send = client.send_message(&t, "1", &serde_json::json!({"to": "1"})).await.unwrap_err().to_string();
+            let read = client.phone_numbers(&t, "1").await.unwrap_err();
+            // A 200 is the file itself.
+            let media = client.media_download(&t, &format!("{base_url}/media"), Duration::from_secs(5)).await.err();
+            for e in [Some(send), Some(read.to_string()), media.map(|e| e.to_string())].into_iter().flatten() {
+                assert!(!e.contains("secret-7d1e"), "{head}: {e}");
+            }
+            assert!(read.to_string().ends_with(expected), "{head}: {read}");
+        }
+        let json = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 23\r\nConnection: close\r\n\r\n{\"token\":\"secret-7d1e\"}";
+        let (base_url, api_version, token) = target(&format!("http://{}", crate::outbound::answering(json).await));
+        let t = Target { base_url: &base_url, api_version: &api_version, token: &token, in_process_sandbox: false };
+        let send = client.send_message(&t, "1", &serde_json::json!({"to": "1"})).await.unwrap_err().to_string();
+        let read = client.mark_read(&t, "1", &serde_json::json!({})).await.unwrap_err().to_string();
+        let info = client.media_info(&t, "1", Duration::from_secs(5)).await.unwrap_err().to_string();
+        for (e, why) in [(send, "without the messages"), (read, "not {\"success\": true}"), (info, "no media URL")] {
+            assert!(e.contains(why) && !e.contains("secret-7d1e"), "{e}");
+        }
     }
 
     /// A read that fails says why: refused, or no answer in time.
@@ -356,10 +464,10 @@ mod tests {
                 open.push(conn);
             }
         });
-        let client = GraphClient::new(Duration::from_millis(300));
+        let client = GraphClient::new(Duration::from_millis(300), loopback_allowed(), false);
         for (url, cause) in [(refused_url, "refused"), (silent_url, "timed out")] {
             let (base_url, api_version, token) = target(&url);
-            let t = Target { base_url: &base_url, api_version: &api_version, token: &token };
+            let t = Target { base_url: &base_url, api_version: &api_version, token: &token, in_process_sandbox: false };
             match client.phone_numbers(&t, "102290129340398").await {
                 Err(GraphFailure::Connect(message)) => {
                     assert!(message.to_lowercase().contains(cause), "{url}: {message}")

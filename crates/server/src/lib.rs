@@ -10,6 +10,7 @@ pub mod extract;
 pub mod graph;
 mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod sandbox_mode;
 pub mod services;
 pub mod state;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
+use wagate_domain::network::Cidr;
 use wagate_domain::secret::Secret;
 use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
 use wagate_server::config::LogFormat;
@@ -83,6 +84,10 @@ struct ServeArgs {
     /// The seeded sandbox account's webhook verify token (otherwise generated once and stored).
     #[arg(long, env = "WAGATE_SANDBOX_VERIFY_TOKEN", hide_env_values = true)]
     sandbox_verify_token: Option<String>,
+    /// Non-public address ranges outbound requests may go to, comma-separated, such as
+    /// 127.0.0.0/8,::1/128 for a standalone sandbox on this machine [default: none].
+    #[arg(long, env = "WAGATE_ALLOW_PRIVATE", value_name = "CIDRS")]
+    allow_private: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -181,6 +186,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(t) = args.sandbox_verify_token.filter(|t| !t.is_empty()) {
         config.sandbox.verify_token = Some(Secret::new(t));
+    }
+    if let Some(ranges) = args.allow_private.filter(|r| !r.trim().is_empty()) {
+        config.network.allow_private = ranges
+            .split(',')
+            .filter(|r| !r.trim().is_empty())
+            .map(str::parse::<Cidr>)
+            .collect::<Result<_, _>>()
+            .context("--allow-private (WAGATE_ALLOW_PRIVATE)")?;
     }
     telemetry::init(config.log_format, &config.log_level);
     let app = Application::build(config).await?;

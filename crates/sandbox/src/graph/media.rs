@@ -216,8 +216,12 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
     super::authenticate_headers(&headers, None, &state)?;
-    if let Some(status) = take_failure(&state, &media_id) {
-        return Ok((status, status.canonical_reason().unwrap_or("Error")).into_response());
+    if let Some((status, location)) = take_failure(&state, &media_id) {
+        let reason = status.canonical_reason().unwrap_or("Error");
+        return Ok(match location {
+            Some(l) => (status, [(header::LOCATION, l.clone())], format!("{reason}: {l}")).into_response(),
+            None => (status, reason).into_response(),
+        });
     }
     let not_found = || (StatusCode::NOT_FOUND, "Not Found").into_response();
     // A URL altered into nonsense is as unknown as any other altered URL.
@@ -237,16 +241,18 @@ pub async fn download(
     Ok(([(header::CONTENT_TYPE, media.mime_type)], bytes).into_response())
 }
 
-/// The status a download of `media_id` is set to fail with, counting the failure down.
-fn take_failure(state: &State, media_id: &str) -> Option<StatusCode> {
+/// The status (and a redirect's location) a download of `media_id` is set to fail with,
+/// counting the failure down.
+fn take_failure(state: &State, media_id: &str) -> Option<(StatusCode, Option<String>)> {
     let mut inner = state.lock();
-    let (status, left) = inner.media_failures.get_mut(media_id)?;
-    let status = StatusCode::from_u16(*status).ok();
-    *left -= 1;
-    if *left == 0 {
+    let failure = inner.media_failures.get_mut(media_id)?;
+    let status = StatusCode::from_u16(failure.status).ok()?;
+    let location = failure.location.clone();
+    failure.left -= 1;
+    if failure.left == 0 {
         inner.media_failures.remove(media_id);
     }
-    status
+    Some((status, location))
 }
 
 #[cfg(test)]

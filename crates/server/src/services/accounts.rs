@@ -108,7 +108,11 @@ fn check_name(name: &str) -> Result<String, FieldError> {
     Ok(name.to_owned())
 }
 
+/// Longer than any Graph URL, short enough to log and store without thought.
+const MAX_BASE_URL_CHARS: usize = 2048;
+
 fn check_base_url(url: &str) -> Result<String, FieldError> {
+    check_length("graph_base_url", url, 1, MAX_BASE_URL_CHARS)?;
     let rule = |why: &str| FieldError::new("graph_base_url", "url", format!("must be an http or https URL ({why})"));
     let parsed = reqwest::Url::parse(url).map_err(|e| rule(&e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -154,6 +158,9 @@ pub async fn read_phone_numbers(
 ) -> Result<(Vec<PhoneNumber>, Option<String>), ServiceError> {
     let infos = state.graph.phone_numbers(&Target::from(account), &account.waba_id).await.map_err(|e| match e {
         GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error: Box::new(error) },
+        GraphFailure::Refused(refused) => {
+            FieldError::new("graph_base_url", "private_address", refused.to_string()).into()
+        }
         other => ServiceError::GraphUnavailable(other.to_string()),
     })?;
     let now = Timestamp::now();
@@ -441,6 +448,8 @@ mod tests {
         assert_eq!(check_base_url("http://127.0.0.1:9000/sandbox/").unwrap(), "http://127.0.0.1:9000/sandbox");
         assert_eq!(check_base_url("ftp://x").unwrap_err().path, "graph_base_url");
         assert!(check_base_url("https://graph.facebook.com?x=1").is_err());
+        let long = format!("https://graph.facebook.com/{}", "a".repeat(2048));
+        assert_eq!(check_base_url(&long).unwrap_err().rule, "max_length");
         assert!(check_version("v23.0").is_ok());
         assert_eq!(check_version("23").unwrap_err().path, "api_version");
         assert!(check_waba("102290129340398").is_ok());

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{MediaJob, StoredMedia};
 
-use crate::graph::Target;
+use crate::graph::{GraphFailure, Target};
 use crate::metrics::Metrics;
 use crate::services::media::{digest_base64, file_path, media_dir, parse_digest};
 use crate::state::{AppState, Worker};
@@ -56,6 +56,15 @@ enum Failure {
     Transient(String),
     /// No attempt can succeed: the checksum does not match, the file is too large.
     Permanent(String),
+}
+
+impl Failure {
+    /// A failed Graph request: worth another attempt, unless the address policy refused its
+    /// destination, which only a change of configuration and a restart would let through.
+    fn graph(context: &str, e: GraphFailure) -> Self {
+        let why = format!("{context}: {e}");
+        if matches!(e, GraphFailure::Refused(_)) { Self::Permanent(why) } else { Self::Transient(why) }
+    }
 }
 
 async fn attempt(state: AppState, job: MediaJob) {
@@ -117,14 +126,15 @@ async fn download(state: &AppState, job: &MediaJob) -> Result<StoredMedia, Failu
         .graph
         .media_info(&target, &media.meta_media_id, settings.timeout())
         .await
-        .map_err(|e| Failure::Transient(format!("asking the Graph API for the media URL failed: {e}")))?;
+        .map_err(|e| Failure::graph("asking the Graph API for the media URL failed", e))?;
     if let Some(size) = info.file_size.filter(|s| *s > settings.max_bytes) {
         return Err(too_large(size, settings.max_bytes));
     }
     let from_graph = info.sha256.as_deref().and_then(parse_digest);
-    let mut resp = state.graph.media_download(&target, &info.url, settings.timeout()).await.map_err(|e| {
-        Failure::Transient(format!("downloading from the media URL failed (a fresh URL is fetched next time): {e}"))
-    })?;
+    let mut resp =
+        state.graph.media_download(&target, &info.url, settings.timeout()).await.map_err(|e| {
+            Failure::graph("downloading from the media URL failed (a fresh URL is fetched next time)", e)
+        })?;
 
     let dir = media_dir(&state.config.data_dir);
     tokio::fs::create_dir_all(&dir)

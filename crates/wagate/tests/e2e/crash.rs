@@ -54,7 +54,8 @@ async fn every_accepted_message_is_sent_after_a_kill_9(backend: Backend) {
     let config = db.dir().join("wagate.toml");
     std::fs::write(
         &config,
-        "[dispatcher]\ngraph_timeout_ms = 2000\nlease_margin_ms = 1000\nnumber_lease_ms = 2000\nretry_base_ms = 100\n",
+        "[dispatcher]\ngraph_timeout_ms = 2000\nlease_margin_ms = 1000\nnumber_lease_ms = 2000\nretry_base_ms = 100\n\
+         [network]\nallow_private = [\"127.0.0.0/8\", \"::1/128\"]\n",
     )
     .unwrap();
     let first = serve(&db, &config).await;

@@ -34,11 +34,16 @@ fn png(tag: &str) -> Vec<u8> {
     bytes
 }
 
-/// Uploads a file to the sandbox's Graph media API, as a business would: Meta's media id.
+/// Uploads a file to the built-in sandbox's Graph media API, as a business would: Meta's media id.
 async fn upload(app: &TestApp, sb: &SandboxAccount, bytes: &[u8], mime: &str) -> String {
+    upload_to(app, &format!("{}/sandbox", app.url), sb, bytes, mime).await
+}
+
+/// Uploads a file to the media API of the sandbox at `sandbox_url`.
+async fn upload_to(app: &TestApp, sandbox_url: &str, sb: &SandboxAccount, bytes: &[u8], mime: &str) -> String {
     let part = Part::bytes(bytes.to_vec()).file_name("photo.png").mime_str(mime).unwrap();
     let form = Form::new().text("messaging_product", "whatsapp").text("type", mime.to_owned()).part("file", part);
-    let url = format!("{}/sandbox/v23.0/{}/media", app.url, sb.phone_number_id);
+    let url = format!("{sandbox_url}/v23.0/{}/media", sb.phone_number_id);
     let resp = app.http.post(url).bearer_auth(&sb.access_token).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
@@ -352,7 +357,51 @@ async fn a_live_accounts_media_comes_from_its_own_graph_api(backend: Backend) {
     app.stop().await;
 }
 
+/// A media URL that redirects (to an internal page here) is not followed, for the built-in
+/// sandbox's account as for a live one, and what it answered is neither stored nor repeated.
+async fn a_media_url_that_redirects_is_not_followed(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, quick_retries).await else { return };
+    let marker = "internal-secret-93b2";
+    let internal = Canned::start("200 OK", "", &format!("<html>{marker}</html>")).await;
+    let built_in = sandbox_account(&app).await;
+    let (standalone_url, seed) = spawn_sandbox(&format!("{}/webhooks/meta", app.url)).await;
+    app.connect_sandbox(&standalone_url).await;
+    let live = SandboxAccount {
+        waba_id: seed.waba_id.clone(),
+        app_secret: seed.app_secret.clone(),
+        verify_token: seed.verify_token.clone(),
+        access_token: seed.access_token.clone(),
+        phone_number_id: seed.phone_numbers[0].id.clone(),
+    };
+    let cases =
+        [(format!("{}/sandbox", app.url), &built_in, Some(app.api_key.as_str())), (standalone_url, &live, None)];
+    for (i, (sandbox_url, sb, key)) in cases.into_iter().enumerate() {
+        let bytes = png("redirect");
+        let meta_id = upload_to(&app, &sandbox_url, sb, &bytes, "image/png").await;
+        let knob = format!("{sandbox_url}/control/media/{meta_id}/download-failures");
+        let location = format!("{}/internal?token={marker}", internal.url);
+        let redirect = json!({"status": 302, "location": location, "count": 100});
+        let (s, body) = request(&app.http, Method::PUT, &knob, key, Some(redirect)).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let wamid = format!("wamid.REDIRECT{i}");
+        post_signed(&app, sb, image_webhook(sb, &wamid, &meta_id, &sha256_base64(&bytes))).await;
+
+        let recorded = media_of(&app, &wamid).await;
+        let m = settled(&app, recorded["id"].as_str().unwrap()).await;
+        assert_eq!((m["status"].as_str(), m["attempts"].as_i64()), (Some("failed"), Some(3)), "{m}");
+        let error = m["error"].as_str().unwrap();
+        assert!(error.contains("302") && error.contains("a redirect, not followed"), "{error}");
+        assert!(!m.to_string().contains(marker), "the redirect's body or location was echoed: {m}");
+        let (status, _, _, _) = content(&app, m["id"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "nothing is served");
+        assert!(!app.db.data_dir().join("media").join(m["id"].as_str().unwrap()).exists(), "nothing stored");
+    }
+    assert_eq!(internal.hits(), 0, "no redirect was followed");
+    app.stop().await;
+}
+
 on_each_backend!(
+    a_media_url_that_redirects_is_not_followed,
     inbound_media_is_downloaded_checked_and_served,
     a_wrong_sha256_fails_the_download_and_serves_nothing,
     download_failures_are_retried_until_stored_or_given_up,

@@ -14,7 +14,7 @@ async fn serve_with_a_standalone_sandbox(backend: Backend) {
     let data_dir = db.data_dir();
     let serve = Process::start(
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap(), "--database-url", db.url()],
-        &[("WAGATE_BOOTSTRAP_API_KEY", key)],
+        &[("WAGATE_BOOTSTRAP_API_KEY", key), ("WAGATE_ALLOW_PRIVATE", LOOPBACK)],
     )
     .await;
     let webhook_url = format!("{}/webhooks/meta", serve.url);

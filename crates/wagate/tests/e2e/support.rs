@@ -47,8 +47,13 @@ pub fn test_config(db: &TestDatabase, api_key: &str) -> Config {
     // Tests send Meta's 48 documented examples to one customer; the pair-rate tests set their own.
     c.dispatcher.pair_rate_capacity = 1_000;
     c.inbound.poll_interval_ms = 50;
+    // Standalone sandboxes and test receivers listen on loopback.
+    c.network.allow_private = LOOPBACK.split(',').map(|r| r.parse().unwrap()).collect();
     c
 }
+
+/// `WAGATE_ALLOW_PRIVATE` for a `wagate serve` that connects to a standalone sandbox on loopback.
+pub const LOOPBACK: &str = "127.0.0.0/8,::1/128";
 
 pub struct TestApp {
     pub url: String,
@@ -590,4 +595,49 @@ pub async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Dispat
     let now = Timestamp::now();
     let mut claimed = store.claim_outbox(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
     claimed.pop().expect("the message is claimable")
+}
+
+/// A listener on loopback that answers every request with one canned answer (an HTTP/1.1 status
+/// line's code and reason, extra header lines, a body) and counts the requests it got.
+pub struct Canned {
+    pub url: String,
+    hits: std::sync::Arc<AtomicU32>,
+}
+
+impl Canned {
+    pub async fn start(status: &str, headers: &str, body: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answer = format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let hits = std::sync::Arc::new(AtomicU32::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (answer, counted) = (answer.clone(), counted.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Self { url, hits }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u32 {
+        self.hits.load(Ordering::SeqCst)
+    }
 }

@@ -77,6 +77,7 @@ fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, 
         }
         GraphFailure::Connect(_) => (None, None, MessageError::gateway("network_error", failure.to_string())),
         GraphFailure::Unknown(_) => (None, None, MessageError::gateway("unknown_outcome", failure.to_string())),
+        GraphFailure::Refused(_) => (None, None, MessageError::gateway("private_address", failure.to_string())),
     };
     tracing::warn!(message_id = %d.message_id, attempt = d.attempts, error = %failure, "send failed");
     if let Some(c) = code
@@ -89,6 +90,8 @@ fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, 
         GraphFailure::Http { status, .. } => is_transient_status(*status),
         GraphFailure::Connect(_) => true,
         GraphFailure::Unknown(_) => settings.unknown_outcome == UnknownOutcome::Retry,
+        // Only a change of configuration and a restart would let it through.
+        GraphFailure::Refused(_) => false,
     };
     let signal = match code {
         Some(130_429) => Signal::Throughput,
