@@ -7,6 +7,7 @@ pub mod id;
 pub mod message;
 pub mod meta;
 pub mod phone;
+pub mod sealed;
 pub mod secret;
 pub mod signature;
 pub mod status;

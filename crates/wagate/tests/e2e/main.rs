@@ -15,6 +15,7 @@ mod message_types;
 mod ops;
 mod outbound;
 mod sandbox_mode;
+mod secrets;
 mod standalone;
 mod support;
 mod validation;
