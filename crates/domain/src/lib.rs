@@ -9,6 +9,7 @@ pub mod message;
 pub mod meta;
 pub mod network;
 pub mod phone;
+pub mod sealed;
 pub mod secret;
 pub mod signature;
 pub mod status;

@@ -441,12 +441,12 @@ impl State {
             (json, media)
         };
         let result = (|| -> std::io::Result<()> {
-            std::fs::create_dir_all(dir.join("media"))?;
+            crate::create_private_dir(&dir.join("media"))?;
             for (id, bytes) in &media {
-                std::fs::write(dir.join("media").join(id), bytes)?;
+                crate::write_private(&dir.join("media").join(id), bytes)?;
             }
             let tmp = dir.join("state.json.tmp");
-            std::fs::write(&tmp, json)?;
+            crate::write_private(&tmp, &json)?;
             std::fs::rename(tmp, dir.join("state.json"))
         })();
         match result {

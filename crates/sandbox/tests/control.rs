@@ -471,3 +471,25 @@ async fn load_or_generate_brings_back_the_same_business_ids_and_tokens() {
     let (status, number) = h.graph_as(Some(&first.access_token), Method::GET, &first.phone_numbers[0].id, None).await;
     assert_eq!(status, StatusCode::OK, "the kept token still works: {number}");
 }
+
+/// The seed holds the app's secrets, the state what the business did: readable by their owner
+/// only, whatever the umask, also when an older version left the seed readable to others.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_state_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("state");
+    let seed = Seed::load_or_generate(&dir, None, None, None).unwrap();
+    assert_eq!((mode(&dir), mode(&dir.join("seed.json"))), (0o700, 0o600));
+    std::fs::set_permissions(dir.join("seed.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    Seed::load_or_generate(&dir, None, None, None).unwrap();
+    assert_eq!(mode(&dir.join("seed.json")), 0o600);
+
+    let h = Harness::start_with(Options { state_dir: Some(dir.clone()), seed: Some(seed), ..Options::default() }).await;
+    let (status, _) = h.control(Method::PATCH, "control/settings", Some(json!({"pair_rate": {"capacity": 7}}))).await;
+    assert_eq!(status, StatusCode::OK);
+    h.sandbox.shutdown();
+    assert_eq!((mode(&dir.join("state.json")), mode(&dir.join("media"))), (0o600, 0o700));
+}

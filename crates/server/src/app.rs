@@ -19,7 +19,7 @@ use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use crate::services::api_keys;
 use crate::state::{AppState, Shared, WorkerHealth};
-use crate::{api, http, sandbox_mode, workers};
+use crate::{api, database, http, sandbox_mode, workers};
 
 pub struct Application {
     listener: TcpListener,
@@ -40,9 +40,7 @@ impl Application {
         let listener =
             TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let store = wagate_storage::connect(config.database_url.as_deref(), &config.data_dir)
-            .await
-            .context("cannot open the database")?;
+        let store = database::open(&config).await?;
         if let Some(key) = &config.bootstrap_api_key {
             api_keys::ensure_bootstrap(store.as_ref(), key).await.context("cannot create the bootstrap API key")?;
         }

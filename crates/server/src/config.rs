@@ -26,6 +26,13 @@ pub struct Config {
     /// stays revoked.
     #[serde(deserialize_with = "secret_opt")]
     pub bootstrap_api_key: Option<Secret>,
+    /// The key that seals accounts' secrets in the database (base64 of 32 bytes). Taken from
+    /// `WAGATE_SECRET_KEY` only, never from the file; when absent, the key file is used.
+    #[serde(skip)]
+    pub secret_key: Option<Secret>,
+    /// Where the key is kept when `WAGATE_SECRET_KEY` is not set; created (0600) on first start.
+    /// `secret.key` in `data_dir` when absent.
+    pub secret_key_file: Option<PathBuf>,
     pub sandbox: SandboxSettings,
     pub dispatcher: DispatcherSettings,
     pub inbound: InboundSettings,
@@ -52,6 +59,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             bootstrap_api_key: None,
+            secret_key: None,
+            secret_key_file: None,
             sandbox: SandboxSettings::default(),
             dispatcher: DispatcherSettings::default(),
             inbound: InboundSettings::default(),

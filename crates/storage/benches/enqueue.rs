@@ -30,7 +30,7 @@ fn main() {
 }
 
 async fn run(db: &TestDatabase, duration: Duration) {
-    let store = connect(Some(db.url()), &db.data_dir()).await.expect("connect and migrate");
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("connect and migrate");
     let now = Timestamp::now();
     let account = Account {
         id: AccountId::generate(),

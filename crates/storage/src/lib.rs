@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
 use wagate_domain::message::MessageError;
+use wagate_domain::sealed::{Cipher, OpenError};
 use wagate_domain::time::Timestamp;
 
 pub use media::*;
@@ -35,6 +36,9 @@ pub enum StorageError {
     Migration { version: i64, name: &'static str, source: sqlx::Error },
     #[error("stored value is not what wagate wrote: {0}")]
     Corrupt(String),
+    /// A stored secret does not open with the key given.
+    #[error("the {column} of account {account} cannot be opened: {source}")]
+    Unsealable { account: String, column: &'static str, source: OpenError },
     /// A uniqueness rule refused the write (an id already taken, a number owned elsewhere).
     #[error("{0}")]
     Conflict(String),
@@ -284,17 +288,18 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file
-/// `wagate.db` in `data_dir` when there is no URL, and brings its schema up to date.
-pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
+/// `wagate.db` in `data_dir` when there is no URL, brings its schema up to date, and seals its
+/// secrets with `cipher` (see [`SqliteStore::open`]).
+pub async fn connect(url: Option<&str>, data_dir: &Path, cipher: Cipher) -> Result<Arc<dyn Store>> {
     match url {
-        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("wagate.db")).await?)),
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("wagate.db"), cipher).await?)),
         Some(u) if u.starts_with("sqlite:") => {
             let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
-            Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+            Ok(Arc::new(SqliteStore::open(Path::new(path), cipher).await?))
         }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::connect(u).await?))
+            Ok(Arc::new(PgStore::connect(u, cipher).await?))
         }
         Some(u) => Err(StorageError::UnsupportedUrl(redact_url(u))),
     }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 
+use wagate_domain::sealed::Cipher;
+
 use crate::migrate;
 use crate::{Backend, Result, StorageError};
 
@@ -16,16 +18,26 @@ const MIGRATION_LOCK: i64 = 0x7761_6761_7465; // "wagate"
 pub struct PgStore {
     pool: PgPool,
     enqueuer: crate::sql::Enqueuer,
+    cipher: Cipher,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// Connects, migrates, and seals the stored secrets with `cipher` (see [`crate::SqliteStore::open`]).
+    /// Every instance sharing the database needs the same key: one that finds secrets sealed by
+    /// another fails here.
+    pub async fn connect(url: &str, cipher: Cipher) -> Result<Self> {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         migrate(&pool).await?;
         // A few batch writers, so one batch's commit overlaps the next one's statements.
         let enqueuer = store::spawn_enqueuers(pool.clone(), 3);
-        Ok(Self { pool, enqueuer })
+        let store = Self { pool, enqueuer, cipher };
+        store.seal_stored_secrets().await?;
+        Ok(store)
+    }
+
+    fn cipher(&self) -> &Cipher {
+        &self.cipher
     }
 
     fn enqueuer(&self) -> &crate::sql::Enqueuer {
@@ -68,6 +80,11 @@ impl PgStore {
         attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \
         WHERE available_at IS NOT NULL AND available_at <= $3 ORDER BY available_at, id LIMIT $4 \
         FOR UPDATE SKIP LOCKED) RETURNING id, account_id, body, received_at, attempts";
+
+    /// Locked: instances starting together seal each row once, the later one seeing what the
+    /// earlier sealed (and failing if that was another key).
+    const SELECT_SECRETS: &'static str =
+        "SELECT id, access_token, app_secret, verify_token FROM accounts ORDER BY id FOR UPDATE";
 }
 
 async fn migrate(pool: &PgPool) -> Result<()> {

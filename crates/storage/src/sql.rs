@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 use wagate_domain::id::MessageId;
 use wagate_domain::message::MessageError;
+use wagate_domain::sealed::Cipher;
+use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, Report, fold};
 use wagate_domain::time::Timestamp;
 
@@ -579,6 +581,47 @@ pub(crate) fn parse_error(text: Option<String>) -> Result<Option<MessageError>> 
     text.map(|t| serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("error: {e}")))).transpose()
 }
 
+/// The account columns that hold secrets: sealed when written, opened when read, so no caller
+/// of the store ever sees a sealed value and none can forget to seal one.
+pub(crate) const SEALED_COLUMNS: [&str; 3] = ["access_token", "app_secret", "verify_token"];
+
+/// Where a secret is stored, which its sealed value is bound to.
+fn sealing_context(account_id: &str, column: &str) -> String {
+    format!("accounts/{account_id}/{column}")
+}
+
+/// An account's secrets sealed, in [`SEALED_COLUMNS`] order.
+pub(crate) fn seal_secrets(cipher: &Cipher, account: &crate::Account) -> [String; 3] {
+    let secrets = [&account.access_token, &account.app_secret, &account.verify_token];
+    std::array::from_fn(|i| cipher.seal(secrets[i], &sealing_context(account.id.as_str(), SEALED_COLUMNS[i])))
+}
+
+pub(crate) fn open(cipher: &Cipher, account_id: &str, column: &'static str, stored: &str) -> Result<Secret> {
+    cipher.open(stored, &sealing_context(account_id, column)).map_err(|source| StorageError::Unsealable {
+        account: account_id.to_owned(),
+        column,
+        source,
+    })
+}
+
+/// An account's secret columns (in [`SEALED_COLUMNS`] order) as they should be stored: `None`
+/// when the current key sealed them all. Values in clear (written before secrets were sealed) are
+/// sealed, values a previous key sealed re-sealed; a value that opens with no key is an error.
+pub(crate) fn reseal_row(cipher: &Cipher, account_id: &str, stored: [String; 3]) -> Result<Option<[String; 3]>> {
+    let mut changed = false;
+    let mut out = stored.clone();
+    for ((&column, value), slot) in SEALED_COLUMNS.iter().zip(&stored).zip(&mut out) {
+        let resealed = cipher
+            .reseal(value, &sealing_context(account_id, column))
+            .map_err(|source| StorageError::Unsealable { account: account_id.to_owned(), column, source })?;
+        if let Some(v) = resealed {
+            *slot = v;
+            changed = true;
+        }
+    }
+    Ok(changed.then_some(out))
+}
+
 pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
     StorageError::Corrupt(format!("unknown {what} '{value}'"))
 }
@@ -596,21 +639,25 @@ macro_rules! impl_store {
         use $crate::model::*;
         use $crate::sql::{
             account_cols, api_key_cols, corrupt, error_text, json_text, media_cols, message_cols, message_select_cols,
-            parse_error, parse_json, parse_object, phone_cols, ts,
+            parse_error, parse_json, parse_object, phone_cols, seal_secrets, ts,
         };
 
-        fn account_row(r: &$row) -> $crate::Result<Account> {
+        fn account_row(cipher: &wagate_domain::sealed::Cipher, r: &$row) -> $crate::Result<Account> {
             let mode: String = r.try_get("mode")?;
+            let id: String = r.try_get("id")?;
+            let secret = |column: &'static str| -> $crate::Result<Secret> {
+                $crate::sql::open(cipher, &id, column, &r.try_get::<String, _>(column)?)
+            };
             Ok(Account {
-                id: AccountId::from_trusted(r.try_get("id")?),
                 name: r.try_get("name")?,
                 mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
                 graph_base_url: r.try_get("graph_base_url")?,
                 api_version: r.try_get("api_version")?,
                 waba_id: r.try_get("waba_id")?,
-                access_token: Secret::new(r.try_get::<String, _>("access_token")?),
-                app_secret: Secret::new(r.try_get::<String, _>("app_secret")?),
-                verify_token: Secret::new(r.try_get::<String, _>("verify_token")?),
+                access_token: secret("access_token")?,
+                app_secret: secret("app_secret")?,
+                verify_token: secret("verify_token")?,
+                id: AccountId::from_trusted(id),
                 paused: match (r.try_get::<Option<i64>, _>("paused_at")?, parse_error(r.try_get("paused_error")?)?) {
                     (Some(since), Some(error)) => Some(Pause { since: ts(since), error }),
                     _ => None,
@@ -931,6 +978,41 @@ macro_rules! impl_store {
             }
         }
 
+        impl $store {
+            /// Seals the secrets stored in clear (by a version before secrets were sealed) and
+            /// re-seals those a previous key of the cipher sealed, in one transaction; fails on a
+            /// value no key of the cipher opens.
+            pub(crate) async fn seal_stored_secrets(&self) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let rows: Vec<(String, String, String, String)> =
+                    sqlx::query_as(Self::SELECT_SECRETS).fetch_all(&mut *tx).await?;
+                let mut rewritten = 0;
+                for (id, access_token, app_secret, verify_token) in rows {
+                    let stored = [access_token, app_secret, verify_token];
+                    let Some([access_token, app_secret, verify_token]) =
+                        $crate::sql::reseal_row(self.cipher(), &id, stored)?
+                    else {
+                        continue;
+                    };
+                    sqlx::query(
+                        "UPDATE accounts SET access_token = $2, app_secret = $3, verify_token = $4 WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .bind(access_token)
+                    .bind(app_secret)
+                    .bind(verify_token)
+                    .execute(&mut *tx)
+                    .await?;
+                    rewritten += 1;
+                }
+                tx.commit().await?;
+                if rewritten > 0 {
+                    tracing::info!(accounts = rewritten, key = %self.cipher().key_id(), "sealed the accounts' stored secrets");
+                }
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> $crate::Backend {
@@ -948,6 +1030,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_account(&self, account: &Account, numbers: &[PhoneNumber]) -> $crate::Result<()> {
+                let [access_token, app_secret, verify_token] = seal_secrets(self.cipher(), account);
                 let mut tx = self.begin_write().await?;
                 sqlx::query(concat!(
                     "INSERT INTO accounts (",
@@ -961,9 +1044,9 @@ macro_rules! impl_store {
                 .bind(&account.graph_base_url)
                 .bind(&account.api_version)
                 .bind(&account.waba_id)
-                .bind(account.access_token.expose())
-                .bind(account.app_secret.expose())
-                .bind(account.verify_token.expose())
+                .bind(access_token)
+                .bind(app_secret)
+                .bind(verify_token)
                 .bind(account.created_at.as_millis())
                 .bind(account.updated_at.as_millis())
                 .bind(account.paused.as_ref().map(|p| p.since.as_millis()))
@@ -988,6 +1071,7 @@ macro_rules! impl_store {
                 last_updated_at: Timestamp,
                 numbers: Option<&[PhoneNumber]>,
             ) -> $crate::Result<bool> {
+                let [access_token, app_secret, verify_token] = seal_secrets(self.cipher(), account);
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
                     "UPDATE accounts SET name = $2, graph_base_url = $3, api_version = $4, \
@@ -998,9 +1082,9 @@ macro_rules! impl_store {
                 .bind(&account.name)
                 .bind(&account.graph_base_url)
                 .bind(&account.api_version)
-                .bind(account.access_token.expose())
-                .bind(account.app_secret.expose())
-                .bind(account.verify_token.expose())
+                .bind(access_token)
+                .bind(app_secret)
+                .bind(verify_token)
                 .bind(account.updated_at.as_millis())
                 .bind(last_updated_at.as_millis())
                 .bind(&account.messaging_tier)
@@ -1035,7 +1119,7 @@ macro_rules! impl_store {
                     .fetch_optional(self.reader())
                     .await?
                     .as_ref()
-                    .map(account_row)
+                    .map(|r| account_row(self.cipher(), r))
                     .transpose()
             }
 
@@ -1044,7 +1128,7 @@ macro_rules! impl_store {
                     .fetch_all(self.reader())
                     .await?
                     .iter()
-                    .map(account_row)
+                    .map(|r| account_row(self.cipher(), r))
                     .collect()
             }
 
@@ -1054,7 +1138,7 @@ macro_rules! impl_store {
                     .fetch_all(self.reader())
                     .await?
                     .iter()
-                    .map(account_row)
+                    .map(|r| account_row(self.cipher(), r))
                     .collect()
             }
 

@@ -1,14 +1,32 @@
 //! Throw-away databases for tests: a SQLite file in a temporary directory, or a fresh
-//! PostgreSQL database created under `WAGATE_TEST_DATABASE_URL` and dropped afterwards.
+//! PostgreSQL database created under `WAGATE_TEST_DATABASE_URL` and dropped afterwards, each
+//! with a secret key of its own.
 
 use std::path::{Path, PathBuf};
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use wagate_domain::sealed::{Cipher, SecretKey};
 
 use crate::Backend;
 
 pub const DATABASE_URL_VAR: &str = "WAGATE_TEST_DATABASE_URL";
+
+/// `$body` run with `$conn` a new connection to the test database `$db`, of its backend.
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db.backend {
+            Backend::Sqlite => {
+                let mut $conn = sqlx::SqliteConnection::connect(&$db.url).await.expect("connect to SQLite");
+                $body
+            }
+            Backend::Postgres => {
+                let mut $conn = PgConnection::connect(&$db.url).await.expect("connect to PostgreSQL");
+                $body
+            }
+        }
+    };
+}
 
 /// A database that exists for as long as this value.
 pub struct TestDatabase {
@@ -16,6 +34,7 @@ pub struct TestDatabase {
     url: String,
     dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
+    key: SecretKey,
 }
 
 impl TestDatabase {
@@ -29,7 +48,7 @@ impl TestDatabase {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
-        Self { backend: Backend::Sqlite, url, dir, postgres: None }
+        Self { backend: Backend::Sqlite, url, dir, postgres: None, key: SecretKey::generate() }
     }
 
     /// A fresh database on the server `WAGATE_TEST_DATABASE_URL` names. `None` (the test is
@@ -58,7 +77,13 @@ impl TestDatabase {
         let _ = admin.close().await;
         let url = crate::with_database(&admin_url, &name);
         let dir = tempfile::tempdir().expect("temporary directory");
-        Some(Self { backend: Backend::Postgres, url, dir, postgres: Some((admin_url, name)) })
+        Some(Self {
+            backend: Backend::Postgres,
+            url,
+            dir,
+            postgres: Some((admin_url, name)),
+            key: SecretKey::generate(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -76,6 +101,36 @@ impl TestDatabase {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The key this database's secrets are sealed with when a test opens it directly.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        Cipher::new(&self.key)
+    }
+
+    /// Each account's id and secret columns (access token, app secret, verify token) as the
+    /// database holds them, read behind the store's back.
+    pub async fn stored_secrets(&self) -> Vec<(String, [String; 3])> {
+        const SQL: &str = "SELECT id, access_token, app_secret, verify_token FROM accounts ORDER BY id";
+        let rows: Vec<(String, String, String, String)> =
+            with_connection!(self, |conn| sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("read accounts"));
+        rows.into_iter().map(|(id, a, b, c)| (id, [a, b, c])).collect()
+    }
+
+    /// Writes an account's secret columns behind the store's back (as a version that stored
+    /// them in clear did, or damaged).
+    pub async fn write_stored_secrets(&self, account_id: &str, values: [&str; 3]) {
+        const SQL: &str = "UPDATE accounts SET access_token = $2, app_secret = $3, verify_token = $4 WHERE id = $1";
+        let [a, b, c] = values;
+        let written = with_connection!(self, |conn| {
+            let query = sqlx::query(SQL).bind(account_id).bind(a).bind(b).bind(c);
+            query.execute(&mut conn).await.map(|r| r.rows_affected())
+        });
+        assert_eq!(written.expect("write accounts"), 1, "no account {account_id}");
     }
 }
 

@@ -21,7 +21,7 @@ struct Fixture {
 
 async fn fixture(backend: Backend) -> Option<Fixture> {
     let db = TestDatabase::new(backend).await?;
-    let store = connect(Some(db.url()), &db.data_dir()).await.expect("connect and migrate");
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("connect and migrate");
     assert_eq!(store.backend(), backend);
     Some(Fixture { store, _db: db })
 }
@@ -1045,13 +1045,13 @@ async fn the_window_is_judged_with_the_send(store: &dyn Store) {
 async fn reopening_keeps_everything(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
     let id = {
-        let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+        let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.unwrap();
         let (a, n) = seeded(store.as_ref()).await;
         let id = enqueue(store.as_ref(), &a, &n, t(0)).await;
         store.close().await;
         id
     };
-    let store = connect(Some(db.url()), &db.data_dir()).await.expect("migrations are idempotent");
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("migrations are idempotent");
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
 }
@@ -1060,7 +1060,7 @@ async fn reopening_keeps_everything(backend: Backend) {
 /// their history shows it once.
 async fn a_first_entry_stored_as_a_row_shows_once(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.unwrap();
     let (a, n) = seeded(store.as_ref()).await;
     let (old, new) = (enqueue(store.as_ref(), &a, &n, t(0)).await, enqueue(store.as_ref(), &a, &n, t(0)).await);
     store.close().await;
@@ -1079,7 +1079,7 @@ async fn a_first_entry_stored_as_a_row_shows_once(backend: Backend) {
             sqlx::query(ROW).bind(a.id.as_str()).bind(old.as_str()).bind(at).execute(&mut c).await.unwrap();
         }
     }
-    let store = connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.unwrap();
     for id in [&old, &new] {
         let h = store.message_history(id).await.unwrap();
         assert_eq!((statuses(&h), h[0].occurred_at), (vec![(MessageStatus::Queued, false)], t(0)), "{id}");

@@ -18,7 +18,7 @@ fn t(ms: i64) -> Timestamp {
 /// A store with one account, one number and one inbound image message.
 async fn fixture(backend: Backend) -> Option<(Arc<dyn Store>, TestDatabase, AccountId, MessageId)> {
     let db = TestDatabase::new(backend).await?;
-    let store = connect(Some(db.url()), &db.data_dir()).await.expect("connect and migrate");
+    let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("connect and migrate");
     let account = Account {
         id: AccountId::generate(),
         name: "Shop".into(),

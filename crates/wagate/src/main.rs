@@ -1,5 +1,5 @@
-//! The `wagate` command: `serve`, `keys`, `sandbox`, `bench`. Parses flags, then hands over to
-//! the server crate.
+//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`, `bench`. Parses flags, then hands
+//! over to the server crate.
 
 mod bench;
 
@@ -14,9 +14,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use wagate_domain::network::Cidr;
+use wagate_domain::sealed::SecretKey;
 use wagate_domain::secret::Secret;
 use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
 use wagate_server::config::LogFormat;
+use wagate_server::secret_key::{self, KeySource};
 use wagate_server::services::api_keys;
 use wagate_server::{Application, Config, telemetry};
 
@@ -40,6 +42,14 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Manage the key that seals the accounts' secrets (access tokens, app secrets, verify
+    /// tokens) in the database.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -114,6 +124,24 @@ enum KeysCommand {
     Revoke { id: String },
 }
 
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-seal every stored secret with a new key, in one transaction; stop wagate first. With
+    /// the key file, a new key replaces it and the old one is kept as `secret.key.old`. With
+    /// WAGATE_SECRET_KEY, give the new key with --new-key-env or --new-key-file (never on the
+    /// command line), then set it on every instance.
+    Rotate {
+        /// The environment variable that holds the new key (base64 of 32 bytes).
+        #[arg(long, value_name = "VAR", conflicts_with = "new_key_file")]
+        new_key_env: Option<String>,
+        /// The file that holds the new key (base64 of 32 bytes).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Print a new random key (base64 of 32 bytes), for WAGATE_SECRET_KEY.
+    GenerateKey,
+}
+
 #[derive(Args)]
 struct SandboxArgs {
     /// Address to listen on; paths are served under /sandbox.
@@ -154,6 +182,11 @@ fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
     if let Some(url) = &common.database_url {
         config.database_url = Some(url.clone());
     }
+    // Read here rather than as a flag: a key on the command line would land in shell history.
+    if let Some(key) = std::env::var_os(secret_key::ENV_VAR) {
+        let key = key.into_string().map_err(|_| anyhow::anyhow!("{} is not base64", secret_key::ENV_VAR))?;
+        config.secret_key = Some(Secret::new(key));
+    }
     Ok(config)
 }
 
@@ -162,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Keys { command, common } => keys(command, &common).await,
+        Command::Secrets { command, common } => secrets(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
@@ -234,9 +268,7 @@ async fn wait_for_signal() {
 
 async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
     let config = load_config(common)?;
-    let store = wagate_storage::connect(config.database_url.as_deref(), &config.data_dir)
-        .await
-        .context("cannot open the database")?;
+    let store = wagate_server::database::open(&config).await?;
     match command {
         KeysCommand::Create { name, scopes } => {
             let scopes = (!scopes.is_empty()).then_some(scopes.as_slice());
@@ -273,6 +305,43 @@ async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn secrets(command: SecretsCommand, common: &CommonArgs) -> anyhow::Result<()> {
+    let (new_key_env, new_key_file) = match command {
+        SecretsCommand::GenerateKey => {
+            println!("{}", SecretKey::generate().to_base64().expose());
+            return Ok(());
+        }
+        SecretsCommand::Rotate { new_key_env, new_key_file } => (new_key_env, new_key_file),
+    };
+    let config = load_config(common)?;
+    let new = match (new_key_env, new_key_file) {
+        (Some(var), _) => {
+            let text = std::env::var(&var).with_context(|| format!("--new-key-env {var}: the variable is not set"))?;
+            Some(SecretKey::from_base64(&text).map_err(|e| anyhow::anyhow!("{var} {e}"))?)
+        }
+        (None, Some(path)) => Some(
+            secret_key::read_key_file(&path)?
+                .with_context(|| format!("--new-key-file {}: there is no such file", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let done = secret_key::rotate(&config, new).await?;
+    let accounts = if done.accounts == 1 { "1 account".to_owned() } else { format!("{} accounts", done.accounts) };
+    println!("re-sealed the secrets of {accounts}: key {} replaced by key {}", done.from, done.to);
+    match done.source {
+        KeySource::File(path) => {
+            println!("the new key is in {}, the old one in {}.old; start wagate again", path.display(), path.display())
+        }
+        KeySource::Environment => println!(
+            "set {} to the new key (key {}) on every instance, then restart them: until then they cannot read the \
+             accounts' secrets",
+            secret_key::ENV_VAR,
+            done.to
+        ),
+    }
     Ok(())
 }
 

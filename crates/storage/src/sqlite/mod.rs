@@ -20,6 +20,8 @@ mod direct;
 
 pub(crate) use direct::Direct;
 
+use wagate_domain::sealed::Cipher;
+
 use crate::migrate;
 use crate::{Backend, Result, StorageError};
 
@@ -131,18 +133,16 @@ pub struct SqliteStore {
     reader: SqlitePool,
     direct: Direct,
     enqueuer: crate::sql::Enqueuer,
+    cipher: Cipher,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and migrates it.
-    pub async fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StorageError::Database(sqlx::Error::Configuration(
-                    format!("cannot create {}: {e}", dir.display()).into(),
-                ))
-            })?;
-        }
+    /// Opens (creating if needed) the database file at `path`, readable by this user only,
+    /// migrates it, and seals its secrets with `cipher`: those stored in clear are sealed, those
+    /// a previous key of the cipher sealed are re-sealed, and a secret no key of the cipher opens
+    /// is an error.
+    pub async fn open(path: &Path, cipher: Cipher) -> Result<Self> {
+        make_private(path)?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -162,7 +162,13 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let enqueuer = direct::spawn_batch_writer(path, writer.clone())?;
-        Ok(Self { writer, reader, direct: Direct::new(path), enqueuer })
+        let store = Self { writer, reader, direct: Direct::new(path), enqueuer, cipher };
+        store.seal_stored_secrets().await?;
+        Ok(store)
+    }
+
+    fn cipher(&self) -> &Cipher {
+        &self.cipher
     }
 
     fn enqueuer(&self) -> &crate::sql::Enqueuer {
@@ -198,6 +204,44 @@ impl SqliteStore {
         attempts = attempts + 1 WHERE id IN (SELECT id FROM webhook_deliveries \
         WHERE available_at IS NOT NULL AND available_at <= $3 ORDER BY available_at, id LIMIT $4) \
         RETURNING id, account_id, body, received_at, attempts";
+
+    /// The write transaction (BEGIN IMMEDIATE) already keeps other processes out.
+    const SELECT_SECRETS: &'static str = "SELECT id, access_token, app_secret, verify_token FROM accounts ORDER BY id";
+}
+
+/// Creates the database's directory (0700, when it is created here) and the database file
+/// (0600), and narrows an existing database and its WAL and shared-memory files to 0600: they
+/// hold every message and contact, and SQLite gives the WAL and shm files it creates the
+/// database file's mode.
+fn make_private(path: &Path) -> Result<()> {
+    let failed = |what: &str, p: &Path, e: std::io::Error| {
+        StorageError::Database(sqlx::Error::Configuration(format!("cannot {what} {}: {e}", p.display()).into()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| failed("create", dir, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| failed("create", path, e))?;
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = Path::new(&file);
+        let Ok(meta) = std::fs::metadata(file) else { continue };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| failed("make private (mode 0600)", file, e))?;
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
@@ -229,6 +273,34 @@ mod tests {
     use crate::Store;
     use wagate_domain::time::Timestamp;
 
+    /// The database holds every message and contact: only its owner may read it, whatever the
+    /// umask, also when an older version left it readable to others.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let db = crate::testing::TestDatabase::sqlite();
+        let dir = db.dir().join("made-here");
+        let path = dir.join("wagate.db");
+        let beside = |suffix: &str| dir.join(format!("wagate.db{suffix}"));
+        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
+        assert_eq!(store.outbox_depth().await.unwrap(), 0);
+        assert_eq!(mode(&dir), 0o700);
+        for file in [path.clone(), beside("-wal"), beside("-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        store.close().await;
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
+        assert_eq!(store.outbox_depth().await.unwrap(), 0);
+        for file in [path.clone(), beside("-wal"), beside("-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        store.close().await;
+    }
+
     /// Migration 9 rebuilds the outbox: a queue stored before it is the same queue after, with
     /// its order, attempts and leases, and new rows still come after it.
     #[tokio::test]
@@ -257,7 +329,7 @@ mod tests {
         sqlx::raw_sql(seed).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
 
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
         let rows: Vec<(i64, String, i64, Option<String>)> =
             sqlx::query_as("SELECT seq, message_id, attempts, lease FROM outbox ORDER BY seq")
                 .fetch_all(store.reader())

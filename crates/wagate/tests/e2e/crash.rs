@@ -197,7 +197,7 @@ async fn every_acknowledged_delivery_is_processed_after_a_kill_9(backend: Backen
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert_eq!(acknowledged.len(), DELIVERIES);
 
-    let store = wagate_storage::connect(Some(db.url()), &db.data_dir()).await.unwrap();
+    let store = open_store(&db).await;
     let pending = store.pending_deliveries().await.unwrap();
     assert!(pending > 0, "the kill came after every delivery was processed: nothing was shown");
     assert_eq!(store.count_deliveries().await.unwrap(), DELIVERIES as i64, "every acknowledged delivery stored");

@@ -17,6 +17,7 @@ mod message_types;
 mod ops;
 mod outbound;
 mod sandbox_mode;
+mod secrets;
 mod ssrf;
 mod standalone;
 mod support;

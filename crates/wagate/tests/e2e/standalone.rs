@@ -80,7 +80,7 @@ async fn serve_with_a_standalone_sandbox(backend: Backend) {
     assert_eq!(received[0]["wamid"], done["wamid"]);
 
     // The inbound message reached serve's storage through the signed webhook.
-    let store = wagate_storage::connect(Some(db.url()), &data_dir).await.unwrap();
+    let store = open_store(&db).await;
     let inbound = store.find_message_by_wamid(&inbound_wamid).await.unwrap().expect("the inbound message is stored");
     assert_eq!(inbound.content["text"]["body"], "is anyone there?");
     assert_eq!(inbound.phone_number_id, from);

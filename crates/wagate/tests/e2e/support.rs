@@ -180,11 +180,18 @@ impl TestApp {
         self.task.await.expect("app task").expect("app stops cleanly");
     }
 
-    /// Stops the application and starts a new one on the same database.
-    pub async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    /// Stops the application and hands back its database and API key, for the test to start
+    /// it again its own way.
+    pub async fn stop_keeping_database(self) -> (TestDatabase, String) {
         let TestApp { api_key, cancel, task, db, .. } = self;
         cancel.cancel();
         task.await.expect("app task").expect("app stops cleanly");
+        (db, api_key)
+    }
+
+    /// Stops the application and starts a new one on the same database.
+    pub async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let (db, api_key) = self.stop_keeping_database().await;
         let mut config = test_config(&db, &api_key);
         tweak(&mut config);
         let app = Application::build(config).await.expect("application rebuilds");
@@ -448,7 +455,8 @@ impl Process {
     pub async fn start_command(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(program);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-        cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env("RUST_LOG", "warn");
+        cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env_remove("WAGATE_SECRET_KEY");
+        cmd.env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -493,15 +501,25 @@ pub async fn standalone_sandbox(webhook_url: Option<&str>) -> Process {
 
 /// Runs the binary to completion and returns its stdout.
 pub async fn run_binary(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_wagate"))
-        .args(args)
-        .env_remove("WAGATE_DATABASE_URL")
-        .env_remove("WAGATE_CONFIG")
-        .output()
-        .await
-        .unwrap();
+    let out = run_binary_with(args, &[]).await;
     assert!(out.status.success(), "wagate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the binary to completion with these environment variables, whatever its outcome.
+pub async fn run_binary_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wagate"));
+    cmd.args(args).kill_on_drop(true);
+    cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env_remove("WAGATE_SECRET_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(PATIENCE, cmd.output()).await.expect("the command ends in time").unwrap()
+}
+
+/// The test database opened as `wagate serve` opens it, with the key it uses.
+pub async fn open_store(db: &TestDatabase) -> std::sync::Arc<dyn Store> {
+    wagate_server::database::open(&test_config(db, "")).await.expect("the database opens")
 }
 
 /// The tests that count what reached the sandbox within one second, against a bound a single
