@@ -1,12 +1,12 @@
 //! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
 //! default, PostgreSQL for production and clusters), one conformance suite run against both.
 
-mod contacts;
 mod media;
 mod migrate;
 pub mod model;
 mod postgres;
-mod sql;
+mod queue;
+mod shared;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -24,6 +24,7 @@ use wagate_domain::time::Timestamp;
 pub use media::*;
 pub use model::*;
 pub use postgres::PgStore;
+pub use queue::{Leased, LeasedQueue};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,14 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: i64, name: &'static str, source: sqlx::Error },
+    #[error("migration {version} ({name}) failed: {reason}")]
+    Migration { version: i64, name: &'static str, reason: String },
+    /// The store was closed (the server is stopping).
+    #[error("the database is closed")]
+    Closed,
+    /// The database could not be opened or set up (its file, its directory, a thread).
+    #[error("cannot open the database: {0}")]
+    Setup(String),
     #[error("stored value is not what wagate wrote: {0}")]
     Corrupt(String),
     /// A stored secret does not open with the key given.
@@ -54,15 +61,26 @@ pub enum Backend {
     Postgres,
 }
 
-/// Everything wagate keeps. Implementations hold their own pools; every method is one unit of
-/// work (one transaction where it writes several rows).
+/// Everything wagate keeps, as the server holds it: one trait per aggregate, and the queues.
+/// Implementations hold their own connections; every method is one unit of work (one
+/// transaction where it writes several rows).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Testing + 'static {
     fn backend(&self) -> Backend;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);
+    /// Webhook deliveries waiting to be processed.
+    fn deliveries(&self) -> &dyn LeasedQueue<Delivery>;
+    /// Media customers sent, waiting to be downloaded.
+    fn media_downloads(&self) -> &dyn LeasedQueue<Media>;
+    /// Messages waiting to be sent. Holders record a send's result with [`Outbox`]'s
+    /// `record_accepted` and `record_failed`.
+    fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError>;
+}
 
-    // Accounts and phone numbers.
+/// Meta accounts, their phone numbers, and what limits their sending.
+#[async_trait]
+pub trait Accounts: Send + Sync {
     /// Inserts an account with the phone numbers read from its WABA. `Conflict` when a number
     /// belongs to another account, or when a second sandbox account is inserted.
     async fn insert_account(&self, account: &Account, numbers: &[PhoneNumber]) -> Result<()>;
@@ -83,8 +101,26 @@ pub trait Store: Send + Sync + 'static {
     async fn get_phone_number(&self, id: &str) -> Result<Option<PhoneNumber>>;
     /// Makes `id` the default sender among the numbers of its mode; false when there is no such number.
     async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> Result<bool>;
+    /// Pauses an account's sending, unless it was paused already or has changed since
+    /// `as_of` (its `updated_at` when the refused send was made: new credentials may fix it).
+    async fn pause_account(&self, id: &AccountId, as_of: Timestamp, error: &MessageError, at: Timestamp)
+    -> Result<bool>;
+    /// False when it was not paused.
+    async fn resume_account(&self, id: &AccountId) -> Result<bool>;
+    /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
+    async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool>;
+    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool>;
+    /// Meta's messaging limit tier for an account, as a webhook reported it.
+    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
+    /// Records that this number's webhooks are being seen, the first time only.
+    async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
+    /// How many distinct users an account's messages outside the 24-hour window went to since.
+    async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64>;
+}
 
-    // API keys.
+/// Keys for wagate's own API, stored by hash.
+#[async_trait]
+pub trait ApiKeys: Send + Sync {
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
     /// Inserts the key unless its hash is known; the stored key either way. A known key stays
     /// as it is: revoked, it stays revoked.
@@ -94,8 +130,12 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key by id; false when there is no such unrevoked key.
     async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<bool>;
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> Result<()>;
+}
 
-    // Outbound messages and the outbox.
+/// Sending: new messages into the outbox (see [`Store::outbox`] for the queue itself), what the
+/// dispatcher claims and records, and who may dispatch a number.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Stores the message, its outbox row and its idempotency key in one transaction (grouped
     /// with other sends into one commit); its first history entry (`queued` or `scheduled`) is
     /// the message's own. A used idempotency key stores nothing and answers what it was used for.
@@ -108,34 +148,34 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<IdempotencyRecord>>;
     async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> Result<u64>;
-    /// Removes up to `limit` statuses that never found their message (their wamid is no message
-    /// of this database's) recorded before `before`; how many it removed.
-    async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> Result<u64>;
-    async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
-    async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
-    async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
-    async fn count_messages(&self) -> Result<i64>;
-    /// Messages matching `filter`, newest first, at most `limit`.
-    async fn list_messages(&self, filter: &MessageFilter, limit: u32) -> Result<Vec<Message>>;
     /// A number's due messages that head their recipient's queue, in (due, acceptance) order:
     /// a recipient's next message becomes a head only when the one before it is done.
     async fn outbox_heads(&self, phone_number_id: &str, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>>;
     /// Leases these outbox rows (those still due and unleased) until `lease_until` and marks
     /// their messages `sending`. The ids are heads `outbox_heads` gave: what keeps a recipient's
     /// messages in order is that only heads are claimed.
-    async fn claim_messages(&self, ids: &[MessageId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Dispatch>>;
-    /// Leases up to `limit` heads of any number (see `outbox_heads`).
-    async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Dispatch>>;
+    async fn claim_messages(
+        &self,
+        ids: &[MessageId],
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Leased<Dispatch>>>;
     /// Fails up to `limit` queued messages whose `expires_at` has passed; their ids.
     async fn expire_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<MessageId>>;
     /// Meta accepted the message: record its wamid (and Meta's answer, kept in the history),
     /// drop the outbox row, apply any statuses that arrived for that wamid first. False when
     /// another attempt recorded its result first.
-    async fn record_accepted(&self, dispatch: &Dispatch, wamid: &str, response: &Value, at: Timestamp) -> Result<bool>;
+    async fn record_accepted(
+        &self,
+        dispatch: &Leased<Dispatch>,
+        wamid: &str,
+        response: &Value,
+        at: Timestamp,
+    ) -> Result<bool>;
     /// The send failed for good; `detail` keeps Meta's answer as it came.
     async fn record_failed(
         &self,
-        dispatch: &Dispatch,
+        dispatch: &Leased<Dispatch>,
         error: &MessageError,
         detail: Option<&Value>,
         at: Timestamp,
@@ -143,15 +183,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a message no dispatcher holds (queued, scheduled, or waiting to be retried).
     /// False when it is being sent or already done.
     async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> Result<bool>;
-    /// The send failed for now: give the row back, due again at `due_at`.
-    async fn reschedule(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
     /// Gives the row back, due again at `due_at`, without counting the attempt (it never
     /// reached Meta for a reason not the message's: a paused account).
-    async fn give_back(&self, dispatch: &Dispatch, due_at: Timestamp, error: &MessageError) -> Result<bool>;
-    async fn outbox_depth(&self) -> Result<i64>;
+    async fn give_back(&self, dispatch: &Leased<Dispatch>, due_at: Timestamp, error: &MessageError) -> Result<bool>;
     async fn outbox_depth_by_number(&self) -> Result<Vec<(String, i64)>>;
-
-    // Dispatching: number leases, limits, pauses.
     /// Takes or renews the lease on dispatching a number's messages; false while another
     /// holder's lease runs.
     async fn acquire_number_lease(
@@ -162,66 +197,42 @@ pub trait Store: Send + Sync + 'static {
         until: Timestamp,
     ) -> Result<bool>;
     async fn release_number_leases(&self, holder: &str) -> Result<()>;
-    /// Pauses an account's sending, unless it was paused already or has changed since
-    /// `as_of` (its `updated_at` when the refused send was made: new credentials may fix it).
-    async fn pause_account(
-        &self,
-        id: &AccountId,
-        as_of: Timestamp,
-        error: &MessageError,
-        at: Timestamp,
-    ) -> Result<bool>;
-    /// False when it was not paused.
-    async fn resume_account(&self, id: &AccountId) -> Result<bool>;
-    /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
-    async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool>;
-    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool>;
-    /// How many distinct users an account's messages outside the 24-hour window went to since.
-    async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64>;
+}
 
-    // Inbound.
-    /// Applies a status to the message of `update.account_id` with that wamid, or keeps it for
-    /// when that account records the wamid.
-    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> Result<StatusOutcome> {
-        let mut outcomes = self.apply_statuses(std::slice::from_ref(update), at).await?;
-        Ok(outcomes.pop().unwrap_or(StatusOutcome::Duplicate))
-    }
-    /// Applies statuses (see `apply_status`) in one transaction: one flush for a whole batch of
-    /// webhook deliveries. The outcomes are in the order of `updates`.
+/// Messages of both directions and their statuses.
+#[async_trait]
+pub trait Messages: Send + Sync {
+    async fn get_message(&self, id: &MessageId) -> Result<Option<Message>>;
+    async fn find_message_by_wamid(&self, wamid: &str) -> Result<Option<Message>>;
+    async fn message_history(&self, id: &MessageId) -> Result<Vec<StatusEntry>>;
+    /// Messages matching `filter`, newest first, at most `limit`.
+    async fn list_messages(&self, filter: &MessageFilter, limit: u32) -> Result<Vec<Message>>;
+    /// Applies statuses in one transaction (one flush for a whole batch of webhook
+    /// deliveries), each to the message of its account with that wamid, or kept for when that
+    /// account records the wamid. The outcomes are in the order of `updates`.
     async fn apply_statuses(&self, updates: &[StatusUpdate], at: Timestamp) -> Result<Vec<StatusOutcome>>;
-    /// Stores an inbound message, upserts its contact and moves the conversation's window; false,
-    /// and nothing changes, for a duplicate wamid.
-    async fn record_inbound(&self, message: &NewInbound) -> Result<bool> {
-        Ok(self.record_inbounds(std::slice::from_ref(message)).await?.pop().unwrap_or(false))
-    }
-    /// Stores inbound messages (see `record_inbound`) in one transaction, in order: one flush
-    /// for a whole batch of webhook deliveries. Whether each was new, in the order given.
-    async fn record_inbounds(&self, messages: &[NewInbound]) -> Result<Vec<bool>>;
-    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
-    /// Records that the customer stopped marketing messages at `at` (Meta's time of the 131050
-    /// failure), as a stop of `set_marketing_preference`; the contact is made if unknown.
-    async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> Result<()>;
-    /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
-    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
-    /// Records that this number's webhooks are being seen, the first time only.
-    async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
+    /// Removes up to `limit` statuses that never found their message (their wamid is no message
+    /// of this database's) recorded before `before`; how many it removed.
+    async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> Result<u64>;
+    /// Stores a message the business sent from the WhatsApp Business app; false for a known wamid.
+    async fn record_echo(&self, echo: &NewEcho) -> Result<bool>;
+}
 
-    // Webhook deliveries.
+/// What Meta's webhooks bring: deliveries as received (see [`Store::deliveries`] for the queue),
+/// the inbound messages they carry, and the events of other fields.
+#[async_trait]
+pub trait Inbound: Send + Sync {
     /// Stores a delivery as received (grouped with other writes into one commit); its id.
     async fn insert_delivery(&self, delivery: NewDelivery) -> Result<i64>;
-    async fn claim_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Delivery>>;
     /// Marks deliveries processed (each with the error that made it unprocessable, if any), in
-    /// one transaction: one flush for a whole batch.
-    async fn finish_deliveries(&self, finished: &[(&Delivery, Option<String>)], at: Timestamp) -> Result<()>;
-    /// Gives a delivery back to be tried again at `due_at`.
-    async fn retry_delivery(&self, delivery: &Delivery, due_at: Timestamp, error: &str) -> Result<()>;
-    async fn count_deliveries(&self) -> Result<i64>;
+    /// one transaction: one flush for a whole batch. Those whose lease was lost are left alone.
+    async fn finish_deliveries(&self, finished: &[(&Leased<Delivery>, Option<String>)], at: Timestamp) -> Result<()>;
     /// Removes up to `limit` deliveries processed (or set aside) before `before`; how many.
     async fn delete_processed_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64>;
-    /// Deliveries stored but not processed yet.
-    async fn pending_deliveries(&self) -> Result<i64>;
-
-    // Other webhook fields, echoes.
+    /// Stores inbound messages in one transaction, in order (one flush for a whole batch of
+    /// webhook deliveries): each with its contact upserted and its conversation's window moved.
+    /// Whether each was new: a duplicate wamid changes nothing.
+    async fn record_inbounds(&self, messages: &[NewInbound]) -> Result<Vec<bool>>;
     /// Stores a webhook change as an event, once per account and `dedup_key`; false when stored already.
     async fn record_webhook_event(&self, event: &NewWebhookEvent) -> Result<bool>;
     /// An account's events, newest first, older than `before` (an event id) when given.
@@ -232,28 +243,13 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<WebhookEvent>>;
-    /// Stores a message the business sent from the WhatsApp Business app; false for a known wamid.
-    async fn record_echo(&self, echo: &NewEcho) -> Result<bool>;
-    /// Meta's messaging limit tier for an account, as a webhook reported it.
-    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
-    // Inbound media (wagate issue 6): rows claimed with a lease, like webhook deliveries.
-    /// Records a media file to download; false (nothing changes) when the account already has
-    /// a row for that Meta media id.
-    async fn insert_media(&self, media: &NewMedia) -> Result<bool>;
-    /// Leases up to `limit` pending downloads due at `now` until `lease_until`, counting an attempt.
-    async fn claim_media(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<MediaJob>>;
-    /// The file is written: `stored`. False when the lease was lost (another worker took it).
-    async fn media_stored(&self, job: &MediaJob, stored: &StoredMedia) -> Result<bool>;
-    /// The attempt failed for now: due again at `due_at`.
-    async fn retry_media(&self, job: &MediaJob, due_at: Timestamp, error: &str, at: Timestamp) -> Result<bool>;
-    /// The download failed for good.
-    async fn media_failed(&self, job: &MediaJob, error: &str, at: Timestamp) -> Result<bool>;
-    async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
-    /// Media matching `filter`, newest first, at most `limit`.
-    async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
-    // Contacts and conversations.
+}
+
+/// Customers and the conversations business numbers have with them.
+#[async_trait]
+pub trait Contacts: Send + Sync {
     /// The contact with these ids, made or linked: a contact found by `wa_id` and another found
-    /// by `user_id` are merged into the older one (see `record_inbound`); the ids, and the
+    /// by `user_id` are merged into the older one (see `record_inbounds`); the ids, and the
     /// profile name when given, are recorded on it.
     async fn upsert_contact(&self, ids: &ContactIds, profile_name: Option<&str>, at: Timestamp) -> Result<ContactId>;
     /// A customer's ids changed (`user_changed_number`, `user_changed_user_id`): the contact
@@ -270,6 +266,9 @@ pub trait Store: Send + Sync + 'static {
     /// (`Contact::marketing_opted_out`): the same outcome in any order webhooks come in.
     /// False for an unknown contact.
     async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool>;
+    /// Records that the customer stopped marketing messages at `at` (Meta's time of the 131050
+    /// failure), as a stop of `set_marketing_preference`; the contact is made if unknown.
+    async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> Result<()>;
     async fn get_conversation(&self, id: &ConversationId) -> Result<Option<Conversation>>;
     /// Conversations matching `filter`, by last message, newest first, at most `limit`.
     async fn list_conversations(&self, filter: &ConversationFilter, limit: u32) -> Result<Vec<Conversation>>;
@@ -286,6 +285,37 @@ pub trait Store: Send + Sync + 'static {
     /// it. False for an unknown conversation.
     async fn mark_conversation_read(&self, id: &ConversationId, through: &MessageId, at: Timestamp) -> Result<bool>;
 }
+
+/// Media files customers sent (see [`Store::media_downloads`] for the downloads' queue).
+#[async_trait]
+pub trait MediaFiles: Send + Sync {
+    /// Records a media file to download; false (nothing changes) when the account already has
+    /// a row for that Meta media id.
+    async fn insert_media(&self, media: &NewMedia) -> Result<bool>;
+    /// The file is written: `stored`. False when the lease was lost (another worker took it).
+    async fn media_stored(&self, job: &Leased<Media>, stored: &StoredMedia) -> Result<bool>;
+    async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
+    /// Media matching `filter`, newest first, at most `limit`.
+    async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
+}
+
+/// Reads only tests make: counts and lookups that no request path needs.
+#[cfg(feature = "testing")]
+#[async_trait]
+pub trait Testing: Send + Sync {
+    async fn count_messages(&self) -> Result<i64>;
+    async fn count_deliveries(&self) -> Result<i64>;
+    /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
+    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
+}
+
+/// Without the `testing` feature, nothing: every store is one.
+#[cfg(not(feature = "testing"))]
+pub trait Testing {}
+
+#[cfg(not(feature = "testing"))]
+impl<T: ?Sized> Testing for T {}
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file
 /// `wagate.db` in `data_dir` when there is no URL, brings its schema up to date, and seals its

@@ -77,13 +77,6 @@ pub struct Media {
     pub downloaded_at: Option<Timestamp>,
 }
 
-/// A download a worker holds a lease on.
-#[derive(Clone, Debug)]
-pub struct MediaJob {
-    pub media: Media,
-    pub lease: String,
-}
-
 /// What a finished download wrote.
 #[derive(Clone, Debug)]
 pub struct StoredMedia {

@@ -250,8 +250,8 @@ pub struct StatusEntry {
     pub detail: Option<Value>,
 }
 
-/// An outbox row the dispatcher holds a lease on, with what it needs to send.
-#[derive(Clone, Debug)]
+/// An outbox row as the dispatcher claims it (see [`crate::Leased`]): what sending needs.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dispatch {
     pub message_id: MessageId,
     pub account_id: AccountId,
@@ -259,12 +259,6 @@ pub struct Dispatch {
     pub recipient: String,
     pub kind: String,
     pub content: Value,
-    /// Attempts so far, this one included.
-    pub attempts: i64,
-    /// Proof of the lease: results are recorded only by the holder.
-    pub lease: String,
-    /// When the lease lapses and the row may be claimed again.
-    pub lease_until: Timestamp,
     /// When it was accepted (retries stop at a deadline counted from here).
     pub created_at: Timestamp,
 }
@@ -405,15 +399,13 @@ pub struct NewDelivery {
     pub received_at: Timestamp,
 }
 
-/// A stored delivery the processor holds a lease on.
-#[derive(Clone, Debug)]
+/// A stored delivery, as the processor claims it (see [`crate::Leased`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Delivery {
     pub id: i64,
     pub account_id: Option<AccountId>,
     pub body: Vec<u8>,
     pub received_at: Timestamp,
-    pub attempts: i64,
-    pub lease: String,
 }
 
 /// Which messages `list_messages` returns. `to` and `from` mean what the API shows: for an
