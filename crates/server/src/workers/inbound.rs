@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Delivery, StorageError};
+use wagate_storage::{Delivery, Leased, StorageError};
 
 use crate::services::webhooks::{Pending, ProcessError, process, write_pending};
 use crate::state::{AppState, Worker};
@@ -26,7 +26,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             delete_old_deliveries(&state, Duration::from_secs(settings.keep_processed_secs)).await;
         }
         let now = Timestamp::now();
-        let batch = match state.store.claim_deliveries(now, now.plus(lease), BATCH).await {
+        let batch = match state.store.deliveries().claim(now, now.plus(lease), BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "claiming webhook deliveries failed");
@@ -121,10 +121,10 @@ async fn delete_old_deliveries(state: &AppState, keep: Duration) {
 /// failed too often.
 async fn give_back<'a>(
     state: &AppState,
-    d: &'a Delivery,
+    d: &'a Leased<Delivery>,
     e: &StorageError,
     max_attempts: i64,
-    finished: &mut Vec<(&'a Delivery, Option<String>)>,
+    finished: &mut Vec<(&'a Leased<Delivery>, Option<String>)>,
 ) {
     if d.attempts >= max_attempts {
         tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
@@ -133,7 +133,7 @@ async fn give_back<'a>(
     }
     tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
     let delay = super::backoff(d.attempts, 200, 60_000);
-    if let Err(e) = state.store.retry_delivery(d, Timestamp::now().plus(delay), &e.to_string()).await {
+    if let Err(e) = state.store.deliveries().retry(d, Timestamp::now().plus(delay), &e.to_string(), Timestamp::now()).await {
         tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
     }
 }

@@ -186,7 +186,7 @@ impl NumberWorker {
         (picked, pair_wait)
     }
 
-    async fn claim(&self, picked: &[MessageId]) -> Vec<wagate_storage::Dispatch> {
+    async fn claim(&self, picked: &[MessageId]) -> Vec<wagate_storage::Leased<wagate_storage::Dispatch>> {
         if picked.is_empty() {
             return Vec::new();
         }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wagate_domain::message::{MessageError, graph_body};
 use wagate_domain::meta::{is_account_code, is_transient_code};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, Dispatch, StorageError};
+use wagate_storage::{Account, Dispatch, Leased, StorageError};
 
 use super::limiter::{self, Limits};
 use crate::config::UnknownOutcome;
@@ -29,7 +29,7 @@ pub enum Signal {
 
 /// Sends `d` for `account`, as the number's worker last read it: no read per send, so a send
 /// leaves when its throughput token is taken, not after a database round trip of varying length.
-pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d: Dispatch) -> Signal {
+pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d: Leased<Dispatch>) -> Signal {
     limiter::leave(limits, &d.recipient).await;
     let Value::Object(fields) = &d.content else {
         let error = MessageError::gateway("corrupt_message", "stored content is not a JSON object");
@@ -68,7 +68,7 @@ enum Outcome {
     Pause(MessageError),
 }
 
-fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, Signal) {
+fn classify(state: &AppState, d: &Leased<Dispatch>, failure: GraphFailure) -> (Outcome, Signal) {
     let settings = &state.config.dispatcher;
     let (code, retry_after, error) = match &failure {
         GraphFailure::Meta { error, .. } => (Some(error.code), None, MessageError::from_graph(error)),
@@ -129,7 +129,7 @@ fn pair_backoff(attempt: i64, base_ms: u64, max_ms: u64) -> Duration {
 
 /// Records an outcome. If storage fails it keeps trying until the lease is about to lapse: an
 /// acceptance left unrecorded would be sent again by whoever claims the message next.
-async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
+async fn record(state: &AppState, d: &Leased<Dispatch>, outcome: Outcome) {
     let mut wait = Duration::from_millis(100);
     loop {
         let e = match record_once(state, d, &outcome).await {
@@ -154,7 +154,7 @@ async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
     }
 }
 
-async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Result<(), StorageError> {
+async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) -> Result<(), StorageError> {
     let now = Timestamp::now();
     let metrics = &state.metrics;
     let number = &d.phone_number_id;
@@ -171,7 +171,7 @@ async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Resul
             metrics.dispatched(number, "accepted");
         }
         Outcome::Retry(delay, error) => {
-            state.store.reschedule(d, now.plus(*delay), error).await?;
+            state.store.outbox().retry(d, now.plus(*delay), error, now).await?;
             metrics.dispatched(number, "retried");
         }
         Outcome::Pause(error) => {
