@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::{Cipher, OpenError};
 use wagate_domain::time::Timestamp;
@@ -175,7 +176,7 @@ pub trait Store: Send + Sync + 'static {
     async fn resume_account(&self, id: &AccountId) -> Result<bool>;
     /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
     async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool>;
-    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool>;
+    async fn set_throughput_level(&self, id: &str, level: &ThroughputLevel, at: Timestamp) -> Result<bool>;
     /// How many distinct users an account's messages outside the 24-hour window went to since.
     async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64>;
 
@@ -235,7 +236,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message the business sent from the WhatsApp Business app; false for a known wamid.
     async fn record_echo(&self, echo: &NewEcho) -> Result<bool>;
     /// Meta's messaging limit tier for an account, as a webhook reported it.
-    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
+    async fn set_messaging_tier(&self, id: &AccountId, tier: MessagingTier) -> Result<bool>;
     // Inbound media (wagate issue 6): rows claimed with a lease, like webhook deliveries.
     /// Records a media file to download; false (nothing changes) when the account already has
     /// a row for that Meta media id.

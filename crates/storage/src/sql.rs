@@ -632,6 +632,7 @@ macro_rules! impl_store {
         use sqlx::Row as _;
         use wagate_domain::api_key::Scopes;
         use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
+        use wagate_domain::limits::{MessagingTier, ThroughputLevel};
         use wagate_domain::message::MessageError;
         use wagate_domain::secret::Secret;
         use wagate_domain::status::{MessageStatus, Report, fold};
@@ -662,7 +663,8 @@ macro_rules! impl_store {
                     (Some(since), Some(error)) => Some(Pause { since: ts(since), error }),
                     _ => None,
                 },
-                messaging_tier: r.try_get("messaging_tier")?,
+                // A tier Meta named that wagate does not know reads as none: the default's limit.
+                messaging_tier: r.try_get::<Option<String>, _>("messaging_tier")?.as_deref().and_then(MessagingTier::parse),
                 created_at: ts(r.try_get("created_at")?),
                 updated_at: ts(r.try_get("updated_at")?),
             })
@@ -680,7 +682,7 @@ macro_rules! impl_store {
                 is_default: r.try_get("is_default")?,
                 mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
                 webhooks_since: r.try_get::<Option<i64>, _>("webhooks_since")?.map(ts),
-                throughput_level: r.try_get("throughput_level")?,
+                throughput_level: r.try_get::<Option<String>, _>("throughput_level")?.map(|l| ThroughputLevel::parse(&l)),
                 messages_per_second: r
                     .try_get::<Option<i64>, _>("messages_per_second")?
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
@@ -840,7 +842,7 @@ macro_rules! impl_store {
                 .bind(n.created_at.as_millis())
                 .bind(n.updated_at.as_millis())
                 .bind(n.webhooks_since.map(Timestamp::as_millis))
-                .bind(&n.throughput_level)
+                .bind(n.throughput_level.as_ref().map(ThroughputLevel::as_str))
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -1051,7 +1053,7 @@ macro_rules! impl_store {
                 .bind(account.updated_at.as_millis())
                 .bind(account.paused.as_ref().map(|p| p.since.as_millis()))
                 .bind(account.paused.as_ref().map(|p| error_text(&p.error)))
-                .bind(&account.messaging_tier)
+                .bind(account.messaging_tier.map(MessagingTier::as_str))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match &e {
@@ -1087,7 +1089,7 @@ macro_rules! impl_store {
                 .bind(verify_token)
                 .bind(account.updated_at.as_millis())
                 .bind(last_updated_at.as_millis())
-                .bind(&account.messaging_tier)
+                .bind(account.messaging_tier.map(MessagingTier::as_str))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -1380,8 +1382,8 @@ macro_rules! impl_store {
                 // Meta's timestamps are whole seconds and ours are milliseconds, so time alone
                 // can put `sent` before `accepted`: order by progress, then time.
                 out.sort_by(|a, b| {
-                    (rank_for_order(a.status), a.occurred_at, &a.participant)
-                        .cmp(&(rank_for_order(b.status), b.occurred_at, &b.participant))
+                    (a.status.history_order(), a.occurred_at, &a.participant)
+                        .cmp(&(b.status.history_order(), b.occurred_at, &b.participant))
                 });
                 Ok(out)
             }
@@ -1552,10 +1554,10 @@ macro_rules! impl_store {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> $crate::Result<bool> {
+            async fn set_throughput_level(&self, id: &str, level: &ThroughputLevel, at: Timestamp) -> $crate::Result<bool> {
                 let r = sqlx::query("UPDATE phone_numbers SET throughput_level = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
-                    .bind(level)
+                    .bind(level.as_str())
                     .bind(at.as_millis())
                     .execute(&mut *self.write().await?)
                     .await?;
@@ -2021,13 +2023,13 @@ macro_rules! impl_store {
                 Ok(stored)
             }
 
-            async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> $crate::Result<bool> {
+            async fn set_messaging_tier(&self, id: &AccountId, tier: MessagingTier) -> $crate::Result<bool> {
                 // Not `updated_at`: that marks changes of credentials, which a pause waits for.
                 let updated = sqlx::query(
                     "UPDATE accounts SET messaging_tier = $2 WHERE id = $1 AND messaging_tier IS DISTINCT FROM $2",
                 )
                 .bind(id.as_str())
-                .bind(tier)
+                .bind(tier.as_str())
                 .execute(&mut *self.write().await?)
                 .await?
                 .rows_affected();
@@ -2234,21 +2236,6 @@ macro_rules! impl_store {
                 at: Timestamp,
             ) -> $crate::Result<bool> {
                 self.conversation_mark_read(id, through, at).await
-            }
-        }
-
-        /// The order in which a message's statuses happen.
-        fn rank_for_order(s: MessageStatus) -> u8 {
-            match s {
-                MessageStatus::Scheduled => 0,
-                MessageStatus::Queued => 1,
-                MessageStatus::Sending => 2,
-                MessageStatus::Accepted => 3,
-                MessageStatus::Sent => 4,
-                MessageStatus::Delivered => 5,
-                MessageStatus::Read => 6,
-                MessageStatus::Played => 7,
-                MessageStatus::Failed | MessageStatus::Canceled | MessageStatus::Received => 8,
             }
         }
 
