@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use wagate_domain::retry::{Retry, RetryPolicy};
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Delivery, Leased, StorageError};
 
@@ -18,6 +19,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let lease = Duration::from_millis(settings.lease_ms);
     let linger = Duration::from_millis(settings.linger_ms);
     let sweep_every = Duration::from_millis(settings.sweep_interval_ms);
+    let retry_policy = settings.retry_policy();
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         state.health.beat(Worker::Inbound);
@@ -53,7 +55,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
                 Err(ProcessError::Storage(e)) => {
                     pending.truncate(before);
                     let set_aside = finished.len();
-                    give_back(&state, d, &e, settings.max_attempts, &mut finished).await;
+                    give_back(&state, d, &e, &retry_policy, &mut finished).await;
                     if finished.len() > set_aside {
                         spans.push((before, before));
                     }
@@ -71,7 +73,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             for ((d, outcome), span) in std::mem::take(&mut finished).into_iter().zip(spans) {
                 match write_pending(&state, &pending, Some(span)).await {
                     Ok(()) => written.push((d, outcome)),
-                    Err(e) => give_back(&state, d, &e, settings.max_attempts, &mut written).await,
+                    Err(e) => give_back(&state, d, &e, &retry_policy, &mut written).await,
                 }
             }
             finished = written;
@@ -123,17 +125,16 @@ async fn give_back<'a>(
     state: &AppState,
     d: &'a Leased<Delivery>,
     e: &StorageError,
-    max_attempts: i64,
+    policy: &RetryPolicy,
     finished: &mut Vec<(&'a Leased<Delivery>, Option<String>)>,
 ) {
-    if d.attempts >= max_attempts {
+    let Retry::At(due) = super::retry(policy, d.attempts, d.received_at, Timestamp::now()) else {
         tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
         finished.push((d, Some(e.to_string())));
         return;
-    }
+    };
     tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
-    let delay = super::backoff(d.attempts, 200, 60_000);
-    if let Err(e) = state.store.deliveries().retry(d, Timestamp::now().plus(delay), &e.to_string(), Timestamp::now()).await {
+    if let Err(e) = state.store.deliveries().retry(d, due, &e.to_string(), Timestamp::now()).await {
         tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
     }
 }

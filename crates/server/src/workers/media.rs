@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use wagate_domain::retry::Retry;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Leased, Media, StoredMedia};
 
@@ -83,17 +84,20 @@ async fn attempt(state: AppState, job: Leased<Media>) {
             tracing::warn!(media = %media.id, error = %why, "media download failed for good");
             state.store.media_downloads().give_up(&job, &why, now).await
         }
-        Err(Failure::Transient(why)) if media.attempts >= settings.max_attempts => {
-            Metrics::outcome(&state.metrics.media_downloads, "failed");
-            let why = format!("gave up after {} attempts; last error: {why}", media.attempts);
-            tracing::warn!(media = %media.id, error = %why, "media download failed for good");
-            state.store.media_downloads().give_up(&job, &why, now).await
-        }
         Err(Failure::Transient(why)) => {
-            Metrics::outcome(&state.metrics.media_downloads, "retried");
-            tracing::info!(media = %media.id, attempt = media.attempts, error = %why, "media download failed; will retry");
-            let delay = super::backoff(media.attempts, settings.retry_base_ms, settings.retry_max_ms);
-            state.store.media_downloads().retry(&job, now.plus(delay), &why, now).await
+            match super::retry(&settings.retry_policy(), media.attempts, media.created_at, now) {
+                Retry::At(due) => {
+                    Metrics::outcome(&state.metrics.media_downloads, "retried");
+                    tracing::info!(media = %media.id, attempt = media.attempts, error = %why, "media download failed; will retry");
+                    state.store.media_downloads().retry(&job, due, &why, now).await
+                }
+                Retry::GiveUp(_) => {
+                    Metrics::outcome(&state.metrics.media_downloads, "failed");
+                    let why = format!("gave up after {} attempts; last error: {why}", media.attempts);
+                    tracing::warn!(media = %media.id, error = %why, "media download failed for good");
+                    state.store.media_downloads().give_up(&job, &why, now).await
+                }
+            }
         }
     };
     match saved {
