@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{Transaction, ffi, params};
 use wagate_domain::id::AccountId;
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
@@ -59,7 +60,7 @@ impl Accounts for SqliteStore {
                     a.updated_at.as_millis(),
                     a.paused.as_ref().map(|p| p.since.as_millis()),
                     paused_error,
-                    a.messaging_tier,
+                    a.messaging_tier.map(MessagingTier::as_str),
                 ]);
                 inserted.map_err(|e| {
                     if !is_unique_violation(&e) {
@@ -93,7 +94,7 @@ impl Accounts for SqliteStore {
                     verify_token,
                     a.updated_at.as_millis(),
                     last_updated_at.as_millis(),
-                    a.messaging_tier,
+                    a.messaging_tier.map(MessagingTier::as_str),
                 ])?;
                 if updated == 0 {
                     return Ok(false);
@@ -179,15 +180,15 @@ impl Accounts for SqliteStore {
         Ok(self.execute(sql, (id.to_owned(), messages_per_second, at.as_millis())).await? == 1)
     }
 
-    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool> {
+    async fn set_throughput_level(&self, id: &str, level: &ThroughputLevel, at: Timestamp) -> Result<bool> {
         let sql = "UPDATE phone_numbers SET throughput_level = ?2, updated_at = ?3 WHERE id = ?1";
-        Ok(self.execute(sql, (id.to_owned(), level.to_owned(), at.as_millis())).await? == 1)
+        Ok(self.execute(sql, (id.to_owned(), level.as_str().to_owned(), at.as_millis())).await? == 1)
     }
 
-    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool> {
+    async fn set_messaging_tier(&self, id: &AccountId, tier: MessagingTier) -> Result<bool> {
         // Not `updated_at`: that marks changes of credentials, which a pause waits for.
         let sql = "UPDATE accounts SET messaging_tier = ?2 WHERE id = ?1 AND messaging_tier IS DISTINCT FROM ?2";
-        Ok(self.execute(sql, (id.as_str().to_owned(), tier.to_owned())).await? == 1)
+        Ok(self.execute(sql, (id.as_str().to_owned(), tier.as_str())).await? == 1)
     }
 
     async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()> {
@@ -224,7 +225,7 @@ fn upsert_phone_numbers(tx: &Transaction<'_>, account_id: &AccountId, numbers: &
             n.created_at.as_millis(),
             n.updated_at.as_millis(),
             n.webhooks_since.map(Timestamp::as_millis),
-            n.throughput_level,
+            n.throughput_level.as_ref().map(ThroughputLevel::as_str),
         ])?;
         if written == 0 {
             return Err(StorageError::Conflict(format!(

@@ -85,8 +85,8 @@ impl Messages for SqliteStore {
         // Meta's timestamps are whole seconds and ours are milliseconds, so time alone can put
         // `sent` before `accepted`: order by progress, then time.
         out.sort_by(|a, b| {
-            (rank_for_order(a.status), a.occurred_at, &a.participant).cmp(&(
-                rank_for_order(b.status),
+            (a.status.history_order(), a.occurred_at, &a.participant).cmp(&(
+                b.status.history_order(),
                 b.occurred_at,
                 &b.participant,
             ))
@@ -188,19 +188,4 @@ pub(super) fn refresh_status(tx: &Transaction<'_>, message_id: &str, at: i64) ->
     let (status, error) = current_status(reports.into_iter().flatten().collect());
     tx.prepare_cached(SET_STATUS)?.execute(params![status, error, at, message_id])?;
     Ok(())
-}
-
-/// The order in which a message's statuses happen.
-fn rank_for_order(s: MessageStatus) -> u8 {
-    match s {
-        MessageStatus::Scheduled => 0,
-        MessageStatus::Queued => 1,
-        MessageStatus::Sending => 2,
-        MessageStatus::Accepted => 3,
-        MessageStatus::Sent => 4,
-        MessageStatus::Delivered => 5,
-        MessageStatus::Read => 6,
-        MessageStatus::Played => 7,
-        MessageStatus::Failed | MessageStatus::Canceled | MessageStatus::Received => 8,
-    }
 }

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, Params, Row};
 use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::sealed::Cipher;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::MessageStatus;
@@ -69,7 +70,8 @@ pub(super) fn account(cipher: &Cipher, r: &Row<'_>) -> Result<Account> {
             (Some(since), Some(error)) => Some(Pause { since: ts(since), error }),
             _ => None,
         },
-        messaging_tier: r.get("messaging_tier")?,
+        // A tier Meta named that wagate does not know reads as none: the default's limit.
+        messaging_tier: r.get::<_, Option<String>>("messaging_tier")?.as_deref().and_then(MessagingTier::parse),
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
         id: AccountId::from_trusted(id),
@@ -87,7 +89,7 @@ pub(super) fn phone_number(r: &Row<'_>) -> Result<PhoneNumber> {
         is_default: r.get("is_default")?,
         mode: mode(r)?,
         webhooks_since: optional_time(r, "webhooks_since")?,
-        throughput_level: r.get("throughput_level")?,
+        throughput_level: r.get::<_, Option<String>>("throughput_level")?.map(|l| ThroughputLevel::parse(&l)),
         messages_per_second: r
             .get::<_, Option<i64>>("messages_per_second")?
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
