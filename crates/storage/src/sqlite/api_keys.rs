@@ -1,7 +1,7 @@
 //! Keys for wagate's own API, stored by hash.
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 use wagate_domain::id::ApiKeyId;
 use wagate_domain::time::Timestamp;
 
@@ -10,51 +10,31 @@ use super::rows::{self, all, first};
 use crate::shared::{SELECT_API_KEY_BY_HASH, api_key_cols};
 use crate::*;
 
-const INSERT_API_KEY: &str =
-    concat!("INSERT INTO api_keys (", api_key_cols!(), ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+macro_rules! insert_api_key {
+    () => {
+        concat!("INSERT INTO api_keys (", api_key_cols!(), ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+    };
+}
+const INSERT_API_KEY: &str = insert_api_key!();
 /// One statement, so instances starting together cannot trip over each other; a known key is
 /// left as it is, revoked or not.
-const INSERT_API_KEY_ONCE: &str = concat!(
-    "INSERT INTO api_keys (",
-    api_key_cols!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL) ON CONFLICT (key_hash) DO NOTHING"
-);
+const INSERT_API_KEY_ONCE: &str = concat!(insert_api_key!(), " ON CONFLICT (key_hash) DO NOTHING");
 
 #[async_trait]
 impl ApiKeys for SqliteStore {
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
-        let k = key.clone();
-        self.writer
-            .write(move |tx| {
-                tx.prepare_cached(INSERT_API_KEY)?.execute(params![
-                    k.id.as_str(),
-                    k.name,
-                    k.prefix,
-                    k.key_hash,
-                    k.scopes.to_stored(),
-                    k.created_at.as_millis(),
-                    k.last_used_at.map(Timestamp::as_millis),
-                    k.revoked_at.map(Timestamp::as_millis),
-                ])?;
-                Ok(())
-            })
-            .await
+        let key = key.clone();
+        self.writer.write(move |tx| insert(tx, INSERT_API_KEY, &key)).await?;
+        Ok(())
     }
 
     async fn ensure_api_key(&self, key: &ApiKey) -> Result<ApiKey> {
-        let k = key.clone();
+        let key = ApiKey { last_used_at: None, revoked_at: None, ..key.clone() };
         self.writer
             .write(move |tx| {
-                tx.prepare_cached(INSERT_API_KEY_ONCE)?.execute(params![
-                    k.id.as_str(),
-                    k.name,
-                    k.prefix,
-                    k.key_hash,
-                    k.scopes.to_stored(),
-                    k.created_at.as_millis(),
-                ])?;
-                first(tx, SELECT_API_KEY_BY_HASH, [&k.key_hash], rows::api_key)?
-                    .ok_or_else(|| StorageError::Corrupt(format!("API key {} vanished as it was ensured", k.id)))
+                insert(tx, INSERT_API_KEY_ONCE, &key)?;
+                first(tx, SELECT_API_KEY_BY_HASH, [&key.key_hash], rows::api_key)?
+                    .ok_or_else(|| StorageError::Corrupt(format!("API key {} vanished as it was ensured", key.id)))
             })
             .await
     }
@@ -78,4 +58,17 @@ impl ApiKeys for SqliteStore {
         self.execute(sql, (id.as_str().to_owned(), at.as_millis())).await?;
         Ok(())
     }
+}
+
+fn insert(tx: &Transaction<'_>, sql: &str, k: &ApiKey) -> Result<usize> {
+    Ok(tx.prepare_cached(sql)?.execute(params![
+        k.id.as_str(),
+        k.name,
+        k.prefix,
+        k.key_hash,
+        k.scopes.to_stored(),
+        k.created_at.as_millis(),
+        k.last_used_at.map(Timestamp::as_millis),
+        k.revoked_at.map(Timestamp::as_millis),
+    ])?)
 }
