@@ -47,6 +47,9 @@ const SELECT_CONTACTS: &str = concat!(
     "AND (?6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = ?6)) ",
     "ORDER BY c.id DESC LIMIT ?7"
 );
+const UPDATE_CONTACT: &str = "UPDATE contacts SET updated_at = ?2, attributes = COALESCE(?3, attributes) WHERE id = ?1";
+const INSERT_TAG: &str =
+    "INSERT INTO contact_tags (contact_id, tag, tag_folded) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
 const BY_WA_ID: &str = "SELECT id FROM contacts WHERE wa_id = ?1";
 const BY_USER_ID: &str = "SELECT id FROM contacts WHERE user_id = ?1";
 const IDENTITY_HOLDER: &str = "SELECT contact_id FROM contact_identities WHERE identity = ?1";
@@ -187,36 +190,7 @@ impl Contacts for SqliteStore {
 
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated> {
         let (id, u) = (id.as_str().to_owned(), update.clone());
-        self.writer
-            .write(move |tx| {
-                // Checked before anything is written: an update that would break a limit changes nothing.
-                let stored: Option<String> =
-                    first(tx, "SELECT attributes FROM contacts WHERE id = ?1", [&id], |r| Ok(r.get(0)?))?;
-                let Some(stored) = stored else { return Ok(ContactUpdated::NotFound) };
-                let attributes = match &u.attributes {
-                    Some(patch) => match merge_attributes(&parse_object("attributes", Some(stored))?.unwrap_or_default(), patch) {
-                        Ok(merged) => Some(json_text(&Value::Object(merged))),
-                        Err(e) => return Ok(ContactUpdated::Invalid(e)),
-                    },
-                    None => None,
-                };
-                tx.prepare_cached("UPDATE contacts SET updated_at = ?2, attributes = COALESCE(?3, attributes) WHERE id = ?1")?
-                    .execute(params![id, u.at.as_millis(), attributes])?;
-                if let Some(tags) = &u.tags {
-                    tx.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?.execute([&id])?;
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO contact_tags (contact_id, tag, tag_folded) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    )?;
-                    for tag in tags {
-                        insert.execute(params![id, tag, fold(tag)])?;
-                    }
-                }
-                if let Some(opted_out) = u.marketing_opt_out {
-                    set_preference(tx, &id, opted_out, u.at)?;
-                }
-                Ok(ContactUpdated::Updated)
-            })
-            .await
+        self.writer.write(move |tx| update_contact(tx, &id, &u)).await
     }
 
     async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool> {
@@ -333,6 +307,34 @@ fn conversations(c: &Connection, f: &ConversationFilter, id: Option<&str>, limit
         f.before.as_ref().map(|b| b.id.as_str()),
     ];
     all(c, SELECT_CONVERSATIONS, params, rows::conversation)
+}
+
+/// Checked before anything is written: an update that would break a limit changes nothing.
+fn update_contact(tx: &Transaction<'_>, id: &str, u: &ContactUpdate) -> Result<ContactUpdated> {
+    let stored: Option<String> = first(tx, "SELECT attributes FROM contacts WHERE id = ?1", [id], |r| Ok(r.get(0)?))?;
+    let Some(stored) = stored else { return Ok(ContactUpdated::NotFound) };
+    let attributes = match &u.attributes {
+        None => None,
+        Some(patch) => {
+            let stored = parse_object("attributes", Some(stored))?.unwrap_or_default();
+            match merge_attributes(&stored, patch) {
+                Ok(merged) => Some(json_text(&Value::Object(merged))),
+                Err(e) => return Ok(ContactUpdated::Invalid(e)),
+            }
+        }
+    };
+    tx.prepare_cached(UPDATE_CONTACT)?.execute(params![id, u.at.as_millis(), attributes])?;
+    if let Some(tags) = &u.tags {
+        tx.prepare_cached("DELETE FROM contact_tags WHERE contact_id = ?1")?.execute([id])?;
+        let mut insert = tx.prepare_cached(INSERT_TAG)?;
+        for tag in tags {
+            insert.execute(params![id, tag, fold(tag)])?;
+        }
+    }
+    if let Some(opted_out) = u.marketing_opt_out {
+        set_preference(tx, id, opted_out, u.at)?;
+    }
+    Ok(ContactUpdated::Updated)
 }
 
 fn contact_by(tx: &Transaction<'_>, sql: &str, value: &str) -> Result<Option<String>> {
@@ -475,7 +477,8 @@ fn merge_contact(tx: &Transaction<'_>, from: &str, into: &str, at: Timestamp) ->
 fn merge_threads(tx: &Transaction<'_>, from: &str, into: &str, at: Timestamp) -> Result<()> {
     type Thread = (String, String, Option<i64>, i64, Option<String>);
     let threads = |id: &str| -> Result<Vec<Thread>> {
-        let sql = "SELECT id, phone_number_id, last_inbound_at, unread_count, read_through FROM threads WHERE contact_id = ?1";
+        let sql = "SELECT id, phone_number_id, last_inbound_at, unread_count, read_through \
+            FROM threads WHERE contact_id = ?1";
         all(tx, sql, [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
     };
     let ours = threads(into)?;
@@ -487,7 +490,8 @@ fn merge_threads(tx: &Transaction<'_>, from: &str, into: &str, at: Timestamp) ->
         };
         tx.prepare_cached("DELETE FROM threads WHERE id = ?1")?.execute([&id])?;
         tx.prepare_cached(
-            "UPDATE threads SET last_inbound_at = ?2, read_through = ?3, unread_count = ?4, updated_at = ?5 WHERE id = ?1",
+            "UPDATE threads SET last_inbound_at = ?2, read_through = ?3, unread_count = ?4, updated_at = ?5 \
+             WHERE id = ?1",
         )?
         .execute(params![
             kept,

@@ -237,10 +237,12 @@ mod tests {
         }
         conn.execute_batch(
             "INSERT INTO messages (id, direction, account_id, phone_number_id, counterpart, kind, content, \
-             status, created_at, updated_at) VALUES ('msg_a', 'outbound', 'acc', '100', '+1555', 'text', '{}', 'queued', 1, 1), \
+             status, created_at, updated_at) VALUES \
+             ('msg_a', 'outbound', 'acc', '100', '+1555', 'text', '{}', 'queued', 1, 1), \
              ('msg_b', 'outbound', 'acc', '100', '+1555', 'text', '{}', 'sending', 1, 1), \
              ('msg_c', 'outbound', 'acc', '100', '+1666', 'text', '{}', 'queued', 1, 1); \
-             INSERT INTO outbox (seq, message_id, phone_number_id, recipient, due_at, available_at, attempts, lease, created_at) \
+             INSERT INTO outbox \
+             (seq, message_id, phone_number_id, recipient, due_at, available_at, attempts, lease, created_at) \
              VALUES (7, 'msg_b', '100', '+1555', 5, 99999999999999, 2, 'lease_x', 1), \
              (9, 'msg_a', '100', '+1555', 5, 5, 0, NULL, 1), (12, 'msg_c', '100', '+1666', 5, 5, 0, NULL, 1);",
         )
@@ -273,8 +275,8 @@ mod tests {
         assert_eq!(indexes, ["outbox_expiring", "outbox_leased", "outbox_number_due", "sqlite_autoindex_outbox_1"]);
         conn.execute_batch(
             "INSERT INTO messages (id, direction, account_id, phone_number_id, counterpart, kind, content, status, \
-             created_at, updated_at) SELECT 'msg_d', direction, account_id, phone_number_id, counterpart, kind, content, \
-             status, created_at, updated_at FROM messages WHERE id = 'msg_a'; \
+             created_at, updated_at) SELECT 'msg_d', direction, account_id, phone_number_id, counterpart, kind, \
+             content, status, created_at, updated_at FROM messages WHERE id = 'msg_a'; \
              DELETE FROM outbox WHERE seq = 12; \
              INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, created_at) \
              VALUES ('msg_d', '100', '+1555', 6, 6, 2);",

@@ -30,6 +30,13 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (message_id, phone_number_id, re
 const RELEASE: &str = "UPDATE outbox SET available_at = ?3, lease = NULL, last_error = ?4, \
     attempts = attempts - ?5 WHERE message_id = ?1 AND lease = ?2";
 
+const DELETE_LEASED: &str = "DELETE FROM outbox WHERE message_id = ?1 AND lease = ?2";
+const FAIL_UNACCEPTED: &str =
+    "UPDATE messages SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND wamid IS NULL";
+const INSERT_FAILED_STATUS: &str = "INSERT INTO message_statuses \
+    (account_id, message_id, status, occurred_at, error, detail, recorded_at) \
+    VALUES (?1, ?2, 'failed', ?3, ?4, ?5, ?3) ON CONFLICT DO NOTHING";
+
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn enqueue_message(&self, message: NewOutbound) -> Result<Enqueued> {
@@ -117,25 +124,8 @@ impl Outbox for SqliteStore {
         let (message_id, account_id) =
             (dispatch.message_id.as_str().to_owned(), dispatch.account_id.as_str().to_owned());
         let (lease, error, detail) = (dispatch.lease.clone(), error_text(error), detail.map(json_text));
-        let at = at.as_millis();
         self.writer
-            .write(move |tx| {
-                let held =
-                    tx.prepare_cached("DELETE FROM outbox WHERE message_id = ?1 AND lease = ?2")?.execute([&message_id, &lease])?;
-                if held == 0 {
-                    return Ok(false);
-                }
-                tx.prepare_cached(
-                    "UPDATE messages SET status = 'failed', error = ?2, updated_at = ?3 WHERE id = ?1 AND wamid IS NULL",
-                )?
-                .execute(params![message_id, error, at])?;
-                tx.prepare_cached(
-                    "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, detail, recorded_at) \
-                     VALUES (?1, ?2, 'failed', ?3, ?4, ?5, ?3) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![account_id, message_id, at, error, detail])?;
-                Ok(true)
-            })
+            .write(move |tx| write_failed(tx, &message_id, &account_id, &lease, &error, detail.as_deref(), at))
             .await
     }
 
@@ -243,6 +233,26 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// The send failed for good: the message fails (unless a wamid was recorded: Meta has it), with
+/// its history row; false when the lease was lost.
+fn write_failed(
+    tx: &Transaction<'_>,
+    message_id: &str,
+    account_id: &str,
+    lease: &str,
+    error: &str,
+    detail: Option<&str>,
+    at: Timestamp,
+) -> Result<bool> {
+    let at = at.as_millis();
+    if tx.prepare_cached(DELETE_LEASED)?.execute([message_id, lease])? == 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(FAIL_UNACCEPTED)?.execute(params![message_id, error, at])?;
+    tx.prepare_cached(INSERT_FAILED_STATUS)?.execute(params![account_id, message_id, at, error, detail])?;
+    Ok(true)
 }
 
 /// Ends a message that never reached Meta (expired, canceled) with `status` and its history row.
