@@ -1,7 +1,5 @@
-//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`, `bench`. Parses flags, then hands
-//! over to the server crate.
-
-mod bench;
+//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`. Parses flags, then hands over to
+//! the server crate.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -55,9 +53,6 @@ enum Command {
     },
     /// Run the Cloud API sandbox alone: a Meta stand-in for developing and testing bots offline.
     Sandbox(SandboxArgs),
-    /// Measure this machine: GET /healthz throughput, then accepted sends per second and their
-    /// latency, against the application run in-process on SQLite and/or PostgreSQL.
-    Bench(bench::BenchArgs),
 }
 
 /// Where the configuration and the data are.
@@ -197,7 +192,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command, common } => keys(command, &common).await,
         Command::Secrets { command, common } => secrets(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }
 
