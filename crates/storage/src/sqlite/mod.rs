@@ -27,7 +27,7 @@ use crate::{Backend, Result, StorageError};
 
 /// WAL pages after which a commit copies them back into the database file (SQLite's default is
 /// 1,000). Chosen when every send dirtied an index leaf of its own: at 1,000 a checkpoint copied
-/// mostly distinct pages and took a fifth of the batch writer's time (`wagate bench`, alternate
+/// mostly distinct pages and took a fifth of the batch writer's time (`wagate-bench`, alternate
 /// runs: 9,600–12,100 sends/s at 4,000 against 7,500–8,600). Since sends write only the last
 /// leaves of append-only B-trees, 1,000 and 4,000 measure the same (three pairs).
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
