@@ -1,7 +1,7 @@
 //! The storage side of a send alone: 64 tasks storing new messages as `POST /v1/messages` does
 //! (`Store::enqueue_message`), for a few seconds, on SQLite and (with
 //! `WAGATE_TEST_DATABASE_URL`) PostgreSQL. `cargo bench -p wagate-storage --bench enqueue`.
-//! Without HTTP in the way, this is the ceiling the send path's storage puts on `wagate bench`.
+//! Without HTTP in the way, this is the ceiling the send path's storage puts on `wagate-bench`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -351,7 +351,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `postgres://u@h:5432/test?x=y` with the database name replaced: for throw-away databases
-/// made on a server given by URL (tests, `wagate bench`).
+/// made on a server given by URL (tests, `wagate-bench`).
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),

@@ -1,7 +1,5 @@
-//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`, `bench`. Parses flags, then hands
-//! over to the server crate.
-
-mod bench;
+//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`. Parses flags, then hands over to
+//! the server crate.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,11 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use wagate_domain::network::Cidr;
 use wagate_domain::sealed::SecretKey;
-use wagate_domain::secret::Secret;
 use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
-use wagate_server::config::LogFormat;
+use wagate_server::config::{Flag, LogFormat};
 use wagate_server::secret_key::{self, KeySource};
 use wagate_server::services::api_keys;
 use wagate_server::{Application, Config, telemetry};
@@ -55,49 +51,81 @@ enum Command {
     },
     /// Run the Cloud API sandbox alone: a Meta stand-in for developing and testing bots offline.
     Sandbox(SandboxArgs),
-    /// Measure this machine: GET /healthz throughput, then accepted sends per second and their
-    /// latency, against the application run in-process on SQLite and/or PostgreSQL.
-    Bench(bench::BenchArgs),
 }
 
-/// Where the configuration and the data are.
+/// Where the configuration and the data are. Each flag overrides its environment variable,
+/// which overrides the file; docs/configuration.md lists every setting and its variable.
 #[derive(Args, Clone)]
 struct CommonArgs {
-    /// TOML configuration file; flags and environment variables override it.
-    #[arg(long, env = "WAGATE_CONFIG", global = true)]
+    /// TOML configuration file [env: WAGATE_CONFIG].
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Directory for the SQLite database and media [default: ./wagate-data].
-    #[arg(long, env = "WAGATE_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
-    #[arg(long, env = "WAGATE_DATABASE_URL", global = true, hide_env_values = true)]
+    /// Directory for the SQLite database and media [env: WAGATE_DATA_DIR] [default: ./wagate-data].
+    #[arg(long, global = true)]
+    data_dir: Option<String>,
+    /// sqlite://PATH or postgres://USER@HOST/DB [env: WAGATE_DATABASE_URL] [default: SQLite in
+    /// the data directory].
+    #[arg(long, global = true)]
     database_url: Option<String>,
+}
+
+impl CommonArgs {
+    fn flags(&self) -> Vec<Flag> {
+        given([
+            ("--data-dir", "data_dir", self.data_dir.clone()),
+            ("--database-url", "database_url", self.database_url.clone()),
+        ])
+    }
 }
 
 #[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "WAGATE_LISTEN")]
+    /// Address to listen on [env: WAGATE_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Log format.
-    #[arg(long, env = "WAGATE_LOG_FORMAT", value_enum)]
+    /// Log format [env: WAGATE_LOG_FORMAT] [default: text].
+    #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
     /// An API key made with every right (admin) at the first start that names it; once revoked,
-    /// it stays revoked.
-    #[arg(long = "bootstrap-api-key", env = "WAGATE_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    /// it stays revoked [env: WAGATE_BOOTSTRAP_API_KEY].
+    #[arg(long = "bootstrap-api-key")]
     bootstrap_api_key: Option<String>,
-    /// The seeded sandbox account's app secret (otherwise generated once and stored).
-    #[arg(long, env = "WAGATE_SANDBOX_APP_SECRET", hide_env_values = true)]
+    /// The seeded sandbox account's app secret (otherwise generated once and stored) [env:
+    /// WAGATE_SANDBOX_APP_SECRET].
+    #[arg(long)]
     sandbox_app_secret: Option<String>,
-    /// The seeded sandbox account's webhook verify token (otherwise generated once and stored).
-    #[arg(long, env = "WAGATE_SANDBOX_VERIFY_TOKEN", hide_env_values = true)]
+    /// The seeded sandbox account's webhook verify token (otherwise generated once and stored)
+    /// [env: WAGATE_SANDBOX_VERIFY_TOKEN].
+    #[arg(long)]
     sandbox_verify_token: Option<String>,
     /// Non-public address ranges outbound requests may go to, comma-separated, such as
-    /// 127.0.0.0/8,::1/128 for a standalone sandbox on this machine [default: none].
-    #[arg(long, env = "WAGATE_ALLOW_PRIVATE", value_name = "CIDRS")]
+    /// 127.0.0.0/8,::1/128 for a standalone sandbox on this machine [env: WAGATE_ALLOW_PRIVATE]
+    /// [default: none].
+    #[arg(long, value_name = "CIDRS")]
     allow_private: Option<String>,
+}
+
+impl ServeArgs {
+    fn flags(&self) -> Vec<Flag> {
+        let log_format = self.log_format.and_then(|f| f.to_possible_value()).map(|v| v.get_name().to_owned());
+        let mut flags = self.common.flags();
+        flags.extend(given([
+            ("--listen", "listen", self.listen.map(|a| a.to_string())),
+            ("--log-format", "log_format", log_format),
+            ("--bootstrap-api-key", "bootstrap_api_key", self.bootstrap_api_key.clone()),
+            ("--sandbox-app-secret", "sandbox.app_secret", self.sandbox_app_secret.clone()),
+            ("--sandbox-verify-token", "sandbox.verify_token", self.sandbox_verify_token.clone()),
+            ("--allow-private", "network.allow_private", self.allow_private.clone()),
+        ]));
+        flags
+    }
+}
+
+/// The flags given, each with the setting it overrides.
+fn given<const N: usize>(flags: [(&'static str, &'static str, Option<String>); N]) -> Vec<Flag> {
+    flags.into_iter().filter_map(|(name, key, value)| Some(Flag { name, key, value: value? })).collect()
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,18 +202,19 @@ struct SandboxArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
-    let mut config = Config::load(common.config.as_deref())?;
-    if let Some(dir) = &common.data_dir {
-        config.data_dir = dir.clone();
-    }
-    if let Some(url) = &common.database_url {
-        config.database_url = Some(url.clone());
-    }
-    // Read here rather than as a flag: a key on the command line would land in shell history.
-    if let Some(key) = std::env::var_os(secret_key::ENV_VAR) {
-        let key = key.into_string().map_err(|_| anyhow::anyhow!("{} is not base64", secret_key::ENV_VAR))?;
-        config.secret_key = Some(Secret::new(key));
+/// The configuration, loaded the same way by every command: the defaults, the file, the
+/// `WAGATE_` variables, the flags. Logging is set up from it (at `log_level` when given), then
+/// the variables that name no setting are warned about.
+fn load_config(common: &CommonArgs, flags: &[Flag], log_level: Option<&str>) -> anyhow::Result<Config> {
+    let loaded = Config::load(common.config.as_deref(), std::env::vars_os(), flags)?;
+    let config = loaded.config;
+    telemetry::init(config.log_format, log_level.unwrap_or(&config.log_level));
+    for unknown in loaded.unknown_variables {
+        tracing::warn!(
+            variable = %unknown.name,
+            did_you_mean = unknown.did_you_mean.as_deref().map(tracing::field::display),
+            "no setting has this name (docs/configuration.md lists them); it is ignored"
+        );
     }
     Ok(config)
 }
@@ -197,39 +226,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command, common } => keys(command, &common).await,
         Command::Secrets { command, common } => secrets(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = load_config(&args.common)?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(f) = args.log_format {
-        config.log_format = match f {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        };
-    }
-    if let Some(k) = args.bootstrap_api_key.filter(|k| !k.is_empty()) {
-        config.bootstrap_api_key = Some(Secret::new(k));
-    }
-    if let Some(s) = args.sandbox_app_secret.filter(|s| !s.is_empty()) {
-        config.sandbox.app_secret = Some(Secret::new(s));
-    }
-    if let Some(t) = args.sandbox_verify_token.filter(|t| !t.is_empty()) {
-        config.sandbox.verify_token = Some(Secret::new(t));
-    }
-    if let Some(ranges) = args.allow_private.filter(|r| !r.trim().is_empty()) {
-        config.network.allow_private = ranges
-            .split(',')
-            .filter(|r| !r.trim().is_empty())
-            .map(str::parse::<Cidr>)
-            .collect::<Result<_, _>>()
-            .context("--allow-private (WAGATE_ALLOW_PRIVATE)")?;
-    }
-    telemetry::init(config.log_format, &config.log_level);
+    let config = load_config(&args.common, &args.flags(), None)?;
     let app = Application::build(config).await?;
     // Scripts and tests read the bound address (useful with port 0) from this line.
     println!("wagate listening on http://{}", app.local_addr());
@@ -267,7 +268,8 @@ async fn wait_for_signal() {
 }
 
 async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {
-    let config = load_config(common)?;
+    // Warnings only: the output is the command's own.
+    let config = load_config(common, &common.flags(), Some("warn"))?;
     let store = wagate_server::database::open(&config).await?;
     match command {
         KeysCommand::Create { name, scopes } => {
@@ -316,7 +318,7 @@ async fn secrets(command: SecretsCommand, common: &CommonArgs) -> anyhow::Result
         }
         SecretsCommand::Rotate { new_key_env, new_key_file } => (new_key_env, new_key_file),
     };
-    let config = load_config(common)?;
+    let config = load_config(common, &common.flags(), Some("warn"))?;
     let new = match (new_key_env, new_key_file) {
         (Some(var), _) => {
             let text = std::env::var(&var).with_context(|| format!("--new-key-env {var}: the variable is not set"))?;
@@ -379,4 +381,50 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await?;
     sandbox.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use wagate_domain::secret::Secret;
+
+    use super::*;
+
+    fn loaded(flags: &[Flag]) -> Config {
+        Config::load(None, std::iter::empty(), flags).expect("the flags' values are valid").config
+    }
+
+    #[test]
+    fn every_flag_sets_its_setting() {
+        Cli::command().debug_assert();
+        let args = [
+            "wagate",
+            "serve",
+            "--listen=127.0.0.1:1",
+            "--data-dir=/srv/wagate",
+            "--database-url=sqlite:///srv/wagate/x.db",
+            "--log-format=json",
+            "--bootstrap-api-key=boot",
+            "--sandbox-app-secret=app",
+            "--sandbox-verify-token=verify",
+            "--allow-private=::1/128",
+        ];
+        let Command::Serve(serve) = Cli::parse_from(args).command else { unreachable!() };
+        let c = loaded(&serve.flags());
+        let secret = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/wagate"));
+        assert_eq!(c.database_url.as_deref(), Some("sqlite:///srv/wagate/x.db"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(secret(&c.bootstrap_api_key).as_deref(), Some("boot"));
+        assert_eq!(secret(&c.sandbox.app_secret).as_deref(), Some("app"));
+        assert_eq!(secret(&c.sandbox.verify_token).as_deref(), Some("verify"));
+        assert!(c.network.policy().check("::1".parse().unwrap()).is_ok());
+
+        let Command::Keys { common, .. } = Cli::parse_from(["wagate", "keys", "list", "--data-dir", "/k"]).command
+        else {
+            unreachable!()
+        };
+        assert_eq!(loaded(&common.flags()).data_dir, PathBuf::from("/k"));
+    }
 }

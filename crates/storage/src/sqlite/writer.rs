@@ -30,7 +30,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// WAL pages after which a commit copies them back into the database file (SQLite's default is
 /// 1,000). A larger checkpoint copies a page once for all the commits that dirtied it: where
 /// sends dirty scattered index leaves, 1,000 made checkpoints a fifth of the writer's time
-/// (`wagate bench`: 9,600–12,100 sends/s at 4,000 against 7,500–8,600). Sends now write only the
+/// (`wagate-bench`: 9,600–12,100 sends/s at 4,000 against 7,500–8,600). Sends now write only the
 /// last leaves of append-only B-trees, and measure the same at either; statuses and inbound
 /// messages still dirty scattered pages.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;

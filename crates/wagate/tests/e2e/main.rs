@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod client_libraries;
+mod configuration;
 mod contacts;
 mod crash;
 mod flow;

@@ -1,18 +1,26 @@
-//! Configuration: defaults, then the TOML file, then flags and environment variables (the
-//! binary applies those last). Every duration is configurable so tests run in seconds.
+//! Configuration, layered in one place: the defaults, then the TOML file (`--config` or
+//! `WAGATE_CONFIG`), then an environment variable for every key (`WAGATE_LISTEN`,
+//! `WAGATE_DISPATCHER__MAX_ATTEMPTS`), then command-line flags. Every duration is configurable
+//! so tests run in seconds. docs/configuration.md lists every key; a test keeps it complete.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wagate_domain::limits::MessagingTier;
 use wagate_domain::network::{AddressPolicy, Cidr};
 use wagate_domain::retry::RetryPolicy;
 use wagate_domain::secret::Secret;
 
+mod layers;
+
+pub use layers::{CONFIG_FILE_VAR, Flag, Key, Loaded, UnknownVariable, keys};
+
 // No `Debug`: the database URL may carry a password.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the one HTTP listener binds.
@@ -26,11 +34,12 @@ pub struct Config {
     pub log_level: String,
     /// A key made with every right (`admin`) at the first start that names it; once revoked, it
     /// stays revoked.
-    #[serde(deserialize_with = "secret_opt")]
+    #[serde(deserialize_with = "secret_opt", serialize_with = "redacted")]
     pub bootstrap_api_key: Option<Secret>,
     /// The key that seals accounts' secrets in the database (base64 of 32 bytes). Taken from
-    /// `WAGATE_SECRET_KEY` only, never from the file; when absent, the key file is used.
-    #[serde(skip)]
+    /// `WAGATE_SECRET_KEY` only, never from the file (which would keep it beside the database it
+    /// protects); when absent, the key file is used.
+    #[serde(deserialize_with = "secret_opt", serialize_with = "redacted")]
     pub secret_key: Option<Secret>,
     /// Where the key is kept when `WAGATE_SECRET_KEY` is not set; created (0600) on first start.
     /// `secret.key` in `data_dir` when absent.
@@ -79,21 +88,21 @@ impl Default for Config {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSettings {
     /// Mount the in-process sandbox at `/sandbox` and keep its seeded account.
     pub enabled: bool,
-    #[serde(deserialize_with = "secret_opt")]
+    #[serde(deserialize_with = "secret_opt", serialize_with = "redacted")]
     pub app_secret: Option<Secret>,
-    #[serde(deserialize_with = "secret_opt")]
+    #[serde(deserialize_with = "secret_opt", serialize_with = "redacted")]
     pub verify_token: Option<Secret>,
     pub sent_delay_ms: u64,
     pub delivered_delay_ms: u64,
@@ -114,7 +123,7 @@ impl Default for SandboxSettings {
 }
 
 /// Limits on slow clients: the listener faces the internet (Meta's webhooks come to it).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// A connection that has not sent a whole request head this long after it opened, or after
@@ -144,7 +153,7 @@ impl HttpSettings {
 }
 
 /// `/metrics`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     /// Serve `/metrics` only to requests with a valid API key (it shows traffic volumes per
@@ -154,7 +163,7 @@ pub struct MetricsSettings {
 
 /// Requests per API key, on every surface a key opens. Counted in each instance's memory: N
 /// instances sharing a database let a key make N times the rate.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     /// Requests a key may make per second, on average; beyond it, 429 with `Retry-After`.
@@ -165,12 +174,13 @@ pub struct ApiSettings {
 }
 
 /// Where outbound requests (Graph API, media downloads) may go.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSettings {
     /// Non-public ranges (loopback, private, link-local, …) wagate may connect to anyway, such
     /// as `["127.0.0.0/8", "::1/128"]` for a standalone sandbox on this machine. Public
     /// addresses are always allowed; the in-process sandbox needs no entry.
+    #[serde(serialize_with = "as_text")]
     pub allow_private: Vec<Cidr>,
 }
 
@@ -180,7 +190,7 @@ impl NetworkSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatcherSettings {
     /// Send queued messages from this instance; `false` makes an instance that only takes
@@ -222,7 +232,7 @@ pub struct DispatcherSettings {
     pub max_backlog: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownOutcome {
     #[default]
@@ -284,7 +294,7 @@ impl DispatcherSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InboundSettings {
     /// Largest webhook body accepted (Meta batches up to 1000 changes in one POST).
@@ -328,7 +338,7 @@ impl Default for InboundSettings {
 }
 
 /// The Meta-compatible surface (`/graph/…`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphSurfaceSettings {
     /// How long a send waits to be handed to Meta before it is cancelled and answered 130429.
@@ -343,14 +353,14 @@ impl Default for GraphSurfaceSettings {
 }
 
 /// Meta's 24-hour customer-service window: outside it only templates may be sent.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowSettings {
     /// What to do with a non-template send outside the window.
     pub outside: OutsideWindow,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutsideWindow {
     /// Refuse it at once (Meta would accept it, then fail it by webhook with 131047).
@@ -361,7 +371,7 @@ pub enum OutsideWindow {
 }
 
 /// Sending: Meta's messaging limits, and how long idempotency keys are remembered.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MessagingSettings {
     /// The tier assumed for an account Meta reports none for (new portfolios start at 250).
@@ -378,7 +388,7 @@ impl Default for MessagingSettings {
 
 // Inbound media (wagate issue 6).
 /// Downloading the media customers send: through the Graph media API into `<data_dir>/media/`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaSettings {
     /// Attempts before a download that keeps failing is marked `failed`. Meta keeps an inbound
@@ -446,27 +456,30 @@ fn secret_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, 
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()).map(Secret::new))
 }
 
+/// A secret is serialised as whether it is set, never as its value.
+fn redacted<S: serde::Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    secret.as_ref().map(|_| "<redacted>").serialize(s)
+}
+
+fn as_text<S: serde::Serializer>(ranges: &[Cidr], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ranges.iter().map(ToString::to_string))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A variable or flag whose value its setting cannot take; never shows the value, which may
+    /// be a secret.
+    #[error("{given_by} ({key}): {rule}")]
+    Setting { given_by: String, key: String, rule: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
 
 impl Config {
-    /// The defaults overlaid with the TOML file at `path`.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
-    }
-
     /// Rejects settings that cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = &self.dispatcher;

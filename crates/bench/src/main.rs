@@ -1,0 +1,287 @@
+//! `wagate-bench`: the real application in-process, with the in-process sandbox and the
+//! dispatcher as in production, loaded by a minimal HTTP/1.1 keep-alive client. First
+//! `GET /healthz` (the ceiling of the HTTP stack), then `POST /v1/messages` (accepted sends per
+//! second and their latency), then `POST /webhooks/meta` (signed deliveries verified and stored
+//! per second, and the time to their 200), on SQLite and/or a throw-away PostgreSQL database.
+//! A binary of its own so that `wagate` does not carry the load generator.
+
+mod http;
+mod load;
+mod report;
+mod scratch_database;
+mod workload;
+
+// The server's allocator, as in the `wagate` binary: the bench measures the server as it ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, ensure};
+use clap::{Parser, ValueEnum};
+use serde_json::{Value, json};
+use wagate_domain::id::new_id;
+use wagate_domain::secret::Secret;
+use wagate_server::config::{LogFormat, SandboxSettings};
+use wagate_server::{Application, Config, telemetry};
+use wagate_storage::Store;
+
+use crate::load::{Phase, Plan, load};
+use crate::report::{Report, ms, print_table, server_us, to_json};
+use crate::scratch_database::ScratchDatabase;
+use crate::workload::{APP_SECRET, SandboxNumber, Workload};
+
+#[derive(Parser)]
+#[command(
+    name = "wagate-bench",
+    version,
+    about = "Measure this machine: GET /healthz throughput, then accepted sends and signed webhook deliveries \
+             per second and their latency, against the wagate application run in-process on SQLite and/or \
+             PostgreSQL."
+)]
+struct BenchArgs {
+    /// Storage backend(s) to measure, one after the other.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: BackendChoice,
+    /// PostgreSQL server on which a fresh database wagate_bench_<random> is created, then dropped.
+    #[arg(
+        long,
+        env = "WAGATE_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    database_url: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections: u32,
+    /// Seconds measured, per phase.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration_secs: u64,
+    /// Seconds of load before each phase's measurement, not counted.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Print one JSON object with all figures instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::parse();
+    telemetry::init(LogFormat::Text, "warn");
+    let backends = match args.backend {
+        BackendChoice::Sqlite => vec![Backend::Sqlite],
+        BackendChoice::Postgres => vec![Backend::Postgres],
+        BackendChoice::Both => vec![Backend::Sqlite, Backend::Postgres],
+    };
+    let mut reports = Vec::new();
+    for backend in backends {
+        reports.push(bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))?);
+    }
+    if args.json {
+        println!("{}", to_json(&args, &reports));
+    } else {
+        print_table(&args, &reports);
+    }
+    Ok(())
+}
+
+/// One backend: a fresh data directory (and database), the application, the phases, clean-up.
+async fn bench_backend(backend: Backend, args: &BenchArgs) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(ScratchDatabase::create(&args.database_url).await?),
+    };
+    let report = bench_app(backend, args, dir.path(), database.as_ref().map(|d| d.url.as_str())).await;
+    if let Some(database) = database {
+        database.drop_database().await;
+    }
+    report
+}
+
+async fn bench_app(
+    backend: Backend,
+    args: &BenchArgs,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Report> {
+    let api_key = new_id("bench-key");
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: dir.join("data"),
+        database_url: database_url.map(str::to_owned),
+        log_level: "warn".into(),
+        bootstrap_api_key: Some(Secret::new(api_key.clone())),
+        sandbox: SandboxSettings { app_secret: Some(Secret::new(APP_SECRET.to_owned())), ..SandboxSettings::default() },
+        ..Config::default()
+    };
+    let app = Application::build(config).await.context("the application did not start")?;
+    let addr = app.local_addr();
+    let cancel = app.shutdown_token();
+    let store = app.state().store.clone();
+    let server = tokio::spawn(app.run());
+    let measured = tokio::select! {
+        r = measure(backend, addr, &api_key, args, store.as_ref()) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    cancel.cancel();
+    let stopped = server.await.context("the application panicked")?.context("the application did not stop cleanly");
+    let report = measured?;
+    stopped?;
+    Ok(report)
+}
+
+async fn measure(
+    backend: Backend,
+    addr: SocketAddr,
+    api_key: &str,
+    args: &BenchArgs,
+    store: &dyn Store,
+) -> anyhow::Result<Report> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let number = first_sandbox_number(&http, &base, api_key).await?;
+    let sends = Workload::sends(addr, api_key, &number.id)?;
+    let webhooks = Workload::webhooks(addr, &number)?;
+    // A refused request would make the whole run a measurement of error answers: fail at once.
+    check_one(&http, &base, &sends).await?;
+    check_one(&http, &base, &webhooks).await?;
+
+    let plan = Plan {
+        connections: args.connections as usize,
+        warmup: Duration::from_secs(args.warmup_secs),
+        duration: Duration::from_secs(args.duration_secs),
+    };
+    let phase = |what: &str| {
+        eprintln!(
+            "{}: {what}, {} connections, {} s warm-up + {} s measured",
+            backend.name(),
+            plan.connections,
+            args.warmup_secs,
+            args.duration_secs
+        )
+    };
+    // Each phase's figures as soon as it ends: the drain after the last can take minutes.
+    let done = |phase: &Phase| {
+        let tally = &phase.tally;
+        eprintln!(
+            "{}: {:.0}/s, p50 {} ms, p99 {} ms, server CPU {} µs/request",
+            backend.name(),
+            tally.per_sec(plan.duration),
+            ms(tally.percentile_ms(50.0)),
+            ms(tally.percentile_ms(99.0)),
+            server_us(phase),
+        )
+    };
+    phase("GET /healthz");
+    let healthz = load(addr, Workload::healthz(addr), plan).await?;
+    done(&healthz);
+    phase("POST /v1/messages");
+    let sends = load(addr, sends, plan).await?;
+    done(&sends);
+    phase("POST /webhooks/meta");
+    let webhooks = load(addr, webhooks, plan).await?;
+    done(&webhooks);
+    eprintln!("{}: waiting for the webhook processor to work through the backlog", backend.name());
+    // The sends still queued would keep adding their statuses to the backlog: the number's
+    // dispatch slows to 1/s first, so the drain measures the processor alone.
+    let slowed = http
+        .patch(format!("{base}/v1/phone-numbers/{}", number.id))
+        .bearer_auth(api_key)
+        .json(&json!({"messages_per_second": 1}))
+        .send()
+        .await?;
+    ensure!(slowed.status().is_success(), "slowing the number's dispatch answered {}", slowed.status());
+    let processing = drain(store).await?;
+    Ok(Report { backend, duration: plan.duration, healthz, sends, webhooks, processing })
+}
+
+/// The webhook deliveries stored but not yet processed when the load stopped, and how long the
+/// processor took to work through them with nothing else to do (dispatch slowed to 1/s).
+struct Drain {
+    left: i64,
+    took: Duration,
+}
+
+impl Drain {
+    fn per_sec(&self) -> Option<f64> {
+        (self.left > 0).then(|| self.left as f64 / self.took.as_secs_f64())
+    }
+}
+
+async fn drain(store: &dyn Store) -> anyhow::Result<Drain> {
+    const PATIENCE: Duration = Duration::from_secs(600);
+    let left = store.deliveries().pending().await?;
+    let started = Instant::now();
+    while store.deliveries().pending().await? > 0 {
+        ensure!(started.elapsed() < PATIENCE, "webhook deliveries were still unprocessed after {PATIENCE:?}");
+        // Counting a large backlog is work for the database too: not too often.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(Drain { left, took: started.elapsed() })
+}
+
+/// The seeded sandbox account's first number.
+async fn first_sandbox_number(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<SandboxNumber> {
+    let response = http.get(format!("{base}/v1/phone-numbers")).bearer_auth(api_key).send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.context("GET /v1/phone-numbers did not answer JSON")?;
+    ensure!(status.is_success(), "GET /v1/phone-numbers answered {status}: {body}");
+    let number = body["data"]
+        .as_array()
+        .and_then(|numbers| numbers.iter().find(|n| n["mode"] == "sandbox"))
+        .with_context(|| format!("no sandbox phone number in GET /v1/phone-numbers: {body}"))?;
+    let field = |name: &str| {
+        number[name].as_str().map(str::to_owned).with_context(|| format!("the sandbox number has no {name}: {number}"))
+    };
+    Ok(SandboxNumber { id: field("id")?, waba_id: field("waba_id")?, display: field("display_phone_number")? })
+}
+
+/// One request of the workload through an ordinary client, its answer checked.
+async fn check_one(http: &reqwest::Client, base: &str, workload: &Workload) -> anyhow::Result<()> {
+    let mut request = workload.request.clone();
+    workload.prepare(&mut request, 0);
+    let text = String::from_utf8_lossy(&request);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a built request has a head");
+    let mut lines = head.split("\r\n");
+    let path = lines.next().and_then(|l| l.split(' ').nth(1)).expect("a built request has a path");
+    let mut builder = http.post(format!("{base}{path}"));
+    for (name, value) in lines.filter_map(|l| l.split_once(": ")) {
+        if !["host", "content-length"].contains(&name) {
+            builder = builder.header(name, value);
+        }
+    }
+    let response = builder.body(body.to_owned()).send().await?;
+    let status = response.status();
+    ensure!(
+        status.as_u16() == workload.expected,
+        "a trial POST {path} answered {status}: {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
