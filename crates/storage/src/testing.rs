@@ -8,25 +8,11 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use wagate_domain::sealed::{Cipher, SecretKey};
 
-use crate::Backend;
+use wagate_domain::time::Timestamp;
+
+use crate::{Backend, NewInbound, StatusOutcome, StatusUpdate, Store};
 
 pub const DATABASE_URL_VAR: &str = "WAGATE_TEST_DATABASE_URL";
-
-/// `$body` run with `$conn` a new connection to the test database `$db`, of its backend.
-macro_rules! with_connection {
-    ($db:expr, |$conn:ident| $body:expr) => {
-        match $db.backend {
-            Backend::Sqlite => {
-                let mut $conn = sqlx::SqliteConnection::connect(&$db.url).await.expect("connect to SQLite");
-                $body
-            }
-            Backend::Postgres => {
-                let mut $conn = PgConnection::connect(&$db.url).await.expect("connect to PostgreSQL");
-                $body
-            }
-        }
-    };
-}
 
 /// A database that exists for as long as this value.
 pub struct TestDatabase {
@@ -116,8 +102,18 @@ impl TestDatabase {
     /// database holds them, read behind the store's back.
     pub async fn stored_secrets(&self) -> Vec<(String, [String; 3])> {
         const SQL: &str = "SELECT id, access_token, app_secret, verify_token FROM accounts ORDER BY id";
-        let rows: Vec<(String, String, String, String)> =
-            with_connection!(self, |conn| sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("read accounts"));
+        let rows: Vec<(String, String, String, String)> = match self.backend {
+            Backend::Sqlite => {
+                let conn = self.sqlite_connection();
+                let mut statement = conn.prepare(SQL).expect("read accounts");
+                let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+                rows.expect("read accounts").collect::<Result<_, _>>().expect("read accounts")
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connect to PostgreSQL");
+                sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("read accounts")
+            }
+        };
         rows.into_iter().map(|(id, a, b, c)| (id, [a, b, c])).collect()
     }
 
@@ -126,11 +122,48 @@ impl TestDatabase {
     pub async fn write_stored_secrets(&self, account_id: &str, values: [&str; 3]) {
         const SQL: &str = "UPDATE accounts SET access_token = $2, app_secret = $3, verify_token = $4 WHERE id = $1";
         let [a, b, c] = values;
-        let written = with_connection!(self, |conn| {
-            let query = sqlx::query(SQL).bind(account_id).bind(a).bind(b).bind(c);
-            query.execute(&mut conn).await.map(|r| r.rows_affected())
-        });
-        assert_eq!(written.expect("write accounts"), 1, "no account {account_id}");
+        let written = match self.backend {
+            Backend::Sqlite => {
+                // rusqlite binds `$N` by position of first appearance.
+                let sql = "UPDATE accounts SET access_token = ?2, app_secret = ?3, verify_token = ?4 WHERE id = ?1";
+                self.sqlite_connection().execute(sql, [account_id, a, b, c]).expect("write accounts") as u64
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.expect("connect to PostgreSQL");
+                let query = sqlx::query(SQL).bind(account_id).bind(a).bind(b).bind(c);
+                query.execute(&mut conn).await.expect("write accounts").rows_affected()
+            }
+        };
+        assert_eq!(written, 1, "no account {account_id}");
+    }
+
+    /// The SQLite file, opened behind the store's back.
+    pub fn sqlite_connection(&self) -> rusqlite::Connection {
+        let path = self.url.strip_prefix("sqlite://").expect("a SQLite database");
+        let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+        conn.busy_timeout(std::time::Duration::from_secs(10)).expect("a busy timeout");
+        conn
+    }
+}
+
+/// What tests say in one call, over the batch methods the server uses.
+#[async_trait::async_trait]
+pub trait StoreExt {
+    /// Applies one status (see `Messages::apply_statuses`).
+    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> crate::Result<StatusOutcome>;
+    /// Stores one inbound message (see `Inbound::record_inbounds`).
+    async fn record_inbound(&self, message: &NewInbound) -> crate::Result<bool>;
+}
+
+#[async_trait::async_trait]
+impl<S: Store + ?Sized> StoreExt for S {
+    async fn apply_status(&self, update: &StatusUpdate, at: Timestamp) -> crate::Result<StatusOutcome> {
+        let mut outcomes = self.apply_statuses(std::slice::from_ref(update), at).await?;
+        Ok(outcomes.pop().unwrap_or(StatusOutcome::Duplicate))
+    }
+
+    async fn record_inbound(&self, message: &NewInbound) -> crate::Result<bool> {
+        Ok(self.record_inbounds(std::slice::from_ref(message)).await?.pop().unwrap_or(false))
     }
 }
 

@@ -11,7 +11,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
 use wagate_domain::time::Timestamp;
-use wagate_storage::testing::TestDatabase;
+use wagate_storage::testing::{StoreExt, TestDatabase};
 use wagate_storage::*;
 
 struct Fixture {
@@ -131,7 +131,7 @@ async fn sent_message(
 ) -> (MessageId, impl Fn(&str, DeliveryStatus, i64) -> StatusUpdate) {
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
-    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    let d = store.outbox().claim(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     assert!(store.record_accepted(&d, wamid, &json!({"messages": [{"id": wamid}]}), t(2)).await.unwrap());
     let account = a.id.clone();
     (id, move |w: &str, s, at| status_for(&account, w, s, at))
@@ -256,7 +256,7 @@ async fn enqueue_writes_message_history_and_outbox(store: &dyn Store) {
     assert_eq!(m.content, json!({"body": "hello"}));
     assert_eq!(m.metadata.unwrap()["order"], 42);
     assert_eq!(statuses(&store.message_history(&id).await.unwrap()), [(MessageStatus::Queued, false)]);
-    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+    assert_eq!(store.outbox().pending().await.unwrap(), 1);
     assert_eq!(store.count_messages().await.unwrap(), 1);
 }
 
@@ -265,21 +265,21 @@ async fn claims_are_exclusive_until_the_lease_expires(store: &dyn Store) {
     let id = enqueue(store, &a, &n, t(0)).await;
     let later = enqueue(store, &a, &n, t(10_000)).await;
 
-    let first = store.claim_outbox(t(100), t(30_100), 10).await.unwrap();
+    let first = store.outbox().claim(t(100), t(30_100), 10).await.unwrap();
     assert_eq!(first.len(), 1, "only the due row is claimed");
     assert_eq!(first[0].message_id, id);
     assert_eq!(first[0].attempts, 1);
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
-    assert!(store.claim_outbox(t(200), t(30_200), 10).await.unwrap().is_empty(), "leased row not claimed twice");
+    assert!(store.outbox().claim(t(200), t(30_200), 10).await.unwrap().is_empty(), "leased row not claimed twice");
 
     // The holder died; after its lease the row is claimed again, and the dead lease is fenced off.
-    let again = store.claim_outbox(t(30_101), t(60_000), 10).await.unwrap();
+    let again = store.outbox().claim(t(30_101), t(60_000), 10).await.unwrap();
     let ids: Vec<_> = again.iter().map(|d| d.message_id.clone()).collect();
     assert_eq!(ids, [id.clone(), later]);
     assert_eq!(again[0].attempts, 2);
     let error = MessageError::gateway("network_error", "boom");
     assert!(!store.record_failed(&first[0], &error, None, t(30_102)).await.unwrap());
-    assert!(!store.reschedule(&first[0], t(40_000), &error).await.unwrap());
+    assert!(!store.outbox().retry(&first[0], t(40_000), &error, t(40_000)).await.unwrap());
     assert!(
         store
             .record_accepted(&again[0], "wamid.A", &json!({"messages": [{"id": "wamid.A"}]}), t(30_103))
@@ -296,7 +296,7 @@ async fn claims_are_exclusive_until_the_lease_expires(store: &dyn Store) {
             .unwrap()
     );
     assert_eq!(store.find_message_by_wamid("wamid.A").await.unwrap().unwrap().id, id);
-    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+    assert_eq!(store.outbox().pending().await.unwrap(), 1);
 }
 
 async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
@@ -310,11 +310,11 @@ async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.claim_outbox(t(1), t(60_000), 7).await.unwrap();
+                let got = store.outbox().claim(t(1), t(60_000), 7).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
-                mine.extend(got.into_iter().map(|d| d.message_id));
+                mine.extend(got.into_iter().map(|d| d.item.message_id));
             }
         }));
     }
@@ -332,7 +332,7 @@ async fn statuses_racing_the_send_result_are_never_lost(store: Arc<dyn Store>) {
     let (a, n) = seeded(store.as_ref()).await;
     for round in 0..25 {
         let id = enqueue(store.as_ref(), &a, &n, t(0)).await;
-        let d = store.claim_outbox(t(1), t(60_000), 1).await.unwrap().pop().unwrap();
+        let d = store.outbox().claim(t(1), t(60_000), 1).await.unwrap().pop().unwrap();
         let wamid = format!("wamid.RACE{round}");
         let update = status_for(&a.id, &wamid, DeliveryStatus::Delivered, 5);
         let (s1, s2) = (store.clone(), store.clone());
@@ -352,12 +352,12 @@ async fn statuses_racing_the_send_result_are_never_lost(store: Arc<dyn Store>) {
 async fn failure_and_retry(store: &dyn Store) {
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
-    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    let d = store.outbox().claim(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     let transient = MessageError::gateway("network_error", "connection refused");
-    assert!(store.reschedule(&d, t(5_000), &transient).await.unwrap());
+    assert!(store.outbox().retry(&d, t(5_000), &transient, t(5_000)).await.unwrap());
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
-    assert!(store.claim_outbox(t(4_999), t(60_000), 10).await.unwrap().is_empty());
-    let d = store.claim_outbox(t(5_000), t(60_000), 10).await.unwrap().pop().unwrap();
+    assert!(store.outbox().claim(t(4_999), t(60_000), 10).await.unwrap().is_empty());
+    let d = store.outbox().claim(t(5_000), t(60_000), 10).await.unwrap().pop().unwrap();
     assert_eq!(d.attempts, 2);
     let meta = MessageError {
         code: Some(131008),
@@ -370,7 +370,7 @@ async fn failure_and_retry(store: &dyn Store) {
     assert!(store.record_failed(&d, &meta, None, t(5_001)).await.unwrap());
     let m = store.get_message(&id).await.unwrap().unwrap();
     assert_eq!((m.status, m.error), (MessageStatus::Failed, Some(meta)));
-    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
     let h = statuses(&store.message_history(&id).await.unwrap());
     assert_eq!(h, [(MessageStatus::Queued, false), (MessageStatus::Failed, false)]);
 }
@@ -549,7 +549,7 @@ async fn failed_status_overrides_sent(store: &dyn Store) {
 async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
     let (a, n) = seeded(store).await;
     let id = enqueue(store, &a, &n, t(0)).await;
-    let d = store.claim_outbox(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
+    let d = store.outbox().claim(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     for (s, at) in [(DeliveryStatus::Delivered, 2), (DeliveryStatus::Sent, 1)] {
         assert_eq!(
             store.apply_status(&status_for(&a.id, "wamid.E", s, at), t(2)).await.unwrap(),
@@ -593,10 +593,10 @@ async fn unclaimed_messages_can_be_cancelled(store: &dyn Store) {
         statuses(&store.message_history(&queued).await.unwrap()).last(),
         Some(&(MessageStatus::Canceled, false))
     );
-    assert!(store.claim_outbox(t(2), t(60_000), 10).await.unwrap().is_empty(), "a cancelled message is never sent");
+    assert!(store.outbox().claim(t(2), t(60_000), 10).await.unwrap().is_empty(), "a cancelled message is never sent");
     // Being sent: not cancelled, and its result is still recorded.
     let sending = enqueue(store, &a, &n, t(0)).await;
-    let d = store.claim_outbox(t(3), t(60_000), 10).await.unwrap().pop().unwrap();
+    let d = store.outbox().claim(t(3), t(60_000), 10).await.unwrap().pop().unwrap();
     assert!(!store.cancel_unclaimed(&sending, &reason, t(4)).await.unwrap());
     assert!(store.record_accepted(&d, "wamid.C", &json!({"messages": [{"id": "wamid.C"}]}), t(5)).await.unwrap());
     let h = store.message_history(&sending).await.unwrap();
@@ -608,7 +608,7 @@ async fn unclaimed_messages_can_be_cancelled(store: &dyn Store) {
     assert!(!store.cancel_unclaimed(&sending, &reason, t(6)).await.unwrap());
     // A lease that lapsed (its holder died) no longer protects the row.
     let orphan = enqueue(store, &a, &n, t(0)).await;
-    store.claim_outbox(t(7), t(100), 10).await.unwrap();
+    store.outbox().claim(t(7), t(100), 10).await.unwrap();
     assert!(store.cancel_unclaimed(&orphan, &reason, t(101)).await.unwrap());
 }
 
@@ -713,21 +713,21 @@ async fn webhook_deliveries(store: &dyn Store) {
         store.insert_delivery(NewDelivery { account_id: None, body: vec![1, 2], received_at: t(1) }).await.unwrap();
     assert!(id2 > id1);
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
-    assert_eq!(store.pending_deliveries().await.unwrap(), 2);
-    let claimed = store.claim_deliveries(t(5), t(1_000), 10).await.unwrap();
+    assert_eq!(store.deliveries().pending().await.unwrap(), 2);
+    let claimed = store.deliveries().claim(t(5), t(1_000), 10).await.unwrap();
     assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), [id1, id2]);
     assert_eq!(claimed[0].body, body);
     assert_eq!(claimed[0].account_id, Some(a.id));
-    assert!(store.claim_deliveries(t(6), t(1_000), 10).await.unwrap().is_empty());
+    assert!(store.deliveries().claim(t(6), t(1_000), 10).await.unwrap().is_empty());
     store.finish_deliveries(&[(&claimed[0], None)], t(7)).await.unwrap();
-    store.retry_delivery(&claimed[1], t(2_000), "database busy").await.unwrap();
-    assert!(store.claim_deliveries(t(1_999), t(3_000), 10).await.unwrap().is_empty());
-    let again = store.claim_deliveries(t(2_000), t(3_000), 10).await.unwrap();
+    store.deliveries().retry(&claimed[1], t(2_000), "database busy", t(2_000)).await.unwrap();
+    assert!(store.deliveries().claim(t(1_999), t(3_000), 10).await.unwrap().is_empty());
+    let again = store.deliveries().claim(t(2_000), t(3_000), 10).await.unwrap();
     assert_eq!((again.len(), again[0].id, again[0].attempts), (1, id2, 2));
     store.finish_deliveries(&[(&again[0], Some("unparseable".into()))], t(2_001)).await.unwrap();
-    assert!(store.claim_deliveries(t(10_000), t(20_000), 10).await.unwrap().is_empty());
+    assert!(store.deliveries().claim(t(10_000), t(20_000), 10).await.unwrap().is_empty());
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
-    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+    assert_eq!(store.deliveries().pending().await.unwrap(), 0);
 
     // Processed deliveries go once older than the retention; pending ones never do.
     let id3 = store.insert_delivery(NewDelivery { account_id: None, body: vec![3], received_at: t(0) }).await.unwrap();
@@ -735,11 +735,11 @@ async fn webhook_deliveries(store: &dyn Store) {
     assert_eq!(store.delete_processed_deliveries(t(8), 10).await.unwrap(), 1);
     assert_eq!(store.delete_processed_deliveries(t(100_000), 10).await.unwrap(), 1, "set aside, then kept as long");
     assert_eq!(store.delete_processed_deliveries(t(100_000), 10).await.unwrap(), 0);
-    let left = store.claim_deliveries(t(100_000), t(200_000), 10).await.unwrap();
+    let left = store.deliveries().claim(t(100_000), t(200_000), 10).await.unwrap();
     assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), [id3], "the pending one is kept");
 }
 
-fn ids_of(ds: &[Dispatch]) -> Vec<MessageId> {
+fn ids_of(ds: &[Leased<Dispatch>]) -> Vec<MessageId> {
     ds.iter().map(|d| d.message_id.clone()).collect()
 }
 
@@ -761,7 +761,7 @@ async fn each_recipient_gets_its_messages_one_at_a_time_in_order(store: &dyn Sto
     // While Ana's first is in flight, her second waits; Bo's is unaffected.
     assert_eq!(head_ids(store, &n, t(2)).await, std::slice::from_ref(&b1));
     let error = MessageError::gateway("network_error", "boom");
-    assert!(store.reschedule(&claimed[0], t(3_000), &error).await.unwrap());
+    assert!(store.outbox().retry(&claimed[0], t(3_000), &error, t(3_000)).await.unwrap());
     assert_eq!(
         head_ids(store, &n, t(2_000)).await,
         std::slice::from_ref(&b1),
@@ -775,7 +775,7 @@ async fn each_recipient_gets_its_messages_one_at_a_time_in_order(store: &dyn Sto
     assert!(store.record_accepted(&d[0], "wamid.F2", &json!({}), t(3_004)).await.unwrap());
     assert_eq!(head_ids(store, &n, t(5_000)).await, [b1, scheduled]);
     // The same order holds for claim_outbox, across numbers.
-    assert_eq!(store.claim_outbox(t(5_000), t(60_000), 10).await.unwrap().len(), 2);
+    assert_eq!(store.outbox().claim(t(5_000), t(60_000), 10).await.unwrap().len(), 2);
 }
 
 /// Heads are found by reading the queue a page at a time: a recipient with more queued than a
@@ -802,7 +802,7 @@ async fn heads_are_found_past_a_long_queue(store: Arc<dyn Store>) {
     // Bo's in flight: Ana's and Cy's queues still have their heads; across numbers the same.
     let claimed = store.claim_messages(std::slice::from_ref(&b1), t(2), t(60_000)).await.unwrap();
     assert_eq!(ids_of(&claimed), [b1]);
-    let claimed = store.claim_outbox(t(3), t(60_000), 10).await.unwrap();
+    let claimed = store.outbox().claim(t(3), t(60_000), 10).await.unwrap();
     assert_eq!(claimed.iter().map(|d| d.recipient.as_str()).collect::<Vec<_>>(), [ana, cy]);
     assert!(store.outbox_heads(&n.id, t(4), 100).await.unwrap().is_empty(), "each queue's head is in flight");
 }
@@ -824,7 +824,7 @@ async fn batched_concurrent_sends_are_all_stored(store: Arc<dyn Store>) {
         ids.insert(task.await.unwrap());
     }
     assert_eq!(ids.len(), 300);
-    assert_eq!(store.outbox_depth().await.unwrap(), 300);
+    assert_eq!(store.outbox().pending().await.unwrap(), 300);
     assert_eq!(store.count_messages().await.unwrap(), 300);
     for id in ids.iter().take(5) {
         assert_eq!(store.message_history(id).await.unwrap().len(), 1);
@@ -894,7 +894,7 @@ async fn expired_messages_fail_unless_being_sent(store: &dyn Store) {
     assert_eq!(m.expires_at, Some(t(1_000)));
     assert_eq!(store.get_message(&sending_id).await.unwrap().unwrap().status, MessageStatus::Sending);
     assert_eq!(store.get_message(&lasting).await.unwrap().unwrap().status, MessageStatus::Queued);
-    assert_eq!(store.outbox_depth().await.unwrap(), 2);
+    assert_eq!(store.outbox().pending().await.unwrap(), 2);
 }
 
 async fn scheduled_messages_wait_for_their_time(store: &dyn Store) {
@@ -904,8 +904,8 @@ async fn scheduled_messages_wait_for_their_time(store: &dyn Store) {
     assert_eq!((m.status, m.send_at), (MessageStatus::Scheduled, Some(t(10_000))));
     let h = store.message_history(&id).await.unwrap();
     assert_eq!((statuses(&h), h[0].occurred_at), (vec![(MessageStatus::Scheduled, false)], t(0)));
-    assert!(store.claim_outbox(t(9_999), t(60_000), 10).await.unwrap().is_empty());
-    assert_eq!(ids_of(&store.claim_outbox(t(10_000), t(60_000), 10).await.unwrap()), std::slice::from_ref(&id));
+    assert!(store.outbox().claim(t(9_999), t(60_000), 10).await.unwrap().is_empty());
+    assert_eq!(ids_of(&store.outbox().claim(t(10_000), t(60_000), 10).await.unwrap()), std::slice::from_ref(&id));
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
 }
 
@@ -1039,7 +1039,7 @@ async fn the_window_is_judged_with_the_send(store: &dyn Store) {
         assert_eq!(store.enqueue_message(send(customer, outside, false)).await.unwrap(), Enqueued::Stored);
     }
     assert_eq!(store.count_conversations_opened(&a.id, t(0)).await.unwrap(), 2);
-    assert_eq!(store.outbox_depth().await.unwrap(), 3);
+    assert_eq!(store.outbox().pending().await.unwrap(), 3);
 }
 
 async fn reopening_keeps_everything(backend: Backend) {
@@ -1053,7 +1053,7 @@ async fn reopening_keeps_everything(backend: Backend) {
     };
     let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("migrations are idempotent");
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Queued);
-    assert_eq!(store.outbox_depth().await.unwrap(), 1);
+    assert_eq!(store.outbox().pending().await.unwrap(), 1);
 }
 
 /// Sends stored before the first history entry was made from the message kept it as a row:
@@ -1235,7 +1235,7 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     shows_reply_once_and_last("queued").await;
     let claimed = store.claim_messages(std::slice::from_ref(&reply), t(1), t(60_000)).await.unwrap();
     shows_reply_once_and_last("being sent").await;
-    assert!(store.reschedule(&claimed[0], t(2), &MessageError::gateway("network_error", "boom")).await.unwrap());
+    assert!(store.outbox().retry(&claimed[0], t(2), &MessageError::gateway("network_error", "boom"), t(2)).await.unwrap());
     shows_reply_once_and_last("waiting to be retried").await;
     let claimed = store.claim_messages(std::slice::from_ref(&reply), t(3), t(60_000)).await.unwrap();
     assert!(store.record_accepted(&claimed[0], "wamid.D9", &json!({}), t(4)).await.unwrap());

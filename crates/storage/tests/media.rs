@@ -8,7 +8,7 @@ use serde_json::json;
 use wagate_domain::id::{AccountId, MediaId, MessageId};
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
-use wagate_storage::testing::TestDatabase;
+use wagate_storage::testing::{StoreExt, TestDatabase};
 use wagate_storage::*;
 
 fn t(ms: i64) -> Timestamp {
@@ -135,35 +135,35 @@ async fn downloads_are_leased_retried_stored_and_failed(
         assert!(store.insert_media(m).await.unwrap());
     }
     // Not due before it was recorded; both due after.
-    assert!(store.claim_media(t(9), t(1_000), 10).await.unwrap().is_empty());
-    let claimed = store.claim_media(t(20), t(1_000), 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|j| j.media.id.clone()).collect::<Vec<_>>(), [a.id.clone(), b.id.clone()]);
-    assert!(claimed.iter().all(|j| j.media.attempts == 1));
+    assert!(store.media_downloads().claim(t(9), t(1_000), 10).await.unwrap().is_empty());
+    let claimed = store.media_downloads().claim(t(20), t(1_000), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), [a.id.clone(), b.id.clone()]);
+    assert!(claimed.iter().all(|j| j.attempts == 1));
     // Leased: nobody else gets them until the lease runs out.
-    assert!(store.claim_media(t(999), t(2_000), 10).await.unwrap().is_empty());
+    assert!(store.media_downloads().claim(t(999), t(2_000), 10).await.unwrap().is_empty());
 
     // `a` fails for now, comes back when due, and is then stored.
-    assert!(store.retry_media(&claimed[0], t(1_500), "HTTP 404 from the download URL", t(30)).await.unwrap());
+    assert!(store.media_downloads().retry(&claimed[0], t(1_500), "HTTP 404 from the download URL", t(30)).await.unwrap());
     let waiting = store.get_media(&a.id).await.unwrap().unwrap();
     assert_eq!(waiting.last_error.as_deref(), Some("HTTP 404 from the download URL"));
     assert_eq!((waiting.state, waiting.available_at), (MediaState::Pending, Some(t(1_500))));
 
     // `b`'s lease lapsed at 1000: another worker takes it; the first holder can record nothing.
-    let b_again = store.claim_media(t(1_000), t(5_000), 1).await.unwrap();
-    assert_eq!((b_again[0].media.id.clone(), b_again[0].media.attempts), (b.id.clone(), 2));
-    assert!(store.claim_media(t(1_499), t(3_000), 10).await.unwrap().is_empty(), "a is not due yet");
+    let b_again = store.media_downloads().claim(t(1_000), t(5_000), 1).await.unwrap();
+    assert_eq!((b_again[0].id.clone(), b_again[0].attempts), (b.id.clone(), 2));
+    assert!(store.media_downloads().claim(t(1_499), t(3_000), 10).await.unwrap().is_empty(), "a is not due yet");
     let stored = StoredMedia { file_size: 42, sha256: "c2hh".into(), at: t(1_100) };
     assert!(!store.media_stored(&claimed[1], &stored).await.unwrap(), "a lapsed lease records nothing");
-    assert!(!store.media_failed(&claimed[1], "late", t(1_100)).await.unwrap());
-    assert!(store.media_failed(&b_again[0], "sha256 mismatch", t(1_200)).await.unwrap());
+    assert!(!store.media_downloads().give_up(&claimed[1], "late", t(1_100)).await.unwrap());
+    assert!(store.media_downloads().give_up(&b_again[0], "sha256 mismatch", t(1_200)).await.unwrap());
     let failed = store.get_media(&b.id).await.unwrap().unwrap();
     assert_eq!(
         (failed.state, failed.available_at, failed.last_error.as_deref()),
         (MediaState::Failed, None, Some("sha256 mismatch"))
     );
 
-    let a_again = store.claim_media(t(1_500), t(5_000), 10).await.unwrap();
-    assert_eq!((a_again.len(), a_again[0].media.attempts), (1, 2));
+    let a_again = store.media_downloads().claim(t(1_500), t(5_000), 10).await.unwrap();
+    assert_eq!((a_again.len(), a_again[0].attempts), (1, 2));
     assert!(store.media_stored(&a_again[0], &stored).await.unwrap());
     assert!(!store.media_stored(&a_again[0], &stored).await.unwrap(), "stored once");
     let done = store.get_media(&a.id).await.unwrap().unwrap();
@@ -173,7 +173,7 @@ async fn downloads_are_leased_retried_stored_and_failed(
     );
     // The webhook's digest is kept (it is what the file was checked against).
     assert_eq!(done.sha256, a.sha256);
-    assert!(store.claim_media(t(100_000), t(200_000), 10).await.unwrap().is_empty(), "nothing left to download");
+    assert!(store.media_downloads().claim(t(100_000), t(200_000), 10).await.unwrap().is_empty(), "nothing left to download");
 }
 
 async fn concurrent_media_claims_never_overlap(store: Arc<dyn Store>, account_id: AccountId, message_id: MessageId) {
@@ -186,11 +186,11 @@ async fn concurrent_media_claims_never_overlap(store: Arc<dyn Store>, account_id
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let batch = store.claim_media(t(20), t(100_000), 3).await.unwrap();
+                let batch = store.media_downloads().claim(t(20), t(100_000), 3).await.unwrap();
                 if batch.is_empty() {
                     break mine;
                 }
-                mine.extend(batch.into_iter().map(|j| j.media.id));
+                mine.extend(batch.into_iter().map(|j| j.item.id));
             }
         }));
     }
