@@ -211,11 +211,12 @@ impl Accounts for PgStore {
 
     async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let mode: Option<String> =
-            sqlx::query_scalar("SELECT a.mode FROM phone_numbers p JOIN accounts a ON a.id = p.account_id WHERE p.id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let mode: Option<String> = sqlx::query_scalar(
+            "SELECT a.mode FROM phone_numbers p JOIN accounts a ON a.id = p.account_id WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(mode) = mode else {
             tx.rollback().await?;
             return Ok(false);
@@ -233,7 +234,13 @@ impl Accounts for PgStore {
         Ok(true)
     }
 
-    async fn pause_account(&self, id: &AccountId, as_of: Timestamp, error: &MessageError, at: Timestamp) -> Result<bool> {
+    async fn pause_account(
+        &self,
+        id: &AccountId,
+        as_of: Timestamp,
+        error: &MessageError,
+        at: Timestamp,
+    ) -> Result<bool> {
         let paused = sqlx::query(
             "UPDATE accounts SET paused_at = $2, paused_error = $3 \
              WHERE id = $1 AND paused_at IS NULL AND updated_at = $4",
@@ -248,11 +255,12 @@ impl Accounts for PgStore {
     }
 
     async fn resume_account(&self, id: &AccountId) -> Result<bool> {
-        let resumed =
-            sqlx::query("UPDATE accounts SET paused_at = NULL, paused_error = NULL WHERE id = $1 AND paused_at IS NOT NULL")
-                .bind(id.as_str())
-                .execute(&self.pool)
-                .await?;
+        let resumed = sqlx::query(
+            "UPDATE accounts SET paused_at = NULL, paused_error = NULL WHERE id = $1 AND paused_at IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(resumed.rows_affected() == 1)
     }
 

@@ -205,7 +205,11 @@ async fn merge_contact(tx: &mut Tx, from: &str, into: &str, at: Timestamp) -> Re
     let Some(b) = sqlx::query(READ).bind(into).fetch_optional(&mut **tx).await? else { return Ok(()) };
     let (a, b) = (rows::contact(&a)?, rows::contact(&b)?);
     // Rare, so a plain scan: every message of `from` must move before it is deleted.
-    sqlx::query("UPDATE messages SET contact_id = $1 WHERE contact_id = $2").bind(into).bind(from).execute(&mut **tx).await?;
+    sqlx::query("UPDATE messages SET contact_id = $1 WHERE contact_id = $2")
+        .bind(into)
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
     const THREADS: &str =
         "SELECT id, phone_number_id, last_inbound_at, unread_count, read_through FROM threads WHERE contact_id = $1";
     let theirs = sqlx::query(THREADS).bind(from).fetch_all(&mut **tx).await?;
@@ -244,8 +248,10 @@ async fn merge_contact(tx: &mut Tx, from: &str, into: &str, at: Timestamp) -> Re
         .execute(&mut **tx)
         .await?;
     // Tags: the older contact's, then the newer one's others by name up to the limit.
-    let has: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM contact_tags WHERE contact_id = $1").bind(into).fetch_one(&mut **tx).await?;
+    let has: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contact_tags WHERE contact_id = $1")
+        .bind(into)
+        .fetch_one(&mut **tx)
+        .await?;
     let room = (MAX_TAGS as i64 - has).max(0);
     sqlx::query(
         "INSERT INTO contact_tags (contact_id, tag, tag_folded) SELECT $1, tag, tag_folded FROM contact_tags \
@@ -360,7 +366,12 @@ impl PgStore {
         self.contact_where(concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.wa_id = $1"), wa_id).await
     }
 
-    async fn conversations(&self, f: &ConversationFilter, id: Option<&ConversationId>, limit: u32) -> Result<Vec<Conversation>> {
+    async fn conversations(
+        &self,
+        f: &ConversationFilter,
+        id: Option<&ConversationId>,
+        limit: u32,
+    ) -> Result<Vec<Conversation>> {
         sqlx::query(SELECT_CONVERSATIONS)
             .bind(f.phone_number_id.as_deref())
             .bind(f.contact_id.as_ref().map(ContactId::as_str))
@@ -513,7 +524,12 @@ impl Contacts for PgStore {
         self.conversations(filter, None, limit).await
     }
 
-    async fn conversation_messages(&self, id: &ConversationId, page: &ConversationPage, limit: u32) -> Result<Vec<Message>> {
+    async fn conversation_messages(
+        &self,
+        id: &ConversationId,
+        page: &ConversationPage,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
         let sql = if page.after.is_some() {
             concat!(
                 "SELECT ",

@@ -115,15 +115,14 @@ impl Inbound for PgStore {
     }
 
     async fn delete_processed_deliveries(&self, before: Timestamp, limit: u32) -> Result<u64> {
-        Ok(sqlx::query(
+        // Processed, or set aside (`give_up`): `available_at` is NULL either way.
+        self.delete_older(
             "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
              WHERE available_at IS NULL AND processed_at < $1 LIMIT $2)",
+            before,
+            limit,
         )
-        .bind(before.as_millis())
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .await
     }
 
     async fn record_inbounds(&self, messages: &[NewInbound]) -> Result<Vec<bool>> {

@@ -138,6 +138,8 @@ impl LeasedQueue<Media> for PgStore {
 
     async fn pending(&self) -> Result<i64> {
         // A pending row has an `available_at` (its due time or its lease's end): the index's rows.
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM media WHERE available_at IS NOT NULL").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM media WHERE available_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?)
     }
 }

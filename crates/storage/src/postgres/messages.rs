@@ -100,8 +100,11 @@ impl Messages for PgStore {
         // Meta's timestamps are whole seconds and ours are milliseconds, so time alone can put
         // `sent` before `accepted`: order by progress, then time.
         out.sort_by(|a, b| {
-            (rank_for_order(a.status), a.occurred_at, &a.participant)
-                .cmp(&(rank_for_order(b.status), b.occurred_at, &b.participant))
+            (rank_for_order(a.status), a.occurred_at, &a.participant).cmp(&(
+                rank_for_order(b.status),
+                b.occurred_at,
+                &b.participant,
+            ))
         });
         Ok(out)
     }
@@ -181,15 +184,13 @@ impl Messages for PgStore {
     }
 
     async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> Result<u64> {
-        Ok(sqlx::query(
+        self.delete_older(
             "DELETE FROM message_statuses WHERE id IN (SELECT id FROM message_statuses \
              WHERE message_id IS NULL AND recorded_at < $1 LIMIT $2)",
+            before,
+            limit,
         )
-        .bind(before.as_millis())
-        .bind(i64::from(limit))
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .await
     }
 
     async fn record_echo(&self, m: &NewEcho) -> Result<bool> {

@@ -23,6 +23,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::Cipher;
+use wagate_domain::time::Timestamp;
 
 use self::batch::BatchWriter;
 use crate::shared::PreparedSend;
@@ -64,6 +65,13 @@ impl PgStore {
 
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Runs a clean-up `sql` that deletes up to `$2` rows from before `$1`; how many it deleted.
+    /// A few at a time, so that no clean-up holds many row locks for long.
+    async fn delete_older(&self, sql: &'static str, before: Timestamp, limit: u32) -> Result<u64> {
+        let deleted = sqlx::query(sql).bind(before.as_millis()).bind(i64::from(limit)).execute(&self.pool).await?;
+        Ok(deleted.rows_affected())
     }
 }
 
@@ -138,7 +146,7 @@ impl crate::Testing for PgStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&self.pool).await?)
     }
 
-    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<wagate_domain::time::Timestamp>> {
+    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>> {
         let at: Option<i64> = sqlx::query_scalar(crate::shared::SELECT_LAST_INBOUND)
             .bind(phone_number_id)
             .bind(customer)

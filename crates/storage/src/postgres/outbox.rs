@@ -129,7 +129,12 @@ async fn last_inbound_of(tx: &mut Tx, batch: &[PreparedSend]) -> Result<HashMap<
 }
 
 /// The heads of one number's queues, or of every number's (see `HeadScan`).
-async fn scan_heads(store: &PgStore, phone_number_id: Option<&str>, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>> {
+async fn scan_heads(
+    store: &PgStore,
+    phone_number_id: Option<&str>,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<OutboxHead>> {
     let mut scan = shared::HeadScan::new(now, limit);
     while !scan.done {
         let (due_at, seq, rows) = scan.next_page();
@@ -144,7 +149,12 @@ async fn scan_heads(store: &PgStore, phone_number_id: Option<&str>, now: Timesta
 }
 
 /// Marks the rows claimed under `lease` as being sent and reads what sending needs.
-async fn take_claimed(tx: &mut Tx, lease: &str, lease_until: Timestamp, now: Timestamp) -> Result<Vec<Leased<Dispatch>>> {
+async fn take_claimed(
+    tx: &mut Tx,
+    lease: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Leased<Dispatch>>> {
     sqlx::query(shared::MARK_CLAIMED_SENDING).bind(now.as_millis()).bind(lease).execute(&mut **tx).await?;
     let claimed: Vec<ClaimedColumns> = sqlx::query_as(shared::SELECT_CLAIMED).bind(lease).fetch_all(&mut **tx).await?;
     claimed.into_iter().map(|columns| shared::dispatch(columns, (lease, lease_until))).collect()
@@ -152,7 +162,13 @@ async fn take_claimed(tx: &mut Tx, lease: &str, lease_until: Timestamp, now: Tim
 
 impl PgStore {
     /// Gives a leased row back, due at `due_at`; `uncount` takes back the claim's attempt.
-    async fn release(&self, d: &Leased<Dispatch>, due_at: Timestamp, error: &MessageError, uncount: i64) -> Result<bool> {
+    async fn release(
+        &self,
+        d: &Leased<Dispatch>,
+        due_at: Timestamp,
+        error: &MessageError,
+        uncount: i64,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
         let held = sqlx::query(
             "UPDATE outbox SET available_at = $3, lease = NULL, last_error = $4, attempts = attempts - $5 \
@@ -183,7 +199,12 @@ impl Outbox for PgStore {
         self.sends.write(PreparedSend::new(message)).await
     }
 
-    async fn find_idempotency_key(&self, api_key_id: &ApiKeyId, key: &str, now: Timestamp) -> Result<Option<IdempotencyRecord>> {
+    async fn find_idempotency_key(
+        &self,
+        api_key_id: &ApiKeyId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>> {
         sqlx::query(shared::SELECT_LIVE_IDEMPOTENCY_KEY)
             .bind(api_key_id.as_str())
             .bind(key)
@@ -196,8 +217,10 @@ impl Outbox for PgStore {
     }
 
     async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> Result<u64> {
-        let deleted =
-            sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1").bind(now.as_millis()).execute(&self.pool).await?;
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+            .bind(now.as_millis())
+            .execute(&self.pool)
+            .await?;
         Ok(deleted.rows_affected())
     }
 
@@ -205,7 +228,12 @@ impl Outbox for PgStore {
         scan_heads(self, Some(phone_number_id), now, limit).await
     }
 
-    async fn claim_messages(&self, ids: &[MessageId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Leased<Dispatch>>> {
+    async fn claim_messages(
+        &self,
+        ids: &[MessageId],
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<Leased<Dispatch>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -238,8 +266,10 @@ impl Outbox for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
-        let error =
-            error_text(&MessageError::gateway("expired", "not sent before its expires_at; failed rather than sent late"));
+        let error = error_text(&MessageError::gateway(
+            "expired",
+            "not sent before its expires_at; failed rather than sent late",
+        ));
         for id in &expired {
             end_unsent(&mut tx, id, "failed", &error, now).await?;
         }
@@ -247,7 +277,13 @@ impl Outbox for PgStore {
         Ok(expired.into_iter().map(MessageId::from_trusted).collect())
     }
 
-    async fn record_accepted(&self, d: &Leased<Dispatch>, wamid: &str, response: &Value, at: Timestamp) -> Result<bool> {
+    async fn record_accepted(
+        &self,
+        d: &Leased<Dispatch>,
+        wamid: &str,
+        response: &Value,
+        at: Timestamp,
+    ) -> Result<bool> {
         let mut tx = self.begin().await?;
         lock_wamid(&mut tx, wamid).await?;
         let updated = sqlx::query(shared::ACCEPT_MESSAGE)
@@ -300,12 +336,14 @@ impl Outbox for PgStore {
             return Ok(false);
         }
         let text = error_text(error);
-        sqlx::query("UPDATE messages SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND wamid IS NULL")
-            .bind(d.message_id.as_str())
-            .bind(&text)
-            .bind(at.as_millis())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE messages SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND wamid IS NULL",
+        )
+        .bind(d.message_id.as_str())
+        .bind(&text)
+        .bind(at.as_millis())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, detail, recorded_at) \
              VALUES ($1, $2, 'failed', $3, $4, $5, $3) ON CONFLICT DO NOTHING",
@@ -349,7 +387,13 @@ impl Outbox for PgStore {
             .await?)
     }
 
-    async fn acquire_number_lease(&self, phone_number_id: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+    async fn acquire_number_lease(
+        &self,
+        phone_number_id: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
         let held = sqlx::query(
             "INSERT INTO number_leases (phone_number_id, holder, lease_until) VALUES ($1, $2, $3) \
              ON CONFLICT (phone_number_id) DO UPDATE SET holder = excluded.holder, \
@@ -402,7 +446,13 @@ impl LeasedQueue<Dispatch, MessageError> for PgStore {
         self.claim_messages(&ids, now, lease_until).await
     }
 
-    async fn retry(&self, item: &Leased<Dispatch>, due_at: Timestamp, error: &MessageError, _at: Timestamp) -> Result<bool> {
+    async fn retry(
+        &self,
+        item: &Leased<Dispatch>,
+        due_at: Timestamp,
+        error: &MessageError,
+        _at: Timestamp,
+    ) -> Result<bool> {
         self.release(item, due_at, error, 0).await
     }
 

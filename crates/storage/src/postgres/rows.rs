@@ -14,8 +14,9 @@ use crate::*;
 pub(super) fn account(cipher: &Cipher, r: &PgRow) -> Result<Account> {
     let mode: String = r.try_get("mode")?;
     let id: String = r.try_get("id")?;
-    let secret =
-        |column: &'static str| -> Result<Secret> { shared::open(cipher, &id, column, &r.try_get::<String, _>(column)?) };
+    let secret = |column: &'static str| -> Result<Secret> {
+        shared::open(cipher, &id, column, &r.try_get::<String, _>(column)?)
+    };
     Ok(Account {
         name: r.try_get("name")?,
         mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
@@ -98,8 +99,11 @@ pub(super) fn message(r: &PgRow) -> Result<Message> {
     })
 }
 
+/// A delivery report with its detail and error as stored.
+pub(super) type StoredReport = Report<(Option<String>, Option<String>)>;
+
 /// A stored status row as a delivery report (see [`shared::report`]).
-pub(super) fn report(r: &PgRow) -> Result<Option<Report<(Option<String>, Option<String>)>>> {
+pub(super) fn report(r: &PgRow) -> Result<Option<StoredReport>> {
     Ok(shared::report((
         r.try_get("status")?,
         r.try_get("wamid")?,
