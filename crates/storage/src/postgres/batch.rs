@@ -1,17 +1,16 @@
 //! Group commit for the writes that answer a request (new sends, webhook deliveries): the
 //! request waits until its write is committed, so each write costs a commit, and commits are
-//! what PostgreSQL does slowest. A few writer tasks take what is queued and store it in one
-//! transaction, a statement per table for the whole batch; everything that arrives while one
+//! what PostgreSQL does slowest. A few writer tasks take what is queued and store it with one
+//! commit, one statement for the whole batch where it can; everything that arrives while one
 //! batch commits goes into the next.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::Tx;
 use crate::shared::MAX_BATCH;
 use crate::{Result, StorageError};
 
@@ -20,8 +19,10 @@ pub(super) trait Batched: Send + Sync + Sized + 'static {
     /// What the request is answered with once its write is committed.
     type Written: Send + 'static;
 
-    /// Writes `jobs` in `tx`, with what each wrote, in their order.
-    fn write_all(tx: &mut Tx, jobs: &[Self]) -> impl Future<Output = Result<Vec<Self::Written>>> + Send;
+    /// Writes and commits `jobs`, all or none, with what each wrote, in their order. A write of
+    /// one statement needs no transaction (it is atomic alone, and BEGIN and COMMIT are two round
+    /// trips more); a write of several begins one on `conn`.
+    fn write_all(conn: &mut PgConnection, jobs: &[Self]) -> impl Future<Output = Result<Vec<Self::Written>>> + Send;
 }
 
 type Queued<J> = (J, oneshot::Sender<Result<<J as Batched>::Written>>);
@@ -80,7 +81,7 @@ fn fill<J: Batched>(first: Queued<J>, rx: &mut mpsc::Receiver<Queued<J>>) -> Vec
 async fn store<J: Batched>(pool: &PgPool, batch: Vec<Queued<J>>) {
     let started = Instant::now();
     let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
-    let outcome = commit(pool, &jobs).await;
+    let outcome = write(pool, &jobs).await;
     tracing::trace!(batch = jobs.len(), elapsed_us = started.elapsed().as_micros() as u64, "batch stored");
     match outcome {
         Ok(written) => {
@@ -94,17 +95,15 @@ async fn store<J: Batched>(pool: &PgPool, batch: Vec<Queued<J>>) {
         Err(e) => {
             tracing::warn!(error = %e, batch = jobs.len(), "a batch failed to store; storing its jobs one by one");
             for (job, reply) in jobs.iter().zip(replies) {
-                let written = commit(pool, std::slice::from_ref(job)).await;
+                let written = write(pool, std::slice::from_ref(job)).await;
                 let _ = reply.send(written.map(|mut w| w.pop().expect("one result for one job")));
             }
         }
     }
 }
 
-async fn commit<J: Batched>(pool: &PgPool, jobs: &[J]) -> Result<Vec<J::Written>> {
-    let mut tx = pool.begin().await?;
-    let written = J::write_all(&mut tx, jobs).await?;
+async fn write<J: Batched>(pool: &PgPool, jobs: &[J]) -> Result<Vec<J::Written>> {
+    let written = J::write_all(&mut *pool.acquire().await?, jobs).await?;
     debug_assert_eq!(written.len(), jobs.len(), "a batch answers each of its jobs");
-    tx.commit().await?;
     Ok(written)
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::PgExecutor;
+use sqlx::postgres::PgConnection;
 use wagate_domain::contact::counterpart;
 use wagate_domain::id::{AccountId, new_id};
 use wagate_domain::time::Timestamp;
@@ -23,7 +24,7 @@ impl Batched for NewDelivery {
 
     /// One statement for the batch. Ids are drawn in the order rows are inserted, the arrays'
     /// order, so the n-th smallest is the n-th delivery's (RETURNING promises no order).
-    async fn write_all(tx: &mut Tx, batch: &[Self]) -> Result<Vec<i64>> {
+    async fn write_all(conn: &mut PgConnection, batch: &[Self]) -> Result<Vec<i64>> {
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (account_id, body, received_at, available_at) \
              SELECT account_id, body, received_at, received_at \
@@ -32,7 +33,7 @@ impl Batched for NewDelivery {
         .bind(batch.iter().map(|d| d.account_id.as_ref().map(AccountId::as_str)).collect::<Vec<_>>())
         .bind(batch.iter().map(|d| d.body.as_slice()).collect::<Vec<_>>())
         .bind(batch.iter().map(|d| d.received_at.as_millis()).collect::<Vec<_>>())
-        .fetch_all(&mut **tx)
+        .fetch_all(conn)
         .await?;
         ids.sort_unstable();
         Ok(ids)

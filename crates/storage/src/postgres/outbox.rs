@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use serde_json::Value;
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnection;
 use wagate_domain::id::{ApiKeyId, MessageId, new_id};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
@@ -33,82 +35,95 @@ const INSERT_SENDS: &str = concat!(
 impl Batched for PreparedSend {
     type Written = Enqueued;
 
-    /// Judges each send's window and takes its idempotency key (a key in use, and not expired,
-    /// skips its message), then writes every message kept and its outbox row in one statement.
-    async fn write_all(tx: &mut Tx, batch: &[Self]) -> Result<Vec<Enqueued>> {
-        let mut results = Vec::with_capacity(batch.len());
-        let mut keep: Vec<(&PreparedSend, bool)> = Vec::with_capacity(batch.len());
-        let last_inbound = last_inbound_of(tx, batch).await?;
-        for p in batch {
-            let m = &p.m;
-            let opens_conversation = match &m.window {
-                Some(w) => {
-                    let last = last_inbound.get(&(m.phone_number_id.clone(), w.customer.clone()));
-                    match w.judge(last.copied().map(shared::ts), m.created_at) {
-                        Ok(opens) => opens,
-                        Err(refused) => {
-                            results.push(refused);
-                            continue;
-                        }
+    async fn write_all(conn: &mut PgConnection, batch: &[Self]) -> Result<Vec<Enqueued>> {
+        // A key is taken with its message or not at all. Without keys, what is written is one
+        // statement (the window's read before it sees what a transaction would: each statement
+        // reads what is committed when it starts).
+        if batch.iter().all(|p| p.m.idempotency.is_none()) {
+            return write_sends(conn, batch).await;
+        }
+        let mut tx = conn.begin().await?;
+        let written = write_sends(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+/// Judges each send's window and takes its idempotency key (a key in use, and not expired,
+/// skips its message), then writes every message kept and its outbox row in one statement.
+async fn write_sends(conn: &mut PgConnection, batch: &[PreparedSend]) -> Result<Vec<Enqueued>> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut keep: Vec<(&PreparedSend, bool)> = Vec::with_capacity(batch.len());
+    let last_inbound = last_inbound_of(conn, batch).await?;
+    for p in batch {
+        let m = &p.m;
+        let opens_conversation = match &m.window {
+            Some(w) => {
+                let last = last_inbound.get(&(m.phone_number_id.clone(), w.customer.clone()));
+                match w.judge(last.copied().map(shared::ts), m.created_at) {
+                    Ok(opens) => opens,
+                    Err(refused) => {
+                        results.push(refused);
+                        continue;
                     }
                 }
-                None => false,
-            };
-            if let Some(k) = &m.idempotency {
-                let taken = sqlx::query(shared::TAKE_IDEMPOTENCY_KEY)
+            }
+            None => false,
+        };
+        if let Some(k) = &m.idempotency {
+            let taken = sqlx::query(shared::TAKE_IDEMPOTENCY_KEY)
+                .bind(k.api_key_id.as_str())
+                .bind(&k.key)
+                .bind(&k.request_hash)
+                .bind(m.id.as_str())
+                .bind(&p.response)
+                .bind(m.created_at.as_millis())
+                .bind(k.expires_at.as_millis())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if taken == 0 {
+                let row = sqlx::query(shared::SELECT_IDEMPOTENCY_KEY)
                     .bind(k.api_key_id.as_str())
                     .bind(&k.key)
-                    .bind(&k.request_hash)
-                    .bind(m.id.as_str())
-                    .bind(&p.response)
-                    .bind(m.created_at.as_millis())
-                    .bind(k.expires_at.as_millis())
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                if taken == 0 {
-                    let row = sqlx::query(shared::SELECT_IDEMPOTENCY_KEY)
-                        .bind(k.api_key_id.as_str())
-                        .bind(&k.key)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                    results.push(Enqueued::KeyUsed(rows::idempotency(&row)?));
-                    continue;
-                }
+                    .fetch_one(&mut *conn)
+                    .await?;
+                results.push(Enqueued::KeyUsed(rows::idempotency(&row)?));
+                continue;
             }
-            results.push(Enqueued::Stored);
-            keep.push((p, opens_conversation));
         }
-        if keep.is_empty() {
-            return Ok(results);
-        }
-        let column = |f: fn(&NewOutbound) -> &str| keep.iter().map(|(p, _)| f(&p.m)).collect::<Vec<_>>();
-        let time = |f: fn(&NewOutbound) -> Option<Timestamp>| {
-            keep.iter().map(|(p, _)| f(&p.m).map(Timestamp::as_millis)).collect::<Vec<_>>()
-        };
-        sqlx::query(INSERT_SENDS)
-            .bind(column(|m| m.id.as_str()))
-            .bind(column(|m| m.account_id.as_str()))
-            .bind(column(|m| m.phone_number_id.as_str()))
-            .bind(column(|m| m.recipient.as_str()))
-            .bind(column(|m| m.kind.as_str()))
-            .bind(keep.iter().map(|(p, _)| p.content.as_str()).collect::<Vec<_>>())
-            .bind(column(shared::initial_status))
-            .bind(keep.iter().map(|(p, _)| p.metadata.as_deref()).collect::<Vec<_>>())
-            .bind(time(|m| Some(m.created_at)))
-            .bind(time(|m| Some(m.due_at)))
-            .bind(time(|m| m.send_at))
-            .bind(time(|m| m.expires_at))
-            .bind(keep.iter().map(|(_, opens)| *opens).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-        Ok(results)
+        results.push(Enqueued::Stored);
+        keep.push((p, opens_conversation));
     }
+    if keep.is_empty() {
+        return Ok(results);
+    }
+    let column = |f: fn(&NewOutbound) -> &str| keep.iter().map(|(p, _)| f(&p.m)).collect::<Vec<_>>();
+    let time = |f: fn(&NewOutbound) -> Option<Timestamp>| {
+        keep.iter().map(|(p, _)| f(&p.m).map(Timestamp::as_millis)).collect::<Vec<_>>()
+    };
+    sqlx::query(INSERT_SENDS)
+        .bind(column(|m| m.id.as_str()))
+        .bind(column(|m| m.account_id.as_str()))
+        .bind(column(|m| m.phone_number_id.as_str()))
+        .bind(column(|m| m.recipient.as_str()))
+        .bind(column(|m| m.kind.as_str()))
+        .bind(keep.iter().map(|(p, _)| p.content.as_str()).collect::<Vec<_>>())
+        .bind(column(shared::initial_status))
+        .bind(keep.iter().map(|(p, _)| p.metadata.as_deref()).collect::<Vec<_>>())
+        .bind(time(|m| Some(m.created_at)))
+        .bind(time(|m| Some(m.due_at)))
+        .bind(time(|m| m.send_at))
+        .bind(time(|m| m.expires_at))
+        .bind(keep.iter().map(|(_, opens)| *opens).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    Ok(results)
 }
 
 /// The latest customer message of each conversation the batch's window checks name, in one
 /// round trip.
-async fn last_inbound_of(tx: &mut Tx, batch: &[PreparedSend]) -> Result<HashMap<(String, String), i64>> {
+async fn last_inbound_of(conn: &mut PgConnection, batch: &[PreparedSend]) -> Result<HashMap<(String, String), i64>> {
     let (numbers, customers): (Vec<&str>, Vec<&str>) = batch
         .iter()
         .filter_map(|p| p.m.window.as_ref().map(|w| (p.m.phone_number_id.as_str(), w.customer.as_str())))
@@ -123,7 +138,7 @@ async fn last_inbound_of(tx: &mut Tx, batch: &[PreparedSend]) -> Result<HashMap<
     )
     .bind(&numbers)
     .bind(&customers)
-    .fetch_all(&mut **tx)
+    .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|(number, customer, at)| ((number, customer), at)).collect())
 }
