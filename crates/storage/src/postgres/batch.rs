@@ -19,9 +19,9 @@ pub(super) trait Batched: Send + Sync + Sized + 'static {
     /// What the request is answered with once its write is committed.
     type Written: Send + 'static;
 
-    /// Writes and commits `jobs`, all or none, with what each wrote, in their order. A write of
-    /// one statement needs no transaction (it is atomic alone, and BEGIN and COMMIT are two round
-    /// trips more); a write of several begins one on `conn`.
+    /// Writes and commits `jobs`, all or none, with what each wrote, in their order. What is
+    /// written by one statement needs no transaction (it is atomic alone, and BEGIN and COMMIT
+    /// are two round trips more); what takes several begins one on `conn`.
     fn write_all(conn: &mut PgConnection, jobs: &[Self]) -> impl Future<Output = Result<Vec<Self::Written>>> + Send;
 }
 
