@@ -3,15 +3,19 @@
 
 pub mod api_key;
 pub mod contact;
+pub mod error_class;
 pub mod id;
 pub mod input;
+pub mod limits;
 pub mod message;
 pub mod meta;
 pub mod network;
 pub mod phone;
+pub mod retry;
 pub mod sealed;
 pub mod secret;
 pub mod signature;
 pub mod status;
 pub mod time;
 pub mod validation;
+pub mod window;

@@ -39,25 +39,6 @@ pub struct ErrorData {
     pub details: Option<String>,
 }
 
-/// Graph error codes that mean "try again later" (throttling, temporary unavailability).
-/// Everything else Meta answers with an error code is permanent for that request.
-pub const TRANSIENT_CODES: &[i64] = &[1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004];
-
-pub fn is_transient_code(code: i64) -> bool {
-    TRANSIENT_CODES.contains(&code)
-}
-
-/// Codes that say the account (its token, permissions, standing, payment or number
-/// registration) is wrong, not the message: retrying or failing each message would be wrong.
-/// Sending pauses until the account is fixed (`error-codes.mdx`: 0, 3, 10, 190, 200–299
-/// authorization; 368 blocked; 131031 locked; 131037 display name; 131042 payment; 131045
-/// certificate; 133010 number not registered).
-pub const ACCOUNT_CODES: &[i64] = &[0, 3, 10, 190, 368, 131031, 131037, 131042, 131045, 133010];
-
-pub fn is_account_code(code: i64) -> bool {
-    ACCOUNT_CODES.contains(&code) || (200..=299).contains(&code)
-}
-
 /// Success body of `POST /{phone-number-id}/messages`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SendResponse {
@@ -108,7 +89,7 @@ pub struct PhoneNumberInfo {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Throughput {
-    pub level: String,
+    pub level: crate::limits::ThroughputLevel,
 }
 
 pub mod webhook {

@@ -63,6 +63,24 @@ impl MessageStatus {
             _ => return None,
         })
     }
+
+    /// Where the status sits in a message's history: the order an outbound message moves in
+    /// (`scheduled` … `accepted`, then Meta's `sent` … `played`), with the ends (`failed`,
+    /// `canceled`) and `received` last. Histories sort by it before time: Meta's timestamps are
+    /// whole seconds and wagate's milliseconds, so time alone can put `sent` before `accepted`.
+    pub const fn history_order(self) -> u8 {
+        match self {
+            Self::Scheduled => 0,
+            Self::Queued => 1,
+            Self::Sending => 2,
+            Self::Accepted => 3,
+            Self::Sent => 4,
+            Self::Delivered => 5,
+            Self::Read => 6,
+            Self::Played => 7,
+            Self::Failed | Self::Canceled | Self::Received => 8,
+        }
+    }
 }
 
 impl fmt::Display for MessageStatus {
@@ -111,14 +129,6 @@ impl DeliveryStatus {
             Self::Read => Some(3),
             Self::Played => Some(4),
             Self::Failed => None,
-        }
-    }
-
-    /// Where the status sits in a history: progress, with `failed` last.
-    const fn order(self) -> u8 {
-        match self.rank() {
-            Some(r) => r,
-            None => u8::MAX,
         }
     }
 
@@ -238,7 +248,8 @@ pub fn fold<D: Ord + Clone>(reports: impl IntoIterator<Item = Report<D>>) -> Fol
         }))
         .collect();
     history.sort_by(|a, b| {
-        (a.status.order(), a.occurred_at, &a.participant).cmp(&(b.status.order(), b.occurred_at, &b.participant))
+        let order = |e: &HistoryEntry<D>| e.status.as_status().history_order();
+        (order(a), a.occurred_at, &a.participant).cmp(&(order(b), b.occurred_at, &b.participant))
     });
     Folded { current, history }
 }
@@ -257,6 +268,23 @@ mod tests {
         assert_eq!(current_status([Failed, Sent]), MessageStatus::Failed);
         assert_eq!(current_status([Delivered, Failed]), MessageStatus::Delivered);
         assert_eq!(current_status([Played, Read]), MessageStatus::Played);
+    }
+
+    #[test]
+    fn histories_follow_a_message_through_its_life() {
+        use MessageStatus as M;
+        let life = [M::Scheduled, M::Queued, M::Sending, M::Accepted, M::Sent, M::Delivered, M::Read, M::Played];
+        for pair in life.windows(2) {
+            assert!(pair[0].history_order() < pair[1].history_order(), "{} before {}", pair[0], pair[1]);
+        }
+        for end in [M::Failed, M::Canceled, M::Received] {
+            assert!(life.iter().all(|s| s.history_order() < end.history_order()), "{end} last");
+        }
+        // Meta's statuses keep the order of their progress, `failed` after it.
+        let meta = [Sent, Delivered, Read, Played, Failed];
+        for pair in meta.windows(2) {
+            assert!(pair[0].as_status().history_order() < pair[1].as_status().history_order());
+        }
     }
 
     fn any_status() -> impl Strategy<Value = DeliveryStatus> {

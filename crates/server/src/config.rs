@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use wagate_domain::limits::MessagingTier;
 use wagate_domain::network::{AddressPolicy, Cidr};
+use wagate_domain::retry::RetryPolicy;
 use wagate_domain::secret::Secret;
 
 // No `Debug`: the database URL may carry a password.
@@ -268,6 +270,18 @@ impl DispatcherSettings {
     pub fn number_lease(&self) -> Duration {
         Duration::from_millis(self.number_lease_ms)
     }
+
+    /// How a send that failed for a passing reason is tried again.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let (base, max) = (Duration::from_millis(self.retry_base_ms), Duration::from_millis(self.retry_max_ms));
+        RetryPolicy::exponential(base, max, self.max_attempts)
+            .with_deadline(Duration::from_millis(self.retry_deadline_ms))
+    }
+
+    /// After Meta's 131056 (pair rate): the same attempts and deadline, with Meta's waits.
+    pub fn pair_retry_policy(&self) -> RetryPolicy {
+        self.retry_policy().pair_rate(Duration::from_millis(self.pair_retry_base_ms))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -289,6 +303,14 @@ pub struct InboundSettings {
     pub keep_processed_secs: u64,
     /// How often deliveries past `keep_processed_secs` are looked for.
     pub sweep_interval_ms: u64,
+}
+
+impl InboundSettings {
+    /// A delivery that failed on storage is tried again soon: the fault was not the delivery's.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let attempts = self.max_attempts.clamp(0, u32::MAX.into()) as u32;
+        RetryPolicy::exponential(Duration::from_millis(200), Duration::from_secs(60), attempts)
+    }
 }
 
 impl Default for InboundSettings {
@@ -338,31 +360,19 @@ pub enum OutsideWindow {
     Pass,
 }
 
-/// Meta's messaging tiers: unique users a business may reach outside the 24-hour window in a
-/// rolling day (None: unlimited).
-pub const MESSAGING_TIERS: &[(&str, Option<u64>)] = &[
-    ("TIER_50", Some(50)),
-    ("TIER_250", Some(250)),
-    ("TIER_1K", Some(1_000)),
-    ("TIER_2K", Some(2_000)),
-    ("TIER_10K", Some(10_000)),
-    ("TIER_100K", Some(100_000)),
-    ("TIER_UNLIMITED", None),
-];
-
 /// Sending: Meta's messaging limits, and how long idempotency keys are remembered.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MessagingSettings {
     /// The tier assumed for an account Meta reports none for (new portfolios start at 250).
-    pub default_tier: String,
+    pub default_tier: MessagingTier,
     /// How long a send's idempotency key answers a repeat with the original response.
     pub idempotency_key_ttl_secs: u64,
 }
 
 impl Default for MessagingSettings {
     fn default() -> Self {
-        Self { default_tier: "TIER_250".into(), idempotency_key_ttl_secs: 24 * 60 * 60 }
+        Self { default_tier: MessagingTier::Tier250, idempotency_key_ttl_secs: 24 * 60 * 60 }
     }
 }
 
@@ -404,6 +414,11 @@ impl Default for MediaSettings {
 impl MediaSettings {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let (base, max) = (Duration::from_millis(self.retry_base_ms), Duration::from_millis(self.retry_max_ms));
+        RetryPolicy::exponential(base, max, self.max_attempts.clamp(0, u32::MAX.into()) as u32)
     }
 
     /// A download's lease: both of its requests may take their whole timeout, plus a margin
@@ -491,10 +506,6 @@ impl Config {
                 (d.graph_timeout_ms + 5_000).div_ceil(1_000)
             )));
         }
-        if !MESSAGING_TIERS.iter().any(|(t, _)| *t == self.messaging.default_tier) {
-            let names: Vec<&str> = MESSAGING_TIERS.iter().map(|(t, _)| *t).collect();
-            return Err(ConfigError::Invalid(format!("messaging.default_tier must be one of {}", names.join(", "))));
-        }
         if self.messaging.idempotency_key_ttl_secs == 0 {
             return Err(ConfigError::Invalid("messaging.idempotency_key_ttl_secs must be at least 1".into()));
         }
@@ -538,6 +549,43 @@ mod tests {
         };
         let e = e.to_string();
         assert!(e.contains("'127.0.0.0/33'") && e.contains("allow_private") && e.contains("0 to 32"), "{e}");
+    }
+
+    #[test]
+    fn the_default_tier_is_one_of_metas_and_a_wrong_one_names_them() {
+        let c: Config = toml::from_str("[messaging]\ndefault_tier = \"TIER_10K\"\n").unwrap();
+        assert_eq!(c.messaging.default_tier, MessagingTier::Tier10K);
+        assert_eq!(Config::default().messaging.default_tier, MessagingTier::Tier250);
+        let Err(e) = toml::from_str::<Config>("[messaging]\ndefault_tier = \"TIER_5K\"\n") else {
+            panic!("an unknown tier was taken")
+        };
+        let e = e.to_string();
+        assert!(e.contains("default_tier") && e.contains("must be one of TIER_50, TIER_250, TIER_1K"), "{e}");
+    }
+
+    /// The policies keep the settings' meaning: `base · 2^(attempt-1)` up to the cap, the
+    /// attempts and the deadline; after 131056, `pair_retry_base_ms · 4^attempt`.
+    #[test]
+    fn retry_policies_are_built_from_the_settings() {
+        use wagate_domain::retry::{GiveUp, Retry};
+        let c = Config::default();
+        let d = c.dispatcher.retry_policy();
+        let ms = Duration::from_millis;
+        assert_eq!((d.delay(1, u32::MAX), d.delay(20, u32::MAX)), (ms(1_000), ms(300_000)));
+        let t0 = wagate_domain::time::Timestamp::from_millis(0);
+        assert_eq!(d.after(10, t0, t0, 0), Retry::GiveUp(GiveUp::Attempts));
+        assert_eq!(d.after(1, t0, t0.plus(ms(c.dispatcher.retry_deadline_ms)), 0), Retry::GiveUp(GiveUp::Deadline));
+        assert_eq!(c.dispatcher.pair_retry_policy().delay(2, 0), ms(16_000));
+        let inbound = c.inbound.retry_policy();
+        assert_eq!(
+            (inbound.delay(1, u32::MAX), inbound.delay(30, u32::MAX), inbound.max_attempts),
+            (ms(200), ms(60_000), 20)
+        );
+        let media = c.media.retry_policy();
+        assert_eq!(
+            (media.delay(1, u32::MAX), media.delay(30, u32::MAX), media.max_attempts),
+            (ms(2_000), ms(600_000), 10)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wagate_domain::input;
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::meta::{GraphError, GraphErrorBody, Page, PhoneNumberInfo, SendResponse};
 use wagate_domain::network::AddressPolicy;
 use wagate_domain::secret::Secret;
@@ -66,8 +67,9 @@ impl GraphFailure {
 /// What Meta says of a number's limits.
 #[derive(Debug, Default)]
 pub struct NumberLimits {
-    pub throughput_level: Option<String>,
-    pub messaging_tier: Option<String>,
+    pub throughput_level: Option<ThroughputLevel>,
+    /// None also when Meta names a tier wagate does not know: the configured default applies.
+    pub messaging_tier: Option<MessagingTier>,
 }
 
 #[derive(Clone)]
@@ -188,11 +190,11 @@ impl GraphClient {
         );
         let raw: Value = self.call(self.request(target, reqwest::Method::GET, &url)?, false).await?;
         Ok(NumberLimits {
-            throughput_level: raw.pointer("/throughput/level").and_then(Value::as_str).map(str::to_owned),
+            throughput_level: raw.pointer("/throughput/level").and_then(Value::as_str).map(ThroughputLevel::parse),
             messaging_tier: raw
                 .get("whatsapp_business_manager_messaging_limit")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .and_then(MessagingTier::parse),
         })
     }
 
@@ -383,11 +385,6 @@ fn unexpected(
         Some(n) => format!("{what} ({kind}, {n} bytes)"),
         None => format!("{what} ({kind})"),
     }
-}
-
-/// True for statuses that mean "later" when the body says nothing more.
-pub fn is_transient_status(status: u16) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS.as_u16() || (500..600).contains(&status)
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use wagate_domain::id::AccountId;
+use wagate_domain::limits::ThroughputLevel;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
+use wagate_domain::window;
 use wagate_sandbox::{Sandbox, SandboxConfig, Seed, SeedNumber, StatusDelays};
 use wagate_storage::{Account, AccountMode, PhoneNumber, StorageError, Store};
 
@@ -148,9 +150,9 @@ fn seed_numbers(account: &Account, numbers: &[SeedNumber], now: Timestamp) -> Ve
             mode: AccountMode::Sandbox,
             // A sandbox number is born here: wagate has seen all of its traffic, so it knows
             // every window from the start.
-            webhooks_since: Some(Timestamp::from_millis(now.as_millis() - wagate_storage::WINDOW_MS)),
+            webhooks_since: Some(now.minus(window::WINDOW)),
             // The in-process sandbox's default, as Meta's standard numbers.
-            throughput_level: Some("STANDARD".into()),
+            throughput_level: Some(ThroughputLevel::Standard),
             messages_per_second: None,
             created_at: now,
             updated_at: now,

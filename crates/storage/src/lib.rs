@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::{Cipher, OpenError};
 use wagate_domain::time::Timestamp;
@@ -109,9 +110,9 @@ pub trait Accounts: Send + Sync {
     async fn resume_account(&self, id: &AccountId) -> Result<bool>;
     /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
     async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool>;
-    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool>;
+    async fn set_throughput_level(&self, id: &str, level: &ThroughputLevel, at: Timestamp) -> Result<bool>;
     /// Meta's messaging limit tier for an account, as a webhook reported it.
-    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool>;
+    async fn set_messaging_tier(&self, id: &AccountId, tier: MessagingTier) -> Result<bool>;
     /// Records that this number's webhooks are being seen, the first time only.
     async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
     /// How many distinct users an account's messages outside the 24-hour window went to since.

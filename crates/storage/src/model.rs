@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
@@ -47,8 +48,8 @@ pub struct Account {
     pub verify_token: Secret,
     /// Set while Meta refuses the account for an account-level reason: its messages wait.
     pub paused: Option<Pause>,
-    /// Meta's messaging limit tier (`TIER_250` … `TIER_UNLIMITED`), when known or set.
-    pub messaging_tier: Option<String>,
+    /// Meta's messaging limit tier, when known or set.
+    pub messaging_tier: Option<MessagingTier>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -75,8 +76,8 @@ pub struct PhoneNumber {
     pub mode: AccountMode,
     /// Since when wagate has seen this number's webhooks (when it can know the 24-hour window).
     pub webhooks_since: Option<Timestamp>,
-    /// Meta's throughput level for the number (`STANDARD`, `HIGH`, …), when read.
-    pub throughput_level: Option<String>,
+    /// Meta's throughput level for the number, when read.
+    pub throughput_level: Option<ThroughputLevel>,
     /// The limit set through the API; wins over the level.
     pub messages_per_second: Option<u32>,
     pub created_at: Timestamp,
@@ -155,14 +156,11 @@ pub struct WindowCheck {
     pub refuse_outside: bool,
 }
 
-/// The window is open for 24 hours after the customer's latest message.
-pub const WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
-
 impl WindowCheck {
     /// Whether a message sent `at` opens a conversation, given the customer's latest message;
     /// `Err` when it must be refused.
     pub fn judge(&self, last_inbound: Option<Timestamp>, at: Timestamp) -> std::result::Result<bool, Enqueued> {
-        if last_inbound.is_some_and(|t| at.as_millis() - t.as_millis() < WINDOW_MS) {
+        if wagate_domain::window::is_open(last_inbound, at) {
             return Ok(false);
         }
         if self.refuse_outside {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
@@ -532,9 +533,9 @@ async fn replies_echoes_and_webhook_events(store: &dyn Store) {
     assert_eq!(older, updates[1..]);
     assert!(store.list_webhook_events(&AccountId::generate(), None, None, 10).await.unwrap().is_empty());
 
-    assert!(store.set_messaging_tier(&account_id, "TIER_10K").await.unwrap());
-    assert!(!store.set_messaging_tier(&account_id, "TIER_10K").await.unwrap());
-    assert_eq!(store.get_account(&account_id).await.unwrap().unwrap().messaging_tier.as_deref(), Some("TIER_10K"));
+    assert!(store.set_messaging_tier(&account_id, MessagingTier::Tier10K).await.unwrap());
+    assert!(!store.set_messaging_tier(&account_id, MessagingTier::Tier10K).await.unwrap());
+    assert_eq!(store.get_account(&account_id).await.unwrap().unwrap().messaging_tier, Some(MessagingTier::Tier10K));
 }
 
 async fn failed_status_overrides_sent(store: &dyn Store) {
@@ -941,10 +942,10 @@ async fn accounts_pause_and_resume_and_numbers_keep_their_limits(store: &dyn Sto
     assert!(!store.resume_account(&a.id).await.unwrap());
     assert!(store.get_account(&a.id).await.unwrap().unwrap().paused.is_none());
 
-    assert!(store.set_throughput_level(&n.id, "HIGH", t(7)).await.unwrap());
+    assert!(store.set_throughput_level(&n.id, &ThroughputLevel::High, t(7)).await.unwrap());
     assert!(store.set_number_rate(&n.id, Some(50), t(8)).await.unwrap());
     let got = store.get_phone_number(&n.id).await.unwrap().unwrap();
-    assert_eq!((got.throughput_level.as_deref(), got.messages_per_second), (Some("HIGH"), Some(50)));
+    assert_eq!((got.throughput_level, got.messages_per_second), (Some(ThroughputLevel::High), Some(50)));
     assert!(store.set_number_rate(&n.id, None, t(9)).await.unwrap());
     assert_eq!(store.get_phone_number(&n.id).await.unwrap().unwrap().messages_per_second, None);
     assert!(!store.set_number_rate("nope", Some(1), t(9)).await.unwrap());
@@ -955,7 +956,7 @@ async fn accounts_pause_and_resume_and_numbers_keep_their_limits(store: &dyn Sto
     a2.updated_at = t(11);
     assert!(store.update_account(&a2, before, Some(std::slice::from_ref(&n))).await.unwrap());
     let got = store.get_phone_number(&n.id).await.unwrap().unwrap();
-    assert_eq!((got.throughput_level.as_deref(), got.messages_per_second), (Some("HIGH"), Some(50)));
+    assert_eq!((got.throughput_level, got.messages_per_second), (Some(ThroughputLevel::High), Some(50)));
 }
 
 async fn opt_outs_tiers_and_queue_depths(store: &dyn Store) {

@@ -228,9 +228,9 @@ impl Drain {
 
 async fn drain(store: &dyn Store) -> anyhow::Result<Drain> {
     const PATIENCE: Duration = Duration::from_secs(600);
-    let left = store.pending_deliveries().await?;
+    let left = store.deliveries().pending().await?;
     let started = Instant::now();
-    while store.pending_deliveries().await? > 0 {
+    while store.deliveries().pending().await? > 0 {
         ensure!(started.elapsed() < PATIENCE, "webhook deliveries were still unprocessed after {PATIENCE:?}");
         // Counting a large backlog is work for the database too: not too often.
         tokio::time::sleep(Duration::from_millis(250)).await;

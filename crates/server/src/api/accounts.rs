@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::limits::MessagingTier;
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
@@ -59,7 +60,8 @@ pub struct PauseView {
 #[derive(Serialize, ToSchema)]
 pub struct MessagingLimitView {
     /// Meta's tier (`TIER_250` … `TIER_UNLIMITED`); null when Meta did not say.
-    tier: Option<String>,
+    #[schema(value_type = Option<String>)]
+    tier: Option<MessagingTier>,
     /// Unique users per rolling 24 hours the tier allows outside the window; null: unlimited.
     limit: Option<u64>,
     /// Unique users sent a message outside the 24-hour window in the last 24 hours.

@@ -7,15 +7,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wagate_domain::time::Timestamp;
+use wagate_domain::window;
 use wagate_storage::{Conversation, ConversationFilter, ConversationPage};
 
 use super::List;
 use super::messages::MessageView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ListParams, PageRequest, Path, Query};
-use crate::services::conversations::{
-    self, conversation_cursor, conversation_cursor_text, cursor_of, message_cursor, open_until,
-};
+use crate::services::conversations::{self, conversation_cursor, conversation_cursor_text, cursor_of, message_cursor};
 use crate::services::messages::MessageDetails;
 use crate::state::AppState;
 
@@ -69,8 +68,8 @@ pub struct WindowView {
 
 impl From<Conversation> for ConversationView {
     fn from(c: Conversation) -> Self {
-        let open_until = open_until(&c);
-        let state = if open_until.is_some_and(|t| t > Timestamp::now()) { "open" } else { "closed" };
+        let open_until = c.last_inbound_at.map(window::closes_at);
+        let state = if window::is_open(c.last_inbound_at, Timestamp::now()) { "open" } else { "closed" };
         let to = c
             .wa_id
             .as_deref()

@@ -82,7 +82,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = &state.store;
-    match tokio::try_join!(store.outbox_depth(), store.pending_deliveries()) {
+    match tokio::try_join!(store.outbox().pending(), store.deliveries().pending()) {
         Ok((outbox, backlog)) => {
             state.metrics.outbox_depth.set(outbox);
             state.metrics.webhook_backlog.set(backlog);

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::limits::ThroughputLevel;
 use wagate_storage::PhoneNumber;
 
 use super::List;
@@ -36,7 +37,8 @@ pub struct PhoneNumberView {
     /// the sandbox default otherwise.
     default: bool,
     /// Meta's throughput level for the number (`STANDARD`: 80/s, `HIGH`: 1000/s), when known.
-    throughput_level: Option<String>,
+    #[schema(value_type = Option<String>)]
+    throughput_level: Option<ThroughputLevel>,
     /// The limit wagate sends at: the one set with `PATCH`, else the level's.
     #[schema(example = 80)]
     messages_per_second: u32,
@@ -128,7 +130,7 @@ mod tests {
             is_default: false,
             mode: AccountMode::Live,
             webhooks_since: None,
-            throughput_level: level.map(str::to_owned),
+            throughput_level: level.map(ThroughputLevel::parse),
             messages_per_second: set,
             created_at: Timestamp::from_millis(0),
             updated_at: Timestamp::from_millis(0),

@@ -3,9 +3,11 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 use wagate_domain::id::AccountId;
+use wagate_domain::limits::{MessagingTier, NotATier};
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
+use wagate_domain::window;
 use wagate_storage::{Account, AccountMode, PhoneNumber, WebhookEvent};
 
 use super::ServiceError;
@@ -71,24 +73,14 @@ pub struct AccountDetails {
     pub messaging_limit: Option<u64>,
 }
 
-/// Meta's messaging limit tiers and their limits (`messaging-limits.mdx`,
-/// `phone_number_quality_update.mdx`); None for unlimited.
-use crate::config::MESSAGING_TIERS;
-
-fn check_tier(tier: &str) -> Result<String, FieldError> {
-    let upper = tier.to_ascii_uppercase();
-    if MESSAGING_TIERS.iter().any(|(t, _)| *t == upper) {
-        Ok(upper)
-    } else {
-        let names: Vec<&str> = MESSAGING_TIERS.iter().map(|(t, _)| *t).collect();
-        Err(FieldError::new("messaging_tier", "one_of", format!("must be one of {}", names.join(", "))))
-    }
+/// A tier named by Meta's name, in any case.
+fn check_tier(tier: &str) -> Result<MessagingTier, FieldError> {
+    tier.to_ascii_uppercase().parse().map_err(|e: NotATier| FieldError::new("messaging_tier", "one_of", e.to_string()))
 }
 
 /// The limit of an account's tier, or of `messaging.default_tier` when Meta has not said.
-pub fn tier_limit(tier: Option<&str>, config: &crate::config::Config) -> Option<u64> {
-    let known = |t: &str| MESSAGING_TIERS.iter().find(|(name, _)| *name == t).map(|(_, limit)| *limit);
-    tier.and_then(known).or_else(|| known(&config.messaging.default_tier)).unwrap_or(Some(250))
+pub fn tier_limit(tier: Option<MessagingTier>, config: &crate::config::Config) -> Option<u64> {
+    tier.unwrap_or(config.messaging.default_tier).limit()
 }
 
 async fn details(
@@ -96,9 +88,9 @@ async fn details(
     account: Account,
     numbers: Vec<PhoneNumber>,
 ) -> Result<AccountDetails, ServiceError> {
-    let since = Timestamp::from_millis(Timestamp::now().as_millis() - 24 * 60 * 60 * 1000);
+    let since = window::messaging_limit_since(Timestamp::now());
     let conversations_opened_24h = state.store.count_conversations_opened(&account.id, since).await?;
-    let messaging_limit = tier_limit(account.messaging_tier.as_deref(), &state.config);
+    let messaging_limit = tier_limit(account.messaging_tier, &state.config);
     Ok(AccountDetails { account, numbers, conversations_opened_24h, messaging_limit })
 }
 
@@ -155,7 +147,7 @@ fn check_secret(path: &str, v: &str) -> Result<Secret, FieldError> {
 pub async fn read_phone_numbers(
     state: &AppState,
     account: &Account,
-) -> Result<(Vec<PhoneNumber>, Option<String>), ServiceError> {
+) -> Result<(Vec<PhoneNumber>, Option<MessagingTier>), ServiceError> {
     let infos = state.graph.phone_numbers(&Target::from(account), &account.waba_id).await.map_err(|e| match e {
         GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error: Box::new(error) },
         GraphFailure::Refused(refused) => {

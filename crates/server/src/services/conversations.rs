@@ -1,8 +1,6 @@
 //! Conversations: one business number and one contact, with its messages both ways, its unread
 //! count and its 24-hour customer-service window.
 
-use std::time::Duration;
-
 use wagate_domain::id::{ConversationId, MessageId};
 use wagate_domain::message::ReadReceipt;
 use wagate_domain::time::Timestamp;
@@ -12,14 +10,6 @@ use wagate_storage::{Conversation, ConversationCursor, ConversationFilter, Conve
 use super::ServiceError;
 use super::messages::send_read_receipt;
 use crate::state::AppState;
-
-/// Meta's customer-service window: 24 hours from the customer's last message.
-pub const WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Until when a conversation's window is open (None when the customer never wrote).
-pub fn open_until(c: &Conversation) -> Option<Timestamp> {
-    c.last_inbound_at.map(|t| t.plus(WINDOW))
-}
 
 fn conversation_id(id: &str) -> Result<ConversationId, ServiceError> {
     ConversationId::parse(id).ok_or_else(|| ServiceError::not_found("conversation", id))

@@ -11,9 +11,10 @@ use wagate_domain::message::{Content, MessageError, Outbound, ReadReceipt, Recip
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
+use wagate_domain::window;
 use wagate_storage::{
     AccountMode, Direction, Enqueued, IdempotencyRecord, Message, MessageFilter, NewIdempotencyKey, NewOutbound,
-    PhoneNumber, StatusEntry, WINDOW_MS, WindowCheck,
+    PhoneNumber, StatusEntry, WindowCheck,
 };
 
 use super::ServiceError;
@@ -120,8 +121,7 @@ fn window_check(state: &AppState, sender: &PhoneNumber, outbound: &Outbound, now
     let Recipient::Phone(to) = &outbound.recipient else {
         return None;
     };
-    if !to.starts_with('+') || sender.webhooks_since.is_none_or(|since| now.as_millis() - since.as_millis() < WINDOW_MS)
-    {
+    if !to.starts_with('+') || !window::knows_windows(sender.webhooks_since, now) {
         return None;
     }
     let is_template = matches!(outbound.content, Content::Template(_));

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use wagate_domain::id::{AccountId, MessageId};
 use wagate_domain::input;
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::meta::webhook::{EchoesValue, MessagesValue, Payload, change_fingerprint, parse_unix_seconds};
 use wagate_domain::signature;
@@ -339,9 +340,17 @@ async fn apply_quality_update(state: &AppState, account: &Account, value: &Value
     let limit = ["max_daily_conversations_per_business", "current_limit"]
         .iter()
         .find_map(|k| value.get(*k).and_then(Value::as_str))
-        .filter(|t| t.starts_with("TIER_") && *t != "TIER_NOT_SET");
-    if let Some(tier) = limit {
-        state.store.set_messaging_tier(&account.id, tier).await?;
+        // The number has sent nothing yet: no tier to record.
+        .filter(|name| *name != "TIER_NOT_SET");
+    if let Some(name) = limit {
+        match MessagingTier::parse(name) {
+            Some(tier) => {
+                state.store.set_messaging_tier(&account.id, tier).await?;
+            }
+            None => {
+                tracing::warn!(account_id = %account.id, tier = name, "a messaging tier wagate does not know; kept the last")
+            }
+        }
     }
     if value.get("event").and_then(Value::as_str) == Some("THROUGHPUT_UPGRADE")
         && let Some(display) = value.get("display_phone_number").and_then(Value::as_str)
@@ -351,7 +360,7 @@ async fn apply_quality_update(state: &AppState, account: &Account, value: &Value
         let number =
             numbers.iter().find(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display));
         if let Some(n) = number {
-            state.store.set_throughput_level(&n.id, "HIGH", Timestamp::now()).await?;
+            state.store.set_throughput_level(&n.id, &ThroughputLevel::High, Timestamp::now()).await?;
         }
     }
     Ok(())

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use wagate_domain::retry::{Retry, RetryPolicy};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Delivery, StorageError};
+use wagate_storage::{Delivery, Leased, StorageError};
 
 use crate::services::webhooks::{Pending, ProcessError, process, write_pending};
 use crate::state::{AppState, Worker};
@@ -18,6 +19,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let lease = Duration::from_millis(settings.lease_ms);
     let linger = Duration::from_millis(settings.linger_ms);
     let sweep_every = Duration::from_millis(settings.sweep_interval_ms);
+    let retry_policy = settings.retry_policy();
     let mut last_sweep = tokio::time::Instant::now();
     loop {
         state.health.beat(Worker::Inbound);
@@ -26,7 +28,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             delete_old_deliveries(&state, Duration::from_secs(settings.keep_processed_secs)).await;
         }
         let now = Timestamp::now();
-        let batch = match state.store.claim_deliveries(now, now.plus(lease), BATCH).await {
+        let batch = match state.store.deliveries().claim(now, now.plus(lease), BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "claiming webhook deliveries failed");
@@ -53,7 +55,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
                 Err(ProcessError::Storage(e)) => {
                     pending.truncate(before);
                     let set_aside = finished.len();
-                    give_back(&state, d, &e, settings.max_attempts, &mut finished).await;
+                    give_back(&state, d, &e, &retry_policy, &mut finished).await;
                     if finished.len() > set_aside {
                         spans.push((before, before));
                     }
@@ -71,7 +73,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             for ((d, outcome), span) in std::mem::take(&mut finished).into_iter().zip(spans) {
                 match write_pending(&state, &pending, Some(span)).await {
                     Ok(()) => written.push((d, outcome)),
-                    Err(e) => give_back(&state, d, &e, settings.max_attempts, &mut written).await,
+                    Err(e) => give_back(&state, d, &e, &retry_policy, &mut written).await,
                 }
             }
             finished = written;
@@ -121,19 +123,18 @@ async fn delete_old_deliveries(state: &AppState, keep: Duration) {
 /// failed too often.
 async fn give_back<'a>(
     state: &AppState,
-    d: &'a Delivery,
+    d: &'a Leased<Delivery>,
     e: &StorageError,
-    max_attempts: i64,
-    finished: &mut Vec<(&'a Delivery, Option<String>)>,
+    policy: &RetryPolicy,
+    finished: &mut Vec<(&'a Leased<Delivery>, Option<String>)>,
 ) {
-    if d.attempts >= max_attempts {
+    let Retry::At(due) = super::retry(policy, d.attempts, d.received_at, Timestamp::now()) else {
         tracing::error!(delivery = d.id, error = %e, "webhook delivery failed too often; set aside");
         finished.push((d, Some(e.to_string())));
         return;
-    }
+    };
     tracing::warn!(delivery = d.id, error = %e, "webhook delivery failed; will retry");
-    let delay = super::backoff(d.attempts, 200, 60_000);
-    if let Err(e) = state.store.retry_delivery(d, Timestamp::now().plus(delay), &e.to_string()).await {
+    if let Err(e) = state.store.deliveries().retry(d, due, &e.to_string(), Timestamp::now()).await {
         tracing::error!(delivery = d.id, error = %e, "recording webhook processing failed; the lease will lapse");
     }
 }

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use wagate_domain::retry::Retry;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{MediaJob, StoredMedia};
+use wagate_storage::{Leased, Media, StoredMedia};
 
 use crate::graph::{GraphFailure, Target};
 use crate::metrics::Metrics;
@@ -27,7 +28,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         let free = settings.concurrency.saturating_sub(running.len());
         if free > 0 {
             let now = Timestamp::now();
-            match state.store.claim_media(now, now.plus(settings.lease()), free as u32).await {
+            match state.store.media_downloads().claim(now, now.plus(settings.lease()), free as u32).await {
                 Ok(jobs) => {
                     for job in jobs {
                         running.spawn(attempt(state.clone(), job));
@@ -67,11 +68,11 @@ impl Failure {
     }
 }
 
-async fn attempt(state: AppState, job: MediaJob) {
+async fn attempt(state: AppState, job: Leased<Media>) {
     let settings = &state.config.media;
     let result = download(&state, &job).await;
     let now = Timestamp::now();
-    let media = &job.media;
+    let media = &job.item;
     let saved = match result {
         Ok(stored) => {
             Metrics::outcome(&state.metrics.media_downloads, "stored");
@@ -81,19 +82,22 @@ async fn attempt(state: AppState, job: MediaJob) {
         Err(Failure::Permanent(why)) => {
             Metrics::outcome(&state.metrics.media_downloads, "failed");
             tracing::warn!(media = %media.id, error = %why, "media download failed for good");
-            state.store.media_failed(&job, &why, now).await
-        }
-        Err(Failure::Transient(why)) if media.attempts >= settings.max_attempts => {
-            Metrics::outcome(&state.metrics.media_downloads, "failed");
-            let why = format!("gave up after {} attempts; last error: {why}", media.attempts);
-            tracing::warn!(media = %media.id, error = %why, "media download failed for good");
-            state.store.media_failed(&job, &why, now).await
+            state.store.media_downloads().give_up(&job, &why, now).await
         }
         Err(Failure::Transient(why)) => {
-            Metrics::outcome(&state.metrics.media_downloads, "retried");
-            tracing::info!(media = %media.id, attempt = media.attempts, error = %why, "media download failed; will retry");
-            let delay = super::backoff(media.attempts, settings.retry_base_ms, settings.retry_max_ms);
-            state.store.retry_media(&job, now.plus(delay), &why, now).await
+            match super::retry(&settings.retry_policy(), media.attempts, media.created_at, now) {
+                Retry::At(due) => {
+                    Metrics::outcome(&state.metrics.media_downloads, "retried");
+                    tracing::info!(media = %media.id, attempt = media.attempts, error = %why, "media download failed; will retry");
+                    state.store.media_downloads().retry(&job, due, &why, now).await
+                }
+                Retry::GiveUp(_) => {
+                    Metrics::outcome(&state.metrics.media_downloads, "failed");
+                    let why = format!("gave up after {} attempts; last error: {why}", media.attempts);
+                    tracing::warn!(media = %media.id, error = %why, "media download failed for good");
+                    state.store.media_downloads().give_up(&job, &why, now).await
+                }
+            }
         }
     };
     match saved {
@@ -105,9 +109,9 @@ async fn attempt(state: AppState, job: MediaJob) {
     }
 }
 
-async fn download(state: &AppState, job: &MediaJob) -> Result<StoredMedia, Failure> {
+async fn download(state: &AppState, job: &Leased<Media>) -> Result<StoredMedia, Failure> {
     let settings = &state.config.media;
-    let media = &job.media;
+    let media = &job.item;
     let account = match state.store.get_account(&media.account_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return Err(Failure::Permanent("the account that received this media no longer exists".into())),

@@ -5,25 +5,14 @@ pub mod dispatcher;
 pub mod inbound;
 pub mod media;
 
-use std::time::Duration;
+use wagate_domain::retry::{Retry, RetryPolicy};
+use wagate_domain::time::Timestamp;
 
-/// Exponential backoff with jitter: `base · 2^(attempt-1)`, capped at `max`, then scaled by a
-/// random factor in [0.5, 1] so retries of a burst do not arrive together.
-pub fn backoff(attempt: i64, base_ms: u64, max_ms: u64) -> Duration {
-    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    let ms = base_ms.saturating_mul(1u64 << exp).min(max_ms);
-    let jitter = getrandom::u32().unwrap_or(u32::MAX) as f64 / u32::MAX as f64;
-    Duration::from_millis((ms as f64 * (0.5 + 0.5 * jitter)) as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..40 {
-            let d = super::backoff(attempt, 100, 10_000).as_millis() as u64;
-            let full = (100u64 << (attempt - 1).min(30)).min(10_000);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d}ms vs {full}ms");
-        }
-    }
+/// What `policy` says after `attempts` (as stored) of work first tried at `first_attempt_at`
+/// have failed, the last one at `now`.
+pub fn retry(policy: &RetryPolicy, attempts: i64, first_attempt_at: Timestamp, now: Timestamp) -> Retry {
+    let attempts = attempts.clamp(0, u32::MAX.into()) as u32;
+    // Without the system's randomness, no jitter: the whole delay.
+    let random = getrandom::u32().unwrap_or(u32::MAX);
+    policy.after(attempts, first_attempt_at, now, random)
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use wagate_domain::id::AccountId;
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
@@ -66,7 +67,7 @@ async fn upsert_phone_numbers(tx: &mut Tx, account: &Account, numbers: &[PhoneNu
         .bind(n.created_at.as_millis())
         .bind(n.updated_at.as_millis())
         .bind(n.webhooks_since.map(Timestamp::as_millis))
-        .bind(&n.throughput_level)
+        .bind(n.throughput_level.as_ref().map(ThroughputLevel::as_str))
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -103,7 +104,7 @@ impl Accounts for PgStore {
         .bind(account.updated_at.as_millis())
         .bind(account.paused.as_ref().map(|p| p.since.as_millis()))
         .bind(account.paused.as_ref().map(|p| error_text(&p.error)))
-        .bind(&account.messaging_tier)
+        .bind(account.messaging_tier.map(MessagingTier::as_str))
         .execute(&mut *tx)
         .await
         // The id, or the one sandbox account (`accounts_one_sandbox`).
@@ -140,7 +141,7 @@ impl Accounts for PgStore {
         .bind(verify_token)
         .bind(account.updated_at.as_millis())
         .bind(last_updated_at.as_millis())
-        .bind(&account.messaging_tier)
+        .bind(account.messaging_tier.map(MessagingTier::as_str))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -274,22 +275,22 @@ impl Accounts for PgStore {
         Ok(set.rows_affected() == 1)
     }
 
-    async fn set_throughput_level(&self, id: &str, level: &str, at: Timestamp) -> Result<bool> {
+    async fn set_throughput_level(&self, id: &str, level: &ThroughputLevel, at: Timestamp) -> Result<bool> {
         let set = sqlx::query("UPDATE phone_numbers SET throughput_level = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
-            .bind(level)
+            .bind(level.as_str())
             .bind(at.as_millis())
             .execute(&self.pool)
             .await?;
         Ok(set.rows_affected() == 1)
     }
 
-    async fn set_messaging_tier(&self, id: &AccountId, tier: &str) -> Result<bool> {
+    async fn set_messaging_tier(&self, id: &AccountId, tier: MessagingTier) -> Result<bool> {
         // Not `updated_at`: that marks changes of credentials, which a pause waits for.
         let set =
             sqlx::query("UPDATE accounts SET messaging_tier = $2 WHERE id = $1 AND messaging_tier IS DISTINCT FROM $2")
                 .bind(id.as_str())
-                .bind(tier)
+                .bind(tier.as_str())
                 .execute(&self.pool)
                 .await?;
         Ok(set.rows_affected() == 1)

@@ -30,21 +30,6 @@ pub(super) async fn refresh_status(tx: &mut Tx, message_id: &str, at: Timestamp)
     Ok(())
 }
 
-/// The order in which a message's statuses happen.
-fn rank_for_order(s: MessageStatus) -> u8 {
-    match s {
-        MessageStatus::Scheduled => 0,
-        MessageStatus::Queued => 1,
-        MessageStatus::Sending => 2,
-        MessageStatus::Accepted => 3,
-        MessageStatus::Sent => 4,
-        MessageStatus::Delivered => 5,
-        MessageStatus::Read => 6,
-        MessageStatus::Played => 7,
-        MessageStatus::Failed | MessageStatus::Canceled | MessageStatus::Received => 8,
-    }
-}
-
 #[async_trait]
 impl Messages for PgStore {
     async fn get_message(&self, id: &MessageId) -> Result<Option<Message>> {
@@ -97,15 +82,9 @@ impl Messages for PgStore {
                 detail: detail.map(|d| parse_json("detail", &d)).transpose()?,
             });
         }
-        // Meta's timestamps are whole seconds and ours are milliseconds, so time alone can put
-        // `sent` before `accepted`: order by progress, then time.
-        out.sort_by(|a, b| {
-            (rank_for_order(a.status), a.occurred_at, &a.participant).cmp(&(
-                rank_for_order(b.status),
-                b.occurred_at,
-                &b.participant,
-            ))
-        });
+        // By progress, then time: time alone can put `sent` before `accepted` (see `history_order`).
+        let key = |e: &StatusEntry| (e.status.history_order(), e.occurred_at);
+        out.sort_by(|a, b| (key(a), &a.participant).cmp(&(key(b), &b.participant)));
         Ok(out)
     }
 

@@ -4,6 +4,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 use wagate_domain::api_key::Scopes;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::sealed::Cipher;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{MessageStatus, Report};
@@ -31,7 +32,8 @@ pub(super) fn account(cipher: &Cipher, r: &PgRow) -> Result<Account> {
             (Some(since), Some(error)) => Some(Pause { since: ts(since), error }),
             _ => None,
         },
-        messaging_tier: r.try_get("messaging_tier")?,
+        // A tier Meta named that wagate does not know reads as none: the default's limit.
+        messaging_tier: r.try_get::<Option<String>, _>("messaging_tier")?.as_deref().and_then(MessagingTier::parse),
         created_at: ts(r.try_get("created_at")?),
         updated_at: ts(r.try_get("updated_at")?),
     })
@@ -49,7 +51,7 @@ pub(super) fn phone_number(r: &PgRow) -> Result<PhoneNumber> {
         is_default: r.try_get("is_default")?,
         mode: AccountMode::parse(&mode).ok_or_else(|| corrupt("account mode", &mode))?,
         webhooks_since: r.try_get::<Option<i64>, _>("webhooks_since")?.map(ts),
-        throughput_level: r.try_get("throughput_level")?,
+        throughput_level: r.try_get::<Option<String>, _>("throughput_level")?.map(|l| ThroughputLevel::parse(&l)),
         messages_per_second: r
             .try_get::<Option<i64>, _>("messages_per_second")?
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),

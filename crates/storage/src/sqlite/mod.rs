@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::Cipher;
 use wagate_domain::time::Timestamp;
@@ -129,10 +130,10 @@ impl Accounts for SqliteStore {
     async fn set_number_rate(&self, _id: &str, _messages_per_second: Option<u32>, _at: Timestamp) -> Result<bool> {
         todo!()
     }
-    async fn set_throughput_level(&self, _id: &str, _level: &str, _at: Timestamp) -> Result<bool> {
+    async fn set_throughput_level(&self, _id: &str, _level: &ThroughputLevel, _at: Timestamp) -> Result<bool> {
         todo!()
     }
-    async fn set_messaging_tier(&self, _id: &AccountId, _tier: &str) -> Result<bool> {
+    async fn set_messaging_tier(&self, _id: &AccountId, _tier: MessagingTier) -> Result<bool> {
         todo!()
     }
     async fn note_webhooks(&self, _phone_number_id: &str, _at: Timestamp) -> Result<()> {

@@ -84,7 +84,7 @@ async fn requests_without_a_valid_key_get_401(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Operations stay open.
     assert_eq!(request(&app.http, Method::GET, &format!("{}/healthz", app.url), None, None).await.0, StatusCode::OK);
-    assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
+    assert_eq!(app.store().outbox().pending().await.unwrap(), 0);
     app.stop().await;
 }
 

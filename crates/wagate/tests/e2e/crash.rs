@@ -198,14 +198,14 @@ async fn every_acknowledged_delivery_is_processed_after_a_kill_9(backend: Backen
     assert_eq!(acknowledged.len(), DELIVERIES);
 
     let store = open_store(&db).await;
-    let pending = store.pending_deliveries().await.unwrap();
+    let pending = store.deliveries().pending().await.unwrap();
     assert!(pending > 0, "the kill came after every delivery was processed: nothing was shown");
     assert_eq!(store.count_deliveries().await.unwrap(), DELIVERIES as i64, "every acknowledged delivery stored");
 
     // Restarted on the same database, it processes what it had acknowledged but not processed.
     let second = serve(&db, &config).await;
     eventually("every acknowledged delivery to be processed", || async {
-        if store.pending_deliveries().await.unwrap() > 0 {
+        if store.deliveries().pending().await.unwrap() > 0 {
             return None;
         }
         for wamid in &acknowledged {

@@ -139,7 +139,7 @@ async fn a_send_not_handed_to_meta_in_time_is_cancelled_with_130429(backend: Bac
     let (_, listed) = app.get("/v1/messages?direction=outbound").await;
     assert_eq!(listed["data"][0]["status"], "canceled");
     assert_eq!(listed["data"][0]["error"]["reason"], "not_dispatched_in_time");
-    assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
+    assert_eq!(app.store().outbox().pending().await.unwrap(), 0);
     app.stop().await;
 }
 

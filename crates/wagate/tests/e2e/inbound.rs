@@ -410,7 +410,7 @@ async fn implied_deliveries_and_failures_through_http(backend: Backend) {
     for w in ["wamid.READONLY", "wamid.FAILFIRST", "wamid.FAILLATE"] {
         let d = claimed_message(store.as_ref(), &number).await;
         assert!(store.record_accepted(&d, w, &json!({}), Timestamp::now()).await.unwrap());
-        ids.push(d.message_id);
+        ids.push(d.item.message_id);
     }
     let app = built.started();
     let account = sandbox_account(&app).await;

@@ -20,11 +20,11 @@ async fn a_dead_claim_is_sent_once_after_its_lease(backend: Backend) {
     // leased by that process, never sent. One lease is far from over, one ends soon.
     let held = enqueue_direct(store.as_ref(), &number.id, &held_to, "held").await;
     let now = Timestamp::now();
-    let claim = store.claim_outbox(now, now.plus(Duration::from_secs(600)), 1).await.unwrap();
+    let claim = store.outbox().claim(now, now.plus(Duration::from_secs(600)), 1).await.unwrap();
     assert_eq!(claim.iter().map(|d| &d.message_id).collect::<Vec<_>>(), [&held]);
     let lapsing = enqueue_direct(store.as_ref(), &number.id, &lapsing_to, "your code is 123456").await;
     let now = Timestamp::now();
-    let claim = store.claim_outbox(now, now.plus(Duration::from_secs(2)), 1).await.unwrap();
+    let claim = store.outbox().claim(now, now.plus(Duration::from_secs(2)), 1).await.unwrap();
     assert_eq!(claim.iter().map(|d| &d.message_id).collect::<Vec<_>>(), [&lapsing]);
 
     let app = built.started();
@@ -51,7 +51,7 @@ async fn a_dead_claim_is_sent_once_after_its_lease(backend: Backend) {
     .await;
     assert!(sandbox_received(&app.http, &sandbox, Some(&app.api_key), &held_to).await.is_empty(), "sent while leased");
     assert_eq!(store.get_message(&held).await.unwrap().unwrap().status, MessageStatus::Sending);
-    assert_eq!(store.outbox_depth().await.unwrap(), 1, "only the held row is left");
+    assert_eq!(store.outbox().pending().await.unwrap(), 1, "only the held row is left");
     app.stop().await;
 }
 

@@ -319,7 +319,7 @@ async fn the_same_media_delivered_twice_is_recorded_once(backend: Backend) {
     post_signed(&app, &sb, body).await;
     eventually("both deliveries processed", || async {
         let store = app.store();
-        (store.count_deliveries().await.unwrap() == 2 && store.pending_deliveries().await.unwrap() == 0).then_some(())
+        (store.count_deliveries().await.unwrap() == 2 && store.deliveries().pending().await.unwrap() == 0).then_some(())
     })
     .await;
     let recorded = media_of(&app, "wamid.TWICE").await;

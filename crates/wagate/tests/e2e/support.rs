@@ -20,7 +20,7 @@ use wagate_server::config::LogFormat;
 use wagate_server::state::AppState;
 use wagate_server::{Application, Config, telemetry};
 use wagate_storage::testing::TestDatabase;
-use wagate_storage::{Backend, Dispatch, Enqueued, NewOutbound, Store};
+use wagate_storage::{Backend, Dispatch, Enqueued, Leased, NewOutbound, Store};
 
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -601,17 +601,17 @@ pub async fn post_signed(app: &TestApp, account: &SandboxAccount, body: Vec<u8>)
 /// Waits until every stored webhook delivery has been processed.
 pub async fn all_processed(app: &TestApp) {
     eventually("every delivery processed", || async {
-        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
+        (app.store().deliveries().pending().await.unwrap() == 0).then_some(())
     })
     .await;
 }
 
 /// A message the app believes it sent, with a wamid of the test's choosing; the dispatcher is
 /// kept out of it by holding the outbox lease.
-pub async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Dispatch {
+pub async fn claimed_message(store: &dyn Store, phone_number_id: &str) -> Leased<Dispatch> {
     enqueue_direct(store, phone_number_id, "+15550171234", "hi").await;
     let now = Timestamp::now();
-    let mut claimed = store.claim_outbox(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
+    let mut claimed = store.outbox().claim(now, now.plus(std::time::Duration::from_secs(600)), 1).await.unwrap();
     claimed.pop().expect("the message is claimable")
 }
 

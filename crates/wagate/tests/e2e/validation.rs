@@ -108,7 +108,7 @@ async fn invalid_sends_are_refused_and_nothing_is_stored(backend: Backend) {
 
     // Nothing was stored or queued, and nothing reached the sandbox.
     assert_eq!(app.store().count_messages().await.unwrap(), 0);
-    assert_eq!(app.store().outbox_depth().await.unwrap(), 0);
+    assert_eq!(app.store().outbox().pending().await.unwrap(), 0);
     let (_, received) = app.get("/sandbox/control/messages").await;
     assert_eq!(received["data"], json!([]));
     let (status, missing) = app.get("/v1/messages/msg_01M7YGVNCPBZF5EN57NZH9PDYQ").await;

@@ -87,7 +87,7 @@ async fn statuses_before_the_wamid_are_kept_then_applied(backend: Backend) {
         assert_eq!(post_webhook(&app, body, Some(sig)).await, StatusCode::OK);
     }
     eventually("both deliveries processed", || async {
-        (store.pending_deliveries().await.unwrap() == 0).then_some(())
+        (store.deliveries().pending().await.unwrap() == 0).then_some(())
     })
     .await;
     assert_eq!(store.count_deliveries().await.unwrap(), 2);
@@ -193,7 +193,7 @@ async fn one_accounts_secret_cannot_touch_another_accounts_messages(backend: Bac
     let (body, sig) = forged(&sandbox, &sandbox.waba_id, inbound);
     assert_eq!(post_webhook(&app, body, sig).await, StatusCode::OK);
     eventually("the forged deliveries processed", || async {
-        (app.store().pending_deliveries().await.unwrap() == 0).then_some(())
+        (app.store().deliveries().pending().await.unwrap() == 0).then_some(())
     })
     .await;
     let (_, after) = app.get(&format!("/v1/messages/{}", sent["id"].as_str().unwrap())).await;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wagate_domain::time::Timestamp;
+use wagate_domain::window;
 
 use crate::metrics::{AccountLabels, NumberLabels};
 use crate::state::{AppState, Worker};
@@ -226,14 +227,14 @@ async fn count(state: &AppState) {
             return;
         }
     };
-    let since = Timestamp::from_millis(Timestamp::now().as_millis() - 24 * 60 * 60 * 1000);
+    let since = window::messaging_limit_since(Timestamp::now());
     for a in accounts {
         let labels = AccountLabels { account_id: a.id.as_str().to_owned() };
         metrics.account_paused.get_or_create(&labels).set(i64::from(a.paused.is_some()));
         if let Ok(n) = state.store.count_conversations_opened(&a.id, since).await {
             metrics.conversations_opened.get_or_create(&labels).set(n);
         }
-        let limit = crate::services::accounts::tier_limit(a.messaging_tier.as_deref(), &state.config);
+        let limit = crate::services::accounts::tier_limit(a.messaging_tier, &state.config);
         metrics.messaging_limit.get_or_create(&labels).set(limit.map_or(-1, |l| l as i64));
     }
 }

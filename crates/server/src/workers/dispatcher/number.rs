@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wagate_domain::id::MessageId;
+use wagate_domain::limits::ThroughputLevel;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Account, PhoneNumber};
 
@@ -20,20 +21,13 @@ use crate::state::AppState;
 /// How often the worker rereads its number and account (limits set through the API, pauses).
 const REFRESH: Duration = Duration::from_secs(1);
 
-/// Meta's throughput level for a number, in messages per second.
-pub fn level_rate(level: Option<&str>, default: u32) -> u32 {
-    match level {
-        Some("HIGH") => 1_000,
-        Some("STANDARD") => 80,
-        // Numbers shared with the WhatsApp Business app (coexistence) have a fixed 20.
-        Some(l) if l.contains("COEXIST") || l.contains("BUSINESS_APP") => 20,
-        _ => default,
-    }
-}
-
-/// The number's limit: the one set through the API, else its Meta level's.
+/// The number's limit: the one set through the API, else its Meta level's, else `default` (no
+/// level read, or one wagate does not know).
 pub fn messages_per_second(number: &PhoneNumber, default: u32) -> u32 {
-    number.messages_per_second.unwrap_or_else(|| level_rate(number.throughput_level.as_deref(), default))
+    number
+        .messages_per_second
+        .or_else(|| number.throughput_level.as_ref().and_then(ThroughputLevel::messages_per_second))
+        .unwrap_or(default)
 }
 
 pub struct NumberWorker {
@@ -186,7 +180,7 @@ impl NumberWorker {
         (picked, pair_wait)
     }
 
-    async fn claim(&self, picked: &[MessageId]) -> Vec<wagate_storage::Dispatch> {
+    async fn claim(&self, picked: &[MessageId]) -> Vec<wagate_storage::Leased<wagate_storage::Dispatch>> {
         if picked.is_empty() {
             return Vec::new();
         }

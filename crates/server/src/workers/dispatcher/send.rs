@@ -5,14 +5,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use wagate_domain::error_class::ErrorClass;
 use wagate_domain::message::{MessageError, graph_body};
-use wagate_domain::meta::{is_account_code, is_transient_code};
+use wagate_domain::retry::{GiveUp, Retry};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, Dispatch, StorageError};
+use wagate_storage::{Account, Dispatch, Leased, StorageError};
 
 use super::limiter::{self, Limits};
 use crate::config::UnknownOutcome;
-use crate::graph::{GraphFailure, Target, is_transient_status};
+use crate::graph::{GraphFailure, Target};
 use crate::metrics::FailureLabels;
 use crate::state::AppState;
 
@@ -29,7 +30,7 @@ pub enum Signal {
 
 /// Sends `d` for `account`, as the number's worker last read it: no read per send, so a send
 /// leaves when its throughput token is taken, not after a database round trip of varying length.
-pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d: Dispatch) -> Signal {
+pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d: Leased<Dispatch>) -> Signal {
     limiter::leave(limits, &d.recipient).await;
     let Value::Object(fields) = &d.content else {
         let error = MessageError::gateway("corrupt_message", "stored content is not a JSON object");
@@ -61,59 +62,60 @@ pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d:
 enum Outcome {
     /// The wamid, and Meta's answer.
     Accepted(String, Value),
-    Retry(Duration, MessageError),
+    /// When to try again, and why it failed.
+    Retry(Timestamp, MessageError),
     /// Why, and Meta's answer as it came (`{"status", "body"}`) when there was one.
     Failed(MessageError, Option<Value>),
     /// The account is refused: pause it; the message goes back to the queue uncounted.
     Pause(MessageError),
 }
 
-fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, Signal) {
+fn classify(state: &AppState, d: &Leased<Dispatch>, failure: GraphFailure) -> (Outcome, Signal) {
     let settings = &state.config.dispatcher;
-    let (code, retry_after, error) = match &failure {
-        GraphFailure::Meta { error, .. } => (Some(error.code), None, MessageError::from_graph(error)),
-        GraphFailure::Http { retry_after, .. } => {
-            (None, *retry_after, MessageError::gateway("http_error", failure.to_string()))
+    let (class, retry_after, error) = match &failure {
+        GraphFailure::Meta { error, .. } => (ErrorClass::of(error.code), None, MessageError::from_graph(error)),
+        GraphFailure::Http { status, retry_after, .. } => (
+            ErrorClass::of_http_status(*status),
+            *retry_after,
+            MessageError::gateway("http_error", failure.to_string()),
+        ),
+        GraphFailure::Connect(_) => {
+            (ErrorClass::Transient, None, MessageError::gateway("network_error", failure.to_string()))
         }
-        GraphFailure::Connect(_) => (None, None, MessageError::gateway("network_error", failure.to_string())),
-        GraphFailure::Unknown(_) => (None, None, MessageError::gateway("unknown_outcome", failure.to_string())),
-        GraphFailure::Refused(_) => (None, None, MessageError::gateway("private_address", failure.to_string())),
+        GraphFailure::Unknown(_) => {
+            let class = match settings.unknown_outcome {
+                UnknownOutcome::Retry => ErrorClass::Transient,
+                UnknownOutcome::Fail => ErrorClass::Permanent,
+            };
+            (class, None, MessageError::gateway("unknown_outcome", failure.to_string()))
+        }
+        // Only a change of configuration and a restart would let it through.
+        GraphFailure::Refused(_) => {
+            (ErrorClass::Permanent, None, MessageError::gateway("private_address", failure.to_string()))
+        }
     };
     tracing::warn!(message_id = %d.message_id, attempt = d.attempts, error = %failure, "send failed");
-    if let Some(c) = code
-        && is_account_code(c)
-    {
-        return (Outcome::Pause(error), Signal::Paused);
-    }
-    let transient = match &failure {
-        GraphFailure::Meta { error, .. } => is_transient_code(error.code),
-        GraphFailure::Http { status, .. } => is_transient_status(*status),
-        GraphFailure::Connect(_) => true,
-        GraphFailure::Unknown(_) => settings.unknown_outcome == UnknownOutcome::Retry,
-        // Only a change of configuration and a restart would let it through.
-        GraphFailure::Refused(_) => false,
+    let signal = match class {
+        ErrorClass::AccountBlocked => return (Outcome::Pause(error), Signal::Paused),
+        ErrorClass::Throttled => Signal::Throughput,
+        ErrorClass::PairRate => Signal::PairRate(d.recipient.clone()),
+        ErrorClass::Transient | ErrorClass::Permanent => Signal::None,
     };
-    let signal = match code {
-        Some(130_429) => Signal::Throughput,
-        Some(131_056) => Signal::PairRate(d.recipient.clone()),
-        _ => Signal::None,
-    };
-    let age = Timestamp::now().as_millis() - d.created_at.as_millis();
-    let in_time = age < i64::try_from(settings.retry_deadline_ms).unwrap_or(i64::MAX);
-    if transient && in_time && d.attempts < i64::from(settings.max_attempts) {
-        if !failure.not_applied() {
-            // Meta may have the message already; resending may deliver it twice.
-            state.metrics.possible_duplicates.inc();
+    let policy = if class == ErrorClass::PairRate { settings.pair_retry_policy() } else { settings.retry_policy() };
+    let now = Timestamp::now();
+    let retry = class.is_retried().then(|| super::super::retry(&policy, d.attempts, d.created_at, now));
+    let error = match retry {
+        Some(Retry::At(due)) => {
+            if !failure.not_applied() {
+                // Meta may have the message already; resending may deliver it twice.
+                state.metrics.possible_duplicates.inc();
+            }
+            let due = retry_after.map_or(due, |after| now.plus(after));
+            return (Outcome::Retry(due, error), signal);
         }
-        let delay = retry_after.unwrap_or_else(|| match code {
-            // Meta: "retry after 4^X seconds".
-            Some(131_056) => pair_backoff(d.attempts, settings.pair_retry_base_ms, settings.retry_max_ms),
-            _ => super::super::backoff(d.attempts, settings.retry_base_ms, settings.retry_max_ms),
-        });
-        return (Outcome::Retry(delay, error), signal);
-    }
-    let error =
-        if transient && !in_time { MessageError { reason: Some("retry_deadline".into()), ..error } } else { error };
+        Some(Retry::GiveUp(GiveUp::Deadline)) => MessageError { reason: Some("retry_deadline".into()), ..error },
+        Some(Retry::GiveUp(GiveUp::Attempts)) | None => error,
+    };
     let answer = match failure {
         GraphFailure::Meta { status, body, .. } => Some(json!({ "status": status, "body": body })),
         _ => None,
@@ -121,15 +123,9 @@ fn classify(state: &AppState, d: &Dispatch, failure: GraphFailure) -> (Outcome, 
     (Outcome::Failed(error, answer), signal)
 }
 
-/// `base · 4^attempt`, capped.
-fn pair_backoff(attempt: i64, base_ms: u64, max_ms: u64) -> Duration {
-    let exp = u32::try_from(attempt.clamp(0, 15)).unwrap_or(15);
-    Duration::from_millis(base_ms.saturating_mul(4u64.saturating_pow(exp)).min(max_ms))
-}
-
 /// Records an outcome. If storage fails it keeps trying until the lease is about to lapse: an
 /// acceptance left unrecorded would be sent again by whoever claims the message next.
-async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
+async fn record(state: &AppState, d: &Leased<Dispatch>, outcome: Outcome) {
     let mut wait = Duration::from_millis(100);
     loop {
         let e = match record_once(state, d, &outcome).await {
@@ -154,7 +150,7 @@ async fn record(state: &AppState, d: &Dispatch, outcome: Outcome) {
     }
 }
 
-async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Result<(), StorageError> {
+async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) -> Result<(), StorageError> {
     let now = Timestamp::now();
     let metrics = &state.metrics;
     let number = &d.phone_number_id;
@@ -170,8 +166,8 @@ async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Resul
             }
             metrics.dispatched(number, "accepted");
         }
-        Outcome::Retry(delay, error) => {
-            state.store.reschedule(d, now.plus(*delay), error).await?;
+        Outcome::Retry(due, error) => {
+            state.store.outbox().retry(d, *due, error, now).await?;
             metrics.dispatched(number, "retried");
         }
         Outcome::Pause(error) => {
@@ -188,17 +184,4 @@ async fn record_once(state: &AppState, d: &Dispatch, outcome: &Outcome) -> Resul
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pair_rate_backoff_is_four_to_the_attempt() {
-        assert_eq!(pair_backoff(1, 1_000, 600_000), Duration::from_secs(4));
-        assert_eq!(pair_backoff(2, 1_000, 600_000), Duration::from_secs(16));
-        assert_eq!(pair_backoff(3, 1_000, 600_000), Duration::from_secs(64));
-        assert_eq!(pair_backoff(30, 1_000, 600_000), Duration::from_secs(600), "capped");
-    }
 }
