@@ -1,27 +1,110 @@
-//! PostgreSQL: for production and several instances. (Being written.)
+//! PostgreSQL: for production and for several wagate instances sharing one database. Queue rows
+//! are claimed with `FOR UPDATE SKIP LOCKED`, so instances never wait on each other's rows;
+//! per-wamid advisory locks serialise a send's result with its status webhooks; new sends and
+//! webhook deliveries are stored by batch writers (`batch.rs`), one commit for many requests.
+//!
+//! One file per aggregate; a statement two aggregates run in one transaction (an inbound
+//! message's contact, a status folded into its message) is a function of the aggregate it is about.
 
-#![allow(unused_imports)]
+mod accounts;
+mod api_keys;
+mod batch;
+mod contacts;
+mod inbound;
+mod media;
+mod messages;
+mod outbox;
+mod rows;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
-use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
-use wagate_domain::limits::{MessagingTier, ThroughputLevel};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::Cipher;
 use wagate_domain::time::Timestamp;
 
+use self::batch::BatchWriter;
+use crate::shared::PreparedSend;
 use crate::*;
 
+type Tx = Transaction<'static, Postgres>;
+
+/// Advisory lock key held while migrating, so instances starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x7761_6761_7465; // "wagate"
+
+/// Batch writers per kind of write: a few, so one batch's commit overlaps the next one's
+/// statements (see `batch.rs`).
+const WRITERS: usize = 3;
+
 pub struct PgStore {
+    pool: PgPool,
+    sends: BatchWriter<PreparedSend>,
+    deliveries: BatchWriter<NewDelivery>,
     cipher: Cipher,
 }
 
 impl PgStore {
-    /// Connects, migrates, and seals the stored secrets with `cipher`.
-    pub async fn connect(_url: &str, cipher: Cipher) -> Result<Self> {
-        let _ = Self { cipher };
-        todo!()
+    /// Connects, migrates, and seals the stored secrets with `cipher` (see [`crate::SqliteStore::open`]).
+    /// Every instance sharing the database needs the same key: one that finds secrets sealed by
+    /// another fails here.
+    pub async fn connect(url: &str, cipher: Cipher) -> Result<Self> {
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        migrate(&pool).await?;
+        let store = Self {
+            sends: BatchWriter::spawn(pool.clone(), WRITERS),
+            deliveries: BatchWriter::spawn(pool.clone(), WRITERS),
+            pool,
+            cipher,
+        };
+        store.seal_stored_secrets().await?;
+        Ok(store)
     }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Runs a clean-up `sql` that deletes up to `$2` rows from before `$1`; how many it deleted.
+    /// A few at a time, so that no clean-up holds many row locks for long.
+    async fn delete_older(&self, sql: &'static str, before: Timestamp, limit: u32) -> Result<u64> {
+        let deleted = sqlx::query(sql).bind(before.as_millis()).bind(i64::from(limit)).execute(&self.pool).await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+/// Takes the transaction-long lock on `wamid`. Without it, a status webhook and the send's
+/// result arriving together could each miss the other's uncommitted row, and the status would
+/// never be applied.
+async fn lock_wamid(tx: &mut Tx, wamid: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(wamid).execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+    let result = async {
+        sqlx::query(migrate::CREATE_TABLE).execute(&mut *conn).await?;
+        for m in migrate::POSTGRES {
+            let applied: Option<i64> = sqlx::query_scalar("SELECT version FROM wagate_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if applied.is_none() {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(m.script())).execute(&mut *tx).await.map_err(|e| m.failed(e))?;
+                tx.commit().await?;
+                tracing::info!(version = m.version, name = m.name, "applied PostgreSQL migration");
+            }
+        }
+        Ok::<_, StorageError>(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+    result
 }
 
 #[async_trait]
@@ -29,285 +112,26 @@ impl Store for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
+
     async fn ping(&self) -> Result<()> {
-        todo!()
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
+
     async fn close(&self) {
-        todo!()
+        self.pool.close().await;
     }
+
     fn deliveries(&self) -> &dyn LeasedQueue<Delivery> {
         self
     }
+
     fn media_downloads(&self) -> &dyn LeasedQueue<Media> {
         self
     }
+
     fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError> {
         self
-    }
-}
-
-#[async_trait]
-impl LeasedQueue<Delivery> for PgStore {
-    async fn claim(&self, _now: Timestamp, _lease_until: Timestamp, _limit: u32) -> Result<Vec<Leased<Delivery>>> {
-        todo!()
-    }
-    async fn retry(&self, _item: &Leased<Delivery>, _due_at: Timestamp, _error: &str, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn give_up(&self, _item: &Leased<Delivery>, _error: &str, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn pending(&self) -> Result<i64> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl LeasedQueue<Media> for PgStore {
-    async fn claim(&self, _now: Timestamp, _lease_until: Timestamp, _limit: u32) -> Result<Vec<Leased<Media>>> {
-        todo!()
-    }
-    async fn retry(&self, _item: &Leased<Media>, _due_at: Timestamp, _error: &str, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn give_up(&self, _item: &Leased<Media>, _error: &str, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn pending(&self) -> Result<i64> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl LeasedQueue<Dispatch, MessageError> for PgStore {
-    async fn claim(&self, _now: Timestamp, _lease_until: Timestamp, _limit: u32) -> Result<Vec<Leased<Dispatch>>> {
-        todo!()
-    }
-    async fn retry(&self, _item: &Leased<Dispatch>, _due_at: Timestamp, _error: &MessageError, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn give_up(&self, _item: &Leased<Dispatch>, _error: &MessageError, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn pending(&self) -> Result<i64> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl Accounts for PgStore {
-    async fn insert_account(&self, _account: &Account, _numbers: &[PhoneNumber]) -> Result<()> {
-        todo!()
-    }
-    async fn update_account(&self, _account: &Account, _last_updated_at: Timestamp, _numbers: Option<&[PhoneNumber]>) -> Result<bool> {
-        todo!()
-    }
-    async fn get_account(&self, _id: &AccountId) -> Result<Option<Account>> {
-        todo!()
-    }
-    async fn list_accounts(&self) -> Result<Vec<Account>> {
-        todo!()
-    }
-    async fn accounts_by_waba(&self, _waba_id: &str) -> Result<Vec<Account>> {
-        todo!()
-    }
-    async fn list_phone_numbers(&self) -> Result<Vec<PhoneNumber>> {
-        todo!()
-    }
-    async fn get_phone_number(&self, _id: &str) -> Result<Option<PhoneNumber>> {
-        todo!()
-    }
-    async fn set_default_phone_number(&self, _id: &str, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn pause_account(&self, _id: &AccountId, _as_of: Timestamp, _error: &MessageError, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn resume_account(&self, _id: &AccountId) -> Result<bool> {
-        todo!()
-    }
-    async fn set_number_rate(&self, _id: &str, _messages_per_second: Option<u32>, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn set_throughput_level(&self, _id: &str, _level: &ThroughputLevel, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn set_messaging_tier(&self, _id: &AccountId, _tier: MessagingTier) -> Result<bool> {
-        todo!()
-    }
-    async fn note_webhooks(&self, _phone_number_id: &str, _at: Timestamp) -> Result<()> {
-        todo!()
-    }
-    async fn count_conversations_opened(&self, _account_id: &AccountId, _since: Timestamp) -> Result<i64> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl ApiKeys for PgStore {
-    async fn insert_api_key(&self, _key: &ApiKey) -> Result<()> {
-        todo!()
-    }
-    async fn ensure_api_key(&self, _key: &ApiKey) -> Result<ApiKey> {
-        todo!()
-    }
-    async fn find_api_key_by_hash(&self, _key_hash: &str) -> Result<Option<ApiKey>> {
-        todo!()
-    }
-    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
-        todo!()
-    }
-    async fn revoke_api_key(&self, _id: &ApiKeyId, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn touch_api_key(&self, _id: &ApiKeyId, _at: Timestamp) -> Result<()> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl Outbox for PgStore {
-    async fn enqueue_message(&self, _message: NewOutbound) -> Result<Enqueued> {
-        todo!()
-    }
-    async fn find_idempotency_key(&self, _api_key_id: &ApiKeyId, _key: &str, _now: Timestamp) -> Result<Option<IdempotencyRecord>> {
-        todo!()
-    }
-    async fn delete_expired_idempotency_keys(&self, _now: Timestamp) -> Result<u64> {
-        todo!()
-    }
-    async fn outbox_heads(&self, _phone_number_id: &str, _now: Timestamp, _limit: u32) -> Result<Vec<OutboxHead>> {
-        todo!()
-    }
-    async fn claim_messages(&self, _ids: &[MessageId], _now: Timestamp, _lease_until: Timestamp) -> Result<Vec<Leased<Dispatch>>> {
-        todo!()
-    }
-    async fn expire_outbox(&self, _now: Timestamp, _limit: u32) -> Result<Vec<MessageId>> {
-        todo!()
-    }
-    async fn record_accepted(&self, _dispatch: &Leased<Dispatch>, _wamid: &str, _response: &Value, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn record_failed(&self, _dispatch: &Leased<Dispatch>, _error: &MessageError, _detail: Option<&Value>, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn cancel_unclaimed(&self, _id: &MessageId, _reason: &MessageError, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn give_back(&self, _dispatch: &Leased<Dispatch>, _due_at: Timestamp, _error: &MessageError) -> Result<bool> {
-        todo!()
-    }
-    async fn outbox_depth_by_number(&self) -> Result<Vec<(String, i64)>> {
-        todo!()
-    }
-    async fn acquire_number_lease(&self, _phone_number_id: &str, _holder: &str, _now: Timestamp, _until: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn release_number_leases(&self, _holder: &str) -> Result<()> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl Messages for PgStore {
-    async fn get_message(&self, _id: &MessageId) -> Result<Option<Message>> {
-        todo!()
-    }
-    async fn find_message_by_wamid(&self, _wamid: &str) -> Result<Option<Message>> {
-        todo!()
-    }
-    async fn message_history(&self, _id: &MessageId) -> Result<Vec<StatusEntry>> {
-        todo!()
-    }
-    async fn list_messages(&self, _filter: &MessageFilter, _limit: u32) -> Result<Vec<Message>> {
-        todo!()
-    }
-    async fn apply_statuses(&self, _updates: &[StatusUpdate], _at: Timestamp) -> Result<Vec<StatusOutcome>> {
-        todo!()
-    }
-    async fn delete_orphan_statuses(&self, _before: Timestamp, _limit: u32) -> Result<u64> {
-        todo!()
-    }
-    async fn record_echo(&self, _echo: &NewEcho) -> Result<bool> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl Inbound for PgStore {
-    async fn insert_delivery(&self, _delivery: NewDelivery) -> Result<i64> {
-        todo!()
-    }
-    async fn finish_deliveries(&self, _finished: &[(&Leased<Delivery>, Option<String>)], _at: Timestamp) -> Result<()> {
-        todo!()
-    }
-    async fn delete_processed_deliveries(&self, _before: Timestamp, _limit: u32) -> Result<u64> {
-        todo!()
-    }
-    async fn record_inbounds(&self, _messages: &[NewInbound]) -> Result<Vec<bool>> {
-        todo!()
-    }
-    async fn record_webhook_event(&self, _event: &NewWebhookEvent) -> Result<bool> {
-        todo!()
-    }
-    async fn list_webhook_events(&self, _account_id: &AccountId, _field: Option<&str>, _before: Option<i64>, _limit: u32) -> Result<Vec<WebhookEvent>> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl Contacts for PgStore {
-    async fn upsert_contact(&self, _ids: &ContactIds, _profile_name: Option<&str>, _at: Timestamp) -> Result<ContactId> {
-        todo!()
-    }
-    async fn change_contact_ids(&self, _old: &ContactIds, _new: &ContactIds, _at: Timestamp) -> Result<Option<ContactId>> {
-        todo!()
-    }
-    async fn get_contact(&self, _id: &ContactId) -> Result<Option<Contact>> {
-        todo!()
-    }
-    async fn list_contacts(&self, _filter: &ContactFilter, _limit: u32) -> Result<Vec<Contact>> {
-        todo!()
-    }
-    async fn update_contact(&self, _id: &ContactId, _update: &ContactUpdate) -> Result<ContactUpdated> {
-        todo!()
-    }
-    async fn set_marketing_preference(&self, _id: &ContactId, _opted_out: bool, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-    async fn mark_marketing_opt_out(&self, _wa_id: &str, _at: Timestamp) -> Result<()> {
-        todo!()
-    }
-    async fn get_conversation(&self, _id: &ConversationId) -> Result<Option<Conversation>> {
-        todo!()
-    }
-    async fn list_conversations(&self, _filter: &ConversationFilter, _limit: u32) -> Result<Vec<Conversation>> {
-        todo!()
-    }
-    async fn conversation_messages(&self, _id: &ConversationId, _page: &ConversationPage, _limit: u32) -> Result<Vec<Message>> {
-        todo!()
-    }
-    async fn newest_inbound(&self, _id: &ConversationId) -> Result<Option<Message>> {
-        todo!()
-    }
-    async fn mark_conversation_read(&self, _id: &ConversationId, _through: &MessageId, _at: Timestamp) -> Result<bool> {
-        todo!()
-    }
-}
-
-#[async_trait]
-impl MediaFiles for PgStore {
-    async fn insert_media(&self, _media: &NewMedia) -> Result<bool> {
-        todo!()
-    }
-    async fn media_stored(&self, _job: &Leased<Media>, _stored: &StoredMedia) -> Result<bool> {
-        todo!()
-    }
-    async fn get_media(&self, _id: &MediaId) -> Result<Option<Media>> {
-        todo!()
-    }
-    async fn list_media(&self, _filter: &MediaFilter, _limit: u32) -> Result<Vec<Media>> {
-        todo!()
     }
 }
 
@@ -315,15 +139,23 @@ impl MediaFiles for PgStore {
 #[async_trait]
 impl crate::Testing for PgStore {
     async fn count_messages(&self) -> Result<i64> {
-        todo!()
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&self.pool).await?)
     }
+
     async fn count_deliveries(&self) -> Result<i64> {
-        todo!()
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&self.pool).await?)
     }
-    async fn last_inbound(&self, _phone_number_id: &str, _customer: &str) -> Result<Option<Timestamp>> {
-        todo!()
+
+    async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>> {
+        let at: Option<i64> = sqlx::query_scalar(crate::shared::SELECT_LAST_INBOUND)
+            .bind(phone_number_id)
+            .bind(customer)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(at.map(crate::shared::ts))
     }
-    async fn get_contact_by_wa_id(&self, _wa_id: &str) -> Result<Option<Contact>> {
-        todo!()
+
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
+        self.contact_by_wa_id(wa_id).await
     }
 }
