@@ -104,8 +104,13 @@ pub trait Accounts: Send + Sync {
     async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> Result<bool>;
     /// Pauses an account's sending, unless it was paused already or has changed since
     /// `as_of` (its `updated_at` when the refused send was made: new credentials may fix it).
-    async fn pause_account(&self, id: &AccountId, as_of: Timestamp, error: &MessageError, at: Timestamp)
-    -> Result<bool>;
+    async fn pause_account(
+        &self,
+        id: &AccountId,
+        as_of: Timestamp,
+        error: &MessageError,
+        at: Timestamp,
+    ) -> Result<bool>;
     /// False when it was not paused.
     async fn resume_account(&self, id: &AccountId) -> Result<bool>;
     /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.

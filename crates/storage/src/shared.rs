@@ -450,4 +450,3 @@ pub(crate) fn reseal_row(cipher: &Cipher, account_id: &str, stored: [String; 3])
 pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
     StorageError::Corrupt(format!("unknown {what} '{value}'"))
 }
-

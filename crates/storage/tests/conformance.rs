@@ -1236,7 +1236,9 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     shows_reply_once_and_last("queued").await;
     let claimed = store.claim_messages(std::slice::from_ref(&reply), t(1), t(60_000)).await.unwrap();
     shows_reply_once_and_last("being sent").await;
-    assert!(store.outbox().retry(&claimed[0], t(2), &MessageError::gateway("network_error", "boom"), t(2)).await.unwrap());
+    assert!(
+        store.outbox().retry(&claimed[0], t(2), &MessageError::gateway("network_error", "boom"), t(2)).await.unwrap()
+    );
     shows_reply_once_and_last("waiting to be retried").await;
     let claimed = store.claim_messages(std::slice::from_ref(&reply), t(3), t(60_000)).await.unwrap();
     assert!(store.record_accepted(&claimed[0], "wamid.D9", &json!({}), t(4)).await.unwrap());

@@ -143,7 +143,9 @@ async fn downloads_are_leased_retried_stored_and_failed(
     assert!(store.media_downloads().claim(t(999), t(2_000), 10).await.unwrap().is_empty());
 
     // `a` fails for now, comes back when due, and is then stored.
-    assert!(store.media_downloads().retry(&claimed[0], t(1_500), "HTTP 404 from the download URL", t(30)).await.unwrap());
+    assert!(
+        store.media_downloads().retry(&claimed[0], t(1_500), "HTTP 404 from the download URL", t(30)).await.unwrap()
+    );
     let waiting = store.get_media(&a.id).await.unwrap().unwrap();
     assert_eq!(waiting.last_error.as_deref(), Some("HTTP 404 from the download URL"));
     assert_eq!((waiting.state, waiting.available_at), (MediaState::Pending, Some(t(1_500))));
@@ -173,7 +175,10 @@ async fn downloads_are_leased_retried_stored_and_failed(
     );
     // The webhook's digest is kept (it is what the file was checked against).
     assert_eq!(done.sha256, a.sha256);
-    assert!(store.media_downloads().claim(t(100_000), t(200_000), 10).await.unwrap().is_empty(), "nothing left to download");
+    assert!(
+        store.media_downloads().claim(t(100_000), t(200_000), 10).await.unwrap().is_empty(),
+        "nothing left to download"
+    );
 }
 
 async fn concurrent_media_claims_never_overlap(store: Arc<dyn Store>, account_id: AccountId, message_id: MessageId) {
