@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
+use super::call::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
 use crate::errors::GraphError;
 use crate::ids;
 use crate::state::{State, Template, unix_now};
@@ -860,9 +860,10 @@ mod tests {
 
     #[test]
     fn of_two_edits_prepared_together_only_the_first_written_passes() {
-        let (outbox, _queue) = crate::webhook::Outbox::new();
-        let seed = crate::Seed::generate(None, None, None);
-        let config = crate::SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
+        let (outbox, _queue) = crate::outbox::Outbox::new();
+        let seed = crate::seed::Seed::generate(None, None, None);
+        let config =
+            crate::config::SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
         let state = State::new(config, outbox);
         let id = state.lock().saved.templates[0].id.clone();
         let body = |text: &str| json!({"components": [{"type": "BODY", "text": text}]}).to_string();
