@@ -8,159 +8,30 @@
 //! wagate's validation and parsing, so a mistake in one must not hide in the other.
 
 mod body;
+mod config;
 mod control;
 mod errors;
+mod files;
 mod graph;
 mod ids;
 mod limits;
+mod outbox;
+mod seed;
 mod settings;
 mod simulate;
 mod state;
+mod test_tool;
 mod webhook;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use serde::{Deserialize, Serialize};
 
+pub use config::{SandboxConfig, StatusDelays};
+pub use seed::{Seed, SeedNumber};
 pub use settings::Settings;
 pub use state::Received;
 pub use webhook::{encode as encode_webhook, sign as sign_webhook};
-
-/// A sandbox business: one WABA, its phone numbers and the app credentials that go with it.
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-pub struct Seed {
-    pub waba_id: String,
-    pub business_name: String,
-    pub access_token: String,
-    pub app_secret: String,
-    pub verify_token: String,
-    pub phone_numbers: Vec<SeedNumber>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SeedNumber {
-    pub id: String,
-    /// As Meta formats it in phone-number lists: `+1 555-010-4471`.
-    pub display_phone_number: String,
-    pub verified_name: String,
-}
-
-/// Credentials stay out of logs, even a test tool's.
-impl std::fmt::Debug for Seed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seed")
-            .field("waba_id", &self.waba_id)
-            .field("business_name", &self.business_name)
-            .field("phone_numbers", &self.phone_numbers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Seed {
-    /// A new business with two phone numbers. Ids are drawn at random, as Meta's are globally
-    /// unique: two sandboxes never share one. Credentials not given are generated.
-    pub fn generate(app_secret: Option<String>, verify_token: Option<String>, access_token: Option<String>) -> Self {
-        let phone_numbers = (0..2)
-            .map(|i| SeedNumber {
-                id: ids::numeric_id(),
-                display_phone_number: ids::display_number(),
-                verified_name: if i == 0 { "Sandbox Shop".into() } else { "Sandbox Support".into() },
-            })
-            .collect();
-        Self {
-            waba_id: ids::numeric_id(),
-            business_name: "Sandbox Business".into(),
-            access_token: access_token.unwrap_or_else(ids::access_token),
-            app_secret: app_secret.unwrap_or_else(|| ids::hex_token(16)),
-            verify_token: verify_token.unwrap_or_else(|| ids::alnum(24)),
-            phone_numbers,
-        }
-    }
-}
-
-impl Seed {
-    /// The business kept in `dir` (`seed.json`), or a new one saved there, so a sandbox with a
-    /// state directory keeps its ids and credentials across restarts. Credentials given replace
-    /// the kept ones.
-    pub fn load_or_generate(
-        dir: &std::path::Path,
-        app_secret: Option<String>,
-        verify_token: Option<String>,
-        access_token: Option<String>,
-    ) -> std::io::Result<Self> {
-        let path = dir.join("seed.json");
-        let mut seed = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Seed>(&bytes).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} is unreadable: {e}", path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Seed::generate(None, None, None),
-            Err(e) => return Err(e),
-        };
-        seed.app_secret = app_secret.unwrap_or(seed.app_secret);
-        seed.verify_token = verify_token.unwrap_or(seed.verify_token);
-        seed.access_token = access_token.unwrap_or(seed.access_token);
-        create_private_dir(dir)?;
-        write_private(&path, &serde_json::to_vec_pretty(&seed).expect("seed serialises"))?;
-        Ok(seed)
-    }
-}
-
-/// Creates a directory (and missing parents) only its owner may enter: a state directory holds
-/// the app's secrets.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Writes a file only its owner may read (0600), also when it exists with a wider mode.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(bytes)
-}
-
-/// How long after accepting a message each status webhook is sent.
-#[derive(Clone, Copy, Debug)]
-pub struct StatusDelays {
-    pub sent: Duration,
-    pub delivered: Duration,
-    pub read: Duration,
-}
-
-impl Default for StatusDelays {
-    fn default() -> Self {
-        Self {
-            sent: Duration::from_millis(300),
-            delivered: Duration::from_millis(800),
-            read: Duration::from_millis(1500),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct SandboxConfig {
-    pub seed: Seed,
-    /// Where webhooks go; without one, nothing is posted.
-    pub webhook_url: Option<String>,
-    /// With a state directory, these replace the kept delays on a first start and when they
-    /// differ from the last start's; otherwise the kept ones (perhaps set at run time) stay.
-    pub delays: StatusDelays,
-    /// Where templates, media, groups, windows and settings are kept across restarts; in memory
-    /// only without one.
-    pub state_dir: Option<PathBuf>,
-}
 
 /// A running sandbox. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -171,7 +42,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts the sandbox and its webhook sender; needs a Tokio runtime.
     pub fn new(config: SandboxConfig) -> Self {
-        let (outbox, queue) = webhook::Outbox::new();
+        let (outbox, queue) = outbox::Outbox::new();
         let state = Arc::new(state::State::new(config, outbox));
         tokio::spawn(webhook::run(Arc::downgrade(&state), queue));
         tokio::spawn(state::State::persist(Arc::downgrade(&state)));
@@ -225,6 +96,8 @@ impl Sandbox {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]

@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::control::{ControlBody, ControlError, parse};
 use crate::errors::catalogue;
-use crate::graph::{BaseUrl, groups, media};
+use crate::graph::call::BaseUrl;
+use crate::graph::{groups, media};
 use crate::state::{State, unix_now};
+use crate::test_tool::{ControlBody, ControlError, parse};
 use crate::{ids, webhook};
 
 type Shared = Arc<State>;

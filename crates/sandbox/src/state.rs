@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::SandboxConfig;
+use crate::files::{create_private_dir, write_private};
 use crate::limits::Bucket;
+use crate::outbox::{Outbox, Stats};
+use crate::seed::{Seed, SeedNumber};
 use crate::settings::Settings;
-use crate::webhook::Outbox;
-use crate::{SandboxConfig, Seed, SeedNumber};
 
 /// One request the messages endpoint received, with what it answered.
 #[derive(Clone, Debug, Serialize)]
@@ -312,7 +314,7 @@ pub struct State {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub outbox: Outbox,
-    pub webhook_stats: crate::webhook::Stats,
+    pub webhook_stats: Stats,
     state_dir: Option<PathBuf>,
     /// Set by `save`; the persister writes the state soon after. Shared with the persister, which
     /// waits on it without holding the state.
@@ -441,12 +443,12 @@ impl State {
             (json, media)
         };
         let result = (|| -> std::io::Result<()> {
-            crate::create_private_dir(&dir.join("media"))?;
+            create_private_dir(&dir.join("media"))?;
             for (id, bytes) in &media {
-                crate::write_private(&dir.join("media").join(id), bytes)?;
+                write_private(&dir.join("media").join(id), bytes)?;
             }
             let tmp = dir.join("state.json.tmp");
-            crate::write_private(&tmp, &json)?;
+            write_private(&tmp, &json)?;
             std::fs::rename(tmp, dir.join("state.json"))
         })();
         match result {

@@ -6,7 +6,6 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,7 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::ids;
-use crate::state::State;
+use crate::outbox::{Change, Owed, Stats};
+use crate::state::{State, unix_now};
 
 /// Meta's payloads escape every non-ASCII character as `\uXXXX` with lowercase hex (surrogate
 /// pairs beyond the BMP), and sign those bytes. Verifiers that hash the raw body pass, and so do
@@ -44,56 +44,6 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// What became of webhook payloads, for `GET /control/webhook`: a lost, refused or discarded
-/// attempt is otherwise invisible to whoever waits for the payload.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// POSTs made, retries included.
-    posted: AtomicU64,
-    /// Payloads the receiver acknowledged with a 2xx.
-    delivered: AtomicU64,
-    /// POSTs answered with another status, or that found no one.
-    refused: AtomicU64,
-    /// First attempts lost on purpose (`drop_first_attempt`).
-    dropped: AtomicU64,
-    /// Payloads abandoned after the last retry.
-    given_up: AtomicU64,
-    /// Payloads not sent because no webhook URL was set.
-    discarded: AtomicU64,
-}
-
-impl Stats {
-    fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn json(&self) -> Value {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        json!({
-            "posted": get(&self.posted),
-            "delivered": get(&self.delivered),
-            "refused": get(&self.refused),
-            "dropped": get(&self.dropped),
-            "given_up": get(&self.given_up),
-            "discarded": get(&self.discarded),
-        })
-    }
-
-    pub fn clear(&self) {
-        for c in [&self.posted, &self.delivered, &self.refused, &self.dropped, &self.given_up, &self.discarded] {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// One change owed to the webhook URL.
-#[derive(Debug)]
-pub struct Change {
-    pub waba_id: String,
-    pub field: String,
-    pub value: Value,
-}
-
 struct Due {
     at: Instant,
     seq: u64,
@@ -115,39 +65,6 @@ impl PartialOrd for Due {
 impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// A change owed after a delay, tagged with the outbox generation it was owed in.
-pub type Owed = (Duration, u64, Change);
-
-/// The queue of changes owed, drained by one task that groups them into POSTs.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: mpsc::UnboundedSender<Owed>,
-    generation: Arc<AtomicU64>,
-}
-
-impl Outbox {
-    /// The queue and its receiving end, to start with [`run`] once the state exists.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Owed>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx, generation: Arc::default() }, rx)
-    }
-
-    /// Owes `change` to the webhook URL after `delay`.
-    pub fn push(&self, delay: Duration, change: Change) {
-        let _ = self.tx.send((delay, self.generation(), change));
-    }
-
-    /// Forgets every change owed so far, retries included: after a reset, statuses of
-    /// forgotten messages would only confuse the next test.
-    pub fn forget_owed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
     }
 }
 
@@ -299,7 +216,7 @@ fn carries_time(field: &str) -> bool {
 /// Groups changes into envelopes of at most `max` changes, one entry per WABA (and kind of
 /// field, as only some entries carry `time`).
 fn payloads(changes: Vec<Change>, max: usize) -> Vec<Value> {
-    let now = crate::state::unix_now();
+    let now = unix_now();
     let mut out = Vec::new();
     for chunk in changes.chunks(max) {
         let mut entries: BTreeMap<(&str, bool), Vec<Value>> = BTreeMap::new();

@@ -9,15 +9,18 @@ use anyhow::Context;
 use axum::Router;
 use axum::middleware;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wagate_sandbox::Sandbox;
 
-use crate::auth::{KeyRates, require_api_key};
+use crate::auth::require_api_key;
+use crate::caches::Caches;
 use crate::config::Config;
 use crate::graph::GraphClient;
+use crate::key_rates::KeyRates;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::services::api_keys;
+use crate::signals::Signals;
 use crate::state::{AppState, Shared, WorkerHealth};
 use crate::{api, database, http, sandbox_mode, workers};
 
@@ -47,26 +50,16 @@ impl Application {
         let self_url = self_url(addr);
         let sandbox =
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
-        let key_rates = KeyRates::new(&config.api);
         let state = AppState::new(Shared {
             store,
             graph: GraphClient::new(config.dispatcher.graph_timeout(), config.network.policy(), sandbox.is_some()),
+            outbox: Outbox::new(config.dispatcher.max_backlog),
+            key_rates: KeyRates::new(&config.api),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
-            wakeups: Arc::default(),
-            backlog: Arc::default(),
-            settings_epoch: Arc::default(),
-            inbound_wakeup: Arc::new(Notify::new()),
-            health: Arc::new(WorkerHealth::default()),
-            // Waiters that fall behind read the database instead; the channel only saves time.
-            completions: tokio::sync::broadcast::channel(1024).0,
-            webhooks_noted: Arc::default(),
-            api_keys: Default::default(),
-            key_rates,
-            senders: Default::default(),
-            signers: Default::default(),
-            media_wakeup: Arc::new(Notify::new()),
-            inbound_applied: tokio::sync::broadcast::channel(1024).0,
+            caches: Caches::default(),
+            signals: Signals::default(),
+            health: WorkerHealth::default(),
         });
         let (mut router, _) = api::router(state.clone());
         if let Some(sandbox) = &sandbox {
@@ -103,6 +96,7 @@ impl Application {
             .then(|| tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone())));
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
+        let janitor = tokio::spawn(workers::janitor::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
         http::serve(listener, router, header_timeout, max_connections, cancel.clone().cancelled_owned()).await;
         // Serving has stopped (in-flight requests answered): the workers stop too.
@@ -114,6 +108,7 @@ impl Application {
             }
             let _ = inbound.await;
             let _ = media.await;
+            let _ = janitor.await;
         })
         .await
         .is_err()

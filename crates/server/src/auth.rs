@@ -2,9 +2,7 @@
 //! test-tool paths in `serve`: which key a request carries, whether its scopes allow the route
 //! ([`required_scope`], the one place that decides), and whether it is within its request rate.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -14,11 +12,9 @@ use wagate_domain::api_key::{Scope, Scopes};
 use wagate_domain::id::ApiKeyId;
 use wagate_storage::StorageError;
 
-use crate::config::ApiSettings;
 use crate::error::ApiError;
 use crate::services::api_keys;
 use crate::state::AppState;
-use crate::workers::dispatcher::limiter::Bucket;
 
 /// The key a request was made with, for handlers that need it.
 #[derive(Clone, Debug)]
@@ -170,13 +166,13 @@ pub async fn admit(
     let Some(presented) = presented_key(headers) else {
         return Err(Refusal::Unauthenticated("missing API key: send Authorization: Bearer <key> or X-API-Key: <key>"));
     };
-    let key = match api_keys::authenticate(state.store.as_ref(), &state.api_keys, presented).await {
+    let key = match api_keys::authenticate(state.store.as_ref(), &state.caches.api_keys, presented).await {
         Ok(Some(key)) => key,
         Ok(None) => return Err(Refusal::Unauthenticated("unknown or revoked API key")),
         Err(e) => return Err(Refusal::Failed(e)),
     };
     if let Some(rates) = &state.key_rates {
-        rates.take(&key.id)?;
+        rates.take(&key.id).map_err(|wait| Refusal::RateLimited { retry_after_secs: whole_seconds(wait) })?;
     }
     let needs = required_scope(method, route).unwrap_or(Scope::Admin);
     if !key.scopes.allows(needs) {
@@ -217,46 +213,6 @@ pub async fn require_api_key(
     }
 }
 
-/// Each key's request rate (`[api] rate_limit_per_second`): a token bucket per key, in this
-/// instance's memory. Only keys in use have a bucket, so the map stays as small as they are.
-pub struct KeyRates {
-    capacity: f64,
-    per_second: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-impl KeyRates {
-    /// None when no rate is set: requests then pay nothing for the limit.
-    pub fn new(settings: &ApiSettings) -> Option<Self> {
-        if settings.rate_limit_per_second == 0 {
-            return None;
-        }
-        let per_second = f64::from(settings.rate_limit_per_second);
-        let capacity = match settings.rate_limit_burst {
-            0 => per_second,
-            burst => f64::from(burst),
-        };
-        Some(Self { capacity, per_second, buckets: Mutex::default() })
-    }
-
-    /// Spends one of `key`'s requests, or says how long until it has one.
-    fn take(&self, key: &ApiKeyId) -> Result<(), Refusal> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let take = |bucket: &mut Bucket| match bucket.take(now) {
-            true => Ok(()),
-            false => Err(Refusal::RateLimited { retry_after_secs: whole_seconds(bucket.wait(now)) }),
-        };
-        if let Some(bucket) = buckets.get_mut(key.as_str()) {
-            return take(bucket);
-        }
-        let mut bucket = Bucket::new(self.capacity, self.per_second, now);
-        let taken = take(&mut bucket);
-        buckets.insert(key.as_str().to_owned(), bucket);
-        taken
-    }
-}
-
 /// `Retry-After` counts whole seconds, and 0 would invite an immediate retry.
 fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs_f64().ceil() as u64).max(1)
@@ -265,22 +221,6 @@ fn whole_seconds(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_gets_its_burst_then_a_retry_after_of_whole_seconds() {
-        let settings = ApiSettings { rate_limit_per_second: 1, rate_limit_burst: 3 };
-        let rates = KeyRates::new(&settings).expect("a rate is set");
-        let (key, other) = (ApiKeyId::generate(), ApiKeyId::generate());
-        for _ in 0..3 {
-            rates.take(&key).expect("within the burst");
-        }
-        match rates.take(&key) {
-            Err(Refusal::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 1),
-            other => panic!("expected a rate limit, got {other:?}"),
-        }
-        rates.take(&other).expect("each key has its own bucket");
-        assert!(KeyRates::new(&ApiSettings::default()).is_none(), "off by default");
-    }
 
     #[test]
     fn retry_after_is_never_zero_and_rounds_up() {

@@ -171,7 +171,7 @@ pub async fn answer_once_applied(State(state): State<AppState>, req: Request, ne
         return next.run(req).await;
     }
     // Listening before the sandbox even sends the webhook: nothing can be missed.
-    let mut applied = state.inbound_applied.subscribe();
+    let mut applied = state.signals.watch_inbound_applied();
     let response = next.run(req).await;
     if !response.status().is_success() {
         return response;

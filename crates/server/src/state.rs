@@ -3,14 +3,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use tokio::sync::Notify;
-use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 use wagate_storage::Store;
 
+use crate::caches::Caches;
 use crate::config::Config;
 use crate::graph::GraphClient;
+use crate::key_rates::KeyRates;
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::signals::Signals;
 
 /// What every handler and worker shares: one pointer, cloned per request and task.
 #[derive(Clone)]
@@ -35,52 +37,14 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub graph: GraphClient,
     pub metrics: Arc<Metrics>,
-    /// Wakes a number's dispatcher when a message is queued for it.
-    pub wakeups: Arc<Wakeups>,
-    /// Messages waiting to be sent, as last counted plus those accepted since: what
-    /// backpressure compares with `dispatcher.max_backlog`.
-    pub backlog: Arc<AtomicI64>,
-    /// Bumped when a number's or an account's sending settings change through the API, so this
-    /// instance's number workers reread them at once (other instances do within a second).
-    pub settings_epoch: Arc<AtomicU64>,
-    /// Wakes the inbound processor when a webhook delivery is stored.
-    pub inbound_wakeup: Arc<Notify>,
-    pub health: Arc<WorkerHealth>,
-    /// Ids of messages whose send result was just recorded, for callers waiting on one.
-    pub completions: tokio::sync::broadcast::Sender<MessageId>,
-    /// Numbers already known to have their webhooks seen (saves a write per delivery).
-    pub webhooks_noted: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// API keys recently authenticated, dropped when one is revoked here.
-    pub api_keys: crate::services::api_keys::KeyCache,
+    /// The backlog, the numbers' wake-ups, send results as they are recorded, the settings epoch.
+    pub outbox: Outbox,
+    pub caches: Caches,
     /// Each key's request rate; None when `[api] rate_limit_per_second` is 0.
-    pub key_rates: Option<crate::auth::KeyRates>,
-    /// Phone numbers recently read for sends, dropped when `settings_epoch` moves.
-    pub senders: crate::services::messages::SenderCache,
-    /// Connected accounts as the webhook receiver last read them.
-    pub signers: crate::services::webhooks::SignerCache,
-    /// Wakes the media downloader when the processor records new media.
-    pub media_wakeup: Arc<Notify>,
-    /// Wamids of inbound messages just written (or applied, for system messages), for callers
-    /// waiting on one; sent only while someone listens.
-    pub inbound_applied: tokio::sync::broadcast::Sender<String>,
-}
-
-/// One `Notify` per business number, made on first use.
-#[derive(Default)]
-pub struct Wakeups {
-    numbers: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
-}
-
-impl Wakeups {
-    pub fn of(&self, phone_number_id: &str) -> Arc<Notify> {
-        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        numbers.entry(phone_number_id.to_owned()).or_default().clone()
-    }
-
-    /// Wakes the number's dispatcher, now or when it next waits.
-    pub fn wake(&self, phone_number_id: &str) {
-        self.of(phone_number_id).notify_one();
-    }
+    pub key_rates: Option<KeyRates>,
+    /// The inbound flow's wake-ups, and the news of inbound messages applied.
+    pub signals: Signals,
+    pub health: WorkerHealth,
 }
 
 /// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,
@@ -90,9 +54,11 @@ pub struct WorkerHealth {
     dispatcher: AtomicI64,
     inbound: AtomicI64,
     media: AtomicI64,
+    janitor: AtomicI64,
     dispatcher_rounds: AtomicU64,
     inbound_rounds: AtomicU64,
     media_rounds: AtomicU64,
+    janitor_rounds: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -100,6 +66,7 @@ pub enum Worker {
     Dispatcher,
     Inbound,
     Media,
+    Janitor,
 }
 
 impl WorkerHealth {
@@ -108,6 +75,7 @@ impl WorkerHealth {
             Worker::Dispatcher => (&self.dispatcher, &self.dispatcher_rounds),
             Worker::Inbound => (&self.inbound, &self.inbound_rounds),
             Worker::Media => (&self.media, &self.media_rounds),
+            Worker::Janitor => (&self.janitor, &self.janitor_rounds),
         }
     }
 

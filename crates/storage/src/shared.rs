@@ -60,7 +60,6 @@ macro_rules! api_key_cols {
     };
 }
 
-// Inbound media (wagate issue 6).
 macro_rules! media_cols {
     () => {
         "id, account_id, phone_number_id, message_id, meta_media_id, kind, mime_type, sha256, file_size, \
@@ -70,7 +69,7 @@ macro_rules! media_cols {
 
 pub(crate) use {account_cols, api_key_cols, media_cols, message_cols, message_select_cols, phone_cols};
 
-// Statements the SQLite batch writer runs too (see `sqlite::direct`) number their parameters in
+// Statements the SQLite backend runs too number their parameters in
 // the order they first appear: rusqlite binds them by position, sqlx by number.
 
 // Recording that Meta accepted a message (`Store::record_accepted`): the first result recorded
@@ -285,7 +284,7 @@ pub(crate) fn current_status(reports: Vec<Report<(Option<String>, Option<String>
     (folded.current.as_str(), error)
 }
 
-// Statements the SQLite direct paths run too (see `sqlite::direct`).
+// Statements both backends run for the API keys, the window and idempotency keys.
 pub(crate) const SELECT_API_KEY_BY_HASH: &str =
     concat!("SELECT ", api_key_cols!(), " FROM api_keys WHERE key_hash = $1");
 pub(crate) const SELECT_LAST_INBOUND: &str =

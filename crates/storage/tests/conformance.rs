@@ -1070,9 +1070,8 @@ async fn a_first_entry_stored_as_a_row_shows_once(backend: Backend) {
     let at = t(0).as_millis();
     match backend {
         Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
-            sqlx::query(ROW).bind(a.id.as_str()).bind(old.as_str()).bind(at).execute(&mut c).await.unwrap();
+            let params = rusqlite::params![a.id.as_str(), old.as_str(), at];
+            db.sqlite_connection().execute(ROW, params).unwrap();
         }
         Backend::Postgres => {
             use sqlx::Connection;

@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{GraphCall, Shared, form};
+use super::call::{GraphCall, Shared};
+use super::form;
 use crate::errors::GraphError;
 
 /// The DER prefix of a SubjectPublicKeyInfo holding a 2048-bit RSA key: sequence lengths, the

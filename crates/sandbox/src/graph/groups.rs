@@ -12,7 +12,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, form, page};
+use super::call::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
+use super::form;
 use crate::errors::{GraphError, status_error};
 use crate::ids;
 use crate::state::{Group, State, unix_now};

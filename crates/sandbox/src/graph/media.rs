@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{GraphCall, Shared, form};
+use super::call::{GraphCall, Shared, authenticate_headers};
+use super::form;
 use crate::errors::GraphError;
 use crate::ids;
 use crate::state::{Media, State, unix_now};
@@ -215,7 +216,7 @@ pub async fn download(
     q: Result<Query<DownloadQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, GraphError> {
-    super::authenticate_headers(&headers, None, &state)?;
+    authenticate_headers(&headers, None, &state)?;
     if let Some((status, location)) = take_failure(&state, &media_id) {
         let reason = status.canonical_reason().unwrap_or("Error");
         return Ok(match location {

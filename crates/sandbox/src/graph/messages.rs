@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, Shared, validate};
+use super::call::{GraphCall, Shared};
+use super::template_send::check_send as check_template_send;
+use super::validate;
 use crate::errors::{GraphError, status_error};
 use crate::ids;
 use crate::settings::FailMode;
@@ -233,8 +235,7 @@ fn accept(
     {
         return Err(GraphError::of(131021, None));
     }
-    let category =
-        if kind == "template" { Some(super::check_template_send(state, node, &obj["template"])?) } else { None };
+    let category = if kind == "template" { Some(check_template_send(state, node, &obj["template"])?) } else { None };
     if let To::Group(id) = &to {
         match super::groups::find(state, id).filter(|g| g.phone_number_id == node) {
             None => return Err(GraphError::of(131_041, None)),
@@ -363,7 +364,7 @@ fn schedule(
     // group's utility templates are billed.
     let group = matches!(to, To::Group(_));
     let category = match obj.get("type").and_then(Value::as_str) {
-        Some("template") => super::check_template_send(state, node, &obj["template"]).ok(),
+        Some("template") => check_template_send(state, node, &obj["template"]).ok(),
         _ => None,
     }
     .map_or_else(|| "service".to_owned(), |c| c.to_ascii_lowercase());

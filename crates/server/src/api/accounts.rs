@@ -11,7 +11,7 @@ use wagate_domain::limits::MessagingTier;
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
-use super::List;
+use super::list::List;
 use super::phone_numbers::{PhoneNumberView, default_rate};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query};

@@ -11,7 +11,7 @@ use wagate_domain::api_key::Scope;
 use wagate_domain::time::Timestamp;
 use wagate_storage::ApiKey;
 
-use super::List;
+use super::list::List;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest, Path};
 use crate::services::api_keys;
@@ -114,6 +114,6 @@ async fn list_keys(State(state): State<AppState>, page: PageRequest) -> Result<J
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    api_keys::revoke(state.store.as_ref(), Some(&state.api_keys), &id).await?;
+    api_keys::revoke(state.store.as_ref(), Some(&state.caches.api_keys), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use wagate_domain::time::Timestamp;
 use wagate_storage::Contact;
 
-use super::List;
+use super::list::List;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query};
 use crate::services::contacts::{self, ContactDetails};
@@ -124,7 +124,7 @@ async fn list_contacts(
     page: PageRequest,
 ) -> Result<Json<List<ContactView>>, ApiError> {
     let filter = contacts::filter(query.q, query.tag, page.cursor.as_deref())?;
-    let (found, more) = contacts::list(&state, &filter, page.limit).await?;
+    let (found, more) = contacts::list(state.store.as_ref(), &filter, page.limit).await?;
     let next_cursor = more.then(|| found.last().map(|c| c.id.to_string())).flatten();
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor }))
 }
@@ -139,7 +139,7 @@ async fn list_contacts(
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_contact(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ContactView>, ApiError> {
-    Ok(Json(contacts::get(&state, &id).await?.into()))
+    Ok(Json(contacts::get(state.store.as_ref(), &id).await?.into()))
 }
 
 /// `PATCH /v1/contacts/{id}`: give at least one field.
@@ -175,5 +175,5 @@ async fn update_contact(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<ContactView>, ApiError> {
-    Ok(Json(contacts::update(&state, &id, &body).await?.into()))
+    Ok(Json(contacts::update(state.store.as_ref(), &id, &body).await?.into()))
 }

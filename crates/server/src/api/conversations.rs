@@ -10,7 +10,7 @@ use wagate_domain::time::Timestamp;
 use wagate_domain::window;
 use wagate_storage::{Conversation, ConversationFilter, ConversationPage};
 
-use super::List;
+use super::list::List;
 use super::messages::MessageView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ListParams, PageRequest, Path, Query};
@@ -120,7 +120,7 @@ async fn list_conversations(
 ) -> Result<Json<List<ConversationView>>, ApiError> {
     let before = conversation_cursor(page.cursor.as_deref())?;
     let filter = ConversationFilter { phone_number_id: query.phone_number_id, contact_id: None, before };
-    let (found, more) = conversations::list(&state, &filter, page.limit).await?;
+    let (found, more) = conversations::list(state.store.as_ref(), &filter, page.limit).await?;
     let next_cursor = more.then(|| found.last().map(|c| conversation_cursor_text(&cursor_of(c)))).flatten();
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor }))
 }
@@ -138,7 +138,7 @@ async fn get_conversation(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    Ok(Json(conversations::get(&state, &id).await?.into()))
+    Ok(Json(conversations::get(state.store.as_ref(), &id).await?.into()))
 }
 
 /// `?before=&after=` of a conversation's messages.
@@ -176,7 +176,7 @@ async fn conversation_messages(
     let after = message_cursor("after", query.after.as_deref())?;
     let forward = after.is_some();
     let (messages, more) =
-        conversations::messages(&state, &id, &ConversationPage { before, after }, page.limit).await?;
+        conversations::messages(state.store.as_ref(), &id, &ConversationPage { before, after }, page.limit).await?;
     let edge = if forward { messages.first() } else { messages.last() };
     let next_cursor = more.then(|| edge.map(|m| m.id.to_string())).flatten();
     let data = messages.into_iter().map(|message| MessageDetails { message, history: Vec::new() }.into()).collect();
@@ -203,5 +203,5 @@ async fn mark_conversation_read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConversationView>, ApiError> {
-    Ok(Json(conversations::mark_read(&state, &id).await?.into()))
+    Ok(Json(conversations::mark_read(state.store.as_ref(), &state.graph, &id).await?.into()))
 }

@@ -20,8 +20,9 @@ use wagate_domain::validation::FieldError;
 
 use crate::auth::{self, Refusal};
 use crate::extract::{body_failure, path_problem};
+use crate::outbox::DispatchOutcome;
 use crate::services::ServiceError;
-use crate::services::messages::{self, DispatchOutcome, Idempotency, SendOptions, Sent};
+use crate::services::messages::{self, Idempotency, SendOptions, Sent};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -227,7 +228,9 @@ async fn messages_endpoint(
     input::nul_free(&value).map_err(|e| GraphApiError::from_field(&e))?;
     match GraphRequest::parse(&value).map_err(|e| GraphApiError::from_field(&e))? {
         GraphRequest::Read(receipt) => {
-            messages::send_read_receipt(&state, &sender.id, &receipt).await.map_err(GraphApiError::from_service)?;
+            messages::send_read_receipt(state.store.as_ref(), &state.graph, &sender.id, &receipt)
+                .await
+                .map_err(GraphApiError::from_service)?;
             Ok(Json(json!({ "success": true })).into_response())
         }
         GraphRequest::Send(outbound) => {
@@ -255,7 +258,11 @@ async fn messages_endpoint(
                 Sent::Replayed { message_id, .. } => message_id,
             };
             let wait = Duration::from_millis(state.config.graph_surface.wait_ms);
-            let outcome = messages::wait_for_dispatch(&state, &id, wait).await.map_err(GraphApiError::from_service)?;
+            let outcome = state
+                .outbox
+                .wait_for_dispatch(state.store.as_ref(), &id, wait)
+                .await
+                .map_err(GraphApiError::from_service)?;
             Ok(answer(outcome))
         }
     }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Media, MediaState};
 
-use super::List;
+use super::list::List;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ListParams, PageRequest, Path, Query};
 use crate::services::media::{self, ContentError};
@@ -105,7 +105,7 @@ async fn list_media(
     page: PageRequest,
 ) -> Result<Json<List<MediaView>>, ApiError> {
     let filter = media::filter(query.message_id.as_deref(), page.cursor.as_deref())?;
-    let (found, more) = media::list(&state, &filter, page.limit).await?;
+    let (found, more) = media::list(state.store.as_ref(), &filter, page.limit).await?;
     let next_cursor = more.then(|| found.last().map(|m| m.id.to_string())).flatten();
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor }))
 }
@@ -120,7 +120,7 @@ async fn list_media(
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_media(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MediaView>, ApiError> {
-    Ok(Json(media::get(&state, &id).await?.into()))
+    Ok(Json(media::get(state.store.as_ref(), &id).await?.into()))
 }
 
 /// Get a media file's bytes, with its MIME type as `Content-Type`.
@@ -138,7 +138,8 @@ async fn get_media(State(state): State<AppState>, Path(id): Path<String>) -> Res
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_media_content(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (found, file, len) = media::content(&state, &id).await.map_err(content_error)?;
+    let (found, file, len) =
+        media::content(state.store.as_ref(), &state.config.data_dir, &id).await.map_err(content_error)?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let mut response = body.into_response();
     let headers = response.headers_mut();

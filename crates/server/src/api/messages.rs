@@ -16,7 +16,7 @@ use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{Direction, MessageFilter, StatusEntry};
 
-use super::List;
+use super::list::List;
 use crate::auth::AuthenticatedKey;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBodyWithBytes, ListParams, PageRequest, Path, Query, RawBody, parse_json};
@@ -228,7 +228,7 @@ async fn create_message(
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn cancel_message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MessageView>, ApiError> {
-    Ok(Json(messages::cancel(&state, &id).await?.into()))
+    Ok(Json(messages::cancel(state.store.as_ref(), &state.outbox, &id).await?.into()))
 }
 
 /// Get a message with its status history.
@@ -244,7 +244,7 @@ async fn cancel_message(State(state): State<AppState>, Path(id): Path<String>) -
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_message(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MessageView>, ApiError> {
-    Ok(Json(messages::get(&state, &id).await?.into()))
+    Ok(Json(messages::get(state.store.as_ref(), &id).await?.into()))
 }
 
 /// `?direction=&status=&from=&to=&since=&limit=&cursor=` of `GET /v1/messages`.
@@ -313,7 +313,7 @@ async fn list_messages(
     page: PageRequest,
 ) -> Result<Json<List<MessageView>>, ApiError> {
     let filter = query.filter(&page)?;
-    let (messages, more) = messages::list(&state, &filter, page.limit).await?;
+    let (messages, more) = messages::list(state.store.as_ref(), &filter, page.limit).await?;
     let next_cursor = more.then(|| messages.last().map(|m| m.id.to_string())).flatten();
     // Lists show each message without its history; GET /v1/messages/{id} has it.
     let data = messages.into_iter().map(|message| MessageDetails { message, history: Vec::new() }.into()).collect();
@@ -358,7 +358,7 @@ async fn mark_read(
 ) -> Result<Json<ReadView>, ApiError> {
     let req: ReadRequest =
         if body.iter().all(u8::is_ascii_whitespace) { ReadRequest::default() } else { parse_json(&body)? };
-    let message = messages::mark_read(&state, &id, req.typing_indicator).await?;
+    let message = messages::mark_read(state.store.as_ref(), &state.graph, &id, req.typing_indicator).await?;
     Ok(Json(ReadView {
         id: message.id.into_string(),
         wamid: message.wamid.unwrap_or_default(),

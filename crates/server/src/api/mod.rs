@@ -4,6 +4,7 @@
 mod accounts;
 mod api_keys;
 mod graph;
+mod list;
 mod media;
 mod messages;
 mod ops;
@@ -16,9 +17,8 @@ mod conversations;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{self, require_api_key};
@@ -62,14 +62,6 @@ impl Modify for Security {
         components
             .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
     }
-}
-
-/// `{"data": [...], "next_cursor": ...}`.
-#[derive(Serialize, ToSchema)]
-pub struct List<T> {
-    pub data: Vec<T>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 impl From<ServiceError> for ApiError {

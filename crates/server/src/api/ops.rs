@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::{AppState, Worker};
+use crate::workers::janitor;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
@@ -34,6 +35,7 @@ struct Readiness {
     dispatcher: bool,
     inbound_processor: bool,
     media_downloader: bool,
+    janitor: bool,
 }
 
 /// Up: the process answers.
@@ -58,7 +60,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
         || state.health.alive(Worker::Dispatcher, max_age(state.config.dispatcher.poll_interval_ms));
     let inbound_processor = state.health.alive(Worker::Inbound, max_age(state.config.inbound.poll_interval_ms));
     let media_downloader = state.health.alive(Worker::Media, max_age(state.config.media.poll_interval_ms));
-    let ready = database && dispatcher && inbound_processor && media_downloader;
+    let janitor = state.health.alive(Worker::Janitor, max_age(janitor::ROUND.as_millis() as u64));
+    let ready = database && dispatcher && inbound_processor && media_downloader && janitor;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
@@ -68,6 +71,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
             dispatcher,
             inbound_processor,
             media_downloader,
+            janitor,
         }),
     )
 }

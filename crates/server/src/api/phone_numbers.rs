@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use wagate_domain::limits::ThroughputLevel;
 use wagate_storage::PhoneNumber;
 
-use super::List;
+use super::list::List;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest, Path};
 use crate::services::accounts::{self, UpdatePhoneNumber};

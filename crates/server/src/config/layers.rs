@@ -1,7 +1,11 @@
 //! The layers a configuration is read from: the TOML file, `WAGATE_…` variables (one for every
 //! key) and flags, each over the one before, through config-rs.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::settings::*;
 
 impl Config {
     /// The defaults, overlaid with the TOML file (`config_file`, else `WAGATE_CONFIG`), then with
@@ -283,6 +287,7 @@ fn in_serde_words(path: &str, given: &Given) -> Option<String> {
 #[cfg(test)]
 mod loading_tests {
     use serde_json::{Value as Json, json};
+    use wagate_domain::secret::Secret;
 
     use super::*;
 
@@ -339,7 +344,7 @@ mod loading_tests {
         let find = |path: &str| keys.iter().find(|k| k.path == path).unwrap_or_else(|| panic!("no {path}"));
         assert_eq!(find("listen").env_name(), "WAGATE_LISTEN");
         assert_eq!(find("dispatcher.max_attempts").env_name(), "WAGATE_DISPATCHER__MAX_ATTEMPTS");
-        assert_eq!(find("secret_key").env_name(), crate::secret_key::ENV_VAR);
+        assert_eq!(find("secret_key").env_name(), "WAGATE_SECRET_KEY");
         assert!(find("network.allow_private").list);
         assert!(!find("http.max_connections").list);
         assert_eq!(find("bootstrap_api_key").default, Json::Null);

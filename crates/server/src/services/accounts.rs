@@ -320,10 +320,8 @@ async fn resume_sending(state: &AppState, account: &Account) -> Result<(), Servi
 
 /// Makes every number worker reread its number and account, and wakes the account's.
 async fn reload_senders(state: &AppState, account: &Account) -> Result<(), ServiceError> {
-    state.settings_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    for n in numbers_of(state, &account.id).await? {
-        state.wakeups.wake(&n.id);
-    }
+    let numbers = numbers_of(state, &account.id).await?;
+    state.outbox.settings_changed(numbers.iter().map(|n| n.id.as_str()));
     Ok(())
 }
 
@@ -398,8 +396,7 @@ pub async fn update_phone_number(
         if !state.store.set_number_rate(id, mps, now).await? {
             return Err(ServiceError::not_found("phone number", id));
         }
-        state.settings_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        state.wakeups.wake(id);
+        state.outbox.settings_changed([id]);
     }
     state.store.get_phone_number(id).await?.ok_or_else(|| ServiceError::not_found("phone number", id))
 }

@@ -1,8 +1,6 @@
 //! API keys: created and shown once, verified by hash in constant time, listed by prefix.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wagate_domain::api_key::{self, Scope, Scopes};
 use wagate_domain::id::ApiKeyId;
@@ -12,37 +10,10 @@ use wagate_domain::validation::check_length;
 use wagate_storage::{ApiKey, StorageError, Store};
 
 use super::ServiceError;
+use crate::caches::KeyCache;
 
 /// `last_used_at` is written at most this often per key, so authenticating stays a read.
 const TOUCH_EVERY_MS: i64 = 60_000;
-
-/// Active keys by hash, as recently read: every API request presents a key, and reading it
-/// each time was a tenth of a send's work on the request threads. Only active keys are kept,
-/// each for [`KEYS_CACHED_FOR`]; a key revoked through this instance is dropped at once, one
-/// revoked elsewhere (another instance, the CLI) stops working within that time.
-#[derive(Default)]
-pub struct KeyCache(Mutex<HashMap<String, (ApiKey, Instant)>>);
-
-const KEYS_CACHED_FOR: Duration = Duration::from_secs(2);
-
-impl KeyCache {
-    /// The key and when it was read.
-    fn get(&self, hash: &str) -> Option<(ApiKey, Instant)> {
-        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(hash).filter(|(_, read_at)| read_at.elapsed() < KEYS_CACHED_FOR).cloned()
-    }
-
-    /// `read_at`: when the key was read from the store; a use does not extend its stay.
-    fn put(&self, key: &ApiKey, read_at: Instant) {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Only active keys get here, so the map stays as small as the keys in use.
-        cache.insert(key.key_hash.clone(), (key.clone(), read_at));
-    }
-
-    fn forget_all(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-}
 
 pub struct CreatedKey {
     pub record: ApiKey,

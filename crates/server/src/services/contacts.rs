@@ -13,10 +13,10 @@ use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{
     Contact, ContactFilter, ContactIds, ContactUpdate, ContactUpdated, Conversation, ConversationFilter, StorageError,
+    Store,
 };
 
 use super::ServiceError;
-use crate::state::AppState;
 
 /// The sender of an inbound message, as the processor files it.
 #[derive(Debug, PartialEq)]
@@ -63,7 +63,7 @@ impl Sender {
 /// business-scoped user id (`user_changed_user_id`, the new `user_id`). The contact keeps its
 /// conversations under the new ids. They are not customer messages: nothing is stored in the
 /// conversation and the 24-hour window does not move.
-pub async fn apply_system_message(state: &AppState, m: &InboundMessage) -> Result<(), StorageError> {
+pub async fn apply_system_message(store: &dyn Store, m: &InboundMessage) -> Result<(), StorageError> {
     let system = m.rest.get("system");
     let field = |name: &str| non_empty(system.and_then(|s| s.get(name)).and_then(Value::as_str));
     let kind = field("type").unwrap_or_default();
@@ -81,7 +81,7 @@ pub async fn apply_system_message(state: &AppState, m: &InboundMessage) -> Resul
         return Ok(());
     }
     let at = parse_unix_seconds(&m.timestamp).unwrap_or_else(Timestamp::now);
-    match state.store.change_contact_ids(&old, &new, at).await? {
+    match store.change_contact_ids(&old, &new, at).await? {
         Some(contact) => tracing::info!(kind, contact = %contact, "customer's ids changed"),
         None => tracing::info!(kind, wamid = %m.id, "ids changed of a customer never seen"),
     }
@@ -118,7 +118,7 @@ struct Preference {
 /// `user_preferences`: a customer stopped or resumed marketing messages. Applied to the contact
 /// (made if unknown) by the time Meta gives, so late or repeated webhooks change nothing.
 pub async fn apply_user_preferences(
-    state: &AppState,
+    store: &dyn Store,
     account_id: &AccountId,
     value: &Value,
 ) -> Result<Result<(), String>, StorageError> {
@@ -128,7 +128,7 @@ pub async fn apply_user_preferences(
     };
     // As for messages: only about a number of the account whose app signed the delivery.
     let number = match &value.metadata {
-        Some(m) => state.store.get_phone_number(&m.phone_number_id).await?,
+        Some(m) => store.get_phone_number(&m.phone_number_id).await?,
         None => None,
     };
     if number.is_none_or(|n| &n.account_id != account_id) {
@@ -168,8 +168,8 @@ pub async fn apply_user_preferences(
             })
             .and_then(|c| c.profile.as_ref())
             .and_then(|p| non_empty(p.name.as_deref()));
-        let contact = state.store.upsert_contact(&ids, name.as_deref(), Timestamp::now()).await?;
-        state.store.set_marketing_preference(&contact, opted_out, at).await?;
+        let contact = store.upsert_contact(&ids, name.as_deref(), Timestamp::now()).await?;
+        store.set_marketing_preference(&contact, opted_out, at).await?;
     }
     Ok(if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) })
 }
@@ -186,28 +186,28 @@ fn contact_id(id: &str) -> Result<ContactId, ServiceError> {
 
 /// `GET /v1/contacts`: a page, newest first, and whether more follow.
 pub async fn list(
-    state: &AppState,
+    store: &dyn Store,
     filter: &ContactFilter,
     limit: usize,
 ) -> Result<(Vec<Contact>, bool), ServiceError> {
-    let mut contacts = state.store.list_contacts(filter, limit as u32 + 1).await?;
+    let mut contacts = store.list_contacts(filter, limit as u32 + 1).await?;
     let more = contacts.len() > limit;
     contacts.truncate(limit);
     Ok((contacts, more))
 }
 
 /// `GET /v1/contacts/{id}`.
-pub async fn get(state: &AppState, id: &str) -> Result<ContactDetails, ServiceError> {
+pub async fn get(store: &dyn Store, id: &str) -> Result<ContactDetails, ServiceError> {
     let id = contact_id(id)?;
-    let contact = state.store.get_contact(&id).await?.ok_or_else(|| ServiceError::not_found("contact", id.as_str()))?;
+    let contact = store.get_contact(&id).await?.ok_or_else(|| ServiceError::not_found("contact", id.as_str()))?;
     let filter = ConversationFilter { contact_id: Some(id), ..Default::default() };
-    let conversations = state.store.list_conversations(&filter, 100).await?;
+    let conversations = store.list_conversations(&filter, 100).await?;
     Ok(ContactDetails { contact, conversations })
 }
 
 /// `PATCH /v1/contacts/{id}`: attributes merged (`null` deletes a key), tags replaced, the
 /// marketing opt-out set or cleared.
-pub async fn update(state: &AppState, id: &str, body: &Value) -> Result<ContactDetails, ServiceError> {
+pub async fn update(store: &dyn Store, id: &str, body: &Value) -> Result<ContactDetails, ServiceError> {
     let patch = ContactPatch::parse(body)?;
     let contact = contact_id(id)?;
     let update = ContactUpdate {
@@ -216,8 +216,8 @@ pub async fn update(state: &AppState, id: &str, body: &Value) -> Result<ContactD
         marketing_opt_out: patch.marketing_opt_out,
         at: Timestamp::now(),
     };
-    match state.store.update_contact(&contact, &update).await? {
-        ContactUpdated::Updated => get(state, id).await,
+    match store.update_contact(&contact, &update).await? {
+        ContactUpdated::Updated => get(store, id).await,
         ContactUpdated::NotFound => Err(ServiceError::not_found("contact", id)),
         ContactUpdated::Invalid(e) => Err(e.into()),
     }

@@ -5,11 +5,11 @@ use wagate_domain::id::{ConversationId, MessageId};
 use wagate_domain::message::ReadReceipt;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{Conversation, ConversationCursor, ConversationFilter, ConversationPage, Message};
+use wagate_storage::{Conversation, ConversationCursor, ConversationFilter, ConversationPage, Message, Store};
 
 use super::ServiceError;
 use super::messages::send_read_receipt;
-use crate::state::AppState;
+use crate::graph::GraphClient;
 
 fn conversation_id(id: &str) -> Result<ConversationId, ServiceError> {
     ConversationId::parse(id).ok_or_else(|| ServiceError::not_found("conversation", id))
@@ -55,25 +55,25 @@ pub fn conversation_cursor(value: Option<&str>) -> Result<Option<ConversationCur
 
 /// `GET /v1/conversations`: a page by last message, newest first, and whether more follow.
 pub async fn list(
-    state: &AppState,
+    store: &dyn Store,
     filter: &ConversationFilter,
     limit: usize,
 ) -> Result<(Vec<Conversation>, bool), ServiceError> {
-    let mut found = state.store.list_conversations(filter, limit as u32 + 1).await?;
+    let mut found = store.list_conversations(filter, limit as u32 + 1).await?;
     let more = found.len() > limit;
     found.truncate(limit);
     Ok((found, more))
 }
 
-pub async fn get(state: &AppState, id: &str) -> Result<Conversation, ServiceError> {
+pub async fn get(store: &dyn Store, id: &str) -> Result<Conversation, ServiceError> {
     let cid = conversation_id(id)?;
-    state.store.get_conversation(&cid).await?.ok_or_else(|| ServiceError::not_found("conversation", id))
+    store.get_conversation(&cid).await?.ok_or_else(|| ServiceError::not_found("conversation", id))
 }
 
 /// `GET /v1/conversations/{id}/messages`: newest first, and whether more follow in the
 /// direction of the page (older for `before` or no cursor, newer for `after`).
 pub async fn messages(
-    state: &AppState,
+    store: &dyn Store,
     id: &str,
     page: &ConversationPage,
     limit: usize,
@@ -81,8 +81,8 @@ pub async fn messages(
     if page.before.is_some() && page.after.is_some() {
         return Err(FieldError::new("after", "exclusive", "give before or after, not both").into());
     }
-    let conversation = get(state, id).await?;
-    let mut found = state.store.conversation_messages(&conversation.id, page, limit as u32 + 1).await?;
+    let conversation = get(store, id).await?;
+    let mut found = store.conversation_messages(&conversation.id, page, limit as u32 + 1).await?;
     let more = found.len() > limit;
     if more {
         // The extra one is beyond the page: the oldest for `before`, the newest for `after`.
@@ -97,17 +97,17 @@ pub async fn messages(
 
 /// `POST /v1/conversations/{id}/read`: tells Meta the customer's newest message was read
 /// (which marks the earlier ones read too), then nothing before it counts as unread.
-pub async fn mark_read(state: &AppState, id: &str) -> Result<Conversation, ServiceError> {
-    let conversation = get(state, id).await?;
-    let Some(newest) = state.store.newest_inbound(&conversation.id).await? else {
+pub async fn mark_read(store: &dyn Store, graph: &GraphClient, id: &str) -> Result<Conversation, ServiceError> {
+    let conversation = get(store, id).await?;
+    let Some(newest) = store.newest_inbound(&conversation.id).await? else {
         return Err(ServiceError::Conflict("the customer has sent nothing in this conversation to mark read".into()));
     };
     let Some(wamid) = newest.wamid.as_deref() else {
         return Err(ServiceError::Conflict("the customer's newest message has no wamid".into()));
     };
-    send_read_receipt(state, &newest.phone_number_id, &ReadReceipt::new(wamid, false)).await?;
-    state.store.mark_conversation_read(&conversation.id, &newest.id, Timestamp::now()).await?;
-    get(state, id).await
+    send_read_receipt(store, graph, &newest.phone_number_id, &ReadReceipt::new(wamid, false)).await?;
+    store.mark_conversation_read(&conversation.id, &newest.id, Timestamp::now()).await?;
+    get(store, id).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Inbound media (wagate issue 6): the media files customers send are recorded when their
-//! message is processed, downloaded by [`crate::workers::media`] into `<data_dir>/media/`, and
-//! served to API users from there.
+//! Inbound media: the media files customers send are recorded when their message is processed,
+//! downloaded by [`crate::workers::media`] into `<data_dir>/media/`, and served to API users from
+//! there.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use wagate_domain::id::{MediaId, MessageId};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Media, MediaFilter, MediaState, NewInbound, NewMedia, StorageError};
+use wagate_storage::{Media, MediaFilter, MediaState, NewInbound, NewMedia, StorageError, Store};
 
 use super::ServiceError;
-use crate::state::AppState;
+use crate::signals::Signals;
 
 /// The message types whose object names a media file by its Meta media id.
 pub const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"];
@@ -21,18 +21,18 @@ pub const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "stick
 /// Called for every inbound message the processor handles, newly stored or a duplicate: a
 /// delivery may be processed again from scratch, and the row is recorded once per Meta media
 /// id whatever happened before. The message must be stored already (it is looked up by wamid).
-pub async fn record_inbound(state: &AppState, message: &NewInbound) -> Result<(), StorageError> {
-    let Some(new) = new_media(state, message).await? else {
+pub async fn record_inbound(store: &dyn Store, signals: &Signals, message: &NewInbound) -> Result<(), StorageError> {
+    let Some(new) = new_media(store, message).await? else {
         return Ok(());
     };
-    if state.store.insert_media(&new).await? {
+    if store.insert_media(&new).await? {
         tracing::debug!(media = %new.id, meta_media_id = %new.meta_media_id, "inbound media recorded");
-        state.media_wakeup.notify_one();
+        signals.media_recorded();
     }
     Ok(())
 }
 
-async fn new_media(state: &AppState, message: &NewInbound) -> Result<Option<NewMedia>, StorageError> {
+async fn new_media(store: &dyn Store, message: &NewInbound) -> Result<Option<NewMedia>, StorageError> {
     if !MEDIA_KINDS.contains(&message.kind.as_str()) {
         return Ok(None);
     }
@@ -44,8 +44,7 @@ async fn new_media(state: &AppState, message: &NewInbound) -> Result<Option<NewM
     };
     // Linked by wamid, so a duplicate (stored under an earlier id) links to the stored message.
     // Only this account's inbound message: a wamid named in another account's webhook is not it.
-    let stored = state
-        .store
+    let stored = store
         .find_message_by_wamid(&message.wamid)
         .await?
         .filter(|m| m.account_id == message.account_id && m.direction == wagate_storage::Direction::Inbound);
@@ -94,14 +93,14 @@ pub fn digest_base64(digest: &[u8]) -> String {
 }
 
 /// `GET /v1/media/{id}`.
-pub async fn get(state: &AppState, id: &str) -> Result<Media, ServiceError> {
+pub async fn get(store: &dyn Store, id: &str) -> Result<Media, ServiceError> {
     let parsed = MediaId::parse(id).ok_or_else(|| ServiceError::not_found("media", id))?;
-    state.store.get_media(&parsed).await?.ok_or_else(|| ServiceError::not_found("media", id))
+    store.get_media(&parsed).await?.ok_or_else(|| ServiceError::not_found("media", id))
 }
 
 /// `GET /v1/media`: a page of media, newest first, and whether there are more.
-pub async fn list(state: &AppState, filter: &MediaFilter, limit: usize) -> Result<(Vec<Media>, bool), ServiceError> {
-    let mut page = state.store.list_media(filter, (limit + 1) as u32).await?;
+pub async fn list(store: &dyn Store, filter: &MediaFilter, limit: usize) -> Result<(Vec<Media>, bool), ServiceError> {
+    let mut page = store.list_media(filter, (limit + 1) as u32).await?;
     let more = page.len() > limit;
     page.truncate(limit);
     Ok((page, more))
@@ -147,8 +146,12 @@ impl From<StorageError> for ContentError {
 }
 
 /// `GET /v1/media/{id}/content`: the stored file, opened, with its metadata and length.
-pub async fn content(state: &AppState, id: &str) -> Result<(Media, tokio::fs::File, u64), ContentError> {
-    let media = get(state, id).await?;
+pub async fn content(
+    store: &dyn Store,
+    data_dir: &Path,
+    id: &str,
+) -> Result<(Media, tokio::fs::File, u64), ContentError> {
+    let media = get(store, id).await?;
     match media.state {
         MediaState::Pending => {
             return Err(ContentError::NotReady {
@@ -163,7 +166,7 @@ pub async fn content(state: &AppState, id: &str) -> Result<(Media, tokio::fs::Fi
         }
         MediaState::Stored => {}
     }
-    let path = file_path(&state.config.data_dir, &media.id);
+    let path = file_path(data_dir, &media.id);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContentError::FileMissing { id: media.id }),

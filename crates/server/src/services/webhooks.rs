@@ -2,8 +2,6 @@
 //! closed), durable storage before the 200, and the processing of what was stored.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,29 +56,6 @@ struct RoutingEntry {
     id: String,
 }
 
-/// Connected accounts (their WABAs and app secrets) as last read, for up to
-/// [`SIGNERS_CACHED_FOR`] or until `settings_epoch` moves. Only used to say yes: a delivery the
-/// cached list refuses is checked again against a fresh read, so an account connected or a
-/// secret rotated on another instance is honoured at once.
-#[derive(Default)]
-pub struct SignerCache(std::sync::Mutex<Option<Signers>>);
-
-/// The accounts read, the `settings_epoch` they were read at, and when.
-type Signers = (Arc<Vec<Account>>, u64, Instant);
-
-const SIGNERS_CACHED_FOR: Duration = Duration::from_secs(2);
-
-impl SignerCache {
-    fn get(&self, epoch: u64) -> Option<Arc<Vec<Account>>> {
-        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cached.as_ref().filter(|(_, e, at)| *e == epoch && at.elapsed() < SIGNERS_CACHED_FOR).map(|(a, _, _)| a.clone())
-    }
-
-    fn put(&self, accounts: Arc<Vec<Account>>, epoch: u64) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((accounts, epoch, Instant::now()));
-    }
-}
-
 /// `POST /webhooks/meta`: verifies the signature over the exact bytes received with the app
 /// secret of the accounts the payload names (every entry's WABA must belong to an account of
 /// that app), stores the delivery, and wakes the processor. Fails closed: a payload that names
@@ -92,8 +67,8 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
     let Ok(routing) = input::parse_from_meta::<Routing>(&body) else {
         return Ok(Receipt::UnknownAccount);
     };
-    let epoch = state.settings_epoch.load(Ordering::Relaxed);
-    let signer = match state.signers.get(epoch).map(|accounts| signed_by(&accounts, &routing, &body, header)) {
+    let epoch = state.outbox.settings_epoch();
+    let signer = match state.caches.signers.get(epoch).map(|accounts| signed_by(&accounts, &routing, &body, header)) {
         Some(Ok(signer)) => signer,
         _ => {
             let accounts = read_accounts(state, epoch).await?;
@@ -107,22 +82,22 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
         .store
         .insert_delivery(NewDelivery { account_id: Some(signer), body, received_at: Timestamp::now() })
         .await?;
-    state.inbound_wakeup.notify_one();
+    state.signals.delivery_stored();
     Ok(Receipt::Stored(id))
 }
 
 /// The connected accounts, read afresh, and kept in the signer cache.
 async fn read_accounts(state: &AppState, epoch: u64) -> Result<Arc<Vec<Account>>, StorageError> {
     let accounts = Arc::new(state.store.list_accounts().await?);
-    state.signers.put(accounts.clone(), epoch);
+    state.caches.signers.put(accounts.clone(), epoch);
     Ok(accounts)
 }
 
 /// The connected accounts as the signer cache has them, or read afresh. As for the receiver, the
 /// cache only says yes: what it lacks is looked up again.
 async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
-    let epoch = state.settings_epoch.load(Ordering::Relaxed);
-    match state.signers.get(epoch) {
+    let epoch = state.outbox.settings_epoch();
+    match state.caches.signers.get(epoch) {
         Some(accounts) => Ok(accounts),
         None => read_accounts(state, epoch).await,
     }
@@ -149,10 +124,9 @@ fn signed_by(accounts: &[Account], routing: &Routing, body: &[u8], header: &str)
 /// From the first webhook of a number on, wagate sees its customers' messages and can judge
 /// their 24-hour windows (after a day of them).
 async fn note_webhooks(state: &AppState, phone_number_id: &str, at: Timestamp) -> Result<(), StorageError> {
-    let known = state.webhooks_noted.lock().unwrap_or_else(|e| e.into_inner()).contains(phone_number_id);
-    if !known {
+    if !state.caches.webhooks_noted.contains(phone_number_id) {
         state.store.note_webhooks(phone_number_id, at).await?;
-        state.webhooks_noted.lock().unwrap_or_else(|e| e.into_inner()).insert(phone_number_id.to_owned());
+        state.caches.webhooks_noted.insert(phone_number_id);
     }
     Ok(())
 }
@@ -224,7 +198,9 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
                 },
                 // Applied to the contact, and kept as an event like every other field.
                 "user_preferences" => {
-                    let applied = super::contacts::apply_user_preferences(state, &account.id, &change.value).await?;
+                    let applied =
+                        super::contacts::apply_user_preferences(state.store.as_ref(), &account.id, &change.value)
+                            .await?;
                     record_event(state, &change_at, "user_preferences", &change.value).await.and(applied)
                 }
                 field => record_event(state, &change_at, field, &change.value).await,
@@ -406,13 +382,13 @@ async fn owned_number(
     phone_number_id: &str,
 ) -> Result<Result<(), String>, StorageError> {
     // The number as recently read for sends, when it is this account's; else read again.
-    let epoch = state.settings_epoch.load(Ordering::Relaxed);
-    if state.senders.get(phone_number_id, epoch).is_some_and(|n| &n.account_id == account_id) {
+    let epoch = state.outbox.settings_epoch();
+    if state.caches.senders.get(phone_number_id, epoch).is_some_and(|n| &n.account_id == account_id) {
         return Ok(Ok(()));
     }
     let number = state.store.get_phone_number(phone_number_id).await?;
     if let Some(n) = &number {
-        state.senders.put(n, epoch);
+        state.caches.senders.put(n, epoch);
     }
     Ok(match number {
         Some(n) if &n.account_id == account_id => Ok(()),
@@ -480,8 +456,8 @@ async fn apply_messages(
         // A number change is about the contact, not a message of the conversation (it must not
         // open a window or count as unread): applied to the contact and kept as an event.
         if m.kind == "system" {
-            super::contacts::apply_system_message(state, &m).await?;
-            announce_applied(state, &m.id);
+            super::contacts::apply_system_message(state.store.as_ref(), &m).await?;
+            state.signals.inbound_applied(&m.id);
             let event = change.event(
                 "messages",
                 "system",
@@ -569,10 +545,10 @@ pub async fn write_pending(
     for inbound in pending.inbound[from.inbound..to.inbound].chunks(INBOUND_PER_TRANSACTION) {
         let stored = state.store.record_inbounds(inbound).await?;
         for (message, stored) in inbound.iter().zip(stored) {
-            // Inbound media (wagate issue 6): idempotent, so also for duplicates and replays.
-            super::media::record_inbound(state, message).await?;
+            // Idempotent, so also for duplicates and replays.
+            super::media::record_inbound(state.store.as_ref(), &state.signals, message).await?;
             Metrics::outcome(&state.metrics.inbound_messages, if stored { "stored" } else { "duplicate" });
-            announce_applied(state, &message.wamid);
+            state.signals.inbound_applied(&message.wamid);
         }
     }
     let statuses = &pending.statuses[from.statuses..to.statuses];
@@ -585,12 +561,4 @@ pub async fn write_pending(
         Metrics::outcome(&state.metrics.statuses, label);
     }
     Ok(())
-}
-
-/// Tells whoever waits for this inbound message (see `sandbox_mode::answer_once_applied`) that
-/// it is stored, its window open.
-fn announce_applied(state: &AppState, wamid: &str) {
-    if state.inbound_applied.receiver_count() > 0 {
-        let _ = state.inbound_applied.send(wamid.to_owned());
-    }
 }

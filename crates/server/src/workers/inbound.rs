@@ -18,15 +18,9 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let poll = Duration::from_millis(settings.poll_interval_ms);
     let lease = Duration::from_millis(settings.lease_ms);
     let linger = Duration::from_millis(settings.linger_ms);
-    let sweep_every = Duration::from_millis(settings.sweep_interval_ms);
     let retry_policy = settings.retry_policy();
-    let mut last_sweep = tokio::time::Instant::now();
     loop {
         state.health.beat(Worker::Inbound);
-        if last_sweep.elapsed() >= sweep_every {
-            last_sweep = tokio::time::Instant::now();
-            delete_old_deliveries(&state, Duration::from_secs(settings.keep_processed_secs)).await;
-        }
         let now = Timestamp::now();
         let batch = match state.store.deliveries().claim(now, now.plus(lease), BATCH).await {
             Ok(b) => b,
@@ -86,7 +80,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = state.inbound_wakeup.notified() => {}
+            _ = state.signals.next_delivery_stored() => {}
             _ = tokio::time::sleep(poll) => {}
         }
         tokio::select! {
@@ -95,28 +89,6 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         }
     }
     tracing::info!("inbound processor stopped");
-}
-
-/// Deletes deliveries processed longer ago than `keep`, a batch at a time so no statement holds
-/// the writer for long.
-async fn delete_old_deliveries(state: &AppState, keep: Duration) {
-    const BATCH: u32 = 1_000;
-    let before = Timestamp::now().minus(keep);
-    loop {
-        match state.store.delete_processed_deliveries(before, BATCH).await {
-            Ok(n) if n == u64::from(BATCH) => continue,
-            Ok(n) => {
-                if n > 0 {
-                    tracing::debug!(deleted = n, "old webhook deliveries deleted");
-                }
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "deleting old webhook deliveries failed; will try again");
-                break;
-            }
-        }
-    }
 }
 
 /// A delivery storage failed on: tried again later, or set aside (into `finished`) once it has

@@ -1,7 +1,7 @@
-//! The media downloader (wagate issue 6): claims due downloads with a lease, asks the Graph
-//! media API for a fresh URL on every attempt (Meta's URLs expire after five minutes and answer
-//! 404 then), downloads the file with the account's token, checks its size and SHA-256 against
-//! what Meta said, and writes it atomically under `<data_dir>/media/`.
+//! The media downloader: claims due downloads with a lease, asks the Graph media API for a fresh
+//! URL on every attempt (Meta's URLs expire after five minutes and answer 404 then), downloads
+//! the file with the account's token, checks its size and SHA-256 against what Meta said, and
+//! writes it atomically under `<data_dir>/media/`.
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +41,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             // A slot freed up: claim again at once.
             Some(_) = running.join_next(), if !running.is_empty() => {}
-            _ = state.media_wakeup.notified() => {}
+            _ = state.signals.next_media_recorded() => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod dispatcher;
 pub mod inbound;
+pub mod janitor;
 pub mod media;
 
 use wagate_domain::retry::{Retry, RetryPolicy};

@@ -22,7 +22,8 @@ async fn operations_endpoints_answer(backend: Backend) {
     .await;
     assert_eq!(
         ready,
-        json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true, "media_downloader": true})
+        json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true, "media_downloader": true,
+            "janitor": true})
     );
 
     // A send shows in the metrics; no customer's number does.

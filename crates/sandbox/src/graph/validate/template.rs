@@ -1,7 +1,10 @@
 //! Template sends: the template named, its language, and its components' values, in Meta's
 //! shapes and limits.
 
-use super::*;
+use serde_json::Value;
+
+use super::fields::*;
+use crate::errors::GraphError;
 
 /// The shape of a template send; whether it matches an approved template is checked apart, so
 /// a value out of Meta's rules is refused (100) before the template is looked up.

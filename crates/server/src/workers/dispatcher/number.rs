@@ -44,7 +44,7 @@ impl NumberWorker {
 
     pub async fn run(self) {
         let settings = self.state.config.dispatcher.clone();
-        let wake = self.state.wakeups.of(&self.id);
+        let wake = self.state.outbox.wakeup_of(&self.id);
         let now = Instant::now();
         let limits = Arc::new(Mutex::new(Limits::new(
             Throughput::new(settings.default_messages_per_second, settings.burst_fraction, now),
@@ -53,7 +53,7 @@ impl NumberWorker {
         let mut in_flight: JoinSet<Signal> = JoinSet::new();
         let mut known: Option<(PhoneNumber, Account, Instant)> = None;
         let mut last_forget = now;
-        let mut epoch = self.state.settings_epoch.load(Ordering::Relaxed);
+        let mut epoch = self.state.outbox.settings_epoch();
         loop {
             while let Some(done) = in_flight.try_join_next() {
                 react(done, &limits, &mut known);
@@ -62,7 +62,7 @@ impl NumberWorker {
                 break;
             }
             let now = Instant::now();
-            let current_epoch = self.state.settings_epoch.load(Ordering::Relaxed);
+            let current_epoch = self.state.outbox.settings_epoch();
             if current_epoch != epoch {
                 epoch = current_epoch;
                 known = None;
@@ -166,7 +166,7 @@ impl NumberWorker {
             if picked.len() == want {
                 break;
             }
-            // Past its expiry it fails instead (the dispatcher's expiry chore).
+            // Past its expiry it fails instead (the janitor expires it).
             if h.expires_at.is_some_and(|e| e <= stamp) {
                 continue;
             }

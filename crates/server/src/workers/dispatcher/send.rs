@@ -129,9 +129,12 @@ async fn record(state: &AppState, d: &Leased<Dispatch>, outcome: Outcome) {
     let mut wait = Duration::from_millis(100);
     loop {
         let e = match record_once(state, d, &outcome).await {
-            Ok(()) => {
-                // Nobody waiting is fine: the send is recorded either way.
-                let _ = state.completions.send(d.message_id.clone());
+            Ok(left_queue) => {
+                if left_queue {
+                    state.outbox.left(&d.message_id);
+                } else {
+                    state.outbox.recorded(&d.message_id);
+                }
                 return;
             }
             Err(e) => e,
@@ -150,7 +153,10 @@ async fn record(state: &AppState, d: &Leased<Dispatch>, outcome: Outcome) {
     }
 }
 
-async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) -> Result<(), StorageError> {
+/// Whether the message left the queue for good (accepted or failed, and not already by another
+/// attempt).
+async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) -> Result<bool, StorageError> {
+    let mut left = false;
     let now = Timestamp::now();
     let metrics = &state.metrics;
     let number = &d.phone_number_id;
@@ -159,7 +165,7 @@ async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) 
             if state.store.record_accepted(d, wamid, response, now).await? {
                 let waited = (now.as_millis() - d.created_at.as_millis()).max(0) as f64 / 1000.0;
                 metrics.send_latency.observe(waited);
-                state.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                left = true;
             } else {
                 metrics.possible_duplicates.inc();
                 tracing::warn!(message_id = %d.message_id, %wamid, "another attempt recorded its result first");
@@ -178,10 +184,10 @@ async fn record_once(state: &AppState, d: &Leased<Dispatch>, outcome: &Outcome) 
             if state.store.record_failed(d, error, answer.as_ref(), now).await? {
                 let code = error.code.map_or_else(|| error.reason.clone().unwrap_or_default(), |c| c.to_string());
                 metrics.dispatch_failures.get_or_create(&FailureLabels { code }).inc();
-                state.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                left = true;
             }
             metrics.dispatched(number, "failed");
         }
     }
-    Ok(())
+    Ok(left)
 }

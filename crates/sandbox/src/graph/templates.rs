@@ -11,15 +11,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
+use super::call::{GraphCall, GraphQuery, JsonBody, PageQuery, Shared, page};
 use crate::errors::GraphError;
 use crate::ids;
 use crate::state::{State, Template, unix_now};
 use crate::webhook;
-
-mod send;
-
-pub use send::check_send;
 
 /// Meta's supported template languages (`templates/supported-languages.mdx`).
 const LANGUAGES: &[&str] = &[
@@ -45,7 +41,7 @@ fn invalid(details: impl Into<String>) -> GraphError {
 }
 
 /// The variables of a text: `{{1}}`, `{{2}}` or `{{first_name}}`, in order of appearance.
-fn variables(text: &str) -> Vec<String> {
+pub(super) fn variables(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -57,7 +53,7 @@ fn variables(text: &str) -> Vec<String> {
     out
 }
 
-fn upper(v: Option<&Value>) -> String {
+pub(super) fn upper(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase()
 }
 
@@ -722,9 +718,10 @@ mod tests {
 
     #[test]
     fn of_two_edits_prepared_together_only_the_first_written_passes() {
-        let (outbox, _queue) = crate::webhook::Outbox::new();
-        let seed = crate::Seed::generate(None, None, None);
-        let config = crate::SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
+        let (outbox, _queue) = crate::outbox::Outbox::new();
+        let seed = crate::seed::Seed::generate(None, None, None);
+        let config =
+            crate::config::SandboxConfig { seed, webhook_url: None, delays: Default::default(), state_dir: None };
         let state = State::new(config, outbox);
         let id = state.lock().saved.templates[0].id.clone();
         let body = |text: &str| json!({"components": [{"type": "BODY", "text": text}]}).to_string();

@@ -1,6 +1,10 @@
 //! A template send checked against the template, as Meta checks it before it accepts the send.
 
-use super::*;
+use serde_json::Value;
+
+use super::templates::{upper, variables};
+use crate::errors::GraphError;
+use crate::state::State;
 
 /// The values of a send, by component: header, body, and buttons by index.
 struct Values<'a> {

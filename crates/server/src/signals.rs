@@ -1,0 +1,57 @@
+//! The inbound flow's wake-ups: the receiver wakes the processor when it stores a delivery, the
+//! processor wakes the media downloader when it records media, and tells whoever waits for an
+//! inbound message that it is applied.
+
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, broadcast};
+
+pub struct Signals {
+    delivery_stored: Notify,
+    media_recorded: Notify,
+    /// Wamids of inbound messages just written (or applied, for system messages); sent only
+    /// while someone listens.
+    inbound_applied: broadcast::Sender<String>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self {
+            delivery_stored: Notify::new(),
+            media_recorded: Notify::new(),
+            inbound_applied: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Signals {
+    /// A webhook delivery was stored: the processor takes it now, or when it next waits.
+    pub fn delivery_stored(&self) {
+        self.delivery_stored.notify_one();
+    }
+
+    pub fn next_delivery_stored(&self) -> Notified<'_> {
+        self.delivery_stored.notified()
+    }
+
+    /// Media was recorded to download: the downloader claims it now, or when it next waits.
+    pub fn media_recorded(&self) {
+        self.media_recorded.notify_one();
+    }
+
+    pub fn next_media_recorded(&self) -> Notified<'_> {
+        self.media_recorded.notified()
+    }
+
+    /// The inbound message `wamid` is stored, its window open (see
+    /// `sandbox_mode::answer_once_applied`).
+    pub fn inbound_applied(&self, wamid: &str) {
+        if self.inbound_applied.receiver_count() > 0 {
+            let _ = self.inbound_applied.send(wamid.to_owned());
+        }
+    }
+
+    /// Wamids of inbound messages applied from now on.
+    pub fn watch_inbound_applied(&self) -> broadcast::Receiver<String> {
+        self.inbound_applied.subscribe()
+    }
+}
