@@ -1,4 +1,4 @@
-//! `PUT /control/media/{id}/download-failures` (wagate issue 6): the next N downloads of a
+//! `PUT /control/media/{id}/download-failures`: the next N downloads of a
 //! media file answer the status asked for (or redirect), then downloads work again.
 
 mod support;

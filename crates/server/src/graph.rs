@@ -198,7 +198,6 @@ impl GraphClient {
         })
     }
 
-    // Inbound media (wagate issue 6).
     /// `GET /{media-id}`: a fresh download URL (valid for five minutes) and what Meta says of
     /// the file. Without `phone_number_id`: Meta's docs tie that filter to the number a file was
     /// uploaded on, which a customer's file never was.

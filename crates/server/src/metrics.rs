@@ -69,7 +69,7 @@ pub struct Metrics {
     pub conversations_opened: Family<AccountLabels, Gauge>,
     pub messaging_limit: Family<AccountLabels, Gauge>,
     pub webhook_backlog: Gauge,
-    /// Inbound media (wagate issue 6).
+    /// Inbound media.
     pub media_downloads: Family<OutcomeLabels, Counter>,
 }
 

@@ -1,4 +1,4 @@
-//! The media part of the storage suite (wagate issue 6), run against SQLite always and
+//! The media part of the storage suite, run against SQLite always and
 //! PostgreSQL when `WAGATE_TEST_DATABASE_URL` is set, like `conformance.rs`.
 
 use std::collections::HashSet;

@@ -1,4 +1,4 @@
-//! `/v1/media`: the media files customers sent, as wagate downloaded them (wagate issue 6).
+//! `/v1/media`: the media files customers sent, as wagate downloaded them.
 
 use axum::Json;
 use axum::body::Body;

@@ -41,7 +41,7 @@ pub struct Config {
     pub graph_surface: GraphSurfaceSettings,
     pub window: WindowSettings,
     pub messaging: MessagingSettings,
-    /// Inbound media downloads (wagate issue 6).
+    /// Inbound media downloads.
     pub media: MediaSettings,
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
@@ -377,7 +377,6 @@ impl Default for MessagingSettings {
     }
 }
 
-// Inbound media (wagate issue 6).
 /// Downloading the media customers send: through the Graph media API into `<data_dir>/media/`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

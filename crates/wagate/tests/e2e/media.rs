@@ -1,4 +1,4 @@
-//! Inbound media (wagate issue 6) through HTTP: files customers send arrive in Meta's webhook
+//! Inbound media through HTTP: files customers send arrive in Meta's webhook
 //! shape, are downloaded through the Graph media API, checked against Meta's SHA-256, retried
 //! when downloads fail, and served by `GET /v1/media/{id}` and `…/content`.
 
