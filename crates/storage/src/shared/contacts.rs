@@ -156,10 +156,11 @@ pub(crate) fn contact_ids_values<'a>(
         contact,
     )
 }
+
 pub(crate) const INSERT_IDENTITY: &str =
     "INSERT INTO contact_identities (identity, contact_id) VALUES ($1, $2) ON CONFLICT (identity) DO NOTHING";
 
-// Merging contact `$2` into `$1` (statements with the ids the other way round say so).
+// Merging one contact into another: `$1` the one kept, `$2` the one merged, where both are named.
 pub(crate) const MOVE_CONTACT_MESSAGES: &str = "UPDATE messages SET contact_id = $1 WHERE contact_id = $2";
 pub(crate) const MOVE_IDENTITIES: &str = "UPDATE contact_identities SET contact_id = $1 WHERE contact_id = $2";
 pub(crate) const COUNT_CONTACT_TAGS: &str = "SELECT COUNT(*) FROM contact_tags WHERE contact_id = $1";
