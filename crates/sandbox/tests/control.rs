@@ -92,8 +92,7 @@ const PDF: &[u8] = b"%PDF-1.4\n% sandbox test file\n";
 #[tokio::test]
 async fn control_messages_lists_each_body_exactly_with_the_wamid_or_error_answered() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     let mut accepted = text_to(&c, "Your order has shipped.");
     accepted["biz_opaque_callback_data"] = json!("order 42: äöå");
     let (status, answer) = send_from(&h, &h.number(), accepted.clone()).await;
@@ -116,8 +115,7 @@ async fn control_messages_lists_each_body_exactly_with_the_wamid_or_error_answer
 #[tokio::test]
 async fn control_messages_keeps_each_body_byte_for_byte() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     // Keys out of alphabetical order, spacing, an escape: what a client really sent.
     let sent = format!(
         r#"{{ "to": "{c}",  "type": "text", "messaging_product": "whatsapp", "text": {{"body": "caf\u00e9"}} }}"#

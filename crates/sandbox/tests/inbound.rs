@@ -275,8 +275,7 @@ async fn shared_contact_cards_arrive_as_the_customer_shared_them() {
 #[tokio::test]
 async fn a_button_reply_names_the_business_message_it_answers() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     let buttons = send_buttons(&h, &c).await;
     let reply = json!({"type": "button_reply", "button_reply": {"id": "ship-yes", "title": "Yes"}});
     let (_, value) = inbound(&h, &c, json!({"type": "interactive", "interactive": reply})).await;
@@ -288,8 +287,7 @@ async fn a_button_reply_names_the_business_message_it_answers() {
 #[tokio::test]
 async fn a_list_reply_carries_the_chosen_row() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "menu please").await;
+    let c = h.customer_who_wrote("menu please").await;
     let menu = h
         .send_ok(json!({"to": c, "type": "interactive", "interactive": {
             "type": "list",
@@ -310,8 +308,7 @@ async fn a_list_reply_carries_the_chosen_row() {
 #[tokio::test]
 async fn a_flow_reply_carries_its_response_json_as_a_string() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "book me in").await;
+    let c = h.customer_who_wrote("book me in").await;
     send_buttons(&h, &c).await;
     let answers = json!({"flow_token": "AQAAAAACS5FpgQ_cAAAAAD0QI3s.", "date": "2025-06-01"});
     let reply = json!({"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent", "response_json": answers}});
@@ -347,8 +344,7 @@ async fn a_template_quick_reply_arrives_as_a_button_message() {
 #[tokio::test]
 async fn a_reaction_names_the_message_and_the_emoji() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     let sent = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "Your order shipped"}})).await;
     let reaction = json!({"message_id": sent, "emoji": "👍"});
     let (_, value) = inbound(&h, &c, json!({"type": "reaction", "reaction": reaction})).await;
@@ -435,8 +431,7 @@ async fn a_welcome_request_has_no_content() {
 #[tokio::test]
 async fn a_reply_names_the_business_message_it_quotes() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     let sent = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "Which size?"}})).await;
     let (_, value) =
         inbound(&h, &c, json!({"type": "text", "text": {"body": "Medium"}, "context": {"id": sent}})).await;

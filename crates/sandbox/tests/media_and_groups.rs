@@ -207,8 +207,7 @@ async fn deleted_media_is_gone_and_its_url_stops_working() {
 #[tokio::test]
 async fn an_image_sent_by_an_id_never_uploaded_fails_with_131053() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "send me the picture").await;
+    let c = h.customer_who_wrote("send me the picture").await;
     let wamid = h.send_ok(json!({"to": c, "type": "image", "image": {"id": "1000000000000001"}})).await;
     let status = h.hooks.wait_statuses(&wamid, 1).await.remove(0);
     assert_eq!(status["status"], "failed", "{status}");
@@ -218,8 +217,7 @@ async fn an_image_sent_by_an_id_never_uploaded_fails_with_131053() {
 #[tokio::test]
 async fn an_image_sent_by_an_uploaded_id_is_delivered() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "send me the picture").await;
+    let c = h.customer_who_wrote("send me the picture").await;
     let id = upload_ok(&h, PNG, "image/png").await;
     let wamid = h.send_ok(json!({"to": c, "type": "image", "image": {"id": id, "caption": "Here"}})).await;
     let statuses = h.hooks.wait_statuses(&wamid, 2).await;

@@ -327,8 +327,7 @@ async fn a_malformed_read_receipt_is_refused() {
 #[tokio::test]
 async fn the_control_api_lists_each_body_with_its_wamid_or_its_refusal() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     let good = json!({"messaging_product": "whatsapp", "to": c, "type": "text", "text": {"body": "héllo 😀", "preview_url": false}});
     let bad = json!({"messaging_product": "whatsapp", "to": c, "type": "text", "text": {"body": ""}});
     let (_, answer) = h.graph(Method::POST, &format!("{}/messages", h.number()), Some(good.clone())).await;

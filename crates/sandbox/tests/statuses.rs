@@ -13,13 +13,6 @@ fn names(statuses: &[Value]) -> Vec<&str> {
     statuses.iter().map(|s| s["status"].as_str().unwrap_or("?")).collect()
 }
 
-/// A customer who has just written, so the 24-hour window is open.
-async fn writing_customer(h: &Harness) -> String {
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
-    c
-}
-
 fn text_to(to: &str) -> Value {
     json!({"to": to, "type": "text", "text": {"body": "Your order has shipped."}})
 }
@@ -55,7 +48,7 @@ async fn authentication_template(h: &Harness, to: &str) -> Value {
 /// Waits until `wamid` has settled (`sent`, `delivered`, `read`): later statuses of messages
 /// sent before it are due no later, so a check after this sees them if they were owed.
 async fn settle(h: &Harness) {
-    let c = writing_customer(h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(text_to(&c)).await;
     h.hooks.wait_statuses(&wamid, 3).await;
 }
@@ -83,7 +76,7 @@ fn unix_now() -> u64 {
 #[tokio::test]
 async fn an_accepted_message_is_sent_then_delivered_then_read() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(text_to(&c)).await;
     let statuses = h.hooks.wait_statuses(&wamid, 3).await;
     assert_eq!(names(&statuses), ["sent", "delivered", "read"]);
@@ -94,7 +87,7 @@ async fn an_accepted_message_is_sent_then_delivered_then_read() {
 #[tokio::test]
 async fn status_webhooks_come_in_metas_envelope_with_the_numbers_metadata() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(text_to(&c)).await;
     h.hooks.wait_statuses(&wamid, 3).await;
     let carriers = carriers(&h, &wamid);
@@ -117,7 +110,7 @@ async fn status_webhooks_come_in_metas_envelope_with_the_numbers_metadata() {
 #[tokio::test]
 async fn each_status_names_the_message_the_recipient_and_when_as_a_string() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(json!({"to": format!("+{c}"), "type": "text", "text": {"body": "hello"}})).await;
     let before = unix_now();
     for s in h.hooks.wait_statuses(&wamid, 3).await {
@@ -146,7 +139,7 @@ async fn statuses_of_a_message_to_a_business_scoped_user_id_name_the_user_and_le
 #[tokio::test]
 async fn a_service_message_is_free_customer_service_on_sent_and_delivered_and_bare_on_read() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(text_to(&c)).await;
     let statuses = h.hooks.wait_statuses(&wamid, 3).await;
     let by = |name: &str| statuses.iter().find(|s| s["status"] == name).unwrap().clone();
@@ -172,7 +165,7 @@ async fn a_service_message_is_free_customer_service_on_sent_and_delivered_and_ba
 #[tokio::test]
 async fn each_message_has_its_own_conversation_id() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let first = h.send_ok(text_to(&c)).await;
     let second = h.send_ok(text_to(&c)).await;
     let first = h.hooks.wait_statuses(&first, 1).await.remove(0);
@@ -184,7 +177,7 @@ async fn each_message_has_its_own_conversation_id() {
 #[tokio::test]
 async fn a_marketing_template_is_billed_as_marketing() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(template(&h, "MARKETING", &c).await).await;
     let statuses = h.hooks.wait_statuses(&wamid, 3).await;
     let billed = json!({"billable": true, "pricing_model": "PMP", "type": "regular", "category": "marketing"});
@@ -210,7 +203,7 @@ async fn a_utility_template_outside_the_window_is_billed_as_utility() {
 #[tokio::test]
 async fn a_utility_template_inside_the_window_is_free() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(template(&h, "UTILITY", &c).await).await;
     let sent = h.hooks.wait_statuses(&wamid, 1).await.remove(0);
     assert_eq!(
@@ -222,7 +215,7 @@ async fn a_utility_template_inside_the_window_is_free() {
 #[tokio::test]
 async fn an_authentication_template_is_billed_as_authentication() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let wamid = h.send_ok(authentication_template(&h, &c).await).await;
     let sent = h.hooks.wait_statuses(&wamid, 1).await.remove(0);
     assert_eq!(
@@ -259,7 +252,7 @@ async fn group_messages_report_the_group_and_group_pricing() {
 #[tokio::test]
 async fn biz_opaque_callback_data_is_echoed_on_every_status() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let mut body = text_to(&c);
     body["biz_opaque_callback_data"] = json!("order-42/äö");
     let wamid = h.send_ok(body).await;
@@ -275,7 +268,7 @@ async fn biz_opaque_callback_data_is_echoed_on_every_status() {
 #[tokio::test]
 async fn a_voice_message_is_also_played_after_read() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/note.ogg", "voice": true}});
     let wamid = h.send_ok(voice).await;
     let statuses = h.hooks.wait_statuses(&wamid, 4).await;
@@ -298,7 +291,7 @@ async fn a_voice_message_is_also_played_after_read() {
 #[tokio::test]
 async fn an_audio_file_that_is_not_a_voice_message_is_never_played() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let audio = h.send_ok(json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/song.mp3"}})).await;
     let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/note.ogg", "voice": true}});
     let voice = h.send_ok(voice).await;
@@ -310,7 +303,7 @@ async fn an_audio_file_that_is_not_a_voice_message_is_never_played() {
 #[tokio::test]
 async fn a_reaction_is_only_sent() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let message = h.send_ok(text_to(&c)).await;
     let reaction =
         h.send_ok(json!({"to": c, "type": "reaction", "reaction": {"message_id": message, "emoji": "👍"}})).await;
@@ -322,7 +315,7 @@ async fn a_reaction_is_only_sent() {
 #[tokio::test]
 async fn status_delays_are_configurable() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     // `delivered` ten minutes away: `sent` comes, and nothing more (`read` counts as due with it).
     let (status, settings) = h
         .control(
@@ -360,7 +353,7 @@ async fn statuses_keep_metas_order_whatever_the_delays() {
     })
     .await;
     h.patch_settings(json!({"statuses": {"played_ms": 2_000}})).await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/note.ogg", "voice": true}});
     let wamid = h.send_ok(voice).await;
     assert_eq!(names(&h.hooks.wait_statuses(&wamid, 4).await), ["sent", "delivered", "read", "played"]);
@@ -407,7 +400,7 @@ async fn a_groups_delivered_and_read_come_as_one_webhook_each_with_a_status_per_
 #[tokio::test]
 async fn a_recipient_set_to_fail_gets_a_failed_status_with_metas_error() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let (status, body) = h.control(Method::PUT, &format!("control/failures/{c}"), Some(json!({"code": 131026}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut send = text_to(&c);
@@ -450,7 +443,7 @@ async fn every_failure_code_fails_a_marketing_template_with_that_code() {
 /// A user failing with `code` (a marketing-only one) still gets everything but marketing.
 async fn fails_marketing_only(code: i64) {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let (status, body) = h.control(Method::PUT, &format!("control/failures/{c}"), Some(json!({"code": code}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let marketing = h.send_ok(template(&h, "MARKETING", &c).await).await;
@@ -476,7 +469,7 @@ async fn metas_engagement_limit_fails_marketing_templates_only() {
 #[tokio::test]
 async fn a_failure_set_on_a_plus_number_applies_to_its_wa_id() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     let (status, body) = h.control(Method::PUT, &format!("control/failures/+{c}"), Some(json!({"code": 131026}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, list) = h.control(Method::GET, "control/failures", None).await;
@@ -488,7 +481,7 @@ async fn a_failure_set_on_a_plus_number_applies_to_its_wa_id() {
 #[tokio::test]
 async fn deleting_a_failure_lets_messages_through_again() {
     let h = Harness::start().await;
-    let c = writing_customer(&h).await;
+    let c = h.customer_who_wrote("hi").await;
     h.control(Method::PUT, &format!("control/failures/{c}"), Some(json!({"code": 131026}))).await;
     let (status, _) = h.control(Method::DELETE, &format!("control/failures/{c}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

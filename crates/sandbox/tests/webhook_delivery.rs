@@ -109,8 +109,7 @@ fn text_to(to: &str, text: &str) -> Value {
 #[tokio::test]
 async fn every_webhook_is_signed_with_hmac_sha256_of_the_exact_bytes_posted() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     let wamid = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
     h.hooks.wait_statuses(&wamid, 3).await;
     let deliveries = h.hooks.deliveries();
@@ -211,8 +210,7 @@ async fn the_reorder_fault_sends_read_before_delivered_before_sent() {
         "webhooks": {"reorder": true}
     }))
     .await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     let wamid = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
     let statuses = h.hooks.wait_statuses(&wamid, 3).await;
     let names: Vec<_> = statuses.iter().map(|s| s["status"].as_str().unwrap()).collect();
@@ -250,8 +248,7 @@ async fn the_drop_fault_loses_the_first_attempt_and_the_retry_delivers_it_once()
 #[tokio::test]
 async fn graph_latency_outlasts_a_shorter_client_timeout() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"latency_ms": 5_000}})).await;
     let err = send_with(&h, &impatient(Duration::from_millis(300)), text_to(&c, "slow")).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -263,8 +260,7 @@ async fn graph_latency_outlasts_a_shorter_client_timeout() {
 #[tokio::test]
 async fn the_http500_fault_answers_a_non_json_500_then_recovers() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"fail": "http500", "fail_count": 2}})).await;
     for _ in 0..2 {
         let (status, body) = h.send(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
@@ -290,8 +286,7 @@ async fn the_http500_fault_answers_a_non_json_500_then_recovers() {
 #[tokio::test]
 async fn a_fault_without_a_count_lasts_until_it_is_cleared() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     h.patch_settings(json!({"graph": {"fail": "throughput"}})).await;
     for _ in 0..3 {
         let (status, body) = h.send(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
@@ -304,8 +299,7 @@ async fn a_fault_without_a_count_lasts_until_it_is_cleared() {
 #[tokio::test]
 async fn the_unavailable_fault_answers_131016_with_500_then_recovers() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"fail": "unavailable", "fail_count": 1}})).await;
     let (status, body) = h.send(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
@@ -321,8 +315,7 @@ async fn the_unavailable_fault_answers_131016_with_500_then_recovers() {
 #[tokio::test]
 async fn the_throughput_fault_answers_130429_then_recovers() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"fail": "throughput", "fail_count": 2}})).await;
     for _ in 0..2 {
         let (status, body) = h.send(json!({"to": c, "type": "text", "text": {"body": "hi"}})).await;
@@ -336,8 +329,7 @@ async fn the_throughput_fault_answers_130429_then_recovers() {
 #[tokio::test]
 async fn a_send_that_hangs_after_accept_is_recorded_and_delivered_though_the_client_timed_out() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"fail": "hang_after_accept", "fail_count": 1}})).await;
     let err = send_with(&h, &impatient(Duration::from_millis(500)), text_to(&c, "did it go?")).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -352,8 +344,7 @@ async fn a_send_that_hangs_after_accept_is_recorded_and_delivered_though_the_cli
 #[tokio::test]
 async fn a_send_that_hangs_before_accept_answers_131016_after_the_hang_and_accepts_nothing() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     h.patch_settings(json!({"graph": {"fail": "hang_before_accept", "fail_count": 2, "hang_ms": 1_000}})).await;
     // A client that waits out the hang gets Meta's 131016 in the end, as a JSON 500.
     let waited = send_with(&h, &h.http, text_to(&c, "waited")).await.expect("an answer after the hang");
@@ -427,8 +418,7 @@ async fn the_reorder_fault_reverses_statuses_whose_delays_are_out_of_order() {
         "webhooks": {"reorder": true}
     }))
     .await;
-    let c = customer();
-    h.customer_writes(&c, "hello").await;
+    let c = h.customer_who_wrote("hello").await;
     let voice = json!({"to": c, "type": "audio", "audio": {"link": "https://example.com/a.ogg", "voice": true}});
     let wamid = h.send_ok(voice).await;
     let statuses = h.hooks.wait_statuses(&wamid, 4).await;

@@ -91,8 +91,7 @@ async fn a_text_to_a_user_who_never_wrote_is_accepted_then_fails_with_131047() {
 #[tokio::test]
 async fn a_text_to_a_user_who_wrote_is_delivered() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hello?").await;
+    let c = h.customer_who_wrote("hello?").await;
     let wamid = h.send_ok(json!({"to": c, "type": "text", "text": {"body": "hello!"}})).await;
     assert_eq!(names(&fate_of(&h, &wamid).await), ["sent", "delivered", "read"]);
 }
@@ -100,8 +99,7 @@ async fn a_text_to_a_user_who_wrote_is_delivered() {
 #[tokio::test]
 async fn a_non_template_after_the_users_last_message_is_a_day_old_fails_with_131047() {
     let h = Harness::start().await;
-    let c = customer();
-    h.customer_writes(&c, "hi").await;
+    let c = h.customer_who_wrote("hi").await;
     set_window(&h, &h.number(), &c, Some(now() - DAY - 60)).await;
     let wamid = h.send_ok(json!({"to": c, "type": "image", "image": {"link": "https://example.com/a.png"}})).await;
     failed_outside_the_window(&fate_of(&h, &wamid).await);
@@ -139,8 +137,7 @@ async fn a_template_to_a_user_outside_the_window_is_delivered() {
 async fn a_window_on_one_number_does_not_open_another() {
     let h = Harness::start().await;
     let (a, b) = (h.seed.phone_numbers[0].id.clone(), h.seed.phone_numbers[1].id.clone());
-    let c = customer();
-    h.customer_writes(&c, "hi, number A").await;
+    let c = h.customer_who_wrote("hi, number A").await;
     let from_b = send_ok_from(&h, &b, text(&c, "hi from B")).await;
     failed_outside_the_window(&fate_of(&h, &from_b).await);
     let from_a = send_ok_from(&h, &a, text(&c, "hi from A")).await;

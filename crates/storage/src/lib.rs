@@ -66,10 +66,16 @@ pub enum Backend {
 /// Implementations hold their own connections; every method is one unit of work (one
 /// transaction where it writes several rows).
 #[async_trait]
-pub trait Store: Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Testing + 'static {
+pub trait Store:
+    Queues + Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Testing + 'static
+{
     fn backend(&self) -> Backend;
     async fn ping(&self) -> Result<()>;
     async fn close(&self);
+}
+
+/// The queues of a store, each of which the store is itself.
+pub trait Queues {
     /// Webhook deliveries waiting to be processed.
     fn deliveries(&self) -> &dyn LeasedQueue<Delivery>;
     /// Media customers sent, waiting to be downloaded.
@@ -77,6 +83,20 @@ pub trait Store: Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + M
     /// Messages waiting to be sent. Holders record a send's result with [`Outbox`]'s
     /// `record_accepted` and `record_failed`.
     fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError>;
+}
+
+impl<S: LeasedQueue<Delivery> + LeasedQueue<Media> + LeasedQueue<Dispatch, MessageError>> Queues for S {
+    fn deliveries(&self) -> &dyn LeasedQueue<Delivery> {
+        self
+    }
+
+    fn media_downloads(&self) -> &dyn LeasedQueue<Media> {
+        self
+    }
+
+    fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError> {
+        self
+    }
 }
 
 /// Meta accounts, their phone numbers, and what limits their sending.
@@ -104,13 +124,7 @@ pub trait Accounts: Send + Sync {
     async fn set_default_phone_number(&self, id: &str, at: Timestamp) -> Result<bool>;
     /// Pauses an account's sending, unless it was paused already or has changed since
     /// `as_of` (its `updated_at` when the refused send was made: new credentials may fix it).
-    async fn pause_account(
-        &self,
-        id: &AccountId,
-        as_of: Timestamp,
-        error: &MessageError,
-        at: Timestamp,
-    ) -> Result<bool>;
+    async fn pause_account(&self, id: &AccountId, as_of: Timestamp, pause: &Pause) -> Result<bool>;
     /// False when it was not paused.
     async fn resume_account(&self, id: &AccountId) -> Result<bool>;
     /// A number's own throughput limit (None: Meta's level decides); false for an unknown number.
@@ -241,14 +255,8 @@ pub trait Inbound: Send + Sync {
     async fn record_inbounds(&self, messages: &[NewInbound]) -> Result<Vec<bool>>;
     /// Stores a webhook change as an event, once per account and `dedup_key`; false when stored already.
     async fn record_webhook_event(&self, event: &NewWebhookEvent) -> Result<bool>;
-    /// An account's events, newest first, older than `before` (an event id) when given.
-    async fn list_webhook_events(
-        &self,
-        account_id: &AccountId,
-        field: Option<&str>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<WebhookEvent>>;
+    /// Events matching `filter`, newest first, at most `limit`.
+    async fn list_webhook_events(&self, filter: &WebhookEventFilter, limit: u32) -> Result<Vec<WebhookEvent>>;
 }
 
 /// Customers and the conversations business numbers have with them.

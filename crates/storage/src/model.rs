@@ -406,6 +406,15 @@ pub struct Delivery {
     pub received_at: Timestamp,
 }
 
+/// Which events `list_webhook_events` returns: an account's, optionally of one field, older
+/// than `before` (an event id) when given.
+#[derive(Clone, Debug)]
+pub struct WebhookEventFilter {
+    pub account_id: AccountId,
+    pub field: Option<String>,
+    pub before: Option<i64>,
+}
+
 /// Which messages `list_messages` returns. `to` and `from` mean what the API shows: for an
 /// outbound message `from` is the business number and `to` the customer, inbound the reverse.
 #[derive(Clone, Debug, Default)]

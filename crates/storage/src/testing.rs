@@ -3,14 +3,20 @@
 //! with a secret key of its own.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde_json::Value;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use wagate_domain::id::{AccountId, MessageId};
 use wagate_domain::sealed::{Cipher, SecretKey};
-
+use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 
-use crate::{Backend, NewInbound, StatusOutcome, StatusUpdate, Store};
+use crate::{
+    Account, AccountMode, Backend, Leased, LeasedQueue, NewInbound, NewOutbound, PhoneNumber, StatusOutcome,
+    StatusUpdate, Store,
+};
 
 pub const DATABASE_URL_VAR: &str = "WAGATE_TEST_DATABASE_URL";
 
@@ -120,17 +126,15 @@ impl TestDatabase {
     /// Writes an account's secret columns behind the store's back (as a version that stored
     /// them in clear did, or damaged).
     pub async fn write_stored_secrets(&self, account_id: &str, values: [&str; 3]) {
-        const SQL: &str = "UPDATE accounts SET access_token = $2, app_secret = $3, verify_token = $4 WHERE id = $1";
         let [a, b, c] = values;
         let written = match self.backend {
             Backend::Sqlite => {
-                // rusqlite binds `$N` by position of first appearance.
-                let sql = "UPDATE accounts SET access_token = ?2, app_secret = ?3, verify_token = ?4 WHERE id = ?1";
-                self.sqlite_connection().execute(sql, [account_id, a, b, c]).expect("write accounts") as u64
+                let conn = self.sqlite_connection();
+                conn.execute(crate::shared::UPDATE_SECRETS, [a, b, c, account_id]).expect("write accounts") as u64
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::connect(&self.url).await.expect("connect to PostgreSQL");
-                let query = sqlx::query(SQL).bind(account_id).bind(a).bind(b).bind(c);
+                let query = sqlx::query(crate::shared::UPDATE_SECRETS).bind(a).bind(b).bind(c).bind(account_id);
                 query.execute(&mut conn).await.expect("write accounts").rows_affected()
             }
         };
@@ -144,6 +148,100 @@ impl TestDatabase {
         conn.busy_timeout(std::time::Duration::from_secs(10)).expect("a busy timeout");
         conn
     }
+}
+
+/// A live account of WABA `waba`, made at `at`, with the credentials tests expect.
+pub fn account(waba: &str, at: Timestamp) -> Account {
+    Account {
+        id: AccountId::generate(),
+        name: "Shop".into(),
+        mode: AccountMode::Live,
+        graph_base_url: "http://graph.test".into(),
+        api_version: "v23.0".into(),
+        waba_id: waba.into(),
+        access_token: Secret::new("token-1"),
+        app_secret: Secret::new("secret-1"),
+        verify_token: Secret::new("verify-1"),
+        paused: None,
+        messaging_tier: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Phone number `id` of `account`, made at `at`.
+pub fn phone_number(account: &Account, id: &str, is_default: bool, at: Timestamp) -> PhoneNumber {
+    PhoneNumber {
+        id: id.into(),
+        account_id: account.id.clone(),
+        waba_id: account.waba_id.clone(),
+        display_phone_number: format!("+1 555-{id}"),
+        verified_name: Some(account.name.clone()),
+        quality_rating: Some("GREEN".into()),
+        is_default,
+        mode: account.mode,
+        webhooks_since: None,
+        throughput_level: None,
+        messages_per_second: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// A send from `number` to `recipient`, accepted and due now, with nothing optional: no
+/// metadata, schedule, expiry, window to judge or idempotency key.
+pub fn send_now(number: &PhoneNumber, recipient: &str, kind: &str, content: Value) -> NewOutbound {
+    let now = Timestamp::now();
+    NewOutbound {
+        id: MessageId::generate(),
+        account_id: number.account_id.clone(),
+        phone_number_id: number.id.clone(),
+        recipient: recipient.into(),
+        kind: kind.into(),
+        content,
+        metadata: None,
+        created_at: now,
+        due_at: now,
+        send_at: None,
+        expires_at: None,
+        window: None,
+        idempotency: None,
+    }
+}
+
+/// Claims from one of `store`'s queues (`queue` picks it) in four tasks at once, `limit` at a
+/// time, until it is empty: everything the tasks claimed.
+pub async fn claim_concurrently<T, E>(
+    store: &Arc<dyn Store>,
+    queue: fn(&dyn Store) -> &dyn LeasedQueue<T, E>,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: u32,
+) -> Vec<Leased<T>>
+where
+    T: Send + Sync + 'static,
+    E: ?Sized + Sync + 'static,
+{
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = queue(store.as_ref()).claim(now, lease_until, limit).await.expect("a claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a claiming task"));
+    }
+    all
 }
 
 /// What tests say in one call, over the batch methods the server uses.

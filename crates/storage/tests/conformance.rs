@@ -12,7 +12,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus};
 use wagate_domain::time::Timestamp;
-use wagate_storage::testing::{StoreExt, TestDatabase};
+use wagate_storage::testing::{self, StoreExt, TestDatabase, claim_concurrently};
 use wagate_storage::*;
 
 struct Fixture {
@@ -32,39 +32,11 @@ fn t(ms: i64) -> Timestamp {
 }
 
 fn account(waba: &str) -> Account {
-    Account {
-        id: AccountId::generate(),
-        name: "Shop".into(),
-        mode: AccountMode::Live,
-        graph_base_url: "http://graph.test".into(),
-        api_version: "v23.0".into(),
-        waba_id: waba.into(),
-        access_token: Secret::new("token-1"),
-        app_secret: Secret::new("secret-1"),
-        verify_token: Secret::new("verify-1"),
-        paused: None,
-        messaging_tier: None,
-        created_at: t(0),
-        updated_at: t(0),
-    }
+    testing::account(waba, t(0))
 }
 
 fn number(account: &Account, id: &str, default: bool) -> PhoneNumber {
-    PhoneNumber {
-        id: id.into(),
-        account_id: account.id.clone(),
-        waba_id: account.waba_id.clone(),
-        display_phone_number: format!("+1 555-{id}"),
-        verified_name: Some("Shop".into()),
-        quality_rating: Some("GREEN".into()),
-        is_default: default,
-        mode: account.mode,
-        webhooks_since: None,
-        throughput_level: None,
-        messages_per_second: None,
-        created_at: t(0),
-        updated_at: t(0),
-    }
+    testing::phone_number(account, id, default, t(0))
 }
 
 async fn seeded(store: &dyn Store) -> (Account, PhoneNumber) {
@@ -305,26 +277,9 @@ async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     for _ in 0..60 {
         enqueue(store.as_ref(), &a, &n, t(0)).await;
     }
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let got = store.outbox().claim(t(1), t(60_000), 7).await.unwrap();
-                if got.is_empty() {
-                    return mine;
-                }
-                mine.extend(got.into_iter().map(|d| d.item.message_id));
-            }
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    let unique: HashSet<_> = all.iter().cloned().collect();
-    assert_eq!((all.len(), unique.len()), (60, 60));
+    let claimed = claim_concurrently(&store, |s| s.outbox(), t(1), t(60_000), 7).await;
+    let unique: HashSet<_> = claimed.iter().map(|d| &d.message_id).collect();
+    assert_eq!((claimed.len(), unique.len()), (60, 60));
 }
 
 /// A status webhook and the send's result, recorded at the same moment, must not miss each
@@ -523,15 +478,18 @@ async fn replies_echoes_and_webhook_events(store: &dyn Store) {
     assert!(!store.record_webhook_event(&event(2, "k1", "message_template_status_update")).await.unwrap());
     assert!(store.record_webhook_event(&event(1, "k2", "account_update")).await.unwrap());
     assert!(store.record_webhook_event(&event(2, "k3", "account_update")).await.unwrap());
-    let all = store.list_webhook_events(&account_id, None, None, 10).await.unwrap();
+    let every = WebhookEventFilter { account_id: account_id.clone(), field: None, before: None };
+    let all = store.list_webhook_events(&every, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     assert_eq!(all[2].payload, json!({"event": "APPROVED"}));
-    let updates = store.list_webhook_events(&account_id, Some("account_update"), None, 10).await.unwrap();
+    let account_updates = WebhookEventFilter { field: Some("account_update".into()), ..every.clone() };
+    let updates = store.list_webhook_events(&account_updates, 10).await.unwrap();
     assert_eq!(updates.len(), 2);
-    let older = store.list_webhook_events(&account_id, Some("account_update"), Some(updates[0].id), 10).await.unwrap();
-    assert_eq!(older, updates[1..]);
-    assert!(store.list_webhook_events(&AccountId::generate(), None, None, 10).await.unwrap().is_empty());
+    let older = WebhookEventFilter { before: Some(updates[0].id), ..account_updates };
+    assert_eq!(store.list_webhook_events(&older, 10).await.unwrap(), updates[1..]);
+    let other = WebhookEventFilter { account_id: AccountId::generate(), ..every };
+    assert!(store.list_webhook_events(&other, 10).await.unwrap().is_empty());
 
     assert!(store.set_messaging_tier(&account_id, MessagingTier::Tier10K).await.unwrap());
     assert!(!store.set_messaging_tier(&account_id, MessagingTier::Tier10K).await.unwrap());
@@ -933,9 +891,10 @@ async fn accounts_pause_and_resume_and_numbers_keep_their_limits(store: &dyn Sto
     };
     let as_of = store.get_account(&a.id).await.unwrap().unwrap().updated_at;
     let earlier = Timestamp::from_millis(as_of.as_millis() - 1);
-    assert!(!store.pause_account(&a.id, earlier, &expired, t(5)).await.unwrap(), "changed since that send");
-    assert!(store.pause_account(&a.id, as_of, &expired, t(5)).await.unwrap());
-    assert!(!store.pause_account(&a.id, as_of, &expired, t(6)).await.unwrap(), "already paused");
+    let pause = |at| Pause { since: t(at), error: expired.clone() };
+    assert!(!store.pause_account(&a.id, earlier, &pause(5)).await.unwrap(), "changed since that send");
+    assert!(store.pause_account(&a.id, as_of, &pause(5)).await.unwrap());
+    assert!(!store.pause_account(&a.id, as_of, &pause(6)).await.unwrap(), "already paused");
     let paused = store.get_account(&a.id).await.unwrap().unwrap().paused.unwrap();
     assert_eq!((paused.since, paused.error), (t(5), expired));
     assert!(store.resume_account(&a.id).await.unwrap());

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use wagate_domain::id::{AccountId, MediaId, MessageId};
-use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
-use wagate_storage::testing::{StoreExt, TestDatabase};
+use wagate_storage::testing::{self, StoreExt, TestDatabase, claim_concurrently};
 use wagate_storage::*;
 
 fn t(ms: i64) -> Timestamp {
@@ -19,36 +18,8 @@ fn t(ms: i64) -> Timestamp {
 async fn fixture(backend: Backend) -> Option<(Arc<dyn Store>, TestDatabase, AccountId, MessageId)> {
     let db = TestDatabase::new(backend).await?;
     let store = connect(Some(db.url()), &db.data_dir(), db.cipher()).await.expect("connect and migrate");
-    let account = Account {
-        id: AccountId::generate(),
-        name: "Shop".into(),
-        mode: AccountMode::Live,
-        graph_base_url: "http://graph.test".into(),
-        api_version: "v23.0".into(),
-        waba_id: "waba-1".into(),
-        access_token: Secret::new("token-1"),
-        app_secret: Secret::new("secret-1"),
-        verify_token: Secret::new("verify-1"),
-        paused: None,
-        messaging_tier: None,
-        created_at: t(0),
-        updated_at: t(0),
-    };
-    let number = PhoneNumber {
-        id: "1001".into(),
-        account_id: account.id.clone(),
-        waba_id: account.waba_id.clone(),
-        display_phone_number: "+1 555-1001".into(),
-        verified_name: None,
-        quality_rating: None,
-        is_default: true,
-        mode: AccountMode::Live,
-        webhooks_since: None,
-        throughput_level: None,
-        messages_per_second: None,
-        created_at: t(0),
-        updated_at: t(0),
-    };
+    let account = testing::account("waba-1", t(0));
+    let number = testing::phone_number(&account, "1001", true, t(0));
     store.insert_account(&account, std::slice::from_ref(&number)).await.unwrap();
     let message_id = inbound(store.as_ref(), &account.id, "wamid.MEDIA1").await;
     Some((store, db, account.id, message_id))
@@ -185,25 +156,9 @@ async fn concurrent_media_claims_never_overlap(store: Arc<dyn Store>, account_id
     for i in 0..40 {
         assert!(store.insert_media(&new_media(&account_id, &message_id, &format!("92{i:02}"))).await.unwrap());
     }
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                let batch = store.media_downloads().claim(t(20), t(100_000), 3).await.unwrap();
-                if batch.is_empty() {
-                    break mine;
-                }
-                mine.extend(batch.into_iter().map(|j| j.item.id));
-            }
-        }));
-    }
     let mut seen = HashSet::new();
-    for task in tasks {
-        for id in task.await.unwrap() {
-            assert!(seen.insert(id.clone()), "{id} claimed twice");
-        }
+    for job in claim_concurrently(&store, |s| s.media_downloads(), t(20), t(100_000), 3).await {
+        assert!(seen.insert(job.item.id.clone()), "{} claimed twice", job.id);
     }
     assert_eq!(seen.len(), 40);
 }

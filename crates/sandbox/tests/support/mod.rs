@@ -267,6 +267,13 @@ impl Harness {
         answer["wamid"].as_str().unwrap().to_owned()
     }
 
+    /// A new customer who has written `text` to the first number: one whose 24-hour window is open.
+    pub async fn customer_who_wrote(&self, text: &str) -> String {
+        let c = customer();
+        self.customer_writes(&c, text).await;
+        c
+    }
+
     pub async fn patch_settings(&self, patch: Value) {
         let (status, body) = self.control(Method::PATCH, "control/settings", Some(patch)).await;
         assert_eq!(status, StatusCode::OK, "{body}");

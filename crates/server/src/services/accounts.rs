@@ -8,7 +8,7 @@ use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
 use wagate_domain::window;
-use wagate_storage::{Account, AccountMode, PhoneNumber, WebhookEvent};
+use wagate_storage::{Account, AccountMode, PhoneNumber, WebhookEvent, WebhookEventFilter};
 
 use super::ServiceError;
 use crate::graph::{GraphFailure, Target};
@@ -420,7 +420,8 @@ pub async fn events(
         ),
     };
     let take = u32::try_from(limit).unwrap_or(u32::MAX).saturating_add(1);
-    let mut page = state.store.list_webhook_events(&parsed, field, before, take).await?;
+    let filter = WebhookEventFilter { account_id: parsed, field: field.map(str::to_owned), before };
+    let mut page = state.store.list_webhook_events(&filter, take).await?;
     let next = (page.len() > limit).then(|| {
         page.truncate(limit);
         page.last().map(|e| e.id.to_string())

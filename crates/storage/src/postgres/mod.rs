@@ -14,19 +14,17 @@ mod inbound;
 mod media;
 mod messages;
 mod outbox;
-mod rows;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
-use wagate_domain::message::MessageError;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgExecutor, Postgres, Transaction};
 use wagate_domain::sealed::Cipher;
 use wagate_domain::time::Timestamp;
 
 use self::batch::BatchWriter;
-use crate::shared::PreparedSend;
+use crate::shared::{self, Column, Columns, PreparedSend, Values};
 use crate::*;
 
 type Tx = Transaction<'static, Postgres>;
@@ -70,9 +68,41 @@ impl PgStore {
     /// Runs a clean-up `sql` that deletes up to `$2` rows from before `$1`; how many it deleted.
     /// A few at a time, so that no clean-up holds many row locks for long.
     async fn delete_older(&self, sql: &'static str, before: Timestamp, limit: u32) -> Result<u64> {
-        let deleted = sqlx::query(sql).bind(before.as_millis()).bind(i64::from(limit)).execute(&self.pool).await?;
-        Ok(deleted.rows_affected())
+        execute(&self.pool, sql, (before.as_millis(), i64::from(limit))).await
     }
+}
+
+// The statement helpers every aggregate uses: `sql` run on `db` (the pool, or a transaction)
+// with `values` bound to its parameters.
+
+/// How many rows `sql` changed.
+async fn execute<'v>(db: impl PgExecutor<'_>, sql: &'static str, values: impl Values<'v>) -> Result<u64> {
+    Ok(values.bind(sqlx::query(sql)).execute(db).await?.rows_affected())
+}
+
+/// Every row `sql` returns, each read by `row`.
+async fn all<'v, T>(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    values: impl Values<'v>,
+    row: impl FnMut(&PgRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    values.bind(sqlx::query(sql)).fetch_all(db).await?.iter().map(row).collect()
+}
+
+/// The first row `sql` returns, read by `row`.
+async fn first<'v, T>(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    values: impl Values<'v>,
+    row: impl FnOnce(&PgRow) -> Result<T>,
+) -> Result<Option<T>> {
+    values.bind(sqlx::query(sql)).fetch_optional(db).await?.as_ref().map(row).transpose()
+}
+
+/// The first column of the one row `sql` returns (a count, a scalar).
+async fn value<'v, T: Column>(db: impl PgExecutor<'_>, sql: &'static str, values: impl Values<'v>) -> Result<T> {
+    values.bind(sqlx::query(sql)).fetch_one(db).await?.get(0)
 }
 
 /// Takes the transaction-long lock on `wamid`. Without it, a status webhook and the send's
@@ -121,38 +151,22 @@ impl Store for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
-
-    fn deliveries(&self) -> &dyn LeasedQueue<Delivery> {
-        self
-    }
-
-    fn media_downloads(&self) -> &dyn LeasedQueue<Media> {
-        self
-    }
-
-    fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError> {
-        self
-    }
 }
 
 #[cfg(feature = "testing")]
 #[async_trait]
 impl crate::Testing for PgStore {
     async fn count_messages(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&self.pool).await?)
+        value(&self.pool, shared::COUNT_MESSAGES, ()).await
     }
 
     async fn count_deliveries(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries").fetch_one(&self.pool).await?)
+        value(&self.pool, shared::COUNT_DELIVERIES, ()).await
     }
 
     async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>> {
-        let at: Option<i64> = sqlx::query_scalar(crate::shared::SELECT_LAST_INBOUND)
-            .bind(phone_number_id)
-            .bind(customer)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(at.map(crate::shared::ts))
+        let at = first(&self.pool, shared::SELECT_LAST_INBOUND, (phone_number_id, customer), |r| r.get(0)).await?;
+        Ok(at.map(shared::ts))
     }
 
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {

@@ -13,8 +13,8 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
-use super::{PgStore, Tx, lock_wamid, messages, rows};
-use crate::shared::{self, ClaimedColumns, PreparedSend, error_text, json_text, message_cols};
+use super::{PgStore, Tx, all, execute, first, lock_wamid, messages, value};
+use crate::shared::{self, Columns, PreparedSend, error_text, json_text, message_cols};
 use crate::*;
 
 /// A batch's new messages and their outbox rows, in one statement: one array a column. `seq`,
@@ -70,27 +70,14 @@ async fn write_sends(conn: &mut PgConnection, batch: &[PreparedSend]) -> Result<
             }
             None => false,
         };
-        if let Some(k) = &m.idempotency {
-            let taken = sqlx::query(shared::TAKE_IDEMPOTENCY_KEY)
-                .bind(k.api_key_id.as_str())
-                .bind(&k.key)
-                .bind(&k.request_hash)
-                .bind(m.id.as_str())
-                .bind(&p.response)
-                .bind(m.created_at.as_millis())
-                .bind(k.expires_at.as_millis())
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            if taken == 0 {
-                let row = sqlx::query(shared::SELECT_IDEMPOTENCY_KEY)
-                    .bind(k.api_key_id.as_str())
-                    .bind(&k.key)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                results.push(Enqueued::KeyUsed(rows::idempotency(&row)?));
-                continue;
-            }
+        if let Some(k) = &m.idempotency
+            && execute(&mut *conn, shared::TAKE_IDEMPOTENCY_KEY, shared::idempotency_values(p, k)).await? == 0
+        {
+            let key = (k.api_key_id.as_str(), &k.key);
+            let used = first(&mut *conn, shared::SELECT_IDEMPOTENCY_KEY, key, shared::idempotency).await?;
+            let used = used.ok_or_else(|| StorageError::Corrupt(format!("idempotency key {} vanished", k.key)))?;
+            results.push(Enqueued::KeyUsed(used));
+            continue;
         }
         results.push(Enqueued::Stored);
         keep.push((p, opens_conversation));
@@ -143,39 +130,27 @@ async fn last_inbound_of(conn: &mut PgConnection, batch: &[PreparedSend]) -> Res
     Ok(rows.into_iter().map(|(number, customer, at)| ((number, customer), at)).collect())
 }
 
-/// The heads of one number's queues, or of every number's (see `HeadScan`).
-async fn scan_heads(
-    store: &PgStore,
-    phone_number_id: Option<&str>,
-    now: Timestamp,
-    limit: u32,
-) -> Result<Vec<OutboxHead>> {
-    let mut scan = shared::HeadScan::new(now, limit);
-    while !scan.done {
-        let (due_at, seq, rows) = scan.next_page();
-        let page = match phone_number_id {
-            Some(number) => sqlx::query(shared::SELECT_NUMBER_QUEUE_PAGE).bind(number),
-            None => sqlx::query(shared::SELECT_QUEUE_PAGE),
-        };
-        let rows = page.bind(now.as_millis()).bind(due_at).bind(seq).bind(rows).fetch_all(&store.pool).await?;
-        scan.page(rows.iter().map(rows::queue_row).collect::<Result<Vec<_>>>()?.into_iter());
-    }
-    Ok(scan.heads())
-}
-
-/// Marks the rows claimed under `lease` as being sent and reads what sending needs.
-async fn take_claimed(
-    tx: &mut Tx,
-    lease: &str,
-    lease_until: Timestamp,
-    now: Timestamp,
-) -> Result<Vec<Leased<Dispatch>>> {
-    sqlx::query(shared::MARK_CLAIMED_SENDING).bind(now.as_millis()).bind(lease).execute(&mut **tx).await?;
-    let claimed: Vec<ClaimedColumns> = sqlx::query_as(shared::SELECT_CLAIMED).bind(lease).fetch_all(&mut **tx).await?;
-    claimed.into_iter().map(|columns| shared::dispatch(columns, (lease, lease_until))).collect()
-}
-
 impl PgStore {
+    /// The heads of one number's queues, or of every number's (see `HeadScan`).
+    async fn scan_heads(&self, number: Option<&str>, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>> {
+        let mut scan = shared::HeadScan::new(now, limit);
+        while !scan.done {
+            let (due_at, seq, rows) = scan.next_page();
+            let page = match number {
+                Some(number) => {
+                    let values = (number, now.as_millis(), due_at, seq, rows);
+                    all(&self.pool, shared::SELECT_NUMBER_QUEUE_PAGE, values, shared::queue_row).await
+                }
+                None => {
+                    let values = (now.as_millis(), due_at, seq, rows);
+                    all(&self.pool, shared::SELECT_QUEUE_PAGE, values, shared::queue_row).await
+                }
+            };
+            scan.page(page?.into_iter());
+        }
+        Ok(scan.heads())
+    }
+
     /// Gives a leased row back, due at `due_at`; `uncount` takes back the claim's attempt.
     async fn release(
         &self,
@@ -185,26 +160,13 @@ impl PgStore {
         uncount: i64,
     ) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let held = sqlx::query(
-            "UPDATE outbox SET available_at = $3, lease = NULL, last_error = $4, attempts = attempts - $5 \
-             WHERE message_id = $1 AND lease = $2",
-        )
-        .bind(d.message_id.as_str())
-        .bind(&d.lease)
-        .bind(due_at.as_millis())
-        .bind(error_text(error))
-        .bind(uncount)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if held == 1 {
-            sqlx::query("UPDATE messages SET status = 'queued' WHERE id = $1 AND status = 'sending'")
-                .bind(d.message_id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        let values = (due_at.as_millis(), error_text(error), uncount, d.message_id.as_str(), &d.lease);
+        let held = execute(&mut *tx, shared::RELEASE, values).await? == 1;
+        if held {
+            execute(&mut *tx, shared::REQUEUE_SENDING, (d.message_id.as_str(),)).await?;
         }
         tx.commit().await?;
-        Ok(held == 1)
+        Ok(held)
     }
 }
 
@@ -220,27 +182,16 @@ impl Outbox for PgStore {
         key: &str,
         now: Timestamp,
     ) -> Result<Option<IdempotencyRecord>> {
-        sqlx::query(shared::SELECT_LIVE_IDEMPOTENCY_KEY)
-            .bind(api_key_id.as_str())
-            .bind(key)
-            .bind(now.as_millis())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(rows::idempotency)
-            .transpose()
+        let values = (api_key_id.as_str(), key, now.as_millis());
+        first(&self.pool, shared::SELECT_LIVE_IDEMPOTENCY_KEY, values, shared::idempotency).await
     }
 
     async fn delete_expired_idempotency_keys(&self, now: Timestamp) -> Result<u64> {
-        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
-            .bind(now.as_millis())
-            .execute(&self.pool)
-            .await?;
-        Ok(deleted.rows_affected())
+        execute(&self.pool, shared::DELETE_EXPIRED_IDEMPOTENCY_KEYS, (now.as_millis(),)).await
     }
 
     async fn outbox_heads(&self, phone_number_id: &str, now: Timestamp, limit: u32) -> Result<Vec<OutboxHead>> {
-        scan_heads(self, Some(phone_number_id), now, limit).await
+        self.scan_heads(Some(phone_number_id), now, limit).await
     }
 
     async fn claim_messages(
@@ -265,22 +216,17 @@ impl Outbox for PgStore {
             tx.rollback().await?;
             return Ok(Vec::new());
         }
-        let dispatches = take_claimed(&mut tx, &lease, lease_until, now).await?;
+        execute(&mut *tx, shared::MARK_CLAIMED_SENDING, (now.as_millis(), &lease)).await?;
+        let claimed =
+            all(&mut *tx, shared::SELECT_CLAIMED, (&lease,), |r| shared::dispatch(r, &lease, lease_until)).await?;
         tx.commit().await?;
-        Ok(dispatches)
+        Ok(claimed)
     }
 
     async fn expire_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<MessageId>> {
         let mut tx = self.begin().await?;
-        // Rows held by a live lease are being sent: their sender decides.
-        let expired: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM outbox WHERE message_id IN (SELECT message_id FROM outbox \
-             WHERE expires_at <= $1 AND (lease IS NULL OR available_at <= $1) LIMIT $2) RETURNING message_id",
-        )
-        .bind(now.as_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        let values = (now.as_millis(), i64::from(limit));
+        let expired: Vec<String> = all(&mut *tx, shared::EXPIRE_OUTBOX, values, |r| r.get(0)).await?;
         let error = error_text(&MessageError::gateway(
             "expired",
             "not sent before its expires_at; failed rather than sent late",
@@ -299,35 +245,19 @@ impl Outbox for PgStore {
         response: &Value,
         at: Timestamp,
     ) -> Result<bool> {
+        let (message_id, account_id, at) = (d.message_id.as_str(), d.account_id.as_str(), at.as_millis());
         let mut tx = self.begin().await?;
         lock_wamid(&mut tx, wamid).await?;
-        let updated = sqlx::query(shared::ACCEPT_MESSAGE)
-            .bind(wamid)
-            .bind(at.as_millis())
-            .bind(d.message_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(shared::DELETE_OUTBOX_ROW).bind(d.message_id.as_str()).execute(&mut *tx).await?;
+        let updated = execute(&mut *tx, shared::ACCEPT_MESSAGE, (wamid, at, message_id)).await?;
+        execute(&mut *tx, shared::DELETE_OUTBOX_ROW, (message_id,)).await?;
         if updated == 0 {
             tx.commit().await?;
             return Ok(false);
         }
-        sqlx::query(shared::INSERT_ACCEPTED_STATUS)
-            .bind(d.account_id.as_str())
-            .bind(d.message_id.as_str())
-            .bind(wamid)
-            .bind(at.as_millis())
-            .bind(json_text(response))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(shared::ADOPT_STATUSES)
-            .bind(d.message_id.as_str())
-            .bind(d.account_id.as_str())
-            .bind(wamid)
-            .execute(&mut *tx)
-            .await?;
-        messages::refresh_status(&mut tx, d.message_id.as_str(), at).await?;
+        let accepted = (account_id, message_id, wamid, at, json_text(response));
+        execute(&mut *tx, shared::INSERT_ACCEPTED_STATUS, accepted).await?;
+        execute(&mut *tx, shared::ADOPT_STATUSES, (message_id, account_id, wamid)).await?;
+        messages::refresh_status(&mut tx, message_id, shared::ts(at)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -339,51 +269,23 @@ impl Outbox for PgStore {
         detail: Option<&Value>,
         at: Timestamp,
     ) -> Result<bool> {
+        let (message_id, account_id, at) = (d.message_id.as_str(), d.account_id.as_str(), at.as_millis());
         let mut tx = self.begin().await?;
-        let held = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND lease = $2")
-            .bind(d.message_id.as_str())
-            .bind(&d.lease)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if held == 0 {
+        if execute(&mut *tx, shared::DELETE_LEASED, (message_id, &d.lease)).await? == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
-        let text = error_text(error);
-        sqlx::query(
-            "UPDATE messages SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1 AND wamid IS NULL",
-        )
-        .bind(d.message_id.as_str())
-        .bind(&text)
-        .bind(at.as_millis())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, detail, recorded_at) \
-             VALUES ($1, $2, 'failed', $3, $4, $5, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(d.account_id.as_str())
-        .bind(d.message_id.as_str())
-        .bind(at.as_millis())
-        .bind(&text)
-        .bind(detail.map(json_text))
-        .execute(&mut *tx)
-        .await?;
+        let error = error_text(error);
+        execute(&mut *tx, shared::FAIL_UNACCEPTED, (&error, at, message_id)).await?;
+        let failed = (account_id, message_id, at, &error, detail.map(json_text));
+        execute(&mut *tx, shared::INSERT_FAILED_STATUS, failed).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> Result<bool> {
         let mut tx = self.begin().await?;
-        // A row whose lease lapsed is as unclaimed as one never claimed.
-        let removed = sqlx::query("DELETE FROM outbox WHERE message_id = $1 AND (lease IS NULL OR available_at <= $2)")
-            .bind(id.as_str())
-            .bind(at.as_millis())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if removed == 0 {
+        if execute(&mut *tx, shared::DELETE_UNCLAIMED, (id.as_str(), at.as_millis())).await? == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -397,9 +299,7 @@ impl Outbox for PgStore {
     }
 
     async fn outbox_depth_by_number(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT phone_number_id, COUNT(*) AS depth FROM outbox GROUP BY phone_number_id")
-            .fetch_all(&self.pool)
-            .await?)
+        all(&self.pool, shared::SELECT_OUTBOX_DEPTH, (), |r| Ok((r.get(0)?, r.get(1)?))).await
     }
 
     async fn acquire_number_lease(
@@ -409,46 +309,20 @@ impl Outbox for PgStore {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        let held = sqlx::query(
-            "INSERT INTO number_leases (phone_number_id, holder, lease_until) VALUES ($1, $2, $3) \
-             ON CONFLICT (phone_number_id) DO UPDATE SET holder = excluded.holder, \
-             lease_until = excluded.lease_until \
-             WHERE number_leases.holder = excluded.holder OR number_leases.lease_until <= $4",
-        )
-        .bind(phone_number_id)
-        .bind(holder)
-        .bind(until.as_millis())
-        .bind(now.as_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(held.rows_affected() == 1)
+        let values = (phone_number_id, holder, until.as_millis(), now.as_millis());
+        Ok(execute(&self.pool, shared::ACQUIRE_NUMBER_LEASE, values).await? == 1)
     }
 
     async fn release_number_leases(&self, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM number_leases WHERE holder = $1").bind(holder).execute(&self.pool).await?;
+        execute(&self.pool, shared::RELEASE_NUMBER_LEASES, (holder,)).await?;
         Ok(())
     }
 }
 
 /// Ends a message that left the outbox unsent (`failed` on expiry, `canceled`), with its history entry.
 async fn end_unsent(tx: &mut Tx, id: &str, status: &str, error: &str, at: Timestamp) -> Result<()> {
-    sqlx::query("UPDATE messages SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(error)
-        .bind(at.as_millis())
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO message_statuses (account_id, message_id, status, occurred_at, error, recorded_at) \
-         SELECT account_id, id, $2, $3, $4, $3 FROM messages WHERE id = $1 ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(at.as_millis())
-    .bind(error)
-    .execute(&mut **tx)
-    .await?;
+    execute(&mut **tx, shared::SET_STATUS, (status, error, at.as_millis(), id)).await?;
+    execute(&mut **tx, shared::INSERT_UNSENT_STATUS, (status, at.as_millis(), error, id)).await?;
     Ok(())
 }
 
@@ -456,7 +330,7 @@ async fn end_unsent(tx: &mut Tx, id: &str, status: &str, error: &str, at: Timest
 #[async_trait]
 impl LeasedQueue<Dispatch, MessageError> for PgStore {
     async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Leased<Dispatch>>> {
-        let heads = scan_heads(self, None, now, limit).await?;
+        let heads = self.scan_heads(None, now, limit).await?;
         let ids: Vec<MessageId> = heads.into_iter().map(|h| h.message_id).collect();
         self.claim_messages(&ids, now, lease_until).await
     }
@@ -466,7 +340,7 @@ impl LeasedQueue<Dispatch, MessageError> for PgStore {
         item: &Leased<Dispatch>,
         due_at: Timestamp,
         error: &MessageError,
-        _at: Timestamp,
+        _: Timestamp,
     ) -> Result<bool> {
         self.release(item, due_at, error, 0).await
     }
@@ -476,6 +350,6 @@ impl LeasedQueue<Dispatch, MessageError> for PgStore {
     }
 
     async fn pending(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await?)
+        value(&self.pool, shared::COUNT_OUTBOX, ()).await
     }
 }

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, TransactionBehavior};
-use wagate_domain::message::MessageError;
 use wagate_domain::sealed::Cipher;
 
 use self::writer::{Readers, Writer};
@@ -132,18 +131,6 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.readers.close();
-    }
-
-    fn deliveries(&self) -> &dyn LeasedQueue<Delivery> {
-        self
-    }
-
-    fn media_downloads(&self) -> &dyn LeasedQueue<Media> {
-        self
-    }
-
-    fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError> {
-        self
     }
 }
 
@@ -291,31 +278,9 @@ mod tests {
     /// whose `$2` came before its `$1` would bind each value to the other's place.
     #[test]
     fn shared_statements_number_their_parameters_in_order_of_appearance() {
-        let statements = [
-            shared::SELECT_API_KEY_BY_HASH,
-            shared::SELECT_LAST_INBOUND,
-            shared::SELECT_LIVE_IDEMPOTENCY_KEY,
-            shared::TAKE_IDEMPOTENCY_KEY,
-            shared::SELECT_IDEMPOTENCY_KEY,
-            shared::INSERT_DELIVERY,
-            shared::ACCEPT_MESSAGE,
-            shared::DELETE_OUTBOX_ROW,
-            shared::INSERT_ACCEPTED_STATUS,
-            shared::ADOPT_STATUSES,
-            shared::SELECT_REPORTS,
-            shared::SELECT_HISTORY,
-            shared::SET_STATUS,
-            &shared::claim_due_sql(3),
-            shared::SELECT_NUMBER_QUEUE_PAGE,
-            shared::SELECT_QUEUE_PAGE,
-            shared::MARK_CLAIMED_SENDING,
-            shared::SELECT_CLAIMED,
-            shared::SELECT_OUTBOUND_BY_WAMID,
-            shared::UPSERT_STATUS,
-            shared::FINISH_DELIVERY,
-        ];
+        let statements = shared::statements();
         for statement in statements {
-            let seen = numbers_in_order_of_appearance(statement);
+            let seen = numbers_in_order_of_appearance(&statement);
             let expected: Vec<u32> = (1..=seen.len() as u32).collect();
             assert_eq!(seen, expected, "parameters out of order in {statement}");
         }

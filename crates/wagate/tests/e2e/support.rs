@@ -19,8 +19,8 @@ use wagate_sandbox::{Sandbox, SandboxConfig, Seed, StatusDelays};
 use wagate_server::config::LogFormat;
 use wagate_server::state::AppState;
 use wagate_server::{Application, Config, telemetry};
-use wagate_storage::testing::TestDatabase;
-use wagate_storage::{Backend, Dispatch, Enqueued, Leased, NewOutbound, Store};
+use wagate_storage::testing::{self, TestDatabase};
+use wagate_storage::{Backend, Dispatch, Enqueued, Leased, Store};
 
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -415,26 +415,9 @@ pub async fn spawn_sandbox(webhook_url: &str) -> (String, Seed) {
 /// on purpose (what a crashed process left behind).
 pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient: &str, body: &str) -> MessageId {
     let number = store.get_phone_number(phone_number_id).await.unwrap().expect("a connected number");
-    let id = MessageId::generate();
-    let now = Timestamp::now();
-    let stored = store
-        .enqueue_message(NewOutbound {
-            id: id.clone(),
-            account_id: number.account_id,
-            phone_number_id: number.id,
-            recipient: recipient.to_owned(),
-            kind: "text".into(),
-            content: json!({"text": {"body": body}}),
-            metadata: None,
-            created_at: now,
-            due_at: now,
-            send_at: None,
-            expires_at: None,
-            window: None,
-            idempotency: None,
-        })
-        .await
-        .unwrap();
+    let message = testing::send_now(&number, recipient, "text", json!({"text": {"body": body}}));
+    let id = message.id.clone();
+    let stored = store.enqueue_message(message).await.unwrap();
     assert_eq!(stored, Enqueued::Stored);
     id
 }

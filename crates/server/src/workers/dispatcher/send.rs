@@ -9,7 +9,7 @@ use wagate_domain::error_class::ErrorClass;
 use wagate_domain::message::{MessageError, graph_body};
 use wagate_domain::retry::{GiveUp, Retry};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, Dispatch, Leased, StorageError};
+use wagate_storage::{Account, Dispatch, Leased, Pause, StorageError};
 
 use super::limiter::{self, Limits};
 use crate::config::UnknownOutcome;
@@ -46,7 +46,8 @@ pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d:
         Err(failure) => classify(state, &d, failure),
     };
     if let Outcome::Pause(error) = &outcome {
-        match state.store.pause_account(&account.id, account.updated_at, error, Timestamp::now()).await {
+        let pause = Pause { since: Timestamp::now(), error: error.clone() };
+        match state.store.pause_account(&account.id, account.updated_at, &pause).await {
             Ok(true) => tracing::error!(
                 account_id = %account.id, code = ?error.code, message = %error.message,
                 "Meta refused the account: its sending is paused until it is fixed (PATCH /v1/accounts/{{id}})"
