@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod contact;
 pub mod error_class;
+pub mod event;
 pub mod id;
 pub mod input;
 pub mod limits;

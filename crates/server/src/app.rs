@@ -50,7 +50,9 @@ impl Application {
         let self_url = self_url(addr);
         let sandbox =
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
+        let cancel = CancellationToken::new();
         let state = AppState::new(Shared {
+            shutdown: cancel.clone(),
             store,
             graph: GraphClient::new(config.dispatcher.graph_timeout(), config.network.policy(), sandbox.is_some()),
             outbox: Outbox::new(config.dispatcher.max_backlog),
@@ -71,7 +73,7 @@ impl Application {
         }
         let router = http::with_layers(router, state.clone());
         tracing::info!(%addr, sandbox = sandbox.is_some(), backend = ?state.store.backend(), "wagate ready to serve");
-        Ok(Self { listener, max_connections, router, state, sandbox, cancel: CancellationToken::new() })
+        Ok(Self { listener, max_connections, router, state, sandbox, cancel })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -97,6 +99,7 @@ impl Application {
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let janitor = tokio::spawn(workers::janitor::run(state.clone(), cancel.clone()));
+        let events = tokio::spawn(workers::events::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
         http::serve(listener, router, header_timeout, max_connections, cancel.clone().cancelled_owned()).await;
         // Serving has stopped (in-flight requests answered): the workers stop too.
@@ -108,6 +111,7 @@ impl Application {
             }
             let _ = inbound.await;
             let _ = media.await;
+            let _ = events.await;
             let _ = janitor.await;
         })
         .await

@@ -43,6 +43,10 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
     let scope = match (method.as_str(), route) {
         // Where wagate sends from, with what credentials and limits, and who may use it.
         (_, "/v1/api-keys" | "/v1/api-keys/{id}")
+        // Where events go, with what secrets and headers.
+        | (_, "/v1/webhook-endpoints" | "/v1/webhook-endpoints/{id}")
+        | (_, "/v1/webhook-endpoints/{id}/rotate-secret" | "/v1/webhook-endpoints/{id}/attempts")
+        | (_, "/v1/webhook-endpoints/{id}/replay" | "/v1/webhook-endpoints/{id}/test")
         | ("POST", "/v1/accounts" | "/v1/accounts/{id}/resume")
         | ("PATCH", "/v1/accounts/{id}" | "/v1/phone-numbers/{id}") => Scope::Admin,
         (
@@ -70,6 +74,8 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/v1/accounts"
             | "/v1/accounts/{id}"
             | "/v1/accounts/{id}/events"
+            | "/v1/events"
+            | "/v1/events/stream"
             // Only behind a key with `[metrics] require_key`.
             | "/metrics",
         ) => Scope::Read,

@@ -8,15 +8,23 @@ use anyhow::{Context, anyhow};
 use wagate_domain::sealed::OpenError;
 use wagate_storage::{StorageError, Store};
 
+use crate::api::ApiViews;
 use crate::config::Config;
 use crate::secret_key::{self, ENV_VAR};
 
 /// The data directory made private, the secret key loaded (the key file created on first start),
-/// the database opened with it.
+/// the database opened with it, its events showing resources as the native API does.
 pub async fn open(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     prepare_data_dir(&config.data_dir)?;
     let loaded = secret_key::load_or_create(config)?;
-    match wagate_storage::connect(config.database_url.as_deref(), &config.data_dir, loaded.cipher()).await {
+    match wagate_storage::connect_with_views(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        loaded.cipher(),
+        Arc::new(ApiViews),
+    )
+    .await
+    {
         Ok(store) => {
             tracing::info!(key = %loaded.key.id(), source = %loaded.source, "secrets sealed with this key");
             Ok(store)

@@ -14,6 +14,14 @@ use wagate_domain::validation::FieldError;
 
 use crate::error::ApiError;
 
+/// For `#[serde(default, deserialize_with = "present")]`: tells a field set to `null`
+/// (`Some(None)`) from one left out (`None`).
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A JSON body: 415 without a JSON content type, 400 when it is not JSON, 422 naming the path
 /// when it is JSON of the wrong shape.
 pub struct JsonBody<T>(pub T);

@@ -1,9 +1,10 @@
-//! The inbound flow's wake-ups: the receiver wakes the processor when it stores a delivery, the
-//! processor wakes the media downloader when it records media, and tells whoever waits for an
-//! inbound message that it is applied.
+//! The background flows' wake-ups: the receiver wakes the processor when it stores a delivery,
+//! the processor wakes the media downloader when it records media, and tells whoever waits for
+//! an inbound message that it is applied; fan-out tells the event deliverer and the live
+//! streams that new events are stored.
 
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 pub struct Signals {
     delivery_stored: Notify,
@@ -11,6 +12,9 @@ pub struct Signals {
     /// Wamids of inbound messages just written (or applied, for system messages); sent only
     /// while someone listens.
     inbound_applied: broadcast::Sender<String>,
+    /// Bumped each time fan-out finds new events.
+    events_found: watch::Sender<u64>,
+    event_deliveries_queued: Notify,
 }
 
 impl Default for Signals {
@@ -19,6 +23,8 @@ impl Default for Signals {
             delivery_stored: Notify::new(),
             media_recorded: Notify::new(),
             inbound_applied: broadcast::channel(1024).0,
+            events_found: watch::channel(0).0,
+            event_deliveries_queued: Notify::new(),
         }
     }
 }
@@ -53,5 +59,26 @@ impl Signals {
     /// Wamids of inbound messages applied from now on.
     pub fn watch_inbound_applied(&self) -> broadcast::Receiver<String> {
         self.inbound_applied.subscribe()
+    }
+
+    /// New events are stored and fanned out: their deliveries are queued, and live streams
+    /// have more to read.
+    pub fn events_found(&self) {
+        self.events_found.send_modify(|n| *n = n.wrapping_add(1));
+        self.event_deliveries_queued.notify_one();
+    }
+
+    /// Deliveries were queued other than by fan-out (a replay, a test event).
+    pub fn event_deliveries_queued(&self) {
+        self.event_deliveries_queued.notify_one();
+    }
+
+    pub fn next_event_deliveries_queued(&self) -> Notified<'_> {
+        self.event_deliveries_queued.notified()
+    }
+
+    /// Changes each time new events are found.
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.events_found.subscribe()
     }
 }

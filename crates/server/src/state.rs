@@ -45,6 +45,9 @@ pub struct Shared {
     /// The inbound flow's wake-ups, and the news of inbound messages applied.
     pub signals: Signals,
     pub health: WorkerHealth,
+    /// Fires when the server starts to stop: what never ends by itself (live event streams)
+    /// ends then, so that serving can finish.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Heartbeats of the background workers, for `/readyz`: when each last went round its loop,
@@ -55,10 +58,12 @@ pub struct WorkerHealth {
     inbound: AtomicI64,
     media: AtomicI64,
     janitor: AtomicI64,
+    events: AtomicI64,
     dispatcher_rounds: AtomicU64,
     inbound_rounds: AtomicU64,
     media_rounds: AtomicU64,
     janitor_rounds: AtomicU64,
+    events_rounds: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -67,6 +72,7 @@ pub enum Worker {
     Inbound,
     Media,
     Janitor,
+    Events,
 }
 
 impl WorkerHealth {
@@ -76,6 +82,7 @@ impl WorkerHealth {
             Worker::Inbound => (&self.inbound, &self.inbound_rounds),
             Worker::Media => (&self.media, &self.media_rounds),
             Worker::Janitor => (&self.janitor, &self.janitor_rounds),
+            Worker::Events => (&self.events, &self.events_rounds),
         }
     }
 

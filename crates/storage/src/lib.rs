@@ -1,6 +1,7 @@
 //! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
 //! default, PostgreSQL for production and clusters), one conformance suite run against both.
 
+mod events;
 mod media;
 mod migrate;
 pub mod model;
@@ -22,6 +23,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::sealed::{Cipher, OpenError};
 use wagate_domain::time::Timestamp;
 
+pub use events::*;
 pub use media::*;
 pub use model::*;
 pub use postgres::PgStore;
@@ -67,7 +69,7 @@ pub enum Backend {
 /// transaction where it writes several rows).
 #[async_trait]
 pub trait Store:
-    Queues + Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Testing + 'static
+    Queues + Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Events + Testing + 'static
 {
     fn backend(&self) -> Backend;
     async fn ping(&self) -> Result<()>;
@@ -83,9 +85,18 @@ pub trait Queues {
     /// Messages waiting to be sent. Holders record a send's result with [`Outbox`]'s
     /// `record_accepted` and `record_failed`.
     fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError>;
+    /// Events waiting to be delivered to an endpoint; each attempt that fails is logged with
+    /// its retry. Holders record a success with [`Events`]'s `complete_event_deliveries`.
+    fn event_deliveries(&self) -> &dyn LeasedQueue<EventDelivery, Attempt>;
 }
 
-impl<S: LeasedQueue<Delivery> + LeasedQueue<Media> + LeasedQueue<Dispatch, MessageError>> Queues for S {
+impl<S> Queues for S
+where
+    S: LeasedQueue<Delivery>
+        + LeasedQueue<Media>
+        + LeasedQueue<Dispatch, MessageError>
+        + LeasedQueue<EventDelivery, Attempt>,
+{
     fn deliveries(&self) -> &dyn LeasedQueue<Delivery> {
         self
     }
@@ -95,6 +106,10 @@ impl<S: LeasedQueue<Delivery> + LeasedQueue<Media> + LeasedQueue<Dispatch, Messa
     }
 
     fn outbox(&self) -> &dyn LeasedQueue<Dispatch, MessageError> {
+        self
+    }
+
+    fn event_deliveries(&self) -> &dyn LeasedQueue<EventDelivery, Attempt> {
         self
     }
 }
@@ -313,6 +328,53 @@ pub trait MediaFiles: Send + Sync {
     async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
 }
 
+/// Events for the business's own software, the endpoints they are posted to, and the log of
+/// every attempt (see [`Queues::event_deliveries`] for the deliveries' queue). Events themselves
+/// are stored by the writes that make the changes they tell of.
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Events matching `filter`, in its order, at most `limit`.
+    async fn list_events(&self, filter: &EventFilter, limit: u32) -> Result<Vec<Event>>;
+    async fn get_event(&self, id: &str) -> Result<Option<Event>>;
+    /// Turns events committed since the last call (at most `limit`) into a delivery for each
+    /// endpoint that wants them, and moves past them, in one transaction; how many it read.
+    async fn fan_out_events(&self, limit: u32, at: Timestamp) -> Result<usize>;
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// Writes an endpoint's settings; false for an unknown endpoint.
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<bool>;
+    async fn get_endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>>;
+    async fn list_endpoints(&self) -> Result<Vec<WebhookEndpoint>>;
+    /// Deletes an endpoint with its deliveries and attempts; false for an unknown endpoint.
+    async fn delete_endpoint(&self, id: &str) -> Result<bool>;
+    /// Disables an endpoint wagate gave up on, with an `endpoint.disabled` event in the same
+    /// transaction; false when it was disabled already.
+    async fn disable_endpoint(&self, id: &str, reason: &str, at: Timestamp) -> Result<bool>;
+    /// Leases up to `limit` of an endpoint's due deliveries until `lease_until`, oldest due
+    /// first, counting an attempt on each: claimed per endpoint, so that one endpoint's backlog
+    /// does not hold the others' back.
+    async fn claim_event_deliveries(
+        &self,
+        endpoint_id: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Leased<EventDelivery>>>;
+    /// Records deliveries the receiver took (a 2xx), each with its attempt, in one transaction:
+    /// the delivery done, its endpoint no longer failing. Those whose lease was lost are left.
+    async fn complete_event_deliveries(&self, done: &[(&Leased<EventDelivery>, Attempt)]) -> Result<()>;
+    /// An endpoint's attempts, newest first, from before attempt `before`, at most `limit`.
+    async fn list_attempts(&self, endpoint_id: &str, before: Option<i64>, limit: u32) -> Result<Vec<LoggedAttempt>>;
+    /// Queues the events `replay` names for the endpoint again; how many.
+    async fn replay_events(&self, endpoint_id: &str, replay: &Replay, at: Timestamp) -> Result<u64>;
+    /// Stores a `ping` event with a delivery to this endpoint alone.
+    async fn ping_endpoint(&self, endpoint_id: &str, at: Timestamp) -> Result<Event>;
+    /// Removes up to `limit` events created before `before` (never the newest: it orders what
+    /// comes next), with their deliveries, and attempts made before it; how many rows.
+    async fn delete_old_events(&self, before: Timestamp, limit: u32) -> Result<u64>;
+    /// Deliveries not done yet, per endpoint.
+    async fn pending_event_deliveries(&self) -> Result<Vec<(String, i64)>>;
+}
+
 /// Reads only tests make: counts and lookups that no request path needs.
 #[cfg(feature = "testing")]
 #[async_trait]
@@ -333,17 +395,29 @@ impl<T: ?Sized> Testing for T {}
 
 /// Opens the database `url` names (`sqlite://…` or `postgres://…`), or the SQLite file
 /// `wagate.db` in `data_dir` when there is no URL, brings its schema up to date, and seals its
-/// secrets with `cipher` (see [`SqliteStore::open`]).
+/// secrets with `cipher` (see [`SqliteStore::open`]). Its events show resources as
+/// [`PlainViews`] does: for tools and tests; the server gives its own views
+/// ([`connect_with_views`]).
 pub async fn connect(url: Option<&str>, data_dir: &Path, cipher: Cipher) -> Result<Arc<dyn Store>> {
+    connect_with_views(url, data_dir, cipher, Arc::new(PlainViews)).await
+}
+
+/// [`connect`], with the events showing resources as `views` does.
+pub async fn connect_with_views(
+    url: Option<&str>,
+    data_dir: &Path,
+    cipher: Cipher,
+    views: Arc<dyn EventViews>,
+) -> Result<Arc<dyn Store>> {
     match url {
-        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("wagate.db"), cipher).await?)),
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join("wagate.db"), cipher, views).await?)),
         Some(u) if u.starts_with("sqlite:") => {
             let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
-            Ok(Arc::new(SqliteStore::open(Path::new(path), cipher).await?))
+            Ok(Arc::new(SqliteStore::open(Path::new(path), cipher, views).await?))
         }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::connect(u, cipher).await?))
+            Ok(Arc::new(PgStore::connect(u, cipher, views).await?))
         }
         Some(u) => Err(StorageError::UnsupportedUrl(redact_url(u))),
     }

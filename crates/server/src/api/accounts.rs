@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use wagate_domain::limits::MessagingTier;
 use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
+use wagate_storage::{Account, WebhookEvent};
 
 use super::list::List;
 use super::phone_numbers::{PhoneNumberView, default_rate};
@@ -234,9 +235,12 @@ async fn list_events(
 ) -> Result<Json<List<EventView>>, ApiError> {
     let (events, next_cursor) =
         accounts::events(&state, &id, params.field.as_deref(), page.cursor.as_deref(), page.limit).await?;
-    let data = events
-        .into_iter()
-        .map(|e| EventView {
+    Ok(Json(List { data: events.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+impl From<WebhookEvent> for EventView {
+    fn from(e: WebhookEvent) -> Self {
+        Self {
             id: e.id,
             field: e.field,
             kind: e.kind,
@@ -244,7 +248,32 @@ async fn list_events(
             payload: e.payload,
             occurred_at: e.occurred_at,
             recorded_at: e.recorded_at,
-        })
-        .collect();
-    Ok(Json(List { data, next_cursor }))
+        }
+    }
+}
+
+/// An account as events about it show it: what a pause or resume changed, without its
+/// numbers and counts (`GET /v1/accounts/{id}` has those).
+#[derive(Serialize, ToSchema)]
+pub struct AccountEventView {
+    id: String,
+    name: String,
+    #[schema(example = "live")]
+    mode: &'static str,
+    waba_id: String,
+    paused: Option<PauseView>,
+    updated_at: Timestamp,
+}
+
+impl From<&Account> for AccountEventView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id.as_str().to_owned(),
+            name: a.name.clone(),
+            mode: a.mode.as_str(),
+            waba_id: a.waba_id.clone(),
+            paused: a.paused.as_ref().map(|p| PauseView { since: p.since, error: p.error.clone() }),
+            updated_at: a.updated_at,
+        }
+    }
 }

@@ -3,12 +3,14 @@
 
 mod accounts;
 mod api_keys;
+mod events;
 mod graph;
 mod list;
 mod media;
 mod messages;
 mod ops;
 mod phone_numbers;
+mod webhook_endpoints;
 mod webhooks;
 // Contacts and conversations.
 mod contacts;
@@ -21,6 +23,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+pub use self::events::ApiViews;
 use crate::auth::{self, require_api_key};
 use crate::error::ApiError;
 use crate::services::ServiceError;
@@ -46,6 +49,8 @@ use crate::state::AppState;
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "contacts", description = "Customers, by phone number and business-scoped user id"),
         (name = "conversations", description = "A business number's exchanges with one customer"),
+        (name = "events", description = "The log of what happened, listed or followed live"),
+        (name = "webhook-endpoints", description = "Where events are posted, signed as Standard Webhooks asks"),
     )
 )]
 struct ApiDoc;
@@ -129,6 +134,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(media::router())
         .merge(contacts::router())
         .merge(conversations::router())
+        .merge(events::router())
+        .merge(webhook_endpoints::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     auth::document_scopes(&mut v1_doc);

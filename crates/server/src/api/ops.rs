@@ -36,6 +36,7 @@ struct Readiness {
     inbound_processor: bool,
     media_downloader: bool,
     janitor: bool,
+    event_deliverer: bool,
 }
 
 /// Up: the process answers.
@@ -61,7 +62,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     let inbound_processor = state.health.alive(Worker::Inbound, max_age(state.config.inbound.poll_interval_ms));
     let media_downloader = state.health.alive(Worker::Media, max_age(state.config.media.poll_interval_ms));
     let janitor = state.health.alive(Worker::Janitor, max_age(janitor::ROUND.as_millis() as u64));
-    let ready = database && dispatcher && inbound_processor && media_downloader && janitor;
+    let event_deliverer = state.health.alive(Worker::Events, max_age(state.config.events.poll_interval_ms.max(250)));
+    let ready = database && dispatcher && inbound_processor && media_downloader && janitor && event_deliverer;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
@@ -72,6 +74,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
             inbound_processor,
             media_downloader,
             janitor,
+            event_deliverer,
         }),
     )
 }

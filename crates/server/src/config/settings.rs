@@ -43,6 +43,8 @@ pub struct Config {
     pub messaging: MessagingSettings,
     /// Inbound media downloads.
     pub media: MediaSettings,
+    /// Events to the business's own endpoints, and their log.
+    pub events: EventsSettings,
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
@@ -70,6 +72,7 @@ impl Default for Config {
             window: WindowSettings::default(),
             messaging: MessagingSettings::default(),
             media: MediaSettings::default(),
+            events: EventsSettings::default(),
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
             api: ApiSettings::default(),
@@ -374,6 +377,49 @@ pub struct MessagingSettings {
 impl Default for MessagingSettings {
     fn default() -> Self {
         Self { default_tier: MessagingTier::Tier250, idempotency_key_ttl_secs: 24 * 60 * 60 }
+    }
+}
+
+/// Events to the business's own endpoints (`/v1/webhook-endpoints`) and their log (`/v1/events`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSettings {
+    /// How long events, and the log of their deliveries, are kept.
+    pub keep_days: u64,
+    /// How long an endpoint has to answer a delivery; a slower answer is a failed attempt.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once to one endpoint, per instance.
+    pub endpoint_concurrency: usize,
+    /// An endpoint whose every attempt has failed for this long is disabled, with an
+    /// `endpoint.disabled` event.
+    pub disable_after_hours: u64,
+    /// How often new events and due retries are looked for.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self {
+            keep_days: 30,
+            timeout_ms: 15_000,
+            endpoint_concurrency: 16,
+            disable_after_hours: 5 * 24,
+            poll_interval_ms: 100,
+        }
+    }
+}
+
+impl EventsSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn kept(&self) -> Duration {
+        Duration::from_secs(self.keep_days.saturating_mul(24 * 3600))
+    }
+
+    pub fn disable_after(&self) -> Duration {
+        Duration::from_secs(self.disable_after_hours.saturating_mul(3600))
     }
 }
 

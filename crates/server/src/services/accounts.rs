@@ -360,14 +360,9 @@ pub struct UpdatePhoneNumber {
     pub default: Option<bool>,
     /// The number's throughput limit, 1 to 1000 messages per second, shared by everything that
     /// sends from it; `null` returns to the limit of Meta's level for the number.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<u32>, example = 50)]
     pub messages_per_second: Option<Option<u32>>,
-}
-
-/// Tells a field set to `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 pub async fn update_phone_number(

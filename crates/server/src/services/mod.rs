@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod events;
 pub mod media;
 pub mod messages;
 pub mod webhooks;

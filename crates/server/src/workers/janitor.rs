@@ -1,7 +1,8 @@
 //! The janitor: the periodic work that is not sending, once per instance. It fails messages
 //! past their `expires_at`, counts the queues (for `/metrics`, and the backlog that backpressure
 //! compares), and removes what is kept no longer: expired idempotency keys, statuses that never
-//! found their message, processed webhook deliveries.
+//! found their message, processed webhook deliveries, events (with their deliveries and
+//! attempts) past `[events] keep_days`.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,7 @@ impl Chores {
                 Err(e) => tracing::warn!(error = %e, "removing expired idempotency keys failed"),
             }
             remove_orphan_statuses(state).await;
+            delete_old_events(state).await;
         }
         if due(&mut self.last_deliveries_sweep, self.deliveries_every) {
             delete_old_deliveries(state, self.deliveries_kept).await;
@@ -196,6 +198,23 @@ async fn delete_old_deliveries(state: &AppState, keep: Duration) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "deleting old webhook deliveries failed; will try again");
+                break;
+            }
+        }
+    }
+}
+
+/// Removes events past `[events] keep_days` with their finished deliveries and attempts, a
+/// thousand rows of each per write so that sends are not held up.
+async fn delete_old_events(state: &AppState) {
+    const BATCH: u32 = 1_000;
+    let before = Timestamp::now().minus(state.config.events.kept());
+    loop {
+        match state.store.delete_old_events(before, BATCH).await {
+            Ok(0) => break,
+            Ok(n) => tracing::debug!(deleted = n, "old events, deliveries and attempts deleted"),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting old events failed; will try again");
                 break;
             }
         }

@@ -2,6 +2,7 @@
 //! it holds; anything it cannot finish stays leased and is claimed again after restart.
 
 pub mod dispatcher;
+pub mod events;
 pub mod inbound;
 pub mod janitor;
 pub mod media;

@@ -6,6 +6,7 @@ use wagate_domain::id::AccountId;
 use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::time::Timestamp;
 
+use super::events::emit_all;
 use super::{PgStore, Tx, all, execute, first, value};
 use crate::shared::{self, Columns, error_text, seal_secrets};
 use crate::*;
@@ -30,11 +31,31 @@ impl PgStore {
             execute(&mut *tx, shared::UPDATE_SECRETS, (access_token, app_secret, verify_token, &id)).await?;
             rewritten += 1;
         }
+        let endpoints: Vec<(String, [Option<String>; 3])> =
+            all(&mut *tx, shared::SELECT_ENDPOINT_SECRETS, (), |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
+                .await?;
+        for (id, sealed) in endpoints {
+            if let Some([secret, previous, headers]) = shared::reseal_endpoint(&self.cipher, &id, sealed)? {
+                execute(&mut *tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, &id)).await?;
+                rewritten += 1;
+            }
+        }
         tx.commit().await?;
         if rewritten > 0 {
-            tracing::info!(accounts = rewritten, key = %self.cipher.key_id(), "sealed the accounts' stored secrets");
+            tracing::info!(rows = rewritten, key = %self.cipher.key_id(), "sealed the stored secrets");
         }
         Ok(())
+    }
+
+    /// Commits an account's pause or resume (`changed`: the statement changed its row), with
+    /// its event.
+    async fn account_changed(&self, mut tx: Tx, id: &AccountId, changed: bool) -> Result<bool> {
+        if changed && let Some(a) = first(&mut *tx, shared::SELECT_ACCOUNT, (id.as_str(),), |r| self.account(r)).await?
+        {
+            emit_all(&mut tx, &[shared::account_state_event(self.views.as_ref(), &a)], Timestamp::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     fn account(&self, r: &impl Columns) -> Result<Account> {
@@ -132,12 +153,16 @@ impl Accounts for PgStore {
     }
 
     async fn pause_account(&self, id: &AccountId, as_of: Timestamp, pause: &Pause) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let values = (pause.since.as_millis(), error_text(&pause.error), id.as_str(), as_of.as_millis());
-        Ok(execute(&self.pool, shared::PAUSE_ACCOUNT, values).await? == 1)
+        let changed = execute(&mut *tx, shared::PAUSE_ACCOUNT, values).await? == 1;
+        self.account_changed(tx, id, changed).await
     }
 
     async fn resume_account(&self, id: &AccountId) -> Result<bool> {
-        Ok(execute(&self.pool, shared::RESUME_ACCOUNT, (id.as_str(),)).await? == 1)
+        let mut tx = self.begin().await?;
+        let changed = execute(&mut *tx, shared::RESUME_ACCOUNT, (id.as_str(),)).await? == 1;
+        self.account_changed(tx, id, changed).await
     }
 
     async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool> {

@@ -19,9 +19,11 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use wagate_domain::contact::{MAX_TAGS, counterpart, fold, merge_attributes};
+use wagate_domain::event::EventType;
 use wagate_domain::id::{ContactId, ConversationId, MessageId};
 use wagate_domain::time::Timestamp;
 
+use super::events::emit_all;
 use super::{PgStore, Tx, all, execute, first, value};
 use crate::shared::{self, Columns, Holders, Seen, json_text, parse_object};
 use crate::*;
@@ -48,7 +50,15 @@ async fn holders(tx: &mut Tx, ids: &ContactIds) -> Result<Holders> {
 /// oldest when they name several (with the contact a change of ids knew), or made when no
 /// contact ever had them. Records the ids on it (see `Holders::former`) as its identities too,
 /// and the profile name a message gave.
-pub(super) async fn resolve_contact(tx: &mut Tx, ids: &ContactIds, seen: Seen<'_>, at: Timestamp) -> Result<String> {
+/// Adds the event of what changed (see `shared::contact_change`) to `events`.
+pub(super) async fn resolve_contact(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    ids: &ContactIds,
+    seen: Seen<'_>,
+    at: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> Result<String> {
     // Two first messages of one new customer may race: the loser finds the winner's contact on
     // its next look.
     for _ in 0..3 {
@@ -73,6 +83,9 @@ pub(super) async fn resolve_contact(tx: &mut Tx, ids: &ContactIds, seen: Seen<'_
             // Every holder was merged into the survivor above: a conflict is only a racing
             // first message, whose contact the identity stays with.
             execute(&mut **tx, shared::INSERT_IDENTITY, (identity, &survivor)).await?;
+        }
+        if let Some(kind) = shared::contact_change(found.len(), &seen) {
+            events.extend(contact_event(tx, views, &survivor, kind).await?);
         }
         return Ok(survivor);
     }
@@ -124,6 +137,16 @@ pub(super) async fn note_in_thread(tx: &mut Tx, m: &NewInbound, contact_id: &str
     Ok(())
 }
 
+/// A contact's event, with the contact as it is now in `tx`.
+async fn contact_event(tx: &mut Tx, views: &dyn EventViews, id: &str, kind: EventType) -> Result<Option<NewEvent>> {
+    let Some(mut contact) = first(&mut **tx, shared::SELECT_CONTACT, (id,), shared::contact).await? else {
+        return Ok(None);
+    };
+    contact.tags =
+        all(&mut **tx, "SELECT tag FROM contact_tags WHERE contact_id = $1 ORDER BY tag", (id,), |r| r.get(0)).await?;
+    Ok(Some(shared::contact_event(views, kind, &contact)))
+}
+
 /// A stop (`opted_out`) or resume at `at`. False for an unknown contact.
 async fn set_preference(tx: &mut Tx, id: &str, opted_out: bool, at: Timestamp) -> Result<bool> {
     let sql = if opted_out { shared::SET_OPT_OUT } else { shared::SET_OPT_IN };
@@ -156,6 +179,7 @@ impl PgStore {
         Ok(self.with_tags(vec![contact]).await?.pop())
     }
 
+    #[cfg(feature = "testing")]
     pub(super) async fn contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
         self.contact_where(shared::SELECT_CONTACT_BY_WA_ID, wa_id).await
     }
@@ -164,8 +188,10 @@ impl PgStore {
 #[async_trait]
 impl Contacts for PgStore {
     async fn upsert_contact(&self, ids: &ContactIds, profile_name: Option<&str>, at: Timestamp) -> Result<ContactId> {
-        let mut tx = self.begin().await?;
-        let id = resolve_contact(&mut tx, ids, Seen::Message { profile_name }, at).await?;
+        let (mut tx, mut events) = (self.begin().await?, Vec::new());
+        let views = self.views.as_ref();
+        let id = resolve_contact(&mut tx, views, ids, Seen::Message { profile_name }, at, &mut events).await?;
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(ContactId::from_trusted(id))
     }
@@ -179,7 +205,9 @@ impl Contacts for PgStore {
             return Ok(None);
         }
         // The known contact and any holding the new ids become one, with the new ids.
-        let id = resolve_contact(&mut tx, new, Seen::Change { known }, at).await?;
+        let mut events = Vec::new();
+        let id = resolve_contact(&mut tx, self.views.as_ref(), new, Seen::Change { known }, at, &mut events).await?;
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(Some(ContactId::from_trusted(id)))
     }
@@ -235,6 +263,8 @@ impl Contacts for PgStore {
         if let Some(opted_out) = u.marketing_opt_out {
             set_preference(&mut tx, id.as_str(), opted_out, u.at).await?;
         }
+        let event = contact_event(&mut tx, self.views.as_ref(), id.as_str(), EventType::ContactUpdated).await?;
+        emit_all(&mut tx, event.as_slice(), u.at).await?;
         tx.commit().await?;
         Ok(ContactUpdated::Updated)
     }
@@ -242,6 +272,10 @@ impl Contacts for PgStore {
     async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool> {
         let mut tx = self.begin().await?;
         let found = set_preference(&mut tx, id.as_str(), opted_out, at).await?;
+        if found {
+            let event = contact_event(&mut tx, self.views.as_ref(), id.as_str(), EventType::ContactUpdated).await?;
+            emit_all(&mut tx, event.as_slice(), at).await?;
+        }
         tx.commit().await?;
         Ok(found)
     }
@@ -250,9 +284,12 @@ impl Contacts for PgStore {
         // The contact as a message from `wa_id` would find it, then a stop at `at` like any other.
         let mut tx = self.begin().await?;
         let ids = ContactIds { wa_id: Some(wa_id.to_owned()), user_id: None };
-        let seen = Seen::Message { profile_name: None };
-        let contact = resolve_contact(&mut tx, &ids, seen, Timestamp::now()).await?;
-        set_preference(&mut tx, &contact, true, at).await?;
+        let (seen, mut events) = (Seen::Message { profile_name: None }, Vec::new());
+        let contact = resolve_contact(&mut tx, self.views.as_ref(), &ids, seen, Timestamp::now(), &mut events).await?;
+        if set_preference(&mut tx, &contact, true, at).await? {
+            events.extend(contact_event(&mut tx, self.views.as_ref(), &contact, EventType::ContactUpdated).await?);
+        }
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(())
     }

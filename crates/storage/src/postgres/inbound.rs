@@ -3,10 +3,12 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgConnection;
+use wagate_domain::event::EventType;
 use wagate_domain::id::{AccountId, new_id};
 use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
+use super::events::{emit_all, message_state};
 use super::{PgStore, Tx, all, contacts, execute, first, value};
 use crate::shared::{self, Columns, Seen, claim_deliveries, error_text, json_text};
 use crate::*;
@@ -37,14 +39,19 @@ impl Batched for NewDelivery {
 
 /// Stores one inbound message in `tx` (see `Inbound::record_inbounds`); false for a wamid
 /// already stored, which changes nothing: not even the contact, whose ids may have changed since.
-async fn record_inbound(tx: &mut Tx, m: &NewInbound) -> Result<bool> {
+async fn record_inbound(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    m: &NewInbound,
+    events: &mut Vec<NewEvent>,
+) -> Result<bool> {
     let known: Option<String> = first(&mut **tx, shared::SELECT_MESSAGE_ID_BY_WAMID, (&m.wamid,), |r| r.get(0)).await?;
     if known.is_some() {
         return Ok(false);
     }
     let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
     let seen = Seen::Message { profile_name: m.profile_name.as_deref() };
-    let contact_id = contacts::resolve_contact(tx, &ids, seen, m.received_at).await?;
+    let contact_id = contacts::resolve_contact(tx, views, &ids, seen, m.received_at, events).await?;
     let (content, error) = (json_text(&m.content), m.error.as_ref().map(error_text));
     let values = shared::inbound_values(m, &contact_id, &content, error.as_deref());
     let inserted = execute(&mut **tx, shared::INSERT_INBOUND, values).await? == 1;
@@ -84,17 +91,32 @@ impl Inbound for PgStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let mut stored = Vec::with_capacity(messages.len());
+        let (mut stored, mut events) = (Vec::with_capacity(messages.len()), Vec::new());
         for m in messages {
-            stored.push(record_inbound(&mut tx, m).await?);
+            let inserted = record_inbound(&mut tx, self.views.as_ref(), m, &mut events).await?;
+            if inserted && let Some((message, history)) = message_state(&mut tx, m.id.as_str()).await? {
+                let data = self.views.message(&message, &history);
+                let number = Some(m.phone_number_id.clone());
+                events.push(NewEvent { kind: EventType::MessageReceived, phone_number_id: number, data });
+            }
+            stored.push(inserted);
         }
+        emit_all(&mut tx, &events, Timestamp::now()).await?;
         tx.commit().await?;
         Ok(stored)
     }
 
     async fn record_webhook_event(&self, e: &NewWebhookEvent) -> Result<bool> {
         let payload = json_text(&e.payload);
-        Ok(execute(&self.pool, shared::INSERT_WEBHOOK_EVENT, shared::webhook_event_values(e, &payload)).await? == 1)
+        let mut tx = self.begin().await?;
+        let values = shared::webhook_event_values(e, &payload);
+        let Some(id) = first(&mut *tx, shared::INSERT_WEBHOOK_EVENT, values, |r| r.get::<i64>(0)).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        emit_all(&mut tx, &[shared::account_event(self.views.as_ref(), id, e)], e.recorded_at).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_webhook_events(&self, filter: &WebhookEventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use wagate_domain::id::{MediaId, MessageId, new_id};
 use wagate_domain::time::Timestamp;
 
-use super::{PgStore, all, execute, first, value};
+use super::events::emit_all;
+use super::{PgStore, Tx, all, execute, first, value};
 use crate::shared::{self, claim_media};
 use crate::*;
 
@@ -20,8 +21,10 @@ impl MediaFiles for PgStore {
     }
 
     async fn media_stored(&self, job: &Leased<Media>, f: &StoredMedia) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let values = (f.file_size, &f.sha256, f.at.as_millis(), job.id.as_str(), &job.lease);
-        Ok(execute(&self.pool, shared::MEDIA_STORED, values).await? == 1)
+        let ended = execute(&mut *tx, shared::MEDIA_STORED, values).await? == 1;
+        self.media_ended(tx, job, ended, f.at).await
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>> {
@@ -51,11 +54,24 @@ impl LeasedQueue<Media> for PgStore {
     }
 
     async fn give_up(&self, job: &Leased<Media>, error: &str, at: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
         let values = (error, at.as_millis(), job.id.as_str(), &job.lease);
-        Ok(execute(&self.pool, shared::GIVE_UP_MEDIA, values).await? == 1)
+        let ended = execute(&mut *tx, shared::GIVE_UP_MEDIA, values).await? == 1;
+        self.media_ended(tx, job, ended, at).await
     }
 
     async fn pending(&self) -> Result<i64> {
         value(&self.pool, shared::COUNT_PENDING_MEDIA, ()).await
+    }
+}
+
+impl PgStore {
+    /// Commits a download's end (`ended`: the statement changed its row), with its event.
+    async fn media_ended(&self, mut tx: Tx, job: &Leased<Media>, ended: bool, at: Timestamp) -> Result<bool> {
+        if ended && let Some(media) = first(&mut *tx, shared::SELECT_MEDIA, (job.id.as_str(),), shared::media).await? {
+            emit_all(&mut tx, &[shared::media_event(self.views.as_ref(), &media)], at).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 }

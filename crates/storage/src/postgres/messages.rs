@@ -1,12 +1,13 @@
 //! Messages of both directions and their statuses: a message's status is folded from its
 //! delivery reports by the domain (`shared::current_status`), whatever order they came in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 
+use super::events::{emit_all, history_before, message_changes};
 use super::{PgStore, Tx, all, execute, first, lock_wamid};
 use crate::shared::{self, Columns, json_text};
 use crate::*;
@@ -47,6 +48,7 @@ impl Messages for PgStore {
         order.sort_by(|&a, &b| updates[a].wamid.cmp(&updates[b].wamid));
         let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
         let mut touched = BTreeSet::new();
+        let mut before: HashMap<String, Vec<StatusEntry>> = HashMap::new();
         let mut tx = self.begin().await?;
         let mut locked: Option<&str> = None;
         for i in order {
@@ -58,14 +60,23 @@ impl Messages for PgStore {
             let by_wamid = (&c.wamid, &c.account_id);
             let message_id: Option<String> =
                 first(&mut *tx, shared::SELECT_OUTBOUND_BY_WAMID, by_wamid, |r| r.get(0)).await?;
+            if let Some(id) = &message_id
+                && !before.contains_key(id)
+            {
+                before.insert(id.clone(), history_before(&mut tx, id).await?);
+            }
             let values = shared::status_values(c, message_id.as_deref(), at.as_millis());
             let changed = execute(&mut *tx, shared::UPSERT_STATUS, values).await? > 0;
             outcomes[i] = shared::status_outcome(changed, message_id, &mut touched);
         }
         // Each message's status is folded once, from everything the batch added.
+        let mut events = Vec::new();
         for id in &touched {
             refresh_status(&mut tx, id, at).await?;
+            let before = before.get(id).map_or(&[][..], Vec::as_slice);
+            events.extend(message_changes(&mut tx, self.views.as_ref(), id, before).await?);
         }
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -83,6 +94,8 @@ impl Messages for PgStore {
         let adopt = (m.id.as_str(), m.account_id.as_str(), &m.wamid);
         if stored && execute(&mut *tx, shared::ADOPT_STATUSES, adopt).await? > 0 {
             refresh_status(&mut tx, m.id.as_str(), m.received_at).await?;
+            let events = message_changes(&mut tx, self.views.as_ref(), m.id.as_str(), &[]).await?;
+            emit_all(&mut tx, &events, m.received_at).await?;
         }
         tx.commit().await?;
         Ok(stored)

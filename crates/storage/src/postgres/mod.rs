@@ -10,11 +10,13 @@ mod accounts;
 mod api_keys;
 mod batch;
 mod contacts;
+mod events;
 mod inbound;
 mod media;
 mod messages;
 mod outbox;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +26,7 @@ use wagate_domain::sealed::Cipher;
 use wagate_domain::time::Timestamp;
 
 use self::batch::BatchWriter;
-use crate::shared::{self, Column, Columns, PreparedSend, Values};
+use crate::shared::{Column, Columns, PreparedSend, Values};
 use crate::*;
 
 type Tx = Transaction<'static, Postgres>;
@@ -41,13 +43,14 @@ pub struct PgStore {
     sends: BatchWriter<PreparedSend>,
     deliveries: BatchWriter<NewDelivery>,
     cipher: Cipher,
+    views: Arc<dyn EventViews>,
 }
 
 impl PgStore {
     /// Connects, migrates, and seals the stored secrets with `cipher` (see [`crate::SqliteStore::open`]).
     /// Every instance sharing the database needs the same key: one that finds secrets sealed by
-    /// another fails here.
-    pub async fn connect(url: &str, cipher: Cipher) -> Result<Self> {
+    /// another fails here. Its events show resources as `views` does.
+    pub async fn connect(url: &str, cipher: Cipher, views: Arc<dyn EventViews>) -> Result<Self> {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         migrate(&pool).await?;
@@ -56,6 +59,7 @@ impl PgStore {
             deliveries: BatchWriter::spawn(pool.clone(), WRITERS),
             pool,
             cipher,
+            views,
         };
         store.seal_stored_secrets().await?;
         Ok(store)
@@ -157,16 +161,17 @@ impl Store for PgStore {
 #[async_trait]
 impl crate::Testing for PgStore {
     async fn count_messages(&self) -> Result<i64> {
-        value(&self.pool, shared::COUNT_MESSAGES, ()).await
+        value(&self.pool, crate::shared::COUNT_MESSAGES, ()).await
     }
 
     async fn count_deliveries(&self) -> Result<i64> {
-        value(&self.pool, shared::COUNT_DELIVERIES, ()).await
+        value(&self.pool, crate::shared::COUNT_DELIVERIES, ()).await
     }
 
     async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>> {
-        let at = first(&self.pool, shared::SELECT_LAST_INBOUND, (phone_number_id, customer), |r| r.get(0)).await?;
-        Ok(at.map(shared::ts))
+        let at =
+            first(&self.pool, crate::shared::SELECT_LAST_INBOUND, (phone_number_id, customer), |r| r.get(0)).await?;
+        Ok(at.map(crate::shared::ts))
     }
 
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {

@@ -13,6 +13,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
+use super::events::{emit_all, history_before, message_changes};
 use super::{PgStore, Tx, all, execute, first, lock_wamid, messages, value};
 use crate::shared::{self, Columns, PreparedSend, error_text, json_text, message_cols};
 use crate::*;
@@ -228,12 +229,14 @@ impl Outbox for PgStore {
         let values = (now.as_millis(), i64::from(limit));
         let expired: Vec<String> = all(&mut *tx, shared::EXPIRE_OUTBOX, values, |r| r.get(0)).await?;
         let error = error_text(&MessageError::gateway(
-            "expired",
+            shared::EXPIRED,
             "not sent before its expires_at; failed rather than sent late",
         ));
+        let mut events = Vec::new();
         for id in &expired {
-            end_unsent(&mut tx, id, "failed", &error, now).await?;
+            events.extend(end_unsent(&mut tx, self.views.as_ref(), id, "failed", &error, now).await?);
         }
+        emit_all(&mut tx, &events, now).await?;
         tx.commit().await?;
         Ok(expired.into_iter().map(MessageId::from_trusted).collect())
     }
@@ -248,6 +251,7 @@ impl Outbox for PgStore {
         let (message_id, account_id, at) = (d.message_id.as_str(), d.account_id.as_str(), at.as_millis());
         let mut tx = self.begin().await?;
         lock_wamid(&mut tx, wamid).await?;
+        let before = history_before(&mut tx, message_id).await?;
         let updated = execute(&mut *tx, shared::ACCEPT_MESSAGE, (wamid, at, message_id)).await?;
         execute(&mut *tx, shared::DELETE_OUTBOX_ROW, (message_id,)).await?;
         if updated == 0 {
@@ -258,6 +262,8 @@ impl Outbox for PgStore {
         execute(&mut *tx, shared::INSERT_ACCEPTED_STATUS, accepted).await?;
         execute(&mut *tx, shared::ADOPT_STATUSES, (message_id, account_id, wamid)).await?;
         messages::refresh_status(&mut tx, message_id, shared::ts(at)).await?;
+        let events = message_changes(&mut tx, self.views.as_ref(), message_id, &before).await?;
+        emit_all(&mut tx, &events, shared::ts(at)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -276,9 +282,12 @@ impl Outbox for PgStore {
             return Ok(false);
         }
         let error = error_text(error);
+        let before = history_before(&mut tx, message_id).await?;
         execute(&mut *tx, shared::FAIL_UNACCEPTED, (&error, at, message_id)).await?;
         let failed = (account_id, message_id, at, &error, detail.map(json_text));
         execute(&mut *tx, shared::INSERT_FAILED_STATUS, failed).await?;
+        let events = message_changes(&mut tx, self.views.as_ref(), message_id, &before).await?;
+        emit_all(&mut tx, &events, shared::ts(at)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -289,7 +298,8 @@ impl Outbox for PgStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        end_unsent(&mut tx, id.as_str(), "canceled", &error_text(reason), at).await?;
+        let events = end_unsent(&mut tx, self.views.as_ref(), id.as_str(), "canceled", &error_text(reason), at).await?;
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -319,11 +329,20 @@ impl Outbox for PgStore {
     }
 }
 
-/// Ends a message that left the outbox unsent (`failed` on expiry, `canceled`), with its history entry.
-async fn end_unsent(tx: &mut Tx, id: &str, status: &str, error: &str, at: Timestamp) -> Result<()> {
+/// Ends a message that left the outbox unsent (`failed` on expiry, `canceled`), with its
+/// history entry; the events to store for it.
+async fn end_unsent(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    id: &str,
+    status: &str,
+    error: &str,
+    at: Timestamp,
+) -> Result<Vec<NewEvent>> {
+    let before = history_before(tx, id).await?;
     execute(&mut **tx, shared::SET_STATUS, (status, error, at.as_millis(), id)).await?;
     execute(&mut **tx, shared::INSERT_UNSENT_STATUS, (status, at.as_millis(), error, id)).await?;
-    Ok(())
+    message_changes(tx, views, id, &before).await
 }
 
 /// The outbox as a queue: heads of any number's recipients, retried with the attempt counted.

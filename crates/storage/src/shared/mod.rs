@@ -5,6 +5,7 @@
 //! sealing, JSON columns).
 
 mod contacts;
+mod events;
 mod rows;
 mod sql;
 
@@ -19,6 +20,7 @@ use wagate_domain::status::{DeliveryStatus, MessageStatus, Report, fold};
 use wagate_domain::time::Timestamp;
 
 pub(crate) use self::contacts::*;
+pub(crate) use self::events::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
 use crate::{OutboxHead, Result, StatusEntry, StorageError};
@@ -270,6 +272,45 @@ pub(crate) fn seal_secrets(cipher: &Cipher, account: &crate::Account) -> [String
     std::array::from_fn(|i| cipher.seal(secrets[i], &sealing_context(account.id.as_str(), SEALED_COLUMNS[i])))
 }
 
+/// Where an endpoint's secret is stored, which its sealed value is bound to.
+pub(crate) fn endpoint_context(endpoint_id: &str, column: &str) -> String {
+    format!("webhook_endpoints/{endpoint_id}/{column}")
+}
+
+/// An endpoint's sealed column opened.
+pub(crate) fn open_endpoint(cipher: &Cipher, endpoint_id: &str, column: &'static str, stored: &str) -> Result<Secret> {
+    cipher.open(stored, &endpoint_context(endpoint_id, column)).map_err(|source| StorageError::Unsealable {
+        account: format!("webhook endpoint {endpoint_id}"),
+        column,
+        source,
+    })
+}
+
+/// An endpoint's sealed columns (secret, previous secret, headers) as they should be stored:
+/// `None` when the current key sealed them all (see [`reseal_row`]).
+pub(crate) fn reseal_endpoint(
+    cipher: &Cipher,
+    endpoint_id: &str,
+    stored: [Option<String>; 3],
+) -> Result<Option<[Option<String>; 3]>> {
+    let mut changed = false;
+    let mut out = stored.clone();
+    for ((&column, value), slot) in ENDPOINT_SEALED_COLUMNS.iter().zip(&stored).zip(&mut out) {
+        let Some(value) = value else { continue };
+        let resealed = cipher.reseal(value, &endpoint_context(endpoint_id, column)).map_err(|source| {
+            StorageError::Unsealable { account: format!("webhook endpoint {endpoint_id}"), column, source }
+        })?;
+        if let Some(v) = resealed {
+            *slot = Some(v);
+            changed = true;
+        }
+    }
+    Ok(changed.then_some(out))
+}
+
+/// An endpoint's sealed columns, in the order [`reseal_endpoint`] takes them.
+pub(crate) const ENDPOINT_SEALED_COLUMNS: [&str; 3] = ["secret", "previous_secret", "headers"];
+
 pub(crate) fn open(cipher: &Cipher, account_id: &str, column: &'static str, stored: &str) -> Result<Secret> {
     cipher.open(stored, &sealing_context(account_id, column)).map_err(|source| StorageError::Unsealable {
         account: account_id.to_owned(),
@@ -305,5 +346,6 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 pub(crate) fn statements() -> Vec<String> {
     let mut all = sql::statements();
     all.extend(contacts::statements().into_iter().map(str::to_owned));
+    all.extend(events::statements().into_iter().map(str::to_owned));
     all
 }

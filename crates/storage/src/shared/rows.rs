@@ -84,6 +84,7 @@ values!(A, B, C, D, E, F, G, H, I, J, K);
 values!(A, B, C, D, E, F, G, H, I, J, K, L);
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M);
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
+values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
 
 fn time(r: &impl Columns, column: &str) -> Result<Timestamp> {
     Ok(ts(r.get(column)?))

@@ -416,6 +416,7 @@ pub(crate) fn status_values<'a>(c: &'a StatusColumns, message_id: Option<&'a str
 
 pub(crate) const DELETE_ORPHAN_STATUSES: &str = "DELETE FROM message_statuses WHERE id IN \
     (SELECT id FROM message_statuses WHERE message_id IS NULL AND recorded_at < $1 LIMIT $2)";
+#[cfg(feature = "testing")]
 pub(crate) const COUNT_MESSAGES: &str = "SELECT COUNT(*) FROM messages";
 
 // What webhooks bring: deliveries, inbound messages, events.
@@ -446,6 +447,7 @@ pub(crate) const DELETE_PROCESSED_DELIVERIES: &str = "DELETE FROM webhook_delive
     (SELECT id FROM webhook_deliveries WHERE available_at IS NULL AND processed_at < $1 LIMIT $2)";
 pub(crate) const COUNT_PENDING_DELIVERIES: &str =
     "SELECT COUNT(*) FROM webhook_deliveries WHERE available_at IS NOT NULL";
+#[cfg(feature = "testing")]
 pub(crate) const COUNT_DELIVERIES: &str = "SELECT COUNT(*) FROM webhook_deliveries";
 
 pub(crate) const INSERT_INBOUND: &str = concat!(
@@ -498,7 +500,7 @@ pub(crate) fn window_customers(m: &NewInbound) -> Vec<String> {
 
 pub(crate) const INSERT_WEBHOOK_EVENT: &str = "INSERT INTO webhook_events \
     (account_id, delivery_id, dedup_key, field, kind, subject, payload, occurred_at, recorded_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id";
 
 /// [`INSERT_WEBHOOK_EVENT`]'s values, with the payload written out.
 pub(crate) fn webhook_event_values<'a>(e: &'a NewWebhookEvent, payload: &'a str) -> impl Values<'a> + 'a {

@@ -7,6 +7,7 @@ use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
+use super::events::emit;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, error_text, reseal_row, seal_secrets};
 use crate::*;
@@ -96,11 +97,11 @@ impl Accounts for SqliteStore {
 
     async fn pause_account(&self, id: &AccountId, as_of: Timestamp, pause: &Pause) -> Result<bool> {
         let params = (pause.since.as_millis(), error_text(&pause.error), id.as_str().to_owned(), as_of.as_millis());
-        Ok(self.execute(shared::PAUSE_ACCOUNT, params).await? == 1)
+        self.account_changed(id, shared::PAUSE_ACCOUNT, params).await
     }
 
     async fn resume_account(&self, id: &AccountId) -> Result<bool> {
-        Ok(self.execute(shared::RESUME_ACCOUNT, (id.as_str().to_owned(),)).await? == 1)
+        self.account_changed(id, shared::RESUME_ACCOUNT, (id.as_str().to_owned(),)).await
     }
 
     async fn set_number_rate(&self, id: &str, messages_per_second: Option<u32>, at: Timestamp) -> Result<bool> {
@@ -148,6 +149,25 @@ fn upsert_phone_numbers(tx: &Transaction<'_>, account_id: &AccountId, numbers: &
 }
 
 impl SqliteStore {
+    /// Pauses or resumes an account with `sql`, and stores the event of it.
+    async fn account_changed<P>(&self, id: &AccountId, sql: &'static str, params: P) -> Result<bool>
+    where
+        P: rusqlite::Params + Clone + Send + 'static,
+    {
+        let (id, cipher, views) = (id.as_str().to_owned(), self.cipher.clone(), self.views.clone());
+        self.writer
+            .write(move |tx| {
+                if execute(tx, sql, params.clone())? != 1 {
+                    return Ok(false);
+                }
+                if let Some(a) = first(tx, shared::SELECT_ACCOUNT, [&id], |r| shared::account(&cipher, r))? {
+                    emit(tx, &shared::account_state_event(views.as_ref(), &a), Timestamp::now().as_millis())?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
     /// Seals the secrets stored in clear (by a version before secrets were sealed) and re-seals
     /// those a previous key of the cipher sealed, in one transaction; fails on a value no key of
     /// the cipher opens. The write transaction (BEGIN IMMEDIATE) keeps other processes out.
@@ -165,11 +185,20 @@ impl SqliteStore {
                         rewritten += 1;
                     }
                 }
+                let endpoints = all(tx, shared::SELECT_ENDPOINT_SECRETS, [], |r| {
+                    Ok((r.get::<_, String>(0)?, [r.get(1)?, r.get(2)?, r.get(3)?]))
+                })?;
+                for (id, sealed) in endpoints {
+                    if let Some([secret, previous, headers]) = shared::reseal_endpoint(&cipher, &id, sealed)? {
+                        execute(tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, id))?;
+                        rewritten += 1;
+                    }
+                }
                 Ok(rewritten)
             })
             .await?;
         if rewritten > 0 {
-            tracing::info!(accounts = rewritten, key = %self.cipher.key_id(), "sealed the accounts' stored secrets");
+            tracing::info!(rows = rewritten, key = %self.cipher.key_id(), "sealed the stored secrets");
         }
         Ok(())
     }

@@ -20,10 +20,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
 use wagate_domain::contact::{MAX_TAGS, counterpart, fold, merge_attributes};
+use wagate_domain::event::EventType;
 use wagate_domain::id::{ContactId, ConversationId, MessageId};
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
+use super::events::emit;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, Holders, Seen, json_text, parse_object};
 use crate::*;
@@ -35,16 +37,18 @@ const INSERT_TAG: &str =
 #[async_trait]
 impl Contacts for SqliteStore {
     async fn upsert_contact(&self, ids: &ContactIds, profile_name: Option<&str>, at: Timestamp) -> Result<ContactId> {
-        let (ids, name) = (ids.clone(), profile_name.map(str::to_owned));
+        let (ids, name, views) = (ids.clone(), profile_name.map(str::to_owned), self.views.clone());
         let id = self
             .writer
-            .write(move |tx| resolve_contact(tx, &ids, Seen::Message { profile_name: name.as_deref() }, at))
+            .write(move |tx| {
+                resolve_contact(tx, views.as_ref(), &ids, Seen::Message { profile_name: name.as_deref() }, at)
+            })
             .await?;
         Ok(ContactId::from_trusted(id))
     }
 
     async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> Result<Option<ContactId>> {
-        let (old, new) = (old.clone(), new.clone());
+        let (old, new, views) = (old.clone(), new.clone(), self.views.clone());
         self.writer
             .write(move |tx| {
                 let known = holders(tx, &old)?.oldest();
@@ -53,7 +57,7 @@ impl Contacts for SqliteStore {
                     return Ok(None);
                 }
                 // The known contact and any holding the new ids become one, with the new ids.
-                let id = resolve_contact(tx, &new, Seen::Change { known }, at)?;
+                let id = resolve_contact(tx, views.as_ref(), &new, Seen::Change { known }, at)?;
                 Ok(Some(ContactId::from_trusted(id)))
             })
             .await
@@ -69,22 +73,41 @@ impl Contacts for SqliteStore {
     }
 
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated> {
-        let (id, u) = (id.as_str().to_owned(), update.clone());
-        self.writer.write(move |tx| update_contact(tx, &id, &u)).await
+        let (id, u, views) = (id.as_str().to_owned(), update.clone(), self.views.clone());
+        self.writer
+            .write(move |tx| {
+                let updated = update_contact(tx, &id, &u)?;
+                if matches!(updated, ContactUpdated::Updated) {
+                    emit_contact(tx, views.as_ref(), &id, EventType::ContactUpdated, u.at)?;
+                }
+                Ok(updated)
+            })
+            .await
     }
 
     async fn set_marketing_preference(&self, id: &ContactId, opted_out: bool, at: Timestamp) -> Result<bool> {
-        let id = id.as_str().to_owned();
-        self.writer.write(move |tx| set_preference(tx, &id, opted_out, at)).await
+        let (id, views) = (id.as_str().to_owned(), self.views.clone());
+        self.writer
+            .write(move |tx| {
+                let changed = set_preference(tx, &id, opted_out, at)?;
+                if changed {
+                    emit_contact(tx, views.as_ref(), &id, EventType::ContactUpdated, at)?;
+                }
+                Ok(changed)
+            })
+            .await
     }
 
     async fn mark_marketing_opt_out(&self, wa_id: &str, at: Timestamp) -> Result<()> {
         // The contact as a message from `wa_id` would find it, then a stop at `at` like any other.
-        let ids = ContactIds { wa_id: Some(wa_id.to_owned()), user_id: None };
+        let (ids, views) = (ContactIds { wa_id: Some(wa_id.to_owned()), user_id: None }, self.views.clone());
         self.writer
             .write(move |tx| {
-                let contact = resolve_contact(tx, &ids, Seen::Message { profile_name: None }, Timestamp::now())?;
-                set_preference(tx, &contact, true, at)?;
+                let seen = Seen::Message { profile_name: None };
+                let contact = resolve_contact(tx, views.as_ref(), &ids, seen, Timestamp::now())?;
+                if set_preference(tx, &contact, true, at)? {
+                    emit_contact(tx, views.as_ref(), &contact, EventType::ContactUpdated, at)?;
+                }
                 Ok(())
             })
             .await
@@ -136,6 +159,7 @@ impl Contacts for SqliteStore {
     }
 }
 
+#[cfg(feature = "testing")]
 /// The contact with the wa_id a message would find it by, for tests.
 pub(super) fn contact_by_wa_id(c: &Connection, wa_id: &str) -> Result<Option<Contact>> {
     contact_where(c, shared::SELECT_CONTACT_BY_WA_ID, wa_id)
@@ -206,7 +230,14 @@ fn holders(tx: &Transaction<'_>, ids: &ContactIds) -> Result<Holders> {
 /// oldest when they name several (with the contact a change of ids knew), or made when no
 /// contact ever had them. Records the ids on it (see `Holders::former`) as its identities too,
 /// and the profile name a message gave.
-pub(super) fn resolve_contact(tx: &Transaction<'_>, ids: &ContactIds, seen: Seen<'_>, at: Timestamp) -> Result<String> {
+/// Stores the event of what changed (see `shared::contact_change`).
+pub(super) fn resolve_contact(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    ids: &ContactIds,
+    seen: Seen<'_>,
+    at: Timestamp,
+) -> Result<String> {
     let holders = holders(tx, ids)?;
     let found = holders.contacts(&seen);
     let survivor = match found.first() {
@@ -224,7 +255,18 @@ pub(super) fn resolve_contact(tx: &Transaction<'_>, ids: &ContactIds, seen: Seen
         // Every holder was merged into the survivor above: the identity is the survivor's.
         identify.execute(params![identity, survivor])?;
     }
+    if let Some(kind) = shared::contact_change(found.len(), &seen) {
+        emit_contact(tx, views, &survivor, kind, at)?;
+    }
     Ok(survivor)
+}
+
+/// Stores a contact's event, with the contact as it is now in `tx`.
+fn emit_contact(tx: &Transaction<'_>, views: &dyn EventViews, id: &str, kind: EventType, at: Timestamp) -> Result<()> {
+    if let Some(contact) = contact_where(tx, shared::SELECT_CONTACT, id)? {
+        emit(tx, &shared::contact_event(views, kind, &contact), at.as_millis())?;
+    }
+    Ok(())
 }
 
 /// Moves everything of contact `from` to contact `into` and deletes `from`.

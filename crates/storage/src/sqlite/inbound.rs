@@ -3,11 +3,13 @@
 
 use async_trait::async_trait;
 use rusqlite::{Transaction, params};
+use wagate_domain::event::EventType;
 use wagate_domain::id::{AccountId, new_id};
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
 use super::contacts::{note_in_thread, resolve_contact};
+use super::events::{emit, message_state};
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, Seen, claim_deliveries, error_text, json_text};
 use crate::*;
@@ -53,19 +55,29 @@ impl Inbound for SqliteStore {
         // JSON written out here, on the request's task: the writer is one thread for everyone.
         let messages: Vec<(NewInbound, String, Option<String>)> =
             messages.iter().map(|m| (m.clone(), json_text(&m.content), m.error.as_ref().map(error_text))).collect();
+        let views = self.views.clone();
         self.writer
             .write(move |tx| {
-                messages.iter().map(|(m, content, error)| record_inbound(tx, m, content, error.as_deref())).collect()
+                messages
+                    .iter()
+                    .map(|(m, content, error)| record_inbound(tx, views.as_ref(), m, content, error.as_deref()))
+                    .collect()
             })
             .await
     }
 
     async fn record_webhook_event(&self, e: &NewWebhookEvent) -> Result<bool> {
-        let (e, payload) = (e.clone(), json_text(&e.payload));
-        let stored = self
-            .writer
-            .write(move |tx| execute(tx, shared::INSERT_WEBHOOK_EVENT, shared::webhook_event_values(&e, &payload)));
-        Ok(stored.await? == 1)
+        let (e, payload, views) = (e.clone(), json_text(&e.payload), self.views.clone());
+        self.writer
+            .write(move |tx| {
+                let values = shared::webhook_event_values(&e, &payload);
+                let Some(id) = first(tx, shared::INSERT_WEBHOOK_EVENT, values, |r| Ok(r.get::<_, i64>(0)?))? else {
+                    return Ok(false);
+                };
+                emit(tx, &shared::account_event(views.as_ref(), id, &e), e.recorded_at.as_millis())?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn list_webhook_events(&self, filter: &WebhookEventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {
@@ -105,9 +117,16 @@ impl LeasedQueue<Delivery> for SqliteStore {
     }
 }
 
-/// Stores one inbound message (see `Inbound::record_inbounds`); false for a wamid already
-/// stored, which changes nothing: not even the contact, whose ids may have changed since.
-fn record_inbound(tx: &Transaction<'_>, m: &NewInbound, content: &str, error: Option<&str>) -> Result<bool> {
+/// Stores one inbound message (see `Inbound::record_inbounds`) with its `message.received`
+/// event; false for a wamid already stored, which changes nothing: not even the contact, whose
+/// ids may have changed since.
+fn record_inbound(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    m: &NewInbound,
+    content: &str,
+    error: Option<&str>,
+) -> Result<bool> {
     let known: Option<String> = first(tx, shared::SELECT_MESSAGE_ID_BY_WAMID, [&m.wamid], |r| Ok(r.get(0)?))?;
     if known.is_some() {
         return Ok(false);
@@ -115,7 +134,7 @@ fn record_inbound(tx: &Transaction<'_>, m: &NewInbound, content: &str, error: Op
     // The contact by wa_id and user_id, linked or merged (see `contacts`).
     let ids = ContactIds { wa_id: m.wa_id.clone(), user_id: m.user_id.clone() };
     let contact_id =
-        resolve_contact(tx, &ids, Seen::Message { profile_name: m.profile_name.as_deref() }, m.received_at)?;
+        resolve_contact(tx, views, &ids, Seen::Message { profile_name: m.profile_name.as_deref() }, m.received_at)?;
     let inserted = execute(tx, shared::INSERT_INBOUND, shared::inbound_values(m, &contact_id, content, error))? == 1;
     let mut note = tx.prepare_cached(shared::NOTE_LAST_INBOUND)?;
     for customer in shared::window_customers(m) {
@@ -123,6 +142,12 @@ fn record_inbound(tx: &Transaction<'_>, m: &NewInbound, content: &str, error: Op
     }
     if inserted {
         note_in_thread(tx, m, &contact_id)?;
+        if let Some((message, history)) = message_state(tx, m.id.as_str())? {
+            let data = views.message(&message, &history);
+            let event =
+                NewEvent { kind: EventType::MessageReceived, phone_number_id: Some(m.phone_number_id.clone()), data };
+            emit(tx, &event, Timestamp::now().as_millis())?;
+        }
     }
     Ok(inserted)
 }

@@ -5,6 +5,7 @@ use wagate_domain::id::{MediaId, new_id};
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
+use super::events::emit;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, claim_media};
 use crate::*;
@@ -20,7 +21,7 @@ impl MediaFiles for SqliteStore {
 
     async fn media_stored(&self, job: &Leased<Media>, f: &StoredMedia) -> Result<bool> {
         let params = (f.file_size, f.sha256.clone(), f.at.as_millis(), job.id.as_str().to_owned(), job.lease.clone());
-        Ok(self.execute(shared::MEDIA_STORED, params).await? == 1)
+        self.media_ended(job, shared::MEDIA_STORED, params, f.at).await
     }
 
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>> {
@@ -34,6 +35,27 @@ impl MediaFiles for SqliteStore {
             limit,
         );
         self.readers.scan(move |c| all(c, shared::SELECT_MEDIA_LIST, params, |r| shared::media(r))).await
+    }
+}
+
+impl SqliteStore {
+    /// Ends a download with `sql` (stored, or given up), and its event.
+    async fn media_ended<P>(&self, job: &Leased<Media>, sql: &'static str, params: P, at: Timestamp) -> Result<bool>
+    where
+        P: rusqlite::Params + Clone + Send + 'static,
+    {
+        let (id, views) = (job.id.as_str().to_owned(), self.views.clone());
+        self.writer
+            .write(move |tx| {
+                if execute(tx, sql, params.clone())? != 1 {
+                    return Ok(false);
+                }
+                if let Some(media) = first(tx, shared::SELECT_MEDIA, [&id], |r| shared::media(r))? {
+                    emit(tx, &shared::media_event(views.as_ref(), &media), at.as_millis())?;
+                }
+                Ok(true)
+            })
+            .await
     }
 }
 
@@ -60,7 +82,7 @@ impl LeasedQueue<Media> for SqliteStore {
 
     async fn give_up(&self, item: &Leased<Media>, error: &str, at: Timestamp) -> Result<bool> {
         let params = (error.to_owned(), at.as_millis(), item.id.as_str().to_owned(), item.lease.clone());
-        Ok(self.execute(shared::GIVE_UP_MEDIA, params).await? == 1)
+        self.media_ended(item, shared::GIVE_UP_MEDIA, params, at).await
     }
 
     /// Downloads not done yet: due, waiting for a retry, or leased. Those are the rows with an

@@ -1,6 +1,6 @@
 //! Messages of both directions and their statuses.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use rusqlite::{Transaction, params};
@@ -8,6 +8,7 @@ use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
+use super::events::{emit_message_changes, history_before};
 use super::rows::{all, execute, first};
 use crate::shared::{self, StatusColumns, json_text};
 use crate::*;
@@ -38,7 +39,8 @@ impl Messages for SqliteStore {
             return Ok(Vec::new());
         }
         let updates: Vec<StatusColumns> = updates.iter().map(StatusColumns::new).collect();
-        self.writer.write(move |tx| apply_statuses(tx, &updates, at.as_millis())).await
+        let views = self.views.clone();
+        self.writer.write(move |tx| apply_statuses(tx, views.as_ref(), &updates, at.as_millis())).await
     }
 
     async fn delete_orphan_statuses(&self, before: Timestamp, limit: u32) -> Result<u64> {
@@ -46,14 +48,16 @@ impl Messages for SqliteStore {
     }
 
     async fn record_echo(&self, echo: &NewEcho) -> Result<bool> {
-        let (m, content) = (echo.clone(), json_text(&echo.content));
+        let (m, content, views) = (echo.clone(), json_text(&echo.content), self.views.clone());
         self.writer
             .write(move |tx| {
                 let stored = execute(tx, shared::INSERT_ECHO, shared::echo_values(&m, &content))? == 1;
                 // Statuses of the echo that came before it wait under its wamid, as a send's do.
                 let adopt = params![m.id.as_str(), m.account_id.as_str(), m.wamid];
                 if stored && execute(tx, shared::ADOPT_STATUSES, adopt)? > 0 {
-                    refresh_status(tx, m.id.as_str(), m.received_at.as_millis())?;
+                    let at = m.received_at.as_millis();
+                    refresh_status(tx, m.id.as_str(), at)?;
+                    emit_message_changes(tx, views.as_ref(), m.id.as_str(), &[], at)?;
                 }
                 Ok(stored)
             })
@@ -63,18 +67,30 @@ impl Messages for SqliteStore {
 
 /// Stores each status (of repeated reports the earliest is kept: see `UPSERT_STATUS`) with its
 /// message, found by wamid, or waiting for it; then folds each message's status once, from
-/// everything the batch added.
-fn apply_statuses(tx: &Transaction<'_>, updates: &[StatusColumns], at: i64) -> Result<Vec<StatusOutcome>> {
+/// everything the batch added, and stores the events of what that changed.
+fn apply_statuses(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    updates: &[StatusColumns],
+    at: i64,
+) -> Result<Vec<StatusOutcome>> {
     let mut outcomes = Vec::with_capacity(updates.len());
     let mut touched = BTreeSet::new();
+    let mut before: HashMap<String, Vec<StatusEntry>> = HashMap::new();
     for c in updates {
         let by_wamid = [&c.wamid, &c.account_id];
         let message_id: Option<String> = first(tx, shared::SELECT_OUTBOUND_BY_WAMID, by_wamid, |r| Ok(r.get(0)?))?;
+        if let Some(id) = &message_id
+            && !before.contains_key(id)
+        {
+            before.insert(id.clone(), history_before(tx, id)?);
+        }
         let changed = execute(tx, shared::UPSERT_STATUS, shared::status_values(c, message_id.as_deref(), at))? > 0;
         outcomes.push(shared::status_outcome(changed, message_id, &mut touched));
     }
     for id in &touched {
         refresh_status(tx, id, at)?;
+        emit_message_changes(tx, views, id, before.get(id).map_or(&[][..], Vec::as_slice), at)?;
     }
     Ok(outcomes)
 }

@@ -10,6 +10,7 @@
 mod accounts;
 mod api_keys;
 mod contacts;
+mod events;
 mod inbound;
 mod media;
 mod messages;
@@ -32,14 +33,15 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     cipher: Cipher,
+    views: Arc<dyn EventViews>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, readable by this user only,
     /// migrates it, and seals its secrets with `cipher`: those stored in clear are sealed, those
     /// a previous key of the cipher sealed are re-sealed, and a secret no key of the cipher opens
-    /// is an error.
-    pub async fn open(path: &Path, cipher: Cipher) -> Result<Self> {
+    /// is an error. Its events show resources as `views` does.
+    pub async fn open(path: &Path, cipher: Cipher, views: Arc<dyn EventViews>) -> Result<Self> {
         let file = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
             make_private(&file)?;
@@ -49,7 +51,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StorageError::Setup(format!("opening {} failed: {e}", path.display())))??;
-        let store = Self { writer: Writer::start(conn)?, readers: Readers::new(path), cipher };
+        let store = Self { writer: Writer::start(conn)?, readers: Readers::new(path), cipher, views };
         store.seal_stored_secrets().await?;
         Ok(store)
     }
@@ -179,7 +181,7 @@ mod tests {
         let dir = db.dir().join("made-here");
         let path = dir.join("wagate.db");
         let beside = |suffix: &str| dir.join(format!("wagate.db{suffix}"));
-        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
+        let store = SqliteStore::open(&path, db.cipher(), Arc::new(PlainViews)).await.unwrap();
         assert_eq!(store.outbox().pending().await.unwrap(), 0);
         assert_eq!(mode(&dir), 0o700);
         for file in [path.clone(), beside("-wal"), beside("-shm")] {
@@ -188,7 +190,7 @@ mod tests {
         store.close().await;
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
+        let store = SqliteStore::open(&path, db.cipher(), Arc::new(PlainViews)).await.unwrap();
         assert_eq!(store.outbox().pending().await.unwrap(), 0);
         for file in [path.clone(), beside("-wal"), beside("-shm")] {
             assert_eq!(mode(&file), 0o600, "{}", file.display());
@@ -200,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_store_refuses_work() {
         let db = crate::testing::TestDatabase::sqlite();
-        let store = SqliteStore::open(&db.dir().join("wagate.db"), db.cipher()).await.unwrap();
+        let store = SqliteStore::open(&db.dir().join("wagate.db"), db.cipher(), Arc::new(PlainViews)).await.unwrap();
         store.close().await;
         assert!(matches!(store.ping().await, Err(StorageError::Closed)));
         assert!(matches!(store.outbox().pending().await, Err(StorageError::Closed)));
@@ -235,7 +237,7 @@ mod tests {
         )
         .unwrap();
 
-        let store = SqliteStore::open(&path, db.cipher()).await.unwrap();
+        let store = SqliteStore::open(&path, db.cipher(), Arc::new(PlainViews)).await.unwrap();
         let read = |sql: &'static str| {
             store.readers.read(|c| rows::all(c, sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))).unwrap()
         };

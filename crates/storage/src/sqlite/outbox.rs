@@ -9,6 +9,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
+use super::events::{emit_message_changes, history_before};
 use super::messages::refresh_status;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, HeadScan, PreparedSend, error_text, initial_status, json_text, message_cols, ts};
@@ -64,15 +65,16 @@ impl Outbox for SqliteStore {
 
     async fn expire_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<MessageId>> {
         let error = error_text(&MessageError::gateway(
-            "expired",
+            shared::EXPIRED,
             "not sent before its expires_at; failed rather than sent late",
         ));
+        let views = self.views.clone();
         self.writer
             .write(move |tx| {
                 let expired: Vec<String> =
                     all(tx, shared::EXPIRE_OUTBOX, params![now.as_millis(), limit], |r| Ok(r.get(0)?))?;
                 for id in &expired {
-                    end_unsent(tx, id, "failed", &error, now)?;
+                    end_unsent(tx, views.as_ref(), id, "failed", &error, now)?;
                 }
                 Ok(expired.into_iter().map(MessageId::from_trusted).collect())
             })
@@ -89,8 +91,10 @@ impl Outbox for SqliteStore {
         let (message_id, account_id) =
             (dispatch.message_id.as_str().to_owned(), dispatch.account_id.as_str().to_owned());
         let (wamid, response, at) = (wamid.to_owned(), json_text(response), at.as_millis());
+        let views = self.views.clone();
         self.writer
             .write(move |tx| {
+                let before = history_before(tx, &message_id)?;
                 // The first result recorded wins (see `ACCEPT_MESSAGE`).
                 let updated = execute(tx, shared::ACCEPT_MESSAGE, params![wamid, at, message_id])?;
                 execute(tx, shared::DELETE_OUTBOX_ROW, [&message_id])?;
@@ -100,6 +104,7 @@ impl Outbox for SqliteStore {
                 execute(tx, shared::INSERT_ACCEPTED_STATUS, params![account_id, message_id, wamid, at, response])?;
                 execute(tx, shared::ADOPT_STATUSES, [&message_id, &account_id, &wamid])?;
                 refresh_status(tx, &message_id, at)?;
+                emit_message_changes(tx, views.as_ref(), &message_id, &before, at)?;
                 Ok(true)
             })
             .await
@@ -116,26 +121,29 @@ impl Outbox for SqliteStore {
             (dispatch.message_id.as_str().to_owned(), dispatch.account_id.as_str().to_owned());
         let (lease, error, detail, at) =
             (dispatch.lease.clone(), error_text(error), detail.map(json_text), at.as_millis());
+        let views = self.views.clone();
         self.writer
             .write(move |tx| {
                 if execute(tx, shared::DELETE_LEASED, [&message_id, &lease])? == 0 {
                     return Ok(false);
                 }
+                let before = history_before(tx, &message_id)?;
                 execute(tx, shared::FAIL_UNACCEPTED, params![error, at, message_id])?;
                 execute(tx, shared::INSERT_FAILED_STATUS, params![account_id, message_id, at, error, detail])?;
+                emit_message_changes(tx, views.as_ref(), &message_id, &before, at)?;
                 Ok(true)
             })
             .await
     }
 
     async fn cancel_unclaimed(&self, id: &MessageId, reason: &MessageError, at: Timestamp) -> Result<bool> {
-        let (id, reason) = (id.as_str().to_owned(), error_text(reason));
+        let (id, reason, views) = (id.as_str().to_owned(), error_text(reason), self.views.clone());
         self.writer
             .write(move |tx| {
                 if execute(tx, shared::DELETE_UNCLAIMED, params![id, at.as_millis()])? == 0 {
                     return Ok(false);
                 }
-                end_unsent(tx, &id, "canceled", &reason, at)?;
+                end_unsent(tx, views.as_ref(), &id, "canceled", &reason, at)?;
                 Ok(true)
             })
             .await
@@ -219,11 +227,19 @@ impl SqliteStore {
 }
 
 /// Ends a message that never reached Meta (expired, canceled) with `status` and its history row.
-fn end_unsent(tx: &Transaction<'_>, id: &str, status: &str, error: &str, at: Timestamp) -> Result<()> {
+fn end_unsent(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    id: &str,
+    status: &str,
+    error: &str,
+    at: Timestamp,
+) -> Result<()> {
     let at = at.as_millis();
+    let before = history_before(tx, id)?;
     execute(tx, shared::SET_STATUS, params![status, error, at, id])?;
     execute(tx, shared::INSERT_UNSENT_STATUS, params![status, at, error, id])?;
-    Ok(())
+    emit_message_changes(tx, views, id, &before, at)
 }
 
 /// The heads of one number's queues, or of every number's (see `HeadScan`).

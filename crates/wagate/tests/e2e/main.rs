@@ -7,6 +7,7 @@ mod client_libraries;
 mod configuration;
 mod contacts;
 mod crash;
+mod events;
 mod flow;
 mod fuzz;
 mod graph_surface;

@@ -23,7 +23,7 @@ async fn operations_endpoints_answer(backend: Backend) {
     assert_eq!(
         ready,
         json!({"status": "ready", "database": true, "dispatcher": true, "inbound_processor": true, "media_downloader": true,
-            "janitor": true})
+            "janitor": true, "event_deliverer": true})
     );
 
     // A send shows in the metrics; no customer's number does.
@@ -72,6 +72,14 @@ async fn operations_endpoints_answer(backend: Backend) {
         ("/v1/conversations/{id}", &["get"]),
         ("/v1/conversations/{id}/messages", &["get"]),
         ("/v1/conversations/{id}/read", &["post"]),
+        ("/v1/events", &["get"]),
+        ("/v1/events/stream", &["get"]),
+        ("/v1/webhook-endpoints", &["get", "post"]),
+        ("/v1/webhook-endpoints/{id}", &["get", "patch", "delete"]),
+        ("/v1/webhook-endpoints/{id}/rotate-secret", &["post"]),
+        ("/v1/webhook-endpoints/{id}/attempts", &["get"]),
+        ("/v1/webhook-endpoints/{id}/replay", &["post"]),
+        ("/v1/webhook-endpoints/{id}/test", &["post"]),
     ] {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path} missing from /openapi.json");

@@ -1,0 +1,324 @@
+//! Events to the business's endpoints. Fan-out turns newly stored events into a delivery per
+//! endpoint that wants them; the deliverer claims each endpoint's due deliveries (up to its
+//! concurrency, so a slow endpoint holds back no other), posts them signed as Standard Webhooks
+//! asks, and records each attempt: a 2xx completes the delivery, `410 Gone` disables the
+//! endpoint, anything else is retried on the schedule in the domain, honouring `Retry-After`.
+//! An endpoint failing for longer than `[events] disable_after_hours` is disabled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wagate_domain::event::{RETRY_SCHEDULE, retry_delay, secret_key, sign};
+use wagate_domain::time::Timestamp;
+use wagate_storage::{Attempt, EventDelivery, Leased, WebhookEndpoint};
+
+use crate::outbound::{AddressRefused, OutboundClient};
+use crate::state::{AppState, Worker};
+
+/// Events fanned out per transaction.
+const FAN_OUT_BATCH: u32 = 1000;
+/// The first KiB of an endpoint's answer is kept in the attempt log.
+const RESPONSE_KEPT: usize = 1024;
+/// How often the endpoints' settings are read again.
+const ENDPOINTS_REFRESH: Duration = Duration::from_secs(1);
+/// Headers wagate sets itself, which an endpoint's own headers may not replace.
+const RESERVED_HEADERS: [&str; 6] =
+    ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"];
+
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    let fan_out = tokio::spawn(fan_out(state.clone(), cancel.clone()));
+    deliver(state, cancel).await;
+    let _ = fan_out.await;
+    tracing::info!("event deliverer stopped");
+}
+
+/// Turns new events into deliveries, as soon as they are found.
+async fn fan_out(state: AppState, cancel: CancellationToken) {
+    let poll = Duration::from_millis(state.config.events.poll_interval_ms);
+    loop {
+        let wait = match state.store.fan_out_events(FAN_OUT_BATCH, Timestamp::now()).await {
+            Ok(0) => poll,
+            Ok(n) => {
+                state.signals.events_found();
+                if n as u32 == FAN_OUT_BATCH { Duration::ZERO } else { poll }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fanning out events failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// What became of one attempt.
+struct Outcome {
+    attempt: Attempt,
+    /// The endpoint answered `410 Gone`: it wants no more.
+    gone: bool,
+    /// How long the endpoint asked to be left alone (`Retry-After`).
+    retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    fn delivered(&self) -> bool {
+        self.attempt.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+async fn deliver(state: AppState, cancel: CancellationToken) {
+    let settings = state.config.events.clone();
+    let client = match client(&state) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the event deliverer cannot build its HTTP client");
+            return;
+        }
+    };
+    // Long enough to answer and record; a holder that died leaves its deliveries to others then.
+    let lease = settings.timeout() * 2 + Duration::from_secs(5);
+    let (done_tx, mut done) = mpsc::unbounded_channel::<(Leased<EventDelivery>, Outcome)>();
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    let mut endpoints: HashMap<String, Arc<WebhookEndpoint>> = HashMap::new();
+    let mut read_at: Option<Instant> = None;
+    let poll = Duration::from_millis(settings.poll_interval_ms).max(Duration::from_millis(250));
+    loop {
+        state.health.beat(Worker::Events);
+        if read_at.is_none_or(|at| at.elapsed() >= ENDPOINTS_REFRESH) {
+            match state.store.list_endpoints().await {
+                Ok(list) => {
+                    endpoints = list.into_iter().filter(|e| e.enabled).map(|e| (e.id.clone(), Arc::new(e))).collect();
+                    read_at = Some(Instant::now());
+                }
+                Err(e) => tracing::error!(error = %e, "reading the webhook endpoints failed"),
+            }
+        }
+        for endpoint in endpoints.values() {
+            let busy = in_flight.get(&endpoint.id).copied().unwrap_or(0);
+            let free = settings.endpoint_concurrency.saturating_sub(busy);
+            if free == 0 {
+                continue;
+            }
+            let now = Timestamp::now();
+            let claimed =
+                match state.store.claim_event_deliveries(&endpoint.id, now, now.plus(lease), free as u32).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(endpoint = %endpoint.id, error = %e, "claiming event deliveries failed");
+                        continue;
+                    }
+                };
+            if claimed.is_empty() {
+                continue;
+            }
+            // Signed with the endpoint as it is now: a secret rotated before these events were
+            // made already signs them.
+            let endpoint = match state.store.get_endpoint(&endpoint.id).await {
+                Ok(Some(fresh)) => Arc::new(fresh),
+                Ok(None) => endpoint.clone(),
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint.id, error = %e, "rereading a webhook endpoint failed");
+                    endpoint.clone()
+                }
+            };
+            *in_flight.entry(endpoint.id.clone()).or_default() += claimed.len();
+            for delivery in claimed {
+                let (client, endpoint, done) = (client.clone(), endpoint.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let outcome = post(&client, &endpoint, &delivery).await;
+                    let _ = done.send((delivery, outcome));
+                });
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(first) = done.recv() => {
+                let mut finished = vec![first];
+                while let Ok(more) = done.try_recv() {
+                    finished.push(more);
+                }
+                for (d, _) in &finished {
+                    if let Some(n) = in_flight.get_mut(&d.endpoint_id) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                record(&state, &endpoints, finished).await;
+            }
+            _ = state.signals.next_event_deliveries_queued() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    // Deliveries in flight finish within their timeout, or are claimed again after restart.
+    drop(done_tx);
+    let deadline = tokio::time::Instant::now() + settings.timeout() + Duration::from_secs(1);
+    let mut finished = Vec::new();
+    while in_flight.values().sum::<usize>() > 0 {
+        match tokio::time::timeout_at(deadline, done.recv()).await {
+            Ok(Some(result)) => {
+                if let Some(n) = in_flight.get_mut(&result.0.endpoint_id) {
+                    *n = n.saturating_sub(1);
+                }
+                finished.push(result);
+            }
+            _ => break,
+        }
+    }
+    record(&state, &endpoints, finished).await;
+}
+
+fn client(state: &AppState) -> reqwest::Result<OutboundClient> {
+    let settings = &state.config.events;
+    let builder = reqwest::Client::builder()
+        .timeout(settings.timeout())
+        .pool_max_idle_per_host(settings.endpoint_concurrency)
+        .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")));
+    OutboundClient::new(builder, Some(Arc::new(state.config.network.policy())))
+}
+
+/// Posts one event to its endpoint.
+async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, d: &Leased<EventDelivery>) -> Outcome {
+    let now = Timestamp::now();
+    let started = Instant::now();
+    let failed = |error: String| Outcome {
+        attempt: Attempt {
+            at: now,
+            status: None,
+            latency_ms: started.elapsed().as_millis() as i64,
+            response: None,
+            error: Some(error),
+        },
+        gone: false,
+        retry_after: None,
+    };
+    let event = &d.event;
+    let body = serde_json::json!({ "type": event.kind, "timestamp": event.created_at, "data": event.data });
+    let body = serde_json::to_vec(&body).expect("JSON values serialise");
+    let timestamp = now.as_millis() / 1000;
+    let signatures: Vec<String> = endpoint
+        .signing_secrets(now)
+        .into_iter()
+        .filter_map(|s| secret_key(s.expose()))
+        .map(|key| sign(&key, &event.id, timestamp, &body))
+        .collect();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &endpoint.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.expose()))
+            && !RESERVED_HEADERS.contains(&name.as_str())
+        {
+            headers.insert(name, value);
+        }
+    }
+    let request = match client.request(Method::POST, &endpoint.url) {
+        Ok(r) => r,
+        Err(refused) => return failed(refused.to_string()),
+    };
+    let sent = request
+        .headers(headers)
+        .header("content-type", "application/json")
+        .header("webhook-id", event.id.as_str())
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures.join(" "))
+        .body(body)
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let why = match AddressRefused::of(&e) {
+                Some(refused) => refused.to_string(),
+                None if e.is_timeout() => "the endpoint did not answer within [events] timeout_ms".to_owned(),
+                None => format!("cannot reach the endpoint: {e}"),
+            };
+            return failed(why);
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_KEPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_KEPT - kept.len())]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&kept).replace('\0', "\u{FFFD}");
+    let error = (!(200..300).contains(&status)).then(|| format!("the endpoint answered {status}"));
+    Outcome {
+        attempt: Attempt {
+            at: now,
+            status: Some(status),
+            latency_ms: started.elapsed().as_millis() as i64,
+            response: (!text.is_empty()).then_some(text),
+            error,
+        },
+        gone: status == 410,
+        retry_after,
+    }
+}
+
+/// Records finished attempts: the successes in one transaction, each failure with its retry,
+/// its give-up, or its endpoint disabled.
+async fn record(
+    state: &AppState,
+    endpoints: &HashMap<String, Arc<WebhookEndpoint>>,
+    finished: Vec<(Leased<EventDelivery>, Outcome)>,
+) {
+    let (delivered, failed): (Vec<_>, Vec<_>) = finished.into_iter().partition(|(_, o)| o.delivered());
+    let done: Vec<(&Leased<EventDelivery>, Attempt)> = delivered.iter().map(|(d, o)| (d, o.attempt.clone())).collect();
+    if let Err(e) = state.store.complete_event_deliveries(&done).await {
+        tracing::error!(error = %e, count = done.len(), "recording delivered events failed; they will be sent again");
+    }
+    let disable_after = state.config.events.disable_after();
+    for (d, outcome) in failed {
+        let now = Timestamp::now();
+        let attempts = u32::try_from(d.attempts).unwrap_or(u32::MAX);
+        let failing_long = endpoints
+            .get(&d.endpoint_id)
+            .and_then(|e| e.failing_since)
+            .is_some_and(|since| now.as_millis() - since.as_millis() >= disable_after.as_millis() as i64);
+        let random = getrandom::u32().unwrap_or(u32::MAX / 2);
+        let next = retry_delay(attempts, random, outcome.retry_after);
+        let queue = state.store.event_deliveries();
+        let saved = match next {
+            Some(delay) if !outcome.gone => queue.retry(&d, now.plus(delay), &outcome.attempt, now).await,
+            _ => queue.give_up(&d, &outcome.attempt, now).await,
+        };
+        if let Err(e) = saved {
+            tracing::error!(delivery = d.id, error = %e, "recording a failed event delivery failed; the lease will lapse");
+        }
+        let reason = if outcome.gone {
+            Some("the endpoint answered 410 Gone".to_owned())
+        } else if failing_long {
+            Some(format!("every delivery failed for {} hours", disable_after.as_secs() / 3600))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            match state.store.disable_endpoint(&d.endpoint_id, &reason, now).await {
+                Ok(true) => tracing::warn!(endpoint = %d.endpoint_id, %reason, "webhook endpoint disabled"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(endpoint = %d.endpoint_id, error = %e, "disabling a webhook endpoint failed"),
+            }
+        } else if next.is_none() {
+            tracing::warn!(
+                endpoint = %d.endpoint_id,
+                event = %d.event.id,
+                attempts = RETRY_SCHEDULE.len() + 1,
+                "an event delivery failed for good"
+            );
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Events, webhook endpoints and their deliveries (a leased queue claimed per endpoint), and
+//! the helpers the other aggregates' transactions call to store the events of their changes.
+//!
+//! Events are read in `seq` order by fan-out, by consumers catching up and by the live stream,
+//! each from the last `seq` it saw. Sequence values are drawn at insert but become visible at
+//! commit, so a transaction that drew a smaller `seq` could commit after a reader moved past a
+//! greater one and never be seen. So every transaction stores its events last, under one
+//! transaction-long advisory lock: events commit in `seq` order. Nothing else is locked after
+//! it, so it cannot take part in a deadlock.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use wagate_domain::event::EventType;
+use wagate_domain::id::new_id;
+use wagate_domain::time::Timestamp;
+
+use super::{PgStore, Tx, all, execute, first, value};
+use crate::shared::{self, ClaimedRow, Columns, EndpointColumns, claim_event_deliveries, json_text};
+use crate::*;
+
+/// Instances skip each other's rows instead of waiting on them.
+const CLAIM_EVENT_DELIVERIES: &str = claim_event_deliveries!(" FOR UPDATE SKIP LOCKED");
+
+/// The advisory lock (in the two-key space, apart from the wamid and migration locks) under
+/// which events are stored.
+const EVENTS_LOCK: (i32, i32) = (0x7761, 0x6576);
+
+/// Stores events in `tx`, last in it (see the module's comment).
+pub(super) async fn emit_all(tx: &mut Tx, events: &[NewEvent], at: Timestamp) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(EVENTS_LOCK.0)
+        .bind(EVENTS_LOCK.1)
+        .execute(&mut **tx)
+        .await?;
+    for e in events {
+        let values = (new_id("evt"), e.kind.as_str(), e.phone_number_id.as_deref(), json_text(&e.data), at.as_millis());
+        execute(&mut **tx, shared::INSERT_EVENT, values).await?;
+    }
+    Ok(())
+}
+
+/// A message and its history as they are in `tx`.
+pub(super) async fn message_state(tx: &mut Tx, id: &str) -> Result<Option<(Message, Vec<StatusEntry>)>> {
+    let Some(message) = first(&mut **tx, shared::SELECT_MESSAGE, (id,), shared::message).await? else {
+        return Ok(None);
+    };
+    let history = shared::history(all(&mut **tx, shared::SELECT_HISTORY, (id,), shared::status_row).await?)?;
+    Ok(Some((message, history)))
+}
+
+/// A message's history before a change, for [`message_changes`] after it.
+pub(super) async fn history_before(tx: &mut Tx, id: &str) -> Result<Vec<StatusEntry>> {
+    Ok(message_state(tx, id).await?.map(|(_, history)| history).unwrap_or_default())
+}
+
+/// The events of what changed in a message since its history was `before`, to store with
+/// [`emit_all`].
+pub(super) async fn message_changes(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    id: &str,
+    before: &[StatusEntry],
+) -> Result<Vec<NewEvent>> {
+    let Some((message, after)) = message_state(tx, id).await? else { return Ok(Vec::new()) };
+    let kinds = shared::message_changes(before, &message, &after);
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = views.message(&message, &after);
+    let number = Some(message.phone_number_id.clone());
+    Ok(kinds.into_iter().map(|kind| NewEvent { kind, phone_number_id: number.clone(), data: data.clone() }).collect())
+}
+
+#[async_trait]
+impl Events for PgStore {
+    async fn list_events(&self, filter: &EventFilter, limit: u32) -> Result<Vec<Event>> {
+        let number = filter.phone_number_id.as_deref();
+        let page = shared::event_page(limit);
+        let (mut order, mut out) = (filter.order, Vec::new());
+        loop {
+            let events = match order {
+                EventOrder::Newest { before } => {
+                    all(&self.pool, shared::SELECT_EVENTS_NEWEST, (number, before, page), shared::event).await?
+                }
+                EventOrder::After(after) => {
+                    all(&self.pool, shared::SELECT_EVENTS_AFTER, (number, after, page), shared::event).await?
+                }
+            };
+            let Some(next) = shared::next_page(filter, order, page, events, &mut out, limit) else { break };
+            order = next;
+        }
+        Ok(out)
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        first(&self.pool, shared::SELECT_EVENT, (id,), shared::event).await
+    }
+
+    async fn fan_out_events(&self, limit: u32, at: Timestamp) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        // The cursor row's lock makes instances fan out one at a time.
+        let through: i64 = value(&mut *tx, FANOUT_CURSOR_FOR_UPDATE, ()).await?;
+        let events =
+            all(&mut *tx, shared::SELECT_EVENT_ROUTES_AFTER, (through, i64::from(limit)), shared::event_route).await?;
+        let Some(last) = events.last().map(|e| e.0) else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        let routes = all(&mut *tx, shared::SELECT_ROUTES, (), shared::route).await?;
+        let (mut endpoints, mut seqs) = (Vec::new(), Vec::new());
+        for (seq, kind, number) in &events {
+            for (endpoint, patterns, numbers) in &routes {
+                if subscribes(patterns, numbers.as_deref(), kind, number.as_deref()) {
+                    endpoints.push(endpoint.as_str());
+                    seqs.push(*seq);
+                }
+            }
+        }
+        insert_deliveries(&mut tx, &endpoints, &seqs, at).await?;
+        execute(&mut *tx, shared::SET_FANOUT_CURSOR, (last,)).await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+        let columns = EndpointColumns::new(&self.cipher, endpoint);
+        execute(&self.pool, shared::INSERT_ENDPOINT, columns.insert_values()).await?;
+        Ok(())
+    }
+
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<bool> {
+        let columns = EndpointColumns::new(&self.cipher, endpoint);
+        Ok(execute(&self.pool, shared::UPDATE_ENDPOINT, columns.update_values()).await? == 1)
+    }
+
+    async fn get_endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>> {
+        first(&self.pool, shared::SELECT_ENDPOINT, (id,), |r| shared::endpoint(&self.cipher, r)).await
+    }
+
+    async fn list_endpoints(&self) -> Result<Vec<WebhookEndpoint>> {
+        all(&self.pool, shared::SELECT_ENDPOINTS, (), |r| shared::endpoint(&self.cipher, r)).await
+    }
+
+    async fn delete_endpoint(&self, id: &str) -> Result<bool> {
+        Ok(execute(&self.pool, shared::DELETE_ENDPOINT, (id,)).await? == 1)
+    }
+
+    async fn disable_endpoint(&self, id: &str, reason: &str, at: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        if execute(&mut *tx, shared::DISABLE_ENDPOINT, (reason, at.as_millis(), id)).await? == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(endpoint) =
+            first(&mut *tx, shared::SELECT_ENDPOINT, (id,), |r| shared::endpoint(&self.cipher, r)).await?
+        {
+            let event = NewEvent {
+                kind: EventType::EndpointDisabled,
+                phone_number_id: None,
+                data: self.views.endpoint(&endpoint),
+            };
+            emit_all(&mut tx, &[event], at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_event_deliveries(
+        &self,
+        endpoint_id: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Leased<EventDelivery>>> {
+        let mut tx = self.begin().await?;
+        let claimed = claim(&mut tx, endpoint_id, now, lease_until, limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn complete_event_deliveries(&self, done: &[(&Leased<EventDelivery>, Attempt)]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (d, attempt) in done {
+            let finish = ("delivered", None::<&str>, attempt.at.as_millis(), d.id, d.lease.as_str());
+            if execute(&mut *tx, shared::FINISH_EVENT_DELIVERY, finish).await? == 1 {
+                log_attempt(&mut tx, d, attempt).await?;
+                execute(&mut *tx, shared::ENDPOINT_SUCCEEDED, (d.endpoint_id.as_str(),)).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, endpoint_id: &str, before: Option<i64>, limit: u32) -> Result<Vec<LoggedAttempt>> {
+        all(&self.pool, shared::SELECT_ATTEMPTS, (endpoint_id, before, i64::from(limit)), shared::attempt).await
+    }
+
+    async fn replay_events(&self, endpoint_id: &str, replay: &Replay, at: Timestamp) -> Result<u64> {
+        let Some(endpoint) = self.get_endpoint(endpoint_id).await? else { return Ok(0) };
+        let mut seqs = Vec::new();
+        match replay {
+            Replay::Ids(ids) => {
+                for id in ids {
+                    if let Some(seq) = first(&self.pool, shared::SELECT_EVENT_SEQ, (id.as_str(),), |r| r.get(0)).await?
+                    {
+                        seqs.push(seq);
+                    }
+                }
+            }
+            Replay::Since(since) => {
+                let mut after = 0;
+                loop {
+                    let values = (since.as_millis(), after, shared::REPLAY_PAGE);
+                    let page = all(&self.pool, shared::SELECT_EVENT_ROUTES_SINCE, values, shared::event_route).await?;
+                    let Some(last) = page.last().map(|e| e.0) else { break };
+                    seqs.extend(
+                        page.iter().filter(|(_, kind, n)| endpoint.subscribes(kind, n.as_deref())).map(|e| e.0),
+                    );
+                    after = last;
+                }
+            }
+        }
+        let mut tx = self.begin().await?;
+        let endpoints = vec![endpoint.id.as_str(); seqs.len()];
+        insert_deliveries(&mut tx, &endpoints, &seqs, at).await?;
+        tx.commit().await?;
+        Ok(seqs.len() as u64)
+    }
+
+    async fn ping_endpoint(&self, endpoint_id: &str, at: Timestamp) -> Result<Event> {
+        let data = serde_json::json!({ "endpoint_id": endpoint_id, "message": "a test event, sent on request" });
+        let (id, text) = (new_id("evt"), json_text(&data));
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(EVENTS_LOCK.0)
+            .bind(EVENTS_LOCK.1)
+            .execute(&mut *tx)
+            .await?;
+        let values = (id.as_str(), EventType::Ping.as_str(), None::<&str>, text.as_str(), at.as_millis());
+        let seq: i64 = value(&mut *tx, shared::INSERT_EVENT, values).await?;
+        execute(&mut *tx, shared::INSERT_EVENT_DELIVERY, (endpoint_id, seq, at.as_millis())).await?;
+        tx.commit().await?;
+        Ok(Event { seq, id, kind: EventType::Ping.as_str().to_owned(), phone_number_id: None, data, created_at: at })
+    }
+
+    async fn delete_old_events(&self, before: Timestamp, limit: u32) -> Result<u64> {
+        let mut removed = 0;
+        for sql in [shared::DELETE_OLD_EVENTS, shared::DELETE_OLD_EVENT_DELIVERIES, shared::DELETE_OLD_ATTEMPTS] {
+            removed += self.delete_older(sql, before, limit).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn pending_event_deliveries(&self) -> Result<Vec<(String, i64)>> {
+        all(&self.pool, shared::COUNT_PENDING_EVENT_DELIVERIES, (), |r| Ok((r.get(0)?, r.get(1)?))).await
+    }
+}
+
+/// Deliveries to every endpoint. A claim takes each endpoint's due deliveries in turn (see
+/// `Events::claim_event_deliveries`); a failed attempt is logged with its retry or give-up.
+#[async_trait]
+impl LeasedQueue<EventDelivery, Attempt> for PgStore {
+    async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Leased<EventDelivery>>> {
+        let endpoints: Vec<String> =
+            all(&self.pool, shared::SELECT_DUE_ENDPOINTS, (now.as_millis(),), |r| r.get(0)).await?;
+        let mut claimed = Vec::new();
+        for endpoint in endpoints {
+            let left = limit.saturating_sub(claimed.len() as u32);
+            if left == 0 {
+                break;
+            }
+            claimed.extend(self.claim_event_deliveries(&endpoint, now, lease_until, left).await?);
+        }
+        Ok(claimed)
+    }
+
+    async fn retry(
+        &self,
+        d: &Leased<EventDelivery>,
+        due_at: Timestamp,
+        attempt: &Attempt,
+        _: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let retry = (due_at.as_millis(), attempt.error.as_deref(), d.id, d.lease.as_str());
+        if execute(&mut *tx, shared::RETRY_EVENT_DELIVERY, retry).await? == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        failed_attempt(&mut tx, d, attempt).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn give_up(&self, d: &Leased<EventDelivery>, attempt: &Attempt, at: Timestamp) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let finish = ("failed", attempt.error.as_deref(), at.as_millis(), d.id, d.lease.as_str());
+        if execute(&mut *tx, shared::FINISH_EVENT_DELIVERY, finish).await? == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        failed_attempt(&mut tx, d, attempt).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn pending(&self) -> Result<i64> {
+        value(&self.pool, shared::COUNT_ALL_PENDING_EVENT_DELIVERIES, ()).await
+    }
+}
+
+const SELECT_EVENTS_BY_SEQ: &str =
+    "SELECT seq, id, type, phone_number_id, data, created_at FROM events WHERE seq = ANY($1)";
+const FANOUT_CURSOR_FOR_UPDATE: &str = "SELECT through_seq FROM event_fanout WHERE id = 1 FOR UPDATE";
+
+/// One delivery for each (endpoint, event seq), in one statement.
+async fn insert_deliveries(tx: &mut Tx, endpoints: &[&str], seqs: &[i64], at: Timestamp) -> Result<()> {
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO event_deliveries (endpoint_id, event_seq, available_at, attempts, state, created_at) \
+         SELECT endpoint_id, event_seq, $3, 0, 'pending', $3 FROM UNNEST($1::text[], $2::bigint[]) AS d (endpoint_id, event_seq)",
+    )
+    .bind(endpoints)
+    .bind(seqs)
+    .bind(at.as_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn log_attempt(tx: &mut Tx, d: &Leased<EventDelivery>, a: &Attempt) -> Result<()> {
+    let values = (
+        d.id,
+        d.endpoint_id.as_str(),
+        d.event.id.as_str(),
+        a.at.as_millis(),
+        a.status.map(i64::from),
+        a.latency_ms,
+        a.response.as_deref(),
+        a.error.as_deref(),
+    );
+    execute(&mut **tx, shared::INSERT_ATTEMPT, values).await?;
+    Ok(())
+}
+
+async fn failed_attempt(tx: &mut Tx, d: &Leased<EventDelivery>, a: &Attempt) -> Result<()> {
+    log_attempt(tx, d, a).await?;
+    execute(&mut **tx, shared::ENDPOINT_FAILED, (a.at.as_millis(), d.endpoint_id.as_str())).await?;
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut Tx,
+    endpoint_id: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: u32,
+) -> Result<Vec<Leased<EventDelivery>>> {
+    let lease = new_id("lease");
+    let values = (lease.as_str(), lease_until.as_millis(), endpoint_id, now.as_millis(), i64::from(limit));
+    let mut rows: Vec<ClaimedRow> = all(&mut **tx, CLAIM_EVENT_DELIVERIES, values, shared::claimed_row).await?;
+    rows.sort_by_key(|r| r.0);
+    let seqs: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    let mut events: HashMap<i64, Event> = sqlx::query(SELECT_EVENTS_BY_SEQ)
+        .bind(&seqs)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| shared::event(r).map(|e| (e.seq, e)))
+        .collect::<Result<_>>()?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for (id, endpoint_id, seq, attempts) in rows {
+        match events.remove(&seq) {
+            Some(event) => claimed.push(Leased {
+                item: EventDelivery { id, endpoint_id, event },
+                lease: lease.clone(),
+                lease_until,
+                attempts,
+            }),
+            // Removed by retention while the delivery waited (its endpoint was disabled long).
+            None => {
+                let finish = ("failed", "the event is no longer kept", now.as_millis(), id, lease.as_str());
+                execute(&mut **tx, shared::FINISH_EVENT_DELIVERY, finish).await?;
+            }
+        }
+    }
+    Ok(claimed)
+}
