@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnection;
 use wagate_domain::id::{AccountId, MessageId};
 use wagate_domain::sealed::{Cipher, SecretKey};
 use wagate_domain::secret::Secret;
+use wagate_domain::status::DeliveryStatus;
 use wagate_domain::time::Timestamp;
 
 use crate::{
@@ -185,6 +186,27 @@ pub fn phone_number(account: &Account, id: &str, is_default: bool, at: Timestamp
         messages_per_second: None,
         created_at: at,
         updated_at: at,
+    }
+}
+
+/// Meta's report that the message `wamid` of `account` reached status `s`, `at_s` seconds into
+/// the tests' epoch; a failure carries Meta's 131026.
+pub fn status_update(account: &AccountId, wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
+    StatusUpdate {
+        participant: None,
+        account_id: account.clone(),
+        wamid: wamid.into(),
+        status: s,
+        occurred_at: Timestamp::from_unix_seconds(1_800_000_000 + at_s),
+        error: (s == DeliveryStatus::Failed).then(|| wagate_domain::message::MessageError {
+            code: Some(131026),
+            title: Some("Message undeliverable".into()),
+            message: "Message undeliverable".into(),
+            details: None,
+            fbtrace_id: None,
+            reason: None,
+        }),
+        detail: serde_json::json!({"id": wamid, "status": "x"}),
     }
 }
 

@@ -78,25 +78,6 @@ async fn enqueue_to(store: &dyn Store, a: &Account, n: &PhoneNumber, due: Timest
     id
 }
 
-fn status_for(account: &AccountId, wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
-    StatusUpdate {
-        participant: None,
-        account_id: account.clone(),
-        wamid: wamid.into(),
-        status: s,
-        occurred_at: Timestamp::from_unix_seconds(1_800_000_000 + at_s),
-        error: (s == DeliveryStatus::Failed).then(|| MessageError {
-            code: Some(131026),
-            title: Some("Message undeliverable".into()),
-            message: "Message undeliverable".into(),
-            details: None,
-            fbtrace_id: None,
-            reason: None,
-        }),
-        detail: json!({"id": wamid, "status": "x"}),
-    }
-}
-
 /// A message Meta accepted as `wamid`, with a function making status updates of its account.
 async fn sent_message(
     store: &dyn Store,
@@ -107,7 +88,7 @@ async fn sent_message(
     let d = store.outbox().claim(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     assert!(store.record_accepted(&d, wamid, &json!({"messages": [{"id": wamid}]}), t(2)).await.unwrap());
     let account = a.id.clone();
-    (id, move |w: &str, s, at| status_for(&account, w, s, at))
+    (id, move |w: &str, s, at| testing::status_update(&account, w, s, at))
 }
 
 fn statuses(h: &[StatusEntry]) -> Vec<(MessageStatus, bool)> {
@@ -290,7 +271,7 @@ async fn statuses_racing_the_send_result_are_never_lost(store: Arc<dyn Store>) {
         let id = enqueue(store.as_ref(), &a, &n, t(0)).await;
         let d = store.outbox().claim(t(1), t(60_000), 1).await.unwrap().pop().unwrap();
         let wamid = format!("wamid.RACE{round}");
-        let update = status_for(&a.id, &wamid, DeliveryStatus::Delivered, 5);
+        let update = testing::status_update(&a.id, &wamid, DeliveryStatus::Delivered, 5);
         let (s1, s2) = (store.clone(), store.clone());
         let w = wamid.clone();
         let accept =
@@ -456,7 +437,7 @@ async fn replies_echoes_and_webhook_events(store: &dyn Store) {
         (echo.id.clone(), Direction::Outbound, MessageStatus::Sent, true)
     );
     // A status that comes before its echo waits and is applied when the echo is stored.
-    let early = status_for(&account_id, "wamid.ECHO2", DeliveryStatus::Delivered, 40);
+    let early = testing::status_update(&account_id, "wamid.ECHO2", DeliveryStatus::Delivered, 40);
     assert_eq!(store.apply_status(&early, t(40)).await.unwrap(), StatusOutcome::Pending);
     let echo2 = NewEcho { id: MessageId::generate(), wamid: "wamid.ECHO2".into(), ..echo.clone() };
     assert!(store.record_echo(&echo2).await.unwrap());
@@ -511,13 +492,13 @@ async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
     let d = store.outbox().claim(t(1), t(60_000), 10).await.unwrap().pop().unwrap();
     for (s, at) in [(DeliveryStatus::Delivered, 2), (DeliveryStatus::Sent, 1)] {
         assert_eq!(
-            store.apply_status(&status_for(&a.id, "wamid.E", s, at), t(2)).await.unwrap(),
+            store.apply_status(&testing::status_update(&a.id, "wamid.E", s, at), t(2)).await.unwrap(),
             StatusOutcome::Pending
         );
     }
     // Another account reporting the same wamid is kept apart and never adopted.
     let other = AccountId::generate();
-    let forged = status_for(&other, "wamid.E", DeliveryStatus::Failed, 3);
+    let forged = testing::status_update(&other, "wamid.E", DeliveryStatus::Failed, 3);
     assert_eq!(store.apply_status(&forged, t(2)).await.unwrap(), StatusOutcome::Pending);
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Sending);
     assert!(store.record_accepted(&d, "wamid.E", &json!({"messages": [{"id": "wamid.E"}]}), t(3)).await.unwrap());
@@ -527,12 +508,12 @@ async fn statuses_before_the_wamid_are_kept_and_applied(store: &dyn Store) {
 
     // The forged status never finds a message: removed once past waiting, with the ones
     // recorded later kept and the adopted ones untouched.
-    let late = status_for(&other, "wamid.F", DeliveryStatus::Delivered, 20);
+    let late = testing::status_update(&other, "wamid.F", DeliveryStatus::Delivered, 20);
     assert_eq!(store.apply_status(&late, t(20)).await.unwrap(), StatusOutcome::Pending);
     assert_eq!(store.delete_orphan_statuses(t(2), 100).await.unwrap(), 0, "recorded at t(2), not before");
     assert_eq!(store.delete_orphan_statuses(t(10), 100).await.unwrap(), 1);
     assert_eq!(store.delete_orphan_statuses(t(10), 100).await.unwrap(), 0);
-    let later = status_for(&other, "wamid.G", DeliveryStatus::Read, 21);
+    let later = testing::status_update(&other, "wamid.G", DeliveryStatus::Read, 21);
     assert_eq!(store.apply_status(&later, t(21)).await.unwrap(), StatusOutcome::Pending);
     for removed in [1, 1, 0] {
         assert_eq!(store.delete_orphan_statuses(t(30), 1).await.unwrap(), removed, "one at a time");
@@ -657,7 +638,8 @@ async fn inbound_messages_and_contacts(store: &dyn Store) {
     store.note_webhooks(&n.id, t(9)).await.unwrap();
     assert_eq!(store.get_phone_number(&n.id).await.unwrap().unwrap().webhooks_since, Some(t(5)));
     // A status for an inbound wamid is not an outbound status.
-    let outcome = store.apply_status(&status_for(&a.id, "wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
+    let outcome =
+        store.apply_status(&testing::status_update(&a.id, "wamid.IN1", DeliveryStatus::Read, 1), t(2)).await.unwrap();
     assert_eq!(outcome, StatusOutcome::Pending);
 }
 

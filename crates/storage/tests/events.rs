@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use wagate_domain::event::EventPattern;
-use wagate_domain::id::{AccountId, MessageId};
+use wagate_domain::id::MessageId;
 use wagate_domain::message::MessageError;
 use wagate_domain::secret::Secret;
 use wagate_domain::status::DeliveryStatus;
@@ -45,25 +45,6 @@ async fn event_types(store: &dyn Store) -> Vec<String> {
     store.list_events(&all_events(), 100).await.unwrap().into_iter().map(|e| e.kind).collect()
 }
 
-fn status(account: &AccountId, wamid: &str, s: DeliveryStatus, at_s: i64) -> StatusUpdate {
-    StatusUpdate {
-        participant: None,
-        account_id: account.clone(),
-        wamid: wamid.into(),
-        status: s,
-        occurred_at: Timestamp::from_unix_seconds(1_800_000_000 + at_s),
-        error: (s == DeliveryStatus::Failed).then(|| MessageError {
-            code: Some(131026),
-            title: Some("Message undeliverable".into()),
-            message: "Message undeliverable".into(),
-            details: None,
-            fbtrace_id: None,
-            reason: None,
-        }),
-        detail: json!({"id": wamid}),
-    }
-}
-
 /// A message queued to `recipient` and claimed.
 async fn claimed(f: &Fixture, recipient: &str) -> (MessageId, Leased<Dispatch>) {
     let m = testing::send_now(&f.number, recipient, "text", json!({"body": "hi"}));
@@ -78,7 +59,7 @@ async fn each_status_makes_one_event(f: Fixture) {
     let (id, d) = claimed(&f, "+15550100001").await;
     assert!(event_types(store).await.is_empty(), "queued and sending make no event");
     assert!(store.record_accepted(&d, "wamid.A", &json!({"messages": [{"id": "wamid.A"}]}), t(2)).await.unwrap());
-    let s = |st, at| status(&f.account.id, "wamid.A", st, at);
+    let s = |st, at| testing::status_update(&f.account.id, "wamid.A", st, at);
     store.apply_statuses(&[s(DeliveryStatus::Sent, 3)], t(3)).await.unwrap();
     // Read before delivered (Meta skips it): both, once; then repeats and the late delivered: none.
     store.apply_statuses(&[s(DeliveryStatus::Read, 5), s(DeliveryStatus::Read, 5)], t(5)).await.unwrap();
@@ -305,7 +286,7 @@ async fn endpoints_get_what_they_subscribe_to(f: Fixture) {
 
     let (_, d) = claimed(&f, "+15550100009").await;
     store.record_accepted(&d, "wamid.F", &json!({}), t(2)).await.unwrap();
-    let read = status(&f.account.id, "wamid.F", DeliveryStatus::Read, 3);
+    let read = testing::status_update(&f.account.id, "wamid.F", DeliveryStatus::Read, 3);
     store.apply_statuses(&[read], t(3)).await.unwrap();
     // accepted, delivered (implied) and read: all three to `*`, read alone to `message.read`.
     assert_eq!(store.fan_out_events(1000, t(4)).await.unwrap(), 3);

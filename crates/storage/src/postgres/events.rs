@@ -338,17 +338,7 @@ async fn insert_deliveries(tx: &mut Tx, endpoints: &[&str], seqs: &[i64], at: Ti
 }
 
 async fn log_attempt(tx: &mut Tx, d: &Leased<EventDelivery>, a: &Attempt) -> Result<()> {
-    let values = (
-        d.id,
-        d.endpoint_id.as_str(),
-        d.event.id.as_str(),
-        a.at.as_millis(),
-        a.status.map(i64::from),
-        a.latency_ms,
-        a.response.as_deref(),
-        a.error.as_deref(),
-    );
-    execute(&mut **tx, shared::INSERT_ATTEMPT, values).await?;
+    execute(&mut **tx, shared::INSERT_ATTEMPT, shared::attempt_values(d, a)).await?;
     Ok(())
 }
 
@@ -367,31 +357,19 @@ async fn claim(
 ) -> Result<Vec<Leased<EventDelivery>>> {
     let lease = new_id("lease");
     let values = (lease.as_str(), lease_until.as_millis(), endpoint_id, now.as_millis(), i64::from(limit));
-    let mut rows: Vec<ClaimedRow> = all(&mut **tx, CLAIM_EVENT_DELIVERIES, values, shared::claimed_row).await?;
-    rows.sort_by_key(|r| r.0);
+    let rows: Vec<ClaimedRow> = all(&mut **tx, CLAIM_EVENT_DELIVERIES, values, shared::claimed_row).await?;
     let seqs: Vec<i64> = rows.iter().map(|r| r.2).collect();
-    let mut events: HashMap<i64, Event> = sqlx::query(SELECT_EVENTS_BY_SEQ)
+    let events: HashMap<i64, Event> = sqlx::query(SELECT_EVENTS_BY_SEQ)
         .bind(&seqs)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|r| shared::event(r).map(|e| (e.seq, e)))
         .collect::<Result<_>>()?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for (id, endpoint_id, seq, attempts) in rows {
-        match events.remove(&seq) {
-            Some(event) => claimed.push(Leased {
-                item: EventDelivery { id, endpoint_id, event },
-                lease: lease.clone(),
-                lease_until,
-                attempts,
-            }),
-            // Removed by retention while the delivery waited (its endpoint was disabled long).
-            None => {
-                let finish = ("failed", "the event is no longer kept", now.as_millis(), id, lease.as_str());
-                execute(&mut **tx, shared::FINISH_EVENT_DELIVERY, finish).await?;
-            }
-        }
+    let (claimed, gone) = shared::with_events(rows, events, &lease, lease_until);
+    for id in gone {
+        let finish = ("failed", shared::EVENT_GONE, now.as_millis(), id, lease.as_str());
+        execute(&mut **tx, shared::FINISH_EVENT_DELIVERY, finish).await?;
     }
     Ok(claimed)
 }

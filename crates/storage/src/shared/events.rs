@@ -189,6 +189,48 @@ pub(crate) fn claimed_row(r: &impl Columns) -> Result<ClaimedRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
 }
 
+/// The claimed deliveries with their events, in id order, and the ids of those whose event is
+/// gone: removed by retention while the delivery waited (its endpoint disabled long), they are
+/// failed rather than sent empty.
+pub(crate) fn with_events(
+    mut rows: Vec<ClaimedRow>,
+    mut events: std::collections::HashMap<i64, Event>,
+    lease: &str,
+    lease_until: Timestamp,
+) -> (Vec<Leased<EventDelivery>>, Vec<i64>) {
+    rows.sort_by_key(|r| r.0);
+    let (mut claimed, mut gone) = (Vec::with_capacity(rows.len()), Vec::new());
+    for (id, endpoint_id, seq, attempts) in rows {
+        match events.remove(&seq) {
+            Some(event) => claimed.push(Leased {
+                item: EventDelivery { id, endpoint_id, event },
+                lease: lease.to_owned(),
+                lease_until,
+                attempts,
+            }),
+            None => gone.push(id),
+        }
+    }
+    (claimed, gone)
+}
+
+/// Why a delivery whose event is gone failed.
+pub(crate) const EVENT_GONE: &str = "the event is no longer kept";
+
+/// [`INSERT_ATTEMPT`]'s values: an attempt at delivery `d`.
+pub(crate) fn attempt_values<'a>(d: &'a Leased<EventDelivery>, a: &'a Attempt) -> impl Values<'a> + 'a {
+    (
+        d.id,
+        d.endpoint_id.as_str(),
+        d.event.id.as_str(),
+        a.at.as_millis(),
+        a.status.map(i64::from),
+        a.latency_ms,
+        a.response.as_deref(),
+        a.error.as_deref(),
+    )
+}
+
 pub(crate) fn attempt(r: &impl Columns) -> Result<LoggedAttempt> {
     Ok(LoggedAttempt {
         id: r.get(0)?,

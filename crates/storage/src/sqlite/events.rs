@@ -1,6 +1,8 @@
 //! Events, webhook endpoints and their deliveries (a leased queue claimed per endpoint), and
 //! the helpers the other aggregates' writes call to store the events of their changes.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, params};
 use wagate_domain::event::EventType;
@@ -252,17 +254,7 @@ impl LeasedQueue<EventDelivery, Attempt> for SqliteStore {
 }
 
 fn log_attempt(tx: &Transaction<'_>, d: &Leased<EventDelivery>, a: &Attempt) -> Result<()> {
-    let values = (
-        d.id,
-        d.endpoint_id.as_str(),
-        d.event.id.as_str(),
-        a.at.as_millis(),
-        a.status.map(i64::from),
-        a.latency_ms,
-        a.response.as_deref(),
-        a.error.as_deref(),
-    );
-    execute(tx, shared::INSERT_ATTEMPT, values)?;
+    execute(tx, shared::INSERT_ATTEMPT, shared::attempt_values(d, a))?;
     Ok(())
 }
 
@@ -281,23 +273,17 @@ fn claim(
 ) -> Result<Vec<Leased<EventDelivery>>> {
     let lease = new_id("lease");
     let params = params![lease, lease_until.as_millis(), endpoint_id, now.as_millis(), limit];
-    let mut rows: Vec<ClaimedRow> = all(tx, CLAIM_EVENT_DELIVERIES, params, |r| shared::claimed_row(r))?;
-    rows.sort_by_key(|r| r.0);
-    let mut claimed = Vec::with_capacity(rows.len());
-    for (id, endpoint_id, seq, attempts) in rows {
-        match first(tx, shared::SELECT_EVENT_BY_SEQ, [seq], |r| shared::event(r))? {
-            Some(event) => claimed.push(Leased {
-                item: EventDelivery { id, endpoint_id, event },
-                lease: lease.clone(),
-                lease_until,
-                attempts,
-            }),
-            // Removed by retention while the delivery waited (its endpoint was disabled long).
-            None => {
-                let finish = params!["failed", "the event is no longer kept", now.as_millis(), id, lease];
-                execute(tx, shared::FINISH_EVENT_DELIVERY, finish)?;
-            }
+    let rows: Vec<ClaimedRow> = all(tx, CLAIM_EVENT_DELIVERIES, params, |r| shared::claimed_row(r))?;
+    let mut events = HashMap::with_capacity(rows.len());
+    for (_, _, seq, _) in &rows {
+        if let Some(event) = first(tx, shared::SELECT_EVENT_BY_SEQ, [seq], |r| shared::event(r))? {
+            events.insert(*seq, event);
         }
+    }
+    let (claimed, gone) = shared::with_events(rows, events, &lease, lease_until);
+    for id in gone {
+        let finish = params!["failed", shared::EVENT_GONE, now.as_millis(), id, lease];
+        execute(tx, shared::FINISH_EVENT_DELIVERY, finish)?;
     }
     Ok(claimed)
 }

@@ -19,22 +19,7 @@ const APP_SECRET: &str = "crash-test-app-secret";
 
 /// `wagate serve` on this database with leases short enough for a test.
 async fn serve(db: &TestDatabase, config: &std::path::Path) -> Process {
-    let data_dir = db.data_dir();
-    Process::start(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--database-url",
-            db.url(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[("WAGATE_BOOTSTRAP_API_KEY", KEY), ("WAGATE_SANDBOX_APP_SECRET", APP_SECRET)],
-    )
-    .await
+    serve_binary(db, config, &[("WAGATE_BOOTSTRAP_API_KEY", KEY), ("WAGATE_SANDBOX_APP_SECRET", APP_SECRET)]).await
 }
 
 /// What the sandbox accepted, by recipient.

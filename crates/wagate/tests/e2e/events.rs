@@ -387,19 +387,7 @@ async fn the_stream_resumes_without_a_miss(backend: Backend) {
 async fn serve(db: &wagate_storage::testing::TestDatabase, key: &str) -> Process {
     let config = db.dir().join("events.toml");
     std::fs::write(&config, "[events]\ntimeout_ms = 2000\n[network]\nallow_private = [\"127.0.0.0/8\"]\n").unwrap();
-    let data_dir = db.data_dir();
-    let args = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        "--database-url",
-        db.url(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    Process::start(&args, &[("WAGATE_BOOTSTRAP_API_KEY", key)]).await
+    serve_binary(db, &config, &[("WAGATE_BOOTSTRAP_API_KEY", key)]).await
 }
 
 async fn deliveries_pending_at_a_kill_9_all_arrive(backend: Backend) {

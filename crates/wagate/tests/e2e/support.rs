@@ -500,6 +500,24 @@ pub async fn run_binary_with(args: &[&str], env: &[(&str, &str)]) -> std::proces
     tokio::time::timeout(PATIENCE, cmd.output()).await.expect("the command ends in time").unwrap()
 }
 
+/// `wagate serve` (the binary) on port 0, on the test database, with the configuration file
+/// `config` and the environment `env`.
+pub async fn serve_binary(db: &TestDatabase, config: &std::path::Path, env: &[(&str, &str)]) -> Process {
+    let data_dir = db.data_dir();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--database-url",
+        db.url(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    Process::start(&args, env).await
+}
+
 /// The test database opened as `wagate serve` opens it, with the key it uses.
 pub async fn open_store(db: &TestDatabase) -> std::sync::Arc<dyn Store> {
     wagate_server::database::open(&test_config(db, "")).await.expect("the database opens")
