@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use crate::errors::catalogue;
 use crate::graph::templates;
 use crate::ids;
+use crate::received::Received;
 use crate::seed::SeedNumber;
-use crate::state::{Business, DownloadFailure, Received, State, hello_world};
+use crate::state::{Business, DownloadFailure, State, hello_world};
 use crate::test_tool::{ControlBody, ControlError, parse};
 
 type Shared = Arc<State>;

@@ -16,6 +16,7 @@ mod graph;
 mod ids;
 mod limits;
 mod outbox;
+mod received;
 mod seed;
 mod settings;
 mod simulate;
@@ -28,9 +29,9 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use config::{SandboxConfig, StatusDelays};
+pub use received::Received;
 pub use seed::{Seed, SeedNumber};
 pub use settings::Settings;
-pub use state::Received;
 pub use webhook::{encode as encode_webhook, sign as sign_webhook};
 
 /// A running sandbox. Cheap to clone; clones share state.

@@ -14,8 +14,9 @@ use super::template_send::check_send as check_template_send;
 use super::validate;
 use crate::errors::{GraphError, status_error};
 use crate::ids;
+use crate::received::Received;
 use crate::settings::FailMode;
-use crate::state::{Received, State, unix_now};
+use crate::state::{State, unix_now};
 use crate::webhook;
 
 /// Who a send goes to, as Meta reports it back.
