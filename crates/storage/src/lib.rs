@@ -359,6 +359,8 @@ pub trait Events: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<Leased<EventDelivery>>>;
+    /// The enabled endpoints with deliveries due at `now`.
+    async fn due_endpoints(&self, now: Timestamp) -> Result<Vec<String>>;
     /// Records deliveries the receiver took (a 2xx), each with its attempt, in one transaction:
     /// the delivery done, its endpoint no longer failing. Those whose lease was lost are left.
     async fn complete_event_deliveries(&self, done: &[(&Leased<EventDelivery>, Attempt)]) -> Result<()>;

@@ -296,6 +296,11 @@ async fn endpoints_get_what_they_subscribe_to(f: Fixture) {
 
     // Claimed per endpoint, each once while leased.
     let now = t(1_000);
+    assert_eq!(
+        store.due_endpoints(now).await.unwrap().into_iter().collect::<HashSet<_>>(),
+        HashSet::from(["wep_all".to_owned(), "wep_reads".to_owned()])
+    );
+    assert!(store.due_endpoints(t(3)).await.unwrap().is_empty(), "not due before they were made");
     let claimed = store.claim_event_deliveries("wep_all", now, now.plus(MINUTE), 2).await.unwrap();
     assert_eq!(
         claimed.iter().map(|d| d.event.kind.as_str()).collect::<Vec<_>>(),

@@ -101,7 +101,15 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                 Err(e) => tracing::error!(error = %e, "reading the webhook endpoints failed"),
             }
         }
-        for endpoint in endpoints.values() {
+        // Only endpoints with something due are claimed from: no write per endpoint when idle.
+        let due = match state.store.due_endpoints(Timestamp::now()).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "reading which endpoints have deliveries due failed");
+                Vec::new()
+            }
+        };
+        for endpoint in due.iter().filter_map(|id| endpoints.get(id)) {
             let busy = in_flight.get(&endpoint.id).copied().unwrap_or(0);
             let free = settings.endpoint_concurrency.saturating_sub(busy);
             if free == 0 {

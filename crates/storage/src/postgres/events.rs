@@ -182,6 +182,10 @@ impl Events for PgStore {
         Ok(claimed)
     }
 
+    async fn due_endpoints(&self, now: Timestamp) -> Result<Vec<String>> {
+        all(&self.pool, shared::SELECT_DUE_ENDPOINTS, (now.as_millis(),), |r| r.get(0)).await
+    }
+
     async fn complete_event_deliveries(&self, done: &[(&Leased<EventDelivery>, Attempt)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
@@ -268,8 +272,7 @@ impl Events for PgStore {
 #[async_trait]
 impl LeasedQueue<EventDelivery, Attempt> for PgStore {
     async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Leased<EventDelivery>>> {
-        let endpoints: Vec<String> =
-            all(&self.pool, shared::SELECT_DUE_ENDPOINTS, (now.as_millis(),), |r| r.get(0)).await?;
+        let endpoints = self.due_endpoints(now).await?;
         let mut claimed = Vec::new();
         for endpoint in endpoints {
             let left = limit.saturating_sub(claimed.len() as u32);

@@ -127,6 +127,10 @@ impl Events for SqliteStore {
         self.writer.write(move |tx| claim(tx, &endpoint_id, now, lease_until, limit)).await
     }
 
+    async fn due_endpoints(&self, now: Timestamp) -> Result<Vec<String>> {
+        self.readers.scan(move |c| all(c, shared::SELECT_DUE_ENDPOINTS, [now.as_millis()], |r| Ok(r.get(0)?))).await
+    }
+
     async fn complete_event_deliveries(&self, done: &[(&Leased<EventDelivery>, Attempt)]) -> Result<()> {
         if done.is_empty() {
             return Ok(());
