@@ -3,8 +3,11 @@
 //! `GET /healthz` (the ceiling of the HTTP stack), then `POST /v1/messages` (accepted sends per
 //! second and their latency), then `POST /webhooks/meta` (signed deliveries verified and stored
 //! per second, and the time to their 200), on SQLite and/or a throw-away PostgreSQL database.
+//! With `--events`, instead: sends paced at a number's top rate with every event they make posted
+//! to a receiver in this process (see `events`).
 //! A binary of its own so that `wagate` does not carry the load generator.
 
+mod events;
 mod http;
 mod load;
 mod report;
@@ -65,6 +68,13 @@ struct BenchArgs {
     /// Print one JSON object with all figures instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead of the three phases: sends paced at `--events-rate` a second for `--duration-secs`,
+    /// every event they make delivered to a receiver in this process.
+    #[arg(long)]
+    events: bool,
+    /// Sends a second in the events phase (Meta's top tier: 1,000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    events_rate: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,7 +110,26 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut reports = Vec::new();
     for backend in backends {
-        reports.push(bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))?);
+        match bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))? {
+            Outcome::Phases(report) => reports.push(*report),
+            Outcome::Events(r) => println!(
+                "{}: {} sends asked a second: {:.0}/s accepted ({} in all); events delivered {:.0}/s while they ran, \
+                 {} in all; deliveries waiting: at most {}, {} when the sends stopped; the last event arrived {:.1} s \
+                 after the sends stopped",
+                backend.name(),
+                r.rate,
+                r.sends_per_sec,
+                r.sends,
+                r.delivered_per_sec,
+                r.delivered,
+                r.max_backlog,
+                r.backlog_at_end,
+                r.caught_up_after.as_secs_f64()
+            ),
+        }
+    }
+    if reports.is_empty() {
+        return Ok(());
     }
     if args.json {
         println!("{}", to_json(&args, &reports));
@@ -110,8 +139,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a run on one backend measured: the three phases, or the events phase.
+enum Outcome {
+    Phases(Box<Report>),
+    Events(events::EventsReport),
+}
+
 /// One backend: a fresh data directory (and database), the application, the phases, clean-up.
-async fn bench_backend(backend: Backend, args: &BenchArgs) -> anyhow::Result<Report> {
+async fn bench_backend(backend: Backend, args: &BenchArgs) -> anyhow::Result<Outcome> {
     let dir = tempfile::tempdir().context("cannot create a temporary data directory")?;
     let database = match backend {
         Backend::Sqlite => None,
@@ -129,9 +164,9 @@ async fn bench_app(
     args: &BenchArgs,
     dir: &Path,
     database_url: Option<&str>,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<Outcome> {
     let api_key = new_id("bench-key");
-    let config = Config {
+    let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: dir.join("data"),
         database_url: database_url.map(str::to_owned),
@@ -140,13 +175,27 @@ async fn bench_app(
         sandbox: SandboxSettings { app_secret: Some(Secret::new(APP_SECRET.to_owned())), ..SandboxSettings::default() },
         ..Config::default()
     };
+    // The events phase's receiver listens on loopback.
+    config.network.allow_private = vec!["127.0.0.0/8".parse().expect("a CIDR")];
     let app = Application::build(config).await.context("the application did not start")?;
     let addr = app.local_addr();
     let cancel = app.shutdown_token();
     let store = app.state().store.clone();
     let server = tokio::spawn(app.run());
+    let run = async {
+        if args.events {
+            let http = reqwest::Client::new();
+            let number = first_sandbox_number(&http, &format!("http://{addr}"), &api_key).await?;
+            let duration = Duration::from_secs(args.duration_secs);
+            events::measure(addr, &api_key, &number.id, store.clone(), args.events_rate, duration)
+                .await
+                .map(Outcome::Events)
+        } else {
+            measure(backend, addr, &api_key, args, store.as_ref()).await.map(|r| Outcome::Phases(Box::new(r)))
+        }
+    };
     let measured = tokio::select! {
-        r = measure(backend, addr, &api_key, args, store.as_ref()) => r,
+        r = run => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     cancel.cancel();

@@ -402,7 +402,7 @@ impl Default for EventsSettings {
         Self {
             keep_days: 30,
             timeout_ms: 15_000,
-            endpoint_concurrency: 16,
+            endpoint_concurrency: 64,
             disable_after_hours: 5 * 24,
             poll_interval_ms: 100,
         }
