@@ -8,7 +8,7 @@ use wagate_domain::id::{AccountId, new_id};
 use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
-use super::events::{emit_all, message_state};
+use super::events::emit_all;
 use super::{PgStore, Tx, all, contacts, execute, first, value};
 use crate::shared::{self, Columns, Seen, claim_deliveries, error_text, json_text};
 use crate::*;
@@ -94,8 +94,14 @@ impl Inbound for PgStore {
         let (mut stored, mut events) = (Vec::with_capacity(messages.len()), Vec::new());
         for m in messages {
             let inserted = record_inbound(&mut tx, self.views.as_ref(), m, &mut events).await?;
-            if inserted && let Some((message, history)) = message_state(&mut tx, m.id.as_str()).await? {
-                let data = self.views.message(&message, &history);
+            // Just written: no status yet, so no history to read.
+            let written = if inserted {
+                first(&mut *tx, shared::SELECT_MESSAGE, (m.id.as_str(),), shared::message).await?
+            } else {
+                None
+            };
+            if let Some(message) = written {
+                let data = self.views.message(&message, &[]);
                 let number = Some(m.phone_number_id.clone());
                 events.push(NewEvent { kind: EventType::MessageReceived, phone_number_id: number, data });
             }

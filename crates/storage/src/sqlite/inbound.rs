@@ -9,7 +9,7 @@ use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
 use super::contacts::{note_in_thread, resolve_contact};
-use super::events::{emit, message_state};
+use super::events::emit;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, Seen, claim_deliveries, error_text, json_text};
 use crate::*;
@@ -142,8 +142,9 @@ fn record_inbound(
     }
     if inserted {
         note_in_thread(tx, m, &contact_id)?;
-        if let Some((message, history)) = message_state(tx, m.id.as_str())? {
-            let data = views.message(&message, &history);
+        // Just written: no status yet, so no history to read.
+        if let Some(message) = first(tx, shared::SELECT_MESSAGE, [m.id.as_str()], |r| shared::message(r))? {
+            let data = views.message(&message, &[]);
             let event =
                 NewEvent { kind: EventType::MessageReceived, phone_number_id: Some(m.phone_number_id.clone()), data };
             emit(tx, &event, Timestamp::now().as_millis())?;
