@@ -166,6 +166,15 @@ async fn events_arrive_signed_once_per_change(backend: Backend) {
     let read = receiver.taken().into_iter().map(|d| d.json()).find(|b| b["type"] == "message.read").unwrap();
     assert_eq!((read["data"]["id"].as_str(), read["data"]["status"].as_str()), (Some(sent.as_str()), Some("read")));
     assert!(read["data"]["wamid"].as_str().is_some_and(|w| w.starts_with("wamid.")), "{read}");
+    // The customer became a contact with their first message: one event, the contact as
+    // GET /v1/contacts/{id} shows it.
+    let (_, created) = app.get("/v1/events?type=contact.*").await;
+    let created = created["data"].as_array().unwrap().clone();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["type"], "contact.created");
+    let (_, contact) = app.get(&format!("/v1/contacts/{}", created[0]["data"]["id"].as_str().unwrap())).await;
+    assert_eq!(contact["wa_id"], customer.trim_start_matches('+'), "{contact}");
+    assert_eq!(created[0]["data"]["wa_id"], contact["wa_id"]);
     app.stop().await;
 }
 
