@@ -81,10 +81,12 @@ pub async fn measure(
             }
         }));
     }
-    let mut max_backlog = 0;
-    let mut backlog = 0;
+    // The backlog, sampled once a second while the sends run.
+    let (mut max_backlog, mut backlog) = (0, 0);
+    let mut sample =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     while started.elapsed() < duration {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        sample.tick().await;
         backlog = store.event_deliveries().pending().await?;
         max_backlog = max_backlog.max(backlog);
     }
@@ -98,9 +100,12 @@ pub async fn measure(
     // Caught up: every send done (accepted … read take the sandbox's delays), no delivery
     // waiting, and nothing new for a second.
     let ended = Instant::now();
+    let deadline = ended + Duration::from_secs(600);
     let mut last = (taken.load(Ordering::Relaxed), Instant::now());
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        poll.tick().await;
+        ensure!(Instant::now() < deadline, "events were still arriving after 10 minutes");
         let now = taken.load(Ordering::Relaxed);
         if now != last.0 {
             last = (now, Instant::now());
@@ -109,7 +114,6 @@ pub async fn measure(
         if idle && last.1.elapsed() > Duration::from_secs(2) {
             break;
         }
-        ensure!(ended.elapsed() < Duration::from_secs(600), "events were still arriving after 10 minutes");
     }
     Ok(EventsReport {
         rate,

@@ -150,6 +150,12 @@ impl EventPattern {
     }
 }
 
+/// Headers wagate sets on every delivery, which an endpoint's own headers may not name
+/// (lowercase `name`).
+pub fn is_reserved_header(name: &str) -> bool {
+    name.starts_with("webhook-") || matches!(name, "content-type" | "content-length" | "host")
+}
+
 /// A signing secret as Standard Webhooks writes it: `whsec_` and the base64 of its bytes.
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes in a new secret (Standard Webhooks asks for 24 to 64).

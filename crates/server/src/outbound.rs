@@ -98,16 +98,23 @@ impl OutboundClient {
     /// made `127.1` and `2130706433` into 127.0.0.1.
     pub fn request(&self, method: Method, url: &str) -> Result<RequestBuilder, AddressRefused> {
         if let (Some(policy), Ok(parsed)) = (&self.policy, Url::parse(url)) {
-            // An IPv6 host keeps its brackets in a URL; a name never parses as an address.
-            let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>()
-                && let Err(kind) = policy.check(ip)
-            {
-                return Err(AddressRefused { host: ip.to_string(), kind, resolved: false });
-            }
+            literal_refused(policy, &parsed)?;
         }
         Ok(self.http.request(method, url))
     }
+}
+
+/// Refuses a URL whose host is an address the policy refuses; a name passes (it is judged by
+/// what it resolves to, when connecting).
+pub fn literal_refused(policy: &AddressPolicy, url: &Url) -> Result<(), AddressRefused> {
+    // An IPv6 host keeps its brackets in a URL; a name never parses as an address.
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>()
+        && let Err(kind) = policy.check(ip)
+    {
+        return Err(AddressRefused { host: ip.to_string(), kind, resolved: false });
+    }
+    Ok(())
 }
 
 /// A loopback listener that answers every request with `answer` (raw HTTP/1.1).

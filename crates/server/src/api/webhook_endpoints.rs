@@ -280,15 +280,8 @@ async fn list_attempts(
     Path(id): Path<String>,
     page: PageRequest,
 ) -> Result<Json<List<AttemptView>>, ApiError> {
-    events::get(state.store.as_ref(), &id).await?;
-    let before = page
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| FieldError::new("cursor", "invalid_value", "is not a cursor this API gave"))
-        })
-        .transpose()?;
-    let mut attempts = state.store.list_attempts(&id, before, page.limit as u32 + 1).await?;
+    let limit = page.limit as u32 + 1;
+    let mut attempts = events::attempts(state.store.as_ref(), &id, page.cursor.as_deref(), limit).await?;
     let next_cursor = (attempts.len() > page.limit).then(|| {
         attempts.truncate(page.limit);
         attempts.last().map(|a| a.id.to_string())

@@ -104,17 +104,10 @@ fn check_name(name: &str) -> Result<String, FieldError> {
 const MAX_BASE_URL_CHARS: usize = 2048;
 
 fn check_base_url(url: &str) -> Result<String, FieldError> {
-    check_length("graph_base_url", url, 1, MAX_BASE_URL_CHARS)?;
-    let rule = |why: &str| FieldError::new("graph_base_url", "url", format!("must be an http or https URL ({why})"));
-    let parsed = reqwest::Url::parse(url).map_err(|e| rule(&e.to_string()))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(rule("the scheme is not http or https"));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(rule("there is no host"));
-    }
+    let parsed = super::http_url("graph_base_url", url, MAX_BASE_URL_CHARS)?;
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(rule("it must not have a query or fragment"));
+        let why = "must be an http or https URL (it must not have a query or fragment)";
+        return Err(FieldError::new("graph_base_url", "url", why));
     }
     Ok(url.trim_end_matches('/').to_owned())
 }

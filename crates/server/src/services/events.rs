@@ -3,7 +3,6 @@
 //! exist, headers that are headers), secrets made and rotated, deliveries replayed and tested.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use wagate_domain::event::{EventPattern, new_secret};
@@ -13,9 +12,10 @@ use wagate_domain::network::AddressPolicy;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
-use wagate_storage::{EndpointFormat, Event, EventFilter, Replay, Store, WebhookEndpoint};
+use wagate_storage::{EndpointFormat, Event, EventFilter, LoggedAttempt, Replay, Store, WebhookEndpoint};
 
 use super::ServiceError;
+use crate::outbound::literal_refused;
 
 /// How long the secret before a rotation keeps signing deliveries, beside the new one.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
@@ -141,6 +141,22 @@ pub async fn rotate_secret(store: &dyn Store, id: &str) -> Result<(WebhookEndpoi
     Ok((e, secret))
 }
 
+/// An endpoint's attempts, newest first, before the attempt `cursor` names, `limit` at most.
+pub async fn attempts(
+    store: &dyn Store,
+    id: &str,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Vec<LoggedAttempt>, ServiceError> {
+    get(store, id).await?;
+    let before = cursor
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| FieldError::new("cursor", "invalid_value", "is not a cursor this API gave"))
+        })
+        .transpose()?;
+    Ok(store.list_attempts(id, before, limit).await?)
+}
+
 /// Queues again the events `replay` names; how many.
 pub async fn replay(store: &dyn Store, id: &str, replay: Replay) -> Result<u64, ServiceError> {
     get(store, id).await?;
@@ -201,16 +217,8 @@ pub fn check_patterns(patterns: &[impl AsRef<str>]) -> Result<Vec<EventPattern>,
 }
 
 fn check_url(url: &str, policy: &AddressPolicy) -> Result<String, FieldError> {
-    check_length("url", url, 1, MAX_URL_CHARS)?;
-    nul_free_text("url", url)?;
+    let parsed = super::http_url("url", url, MAX_URL_CHARS)?;
     let rule = |why: &str| FieldError::new("url", "url", format!("must be an http or https URL ({why})"));
-    let parsed = reqwest::Url::parse(url).map_err(|e| rule(&e.to_string()))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(rule("the scheme is not http or https"));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(rule("there is no host"));
-    }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(rule("credentials belong in `headers`, not in the URL"));
     }
@@ -218,19 +226,8 @@ fn check_url(url: &str, policy: &AddressPolicy) -> Result<String, FieldError> {
         return Err(rule("it must not have a fragment"));
     }
     // A literal address is judged now; a name is judged at each delivery by what it resolves to.
-    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>()
-        && let Err(kind) = policy.check(ip)
-    {
-        return Err(FieldError::new(
-            "url",
-            "private_address",
-            format!(
-                "{ip} is a non-public address ({kind}); wagate posts to such addresses only inside the ranges \
-                 [network] allow_private (or WAGATE_ALLOW_PRIVATE) names"
-            ),
-        ));
-    }
+    literal_refused(policy, &parsed)
+        .map_err(|refused| FieldError::new("url", "private_address", refused.to_string()))?;
     Ok(parsed.to_string())
 }
 
@@ -269,7 +266,7 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, S
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() || name.len() > 100 {
             return Err(FieldError::new(path, "header_name", "is not an HTTP header name"));
         }
-        if lower.starts_with("webhook-") || matches!(lower.as_str(), "content-type" | "content-length" | "host") {
+        if wagate_domain::event::is_reserved_header(&lower) {
             return Err(FieldError::new(path, "reserved", "is set by wagate on every delivery"));
         }
         if value.len() > 4096 || reqwest::header::HeaderValue::from_str(&value).is_err() {

@@ -51,6 +51,22 @@ impl From<StorageError> for ServiceError {
     }
 }
 
+/// A URL given for wagate to call: 1 to `max` characters, http or https, with a host; `path`
+/// names the field in the error.
+pub fn http_url(path: &str, url: &str, max: usize) -> Result<reqwest::Url, FieldError> {
+    wagate_domain::validation::check_length(path, url, 1, max)?;
+    wagate_domain::input::nul_free_text(path, url)?;
+    let rule = |why: &str| FieldError::new(path, "url", format!("must be an http or https URL ({why})"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| rule(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(rule("the scheme is not http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(rule("there is no host"));
+    }
+    Ok(parsed)
+}
+
 impl ServiceError {
     pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
         Self::NotFound { what, id: id.into() }

@@ -26,10 +26,6 @@ const FAN_OUT_BATCH: u32 = 1000;
 const RESPONSE_KEPT: usize = 1024;
 /// How often the endpoints' settings are read again.
 const ENDPOINTS_REFRESH: Duration = Duration::from_secs(1);
-/// Headers wagate sets itself, which an endpoint's own headers may not replace.
-const RESERVED_HEADERS: [&str; 6] =
-    ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"];
-
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let fan_out = tokio::spawn(fan_out(state.clone(), cancel.clone()));
     deliver(state, cancel).await;
@@ -216,11 +212,10 @@ async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, d: &Leased<Ev
         .filter_map(|s| secret_key(s.expose()))
         .map(|key| sign(&key, &event.id, timestamp, &body))
         .collect();
+    // Checked when the endpoint was stored (`services::events`): valid, and none of wagate's own.
     let mut headers = HeaderMap::new();
     for (name, value) in &endpoint.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.expose()))
-            && !RESERVED_HEADERS.contains(&name.as_str())
-        {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.expose())) {
             headers.insert(name, value);
         }
     }

@@ -26,16 +26,19 @@ const CLAIM_EVENT_DELIVERIES: &str = claim_event_deliveries!(" FOR UPDATE SKIP L
 /// which events are stored.
 const EVENTS_LOCK: (i32, i32) = (0x7761, 0x6576);
 
+/// Takes the lock under which events are stored, until `tx` ends (see the module's comment).
+async fn lock_events(tx: &mut Tx) -> Result<()> {
+    let lock = sqlx::query("SELECT pg_advisory_xact_lock($1, $2)").bind(EVENTS_LOCK.0).bind(EVENTS_LOCK.1);
+    lock.execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Stores events in `tx`, last in it (see the module's comment).
 pub(super) async fn emit_all(tx: &mut Tx, events: &[NewEvent], at: Timestamp) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind(EVENTS_LOCK.0)
-        .bind(EVENTS_LOCK.1)
-        .execute(&mut **tx)
-        .await?;
+    lock_events(tx).await?;
     // One statement for them all, rows inserted (and their `seq` drawn) in the arrays' order.
     let ids: Vec<String> = events.iter().map(|_| new_id("evt")).collect();
     sqlx::query(
@@ -252,11 +255,7 @@ impl Events for PgStore {
         let data = serde_json::json!({ "endpoint_id": endpoint_id, "message": "a test event, sent on request" });
         let (id, text) = (new_id("evt"), json_text(&data));
         let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(EVENTS_LOCK.0)
-            .bind(EVENTS_LOCK.1)
-            .execute(&mut *tx)
-            .await?;
+        lock_events(&mut tx).await?;
         let values = (id.as_str(), EventType::Ping.as_str(), None::<&str>, text.as_str(), at.as_millis());
         let seq: i64 = value(&mut *tx, shared::INSERT_EVENT, values).await?;
         execute(&mut *tx, shared::INSERT_EVENT_DELIVERY, (endpoint_id, seq, at.as_millis())).await?;
