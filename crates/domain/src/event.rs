@@ -12,7 +12,9 @@ use sha2::Sha256;
 
 use crate::status::MessageStatus;
 
-/// Every kind of event wagate emits. `ping` is only sent by an endpoint's test.
+/// Every kind of event wagate emits. `ping` is only sent by an endpoint's test; `meta.webhook`
+/// (a webhook body as Meta sent it) only to endpoints that take Meta's format, and neither is
+/// subscribed to by pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
     MessageReceived,
@@ -33,10 +35,11 @@ pub enum EventType {
     AccountEvent,
     EndpointDisabled,
     Ping,
+    MetaWebhook,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         Self::MessageReceived,
         Self::MessageAccepted,
         Self::MessageSent,
@@ -55,6 +58,7 @@ impl EventType {
         Self::AccountEvent,
         Self::EndpointDisabled,
         Self::Ping,
+        Self::MetaWebhook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,11 +81,17 @@ impl EventType {
             Self::AccountEvent => "account.event",
             Self::EndpointDisabled => "endpoint.disabled",
             Self::Ping => "ping",
+            Self::MetaWebhook => "meta.webhook",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether an endpoint's `events` may name it: every type but `ping` and `meta.webhook`.
+    pub fn subscribable(self) -> bool {
+        !matches!(self, Self::Ping | Self::MetaWebhook)
     }
 
     /// The event an outbound message's new status makes; `None` for statuses that make none
@@ -115,17 +125,18 @@ pub struct EventPattern(String);
 impl EventPattern {
     /// Accepts an event type, `<prefix>.*` for a prefix of one, or `*`; the error says why not.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s == "*" || EventType::parse(s).is_some_and(|t| t != EventType::Ping) {
+        let subscribable = || EventType::ALL.into_iter().filter(|t| t.subscribable());
+        if s == "*" || EventType::parse(s).is_some_and(EventType::subscribable) {
             return Ok(Self(s.to_owned()));
         }
         if let Some(prefix) = s.strip_suffix(".*")
-            && EventType::ALL.iter().any(|t| t.as_str().split_once('.').is_some_and(|(p, _)| p == prefix))
+            && subscribable().any(|t| t.as_str().split_once('.').is_some_and(|(p, _)| p == prefix))
         {
             return Ok(Self(s.to_owned()));
         }
         Err(format!(
             "'{s}' is not an event type, a prefix pattern such as 'message.*', or '*'; the types: {}",
-            EventType::ALL.iter().filter(|t| **t != EventType::Ping).map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            subscribable().map(EventType::as_str).collect::<Vec<_>>().join(", ")
         ))
     }
 
@@ -138,9 +149,10 @@ impl EventPattern {
         &self.0
     }
 
-    /// Whether events of type `t` match. `ping` matches nothing: it goes only to the endpoint tested.
+    /// Whether events of type `t` match. `ping` and `meta.webhook` match nothing: a ping goes
+    /// only to the endpoint tested, Meta's bodies only to endpoints of Meta's format.
     pub fn matches(&self, t: &str) -> bool {
-        if t == EventType::Ping.as_str() {
+        if EventType::parse(t).is_some_and(|t| !t.subscribable()) {
             return false;
         }
         match self.0.strip_suffix('*') {
@@ -153,7 +165,7 @@ impl EventPattern {
 /// Headers wagate sets on every delivery, which an endpoint's own headers may not name
 /// (lowercase `name`).
 pub fn is_reserved_header(name: &str) -> bool {
-    name.starts_with("webhook-") || matches!(name, "content-type" | "content-length" | "host")
+    name.starts_with("webhook-") || matches!(name, "content-type" | "content-length" | "host" | "x-hub-signature-256")
 }
 
 /// A signing secret as Standard Webhooks writes it: `whsec_` and the base64 of its bytes.
@@ -228,7 +240,10 @@ mod tests {
         assert!(messages.matches("message.read") && !messages.matches("media.stored"));
         assert!(read.matches("message.read") && !read.matches("message.received"));
         assert!(!all.matches("ping"), "a ping goes only to the endpoint tested");
-        for bad in ["message", "message.", "messages.*", "message.reads", "ping", "", "*.read"] {
+        assert!(!all.matches("meta.webhook"), "Meta's bodies go only to endpoints of Meta's format");
+        for bad in
+            ["message", "message.", "messages.*", "message.reads", "ping", "", "*.read", "meta.webhook", "meta.*"]
+        {
             assert!(EventPattern::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

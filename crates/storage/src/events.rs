@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use wagate_domain::event::{EventPattern, EventType};
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 
-use crate::{Account, Contact, Media, Message, StatusEntry, WebhookEvent};
+use crate::{Account, Contact, Delivery, Media, Message, StatusEntry, WebhookEvent};
 
 /// A change to store as an event, in the transaction that makes the change.
 #[derive(Clone, Debug)]
@@ -18,6 +20,53 @@ pub struct NewEvent {
     pub phone_number_id: Option<String>,
     /// The resource as the native API shows it.
     pub data: Value,
+}
+
+/// A webhook body as Meta sent it, kept as a `meta.webhook` event to be forwarded to the
+/// endpoints of Meta's format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaWebhook {
+    /// The account whose app secret verified it.
+    pub account_id: Option<String>,
+    /// Byte for byte.
+    pub body: Vec<u8>,
+}
+
+impl MetaWebhook {
+    /// The event a verified delivery makes: about the one number its changes name (`None` when
+    /// they name none, or several).
+    pub fn event(delivery: &Delivery) -> NewEvent {
+        let data = serde_json::json!({
+            "account_id": delivery.account_id.as_ref().map(|a| a.as_str()),
+            "body": STANDARD.encode(&delivery.body),
+        });
+        NewEvent { kind: EventType::MetaWebhook, phone_number_id: number_of(&delivery.body), data }
+    }
+
+    /// The body a `meta.webhook` event carries; `None` for any other event.
+    pub fn of(event: &Event) -> Option<Self> {
+        if event.kind != EventType::MetaWebhook.as_str() {
+            return None;
+        }
+        let body = STANDARD.decode(event.data.get("body")?.as_str()?).ok()?;
+        let account_id = event.data.get("account_id").and_then(Value::as_str).map(str::to_owned);
+        Some(Self { account_id, body })
+    }
+}
+
+/// The phone-number id every change of a Meta webhook body names in its `metadata`, if they
+/// name exactly one.
+fn number_of(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let mut numbers = value
+        .get("entry")?
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.get("changes")?.as_array())
+        .flatten()
+        .map(|c| c.pointer("/value/metadata/phone_number_id").and_then(Value::as_str));
+    let first = numbers.next()??;
+    numbers.all(|n| n == Some(first)).then(|| first.to_owned())
 }
 
 /// An event as stored.
@@ -45,6 +94,10 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether `event` is of a type and number this filter lists.
     pub fn wants(&self, event: &Event) -> bool {
+        // Meta's bodies are kept only to be forwarded: the log shows wagate's own events.
+        if event.kind == EventType::MetaWebhook.as_str() {
+            return false;
+        }
         let number_ok = self.phone_number_id.is_none() || self.phone_number_id == event.phone_number_id;
         number_ok && (self.types.is_empty() || self.types.iter().any(|p| p.matches(&event.kind)))
     }
@@ -133,6 +186,17 @@ impl EndpointFormat {
             _ => None,
         }
     }
+
+    /// Whether an endpoint of this format can be sent events of type `kind`: Meta's format
+    /// carries Meta's bodies, messages accepted (as Meta-shaped echoes) and pings; the standard
+    /// one every event but Meta's bodies.
+    pub fn carries(self, kind: &str) -> bool {
+        let meta_body = kind == EventType::MetaWebhook.as_str();
+        match self {
+            Self::Standard => !meta_body,
+            Self::Meta => meta_body || kind == EventType::MessageAccepted.as_str() || kind == EventType::Ping.as_str(),
+        }
+    }
 }
 
 /// A URL of the business's that events are posted to.
@@ -148,6 +212,12 @@ pub struct WebhookEndpoint {
     /// Sent with every delivery (an `Authorization` the receiver wants, say); sealed at rest.
     pub headers: BTreeMap<String, Secret>,
     pub format: EndpointFormat,
+    /// Meta's format: the app secret its `X-Hub-Signature-256` is made with; `None`: the
+    /// secret of the account each body is about. Sealed at rest.
+    pub app_secret: Option<Secret>,
+    /// Meta's format: whether messages sent through wagate are also posted, as Meta-shaped
+    /// `smb_message_echoes`.
+    pub include_echoes: bool,
     pub enabled: bool,
     /// Why wagate disabled it (`410 Gone`, failing too long); `None` when enabled, or disabled
     /// through the API.
@@ -165,7 +235,16 @@ impl WebhookEndpoint {
     /// Whether this endpoint subscribes to events of type `kind` about number `phone_number_id`
     /// (enabled or not).
     pub fn subscribes(&self, kind: &str, phone_number_id: Option<&str>) -> bool {
-        subscribes(&self.events, self.phone_number_ids.as_deref(), kind, phone_number_id)
+        self.subscription().wants(kind, phone_number_id)
+    }
+
+    pub fn subscription(&self) -> Subscription<'_> {
+        Subscription {
+            format: self.format,
+            include_echoes: self.include_echoes,
+            patterns: &self.events,
+            numbers: self.phone_number_ids.as_deref(),
+        }
     }
 
     /// The secrets a delivery at `now` is signed with: the current one, and the previous one
@@ -181,20 +260,36 @@ impl WebhookEndpoint {
     }
 }
 
-/// Whether an endpoint with these patterns and numbers (`None`: every number) subscribes to
-/// events of type `kind` about number `phone_number_id` (an event about no number, such as
-/// `endpoint.disabled`, goes to every endpoint that wants its type).
-pub fn subscribes(
-    patterns: &[EventPattern],
-    numbers: Option<&[String]>,
-    kind: &str,
-    phone_number_id: Option<&str>,
-) -> bool {
-    let number_ok = match (numbers, phone_number_id) {
-        (Some(ids), Some(id)) => ids.iter().any(|i| i == id),
-        _ => true,
-    };
-    number_ok && patterns.iter().any(|p| p.matches(kind))
+/// Which events an endpoint is sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Subscription<'a> {
+    pub format: EndpointFormat,
+    pub include_echoes: bool,
+    /// The standard format's types and patterns.
+    pub patterns: &'a [EventPattern],
+    /// Only events about these numbers; `None`: every number.
+    pub numbers: Option<&'a [String]>,
+}
+
+impl Subscription<'_> {
+    /// Whether events of type `kind` about number `phone_number_id` are sent (an event about no
+    /// number, such as `endpoint.disabled`, goes to every endpoint that wants its type). An
+    /// endpoint of Meta's format wants every body Meta sent, and with echoes every message
+    /// accepted; its `events` are not used.
+    pub fn wants(&self, kind: &str, phone_number_id: Option<&str>) -> bool {
+        let number_ok = match (self.numbers, phone_number_id) {
+            (Some(ids), Some(id)) => ids.iter().any(|i| i == id),
+            _ => true,
+        };
+        let type_ok = match self.format {
+            EndpointFormat::Standard => self.patterns.iter().any(|p| p.matches(kind)),
+            EndpointFormat::Meta => {
+                kind == EventType::MetaWebhook.as_str()
+                    || (self.include_echoes && kind == EventType::MessageAccepted.as_str())
+            }
+        };
+        number_ok && type_ok
+    }
 }
 
 /// An event to deliver to an endpoint: a leased queue's item.

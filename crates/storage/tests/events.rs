@@ -253,6 +253,8 @@ fn endpoint(id: &str, patterns: &[&str], numbers: Option<Vec<String>>) -> Webhoo
         phone_number_ids: numbers,
         headers: BTreeMap::from([("authorization".to_owned(), Secret::new("Bearer x"))]),
         format: EndpointFormat::Standard,
+        app_secret: None,
+        include_echoes: false,
         enabled: true,
         disabled_reason: None,
         secret: Secret::new("whsec_c2VjcmV0LWtleS1ieXRlcy0xMjM0NTY3ODkwMTI="),
@@ -365,6 +367,80 @@ async fn endpoints_get_what_they_subscribe_to(f: Fixture) {
     assert!(store.list_attempts("wep_all", None, 10).await.unwrap().is_empty());
 }
 
+fn meta_endpoint(id: &str, numbers: Option<Vec<String>>, echoes: bool) -> WebhookEndpoint {
+    WebhookEndpoint {
+        events: Vec::new(),
+        format: EndpointFormat::Meta,
+        app_secret: Some(Secret::new("0123456789abcdef0123456789abcdef")),
+        include_echoes: echoes,
+        ..endpoint(id, &[], numbers)
+    }
+}
+
+/// Finishes a delivery of `body` as the processor does.
+async fn processed(f: &Fixture, body: &[u8]) {
+    let store = f.store.as_ref();
+    let delivery = NewDelivery { account_id: Some(f.account.id.clone()), body: body.to_vec(), received_at: t(0) };
+    store.insert_delivery(delivery).await.unwrap();
+    let claimed = store.deliveries().claim(t(10), t(1_000_000_000), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let finished: Vec<(&Leased<Delivery>, Option<String>)> = claimed.iter().map(|d| (d, None)).collect();
+    store.finish_deliveries(&finished, t(1)).await.unwrap();
+}
+
+async fn meta_bodies_are_kept_for_meta_endpoints_alone(f: Fixture) {
+    let store = f.store.as_ref();
+    let body = |number: &str| {
+        format!(
+            "{{\"object\":\"whatsapp_business_account\",  \"entry\":[{{\"id\":\"waba-1\",\"changes\":[{{\"value\":\
+             {{\"metadata\":{{\"phone_number_id\":\"{number}\"}},\"note\":\"caf\\u00e9 ✓\"}},\"field\":\"messages\"}}]}}]}}\n"
+        )
+        .into_bytes()
+    };
+    processed(&f, &body("1001")).await;
+    assert!(event_types(store).await.is_empty(), "no endpoint of Meta's format: Meta's bodies are not kept");
+
+    let echoes = meta_endpoint("wep_meta", None, true);
+    store.insert_endpoint(&echoes).await.unwrap();
+    store.insert_endpoint(&meta_endpoint("wep_meta_2002", Some(vec!["2002".into()]), false)).await.unwrap();
+    store.insert_endpoint(&endpoint("wep_all", &["*"], None)).await.unwrap();
+    assert_eq!(
+        store.get_endpoint("wep_meta").await.unwrap().as_ref(),
+        Some(&echoes),
+        "app secret and echoes round-trip"
+    );
+
+    processed(&f, &body("1001")).await;
+    let not_json = b"\xff\x00 not JSON".to_vec();
+    processed(&f, &not_json).await;
+    let (_, d) = claimed(&f, "+15550100010").await;
+    store.record_accepted(&d, "wamid.M", &json!({}), t(2)).await.unwrap();
+
+    // The log shows wagate's own events; Meta's bodies are there only to be forwarded.
+    assert_eq!(event_types(store).await, ["message.accepted"]);
+    let fanned = store.fan_out_events(1000, t(3)).await.unwrap();
+    assert_eq!(fanned, 3, "two bodies and the message accepted");
+    let pending: BTreeMap<String, i64> = store.pending_event_deliveries().await.unwrap().into_iter().collect();
+    let expected = [("wep_all", 1), ("wep_meta", 3), ("wep_meta_2002", 1)];
+    assert_eq!(
+        pending,
+        expected.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        "the 2002 one: the body of no number"
+    );
+
+    let now = t(1_000);
+    let got = store.claim_event_deliveries("wep_meta", now, now.plus(MINUTE), 10).await.unwrap();
+    let kinds: Vec<&str> = got.iter().map(|d| d.event.kind.as_str()).collect();
+    assert_eq!(kinds, ["meta.webhook", "meta.webhook", "message.accepted"]);
+    let forwarded: Vec<MetaWebhook> = got.iter().filter_map(|d| MetaWebhook::of(&d.event)).collect();
+    assert_eq!(forwarded[0].body, body("1001"), "byte for byte");
+    assert_eq!(forwarded[1].body, not_json, "even bytes that are not JSON");
+    assert_eq!(forwarded[0].account_id.as_deref(), Some(f.account.id.as_str()));
+    assert_eq!(got[0].event.phone_number_id.as_deref(), Some("1001"));
+    assert_eq!(got[1].event.phone_number_id, None);
+    assert!(store.get_event(&got[0].event.id).await.unwrap().is_some(), "a replay can name it");
+}
+
 async fn old_events_go_but_the_newest_stays(f: Fixture) {
     let store = f.store.as_ref();
     store.insert_endpoint(&endpoint("wep_1", &["*"], None)).await.unwrap();
@@ -424,6 +500,13 @@ macro_rules! suite {
             async fn other_changes_make_their_events() {
                 if let Some(f) = fixture($b).await {
                     super::other_changes_make_their_events(f).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn meta_bodies_are_kept_for_meta_endpoints_alone() {
+                if let Some(f) = fixture($b).await {
+                    super::meta_bodies_are_kept_for_meta_endpoints_alone(f).await;
                 }
             }
 

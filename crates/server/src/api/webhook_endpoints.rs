@@ -29,23 +29,31 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_endpoint))
 }
 
-/// A URL of the business's that events are posted to, signed as Standard Webhooks asks.
+/// A URL of the business's that events are posted to: wagate's events signed as Standard
+/// Webhooks asks, or Meta's webhook bodies as Meta sent them.
 #[derive(Serialize, ToSchema)]
 pub struct EndpointView {
     /// `wep_…`
     id: String,
     url: String,
     description: Option<String>,
-    /// The event types and patterns (`message.*`, `*`) it subscribes to.
+    /// The event types and patterns (`message.*`, `*`) it subscribes to; empty for Meta's format.
     #[schema(example = json!(["message.*", "contact.created"]))]
     events: Vec<String>,
     /// Only events about these numbers; null: every number.
     phone_number_ids: Option<Vec<String>>,
     /// The names of the headers sent with every delivery (their values are not shown).
     headers: Vec<String>,
-    /// `standard`: wagate's events as Standard Webhooks.
+    /// `standard`: wagate's events as Standard Webhooks. `meta`: every webhook body Meta sent
+    /// about its numbers, byte for byte, signed with `X-Hub-Signature-256`.
     #[schema(example = "standard")]
     format: &'static str,
+    /// Meta's format: true when it signs with an app secret of its own, false when with the
+    /// app secret of the account each body is about (the value is never shown).
+    app_secret_set: bool,
+    /// Meta's format: messages sent through wagate are posted too, as Meta-shaped
+    /// `smb_message_echoes`.
+    include_echoes: bool,
     enabled: bool,
     /// Why wagate disabled it (`410 Gone`, failing for too long); null otherwise.
     disabled_reason: Option<String>,
@@ -67,6 +75,8 @@ impl From<WebhookEndpoint> for EndpointView {
             phone_number_ids: e.phone_number_ids,
             headers: e.headers.into_keys().collect(),
             format: e.format.as_str(),
+            app_secret_set: e.app_secret.is_some(),
+            include_echoes: e.include_echoes,
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since,
@@ -84,8 +94,10 @@ pub struct EndpointWithSecret {
     #[serde(flatten)]
     endpoint: EndpointView,
     /// `whsec_` and the base64 of 32 random bytes: the key of the `webhook-signature` HMAC.
+    /// Left out for Meta's format, which is signed with an app secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
-    secret: String,
+    secret: Option<String>,
 }
 
 /// `POST /v1/webhook-endpoints`; on `PATCH`, every field is optional.
@@ -95,7 +107,8 @@ pub struct EndpointRequest {
     /// An http or https URL; a non-public address only inside `[network] allow_private`.
     #[schema(example = "https://example.com/wagate/events")]
     url: Option<String>,
-    /// Event types or patterns: `message.read`, `message.*`, `*`. 1 to 50.
+    /// Event types or patterns: `message.read`, `message.*`, `*`. 1 to 50; required for the
+    /// standard format, left out for Meta's.
     #[schema(example = json!(["message.*", "contact.created"]))]
     events: Option<Vec<String>>,
     /// Only events about these numbers; null or left out: every number.
@@ -112,8 +125,19 @@ pub struct EndpointRequest {
     headers: Option<BTreeMap<String, String>>,
     /// True (the default) to deliver; false pauses it, its deliveries waiting.
     enabled: Option<bool>,
-    /// `standard` (the default): wagate's events, signed as Standard Webhooks asks.
+    /// `standard` (the default): wagate's events, signed as Standard Webhooks asks. `meta`:
+    /// Meta's webhook bodies as Meta sent them (after wagate verified them), for software written
+    /// for Meta's webhooks. Cannot change after creation.
+    #[schema(example = "standard")]
     format: Option<String>,
+    /// Meta's format: the app secret to sign `X-Hub-Signature-256` with (8 to 256 visible ASCII
+    /// characters); left out or null: the app secret of the account each body is about.
+    #[serde(default, deserialize_with = "crate::extract::present")]
+    #[schema(value_type = Option<String>)]
+    app_secret: Option<Option<String>>,
+    /// Meta's format: also post messages sent through wagate, as Meta-shaped
+    /// `smb_message_echoes` (default false).
+    include_echoes: Option<bool>,
 }
 
 impl From<EndpointRequest> for EndpointSettings {
@@ -126,12 +150,15 @@ impl From<EndpointRequest> for EndpointSettings {
             headers: r.headers,
             enabled: r.enabled,
             format: r.format,
+            app_secret: r.app_secret,
+            include_echoes: r.include_echoes,
         }
     }
 }
 
-/// Add an endpoint. Answers its `secret` (this once): verify each delivery's
-/// `webhook-signature` with it, with any Standard Webhooks library.
+/// Add an endpoint. The standard format answers its `secret` (this once): verify each
+/// delivery's `webhook-signature` with it, with any Standard Webhooks library. Meta's format is
+/// verified as Meta's webhooks are, with the app secret.
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints",
@@ -146,7 +173,8 @@ async fn create_endpoint(
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
     let policy = state.config.network.policy();
     let created = events::create(state.store.as_ref(), &policy, req.into()).await?;
-    let view = EndpointWithSecret { endpoint: created.endpoint.into(), secret: created.secret.expose().to_owned() };
+    let secret = created.secret.map(|s| s.expose().to_owned());
+    let view = EndpointWithSecret { endpoint: created.endpoint.into(), secret };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -218,12 +246,17 @@ async fn delete_endpoint(State(state): State<AppState>, Path(id): Path<String>) 
 
 /// Issue a new secret. For 24 hours deliveries carry two signatures (space-separated in
 /// `webhook-signature`), one with each secret, so receivers can switch without missing any.
+/// An endpoint of Meta's format has no such secret (409): PATCH its `app_secret`.
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints/{id}/rotate-secret",
     tag = "webhook-endpoints",
     params(("id" = String, Path)),
-    responses((status = 200, body = EndpointWithSecret), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = EndpointWithSecret),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)
+    ),
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn rotate_secret(
@@ -231,7 +264,7 @@ async fn rotate_secret(
     Path(id): Path<String>,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let (endpoint, secret) = events::rotate_secret(state.store.as_ref(), &id).await?;
-    Ok(Json(EndpointWithSecret { endpoint: endpoint.into(), secret: secret.expose().to_owned() }))
+    Ok(Json(EndpointWithSecret { endpoint: endpoint.into(), secret: Some(secret.expose().to_owned()) }))
 }
 
 /// One attempt at delivering an event.
@@ -344,6 +377,8 @@ pub struct TestSent {
 }
 
 /// Send the endpoint a `ping` event (`{"type": "ping", …}`), to check it receives and verifies.
+/// An endpoint of Meta's format is sent a Meta-shaped body without entries
+/// (`{"object": "whatsapp_business_account", "entry": []}`), signed as the others.
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints/{id}/test",

@@ -24,6 +24,7 @@ const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_HEADERS: usize = 20;
 const MAX_PATTERNS: usize = 50;
 const MAX_NUMBERS: usize = 100;
+const MAX_APP_SECRET_CHARS: usize = 256;
 /// Most events a replay by ids names.
 pub const MAX_REPLAY_IDS: usize = 1000;
 
@@ -38,12 +39,16 @@ pub struct EndpointSettings {
     pub headers: Option<BTreeMap<String, String>>,
     pub enabled: Option<bool>,
     pub format: Option<String>,
+    /// `Some(None)`: the account's own.
+    pub app_secret: Option<Option<String>>,
+    pub include_echoes: Option<bool>,
 }
 
-/// An endpoint just made, with its secret (shown this once).
+/// An endpoint just made, with its Standard Webhooks secret (shown this once; an endpoint of
+/// Meta's format is signed with an app secret instead).
 pub struct Created {
     pub endpoint: WebhookEndpoint,
-    pub secret: Secret,
+    pub secret: Option<Secret>,
 }
 
 pub async fn create(
@@ -53,16 +58,24 @@ pub async fn create(
 ) -> Result<Created, ServiceError> {
     let now = Timestamp::now();
     let url = settings.url.as_deref().ok_or_else(|| FieldError::new("url", "required", "is required"))?;
-    let events = settings.events.as_deref().ok_or_else(|| FieldError::new("events", "required", "is required"))?;
+    let format = check_format(settings.format.as_deref())?;
+    let events = match (format, settings.events.as_deref()) {
+        (EndpointFormat::Standard, Some(events)) => check_patterns(events)?,
+        (EndpointFormat::Standard, None) => return Err(FieldError::new("events", "required", "is required").into()),
+        (EndpointFormat::Meta, None) => Vec::new(),
+        (EndpointFormat::Meta, Some(_)) => return Err(meta_events().into()),
+    };
     let secret = Secret::new(new_secret());
     let endpoint = WebhookEndpoint {
         id: new_id("wep"),
         url: check_url(url, policy)?,
         description: check_description(settings.description.flatten())?,
-        events: check_patterns(events)?,
+        events,
         phone_number_ids: check_numbers(store, settings.phone_number_ids.flatten()).await?,
         headers: check_headers(settings.headers.unwrap_or_default())?,
-        format: check_format(settings.format.as_deref())?,
+        format,
+        app_secret: check_app_secret(format, settings.app_secret.flatten())?,
+        include_echoes: check_echoes(format, settings.include_echoes)?,
         enabled: settings.enabled.unwrap_or(true),
         disabled_reason: None,
         secret: secret.clone(),
@@ -72,6 +85,7 @@ pub async fn create(
         updated_at: now,
     };
     store.insert_endpoint(&endpoint).await?;
+    let secret = (format == EndpointFormat::Standard).then_some(secret);
     Ok(Created { endpoint, secret })
 }
 
@@ -92,11 +106,26 @@ pub async fn update(
     settings: EndpointSettings,
 ) -> Result<WebhookEndpoint, ServiceError> {
     let mut e = get(store, id).await?;
+    if let Some(format) = &settings.format
+        && check_format(Some(format))? != e.format
+    {
+        let why = "cannot change: the deliveries waiting were made for the other; create another endpoint";
+        return Err(FieldError::new("format", "immutable", why).into());
+    }
     if let Some(url) = &settings.url {
         e.url = check_url(url, policy)?;
     }
     if let Some(events) = &settings.events {
+        if e.format == EndpointFormat::Meta {
+            return Err(meta_events().into());
+        }
         e.events = check_patterns(events)?;
+    }
+    if let Some(app_secret) = settings.app_secret {
+        e.app_secret = check_app_secret(e.format, app_secret)?;
+    }
+    if let Some(echoes) = settings.include_echoes {
+        e.include_echoes = check_echoes(e.format, Some(echoes))?;
     }
     if let Some(numbers) = settings.phone_number_ids {
         e.phone_number_ids = check_numbers(store, numbers).await?;
@@ -106,9 +135,6 @@ pub async fn update(
     }
     if let Some(headers) = settings.headers {
         e.headers = check_headers(headers)?;
-    }
-    if let Some(format) = &settings.format {
-        e.format = check_format(Some(format))?;
     }
     if let Some(enabled) = settings.enabled {
         if enabled && !e.enabled {
@@ -131,6 +157,13 @@ pub async fn delete(store: &dyn Store, id: &str) -> Result<(), ServiceError> {
 /// A new secret; the one before keeps signing, beside it, for [`ROTATION_OVERLAP`].
 pub async fn rotate_secret(store: &dyn Store, id: &str) -> Result<(WebhookEndpoint, Secret), ServiceError> {
     let mut e = get(store, id).await?;
+    if e.format == EndpointFormat::Meta {
+        return Err(ServiceError::Conflict(
+            "an endpoint of Meta's format is signed with an app secret (X-Hub-Signature-256), not a rotating \
+             secret: PATCH its app_secret"
+                .to_owned(),
+        ));
+    }
     let now = Timestamp::now();
     let secret = Secret::new(new_secret());
     e.previous_secret = Some((std::mem::replace(&mut e.secret, secret.clone()), now.plus(ROTATION_OVERLAP)));
@@ -159,7 +192,7 @@ pub async fn attempts(
 
 /// Queues again the events `replay` names; how many.
 pub async fn replay(store: &dyn Store, id: &str, replay: Replay) -> Result<u64, ServiceError> {
-    get(store, id).await?;
+    let endpoint = get(store, id).await?;
     if let Replay::Ids(ids) = &replay {
         if ids.is_empty() || ids.len() > MAX_REPLAY_IDS {
             return Err(
@@ -167,13 +200,17 @@ pub async fn replay(store: &dyn Store, id: &str, replay: Replay) -> Result<u64, 
             );
         }
         for (i, event_id) in ids.iter().enumerate() {
-            if store.get_event(event_id).await?.is_none() {
-                return Err(FieldError::new(
-                    format!("event_ids[{i}]"),
-                    "not_found",
-                    format!("no event '{event_id}' is kept"),
-                )
-                .into());
+            let path = format!("event_ids[{i}]");
+            let Some(event) = store.get_event(event_id).await? else {
+                return Err(FieldError::new(path, "not_found", format!("no event '{event_id}' is kept")).into());
+            };
+            if !endpoint.format.carries(&event.kind) {
+                let why = format!(
+                    "'{event_id}' is a {} event, which an endpoint of format '{}' is not sent",
+                    event.kind,
+                    endpoint.format.as_str()
+                );
+                return Err(FieldError::new(path, "format", why).into());
             }
         }
     }
@@ -279,11 +316,43 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, S
 
 fn check_format(format: Option<&str>) -> Result<EndpointFormat, FieldError> {
     match format {
-        None | Some("standard") => Ok(EndpointFormat::Standard),
-        Some(other) => Err(FieldError::new(
-            "format",
-            "invalid_value",
-            format!("'{other}' is not a format; 'standard' posts wagate's events as Standard Webhooks"),
-        )),
+        None => Ok(EndpointFormat::Standard),
+        Some(f) => EndpointFormat::parse(f).ok_or_else(|| {
+            let why = format!(
+                "'{f}' is not a format; 'standard' posts wagate's events as Standard Webhooks, 'meta' forwards \
+                 Meta's webhook bodies as Meta sent them"
+            );
+            FieldError::new("format", "invalid_value", why)
+        }),
+    }
+}
+
+fn meta_events() -> FieldError {
+    let why = "is not used by an endpoint of Meta's format, which is sent every webhook Meta sends about its numbers \
+               (and with include_echoes the messages sent through wagate): leave it out";
+    FieldError::new("events", "not_allowed", why)
+}
+
+fn only_meta(field: &str) -> FieldError {
+    FieldError::new(field, "not_allowed", "applies only to an endpoint of format 'meta'")
+}
+
+/// Meta's app secrets are 32 hex digits; any visible ASCII is taken, as an app's own may be.
+fn check_app_secret(format: EndpointFormat, secret: Option<String>) -> Result<Option<Secret>, FieldError> {
+    let Some(secret) = secret else { return Ok(None) };
+    if format != EndpointFormat::Meta {
+        return Err(only_meta("app_secret"));
+    }
+    check_length("app_secret", &secret, 8, MAX_APP_SECRET_CHARS)?;
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(FieldError::new("app_secret", "invalid_value", "must be visible ASCII, without spaces"));
+    }
+    Ok(Some(Secret::new(secret)))
+}
+
+fn check_echoes(format: EndpointFormat, echoes: Option<bool>) -> Result<bool, FieldError> {
+    match echoes {
+        Some(true) if format != EndpointFormat::Meta => Err(only_meta("include_echoes")),
+        echoes => Ok(echoes.unwrap_or(false)),
     }
 }

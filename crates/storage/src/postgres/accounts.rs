@@ -31,12 +31,14 @@ impl PgStore {
             execute(&mut *tx, shared::UPDATE_SECRETS, (access_token, app_secret, verify_token, &id)).await?;
             rewritten += 1;
         }
-        let endpoints: Vec<(String, [Option<String>; 3])> =
-            all(&mut *tx, shared::SELECT_ENDPOINT_SECRETS, (), |r| Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?])))
-                .await?;
+        let endpoints: Vec<(String, [Option<String>; 4])> = all(&mut *tx, shared::SELECT_ENDPOINT_SECRETS, (), |r| {
+            Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+        })
+        .await?;
         for (id, sealed) in endpoints {
-            if let Some([secret, previous, headers]) = shared::reseal_endpoint(&self.cipher, &id, sealed)? {
-                execute(&mut *tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, &id)).await?;
+            if let Some([secret, previous, headers, app_secret]) = shared::reseal_endpoint(&self.cipher, &id, sealed)? {
+                execute(&mut *tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, app_secret, &id))
+                    .await?;
                 rewritten += 1;
             }
         }

@@ -126,9 +126,9 @@ impl Events for PgStore {
         let routes = all(&mut *tx, shared::SELECT_ROUTES, (), shared::route).await?;
         let (mut endpoints, mut seqs) = (Vec::new(), Vec::new());
         for (seq, kind, number) in &events {
-            for (endpoint, patterns, numbers) in &routes {
-                if subscribes(patterns, numbers.as_deref(), kind, number.as_deref()) {
-                    endpoints.push(endpoint.as_str());
+            for route in &routes {
+                if route.subscription().wants(kind, number.as_deref()) {
+                    endpoints.push(route.endpoint_id.as_str());
                     seqs.push(*seq);
                 }
             }

@@ -75,9 +75,15 @@ impl Inbound for PgStore {
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        let forward = value::<i64>(&mut *tx, shared::COUNT_META_ENDPOINTS, ()).await? > 0;
+        let mut events = Vec::new();
         for (d, error) in finished {
-            execute(&mut *tx, shared::FINISH_DELIVERY, (at.as_millis(), error, d.id, &d.lease)).await?;
+            let done = execute(&mut *tx, shared::FINISH_DELIVERY, (at.as_millis(), error, d.id, &d.lease)).await? == 1;
+            if done && forward {
+                events.push(MetaWebhook::event(&d.item));
+            }
         }
+        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(())
     }

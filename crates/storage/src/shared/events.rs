@@ -42,9 +42,12 @@ pub(crate) const SELECT_EVENT_ROUTES_SINCE: &str =
     "SELECT seq, type, phone_number_id FROM events WHERE created_at >= $1 AND seq > $2 ORDER BY seq LIMIT $3";
 /// Events replayed per statement.
 pub(crate) const REPLAY_PAGE: i64 = 1000;
-/// The endpoints events are fanned out to: enabled, taking wagate's own events.
+/// The endpoints events are fanned out to: the enabled ones.
 pub(crate) const SELECT_ROUTES: &str =
-    "SELECT id, event_types, phone_number_ids FROM webhook_endpoints WHERE enabled AND format = 'standard'";
+    "SELECT id, event_types, phone_number_ids, format, include_echoes FROM webhook_endpoints WHERE enabled";
+/// How many enabled endpoints take Meta's format: Meta's bodies are kept to forward only then.
+pub(crate) const COUNT_META_ENDPOINTS: &str =
+    "SELECT COUNT(*) FROM webhook_endpoints WHERE enabled AND format = 'meta'";
 
 pub(crate) const SELECT_FANOUT_CURSOR: &str = "SELECT through_seq FROM event_fanout WHERE id = 1";
 pub(crate) const SET_FANOUT_CURSOR: &str = "UPDATE event_fanout SET through_seq = $1 WHERE id = 1";
@@ -54,24 +57,25 @@ pub(crate) const INSERT_EVENT_DELIVERY: &str = "INSERT INTO event_deliveries \
 macro_rules! endpoint_cols {
     () => {
         "id, url, description, event_types, phone_number_ids, headers, format, enabled, disabled_reason, secret, \
-         previous_secret, previous_secret_until, failing_since, created_at, updated_at"
+         previous_secret, previous_secret_until, failing_since, created_at, updated_at, app_secret, include_echoes"
     };
 }
 pub(crate) const INSERT_ENDPOINT: &str = concat!(
     "INSERT INTO webhook_endpoints (",
     endpoint_cols!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)"
 );
 pub(crate) const UPDATE_ENDPOINT: &str = "UPDATE webhook_endpoints SET url = $1, description = $2, \
     event_types = $3, phone_number_ids = $4, headers = $5, format = $6, enabled = $7, disabled_reason = $8, \
-    secret = $9, previous_secret = $10, previous_secret_until = $11, failing_since = $12, updated_at = $13 \
-    WHERE id = $14";
+    secret = $9, previous_secret = $10, previous_secret_until = $11, failing_since = $12, app_secret = $13, \
+    include_echoes = $14, updated_at = $15 WHERE id = $16";
 pub(crate) const SELECT_ENDPOINT: &str = concat!("SELECT ", endpoint_cols!(), " FROM webhook_endpoints WHERE id = $1");
 pub(crate) const SELECT_ENDPOINTS: &str = concat!("SELECT ", endpoint_cols!(), " FROM webhook_endpoints ORDER BY id");
 pub(crate) const DELETE_ENDPOINT: &str = "DELETE FROM webhook_endpoints WHERE id = $1";
-pub(crate) const SELECT_ENDPOINT_SECRETS: &str = "SELECT id, secret, previous_secret, headers FROM webhook_endpoints";
+pub(crate) const SELECT_ENDPOINT_SECRETS: &str =
+    "SELECT id, secret, previous_secret, headers, app_secret FROM webhook_endpoints";
 pub(crate) const UPDATE_ENDPOINT_SECRETS: &str =
-    "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, headers = $3 WHERE id = $4";
+    "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, headers = $3, app_secret = $4 WHERE id = $5";
 pub(crate) const DISABLE_ENDPOINT: &str = "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $1, \
     updated_at = $2 WHERE id = $3 AND enabled";
 
@@ -141,17 +145,43 @@ pub(crate) fn event_route(r: &impl Columns) -> Result<EventRoute> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
-/// An endpoint as fan-out sees it: id, what it subscribes to, its numbers.
-pub(crate) type Route = (String, Vec<EventPattern>, Option<Vec<String>>);
+/// An endpoint as fan-out sees it: what it is sent.
+pub(crate) struct Route {
+    pub(crate) endpoint_id: String,
+    format: EndpointFormat,
+    include_echoes: bool,
+    patterns: Vec<EventPattern>,
+    numbers: Option<Vec<String>>,
+}
+
+impl Route {
+    pub(crate) fn subscription(&self) -> Subscription<'_> {
+        Subscription {
+            format: self.format,
+            include_echoes: self.include_echoes,
+            patterns: &self.patterns,
+            numbers: self.numbers.as_deref(),
+        }
+    }
+}
 
 pub(crate) fn route(r: &impl Columns) -> Result<Route> {
-    let patterns: String = r.get(1)?;
-    let patterns: Vec<String> = serde_json::from_str(&patterns).map_err(|_| corrupt("event_types", &patterns))?;
-    let numbers = match r.get::<Option<String>>(2)? {
-        Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("phone_number_ids", &text))?),
-        None => None,
-    };
-    Ok((r.get(0)?, patterns.into_iter().map(EventPattern::from_trusted).collect(), numbers))
+    let format: String = r.get(3)?;
+    Ok(Route {
+        endpoint_id: r.get(0)?,
+        format: EndpointFormat::parse(&format).ok_or_else(|| corrupt("endpoint format", &format))?,
+        include_echoes: r.get(4)?,
+        patterns: patterns(r.get(1)?)?,
+        numbers: r.get::<Option<String>>(2)?.map(|t| strings("phone_number_ids", t)).transpose()?,
+    })
+}
+
+fn strings(column: &'static str, text: String) -> Result<Vec<String>> {
+    serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
+}
+
+fn patterns(text: String) -> Result<Vec<EventPattern>> {
+    Ok(strings("event_types", text)?.into_iter().map(EventPattern::from_trusted).collect())
 }
 
 /// Events read per page by `list_events`, which filters their types itself.
@@ -251,9 +281,6 @@ pub(crate) fn attempt(r: &impl Columns) -> Result<LoggedAttempt> {
 pub(crate) fn endpoint(cipher: &Cipher, r: &impl Columns) -> Result<WebhookEndpoint> {
     let id: String = r.get(0)?;
     let open = |column: &'static str, sealed: &str| super::open_endpoint(cipher, &id, column, sealed);
-    let strings = |column: &'static str, text: String| -> Result<Vec<String>> {
-        serde_json::from_str(&text).map_err(|_| corrupt(column, &text))
-    };
     let format: String = r.get(6)?;
     let headers: BTreeMap<String, Secret> = match r.get::<Option<String>>(5)? {
         Some(sealed) => {
@@ -271,10 +298,12 @@ pub(crate) fn endpoint(cipher: &Cipher, r: &impl Columns) -> Result<WebhookEndpo
     Ok(WebhookEndpoint {
         url: r.get(1)?,
         description: r.get(2)?,
-        events: strings("event_types", r.get(3)?)?.into_iter().map(EventPattern::from_trusted).collect(),
+        events: patterns(r.get(3)?)?,
         phone_number_ids: r.get::<Option<String>>(4)?.map(|t| strings("phone_number_ids", t)).transpose()?,
         headers,
         format: EndpointFormat::parse(&format).ok_or_else(|| corrupt("endpoint format", &format))?,
+        app_secret: r.get::<Option<String>>(15)?.map(|sealed| open("app_secret", &sealed)).transpose()?,
+        include_echoes: r.get(16)?,
         enabled: r.get(7)?,
         disabled_reason: r.get(8)?,
         secret: open("secret", &r.get::<String>(9)?)?,
@@ -303,6 +332,8 @@ pub(crate) struct EndpointColumns {
     failing_since: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    app_secret: Option<String>,
+    include_echoes: bool,
 }
 
 impl EndpointColumns {
@@ -326,21 +357,24 @@ impl EndpointColumns {
             failing_since: e.failing_since.map(Timestamp::as_millis),
             created_at: e.created_at.as_millis(),
             updated_at: e.updated_at.as_millis(),
+            app_secret: e.app_secret.as_ref().map(|s| seal("app_secret", s.expose())),
+            include_echoes: e.include_echoes,
         }
     }
 
-    /// The values of `INSERT_ENDPOINT`, in its parameters' order.
+    /// The values of `INSERT_ENDPOINT`, in its parameters' order (a new endpoint was updated
+    /// when it was created).
     pub(crate) fn insert_values(&self) -> impl Values<'_> + '_ {
         let c = self;
-        let settings = c.settings();
-        let (a, b, d, e, f, g, h, i, j, k, l, m) = settings;
-        (c.id.as_str(), a, b, d, e, f, g, h, i, j, k, l, m, c.created_at, c.updated_at)
+        let (a, b, d, e, f, g, h, i, j, k, l, m) = c.settings();
+        (c.id.as_str(), a, b, d, e, f, g, h, i, j, k, l, m, c.created_at, c.app_secret.as_deref(), c.include_echoes)
     }
 
     /// The values of `UPDATE_ENDPOINT`, in its parameters' order.
     pub(crate) fn update_values(&self) -> impl Values<'_> + '_ {
-        let (a, b, d, e, f, g, h, i, j, k, l, m) = self.settings();
-        (a, b, d, e, f, g, h, i, j, k, l, m, self.updated_at, self.id.as_str())
+        let c = self;
+        let (a, b, d, e, f, g, h, i, j, k, l, m) = c.settings();
+        (a, b, d, e, f, g, h, i, j, k, l, m, c.app_secret.as_deref(), c.include_echoes, c.updated_at, c.id.as_str())
     }
 
     /// Every column but the id and the times.
@@ -462,6 +496,7 @@ pub(super) fn statements() -> Vec<&'static str> {
         SELECT_EVENT_ROUTES_AFTER,
         SELECT_EVENT_ROUTES_SINCE,
         SELECT_ROUTES,
+        COUNT_META_ENDPOINTS,
         SELECT_FANOUT_CURSOR,
         SET_FANOUT_CURSOR,
         INSERT_EVENT_DELIVERY,

@@ -291,8 +291,8 @@ pub(crate) fn open_endpoint(cipher: &Cipher, endpoint_id: &str, column: &'static
 pub(crate) fn reseal_endpoint(
     cipher: &Cipher,
     endpoint_id: &str,
-    stored: [Option<String>; 3],
-) -> Result<Option<[Option<String>; 3]>> {
+    stored: [Option<String>; 4],
+) -> Result<Option<[Option<String>; 4]>> {
     let mut changed = false;
     let mut out = stored.clone();
     for ((&column, value), slot) in ENDPOINT_SEALED_COLUMNS.iter().zip(&stored).zip(&mut out) {
@@ -309,7 +309,7 @@ pub(crate) fn reseal_endpoint(
 }
 
 /// An endpoint's sealed columns, in the order [`reseal_endpoint`] takes them.
-pub(crate) const ENDPOINT_SEALED_COLUMNS: [&str; 3] = ["secret", "previous_secret", "headers"];
+pub(crate) const ENDPOINT_SEALED_COLUMNS: [&str; 4] = ["secret", "previous_secret", "headers", "app_secret"];
 
 pub(crate) fn open(cipher: &Cipher, account_id: &str, column: &'static str, stored: &str) -> Result<Secret> {
     cipher.open(stored, &sealing_context(account_id, column)).map_err(|source| StorageError::Unsealable {

@@ -85,6 +85,8 @@ values!(A, B, C, D, E, F, G, H, I, J, K, L);
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M);
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N);
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
+// rusqlite binds tuples of up to 16.
+values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P);
 
 fn time(r: &impl Columns, column: &str) -> Result<Timestamp> {
     Ok(ts(r.get(column)?))

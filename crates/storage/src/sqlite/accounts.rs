@@ -186,11 +186,13 @@ impl SqliteStore {
                     }
                 }
                 let endpoints = all(tx, shared::SELECT_ENDPOINT_SECRETS, [], |r| {
-                    Ok((r.get::<_, String>(0)?, [r.get(1)?, r.get(2)?, r.get(3)?]))
+                    Ok((r.get::<_, String>(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
                 })?;
                 for (id, sealed) in endpoints {
-                    if let Some([secret, previous, headers]) = shared::reseal_endpoint(&cipher, &id, sealed)? {
-                        execute(tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, id))?;
+                    if let Some([secret, previous, headers, app_secret]) =
+                        shared::reseal_endpoint(&cipher, &id, sealed)?
+                    {
+                        execute(tx, shared::UPDATE_ENDPOINT_SECRETS, (secret, previous, headers, app_secret, id))?;
                         rewritten += 1;
                     }
                 }

@@ -301,9 +301,9 @@ fn fan_out(tx: &Transaction<'_>, limit: u32, at: i64) -> Result<usize> {
     if !routes.is_empty() {
         let mut insert = tx.prepare_cached(shared::INSERT_EVENT_DELIVERY)?;
         for (seq, kind, number) in &events {
-            for (endpoint, patterns, numbers) in &routes {
-                if subscribes(patterns, numbers.as_deref(), kind, number.as_deref()) {
-                    insert.execute(params![endpoint, seq, at])?;
+            for route in &routes {
+                if route.subscription().wants(kind, number.as_deref()) {
+                    insert.execute(params![route.endpoint_id, seq, at])?;
                 }
             }
         }

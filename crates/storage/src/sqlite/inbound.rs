@@ -31,13 +31,17 @@ impl Inbound for SqliteStore {
         if finished.is_empty() {
             return Ok(());
         }
-        let finished: Vec<(i64, String, Option<String>)> =
-            finished.iter().map(|(d, error)| (d.id, d.lease.clone(), error.clone())).collect();
+        let finished: Vec<(Leased<Delivery>, Option<String>)> =
+            finished.iter().map(|(d, error)| ((*d).clone(), error.clone())).collect();
         self.writer
             .write(move |tx| {
+                let forward = value::<i64>(tx, shared::COUNT_META_ENDPOINTS, [])? > 0;
                 let mut finish = tx.prepare_cached(shared::FINISH_DELIVERY)?;
-                for (id, lease, error) in &finished {
-                    finish.execute(params![at.as_millis(), error, id, lease])?;
+                for (d, error) in &finished {
+                    let done = finish.execute(params![at.as_millis(), error, d.id, d.lease])? == 1;
+                    if done && forward {
+                        emit(tx, &MetaWebhook::event(&d.item), at.as_millis())?;
+                    }
                 }
                 Ok(())
             })

@@ -17,9 +17,9 @@ use crate::support::*;
 
 /// One delivery as the receiver got it.
 #[derive(Clone)]
-struct Delivery {
-    headers: HeaderMap,
-    body: Bytes,
+pub(crate) struct Delivery {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
     /// What the receiver answered.
     answered: u16,
 }
@@ -29,21 +29,21 @@ impl Delivery {
         self.headers["webhook-id"].to_str().unwrap().to_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
 
 /// A receiver on loopback: answers each delivery with the status set (200 at first) and keeps
 /// what it got.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     answer: Arc<AtomicU16>,
     got: Arc<Mutex<Vec<Delivery>>>,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let answer = Arc::new(AtomicU16::new(200));
         let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let (a, g) = (answer.clone(), got.clone());
@@ -69,11 +69,11 @@ impl Receiver {
     }
 
     /// The deliveries it took (answered 2xx).
-    fn taken(&self) -> Vec<Delivery> {
+    pub(crate) fn taken(&self) -> Vec<Delivery> {
         self.got.lock().unwrap().iter().filter(|d| (200..300).contains(&d.answered)).cloned().collect()
     }
 
-    fn all(&self) -> Vec<Delivery> {
+    pub(crate) fn all(&self) -> Vec<Delivery> {
         self.got.lock().unwrap().clone()
     }
 }

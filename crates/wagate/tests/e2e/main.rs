@@ -16,6 +16,7 @@ mod inbound;
 mod lease;
 mod media;
 mod message_types;
+mod meta_format;
 mod ops;
 mod outbound;
 mod sandbox_mode;

@@ -89,6 +89,12 @@ async fn another_key_does_not_start_and_rotation_moves_to_a_new_one(backend: Bac
     let Some(app) = TestApp::spawn_with(backend, |c| c.secret_key = Some(old.to_base64())).await else { return };
     let sandbox = sandbox_account(&app).await;
     in_process_conversation_works(&app).await;
+    // Endpoints' secrets, headers and app secrets are sealed too, and move with the rest.
+    let endpoint = json!({"url": "https://example.com/meta", "format": "meta", "app_secret": "endpoint-app-secret-42",
+        "headers": {"authorization": "Bearer endpoint-token"}});
+    let (status, endpoint) = app.post("/v1/webhook-endpoints", endpoint).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let endpoint_path = format!("/v1/webhook-endpoints/{}", endpoint["id"].as_str().unwrap());
     let (db, api_key) = app.stop_keeping_database().await;
     assert!(!db.data_dir().join(secret_key::FILE_NAME).exists(), "no key file while {ENV_VAR} is set");
     let data_dir = db.data_dir();
@@ -135,6 +141,8 @@ async fn another_key_does_not_start_and_rotation_moves_to_a_new_one(backend: Bac
         .started();
     let again = sandbox_account(&app).await;
     assert_eq!((again.access_token, again.app_secret), (sandbox.access_token, sandbox.app_secret));
+    let (status, endpoint) = app.get(&endpoint_path).await;
+    assert_eq!((status, endpoint["app_secret_set"].as_bool()), (StatusCode::OK, Some(true)), "{endpoint}");
     in_process_conversation_works(&app).await;
     app.stop().await;
 }

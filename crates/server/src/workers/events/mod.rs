@@ -1,9 +1,11 @@
 //! Events to the business's endpoints. Fan-out turns newly stored events into a delivery per
 //! endpoint that wants them; the deliverer claims each endpoint's due deliveries (up to its
-//! concurrency, so a slow endpoint holds back no other), posts them signed as Standard Webhooks
-//! asks, and records each attempt: a 2xx completes the delivery, `410 Gone` disables the
-//! endpoint, anything else is retried on the schedule in the domain, honouring `Retry-After`.
-//! An endpoint failing for longer than `[events] disable_after_hours` is disabled.
+//! concurrency, so a slow endpoint holds back no other), posts them signed as the endpoint's
+//! format asks (`request`), and records each attempt: a 2xx completes the delivery, `410 Gone`
+//! disables the endpoint, anything else is retried on the schedule in the domain, honouring
+//! `Retry-After`. An endpoint failing for longer than `[events] disable_after_hours` is disabled.
+
+mod request;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +15,11 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wagate_domain::event::{RETRY_SCHEDULE, retry_delay, secret_key, sign};
+use wagate_domain::event::{RETRY_SCHEDULE, retry_delay};
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Attempt, EventDelivery, Leased, WebhookEndpoint};
 
+use self::request::{Directory, Prepared, Unsendable};
 use crate::outbound::{AddressRefused, OutboundClient};
 use crate::state::{AppState, Worker};
 
@@ -60,6 +63,8 @@ struct Outcome {
     attempt: Attempt,
     /// The endpoint answered `410 Gone`: it wants no more.
     gone: bool,
+    /// The delivery cannot be made at all (see [`Unsendable`]): given up at once.
+    unsendable: bool,
     /// How long the endpoint asked to be left alone (`Retry-After`).
     retry_after: Option<Duration>,
 }
@@ -85,6 +90,7 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     let mut endpoints: HashMap<String, Arc<WebhookEndpoint>> = HashMap::new();
     let mut read_at: Option<Instant> = None;
+    let mut directory = Directory::default();
     let poll = Duration::from_millis(settings.poll_interval_ms).max(Duration::from_millis(250));
     loop {
         state.health.beat(Worker::Events);
@@ -135,9 +141,15 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
             };
             *in_flight.entry(endpoint.id.clone()).or_default() += claimed.len();
             for delivery in claimed {
+                let now = Timestamp::now();
+                let prepared = request::prepare(&mut directory, state.store.as_ref(), &endpoint, &delivery.event, now);
+                let prepared = prepared.await;
                 let (client, endpoint, done) = (client.clone(), endpoint.clone(), done_tx.clone());
                 tokio::spawn(async move {
-                    let outcome = post(&client, &endpoint, &delivery).await;
+                    let outcome = match prepared {
+                        Ok(prepared) => post(&client, &endpoint, prepared, now).await,
+                        Err(Unsendable(why)) => Outcome::failed(now, Instant::now(), why, true),
+                    };
                     let _ = done.send((delivery, outcome));
                 });
             }
@@ -187,31 +199,28 @@ fn client(state: &AppState) -> reqwest::Result<OutboundClient> {
     OutboundClient::new(builder, Some(Arc::new(state.config.network.policy())))
 }
 
-/// Posts one event to its endpoint.
-async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, d: &Leased<EventDelivery>) -> Outcome {
-    let now = Timestamp::now();
+impl Outcome {
+    /// An attempt that got no answer.
+    fn failed(at: Timestamp, started: Instant, error: String, unsendable: bool) -> Self {
+        Self {
+            attempt: Attempt {
+                at,
+                status: None,
+                latency_ms: started.elapsed().as_millis() as i64,
+                response: None,
+                error: Some(error),
+            },
+            gone: false,
+            unsendable,
+            retry_after: None,
+        }
+    }
+}
+
+/// Posts one prepared delivery to its endpoint.
+async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, prepared: Prepared, now: Timestamp) -> Outcome {
     let started = Instant::now();
-    let failed = |error: String| Outcome {
-        attempt: Attempt {
-            at: now,
-            status: None,
-            latency_ms: started.elapsed().as_millis() as i64,
-            response: None,
-            error: Some(error),
-        },
-        gone: false,
-        retry_after: None,
-    };
-    let event = &d.event;
-    let body = serde_json::json!({ "type": event.kind, "timestamp": event.created_at, "data": event.data });
-    let body = serde_json::to_vec(&body).expect("JSON values serialise");
-    let timestamp = now.as_millis() / 1000;
-    let signatures: Vec<String> = endpoint
-        .signing_secrets(now)
-        .into_iter()
-        .filter_map(|s| secret_key(s.expose()))
-        .map(|key| sign(&key, &event.id, timestamp, &body))
-        .collect();
+    let failed = |error: String| Outcome::failed(now, started, error, false);
     // Checked when the endpoint was stored (`services::events`): valid, and none of wagate's own.
     let mut headers = HeaderMap::new();
     for (name, value) in &endpoint.headers {
@@ -219,19 +228,16 @@ async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, d: &Leased<Ev
             headers.insert(name, value);
         }
     }
+    for (name, value) in prepared.headers {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
     let request = match client.request(Method::POST, &endpoint.url) {
         Ok(r) => r,
         Err(refused) => return failed(refused.to_string()),
     };
-    let sent = request
-        .headers(headers)
-        .header("content-type", "application/json")
-        .header("webhook-id", event.id.as_str())
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signatures.join(" "))
-        .body(body)
-        .send()
-        .await;
+    let sent = request.headers(headers).header("content-type", "application/json").body(prepared.body).send().await;
     let mut response = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -268,6 +274,7 @@ async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, d: &Leased<Ev
             error,
         },
         gone: status == 410,
+        unsendable: false,
         retry_after,
     }
 }
@@ -296,7 +303,9 @@ async fn record(
         let next = retry_delay(attempts, random, outcome.retry_after);
         let queue = state.store.event_deliveries();
         let saved = match next {
-            Some(delay) if !outcome.gone => queue.retry(&d, now.plus(delay), &outcome.attempt, now).await,
+            Some(delay) if !outcome.gone && !outcome.unsendable => {
+                queue.retry(&d, now.plus(delay), &outcome.attempt, now).await
+            }
             _ => queue.give_up(&d, &outcome.attempt, now).await,
         };
         if let Err(e) = saved {
