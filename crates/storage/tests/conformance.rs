@@ -382,10 +382,14 @@ async fn statuses_apply_in_batches(store: &dyn Store) {
         status("wamid.B1", Sent, 1),
         status("wamid.B1", Read, 3),
         status("wamid.B1", Delivered, 2),
+        // A copy earlier than one before it in the batch is what happened first.
+        status("wamid.B1", Sent, 0),
     ];
     let outcomes = store.apply_statuses(&batch, t(5)).await.unwrap();
     use StatusOutcome::*;
-    assert_eq!(outcomes, [Applied, Pending, Applied, Duplicate, Applied]);
+    assert_eq!(outcomes, [Applied, Pending, Applied, Duplicate, Applied, Applied]);
+    let sent = store.message_history(&id).await.unwrap().into_iter().find(|e| e.status == MessageStatus::Sent);
+    assert_eq!(sent.map(|e| e.occurred_at), Some(Timestamp::from_unix_seconds(1_800_000_000)));
     assert_eq!(store.get_message(&id).await.unwrap().unwrap().status, MessageStatus::Read);
     let h = statuses(&store.message_history(&id).await.unwrap());
     assert_eq!(h[2..], [(MessageStatus::Sent, false), (MessageStatus::Delivered, false), (MessageStatus::Read, false)]);

@@ -41,8 +41,13 @@ fn all_events() -> EventFilter {
     EventFilter { order: EventOrder::After(0), ..EventFilter::default() }
 }
 
+/// Every event committed, in order.
+async fn listed(store: &dyn Store) -> Vec<Event> {
+    store.list_events(&all_events(), 100).await.unwrap()
+}
+
 async fn event_types(store: &dyn Store) -> Vec<String> {
-    store.list_events(&all_events(), 100).await.unwrap().into_iter().map(|e| e.kind).collect()
+    listed(store).await.into_iter().map(|e| e.kind).collect()
 }
 
 /// A message queued to `recipient` and claimed.
@@ -66,7 +71,7 @@ async fn each_status_makes_one_event(f: Fixture) {
     store.apply_statuses(&[s(DeliveryStatus::Read, 5), s(DeliveryStatus::Delivered, 4)], t(6)).await.unwrap();
     store.apply_statuses(&[s(DeliveryStatus::Sent, 3)], t(7)).await.unwrap();
     assert_eq!(event_types(store).await, ["message.accepted", "message.sent", "message.delivered", "message.read"]);
-    let events = store.list_events(&all_events(), 100).await.unwrap();
+    let events = listed(store).await;
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "in commit order");
     assert!(events.iter().all(|e| e.phone_number_id.as_deref() == Some("1001") && e.id.starts_with("evt_")));
     assert_eq!(events[0].data["id"], id.as_str(), "the data is the message");
@@ -477,6 +482,55 @@ async fn concurrent_event_claims_never_overlap(f: Fixture) {
     assert_eq!(seen.len(), 20);
 }
 
+/// Writers committing events in parallel, and a reader following them as the live stream does
+/// (reading after the last it saw): it sees every event, once, in `seq` order, whichever
+/// transaction committed first.
+async fn a_reader_following_parallel_writers_misses_nothing(f: Fixture) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 25;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, account) = (f.store.clone(), f.account.id.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let change = NewWebhookEvent {
+                    account_id: account.clone(),
+                    delivery_id: (w * EACH + i) as i64,
+                    dedup_key: format!("change-{w}-{i}"),
+                    field: "account_update".into(),
+                    kind: "UPDATED".into(),
+                    subject: None,
+                    payload: json!({"writer": w, "i": i}),
+                    occurred_at: t(1),
+                    recorded_at: t(1),
+                };
+                assert!(store.record_webhook_event(&change).await.unwrap());
+            }
+        }));
+    }
+    let (mut seen, mut after) = (Vec::new(), 0);
+    let follow = |after: i64| EventFilter { order: EventOrder::After(after), ..EventFilter::default() };
+    // Until the writers are done, then once more for what they committed last.
+    let mut last_round = false;
+    while !last_round {
+        last_round = writers.iter().all(|w| w.is_finished());
+        let page = f.store.list_events(&follow(after), 1000).await.unwrap();
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        seen.extend(page);
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq), "in seq order, each once");
+    let ids: HashSet<&str> = seen.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!((seen.len(), ids.len()), (WRITERS * EACH, WRITERS * EACH));
+    let committed = f.store.list_events(&follow(0), 1000).await.unwrap().len();
+    assert_eq!(committed, WRITERS * EACH, "and none committed that it did not see");
+}
+
 macro_rules! suite {
     ($backend:ident, $b:expr) => {
         mod $backend {
@@ -514,6 +568,13 @@ macro_rules! suite {
             async fn old_events_go_but_the_newest_stays() {
                 if let Some(f) = fixture($b).await {
                     super::old_events_go_but_the_newest_stays(f).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn a_reader_following_parallel_writers_misses_nothing() {
+                if let Some(f) = fixture($b).await {
+                    super::a_reader_following_parallel_writers_misses_nothing(f).await;
                 }
             }
 

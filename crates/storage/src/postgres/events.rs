@@ -2,11 +2,12 @@
 //! the helpers the other aggregates' transactions call to store the events of their changes.
 //!
 //! Events are read in `seq` order by fan-out, by consumers catching up and by the live stream,
-//! each from the last `seq` it saw. Sequence values are drawn at insert but become visible at
-//! commit, so a transaction that drew a smaller `seq` could commit after a reader moved past a
-//! greater one and never be seen. So every transaction stores its events last, under one
-//! transaction-long advisory lock: events commit in `seq` order. Nothing else is locked after
-//! it, so it cannot take part in a deadlock.
+//! each from the last `seq` it saw. A `seq` drawn at insert would become visible at commit, so
+//! a transaction that drew a smaller one could commit after a reader moved past a greater one,
+//! which would never see it. So transactions store their events without a `seq`, in parallel,
+//! and fan-out, one at a time (under the lock of its cursor's row), gives the events committed
+//! since its last run the next ones, in the order they were stored: a reader that saw a `seq`
+//! saw every smaller one. A reader orders what committed before it reads.
 
 use std::collections::HashMap;
 
@@ -22,24 +23,12 @@ use crate::*;
 /// Instances skip each other's rows instead of waiting on them.
 const CLAIM_EVENT_DELIVERIES: &str = claim_event_deliveries!(" FOR UPDATE SKIP LOCKED");
 
-/// The advisory lock (in the two-key space, apart from the wamid and migration locks) under
-/// which events are stored.
-const EVENTS_LOCK: (i32, i32) = (0x7761, 0x6576);
-
-/// Takes the lock under which events are stored, until `tx` ends (see the module's comment).
-async fn lock_events(tx: &mut Tx) -> Result<()> {
-    let lock = sqlx::query("SELECT pg_advisory_xact_lock($1, $2)").bind(EVENTS_LOCK.0).bind(EVENTS_LOCK.1);
-    lock.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Stores events in `tx`, last in it (see the module's comment).
+/// Stores events in `tx`, to be given their `seq` once committed (see the module's comment).
 pub(super) async fn emit_all(tx: &mut Tx, events: &[NewEvent], at: Timestamp) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    lock_events(tx).await?;
-    // One statement for them all, rows inserted (and their `seq` drawn) in the arrays' order.
+    // One statement for them all, rows inserted (and their `inserted` drawn) in the arrays' order.
     let ids: Vec<String> = events.iter().map(|_| new_id("evt")).collect();
     sqlx::query(
         "INSERT INTO events (id, type, phone_number_id, data, created_at) \
@@ -79,18 +68,31 @@ pub(super) async fn message_changes(
     before: &[StatusEntry],
 ) -> Result<Vec<NewEvent>> {
     let Some((message, after)) = message_state(tx, id).await? else { return Ok(Vec::new()) };
-    let kinds = shared::message_changes(before, &message, &after);
-    if kinds.is_empty() {
-        return Ok(Vec::new());
-    }
-    let data = views.message(&message, &after);
-    let number = Some(message.phone_number_id.clone());
-    Ok(kinds.into_iter().map(|kind| NewEvent { kind, phone_number_id: number.clone(), data: data.clone() }).collect())
+    Ok(shared::message_events(views, &message, before, &after))
 }
+
+impl PgStore {
+    /// Orders every event committed unordered, so that a reader sees each event committed
+    /// before it asked (fan-out would order them within its poll interval).
+    async fn order_committed(&self) -> Result<()> {
+        const UNORDERED: &str = "SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)";
+        while value::<bool>(&self.pool, UNORDERED, ()).await? {
+            let mut tx = self.begin().await?;
+            value::<i64>(&mut *tx, FANOUT_CURSOR_FOR_UPDATE, ()).await?;
+            execute(&mut *tx, ORDER_EVENTS, (i64::from(ORDER_BATCH),)).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Events ordered per transaction by a reader.
+const ORDER_BATCH: u32 = 1000;
 
 #[async_trait]
 impl Events for PgStore {
     async fn list_events(&self, filter: &EventFilter, limit: u32) -> Result<Vec<Event>> {
+        self.order_committed().await?;
         let number = filter.phone_number_id.as_deref();
         let page = shared::event_page(limit);
         let (mut order, mut out) = (filter.order, Vec::new());
@@ -110,17 +112,21 @@ impl Events for PgStore {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        self.order_committed().await?;
         first(&self.pool, shared::SELECT_EVENT, (id,), shared::event).await
     }
 
     async fn fan_out_events(&self, limit: u32, at: Timestamp) -> Result<usize> {
         let mut tx = self.begin().await?;
-        // The cursor row's lock makes instances fan out one at a time.
+        // The cursor row's lock makes instances order and fan out one at a time.
         let through: i64 = value(&mut *tx, FANOUT_CURSOR_FOR_UPDATE, ()).await?;
+        let ordered = execute(&mut *tx, ORDER_EVENTS, (i64::from(limit),)).await?;
         let events =
             all(&mut *tx, shared::SELECT_EVENT_ROUTES_AFTER, (through, i64::from(limit)), shared::event_route).await?;
         let Some(last) = events.last().map(|e| e.0) else {
-            tx.rollback().await?;
+            if ordered > 0 {
+                tx.commit().await?;
+            }
             return Ok(0);
         };
         let routes = all(&mut *tx, shared::SELECT_ROUTES, (), shared::route).await?;
@@ -255,9 +261,10 @@ impl Events for PgStore {
         let data = serde_json::json!({ "endpoint_id": endpoint_id, "message": "a test event, sent on request" });
         let (id, text) = (new_id("evt"), json_text(&data));
         let mut tx = self.begin().await?;
-        lock_events(&mut tx).await?;
+        // Ordered at once, as fan-out orders the others, under the same lock.
+        value::<i64>(&mut *tx, FANOUT_CURSOR_FOR_UPDATE, ()).await?;
         let values = (id.as_str(), EventType::Ping.as_str(), None::<&str>, text.as_str(), at.as_millis());
-        let seq: i64 = value(&mut *tx, shared::INSERT_EVENT, values).await?;
+        let seq: i64 = value(&mut *tx, INSERT_ORDERED_EVENT, values).await?;
         execute(&mut *tx, shared::INSERT_EVENT_DELIVERY, (endpoint_id, seq, at.as_millis())).await?;
         tx.commit().await?;
         Ok(Event { seq, id, kind: EventType::Ping.as_str().to_owned(), phone_number_id: None, data, created_at: at })
@@ -331,6 +338,11 @@ impl LeasedQueue<EventDelivery, Attempt> for PgStore {
 const SELECT_EVENTS_BY_SEQ: &str =
     "SELECT seq, id, type, phone_number_id, data, created_at FROM events WHERE seq = ANY($1)";
 const FANOUT_CURSOR_FOR_UPDATE: &str = "SELECT through_seq FROM event_fanout WHERE id = 1 FOR UPDATE";
+/// Gives up to `$1` events committed without a `seq` the next ones, in the order they were stored.
+const ORDER_EVENTS: &str = "UPDATE events e SET seq = o.seq FROM (SELECT inserted, nextval('events_order') AS seq \
+    FROM (SELECT inserted FROM events WHERE seq IS NULL ORDER BY inserted LIMIT $1) u) o WHERE e.inserted = o.inserted";
+const INSERT_ORDERED_EVENT: &str = "INSERT INTO events (seq, id, type, phone_number_id, data, created_at) \
+    VALUES (nextval('events_order'), $1, $2, $3, $4, $5) RETURNING seq";
 
 /// One delivery for each (endpoint, event seq), in one statement.
 async fn insert_deliveries(tx: &mut Tx, endpoints: &[&str], seqs: &[i64], at: Timestamp) -> Result<()> {

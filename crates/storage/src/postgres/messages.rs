@@ -1,15 +1,15 @@
 //! Messages of both directions and their statuses: a message's status is folded from its
 //! delivery reports by the domain (`shared::current_status`), whatever order they came in.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 
-use super::events::{emit_all, history_before, message_changes};
+use super::events::{emit_all, message_changes};
 use super::{PgStore, Tx, all, execute, first, lock_wamid};
-use crate::shared::{self, Columns, json_text};
+use crate::shared::{self, Columns, StatusColumns, StatusRow, json_text};
 use crate::*;
 
 /// Recomputes a message's current status and error from its delivery reports.
@@ -43,38 +43,58 @@ impl Messages for PgStore {
             return Ok(Vec::new());
         }
         let columns: Vec<_> = updates.iter().map(shared::StatusColumns::new).collect();
-        // wamid locks are taken in one order by every batch, so two never wait on each other.
-        let mut order: Vec<usize> = (0..updates.len()).collect();
-        order.sort_by(|&a, &b| updates[a].wamid.cmp(&updates[b].wamid));
+        let mut tx = self.begin().await?;
+        lock_wamids(&mut tx, updates.iter().map(|u| u.wamid.as_str())).await?;
+        let ids = outbound_ids(&mut tx, &columns).await?;
+        let known: Vec<&str> = ids.values().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+        let before = histories(&mut tx, &known).await?;
         let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
         let mut touched = BTreeSet::new();
-        let mut before: HashMap<String, Vec<StatusEntry>> = HashMap::new();
-        let mut tx = self.begin().await?;
-        let mut locked: Option<&str> = None;
-        for i in order {
-            let c = &columns[i];
-            if locked != Some(c.wamid.as_str()) {
-                lock_wamid(&mut tx, &c.wamid).await?;
-                locked = Some(c.wamid.as_str());
+        // A report repeated in the batch is applied after the one before it, as if they had
+        // come in two batches: one statement may change a row only once.
+        for round in rounds(&columns) {
+            let rows: Vec<(&StatusColumns, Option<&str>)> = round
+                .iter()
+                .map(|&i| {
+                    let c = &columns[i];
+                    (c, ids.get(&(c.wamid.clone(), c.account_id.clone())).map(String::as_str))
+                })
+                .collect();
+            let changed = upsert_statuses(&mut tx, &rows, at).await?;
+            for (&i, (c, message_id)) in round.iter().zip(&rows) {
+                let key = (c.account_id.clone(), c.wamid.clone(), c.status.to_owned(), c.participant.clone());
+                let message_id = message_id.map(str::to_owned);
+                outcomes[i] = shared::status_outcome(changed.contains(&key), message_id, &mut touched);
             }
-            let by_wamid = (&c.wamid, &c.account_id);
-            let message_id: Option<String> =
-                first(&mut *tx, shared::SELECT_OUTBOUND_BY_WAMID, by_wamid, |r| r.get(0)).await?;
-            if let Some(id) = &message_id
-                && !before.contains_key(id)
-            {
-                before.insert(id.clone(), history_before(&mut tx, id).await?);
-            }
-            let values = shared::status_values(c, message_id.as_deref(), at.as_millis());
-            let changed = execute(&mut *tx, shared::UPSERT_STATUS, values).await? > 0;
-            outcomes[i] = shared::status_outcome(changed, message_id, &mut touched);
         }
         // Each message's status is folded once, from everything the batch added.
-        let mut events = Vec::new();
+        let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
+        let after = histories(&mut tx, &touched).await?;
+        let mut ids = Vec::with_capacity(touched.len());
+        let (mut statuses, mut errors) = (Vec::with_capacity(touched.len()), Vec::with_capacity(touched.len()));
         for id in &touched {
-            refresh_status(&mut tx, id, at).await?;
-            let before = before.get(id).map_or(&[][..], Vec::as_slice);
-            events.extend(message_changes(&mut tx, self.views.as_ref(), id, before).await?);
+            let rows = after.get(*id).cloned().unwrap_or_default();
+            let (status, error) = shared::current_status(rows.into_iter().filter_map(shared::as_report).collect());
+            ids.push(*id);
+            statuses.push(status);
+            errors.push(error);
+        }
+        sqlx::query(
+            "UPDATE messages m SET status = u.status, error = u.error, updated_at = $4 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u (id, status, error) WHERE m.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(at.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let mut events = Vec::new();
+        for message in messages(&mut tx, &touched).await? {
+            let id = message.id.as_str().to_owned();
+            let before = shared::history(before.get(&id).cloned().unwrap_or_default())?;
+            let after = shared::history(after.get(&id).cloned().unwrap_or_default())?;
+            events.extend(shared::message_events(self.views.as_ref(), &message, &before, &after));
         }
         emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
@@ -100,4 +120,108 @@ impl Messages for PgStore {
         tx.commit().await?;
         Ok(stored)
     }
+}
+
+// Statuses are applied a batch at a time, in a few statements whatever the batch's size: one
+// statement per report made the processor's pace a round trip's.
+
+/// Takes the locks of `wamids` (see `lock_wamid`), each once, in one order for every batch so
+/// that two never wait on each other.
+async fn lock_wamids(tx: &mut Tx, wamids: impl Iterator<Item = &str>) -> Result<()> {
+    let mut wamids: Vec<&str> = wamids.collect();
+    wamids.sort_unstable();
+    wamids.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended(w, 0)) FROM UNNEST($1::text[]) WITH ORDINALITY AS l (w, n) \
+         ORDER BY n",
+    )
+    .bind(&wamids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The sends the reports are about, by (wamid, account).
+async fn outbound_ids(tx: &mut Tx, columns: &[StatusColumns]) -> Result<HashMap<(String, String), String>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT m.wamid, m.account_id, m.id FROM messages m \
+         JOIN UNNEST($1::text[], $2::text[]) AS k (wamid, account_id) ON m.wamid = k.wamid AND m.account_id = k.account_id \
+         WHERE m.direction = 'outbound'",
+    )
+    .bind(columns.iter().map(|c| c.wamid.as_str()).collect::<Vec<_>>())
+    .bind(columns.iter().map(|c| c.account_id.as_str()).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(|(wamid, account, id)| ((wamid, account), id)).collect())
+}
+
+/// The rows of these messages' histories, as `SELECT_HISTORY` reads one's.
+async fn histories(tx: &mut Tx, ids: &[&str]) -> Result<HashMap<String, Vec<StatusRow>>> {
+    let mut out: HashMap<String, Vec<StatusRow>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    const SELECT_HISTORIES: &str = shared::select_history!("message_id, ", "m.id, ", "= ANY($1)");
+    let rows = sqlx::query(SELECT_HISTORIES).bind(ids).fetch_all(&mut **tx).await?;
+    for r in &rows {
+        let row: StatusRow = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+        out.entry(r.get(0)?).or_default().push(row);
+    }
+    Ok(out)
+}
+
+async fn messages(tx: &mut Tx, ids: &[&str]) -> Result<Vec<Message>> {
+    const SELECT_MESSAGES_BY_ID: &str =
+        concat!("SELECT ", shared::message_select_cols!(), " FROM messages WHERE id = ANY($1) ORDER BY id");
+    let rows = sqlx::query(SELECT_MESSAGES_BY_ID).bind(ids).fetch_all(&mut **tx).await?;
+    rows.iter().map(shared::message).collect()
+}
+
+/// A report's key: account, wamid, status, participant.
+type ReportKey = (String, String, String, String);
+
+/// Stores reports, each key at most once; the keys of those that changed a row (a report new,
+/// or earlier than the one stored).
+async fn upsert_statuses(
+    tx: &mut Tx,
+    rows: &[(&StatusColumns, Option<&str>)],
+    at: Timestamp,
+) -> Result<HashSet<ReportKey>> {
+    const UPSERT_STATUSES: &str = concat!(
+        "INSERT INTO message_statuses ",
+        "(account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) ",
+        "SELECT account_id, message_id, wamid, status, participant, occurred_at, error, detail, $9 ",
+        "FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[]) ",
+        "AS s (account_id, message_id, wamid, status, participant, occurred_at, error, detail) ",
+        shared::status_conflict!(),
+        " RETURNING account_id, wamid, status, participant"
+    );
+    let changed: Vec<ReportKey> = sqlx::query_as(UPSERT_STATUSES)
+        .bind(rows.iter().map(|(c, _)| c.account_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(_, id)| *id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.wamid.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.status).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.participant.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.occurred_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.error.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(c, _)| c.detail.as_str()).collect::<Vec<_>>())
+        .bind(at.as_millis())
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(changed.into_iter().collect())
+}
+
+/// The batch's reports in rounds: a key's first report in the first, its second in the second…
+fn rounds(columns: &[StatusColumns]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let n = seen.entry((&c.account_id, &c.wamid, c.status, &c.participant)).or_default();
+        if rounds.len() <= *n {
+            rounds.push(Vec::new());
+        }
+        rounds[*n].push(i);
+        *n += 1;
+    }
+    rounds
 }

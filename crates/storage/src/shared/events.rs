@@ -19,21 +19,25 @@ macro_rules! event_cols {
         "seq, id, type, phone_number_id, data, created_at"
     };
 }
-pub(crate) const SELECT_EVENT: &str = concat!("SELECT ", event_cols!(), " FROM events WHERE id = $1");
+// On PostgreSQL an event has no `seq` until it is ordered after its commit, and is not read
+// before (see postgres/events.rs).
+pub(crate) const SELECT_EVENT: &str =
+    concat!("SELECT ", event_cols!(), " FROM events WHERE id = $1 AND seq IS NOT NULL");
 pub(crate) const SELECT_EVENT_BY_SEQ: &str = concat!("SELECT ", event_cols!(), " FROM events WHERE seq = $1");
 /// Newest first from before `$3` (NULL: the newest), of number `$1` (NULL: any); the types are
 /// filtered by the caller (patterns), which reads pages until it has enough.
 pub(crate) const SELECT_EVENTS_NEWEST: &str = concat!(
     "SELECT ",
     event_cols!(),
-    " FROM events WHERE ($1 IS NULL OR phone_number_id = $1) AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3"
+    " FROM events WHERE ($1 IS NULL OR phone_number_id = $1) AND seq IS NOT NULL AND ($2 IS NULL OR seq < $2) \
+     ORDER BY seq DESC LIMIT $3"
 );
 pub(crate) const SELECT_EVENTS_AFTER: &str = concat!(
     "SELECT ",
     event_cols!(),
     " FROM events WHERE ($1 IS NULL OR phone_number_id = $1) AND seq > $2 ORDER BY seq LIMIT $3"
 );
-pub(crate) const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE id = $1";
+pub(crate) const SELECT_EVENT_SEQ: &str = "SELECT seq FROM events WHERE id = $1 AND seq IS NOT NULL";
 /// What fan-out reads of the events after seq `$1`: their routes, oldest first.
 pub(crate) const SELECT_EVENT_ROUTES_AFTER: &str =
     "SELECT seq, type, phone_number_id FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -481,6 +485,23 @@ pub(crate) fn message_changes(before: &[StatusEntry], message: &Message, after: 
         }
     }
     kinds
+}
+
+/// The events of what changed in `message` since its history was `before` (see
+/// [`message_changes`]), its data the message as it is now.
+pub(crate) fn message_events(
+    views: &dyn EventViews,
+    message: &Message,
+    before: &[StatusEntry],
+    after: &[StatusEntry],
+) -> Vec<NewEvent> {
+    let kinds = message_changes(before, message, after);
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let data = views.message(message, after);
+    let number = Some(message.phone_number_id.clone());
+    kinds.into_iter().map(|kind| NewEvent { kind, phone_number_id: number.clone(), data: data.clone() }).collect()
 }
 
 /// Every statement here, for the test of their parameters' order.

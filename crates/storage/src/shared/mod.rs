@@ -99,7 +99,7 @@ pub(crate) type StoredReport = Report<(Option<String>, Option<String>)>;
 
 /// A stored status row as a delivery report; None for the lifecycle's own rows (`queued`,
 /// `accepted`, a send that failed before Meta took it…): Meta's reports are keyed by wamid.
-fn as_report((status, wamid, participant, occurred_at, detail, error): StatusRow) -> Option<StoredReport> {
+pub(crate) fn as_report((status, wamid, participant, occurred_at, detail, error): StatusRow) -> Option<StoredReport> {
     let status = DeliveryStatus::parse(&status)?;
     wamid.as_ref()?;
     Some(Report {

@@ -378,11 +378,27 @@ pub(crate) const SELECT_REPORTS: &str =
 /// or `scheduled` with a `send_at`) is not stored but made from the message: it would be a row
 /// and two index entries more for every send, for what the message already says (sends stored
 /// before that kept their row).
-pub(crate) const SELECT_HISTORY: &str = "SELECT status, wamid, participant, occurred_at, detail, error \
-    FROM message_statuses WHERE message_id = $1 \
-    UNION ALL SELECT CASE WHEN m.send_at IS NULL THEN 'queued' ELSE 'scheduled' END, NULL, '', m.created_at, \
-    NULL, NULL FROM messages m WHERE m.id = $1 AND m.direction = 'outbound' AND NOT m.from_app \
-    AND NOT EXISTS (SELECT 1 FROM message_statuses s WHERE s.message_id = $1 AND s.status IN ('queued', 'scheduled'))";
+pub(crate) const SELECT_HISTORY: &str = select_history!("", "", "= $1");
+/// A history's rows, of the messages `matching` names: with their message's id first when
+/// `$status_id` and `$message_id` name it.
+macro_rules! select_history {
+    ($status_id:literal, $message_id:literal, $matching:literal) => {
+        concat!(
+            "SELECT ",
+            $status_id,
+            "status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id ",
+            $matching,
+            " UNION ALL SELECT ",
+            $message_id,
+            "CASE WHEN m.send_at IS NULL THEN 'queued' ELSE 'scheduled' END, NULL, '', m.created_at, NULL, NULL ",
+            "FROM messages m WHERE m.id ",
+            $matching,
+            " AND m.direction = 'outbound' AND NOT m.from_app AND NOT EXISTS ",
+            "(SELECT 1 FROM message_statuses s WHERE s.message_id = m.id AND s.status IN ('queued', 'scheduled'))"
+        )
+    };
+}
+pub(crate) use select_history;
 pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2, updated_at = $3 WHERE id = $4";
 
 // Applying delivery statuses (`Store::apply_statuses`). Of repeated reports the earliest is kept
@@ -390,14 +406,23 @@ pub(crate) const SET_STATUS: &str = "UPDATE messages SET status = $1, error = $2
 // the history does not depend on arrival order.
 pub(crate) const SELECT_OUTBOUND_BY_WAMID: &str =
     "SELECT id FROM messages WHERE wamid = $1 AND account_id = $2 AND direction = 'outbound'";
-pub(crate) const UPSERT_STATUS: &str = "INSERT INTO message_statuses \
-    (account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-    ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
-    occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
-    recorded_at = excluded.recorded_at \
-    WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
-    < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))";
+pub(crate) const UPSERT_STATUS: &str = concat!(
+    "INSERT INTO message_statuses ",
+    "(account_id, message_id, wamid, status, participant, occurred_at, error, detail, recorded_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ",
+    status_conflict!()
+);
+/// What a report already stored for its key becomes: the earlier of the two.
+macro_rules! status_conflict {
+    () => {
+        "ON CONFLICT (account_id, wamid, status, participant) DO UPDATE SET \
+         occurred_at = excluded.occurred_at, error = excluded.error, detail = excluded.detail, \
+         recorded_at = excluded.recorded_at \
+         WHERE (excluded.occurred_at, COALESCE(excluded.detail, '')) \
+         < (message_statuses.occurred_at, COALESCE(message_statuses.detail, ''))"
+    };
+}
+pub(crate) use status_conflict;
 
 /// [`UPSERT_STATUS`]'s values: the status, with its message when known, recorded `at`.
 pub(crate) fn status_values<'a>(c: &'a StatusColumns, message_id: Option<&'a str>, at: i64) -> impl Values<'a> + 'a {

@@ -46,13 +46,7 @@ pub(super) fn emit_message_changes(
     at: i64,
 ) -> Result<()> {
     let Some((message, after)) = message_state(tx, id)? else { return Ok(()) };
-    let kinds = shared::message_changes(before, &message, &after);
-    if kinds.is_empty() {
-        return Ok(());
-    }
-    let data = views.message(&message, &after);
-    for kind in kinds {
-        let event = NewEvent { kind, phone_number_id: Some(message.phone_number_id.clone()), data: data.clone() };
+    for event in shared::message_events(views, &message, before, &after) {
         emit(tx, &event, at)?;
     }
     Ok(())

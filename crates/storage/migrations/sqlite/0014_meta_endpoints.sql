@@ -1,5 +1,0 @@
--- Endpoints of Meta's format: the app secret their `X-Hub-Signature-256` is made with (sealed;
--- NULL: the secret of the account each body is about), and whether messages sent through
--- wagate are posted to them as Meta-shaped echoes.
-ALTER TABLE webhook_endpoints ADD COLUMN app_secret TEXT;
-ALTER TABLE webhook_endpoints ADD COLUMN include_echoes BOOLEAN NOT NULL DEFAULT FALSE;
