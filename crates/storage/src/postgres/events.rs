@@ -9,7 +9,7 @@
 //! since its last run the next ones, in the order they were stored: a reader that saw a `seq`
 //! saw every smaller one. A reader orders what committed before it reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use async_trait::async_trait;
 use wagate_domain::event::EventType;
@@ -209,14 +209,46 @@ impl Events for PgStore {
         if done.is_empty() {
             return Ok(());
         }
+        // Three statements for the batch: the deliveries whose lease is still held are done,
+        // their attempts logged, their endpoints no longer failing.
         let mut tx = self.begin().await?;
-        for (d, attempt) in done {
-            let finish = ("delivered", None::<&str>, attempt.at.as_millis(), d.id, d.lease.as_str());
-            if execute(&mut *tx, shared::FINISH_EVENT_DELIVERY, finish).await? == 1 {
-                log_attempt(&mut tx, d, attempt).await?;
-                execute(&mut *tx, shared::ENDPOINT_SUCCEEDED, (d.endpoint_id.as_str(),)).await?;
-            }
-        }
+        let finished: HashSet<i64> = sqlx::query_scalar(
+            "UPDATE event_deliveries d SET available_at = NULL, lease = NULL, state = 'delivered', \
+             last_error = NULL, finished_at = u.at FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS u (id, lease, at) \
+             WHERE d.id = u.id AND d.lease = u.lease RETURNING d.id",
+        )
+        .bind(done.iter().map(|(d, _)| d.id).collect::<Vec<_>>())
+        .bind(done.iter().map(|(d, _)| d.lease.as_str()).collect::<Vec<_>>())
+        .bind(done.iter().map(|(_, a)| a.at.as_millis()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let logged: Vec<&(&Leased<EventDelivery>, Attempt)> =
+            done.iter().filter(|(d, _)| finished.contains(&d.id)).collect();
+        sqlx::query(
+            "INSERT INTO event_attempts \
+             (delivery_id, endpoint_id, event_id, attempted_at, status_code, latency_ms, response, error) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], \
+             $7::text[], $8::text[])",
+        )
+        .bind(logged.iter().map(|(d, _)| d.id).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(d, _)| d.endpoint_id.as_str()).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(d, _)| d.event.id.as_str()).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(_, a)| a.at.as_millis()).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(_, a)| a.status.map(i64::from)).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(_, a)| a.latency_ms).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(_, a)| a.response.as_deref()).collect::<Vec<_>>())
+        .bind(logged.iter().map(|(_, a)| a.error.as_deref()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        let endpoints: BTreeSet<&str> = logged.iter().map(|(d, _)| d.endpoint_id.as_str()).collect();
+        sqlx::query(
+            "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1) AND failing_since IS NOT NULL",
+        )
+        .bind(endpoints.into_iter().collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -98,9 +98,10 @@ macro_rules! claim_event_deliveries {
 pub(crate) use claim_event_deliveries;
 
 /// The endpoints with deliveries due at `$1`: whose deliveries a claim across endpoints takes.
-pub(crate) const SELECT_DUE_ENDPOINTS: &str = "SELECT DISTINCT d.endpoint_id FROM event_deliveries d \
-    JOIN webhook_endpoints w ON w.id = d.endpoint_id \
-    WHERE w.enabled AND d.available_at IS NOT NULL AND d.available_at <= $1";
+/// One probe of the due index per endpoint, however many deliveries wait.
+pub(crate) const SELECT_DUE_ENDPOINTS: &str = "SELECT w.id FROM webhook_endpoints w WHERE w.enabled AND EXISTS \
+    (SELECT 1 FROM event_deliveries d WHERE d.endpoint_id = w.id AND d.available_at IS NOT NULL \
+    AND d.available_at <= $1)";
 /// A delivery the receiver took: only while the lease is still held.
 pub(crate) const FINISH_EVENT_DELIVERY: &str = "UPDATE event_deliveries SET available_at = NULL, lease = NULL, \
     state = $1, last_error = $2, finished_at = $3 WHERE id = $4 AND lease = $5";

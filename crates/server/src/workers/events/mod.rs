@@ -86,7 +86,11 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
     };
     // Long enough to answer and record; a holder that died leaves its deliveries to others then.
     let lease = settings.timeout() * 2 + Duration::from_secs(5);
-    let (done_tx, mut done) = mpsc::unbounded_channel::<(Leased<EventDelivery>, Outcome)>();
+    // Attempts are recorded by a task of their own, a batch at a time (what finished while the
+    // last batch was written), while this loop claims more as posts end.
+    let (done_tx, done) = mpsc::unbounded_channel::<Finished>();
+    let recorder = tokio::spawn(record_all(state.clone(), done));
+    let (freed_tx, mut freed) = mpsc::unbounded_channel::<String>();
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     let mut endpoints: HashMap<String, Arc<WebhookEndpoint>> = HashMap::new();
     let mut read_at: Option<Instant> = None;
@@ -144,50 +148,61 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                 let now = Timestamp::now();
                 let prepared = request::prepare(&mut directory, state.store.as_ref(), &endpoint, &delivery.event, now);
                 let prepared = prepared.await;
-                let (client, endpoint, done) = (client.clone(), endpoint.clone(), done_tx.clone());
+                let (client, endpoint, done, freed) =
+                    (client.clone(), endpoint.clone(), done_tx.clone(), freed_tx.clone());
                 tokio::spawn(async move {
                     let outcome = match prepared {
                         Ok(prepared) => post(&client, &endpoint, prepared, now).await,
                         Err(Unsendable(why)) => Outcome::failed(now, Instant::now(), why, true),
                     };
-                    let _ = done.send((delivery, outcome));
+                    let _ = freed.send(endpoint.id.clone());
+                    let _ = done.send(Finished { delivery, outcome, failing_since: endpoint.failing_since });
                 });
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(first) = done.recv() => {
-                let mut finished = vec![first];
-                while let Ok(more) = done.try_recv() {
-                    finished.push(more);
+            Some(first) = freed.recv() => {
+                let mut ended = vec![first];
+                while let Ok(more) = freed.try_recv() {
+                    ended.push(more);
                 }
-                for (d, _) in &finished {
-                    if let Some(n) = in_flight.get_mut(&d.endpoint_id) {
+                for endpoint in ended {
+                    if let Some(n) = in_flight.get_mut(&endpoint) {
                         *n = n.saturating_sub(1);
                     }
                 }
-                record(&state, &endpoints, finished).await;
             }
             _ = state.signals.next_event_deliveries_queued() => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }
-    // Deliveries in flight finish within their timeout, or are claimed again after restart.
-    drop(done_tx);
-    let deadline = tokio::time::Instant::now() + settings.timeout() + Duration::from_secs(1);
-    let mut finished = Vec::new();
-    while in_flight.values().sum::<usize>() > 0 {
-        match tokio::time::timeout_at(deadline, done.recv()).await {
-            Ok(Some(result)) => {
-                if let Some(n) = in_flight.get_mut(&result.0.endpoint_id) {
-                    *n = n.saturating_sub(1);
-                }
-                finished.push(result);
-            }
-            _ => break,
-        }
+    // Deliveries in flight finish within their timeout and are recorded, or are claimed again
+    // after restart.
+    drop((done_tx, freed_tx));
+    let deadline = settings.timeout() + Duration::from_secs(2);
+    if tokio::time::timeout(deadline, recorder).await.is_err() {
+        tracing::warn!("event deliveries still in flight at shutdown will be sent again");
     }
-    record(&state, &endpoints, finished).await;
+}
+
+/// A post that ended, for the recorder.
+struct Finished {
+    delivery: Leased<EventDelivery>,
+    outcome: Outcome,
+    /// Since when its endpoint has been failing, when it was claimed.
+    failing_since: Option<Timestamp>,
+}
+
+/// Records what ends, a batch at a time, until every sender is gone.
+async fn record_all(state: AppState, mut done: mpsc::UnboundedReceiver<Finished>) {
+    while let Some(first) = done.recv().await {
+        let mut finished = vec![first];
+        while let Ok(more) = done.try_recv() {
+            finished.push(more);
+        }
+        record(&state, finished).await;
+    }
 }
 
 fn client(state: &AppState) -> reqwest::Result<OutboundClient> {
@@ -281,24 +296,19 @@ async fn post(client: &OutboundClient, endpoint: &WebhookEndpoint, prepared: Pre
 
 /// Records finished attempts: the successes in one transaction, each failure with its retry,
 /// its give-up, or its endpoint disabled.
-async fn record(
-    state: &AppState,
-    endpoints: &HashMap<String, Arc<WebhookEndpoint>>,
-    finished: Vec<(Leased<EventDelivery>, Outcome)>,
-) {
-    let (delivered, failed): (Vec<_>, Vec<_>) = finished.into_iter().partition(|(_, o)| o.delivered());
-    let done: Vec<(&Leased<EventDelivery>, Attempt)> = delivered.iter().map(|(d, o)| (d, o.attempt.clone())).collect();
+async fn record(state: &AppState, finished: Vec<Finished>) {
+    let (delivered, failed): (Vec<_>, Vec<_>) = finished.into_iter().partition(|f| f.outcome.delivered());
+    let done: Vec<(&Leased<EventDelivery>, Attempt)> =
+        delivered.iter().map(|f| (&f.delivery, f.outcome.attempt.clone())).collect();
     if let Err(e) = state.store.complete_event_deliveries(&done).await {
         tracing::error!(error = %e, count = done.len(), "recording delivered events failed; they will be sent again");
     }
     let disable_after = state.config.events.disable_after();
-    for (d, outcome) in failed {
+    for Finished { delivery: d, outcome, failing_since } in failed {
         let now = Timestamp::now();
         let attempts = u32::try_from(d.attempts).unwrap_or(u32::MAX);
-        let failing_long = endpoints
-            .get(&d.endpoint_id)
-            .and_then(|e| e.failing_since)
-            .is_some_and(|since| now.as_millis() - since.as_millis() >= disable_after.as_millis() as i64);
+        let failing_long =
+            failing_since.is_some_and(|since| now.as_millis() - since.as_millis() >= disable_after.as_millis() as i64);
         let random = getrandom::u32().unwrap_or(u32::MAX / 2);
         let next = retry_delay(attempts, random, outcome.retry_after);
         let queue = state.store.event_deliveries();
