@@ -25,6 +25,10 @@ pub struct EventsReport {
     pub max_backlog: i64,
     /// The backlog at the end of the sends.
     pub backlog_at_end: i64,
+    /// Upstream of the events, at the end of the sends: messages accepted but not yet sent to
+    /// Meta, and Meta's webhooks stored but not yet processed.
+    pub outbox_at_end: i64,
+    pub webhooks_at_end: i64,
     /// From the end of the sends until the last event was taken.
     pub caught_up_after: Duration,
 }
@@ -93,6 +97,7 @@ pub async fn measure(
     for s in senders {
         s.await.context("a sender panicked")?;
     }
+    let (outbox_at_end, webhooks_at_end) = (store.outbox().pending().await?, store.deliveries().pending().await?);
     let window = started.elapsed();
     let during = taken.load(Ordering::Relaxed);
     let sends = accepted.load(Ordering::Relaxed);
@@ -123,6 +128,8 @@ pub async fn measure(
         delivered: last.0,
         max_backlog,
         backlog_at_end: backlog,
+        outbox_at_end,
+        webhooks_at_end,
         caught_up_after: last.1.duration_since(ended),
     })
 }

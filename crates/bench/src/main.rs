@@ -114,8 +114,8 @@ async fn main() -> anyhow::Result<()> {
             Outcome::Phases(report) => reports.push(*report),
             Outcome::Events(r) => println!(
                 "{}: {} sends asked a second: {:.0}/s accepted ({} in all); events delivered {:.0}/s while they ran, \
-                 {} in all; deliveries waiting: at most {}, {} when the sends stopped; the last event arrived {:.1} s \
-                 after the sends stopped",
+                 {} in all; deliveries waiting: at most {}, {} when the sends stopped (upstream then: {} sends not yet \
+                 sent, {} webhooks not yet processed); the last event arrived {:.1} s after the sends stopped",
                 backend.name(),
                 r.rate,
                 r.sends_per_sec,
@@ -124,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
                 r.delivered,
                 r.max_backlog,
                 r.backlog_at_end,
+                r.outbox_at_end,
+                r.webhooks_at_end,
                 r.caught_up_after.as_secs_f64()
             ),
         }

@@ -371,8 +371,8 @@ const SELECT_EVENTS_BY_SEQ: &str =
     "SELECT seq, id, type, phone_number_id, data, created_at FROM events WHERE seq = ANY($1)";
 const FANOUT_CURSOR_FOR_UPDATE: &str = "SELECT through_seq FROM event_fanout WHERE id = 1 FOR UPDATE";
 /// Gives up to `$1` events committed without a `seq` the next ones, in the order they were stored.
-const ORDER_EVENTS: &str = "UPDATE events e SET seq = o.seq FROM (SELECT inserted, nextval('events_order') AS seq \
-    FROM (SELECT inserted FROM events WHERE seq IS NULL ORDER BY inserted LIMIT $1) u) o WHERE e.inserted = o.inserted";
+const ORDER_EVENTS: &str = "UPDATE events e SET seq = o.seq FROM (SELECT id, nextval('events_order') AS seq \
+    FROM (SELECT id FROM events WHERE seq IS NULL ORDER BY inserted LIMIT $1) u) o WHERE e.id = o.id";
 const INSERT_ORDERED_EVENT: &str = "INSERT INTO events (seq, id, type, phone_number_id, data, created_at) \
     VALUES (nextval('events_order'), $1, $2, $3, $4, $5) RETURNING seq";
 

@@ -74,16 +74,27 @@ impl Inbound for PgStore {
         if finished.is_empty() {
             return Ok(());
         }
+        // One statement for the batch: those whose lease is still held are done.
         let mut tx = self.begin().await?;
-        let forward = value::<i64>(&mut *tx, shared::COUNT_META_ENDPOINTS, ()).await? > 0;
-        let mut events = Vec::new();
-        for (d, error) in finished {
-            let done = execute(&mut *tx, shared::FINISH_DELIVERY, (at.as_millis(), error, d.id, &d.lease)).await? == 1;
-            if done && forward {
-                events.push(MetaWebhook::event(&d.item));
-            }
+        let done: Vec<i64> = sqlx::query_scalar(
+            "UPDATE webhook_deliveries d SET available_at = NULL, lease = NULL, processed_at = $1, error = u.error \
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[]) AS u (id, lease, error) \
+             WHERE d.id = u.id AND d.lease = u.lease RETURNING d.id",
+        )
+        .bind(at.as_millis())
+        .bind(finished.iter().map(|(d, _)| d.id).collect::<Vec<_>>())
+        .bind(finished.iter().map(|(d, _)| d.lease.as_str()).collect::<Vec<_>>())
+        .bind(finished.iter().map(|(_, error)| error.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        if !done.is_empty() && value::<i64>(&mut *tx, shared::COUNT_META_ENDPOINTS, ()).await? > 0 {
+            let events: Vec<NewEvent> = finished
+                .iter()
+                .filter(|(d, _)| done.contains(&d.id))
+                .map(|(d, _)| MetaWebhook::event(&d.item))
+                .collect();
+            emit_all(&mut tx, &events, at).await?;
         }
-        emit_all(&mut tx, &events, at).await?;
         tx.commit().await?;
         Ok(())
     }

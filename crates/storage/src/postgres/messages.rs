@@ -161,7 +161,16 @@ async fn histories(tx: &mut Tx, ids: &[&str]) -> Result<HashMap<String, Vec<Stat
     if ids.is_empty() {
         return Ok(out);
     }
-    const SELECT_HISTORIES: &str = shared::select_history!("message_id, ", "m.id, ", "= ANY($1)");
+    // Each message's rows through the index (`OFFSET 0` keeps the planner from flattening the
+    // lateral into a hash join over the whole table, which it chose while the table grew faster
+    // than its statistics: 22 ms against 0.4 ms for 32 messages).
+    const SELECT_HISTORIES: &str = shared::select_history!(
+        "k.id, ",
+        "FROM UNNEST($1::text[]) AS k (id) CROSS JOIN LATERAL \
+         (SELECT * FROM message_statuses WHERE message_id = k.id OFFSET 0) s",
+        "m.id, ",
+        "IN (SELECT UNNEST($1::text[]))"
+    );
     let rows = sqlx::query(SELECT_HISTORIES).bind(ids).fetch_all(&mut **tx).await?;
     for r in &rows {
         let row: StatusRow = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
@@ -171,8 +180,11 @@ async fn histories(tx: &mut Tx, ids: &[&str]) -> Result<HashMap<String, Vec<Stat
 }
 
 async fn messages(tx: &mut Tx, ids: &[&str]) -> Result<Vec<Message>> {
-    const SELECT_MESSAGES_BY_ID: &str =
-        concat!("SELECT ", shared::message_select_cols!(), " FROM messages WHERE id = ANY($1) ORDER BY id");
+    const SELECT_MESSAGES_BY_ID: &str = concat!(
+        "SELECT ",
+        shared::message_select_cols!(),
+        " FROM messages WHERE id IN (SELECT UNNEST($1::text[])) ORDER BY id"
+    );
     let rows = sqlx::query(SELECT_MESSAGES_BY_ID).bind(ids).fetch_all(&mut **tx).await?;
     rows.iter().map(shared::message).collect()
 }

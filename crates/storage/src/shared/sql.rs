@@ -378,16 +378,17 @@ pub(crate) const SELECT_REPORTS: &str =
 /// or `scheduled` with a `send_at`) is not stored but made from the message: it would be a row
 /// and two index entries more for every send, for what the message already says (sends stored
 /// before that kept their row).
-pub(crate) const SELECT_HISTORY: &str = select_history!("", "", "= $1");
-/// A history's rows, of the messages `matching` names: with their message's id first when
-/// `$status_id` and `$message_id` name it.
+pub(crate) const SELECT_HISTORY: &str = select_history!("", "FROM message_statuses WHERE message_id = $1", "", "= $1");
+/// A history's rows: those of `$statuses` (a FROM clause), then the send's first entry for
+/// the messages whose id is `$matching`, with their message's id first when `$status_id` and
+/// `$message_id` name it.
 macro_rules! select_history {
-    ($status_id:literal, $message_id:literal, $matching:literal) => {
+    ($status_id:literal, $statuses:literal, $message_id:literal, $matching:literal) => {
         concat!(
             "SELECT ",
             $status_id,
-            "status, wamid, participant, occurred_at, detail, error FROM message_statuses WHERE message_id ",
-            $matching,
+            "status, wamid, participant, occurred_at, detail, error ",
+            $statuses,
             " UNION ALL SELECT ",
             $message_id,
             "CASE WHEN m.send_at IS NULL THEN 'queued' ELSE 'scheduled' END, NULL, '', m.created_at, NULL, NULL ",
