@@ -6,12 +6,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wagate_domain::retry::{Retry, RetryPolicy};
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Delivery, Leased, StorageError};
+use wagate_storage::{Backend, Delivery, Leased, StorageError};
 
 use crate::services::webhooks::{Pending, ProcessError, process, write_pending};
 use crate::state::{AppState, Worker};
 
-const BATCH: u32 = 32;
+/// Deliveries claimed per batch. A batch costs three commits whatever its size, and the
+/// processor runs them one after another: on PostgreSQL each commit waits for its own flush, so
+/// batches are larger there; SQLite's writer flushes for every task at once, and the shorter
+/// its transactions, the sooner it acknowledges the webhooks arriving meanwhile.
+fn batch_size(backend: Backend) -> u32 {
+    match backend {
+        Backend::Sqlite => 32,
+        Backend::Postgres => 256,
+    }
+}
 
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let settings = state.config.inbound.clone();
@@ -19,17 +28,18 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let lease = Duration::from_millis(settings.lease_ms);
     let linger = Duration::from_millis(settings.linger_ms);
     let retry_policy = settings.retry_policy();
+    let batch_size = batch_size(state.store.backend());
     loop {
         state.health.beat(Worker::Inbound);
         let now = Timestamp::now();
-        let batch = match state.store.deliveries().claim(now, now.plus(lease), BATCH).await {
+        let batch = match state.store.deliveries().claim(now, now.plus(lease), batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "claiming webhook deliveries failed");
                 Vec::new()
             }
         };
-        let full = batch.len() == BATCH as usize;
+        let full = batch.len() == batch_size as usize;
         // Finish the batch even when stopping: each delivery takes milliseconds. The batch's
         // inbound messages and statuses are written together after it (see `write_pending`),
         // then its deliveries are marked done in one transaction; processing is idempotent, so

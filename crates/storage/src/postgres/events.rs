@@ -16,7 +16,7 @@ use wagate_domain::event::EventType;
 use wagate_domain::id::new_id;
 use wagate_domain::time::Timestamp;
 
-use super::{PgStore, Tx, all, execute, first, value};
+use super::{PgStore, Tx, all, execute, first, lease_only, value};
 use crate::shared::{self, ClaimedRow, Columns, EndpointColumns, claim_event_deliveries, json_text};
 use crate::*;
 
@@ -196,6 +196,7 @@ impl Events for PgStore {
         limit: u32,
     ) -> Result<Vec<Leased<EventDelivery>>> {
         let mut tx = self.begin().await?;
+        lease_only(&mut tx).await?;
         let claimed = claim(&mut tx, endpoint_id, now, lease_until, limit).await?;
         tx.commit().await?;
         Ok(claimed)

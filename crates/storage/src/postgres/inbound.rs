@@ -9,7 +9,7 @@ use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
 use super::events::emit_all;
-use super::{PgStore, Tx, all, contacts, execute, first, value};
+use super::{PgStore, Tx, all, contacts, execute, first, lease_only, value};
 use crate::shared::{self, Columns, Seen, claim_deliveries, error_text, json_text};
 use crate::*;
 
@@ -155,8 +155,10 @@ impl LeasedQueue<Delivery> for PgStore {
     async fn claim(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Leased<Delivery>>> {
         let lease = new_id("lease");
         let values = (&lease, lease_until.as_millis(), now.as_millis(), i64::from(limit));
-        let mut claimed =
-            all(&self.pool, CLAIM_DELIVERIES, values, |r| shared::delivery(r, &lease, lease_until)).await?;
+        let mut tx = self.begin().await?;
+        lease_only(&mut tx).await?;
+        let mut claimed = all(&mut *tx, CLAIM_DELIVERIES, values, |r| shared::delivery(r, &lease, lease_until)).await?;
+        tx.commit().await?;
         claimed.sort_by_key(|d| d.id);
         Ok(claimed)
     }

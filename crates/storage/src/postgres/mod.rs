@@ -109,6 +109,14 @@ async fn value<'v, T: Column>(db: impl PgExecutor<'_>, sql: &'static str, values
     values.bind(sqlx::query(sql)).fetch_one(db).await?.get(0)
 }
 
+/// Lets `tx` commit without waiting for its flush. Only for a claim, which only takes a lease:
+/// lost in a crash, the lease never was, and what it took is claimed again, as after any crash
+/// while it was in flight. Everything committed after it is flushed with it.
+async fn lease_only(tx: &mut Tx) -> Result<()> {
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Takes the transaction-long lock on `wamid`. Without it, a status webhook and the send's
 /// result arriving together could each miss the other's uncommitted row, and the status would
 /// never be applied.

@@ -27,6 +27,8 @@ use crate::state::{AppState, Worker};
 const FAN_OUT_BATCH: u32 = 1000;
 /// The first KiB of an endpoint's answer is kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
+/// How long the deliverer waits after a post ends for others to, before claiming again.
+const CLAIM_LINGER: Duration = Duration::from_millis(5);
 /// How often the endpoints' settings are read again.
 const ENDPOINTS_REFRESH: Duration = Duration::from_secs(1);
 pub async fn run(state: AppState, cancel: CancellationToken) {
@@ -163,9 +165,16 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(first) = freed.recv() => {
+                // A claim is a transaction: a moment's wait lets it take the places of the posts
+                // that end meanwhile too, rather than one each.
                 let mut ended = vec![first];
-                while let Ok(more) = freed.try_recv() {
-                    ended.push(more);
+                let linger = tokio::time::sleep(CLAIM_LINGER);
+                tokio::pin!(linger);
+                loop {
+                    tokio::select! {
+                        _ = &mut linger => break,
+                        Some(more) = freed.recv() => ended.push(more),
+                    }
                 }
                 for endpoint in ended {
                     if let Some(n) = in_flight.get_mut(&endpoint) {
