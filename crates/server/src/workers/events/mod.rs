@@ -7,7 +7,7 @@
 
 mod request;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,6 @@ use crate::state::{AppState, Worker};
 const FAN_OUT_BATCH: u32 = 1000;
 /// The first KiB of an endpoint's answer is kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
-/// How long the deliverer waits after a post ends for others to, before claiming again.
-const CLAIM_LINGER: Duration = Duration::from_millis(5);
 /// How often the endpoints' settings are read again.
 const ENDPOINTS_REFRESH: Duration = Duration::from_secs(1);
 pub async fn run(state: AppState, cancel: CancellationToken) {
@@ -92,8 +90,14 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
     // last batch was written), while this loop claims more as posts end.
     let (done_tx, done) = mpsc::unbounded_channel::<Finished>();
     let recorder = tokio::spawn(record_all(state.clone(), done));
-    let (freed_tx, mut freed) = mpsc::unbounded_channel::<String>();
+    // Each post's endpoint when it ends, and whether the endpoint answered `410 Gone`.
+    let (freed_tx, mut freed) = mpsc::unbounded_channel::<(String, bool)>();
     let mut in_flight: HashMap<String, usize> = HashMap::new();
+    // Claimed ahead, up to one more round of the endpoint's concurrency, so that a post that ends
+    // is followed at once rather than after the next claim's round trips. Each waits at most
+    // one post's timeout for its turn, well within its lease.
+    let mut waiting: HashMap<String, Claimed> = HashMap::new();
+    let poster = Poster { client, done: done_tx, freed: freed_tx };
     let mut endpoints: HashMap<String, Arc<WebhookEndpoint>> = HashMap::new();
     let mut read_at: Option<Instant> = None;
     let mut directory = Directory::default();
@@ -105,6 +109,9 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                 Ok(list) => {
                     endpoints = list.into_iter().filter(|e| e.enabled).map(|e| (e.id.clone(), Arc::new(e))).collect();
                     read_at = Some(Instant::now());
+                    // What was claimed ahead for an endpoint disabled since waits for it, its
+                    // leases lapsing.
+                    waiting.retain(|id, _| endpoints.contains_key(id));
                 }
                 Err(e) => tracing::error!(error = %e, "reading the webhook endpoints failed"),
             }
@@ -117,15 +124,18 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                 Vec::new()
             }
         };
+        let concurrency = settings.endpoint_concurrency;
         for endpoint in due.iter().filter_map(|id| endpoints.get(id)) {
             let busy = in_flight.get(&endpoint.id).copied().unwrap_or(0);
-            let free = settings.endpoint_concurrency.saturating_sub(busy);
-            if free == 0 {
+            let ahead = waiting.get(&endpoint.id).map_or(0, VecDeque::len);
+            let room = (2 * concurrency).saturating_sub(busy + ahead);
+            // A claim is a transaction: not one for a few while enough wait.
+            if room == 0 || (ahead > 0 && room < concurrency / 2) {
                 continue;
             }
             let now = Timestamp::now();
             let claimed =
-                match state.store.claim_event_deliveries(&endpoint.id, now, now.plus(lease), free as u32).await {
+                match state.store.claim_event_deliveries(&endpoint.id, now, now.plus(lease), room as u32).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(endpoint = %endpoint.id, error = %e, "claiming event deliveries failed");
@@ -145,40 +155,28 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                     endpoint.clone()
                 }
             };
-            *in_flight.entry(endpoint.id.clone()).or_default() += claimed.len();
-            for delivery in claimed {
-                let now = Timestamp::now();
-                let prepared = request::prepare(&mut directory, state.store.as_ref(), &endpoint, &delivery.event, now);
-                let prepared = prepared.await;
-                let (client, endpoint, done, freed) =
-                    (client.clone(), endpoint.clone(), done_tx.clone(), freed_tx.clone());
-                tokio::spawn(async move {
-                    let outcome = match prepared {
-                        Ok(prepared) => post(&client, &endpoint, prepared, now).await,
-                        Err(Unsendable(why)) => Outcome::failed(now, Instant::now(), why, true),
-                    };
-                    let _ = freed.send(endpoint.id.clone());
-                    let _ = done.send(Finished { delivery, outcome, failing_since: endpoint.failing_since });
-                });
-            }
+            waiting.entry(endpoint.id.clone()).or_default().extend(claimed.into_iter().map(|d| (endpoint.clone(), d)));
+        }
+        for (id, queue) in &mut waiting {
+            let busy = in_flight.entry(id.clone()).or_default();
+            poster.start(&state, &mut directory, queue, busy, concurrency).await;
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(first) = freed.recv() => {
-                // A claim is a transaction: a moment's wait lets it take the places of the posts
-                // that end meanwhile too, rather than one each.
                 let mut ended = vec![first];
-                let linger = tokio::time::sleep(CLAIM_LINGER);
-                tokio::pin!(linger);
-                loop {
-                    tokio::select! {
-                        _ = &mut linger => break,
-                        Some(more) = freed.recv() => ended.push(more),
-                    }
+                while let Ok(more) = freed.try_recv() {
+                    ended.push(more);
                 }
-                for endpoint in ended {
-                    if let Some(n) = in_flight.get_mut(&endpoint) {
-                        *n = n.saturating_sub(1);
+                for (endpoint, gone) in ended {
+                    let busy = in_flight.entry(endpoint.clone()).or_default();
+                    *busy = busy.saturating_sub(1);
+                    if gone {
+                        // Disabled by the recorder: nothing more goes to it.
+                        waiting.remove(&endpoint);
+                        endpoints.remove(&endpoint);
+                    } else if let Some(queue) = waiting.get_mut(&endpoint) {
+                        poster.start(&state, &mut directory, queue, busy, concurrency).await;
                     }
                 }
             }
@@ -186,12 +184,50 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
             _ = tokio::time::sleep(poll) => {}
         }
     }
-    // Deliveries in flight finish within their timeout and are recorded, or are claimed again
-    // after restart.
-    drop((done_tx, freed_tx));
+    // Deliveries in flight finish within their timeout and are recorded; those claimed ahead,
+    // and any still in flight then, are claimed again once their lease lapses.
+    drop(poster);
     let deadline = settings.timeout() + Duration::from_secs(2);
     if tokio::time::timeout(deadline, recorder).await.is_err() {
         tracing::warn!("event deliveries still in flight at shutdown will be sent again");
+    }
+}
+
+/// An endpoint's deliveries claimed and not yet posted, with the endpoint as it was read then.
+type Claimed = VecDeque<(Arc<WebhookEndpoint>, Leased<EventDelivery>)>;
+
+/// Starts posts, each in a task of its own that reports its end.
+struct Poster {
+    client: OutboundClient,
+    done: mpsc::UnboundedSender<Finished>,
+    freed: mpsc::UnboundedSender<(String, bool)>,
+}
+
+impl Poster {
+    /// Posts what waits in `queue` while its endpoint has fewer than `concurrency` in flight.
+    async fn start(
+        &self,
+        state: &AppState,
+        directory: &mut Directory,
+        queue: &mut Claimed,
+        busy: &mut usize,
+        concurrency: usize,
+    ) {
+        while *busy < concurrency {
+            let Some((endpoint, delivery)) = queue.pop_front() else { break };
+            *busy += 1;
+            let now = Timestamp::now();
+            let prepared = request::prepare(directory, state.store.as_ref(), &endpoint, &delivery.event, now).await;
+            let (client, done, freed) = (self.client.clone(), self.done.clone(), self.freed.clone());
+            tokio::spawn(async move {
+                let outcome = match prepared {
+                    Ok(prepared) => post(&client, &endpoint, prepared, now).await,
+                    Err(Unsendable(why)) => Outcome::failed(now, Instant::now(), why, true),
+                };
+                let _ = freed.send((endpoint.id.clone(), outcome.gone));
+                let _ = done.send(Finished { delivery, outcome, failing_since: endpoint.failing_since });
+            });
+        }
     }
 }
 
