@@ -152,9 +152,6 @@ async fn list_events(
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor: next_cursor.flatten() }))
 }
 
-/// How many events a stream reads from the log at a time.
-const STREAM_PAGE: u32 = 100;
-
 /// Follow events live, as Server-Sent Events: `id` the event id, `event` its type, `data` the
 /// event as `GET /v1/events` shows it. Resumes after `Last-Event-ID` (or `after`) with every
 /// event since, then follows new ones; without either, starts with the next new event.
@@ -180,46 +177,13 @@ async fn stream_events(
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
         query.after = Some(last.to_owned());
     }
-    let store = state.store.clone();
-    let mut filter = query.filter(store.as_ref(), None).await?;
-    // Without a place to resume from, the stream starts after the newest event.
-    let after = match filter.order {
-        EventOrder::After(seq) => seq,
-        EventOrder::Newest { .. } => {
-            let newest = EventFilter::default();
-            store.list_events(&newest, 1).await?.first().map_or(0, |e| e.seq)
-        }
-    };
-    filter.order = EventOrder::After(after);
-    let watch = state.signals.watch_events();
+    let filter = query.filter(state.store.as_ref(), None).await?;
     let poll = Duration::from_millis(state.config.events.poll_interval_ms.max(50) * 5);
-    let stream = futures_util::stream::unfold(
-        (store, filter, after, Vec::<Event>::new().into_iter(), watch),
-        move |(store, mut filter, mut after, mut pending, mut watch)| async move {
-            loop {
-                if let Some(event) = pending.next() {
-                    after = event.seq;
-                    let sse = SseEvent::default()
-                        .id(event.id.clone())
-                        .event(event.kind.clone())
-                        .json_data(EventView::from(event))
-                        .expect("events serialise");
-                    return Some((Ok(sse), (store, filter, after, pending, watch)));
-                }
-                filter.order = EventOrder::After(after);
-                match store.list_events(&filter, STREAM_PAGE).await {
-                    Ok(found) if !found.is_empty() => {
-                        pending = found.into_iter();
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reading events for a stream failed"),
-                }
-                // Nothing new: wait for fan-out to find some (or a while, for other instances').
-                let _ = tokio::time::timeout(poll, watch.changed()).await;
-            }
-        },
-    );
+    let events = events::follow(state.store.clone(), filter, state.signals.watch_events(), poll).await?;
+    let stream = events.map(|event| {
+        let sse = SseEvent::default().id(event.id.clone()).event(event.kind.clone()).json_data(EventView::from(event));
+        Ok(sse.expect("events serialise"))
+    });
     // A first comment puts the response's head on the wire at once, not with the first event.
     let opened = futures_util::stream::once(async { Ok(SseEvent::default().comment("events follow")) });
     let stream = opened.chain(stream).take_until(state.shutdown.clone().cancelled_owned());

@@ -3,8 +3,11 @@
 //! exist, headers that are headers), secrets made and rotated, deliveries replayed and tested.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::Stream;
+use tokio::sync::watch;
 use wagate_domain::event::{EventPattern, new_secret};
 use wagate_domain::id::new_id;
 use wagate_domain::input::nul_free_text;
@@ -12,7 +15,7 @@ use wagate_domain::network::AddressPolicy;
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
-use wagate_storage::{EndpointFormat, Event, EventFilter, LoggedAttempt, Replay, Store, WebhookEndpoint};
+use wagate_storage::{EndpointFormat, Event, EventFilter, EventOrder, LoggedAttempt, Replay, Store, WebhookEndpoint};
 
 use super::ServiceError;
 use crate::outbound::literal_refused;
@@ -225,6 +228,43 @@ pub async fn ping(store: &dyn Store, id: &str) -> Result<Event, ServiceError> {
 
 pub async fn list_events(store: &dyn Store, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, ServiceError> {
     Ok(store.list_events(filter, limit).await?)
+}
+
+/// How many events a follower reads from the log at a time.
+const FOLLOW_PAGE: u32 = 100;
+
+/// The events `filter` wants as they come: after the one its order names (`EventOrder::After`),
+/// or, without one, after the newest. Read from the log a page at a time; when nothing is new,
+/// it waits for fan-out's word (`found`) or `poll`, for what other instances stored.
+pub async fn follow(
+    store: Arc<dyn Store>,
+    mut filter: EventFilter,
+    found: watch::Receiver<u64>,
+    poll: Duration,
+) -> Result<impl Stream<Item = Event>, ServiceError> {
+    let after = match filter.order {
+        EventOrder::After(seq) => seq,
+        EventOrder::Newest { .. } => store.list_events(&EventFilter::default(), 1).await?.first().map_or(0, |e| e.seq),
+    };
+    filter.order = EventOrder::After(after);
+    let state = (store, filter, Vec::<Event>::new().into_iter(), found);
+    Ok(futures_util::stream::unfold(state, move |(store, mut filter, mut page, mut found)| async move {
+        loop {
+            if let Some(event) = page.next() {
+                filter.order = EventOrder::After(event.seq);
+                return Some((event, (store, filter, page, found)));
+            }
+            match store.list_events(&filter, FOLLOW_PAGE).await {
+                Ok(events) if !events.is_empty() => {
+                    page = events.into_iter();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading events to follow failed"),
+            }
+            let _ = tokio::time::timeout(poll, found.changed()).await;
+        }
+    }))
 }
 
 /// The event `id` names, for a cursor or `after`.
