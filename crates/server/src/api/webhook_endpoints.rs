@@ -130,8 +130,9 @@ pub struct EndpointRequest {
     /// for Meta's webhooks. Cannot change after creation.
     #[schema(example = "standard")]
     format: Option<String>,
-    /// Meta's format: the app secret to sign `X-Hub-Signature-256` with (8 to 256 visible ASCII
-    /// characters); left out or null: the app secret of the account each body is about.
+    /// Meta's format: the app secret to sign `X-Hub-Signature-256` with (as an account's: up to
+    /// 2048 characters, no whitespace); left out or null: the app secret of the account each body
+    /// is about.
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<String>)]
     app_secret: Option<Option<String>>,

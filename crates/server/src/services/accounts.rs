@@ -8,7 +8,7 @@ use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
 use wagate_domain::window;
-use wagate_storage::{Account, AccountMode, PhoneNumber, WebhookEvent, WebhookEventFilter};
+use wagate_storage::{Account, AccountMode, PhoneNumber, StorageError, WebhookEvent, WebhookEventFilter};
 
 use super::ServiceError;
 use crate::graph::{GraphFailure, Target};
@@ -127,12 +127,26 @@ fn check_waba(v: &str) -> Result<String, FieldError> {
     }
 }
 
-fn check_secret(path: &str, v: &str) -> Result<Secret, FieldError> {
+/// A credential as Meta issues it (an access token, an app secret): no whitespace or controls.
+pub(super) fn check_secret(path: &str, v: &str) -> Result<Secret, FieldError> {
     check_length(path, v, 1, 2048)?;
     if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(FieldError::new(path, "no_whitespace", "must not contain whitespace"));
     }
     Ok(Secret::new(v))
+}
+
+/// A phone number by id, as recently read (`Caches::senders`) or read now and kept.
+pub async fn phone_number(state: &AppState, id: &str) -> Result<Option<PhoneNumber>, StorageError> {
+    let epoch = state.outbox.settings_epoch();
+    if let Some(n) = state.caches.senders.get(id, epoch) {
+        return Ok(Some(n));
+    }
+    let number = state.store.get_phone_number(id).await?;
+    if let Some(n) = &number {
+        state.caches.senders.put(n, epoch);
+    }
+    Ok(number)
 }
 
 /// Reads the WABA's numbers with the account's credentials (the proof that they work), each with

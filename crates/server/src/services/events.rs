@@ -27,7 +27,6 @@ const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_HEADERS: usize = 20;
 const MAX_PATTERNS: usize = 50;
 const MAX_NUMBERS: usize = 100;
-const MAX_APP_SECRET_CHARS: usize = 256;
 /// Most events a replay by ids names.
 pub const MAX_REPLAY_IDS: usize = 1000;
 
@@ -377,17 +376,13 @@ fn only_meta(field: &str) -> FieldError {
     FieldError::new(field, "not_allowed", "applies only to an endpoint of format 'meta'")
 }
 
-/// Meta's app secrets are 32 hex digits; any visible ASCII is taken, as an app's own may be.
+/// The rule of an account's app secret.
 fn check_app_secret(format: EndpointFormat, secret: Option<String>) -> Result<Option<Secret>, FieldError> {
     let Some(secret) = secret else { return Ok(None) };
     if format != EndpointFormat::Meta {
         return Err(only_meta("app_secret"));
     }
-    check_length("app_secret", &secret, 8, MAX_APP_SECRET_CHARS)?;
-    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(FieldError::new("app_secret", "invalid_value", "must be visible ASCII, without spaces"));
-    }
-    Ok(Some(Secret::new(secret)))
+    super::accounts::check_secret("app_secret", &secret).map(Some)
 }
 
 fn check_echoes(format: EndpointFormat, echoes: Option<bool>) -> Result<bool, FieldError> {

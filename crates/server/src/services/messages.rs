@@ -264,15 +264,10 @@ async fn resolve_reply(store: &dyn Store, sender: &PhoneNumber, reply_to: &str) 
 /// While any live number is connected only live numbers are defaults: a send must never go to
 /// the sandbox, where it would "arrive" without reaching anyone, because `from` was left out.
 pub async fn resolve_sender(state: &AppState, from: Option<&str>) -> Result<PhoneNumber, ServiceError> {
-    if let Some(from) = from {
-        let epoch = state.outbox.settings_epoch();
-        if let Some(n) = state.caches.senders.get(from, epoch) {
-            return Ok(n);
-        }
-        if let Some(n) = state.store.get_phone_number(from).await? {
-            state.caches.senders.put(&n, epoch);
-            return Ok(n);
-        }
+    if let Some(from) = from
+        && let Some(n) = super::accounts::phone_number(state, from).await?
+    {
+        return Ok(n);
     }
     let numbers = state.store.list_phone_numbers().await?;
     if let Some(from) = from {

@@ -95,11 +95,19 @@ async fn read_accounts(state: &AppState, epoch: u64) -> Result<Arc<Vec<Account>>
 
 /// The connected accounts as the signer cache has them, or read afresh. As for the receiver, the
 /// cache only says yes: what it lacks is looked up again.
-async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
+pub async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
     let epoch = state.outbox.settings_epoch();
     match state.caches.signers.get(epoch) {
         Some(accounts) => Ok(accounts),
         None => read_accounts(state, epoch).await,
+    }
+}
+
+/// An account as the signer cache has it, or read afresh.
+pub async fn account(state: &AppState, id: &AccountId) -> Result<Option<Account>, StorageError> {
+    match known_accounts(state).await?.iter().find(|a| &a.id == id) {
+        Some(a) => Ok(Some(a.clone())),
+        None => state.store.get_account(id).await,
     }
 }
 
@@ -164,10 +172,7 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
     // Two reads per delivery otherwise, for what changes rarely.
     let known = known_accounts(state).await?;
     let signer = match &delivery.account_id {
-        Some(id) => match known.iter().find(|a| &a.id == id) {
-            Some(a) => Some(a.clone()),
-            None => state.store.get_account(id).await?,
-        },
+        Some(id) => account(state, id).await?,
         None => None,
     };
     let Some(signer) = signer else {
@@ -381,16 +386,7 @@ async fn owned_number(
     account_id: &AccountId,
     phone_number_id: &str,
 ) -> Result<Result<(), String>, StorageError> {
-    // The number as recently read for sends, when it is this account's; else read again.
-    let epoch = state.outbox.settings_epoch();
-    if state.caches.senders.get(phone_number_id, epoch).is_some_and(|n| &n.account_id == account_id) {
-        return Ok(Ok(()));
-    }
-    let number = state.store.get_phone_number(phone_number_id).await?;
-    if let Some(n) = &number {
-        state.caches.senders.put(n, epoch);
-    }
-    Ok(match number {
+    Ok(match super::accounts::phone_number(state, phone_number_id).await? {
         Some(n) if &n.account_id == account_id => Ok(()),
         _ => Err(format!("phone number {phone_number_id} is not a number of account {account_id}")),
     })

@@ -45,8 +45,8 @@ impl Messages for PgStore {
         let columns: Vec<_> = updates.iter().map(shared::StatusColumns::new).collect();
         let mut tx = self.begin().await?;
         lock_wamids(&mut tx, updates.iter().map(|u| u.wamid.as_str())).await?;
-        let ids = outbound_ids(&mut tx, &columns).await?;
-        let known: Vec<&str> = ids.values().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+        let sends = outbound_ids(&mut tx, &columns).await?;
+        let known: Vec<&str> = sends.values().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
         let before = histories(&mut tx, &known).await?;
         let mut outcomes = vec![StatusOutcome::Duplicate; updates.len()];
         let mut touched = BTreeSet::new();
@@ -57,7 +57,7 @@ impl Messages for PgStore {
                 .iter()
                 .map(|&i| {
                     let c = &columns[i];
-                    (c, ids.get(&(c.wamid.clone(), c.account_id.clone())).map(String::as_str))
+                    (c, sends.get(&(c.wamid.clone(), c.account_id.clone())).map(String::as_str))
                 })
                 .collect();
             let changed = upsert_statuses(&mut tx, &rows, at).await?;
@@ -70,12 +70,10 @@ impl Messages for PgStore {
         // Each message's status is folded once, from everything the batch added.
         let touched: Vec<&str> = touched.iter().map(String::as_str).collect();
         let after = histories(&mut tx, &touched).await?;
-        let mut ids = Vec::with_capacity(touched.len());
         let (mut statuses, mut errors) = (Vec::with_capacity(touched.len()), Vec::with_capacity(touched.len()));
         for id in &touched {
             let rows = after.get(*id).cloned().unwrap_or_default();
             let (status, error) = shared::current_status(rows.into_iter().filter_map(shared::as_report).collect());
-            ids.push(*id);
             statuses.push(status);
             errors.push(error);
         }
@@ -83,7 +81,7 @@ impl Messages for PgStore {
             "UPDATE messages m SET status = u.status, error = u.error, updated_at = $4 \
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u (id, status, error) WHERE m.id = u.id",
         )
-        .bind(&ids)
+        .bind(&touched)
         .bind(&statuses)
         .bind(&errors)
         .bind(at.as_millis())

@@ -182,7 +182,7 @@ async fn meta_endpoints_are_checked(backend: Backend) {
         (json!({"url": url, "format": "meta", "events": ["message.*"]}), "events"),
         (json!({"url": url, "events": ["*"], "app_secret": "0123456789abcdef"}), "app_secret"),
         (json!({"url": url, "events": ["*"], "include_echoes": true}), "include_echoes"),
-        (json!({"url": url, "format": "meta", "app_secret": "short"}), "app_secret"),
+        (json!({"url": url, "format": "meta", "app_secret": ""}), "app_secret"),
         (json!({"url": url, "format": "meta", "app_secret": "has a space in it"}), "app_secret"),
         (json!({"url": url, "format": "meta", "app_secret": "nul\u{0}0123456789"}), "app_secret"),
         (json!({"url": url, "format": "xml", "events": ["*"]}), "format"),

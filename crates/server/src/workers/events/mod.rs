@@ -19,7 +19,7 @@ use wagate_domain::event::{RETRY_SCHEDULE, retry_delay};
 use wagate_domain::time::Timestamp;
 use wagate_storage::{Attempt, EventDelivery, Leased, WebhookEndpoint};
 
-use self::request::{Directory, Prepared, Unsendable};
+use self::request::{NotPrepared, Prepared};
 use crate::outbound::{AddressRefused, OutboundClient};
 use crate::state::{AppState, Worker};
 
@@ -63,7 +63,7 @@ struct Outcome {
     attempt: Attempt,
     /// The endpoint answered `410 Gone`: it wants no more.
     gone: bool,
-    /// The delivery cannot be made at all (see [`Unsendable`]): given up at once.
+    /// The delivery cannot be made at all ([`NotPrepared::Never`]): given up at once.
     unsendable: bool,
     /// How long the endpoint asked to be left alone (`Retry-After`).
     retry_after: Option<Duration>,
@@ -98,9 +98,9 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
     // one post's timeout for its turn, well within its lease.
     let mut waiting: HashMap<String, Claimed> = HashMap::new();
     let poster = Poster { client, done: done_tx, freed: freed_tx };
+    let concurrency = settings.endpoint_concurrency;
     let mut endpoints: HashMap<String, Arc<WebhookEndpoint>> = HashMap::new();
     let mut read_at: Option<Instant> = None;
-    let mut directory = Directory::default();
     let poll = Duration::from_millis(settings.poll_interval_ms).max(Duration::from_millis(250));
     loop {
         state.health.beat(Worker::Events);
@@ -124,7 +124,6 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                 Vec::new()
             }
         };
-        let concurrency = settings.endpoint_concurrency;
         for endpoint in due.iter().filter_map(|id| endpoints.get(id)) {
             let busy = in_flight.get(&endpoint.id).copied().unwrap_or(0);
             let ahead = waiting.get(&endpoint.id).map_or(0, VecDeque::len);
@@ -159,7 +158,7 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
         }
         for (id, queue) in &mut waiting {
             let busy = in_flight.entry(id.clone()).or_default();
-            poster.start(&state, &mut directory, queue, busy, concurrency).await;
+            poster.start(&state, queue, busy, concurrency).await;
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -176,7 +175,7 @@ async fn deliver(state: AppState, cancel: CancellationToken) {
                         waiting.remove(&endpoint);
                         endpoints.remove(&endpoint);
                     } else if let Some(queue) = waiting.get_mut(&endpoint) {
-                        poster.start(&state, &mut directory, queue, busy, concurrency).await;
+                        poster.start(&state, queue, busy, concurrency).await;
                     }
                 }
             }
@@ -205,24 +204,18 @@ struct Poster {
 
 impl Poster {
     /// Posts what waits in `queue` while its endpoint has fewer than `concurrency` in flight.
-    async fn start(
-        &self,
-        state: &AppState,
-        directory: &mut Directory,
-        queue: &mut Claimed,
-        busy: &mut usize,
-        concurrency: usize,
-    ) {
+    async fn start(&self, state: &AppState, queue: &mut Claimed, busy: &mut usize, concurrency: usize) {
         while *busy < concurrency {
             let Some((endpoint, delivery)) = queue.pop_front() else { break };
             *busy += 1;
             let now = Timestamp::now();
-            let prepared = request::prepare(directory, state.store.as_ref(), &endpoint, &delivery.event, now).await;
+            let prepared = request::prepare(state, &endpoint, &delivery.event, now).await;
             let (client, done, freed) = (self.client.clone(), self.done.clone(), self.freed.clone());
             tokio::spawn(async move {
                 let outcome = match prepared {
                     Ok(prepared) => post(&client, &endpoint, prepared, now).await,
-                    Err(Unsendable(why)) => Outcome::failed(now, Instant::now(), why, true),
+                    Err(NotPrepared::Never(why)) => Outcome::failed(now, Instant::now(), why, true),
+                    Err(NotPrepared::NotNow(why)) => Outcome::failed(now, Instant::now(), why, false),
                 };
                 let _ = freed.send((endpoint.id.clone(), outcome.gone));
                 let _ = done.send(Finished { delivery, outcome, failing_since: endpoint.failing_since });

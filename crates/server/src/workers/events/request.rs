@@ -2,15 +2,15 @@
 //! asks, or (Meta's format) the body Meta sent, a Meta-shaped echo of a message sent through
 //! wagate, or an empty Meta body for a test, signed with `X-Hub-Signature-256` as Meta signs.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 use wagate_domain::event::{EventType, secret_key, sign};
-use wagate_domain::secret::Secret;
+use wagate_domain::id::AccountId;
 use wagate_domain::signature;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Account, EndpointFormat, Event, MetaWebhook, PhoneNumber, StorageError, Store, WebhookEndpoint};
+use wagate_storage::{EndpointFormat, Event, MetaWebhook, PhoneNumber, StorageError, WebhookEndpoint};
+
+use crate::services::{accounts, webhooks};
+use crate::state::AppState;
 
 /// A delivery's body and the headers that sign it.
 pub struct Prepared {
@@ -18,20 +18,30 @@ pub struct Prepared {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// Why a delivery cannot be made at all: retrying would not help.
-pub struct Unsendable(pub String);
+/// Why a delivery was not prepared.
+pub enum NotPrepared {
+    /// It cannot be made at all: retrying would not help.
+    Never(String),
+    /// What it needs could not be read now: tried again as a failed attempt is.
+    NotNow(String),
+}
+
+impl From<StorageError> for NotPrepared {
+    fn from(e: StorageError) -> Self {
+        Self::NotNow(format!("reading what the delivery is signed with failed: {e}"))
+    }
+}
 
 /// The request for `event` to `endpoint`, at `now`.
 pub async fn prepare(
-    directory: &mut Directory,
-    store: &dyn Store,
+    state: &AppState,
     endpoint: &WebhookEndpoint,
     event: &Event,
     now: Timestamp,
-) -> Result<Prepared, Unsendable> {
+) -> Result<Prepared, NotPrepared> {
     match endpoint.format {
         EndpointFormat::Standard => Ok(standard(endpoint, event, now)),
-        EndpointFormat::Meta => meta(directory, store, endpoint, event).await,
+        EndpointFormat::Meta => meta(state, endpoint, event).await,
     }
 }
 
@@ -57,43 +67,51 @@ fn standard(endpoint: &WebhookEndpoint, event: &Event, now: Timestamp) -> Prepar
 
 /// Meta's format: the body and the account whose app secret signs it (unless the endpoint has
 /// its own). `webhook-id` still names the event, for receivers that deduplicate.
-async fn meta(
-    directory: &mut Directory,
-    store: &dyn Store,
-    endpoint: &WebhookEndpoint,
-    event: &Event,
-) -> Result<Prepared, Unsendable> {
+async fn meta(state: &AppState, endpoint: &WebhookEndpoint, event: &Event) -> Result<Prepared, NotPrepared> {
     let (body, account_id) = if let Some(forwarded) = MetaWebhook::of(event) {
-        (forwarded.body, forwarded.account_id)
+        (forwarded.body, forwarded.account_id.map(AccountId::from_trusted))
     } else if event.kind == EventType::MessageAccepted.as_str() {
         let number = event.phone_number_id.as_deref().unwrap_or_default();
-        let Some(number) = directory.number(store, number).await else {
-            return Err(Unsendable(format!("phone number '{number}' is no longer connected")));
+        let Some(number) = accounts::phone_number(state, number).await? else {
+            return Err(NotPrepared::Never(format!("phone number '{number}' is no longer connected")));
         };
-        let echo = echo(number, event).ok_or_else(|| Unsendable("the message has no wamid to echo".to_owned()))?;
-        (serde_json::to_vec(&echo).expect("JSON values serialise"), Some(number.account_id.as_str().to_owned()))
+        let echo = echo(&number, event).ok_or_else(|| NotPrepared::Never("the message has no wamid to echo".into()))?;
+        (serde_json::to_vec(&echo).expect("JSON values serialise"), Some(number.account_id))
     } else if event.kind == EventType::Ping.as_str() {
         let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": []}));
-        (body.expect("JSON values serialise"), directory.account_of_endpoint(store, endpoint).await)
+        (body.expect("JSON values serialise"), account_of_endpoint(state, endpoint).await?)
     } else {
-        return Err(Unsendable(format!("a {} event is not sent to an endpoint of Meta's format", event.kind)));
+        return Err(NotPrepared::Never(format!("a {} event is not sent to an endpoint of Meta's format", event.kind)));
     };
-    let app_secret = match &endpoint.app_secret {
-        Some(own) => own.clone(),
-        None => match account_id {
-            Some(id) => directory.app_secret(store, &id).await.ok_or_else(|| {
-                Unsendable(format!("account '{id}' is no longer connected and the endpoint has no app_secret"))
-            })?,
+    let app_secret = match (&endpoint.app_secret, account_id) {
+        (Some(own), _) => own.clone(),
+        (None, Some(id)) => match webhooks::account(state, &id).await? {
+            Some(account) => account.app_secret,
             None => {
-                return Err(Unsendable(
-                    "no account to sign with: give the endpoint an app_secret or phone_number_ids".to_owned(),
-                ));
+                let why = format!("account '{id}' is no longer connected and the endpoint has no app_secret");
+                return Err(NotPrepared::Never(why));
             }
         },
+        (None, None) => {
+            let why = "no account to sign with: give the endpoint an app_secret or phone_number_ids";
+            return Err(NotPrepared::Never(why.into()));
+        }
     };
     let headers =
         vec![("x-hub-signature-256", signature::sign(app_secret.expose(), &body)), ("webhook-id", event.id.clone())];
     Ok(Prepared { body, headers })
+}
+
+/// The account a test of `endpoint` is signed for: that of its first number, or the only one.
+async fn account_of_endpoint(state: &AppState, endpoint: &WebhookEndpoint) -> Result<Option<AccountId>, StorageError> {
+    if let Some(first) = endpoint.phone_number_ids.as_ref().and_then(|ids| ids.first()) {
+        return Ok(accounts::phone_number(state, first).await?.map(|n| n.account_id));
+    }
+    let accounts = webhooks::known_accounts(state).await?;
+    Ok(match accounts.as_slice() {
+        [only] => Some(only.id.clone()),
+        _ => None,
+    })
 }
 
 /// A message accepted by Meta as Meta's `smb_message_echoes` webhook shows a message the
@@ -126,65 +144,6 @@ fn echo(number: &PhoneNumber, event: &Event) -> Option<Value> {
             }],
         }],
     }))
-}
-
-/// The accounts and numbers Meta's format signs and echoes with, read again when a second old
-/// or when one is missing (at most every quarter second).
-#[derive(Default)]
-pub struct Directory {
-    accounts: HashMap<String, Account>,
-    numbers: HashMap<String, PhoneNumber>,
-    read_at: Option<Instant>,
-}
-
-const DIRECTORY_FRESH: Duration = Duration::from_secs(1);
-const DIRECTORY_REREAD: Duration = Duration::from_millis(250);
-
-impl Directory {
-    async fn number(&mut self, store: &dyn Store, id: &str) -> Option<&PhoneNumber> {
-        self.refresh(store, !self.numbers.contains_key(id)).await;
-        self.numbers.get(id)
-    }
-
-    async fn app_secret(&mut self, store: &dyn Store, account_id: &str) -> Option<Secret> {
-        self.refresh(store, !self.accounts.contains_key(account_id)).await;
-        self.accounts.get(account_id).map(|a| a.app_secret.clone())
-    }
-
-    /// The account a test of `endpoint` is signed for: that of its first number, or the only one.
-    async fn account_of_endpoint(&mut self, store: &dyn Store, endpoint: &WebhookEndpoint) -> Option<String> {
-        if let Some(first) = endpoint.phone_number_ids.as_ref().and_then(|ids| ids.first()) {
-            return self.number(store, first).await.map(|n| n.account_id.as_str().to_owned());
-        }
-        self.refresh(store, false).await;
-        match self.accounts.len() {
-            1 => self.accounts.keys().next().cloned(),
-            _ => None,
-        }
-    }
-
-    async fn refresh(&mut self, store: &dyn Store, missing: bool) {
-        let age = self.read_at.map(|at| at.elapsed());
-        let due = match age {
-            None => true,
-            Some(age) => age >= DIRECTORY_FRESH || (missing && age >= DIRECTORY_REREAD),
-        };
-        if !due {
-            return;
-        }
-        match read(store).await {
-            Ok((accounts, numbers)) => {
-                self.accounts = accounts.into_iter().map(|a| (a.id.as_str().to_owned(), a)).collect();
-                self.numbers = numbers.into_iter().map(|n| (n.id.clone(), n)).collect();
-            }
-            Err(e) => tracing::error!(error = %e, "reading the accounts to sign Meta-format deliveries failed"),
-        }
-        self.read_at = Some(Instant::now());
-    }
-}
-
-async fn read(store: &dyn Store) -> Result<(Vec<Account>, Vec<PhoneNumber>), StorageError> {
-    Ok((store.list_accounts().await?, store.list_phone_numbers().await?))
 }
 
 #[cfg(test)]
