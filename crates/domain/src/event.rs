@@ -30,6 +30,7 @@ pub enum EventType {
     ContactUpdated,
     MediaStored,
     MediaFailed,
+    TemplateUpdated,
     AccountPaused,
     AccountResumed,
     AccountEvent,
@@ -39,7 +40,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         Self::MessageReceived,
         Self::MessageAccepted,
         Self::MessageSent,
@@ -53,6 +54,7 @@ impl EventType {
         Self::ContactUpdated,
         Self::MediaStored,
         Self::MediaFailed,
+        Self::TemplateUpdated,
         Self::AccountPaused,
         Self::AccountResumed,
         Self::AccountEvent,
@@ -76,6 +78,7 @@ impl EventType {
             Self::ContactUpdated => "contact.updated",
             Self::MediaStored => "media.stored",
             Self::MediaFailed => "media.failed",
+            Self::TemplateUpdated => "template.updated",
             Self::AccountPaused => "account.paused",
             Self::AccountResumed => "account.resumed",
             Self::AccountEvent => "account.event",

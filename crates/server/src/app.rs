@@ -100,6 +100,7 @@ impl Application {
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let janitor = tokio::spawn(workers::janitor::run(state.clone(), cancel.clone()));
         let events = tokio::spawn(workers::events::run(state.clone(), cancel.clone()));
+        let templates = tokio::spawn(workers::templates::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
         http::serve(listener, router, header_timeout, max_connections, cancel.clone().cancelled_owned()).await;
         // Serving has stopped (in-flight requests answered): the workers stop too.
@@ -113,6 +114,7 @@ impl Application {
             let _ = media.await;
             let _ = events.await;
             let _ = janitor.await;
+            let _ = templates.await;
         })
         .await
         .is_err()

@@ -48,6 +48,9 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         | (_, "/v1/webhook-endpoints/{id}/rotate-secret" | "/v1/webhook-endpoints/{id}/attempts")
         | (_, "/v1/webhook-endpoints/{id}/replay" | "/v1/webhook-endpoints/{id}/test")
         | ("POST", "/v1/accounts" | "/v1/accounts/{id}/resume")
+        // Templates are made, changed and removed at Meta.
+        | ("POST", "/v1/templates" | "/v1/templates/sync")
+        | ("PATCH" | "DELETE", "/v1/templates/{id}" | "/v1/templates/{name}/{language}")
         | ("PATCH", "/v1/accounts/{id}" | "/v1/phone-numbers/{id}") => Scope::Admin,
         (
             "POST",
@@ -70,6 +73,9 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/v1/media"
             | "/v1/media/{id}"
             | "/v1/media/{id}/content"
+            | "/v1/templates"
+            | "/v1/templates/{id}"
+            | "/v1/templates/{name}/{language}"
             | "/v1/phone-numbers"
             | "/v1/accounts"
             | "/v1/accounts/{id}"

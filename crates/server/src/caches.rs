@@ -1,13 +1,14 @@
 //! What this instance keeps in memory to save a database read on every request or delivery:
-//! API keys, the numbers sends go out from, the accounts that sign webhooks, and the numbers
-//! whose webhooks were seen. Each entry lasts a moment; what changes through this instance's API
+//! API keys, the numbers sends go out from, the accounts that sign webhooks, the numbers whose
+//! webhooks were seen, and the templates sends are checked against. Each entry lasts a moment; what changes through this instance's API
 //! drops it at once (by the outbox's settings epoch, or by name).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wagate_storage::{Account, ApiKey, PhoneNumber};
+use wagate_domain::message::template::{ParameterFormat, Shape};
+use wagate_storage::{Account, ApiKey, MessageTemplate, PhoneNumber};
 
 #[derive(Default)]
 pub struct Caches {
@@ -19,6 +20,8 @@ pub struct Caches {
     pub signers: SignerCache,
     /// Numbers already known to have their webhooks seen (saves a write per delivery).
     pub webhooks_noted: WebhooksNoted,
+    /// Templates recently read for sends, dropped when this instance changes any.
+    pub templates: TemplateCache,
 }
 
 /// Active keys by hash, as recently read: every API request presents a key, and reading it
@@ -104,5 +107,50 @@ impl WebhooksNoted {
 
     pub fn insert(&self, phone_number_id: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(phone_number_id.to_owned());
+    }
+}
+
+/// A stored template with its shape, as a send is checked against it.
+pub struct CheckedTemplate {
+    pub template: MessageTemplate,
+    pub shape: Shape,
+}
+
+impl CheckedTemplate {
+    pub fn new(template: MessageTemplate) -> Arc<Self> {
+        let format = ParameterFormat::parse(Some(&template.parameter_format));
+        let shape = Shape::parse(format, &template.components);
+        Arc::new(Self { template, shape })
+    }
+}
+
+/// Templates by WABA, name and language, as recently read: every template send is checked
+/// against its template, and reading it each time would be a database round trip per send. An
+/// entry lasts [`TEMPLATES_CACHED_FOR`]; a change this instance makes or applies (a webhook, a
+/// sync, an edit) drops them all at once, and one applied by another instance is seen within
+/// that time.
+#[derive(Default)]
+pub struct TemplateCache(Mutex<HashMap<TemplateKey, (Arc<CheckedTemplate>, Instant)>>);
+
+/// A WABA's template by name and language.
+type TemplateKey = (String, String, String);
+
+const TEMPLATES_CACHED_FOR: Duration = Duration::from_secs(2);
+
+impl TemplateCache {
+    pub fn get(&self, waba_id: &str, name: &str, language: &str) -> Option<Arc<CheckedTemplate>> {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (waba_id.to_owned(), name.to_owned(), language.to_owned());
+        cache.get(&key).filter(|(_, at)| at.elapsed() < TEMPLATES_CACHED_FOR).map(|(t, _)| t.clone())
+    }
+
+    /// Only stored templates get here, so the map stays as small as the templates in use.
+    pub fn put(&self, t: Arc<CheckedTemplate>) {
+        let key = (t.template.waba_id.clone(), t.template.name.clone(), t.template.language.clone());
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (t, Instant::now()));
+    }
+
+    pub fn forget_all(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

@@ -156,6 +156,44 @@ impl GraphClient {
         self.call(req, true).await
     }
 
+    /// `GET /{path}` (with its query) as `target`: Meta's answer.
+    pub async fn get_json(&self, target: &Target<'_>, path: &str) -> Result<Value, GraphFailure> {
+        let url = Self::url(target, path);
+        self.call(self.request(target, reqwest::Method::GET, &url)?, false).await
+    }
+
+    /// `POST /{path}` with a JSON body as `target`: Meta's answer.
+    pub async fn post_json(&self, target: &Target<'_>, path: &str, body: &Value) -> Result<Value, GraphFailure> {
+        let url = Self::url(target, path);
+        self.call(self.request(target, reqwest::Method::POST, &url)?.json(body), true).await
+    }
+
+    /// `DELETE /{path}` (with its query) as `target`: Meta's answer.
+    pub async fn delete_json(&self, target: &Target<'_>, path: &str) -> Result<Value, GraphFailure> {
+        let url = Self::url(target, path);
+        self.call(self.request(target, reqwest::Method::DELETE, &url)?, true).await
+    }
+
+    /// Every page of a Graph list (`{"data": [...], "paging": {"next"}}`), at most `max_pages`.
+    pub async fn get_all_pages(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+        max_pages: usize,
+    ) -> Result<Vec<Value>, GraphFailure> {
+        let mut url = Self::url(target, path);
+        let mut all = Vec::new();
+        for _ in 0..max_pages {
+            let page: Page<Value> = self.call(self.request(target, reqwest::Method::GET, &url)?, false).await?;
+            all.extend(page.data);
+            match page.paging.as_ref().and_then(|p| p.get("next")).and_then(Value::as_str) {
+                Some(next) => url = without_token(next),
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
     /// `GET /{waba-id}/phone_numbers`, every page.
     pub async fn phone_numbers(
         &self,

@@ -11,7 +11,7 @@ use wagate_domain::event::{EventPattern, EventType};
 use wagate_domain::secret::Secret;
 use wagate_domain::time::Timestamp;
 
-use crate::{Account, Contact, Delivery, Media, Message, StatusEntry, WebhookEvent};
+use crate::{Account, Contact, Delivery, Media, Message, MessageTemplate, StatusEntry, WebhookEvent};
 
 /// A change to store as an event, in the transaction that makes the change.
 #[derive(Clone, Debug)]
@@ -127,6 +127,7 @@ pub trait EventViews: Send + Sync {
     fn endpoint(&self, endpoint: &WebhookEndpoint) -> Value;
     fn account(&self, account: &Account) -> Value;
     fn webhook_event(&self, event: &WebhookEvent) -> Value;
+    fn template(&self, template: &MessageTemplate) -> Value;
 }
 
 /// Ids and little else: what a store shows when no views were given (storage's own tests).
@@ -160,6 +161,10 @@ impl EventViews for PlainViews {
 
     fn webhook_event(&self, e: &WebhookEvent) -> Value {
         serde_json::json!({ "id": e.id, "account_id": e.account_id.as_str(), "field": e.field, "kind": e.kind })
+    }
+
+    fn template(&self, t: &MessageTemplate) -> Value {
+        serde_json::json!({ "id": t.id, "name": t.name, "language": t.language, "status": t.status })
     }
 }
 

@@ -69,7 +69,18 @@ pub enum Backend {
 /// transaction where it writes several rows).
 #[async_trait]
 pub trait Store:
-    Queues + Accounts + ApiKeys + Outbox + Messages + Inbound + Contacts + MediaFiles + Events + Testing + 'static
+    Queues
+    + Accounts
+    + ApiKeys
+    + Outbox
+    + Messages
+    + Inbound
+    + Contacts
+    + MediaFiles
+    + Templates
+    + Events
+    + Testing
+    + 'static
 {
     fn backend(&self) -> Backend;
     async fn ping(&self) -> Result<()>;
@@ -287,6 +298,8 @@ pub trait Contacts: Send + Sync {
     /// changes, when no contact has or had either the old or the new ids.
     async fn change_contact_ids(&self, old: &ContactIds, new: &ContactIds, at: Timestamp) -> Result<Option<ContactId>>;
     async fn get_contact(&self, id: &ContactId) -> Result<Option<Contact>>;
+    /// The contact whose phone is `wa_id` (digits), if any.
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
     /// Contacts matching `filter`, newest first, at most `limit`.
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>>;
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated>;
@@ -326,6 +339,34 @@ pub trait MediaFiles: Send + Sync {
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
     /// Media matching `filter`, newest first, at most `limit`.
     async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
+}
+
+/// Message templates as Meta keeps them, per WABA.
+#[async_trait]
+pub trait Templates: Send + Sync {
+    /// Stores templates of one WABA as Meta has them, by Meta's id (a stored template of the same
+    /// name and language under another id is replaced: Meta made it anew), in one transaction,
+    /// with a `template.updated` event for each new one and each whose status, category,
+    /// quality, rejection or components changed. With `complete` the list is the WABA's whole
+    /// list as Meta gave it from `at` on: stored templates it lacks are removed and the WABA
+    /// counts as synced at `at`, but a template written since `at` (a creation or a webhook
+    /// that came while the list was read) is newer than the list and stays as it is.
+    /// The templates that changed.
+    async fn store_templates(
+        &self,
+        waba_id: &str,
+        templates: &[MessageTemplate],
+        complete: bool,
+        at: Timestamp,
+    ) -> Result<Vec<MessageTemplate>>;
+    async fn get_template(&self, id: &str) -> Result<Option<MessageTemplate>>;
+    async fn find_template(&self, waba_id: &str, name: &str, language: &str) -> Result<Option<MessageTemplate>>;
+    /// Templates matching `filter`, by name, language and id, at most `limit`.
+    async fn list_templates(&self, filter: &TemplateFilter, limit: u32) -> Result<Vec<MessageTemplate>>;
+    /// Removes templates Meta deleted; how many were stored.
+    async fn delete_templates(&self, ids: &[String]) -> Result<u64>;
+    /// When the WABA's templates were last read in full from Meta.
+    async fn templates_synced_at(&self, waba_id: &str) -> Result<Option<Timestamp>>;
 }
 
 /// Events for the business's own software, the endpoints they are posted to, and the log of
@@ -385,7 +426,6 @@ pub trait Testing: Send + Sync {
     async fn count_deliveries(&self) -> Result<i64>;
     /// When `customer` last wrote to `phone_number_id` (the 24-hour window's start).
     async fn last_inbound(&self, phone_number_id: &str, customer: &str) -> Result<Option<Timestamp>>;
-    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
 }
 
 /// Without the `testing` feature, nothing: every store is one.

@@ -143,6 +143,8 @@ pub struct NewOutbound {
     pub window: Option<WindowCheck>,
     /// The idempotency key the send came with, stored in the same transaction.
     pub idempotency: Option<NewIdempotencyKey>,
+    /// A template message as the customer will see it.
+    pub rendered: Option<Value>,
 }
 
 /// A send's 24-hour window, judged where the message is stored: on SQLite by the writer that
@@ -230,6 +232,9 @@ pub struct Message {
     pub reply_to: Option<MessageId>,
     /// Sent from the WhatsApp Business app on a coexistence number (a message echo).
     pub from_app: bool,
+    /// A template message as the customer saw it (`header`, `body`, `footer`, `buttons`,
+    /// `cards`), when wagate checked it against the template.
+    pub rendered: Option<Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -512,4 +517,58 @@ pub struct ConversationCursor {
 pub struct ConversationPage {
     pub before: Option<MessageId>,
     pub after: Option<MessageId>,
+}
+
+/// A message template as Meta keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageTemplate {
+    /// Meta's template id.
+    pub id: String,
+    pub account_id: AccountId,
+    pub waba_id: String,
+    pub name: String,
+    pub language: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+    /// `APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, `DISABLED`, …
+    pub status: String,
+    /// `POSITIONAL` or `NAMED`.
+    pub parameter_format: String,
+    /// Meta's components.
+    pub components: Value,
+    /// `GREEN`, `YELLOW`, `RED` or `UNKNOWN`, as Meta last rated it.
+    pub quality_score: Option<String>,
+    pub rejected_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl MessageTemplate {
+    /// Whether `other` says something different of the template (not counting when it was read).
+    pub fn differs(&self, other: &MessageTemplate) -> bool {
+        let key = |t: &MessageTemplate| {
+            (
+                t.category.clone(),
+                t.status.clone(),
+                t.parameter_format.clone(),
+                t.components.clone(),
+                t.quality_score.clone(),
+                t.rejected_reason.clone(),
+            )
+        };
+        key(self) != key(other)
+    }
+}
+
+/// Which templates to list.
+#[derive(Clone, Debug, Default)]
+pub struct TemplateFilter {
+    pub account_id: Option<AccountId>,
+    pub waba_id: Option<String>,
+    pub name: Option<String>,
+    pub language: Option<String>,
+    pub status: Option<String>,
+    pub category: Option<String>,
+    /// Only templates after this one in (name, language, id) order: the previous page's last.
+    pub after: Option<(String, String, String)>,
 }

@@ -228,6 +228,7 @@ pub fn send_now(number: &PhoneNumber, recipient: &str, kind: &str, content: Valu
         expires_at: None,
         window: None,
         idempotency: None,
+        rendered: None,
     }
 }
 

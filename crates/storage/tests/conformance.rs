@@ -68,6 +68,7 @@ fn new_outbound(a: &Account, n: &PhoneNumber, due: Timestamp, recipient: &str) -
         expires_at: None,
         window: None,
         idempotency: None,
+        rendered: None,
     }
 }
 
@@ -1397,6 +1398,81 @@ async fn marketing_preferences_do_not_depend_on_order(store: &dyn Store) {
     assert!(merged.marketing_opted_out());
 }
 
+fn template(a: &Account, id: &str, name: &str, language: &str, status: &str) -> MessageTemplate {
+    MessageTemplate {
+        id: id.into(),
+        account_id: a.id.clone(),
+        waba_id: a.waba_id.clone(),
+        name: name.into(),
+        language: language.into(),
+        category: "UTILITY".into(),
+        status: status.into(),
+        parameter_format: "POSITIONAL".into(),
+        components: json!([{"type": "BODY", "text": "Order {{1}} \u{0} ships ü 🚚"}]),
+        quality_score: None,
+        rejected_reason: None,
+        created_at: t(0),
+        updated_at: t(0),
+    }
+}
+
+async fn template_events(store: &dyn Store) -> usize {
+    let all = EventFilter { order: EventOrder::After(0), ..EventFilter::default() };
+    store.list_events(&all, 1000).await.unwrap().iter().filter(|e| e.kind == "template.updated").count()
+}
+
+async fn templates_are_synced_changed_and_listed(store: &dyn Store) {
+    let (a, _) = seeded(store).await;
+    assert_eq!(store.templates_synced_at(&a.waba_id).await.unwrap(), None);
+    let first = [
+        template(&a, "11", "order_update", "en_US", "APPROVED"),
+        template(&a, "12", "order_update", "pt_BR", "PENDING"),
+        template(&a, "13", "welcome", "en_US", "APPROVED"),
+    ];
+    let changed = store.store_templates(&a.waba_id, &first, true, t(10)).await.unwrap();
+    assert_eq!(changed.len(), 3);
+    assert_eq!(store.templates_synced_at(&a.waba_id).await.unwrap(), Some(t(10)));
+    assert_eq!(template_events(store).await, 3);
+    // Stored as given, odd characters and all.
+    assert_eq!(store.get_template("11").await.unwrap().as_ref(), Some(&first[0]));
+    // The same list again changes nothing and tells of nothing.
+    assert!(store.store_templates(&a.waba_id, &first, true, t(20)).await.unwrap().is_empty());
+    assert_eq!(template_events(store).await, 3);
+    // A status change is one change and one event; a name made anew at Meta replaces the old
+    // row; a template missing from a complete list is gone.
+    let mut approved = first[1].clone();
+    approved.status = "APPROVED".into();
+    let remade = template(&a, "99", "welcome", "en_US", "PENDING");
+    let changed = store.store_templates(&a.waba_id, &[first[0].clone(), approved, remade], true, t(30)).await.unwrap();
+    assert_eq!(changed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["12", "99"]);
+    assert_eq!(template_events(store).await, 5);
+    assert_eq!(store.get_template("13").await.unwrap(), None);
+    let found = store.find_template(&a.waba_id, "welcome", "en_US").await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), found.status.as_str()), ("99", "PENDING"));
+    // Lists: by name, language and id, filtered, paged.
+    let page = store.list_templates(&TemplateFilter::default(), 2).await.unwrap();
+    assert_eq!(page.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["11", "12"]);
+    let last = &page[1];
+    let after = TemplateFilter {
+        after: Some((last.name.clone(), last.language.clone(), last.id.clone())),
+        ..TemplateFilter::default()
+    };
+    let rest = store.list_templates(&after, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["99"]);
+    let pending = TemplateFilter { status: Some("PENDING".into()), ..TemplateFilter::default() };
+    assert_eq!(store.list_templates(&pending, 10).await.unwrap().len(), 1);
+    let other = TemplateFilter { waba_id: Some("other".into()), ..TemplateFilter::default() };
+    assert!(store.list_templates(&other, 10).await.unwrap().is_empty());
+    // A partial store (one template from a webhook) removes nothing.
+    let mut paused = first[0].clone();
+    paused.status = "PAUSED".into();
+    store.store_templates(&a.waba_id, &[paused], false, t(40)).await.unwrap();
+    assert_eq!(store.list_templates(&TemplateFilter::default(), 10).await.unwrap().len(), 3);
+    assert_eq!(store.templates_synced_at(&a.waba_id).await.unwrap(), Some(t(30)));
+    assert_eq!(store.delete_templates(&["11".into(), "nope".into()]).await.unwrap(), 1);
+    assert_eq!(store.get_template("11").await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($backend:ident, $b:expr) => {
         mod $backend {
@@ -1442,6 +1518,8 @@ macro_rules! suite {
             case!(conversations_list_page_and_read);
             case!(contact_fields_and_marketing_preferences);
             case!(marketing_preferences_do_not_depend_on_order);
+            // Templates.
+            case!(templates_are_synced_changed_and_listed);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn heads_are_found_past_a_long_queue() {

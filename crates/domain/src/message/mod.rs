@@ -25,7 +25,7 @@ pub use self::location::Location;
 pub use self::media::{Audio, Document, Image, Sticker, Video};
 pub use self::reaction::Reaction;
 pub use self::read::ReadReceipt;
-pub use self::template::Template;
+pub use self::template::{SimpleTemplate, Template, TemplateSend};
 pub use self::text::Text;
 use crate::phone::PhoneNumber;
 use crate::time::Timestamp;
@@ -323,7 +323,7 @@ pub fn graph_body(to: &str, kind: &str, fields: &Map<String, Value>) -> Value {
 /// Defines an envelope struct: the given fields plus one optional field per content type, and
 /// a method that takes out the content object matching `type`.
 macro_rules! envelope {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+    (template: $template:ty; $(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
@@ -348,7 +348,7 @@ macro_rules! envelope {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub interactive: Option<Interactive>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub template: Option<Template>,
+            pub template: Option<$template>,
         }
 
         impl $name {
@@ -368,7 +368,7 @@ macro_rules! envelope {
                     ("contacts", self.contacts.take().map(Content::Contacts)),
                     ("reaction", self.reaction.take().map(Content::Reaction)),
                     ("interactive", self.interactive.take().map(|c| Content::Interactive(Box::new(c)))),
-                    ("template", self.template.take().map(|c| Content::Template(Box::new(c)))),
+                    ("template", self.template.take().map(|c| Content::Template(Box::new(c.into())))),
                 ];
                 let mut found = None;
                 for (name, content) in present {
@@ -391,6 +391,7 @@ macro_rules! envelope {
 }
 
 envelope! {
+    template: TemplateSend;
     /// `POST /v1/messages`: the native envelope around one of Meta's content objects.
     #[derive(Clone, Debug, Deserialize)]
     #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -451,6 +452,9 @@ pub struct ValidSend {
     pub idempotency_key: Option<String>,
     pub send_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
+    /// A template send in the simple form: its components are built from the stored template
+    /// (the outbound's template names it, without components, until then).
+    pub simple_template: Option<SimpleTemplate>,
 }
 
 /// A hash of a send request, to tell a retry (same body) from another request reusing its
@@ -485,6 +489,10 @@ fn instant(path: &str, value: Option<&str>) -> Result<Option<Timestamp>, FieldEr
 
 impl SendRequest {
     pub fn validate(mut self) -> Result<ValidSend, FieldError> {
+        let simple_template = match &self.template {
+            Some(TemplateSend::Simple(s)) if self.kind == "template" => Some(s.clone()),
+            _ => None,
+        };
         let content = self.take_content(&self.kind.clone())?;
         let recipient = Recipient::parse_native(&self.to, self.recipient_type.as_deref())?;
         if let Some(from) = &self.from {
@@ -534,6 +542,7 @@ impl SendRequest {
             idempotency_key: self.idempotency_key,
             send_at,
             expires_at,
+            simple_template,
         })
     }
 }
@@ -547,6 +556,7 @@ pub struct Context {
 }
 
 envelope! {
+    template: Template;
     /// The body of Meta's `POST /{phone-number-id}/messages` for a message, exactly as Meta takes it.
     #[derive(Clone, Debug, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{
-    Account, Contact, Event, EventFilter, EventOrder, EventViews, Media, Message, StatusEntry, Store, WebhookEndpoint,
-    WebhookEvent,
+    Account, Contact, Event, EventFilter, EventOrder, EventViews, Media, Message, MessageTemplate, StatusEntry, Store,
+    WebhookEndpoint, WebhookEvent,
 };
 
 use super::accounts::{AccountEventView, EventView as AccountWebhookEventView};
@@ -26,6 +26,7 @@ use super::contacts::ContactView;
 use super::list::List;
 use super::media::MediaView;
 use super::messages::MessageView;
+use super::templates::TemplateView;
 use super::webhook_endpoints::EndpointView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ListParams, PageRequest, Query};
@@ -64,6 +65,10 @@ impl EventViews for ApiViews {
 
     fn webhook_event(&self, event: &WebhookEvent) -> Value {
         serde_json::to_value(AccountWebhookEventView::from(event.clone())).expect("views serialise")
+    }
+
+    fn template(&self, template: &MessageTemplate) -> Value {
+        serde_json::to_value(TemplateView::from(template.clone())).expect("views serialise")
     }
 }
 

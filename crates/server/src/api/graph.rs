@@ -105,6 +105,9 @@ impl GraphApiError {
     fn from_field(e: &FieldError) -> Self {
         let param = meta_param(&e.path);
         let rule = e.message.strip_prefix(&format!("{}: ", e.path)).unwrap_or(&e.message);
+        if let Some((status, code, title)) = template_code(e.rule) {
+            return Self::new(status, code, &format!("(#{code}) {title}"), Some(format!("Param {param} {rule}.")));
+        }
         match (e.path.as_str(), e.rule) {
             (_, "required") => Self::new(
                 StatusCode::BAD_REQUEST,
@@ -176,6 +179,32 @@ impl IntoResponse for GraphApiError {
         }
         response
     }
+}
+
+/// The code and title Meta answers a template send with that breaks `rule` (a rule of
+/// wagate's template check, or the marketing opt-out).
+fn template_code(rule: &str) -> Option<(StatusCode, i64, &'static str)> {
+    Some(match rule {
+        "template_param_count" => {
+            (StatusCode::BAD_REQUEST, 132000, "Number of parameters does not match the expected number of params")
+        }
+        "template_not_found" | "template_not_approved" => {
+            (StatusCode::NOT_FOUND, 132001, "Template name does not exist in the translation")
+        }
+        "template_text_too_long" => (StatusCode::BAD_REQUEST, 132005, "Translated text too long"),
+        "template_param_format" | "unknown_parameter" | "unknown_button" | "unknown_card" => {
+            (StatusCode::BAD_REQUEST, 132012, "Parameter format does not match format in the created template")
+        }
+        "template_paused" => (StatusCode::BAD_REQUEST, 132015, "Template is Paused"),
+        "template_disabled" => (StatusCode::BAD_REQUEST, 132016, "Template is Disabled"),
+        "marketing_opt_out" => (
+            StatusCode::BAD_REQUEST,
+            131050,
+            "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on \
+             WhatsApp from your business",
+        ),
+        _ => return None,
+    })
 }
 
 /// `text.body` → `text['body']`, `interactive.action.buttons[0].reply.title` →
@@ -250,7 +279,7 @@ async fn messages_endpoint(
                 }
             };
             let options = SendOptions { idempotency, ..SendOptions::default() };
-            let sent = messages::enqueue(&state, &sender, &outbound, None, options, &|_| Value::Null)
+            let sent = messages::enqueue(&state, &sender, *outbound, None, options, &|_| Value::Null)
                 .await
                 .map_err(GraphApiError::from_service)?;
             let id = match sent {

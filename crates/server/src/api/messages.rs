@@ -63,6 +63,11 @@ pub struct MessageView {
     /// Why the message failed: Meta's code, title, message and details.
     error: Option<MessageError>,
     metadata: Option<Map<String, Value>>,
+    /// A template message as the customer sees it (`header`, `body`, `footer`, `buttons`,
+    /// `cards`), when wagate knew the template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    rendered: Option<Value>,
     /// When it was asked to go, for a scheduled message.
     #[serde(skip_serializing_if = "Option::is_none")]
     send_at: Option<Timestamp>,
@@ -125,6 +130,7 @@ impl From<MessageDetails> for MessageView {
             statuses: d.history.into_iter().map(StatusView::from).collect(),
             error: m.error,
             metadata: m.metadata,
+            rendered: m.rendered,
             send_at: m.send_at,
             expires_at: m.expires_at,
             created_at: m.created_at,

@@ -10,6 +10,7 @@ mod media;
 mod messages;
 mod ops;
 mod phone_numbers;
+mod templates;
 mod webhook_endpoints;
 mod webhooks;
 // Contacts and conversations.
@@ -45,6 +46,7 @@ use crate::state::AppState;
         (name = "phone-numbers", description = "Business phone numbers"),
         (name = "api-keys", description = "Keys for this API"),
         (name = "media", description = "Media files customers sent, downloaded from Meta"),
+        (name = "templates", description = "Message templates, managed at Meta and checked before a send"),
         (name = "webhooks", description = "Meta's webhook receiver"),
         (name = "operations", description = "Health, readiness, metrics"),
         (name = "contacts", description = "Customers, by phone number and business-scoped user id"),
@@ -132,6 +134,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(phone_numbers::router())
         .merge(api_keys::router())
         .merge(media::router())
+        .merge(templates::router())
         .merge(contacts::router())
         .merge(conversations::router())
         .merge(events::router())

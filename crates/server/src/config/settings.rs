@@ -45,6 +45,8 @@ pub struct Config {
     pub media: MediaSettings,
     /// Events to the business's own endpoints, and their log.
     pub events: EventsSettings,
+    /// Message templates read from Meta.
+    pub templates: TemplatesSettings,
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
@@ -73,6 +75,7 @@ impl Default for Config {
             messaging: MessagingSettings::default(),
             media: MediaSettings::default(),
             events: EventsSettings::default(),
+            templates: TemplatesSettings::default(),
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
             api: ApiSettings::default(),
@@ -420,6 +423,24 @@ impl EventsSettings {
 
     pub fn disable_after(&self) -> Duration {
         Duration::from_secs(self.disable_after_hours.saturating_mul(3600))
+    }
+}
+
+/// Message templates: read in full from Meta at start and then on a schedule (webhooks keep
+/// them current between reads).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesSettings {
+    /// Seconds between reads of every account's templates, the first at start (an account
+    /// connected since is read within 15 seconds); 0: only on request (`POST
+    /// /v1/templates/sync`). Until a WABA's templates have been read, its template sends go to
+    /// Meta unchecked.
+    pub sync_interval_secs: u64,
+}
+
+impl Default for TemplatesSettings {
+    fn default() -> Self {
+        Self { sync_interval_secs: 3600 }
     }
 }
 

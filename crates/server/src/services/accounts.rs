@@ -1,5 +1,7 @@
 //! Meta accounts: credentials checked against the Graph API, phone numbers read from it.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use utoipa::ToSchema;
 use wagate_domain::id::AccountId;
@@ -147,6 +149,31 @@ pub async fn phone_number(state: &AppState, id: &str) -> Result<Option<PhoneNumb
         state.caches.senders.put(n, epoch);
     }
     Ok(number)
+}
+
+/// The connected accounts, read afresh, and kept in the signer cache.
+pub async fn read_accounts(state: &AppState, epoch: u64) -> Result<Arc<Vec<Account>>, StorageError> {
+    let accounts = Arc::new(state.store.list_accounts().await?);
+    state.caches.signers.put(accounts.clone(), epoch);
+    Ok(accounts)
+}
+
+/// The connected accounts as the signer cache has them, or read afresh. As for the receiver, the
+/// cache only says yes: what it lacks is looked up again.
+pub async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
+    let epoch = state.outbox.settings_epoch();
+    match state.caches.signers.get(epoch) {
+        Some(accounts) => Ok(accounts),
+        None => read_accounts(state, epoch).await,
+    }
+}
+
+/// An account as the signer cache has it, or read afresh.
+pub async fn account(state: &AppState, id: &AccountId) -> Result<Option<Account>, StorageError> {
+    match known_accounts(state).await?.iter().find(|a| &a.id == id) {
+        Some(a) => Ok(Some(a.clone())),
+        None => state.store.get_account(id).await,
+    }
 }
 
 /// Reads the WABA's numbers with the account's credentials (the proof that they work), each with

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use wagate_domain::id::{ApiKeyId, MessageId};
-use wagate_domain::message::{Content, MessageError, Outbound, ReadReceipt, Recipient, SendRequest};
+use wagate_domain::message::{Content, MessageError, Outbound, ReadReceipt, Recipient, SendRequest, SimpleTemplate};
 use wagate_domain::status::MessageStatus;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
@@ -16,7 +16,7 @@ use wagate_storage::{
     PhoneNumber, StatusEntry, Store, WindowCheck,
 };
 
-use super::ServiceError;
+use super::{ServiceError, templates};
 use crate::config::OutsideWindow;
 use crate::graph::{GraphClient, GraphFailure, Target};
 use crate::outbox::Outbox;
@@ -53,6 +53,8 @@ pub struct SendOptions {
     pub send_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub idempotency: Option<Idempotency>,
+    /// A template send in the simple form, built into Meta's components from the stored template.
+    pub simple_template: Option<SimpleTemplate>,
 }
 
 /// `POST /v1/messages`. `render` makes the answer (kept with an idempotency key, to give again).
@@ -71,8 +73,13 @@ pub async fn send(
     if let Some(reply_to) = &valid.reply_to {
         outbound.context = Some(resolve_reply(state.store.as_ref(), &sender, reply_to).await?);
     }
-    let options = SendOptions { send_at: valid.send_at, expires_at: valid.expires_at, idempotency };
-    enqueue(state, &sender, &outbound, valid.metadata, options, render).await
+    let options = SendOptions {
+        send_at: valid.send_at,
+        expires_at: valid.expires_at,
+        idempotency,
+        simple_template: valid.simple_template,
+    };
+    enqueue(state, &sender, outbound, valid.metadata, options, render).await
 }
 
 /// The first answer of a request made again with its idempotency key; a different request
@@ -111,11 +118,12 @@ fn window_check(state: &AppState, sender: &PhoneNumber, outbound: &Outbound, now
 }
 
 /// Stores a checked message from `sender` with its outbox row, and wakes the number's
-/// dispatcher. Outside the 24-hour window only templates go (unless configured to pass).
+/// dispatcher. A template send is checked against its template first. Outside the 24-hour
+/// window only templates go (unless configured to pass).
 pub async fn enqueue(
     state: &AppState,
     sender: &PhoneNumber,
-    outbound: &Outbound,
+    mut outbound: Outbound,
     metadata: Option<Map<String, Value>>,
     options: SendOptions,
     render: &(dyn Fn(&MessageDetails) -> Value + Sync),
@@ -136,6 +144,7 @@ pub async fn enqueue(
         state.metrics.backpressure.inc();
         return Err(ServiceError::Backpressure { backlog });
     }
+    let rendered = templates::check_send(state, sender, &mut outbound, options.simple_template.as_ref()).await?;
     let id = MessageId::generate();
     let message = Message {
         id: id.clone(),
@@ -155,6 +164,7 @@ pub async fn enqueue(
         reply_to_wamid: None,
         reply_to: None,
         from_app: false,
+        rendered,
         created_at: now,
         updated_at: now,
     };
@@ -186,8 +196,9 @@ pub async fn enqueue(
         due_at: send_at.unwrap_or(now),
         send_at,
         expires_at: options.expires_at,
-        window: window_check(state, sender, outbound, now),
+        window: window_check(state, sender, &outbound, now),
         idempotency,
+        rendered: details.message.rendered.clone(),
     };
     match state.store.enqueue_message(new).await? {
         Enqueued::Stored => {}

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod events;
 pub mod media;
 pub mod messages;
+pub mod templates;
 pub mod webhooks;
 // Contacts and conversations.
 pub mod contacts;

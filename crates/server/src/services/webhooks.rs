@@ -1,8 +1,6 @@
 //! Meta's webhooks: the subscription handshake, signature checks on the raw bytes (fail
 //! closed), durable storage before the 200, and the processing of what was stored.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -71,7 +69,7 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
     let signer = match state.caches.signers.get(epoch).map(|accounts| signed_by(&accounts, &routing, &body, header)) {
         Some(Ok(signer)) => signer,
         _ => {
-            let accounts = read_accounts(state, epoch).await?;
+            let accounts = super::accounts::read_accounts(state, epoch).await?;
             match signed_by(&accounts, &routing, &body, header) {
                 Ok(signer) => signer,
                 Err(refused) => return Ok(refused),
@@ -84,31 +82,6 @@ pub async fn receive(state: &AppState, signature_header: Option<&str>, body: Vec
         .await?;
     state.signals.delivery_stored();
     Ok(Receipt::Stored(id))
-}
-
-/// The connected accounts, read afresh, and kept in the signer cache.
-async fn read_accounts(state: &AppState, epoch: u64) -> Result<Arc<Vec<Account>>, StorageError> {
-    let accounts = Arc::new(state.store.list_accounts().await?);
-    state.caches.signers.put(accounts.clone(), epoch);
-    Ok(accounts)
-}
-
-/// The connected accounts as the signer cache has them, or read afresh. As for the receiver, the
-/// cache only says yes: what it lacks is looked up again.
-pub async fn known_accounts(state: &AppState) -> Result<Arc<Vec<Account>>, StorageError> {
-    let epoch = state.outbox.settings_epoch();
-    match state.caches.signers.get(epoch) {
-        Some(accounts) => Ok(accounts),
-        None => read_accounts(state, epoch).await,
-    }
-}
-
-/// An account as the signer cache has it, or read afresh.
-pub async fn account(state: &AppState, id: &AccountId) -> Result<Option<Account>, StorageError> {
-    match known_accounts(state).await?.iter().find(|a| &a.id == id) {
-        Some(a) => Ok(Some(a.clone())),
-        None => state.store.get_account(id).await,
-    }
 }
 
 /// The account whose app secret signed `body`, if every entry's WABA belongs to that app.
@@ -170,9 +143,9 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
         return Err(ProcessError::Unprocessable(format!("unexpected object '{}'", payload.object)));
     }
     // Two reads per delivery otherwise, for what changes rarely.
-    let known = known_accounts(state).await?;
+    let known = super::accounts::known_accounts(state).await?;
     let signer = match &delivery.account_id {
-        Some(id) => account(state, id).await?,
+        Some(id) => super::accounts::account(state, id).await?,
         None => None,
     };
     let Some(signer) = signer else {
@@ -207,6 +180,18 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
                         super::contacts::apply_user_preferences(state.store.as_ref(), &account.id, &change.value)
                             .await?;
                     record_event(state, &change_at, "user_preferences", &change.value).await.and(applied)
+                }
+                // Applied to the stored template (its `template.updated` event), and kept as an event.
+                field @ ("message_template_status_update"
+                | "message_template_quality_update"
+                | "message_template_components_update"
+                | "template_category_update") => {
+                    let applied = match super::templates::apply_webhook(state, &account, field, &change.value).await {
+                        Ok(()) => Ok(()),
+                        Err(ServiceError::Storage(e)) => return Err(e.into()),
+                        Err(e) => Err(format!("{field} change of {}: {e}", entry.id)),
+                    };
+                    record_event(state, &change_at, field, &change.value).await.and(applied)
                 }
                 field => record_event(state, &change_at, field, &change.value).await,
             };

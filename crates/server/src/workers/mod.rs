@@ -6,6 +6,7 @@ pub mod events;
 pub mod inbound;
 pub mod janitor;
 pub mod media;
+pub mod templates;
 
 use wagate_domain::retry::{Retry, RetryPolicy};
 use wagate_domain::time::Timestamp;

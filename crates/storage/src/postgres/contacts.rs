@@ -178,11 +178,6 @@ impl PgStore {
         let Some(contact) = first(&self.pool, sql, (value,), shared::contact).await? else { return Ok(None) };
         Ok(self.with_tags(vec![contact]).await?.pop())
     }
-
-    #[cfg(feature = "testing")]
-    pub(super) async fn contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
-        self.contact_where(shared::SELECT_CONTACT_BY_WA_ID, wa_id).await
-    }
 }
 
 #[async_trait]
@@ -214,6 +209,10 @@ impl Contacts for PgStore {
 
     async fn get_contact(&self, id: &ContactId) -> Result<Option<Contact>> {
         self.contact_where(shared::SELECT_CONTACT, id.as_str()).await
+    }
+
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
+        self.contact_where(shared::SELECT_CONTACT_BY_WA_ID, wa_id).await
     }
 
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>> {

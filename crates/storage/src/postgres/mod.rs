@@ -15,6 +15,7 @@ mod inbound;
 mod media;
 mod messages;
 mod outbox;
+mod templates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,9 +181,5 @@ impl crate::Testing for PgStore {
         let at =
             first(&self.pool, crate::shared::SELECT_LAST_INBOUND, (phone_number_id, customer), |r| r.get(0)).await?;
         Ok(at.map(crate::shared::ts))
-    }
-
-    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
-        self.contact_by_wa_id(wa_id).await
     }
 }

@@ -22,13 +22,14 @@ use crate::*;
 /// the acceptance order that orders a recipient's messages, is given in the arrays' order.
 const INSERT_SENDS: &str = concat!(
     "WITH new AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], ",
-    "$7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::boolean[]) ",
-    "AS n (id, account_id, phone_number_id, recipient, kind, content, status, metadata, created_at, due_at, ",
-    "send_at, expires_at, opens_conversation)), ",
+    "$7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::boolean[], ",
+    "$14::text[]) AS n (id, account_id, phone_number_id, recipient, kind, content, status, metadata, created_at, ",
+    "due_at, send_at, expires_at, opens_conversation, rendered)), ",
     "m AS (INSERT INTO messages (",
     message_cols!(),
-    ", opens_conversation) SELECT id, 'outbound', account_id, phone_number_id, NULL, recipient, kind, content, ",
-    "status, NULL, NULL, metadata, created_at, created_at, send_at, expires_at, opens_conversation FROM new) ",
+    ", opens_conversation, rendered) SELECT id, 'outbound', account_id, phone_number_id, NULL, recipient, kind, ",
+    "content, status, NULL, NULL, metadata, created_at, created_at, send_at, expires_at, opens_conversation, ",
+    "rendered FROM new) ",
     "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, available_at, expires_at, created_at) ",
     "SELECT id, phone_number_id, recipient, due_at, due_at, expires_at, created_at FROM new"
 );
@@ -104,6 +105,7 @@ async fn write_sends(conn: &mut PgConnection, batch: &[PreparedSend]) -> Result<
         .bind(time(|m| m.send_at))
         .bind(time(|m| m.expires_at))
         .bind(keep.iter().map(|(_, opens)| *opens).collect::<Vec<_>>())
+        .bind(keep.iter().map(|(p, _)| p.rendered.as_deref()).collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(results)

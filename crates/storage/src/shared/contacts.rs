@@ -80,7 +80,6 @@ macro_rules! contact_cols {
 }
 
 pub(crate) const SELECT_CONTACT: &str = concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.id = $1");
-#[cfg(feature = "testing")]
 pub(crate) const SELECT_CONTACT_BY_WA_ID: &str =
     concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.wa_id = $1");
 pub(crate) const SELECT_CONTACTS: &str = concat!(

@@ -8,6 +8,7 @@ mod contacts;
 mod events;
 mod rows;
 mod sql;
+mod templates;
 
 use std::collections::HashSet;
 
@@ -23,6 +24,7 @@ pub(crate) use self::contacts::*;
 pub(crate) use self::events::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
+pub(crate) use self::templates::*;
 use crate::{OutboxHead, Result, StatusEntry, StorageError};
 
 /// Finds the due outbox rows that head their recipient's queue, reading the queue in (due_at,
@@ -212,6 +214,7 @@ pub(crate) struct PreparedSend {
     pub(crate) m: crate::NewOutbound,
     pub(crate) content: String,
     pub(crate) metadata: Option<String>,
+    pub(crate) rendered: Option<String>,
     /// The idempotency key's stored answer.
     pub(crate) response: Option<String>,
 }
@@ -222,6 +225,7 @@ impl PreparedSend {
             content: json_text(&m.content),
             metadata: m.metadata.as_ref().map(|v| serde_json::to_string(v).expect("a JSON map serialises")),
             response: m.idempotency.as_ref().map(|k| json_text(&k.response)),
+            rendered: m.rendered.as_ref().map(json_text),
             m,
         }
     }
@@ -347,5 +351,6 @@ pub(crate) fn statements() -> Vec<String> {
     let mut all = sql::statements();
     all.extend(contacts::statements().into_iter().map(str::to_owned));
     all.extend(events::statements().into_iter().map(str::to_owned));
+    all.extend(templates::statements().into_iter().map(str::to_owned));
     all
 }

@@ -88,7 +88,7 @@ values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
 // rusqlite binds tuples of up to 16.
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P);
 
-fn time(r: &impl Columns, column: &str) -> Result<Timestamp> {
+pub(crate) fn time(r: &impl Columns, column: &str) -> Result<Timestamp> {
     Ok(ts(r.get(column)?))
 }
 
@@ -181,6 +181,7 @@ pub(crate) fn message(r: &impl Columns) -> Result<Message> {
         reply_to_wamid: r.get("reply_to_wamid")?,
         reply_to: r.get::<Option<String>>("reply_to")?.map(MessageId::from_trusted),
         from_app: r.get("from_app")?,
+        rendered: r.get::<Option<String>>("rendered")?.map(|t| parse_json("rendered", &t)).transpose()?,
         created_at: time(r, "created_at")?,
         updated_at: time(r, "updated_at")?,
     })

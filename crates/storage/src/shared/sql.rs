@@ -37,7 +37,7 @@ macro_rules! message_select_cols {
     () => {
         concat!(
             $crate::shared::message_cols!(),
-            ", reply_to_wamid, from_app, ",
+            ", reply_to_wamid, from_app, rendered, ",
             "(SELECT r.id FROM messages r WHERE r.wamid = messages.reply_to_wamid ",
             "AND r.account_id = messages.account_id) AS reply_to"
         )

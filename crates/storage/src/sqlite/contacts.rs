@@ -67,6 +67,10 @@ impl Contacts for SqliteStore {
         self.readers.read(|c| contact_where(c, shared::SELECT_CONTACT, id.as_str()))
     }
 
+    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
+        self.readers.read(|c| contact_by_wa_id(c, wa_id))
+    }
+
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>> {
         let values = shared::contact_filter_values(filter, limit);
         self.readers.scan(move |c| with_tags(c, all(c, shared::SELECT_CONTACTS, values, |r| shared::contact(r))?)).await
@@ -159,9 +163,8 @@ impl Contacts for SqliteStore {
     }
 }
 
-#[cfg(feature = "testing")]
-/// The contact with the wa_id a message would find it by, for tests.
-pub(super) fn contact_by_wa_id(c: &Connection, wa_id: &str) -> Result<Option<Contact>> {
+/// The contact with the wa_id a message would find it by.
+fn contact_by_wa_id(c: &Connection, wa_id: &str) -> Result<Option<Contact>> {
     contact_where(c, shared::SELECT_CONTACT_BY_WA_ID, wa_id)
 }
 

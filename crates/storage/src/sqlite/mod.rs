@@ -16,6 +16,7 @@ mod media;
 mod messages;
 mod outbox;
 mod rows;
+mod templates;
 mod writer;
 
 use std::path::Path;
@@ -156,10 +157,6 @@ impl crate::Testing for SqliteStore {
             rows::first(c, crate::shared::SELECT_LAST_INBOUND, [phone_number_id, customer], |r| Ok(r.get(0)?))
         })?;
         Ok(last.map(crate::shared::ts))
-    }
-
-    async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
-        self.readers.read(|c| contacts::contact_by_wa_id(c, wa_id))
     }
 }
 

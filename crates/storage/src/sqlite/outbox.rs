@@ -18,7 +18,7 @@ use crate::*;
 const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (",
     message_cols!(),
-    ", opens_conversation) VALUES (?1, 'outbound', ?2, ?3, NULL, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, ?9, ?10, ?11, ?12)"
+    ", opens_conversation, rendered) VALUES (?1, 'outbound', ?2, ?3, NULL, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, ?9, ?10, ?11, ?12, ?13)"
 );
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (message_id, phone_number_id, recipient, due_at, \
     available_at, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)";
@@ -301,6 +301,7 @@ fn write_send(tx: &Transaction<'_>, p: &PreparedSend) -> Result<Enqueued> {
         m.send_at.map(Timestamp::as_millis),
         m.expires_at.map(Timestamp::as_millis),
         opens_conversation,
+        p.rendered,
     ])?;
     tx.prepare_cached(INSERT_OUTBOX)?.execute(params![
         m.id.as_str(),

@@ -119,9 +119,13 @@ async fn events_arrive_signed_once_per_change(backend: Backend) {
     let customer = customer();
     app.customer_writes(&numbers[0], &customer, "Where is my order?").await;
     let sent = send_text(&app, &numbers[0], &customer).await;
-    // A send Meta refuses (a template it does not have) and one canceled before it goes.
-    let refused = json!({"from": numbers[0], "to": customer, "type": "template",
-        "template": {"name": "no_such_template", "language": {"code": "en_US"}}});
+    // A send Meta fails (to someone it cannot deliver to) and one canceled before it goes.
+    let unreachable = crate::support::customer();
+    let url = format!("/sandbox/control/failures/{}", unreachable.trim_start_matches('+'));
+    let (status, body) = app.request(reqwest::Method::PUT, &url, Some(json!({"code": 131026}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refused = json!({"from": numbers[0], "to": unreachable, "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}}});
     let (status, failed) = app.post("/v1/messages", refused).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{failed}");
     let tomorrow = wagate_domain::time::Timestamp::now().plus(std::time::Duration::from_secs(86_400));

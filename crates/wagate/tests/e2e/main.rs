@@ -24,6 +24,7 @@ mod secrets;
 mod ssrf;
 mod standalone;
 mod support;
+mod templates;
 mod validation;
 mod webhooks;
 mod window;

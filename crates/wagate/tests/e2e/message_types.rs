@@ -76,6 +76,10 @@ async fn every_type_reaches_the_sandbox_as_meta_documents_it(backend: Backend) {
         }
         assert_eq!(got[0]["body"], expected, "{}", ex.name);
         assert_eq!(done["type"], expected["type"], "{}", ex.name);
+        // Each template example was checked against its template, and shows as it was seen.
+        if expected["type"] == "template" {
+            assert!(done["rendered"].is_object(), "{}: {done}", ex.name);
+        }
     }
     app.stop().await;
 }

@@ -9,7 +9,7 @@ use wagate_domain::signature;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{EndpointFormat, Event, MetaWebhook, PhoneNumber, StorageError, WebhookEndpoint};
 
-use crate::services::{accounts, webhooks};
+use crate::services::accounts;
 use crate::state::AppState;
 
 /// A delivery's body and the headers that sign it.
@@ -85,7 +85,7 @@ async fn meta(state: &AppState, endpoint: &WebhookEndpoint, event: &Event) -> Re
     };
     let app_secret = match (&endpoint.app_secret, account_id) {
         (Some(own), _) => own.clone(),
-        (None, Some(id)) => match webhooks::account(state, &id).await? {
+        (None, Some(id)) => match accounts::account(state, &id).await? {
             Some(account) => account.app_secret,
             None => {
                 let why = format!("account '{id}' is no longer connected and the endpoint has no app_secret");
@@ -107,7 +107,7 @@ async fn account_of_endpoint(state: &AppState, endpoint: &WebhookEndpoint) -> Re
     if let Some(first) = endpoint.phone_number_ids.as_ref().and_then(|ids| ids.first()) {
         return Ok(accounts::phone_number(state, first).await?.map(|n| n.account_id));
     }
-    let accounts = webhooks::known_accounts(state).await?;
+    let accounts = accounts::known_accounts(state).await?;
     Ok(match accounts.as_slice() {
         [only] => Some(only.id.clone()),
         _ => None,

@@ -1,4 +1,10 @@
-//! `template` messages: a template by name and language, with the values of its variables.
+//! `template` messages: a template by name and language, with the values of its variables;
+//! checked against the template itself when wagate knows it ([`Template::check_against`]), or
+//! built from the simple form ([`SimpleTemplate::build`]).
+
+mod check;
+mod shape;
+mod simple;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -9,6 +15,10 @@ use super::location::Location;
 use super::media::{DocumentRef, MediaRef};
 use super::rules::{count, http_url, idx, key, one_of, text, unique};
 use crate::validation::FieldError;
+pub use check::BODY_RENDERED_MAX;
+use check::{Form, Given, GivenButton, Slot};
+pub use shape::{Button, ButtonValue, Header, ParameterFormat, Shape, variables};
+pub use simple::{SimpleCard, SimpleTemplate, is_simple};
 
 pub const NAME_MAX: usize = 512;
 /// A text variable's value; header values count against the header's 60 characters, URL
@@ -551,5 +561,137 @@ impl Validate for Template {
             Some(list) => components(&key(path, "components"), list, false),
             None => Ok(()),
         }
+    }
+}
+
+impl Template {
+    /// Checks this send against the template it names, shaped `shape`; the template as the
+    /// customer will see it. `base` is where the template object stands (`template`).
+    pub fn check_against(&self, shape: &Shape, base: &str) -> Result<Value, FieldError> {
+        let given = given_of(self.components.as_deref().unwrap_or_default(), &key(base, "components"));
+        check::check(&self.name, shape, &given)
+    }
+}
+
+/// What Meta's components give, each value at its path under `path` (a `components` array).
+fn given_of(list: &[Component], path: &str) -> Given {
+    let mut given = Given::new(Form::Meta { components: path.to_owned() });
+    for (i, c) in list.iter().enumerate() {
+        let at = idx(path, i);
+        let params = key(&at, "parameters");
+        let slots = |list: &[Parameter]| -> Vec<Slot> {
+            list.iter()
+                .enumerate()
+                .map(|(j, p)| Slot { path: idx(&params, j), param: p.clone(), bare: false, keyed: false })
+                .collect()
+        };
+        match c {
+            Component::Header(h) => given.header = slots(&h.parameters).into_iter().next(),
+            Component::Body(b) => {
+                given.body_path = Some(params.clone());
+                given.body = slots(&b.parameters);
+            }
+            Component::Button(b) => given.buttons.push(GivenButton {
+                path: at.clone(),
+                sub_type_path: Some(key(&at, "sub_type")),
+                index: b.index.as_u64().unwrap_or(u64::MAX),
+                sub_type: b.sub_type.to_ascii_lowercase(),
+                value: b.parameters.as_deref().and_then(|p| slots(p).into_iter().next()),
+            }),
+            Component::Carousel(c) => {
+                let cards = key(&at, "cards");
+                let list = c
+                    .cards
+                    .iter()
+                    .enumerate()
+                    .map(|(j, card)| {
+                        let card_path = idx(&cards, j);
+                        let inner = given_of(&card.components, &key(&card_path, "components"));
+                        (key(&card_path, "card_index"), u64::from(card.card_index), inner)
+                    })
+                    .collect();
+                given.cards = Some((cards, list));
+            }
+            _ => {}
+        }
+    }
+    given
+}
+
+/// A stored template's status allows sending it: `APPROVED` only. `path` names the template.
+pub fn check_status(path: &str, name: &str, language: &str, status: &str) -> Result<(), FieldError> {
+    match status {
+        "APPROVED" => Ok(()),
+        "PAUSED" => Err(FieldError::new(
+            path,
+            "template_paused",
+            format!(
+                "{name} ({language}) is paused by Meta for low quality and cannot be sent until it is edited and approved again"
+            ),
+        )),
+        "DISABLED" => Err(FieldError::new(
+            path,
+            "template_disabled",
+            format!("{name} ({language}) was disabled by Meta for low quality and can no longer be sent"),
+        )),
+        other => Err(FieldError::new(
+            path,
+            "template_not_approved",
+            format!("{name} ({language}) is {other}; only APPROVED templates can be sent"),
+        )),
+    }
+}
+
+/// A native send's `template`: Meta's object, or the simple form (see [`is_simple`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TemplateSend {
+    Meta(Template),
+    Simple(SimpleTemplate),
+}
+
+impl<'de> Deserialize<'de> for TemplateSend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        if is_simple(&Value::Object(map.clone())) {
+            super::de::variant::<SimpleTemplate, D::Error>(map).map(Self::Simple)
+        } else {
+            super::de::variant::<Template, D::Error>(map).map(Self::Meta)
+        }
+    }
+}
+
+/// The template a send names: the simple form's stands without components until they are built.
+impl From<TemplateSend> for Template {
+    fn from(t: TemplateSend) -> Self {
+        match t {
+            TemplateSend::Meta(t) => t,
+            TemplateSend::Simple(s) => {
+                Template { name: s.name, language: Language { code: s.language, policy: None }, components: None }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TemplateSend {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        OneOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("Template"))
+            .item(utoipa::openapi::Ref::from_schema_name("SimpleTemplate"))
+            .description(Some(
+                "Meta's template object, or the simple form: `{\"name\", \"language\": \"en_US\", \"params\", \"header\", \"buttons\", \"cards\"}`",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TemplateSend {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push(("Template".into(), <Template as utoipa::PartialSchema>::schema()));
+        <Template as utoipa::ToSchema>::schemas(schemas);
+        schemas.push(("SimpleTemplate".into(), <SimpleTemplate as utoipa::PartialSchema>::schema()));
+        <SimpleTemplate as utoipa::ToSchema>::schemas(schemas);
     }
 }
