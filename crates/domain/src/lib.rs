@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod contact;
 pub mod error_class;
 pub mod event;
+pub mod flows_key;
 pub mod id;
 pub mod input;
 pub mod limits;

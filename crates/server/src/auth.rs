@@ -61,6 +61,11 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/graph/{version}/{phone_number_id}/messages",
         )
         | ("PATCH", "/v1/contacts/{id}") => Scope::Send,
+        // Groups are who a number's messages go to, like contacts.
+        ("POST", "/v1/groups" | "/v1/groups/{id}/invite-link" | "/v1/groups/{id}/participants/remove")
+        | ("POST", "/v1/groups/{id}/join-requests/approve" | "/v1/groups/{id}/join-requests/reject")
+        | ("PATCH" | "DELETE", "/v1/groups/{id}") => Scope::Send,
+        ("PUT", "/v1/phone-numbers/{id}/flows-key") => Scope::Admin,
         (
             "GET",
             "/v1/messages"
@@ -74,6 +79,11 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/v1/media/{id}"
             | "/v1/media/{id}/content"
             | "/v1/templates"
+            | "/v1/groups"
+            | "/v1/groups/{id}"
+            | "/v1/groups/{id}/invite-link"
+            | "/v1/groups/{id}/join-requests"
+            | "/v1/phone-numbers/{id}/flows-key"
             | "/v1/templates/{id}"
             | "/v1/templates/{name}/{language}"
             | "/v1/phone-numbers"

@@ -174,6 +174,29 @@ impl GraphClient {
         self.call(self.request(target, reqwest::Method::DELETE, &url)?, true).await
     }
 
+    /// `DELETE /{path}` with a JSON body as `target`: Meta's answer (some deletions name what
+    /// they delete in the body).
+    pub async fn delete_json_body(&self, target: &Target<'_>, path: &str, body: &Value) -> Result<Value, GraphFailure> {
+        let url = Self::url(target, path);
+        self.call(self.request(target, reqwest::Method::DELETE, &url)?.json(body), true).await
+    }
+
+    /// `POST /{path}` with a form (`application/x-www-form-urlencoded`) as `target`.
+    pub async fn post_form(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Value, GraphFailure> {
+        let url = Self::url(target, path);
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let req = self
+            .request(target, reqwest::Method::POST, &url)?
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        self.call(req, true).await
+    }
+
     /// Every page of a Graph list (`{"data": [...], "paging": {"next"}}`), at most `max_pages`.
     pub async fn get_all_pages(
         &self,

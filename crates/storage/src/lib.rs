@@ -78,6 +78,7 @@ pub trait Store:
     + Contacts
     + MediaFiles
     + Templates
+    + Groups
     + Events
     + Testing
     + 'static
@@ -367,6 +368,22 @@ pub trait Templates: Send + Sync {
     async fn delete_templates(&self, ids: &[String]) -> Result<u64>;
     /// When the WABA's templates were last read in full from Meta.
     async fn templates_synced_at(&self, waba_id: &str) -> Result<Option<Timestamp>>;
+}
+
+/// Groups of business numbers, with Meta's group webhooks applied.
+#[async_trait]
+pub trait Groups: Send + Sync {
+    async fn get_group(&self, id: &str) -> Result<Option<Group>>;
+    /// The group Meta announced for a creation request.
+    async fn find_group_by_request(&self, request_id: &str) -> Result<Option<Group>>;
+    /// Groups matching `filter`, by id, at most `limit`.
+    async fn list_groups(&self, filter: &GroupFilter, limit: u32) -> Result<Vec<Group>>;
+    /// Writes a group: a new one when `read_at` is None (false when its id is taken), else only
+    /// if it is as it was read, its `updated_at` then `read_at` (false when another write came
+    /// since: read it again and redo the change).
+    async fn save_group(&self, group: &Group, read_at: Option<Timestamp>) -> Result<bool>;
+    /// False for an unknown group.
+    async fn delete_group(&self, id: &str) -> Result<bool>;
 }
 
 /// Events for the business's own software, the endpoints they are posted to, and the log of

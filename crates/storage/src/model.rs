@@ -572,3 +572,33 @@ pub struct TemplateFilter {
     /// Only templates after this one in (name, language, id) order: the previous page's last.
     pub after: Option<(String, String, String)>,
 }
+
+/// A group of a business number, as Meta's answers and group webhooks showed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    /// Meta's group id.
+    pub id: String,
+    pub account_id: AccountId,
+    pub phone_number_id: String,
+    /// The creation request wagate made (Meta announces the group with it).
+    pub request_id: Option<String>,
+    pub subject: String,
+    pub description: Option<String>,
+    pub invite_link: Option<String>,
+    /// `auto_approve` or `approval_required`, when known.
+    pub join_approval_mode: Option<String>,
+    /// `[{"wa_id", "user_id"}]`.
+    pub participants: Value,
+    /// Open requests to join: `[{"join_request_id", "wa_id", "user_id", "created_at"}]`.
+    pub join_requests: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which groups to list.
+#[derive(Clone, Debug, Default)]
+pub struct GroupFilter {
+    pub phone_number_id: Option<String>,
+    /// Only groups after this id (the previous page's last).
+    pub after: Option<String>,
+}

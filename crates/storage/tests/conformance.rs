@@ -1473,6 +1473,51 @@ async fn templates_are_synced_changed_and_listed(store: &dyn Store) {
     assert_eq!(store.get_template("11").await.unwrap(), None);
 }
 
+async fn groups_are_written_only_over_what_was_read(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let g = Group {
+        id: "Z3JvdXAx".into(),
+        account_id: a.id.clone(),
+        phone_number_id: n.id.clone(),
+        request_id: Some("REQ1".into()),
+        // NUL is refused before storage (PostgreSQL cannot keep it); the rest of Unicode is kept.
+        subject: "Ünïcode 🌿 \u{202e}club\u{fffd} 𝔘".into(),
+        description: None,
+        invite_link: Some("https://chat.whatsapp.com/abc".into()),
+        join_approval_mode: Some("auto_approve".into()),
+        participants: json!([]),
+        join_requests: json!([]),
+        created_at: t(0),
+        updated_at: t(0),
+    };
+    assert!(store.save_group(&g, None).await.unwrap());
+    assert!(!store.save_group(&g, None).await.unwrap(), "an id is taken once");
+    assert_eq!(store.get_group(&g.id).await.unwrap().as_ref(), Some(&g));
+    assert_eq!(store.find_group_by_request("REQ1").await.unwrap().map(|g| g.id), Some(g.id.clone()));
+    // Two writers read it at t(0); the first write wins, the second must read again.
+    let mut first = g.clone();
+    first.participants = json!([{"wa_id": "15550001", "user_id": null}]);
+    first.updated_at = t(1);
+    let mut second = g.clone();
+    second.subject = "renamed".into();
+    second.updated_at = t(1);
+    assert!(store.save_group(&first, Some(t(0))).await.unwrap());
+    assert!(!store.save_group(&second, Some(t(0))).await.unwrap());
+    let now = store.get_group(&g.id).await.unwrap().unwrap();
+    assert_eq!((now.subject.as_str(), now.participants.clone()), (g.subject.as_str(), first.participants.clone()));
+    let mut other = g.clone();
+    other.id = "Z3JvdXAy".into();
+    other.request_id = None;
+    store.save_group(&other, None).await.unwrap();
+    let page = store.list_groups(&GroupFilter { phone_number_id: Some(n.id.clone()), after: None }, 1).await.unwrap();
+    assert_eq!(page.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(), ["Z3JvdXAx"]);
+    let rest = GroupFilter { phone_number_id: None, after: Some("Z3JvdXAx".into()) };
+    assert_eq!(store.list_groups(&rest, 10).await.unwrap().len(), 1);
+    assert!(store.delete_group(&g.id).await.unwrap());
+    assert!(!store.delete_group(&g.id).await.unwrap());
+    assert_eq!(store.get_group(&g.id).await.unwrap(), None);
+}
+
 macro_rules! suite {
     ($backend:ident, $b:expr) => {
         mod $backend {
@@ -1520,6 +1565,7 @@ macro_rules! suite {
             case!(marketing_preferences_do_not_depend_on_order);
             // Templates.
             case!(templates_are_synced_changed_and_listed);
+            case!(groups_are_written_only_over_what_was_read);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn heads_are_found_past_a_long_queue() {

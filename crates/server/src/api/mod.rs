@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod events;
 mod graph;
+mod groups;
 mod list;
 mod media;
 mod messages;
@@ -46,6 +47,7 @@ use crate::state::AppState;
         (name = "phone-numbers", description = "Business phone numbers"),
         (name = "api-keys", description = "Keys for this API"),
         (name = "media", description = "Media files customers sent, downloaded from Meta"),
+        (name = "groups", description = "Groups of a business number, managed at Meta"),
         (name = "templates", description = "Message templates, managed at Meta and checked before a send"),
         (name = "webhooks", description = "Meta's webhook receiver"),
         (name = "operations", description = "Health, readiness, metrics"),
@@ -135,6 +137,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(api_keys::router())
         .merge(media::router())
         .merge(templates::router())
+        .merge(groups::router())
         .merge(contacts::router())
         .merge(conversations::router())
         .merge(events::router())

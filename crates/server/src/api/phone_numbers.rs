@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,7 +16,10 @@ use crate::services::accounts::{self, UpdatePhoneNumber};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_phone_numbers)).routes(routes!(update_phone_number))
+    OpenApiRouter::new()
+        .routes(routes!(list_phone_numbers))
+        .routes(routes!(update_phone_number))
+        .routes(routes!(get_flows_key, set_flows_key))
 }
 
 /// A business phone number.
@@ -147,4 +150,58 @@ mod tests {
         assert_eq!(shown(Some("HIGH"), None), 1_000);
         assert_eq!(shown(Some("HIGH"), Some(50)), 50);
     }
+}
+
+/// A number's Flows business public key.
+#[derive(Serialize, ToSchema)]
+pub struct FlowsKeyView {
+    /// PEM; null when none is set.
+    public_key: Option<String>,
+    /// Meta's `business_public_key_signature_status` (`VALID`, `MISMATCH`).
+    signature_status: Option<String>,
+}
+
+impl From<accounts::FlowsKey> for FlowsKeyView {
+    fn from(k: accounts::FlowsKey) -> Self {
+        Self { public_key: k.public_key, signature_status: k.signature_status }
+    }
+}
+
+/// The number's Flows business public key, as Meta has it.
+#[utoipa::path(
+    get,
+    path = "/v1/phone-numbers/{id}/flows-key",
+    tag = "phone-numbers",
+    params(("id" = String, Path, description = "Meta's phone-number id")),
+    responses((status = 200, body = FlowsKeyView), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn get_flows_key(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<FlowsKeyView>, ApiError> {
+    Ok(Json(accounts::flows_key(&state, &id).await?.into()))
+}
+
+/// `PUT /v1/phone-numbers/{id}/flows-key`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetFlowsKey {
+    /// A 2048-bit RSA public key in PEM (`-----BEGIN PUBLIC KEY-----`).
+    public_key: String,
+}
+
+/// Set the number's Flows business public key (a 2048-bit RSA public key in PEM) at Meta.
+#[utoipa::path(
+    put,
+    path = "/v1/phone-numbers/{id}/flows-key",
+    tag = "phone-numbers",
+    params(("id" = String, Path, description = "Meta's phone-number id")),
+    request_body = SetFlowsKey,
+    responses((status = 200, body = FlowsKeyView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn set_flows_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<SetFlowsKey>,
+) -> Result<Json<FlowsKeyView>, ApiError> {
+    Ok(Json(accounts::set_flows_key(&state, &id, &req.public_key).await?.into()))
 }

@@ -458,6 +458,47 @@ pub async fn events(
     Ok((page, next.flatten()))
 }
 
+/// A number's Flows business public key, as Meta has it.
+pub struct FlowsKey {
+    pub public_key: Option<String>,
+    pub signature_status: Option<String>,
+}
+
+async fn number_and_account(state: &AppState, id: &str) -> Result<(PhoneNumber, Account), ServiceError> {
+    let number = phone_number(state, id).await?.ok_or_else(|| ServiceError::not_found("phone number", id))?;
+    let account = account(state, &number.account_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("account", number.account_id.as_str()))?;
+    Ok((number, account))
+}
+
+/// `GET /v1/phone-numbers/{id}/flows-key`: read from Meta.
+pub async fn flows_key(state: &AppState, id: &str) -> Result<FlowsKey, ServiceError> {
+    let (number, account) = number_and_account(state, id).await?;
+    let path = format!("{}/whatsapp_business_encryption", number.id);
+    let answer = state.graph.get_json(&Target::from(&account), &path).await.map_err(ServiceError::from_graph)?;
+    let first = answer.get("data").and_then(|d| d.get(0));
+    let text = |k: &str| first.and_then(|f| f.get(k)).and_then(serde_json::Value::as_str).map(str::to_owned);
+    Ok(FlowsKey {
+        public_key: text("business_public_key"),
+        signature_status: text("business_public_key_signature_status"),
+    })
+}
+
+/// `PUT /v1/phone-numbers/{id}/flows-key`: a 2048-bit RSA public key in PEM, checked here, then
+/// set at Meta.
+pub async fn set_flows_key(state: &AppState, id: &str, pem: &str) -> Result<FlowsKey, ServiceError> {
+    let key = wagate_domain::flows_key::BusinessPublicKey::parse("public_key", pem)?;
+    let (number, account) = number_and_account(state, id).await?;
+    let path = format!("{}/whatsapp_business_encryption", number.id);
+    state
+        .graph
+        .post_form(&Target::from(&account), &path, &[("business_public_key", key.as_pem())])
+        .await
+        .map_err(ServiceError::from_graph)?;
+    flows_key(state, id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod events;
+pub mod groups;
 pub mod media;
 pub mod messages;
 pub mod templates;
@@ -71,5 +72,14 @@ pub fn http_url(path: &str, url: &str, max: usize) -> Result<reqwest::Url, Field
 impl ServiceError {
     pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
         Self::NotFound { what, id: id.into() }
+    }
+
+    /// A Graph call made on the caller's behalf failed: Meta's refusal as it is, anything else
+    /// as Meta being unavailable.
+    pub fn from_graph(e: crate::graph::GraphFailure) -> Self {
+        match e {
+            crate::graph::GraphFailure::Meta { error, .. } => Self::MetaRejected { error: Box::new(error) },
+            other => Self::GraphUnavailable(other.to_string()),
+        }
     }
 }

@@ -24,13 +24,6 @@ const PAGE: usize = 100;
 const MAX_PAGES: usize = 80;
 const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
 
-fn graph_error(e: GraphFailure) -> ServiceError {
-    match e {
-        GraphFailure::Meta { error, .. } => ServiceError::MetaRejected { error: Box::new(error) },
-        other => ServiceError::GraphUnavailable(other.to_string()),
-    }
-}
-
 /// A template as Meta's Graph API shows it; None for something that is not one.
 fn from_meta(account: &Account, v: &Value, now: Timestamp) -> Option<MessageTemplate> {
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -65,7 +58,8 @@ pub async fn sync(state: &AppState, account: &Account) -> Result<Synced, Service
     let path = format!("{}/message_templates?fields={FIELDS}&limit={PAGE}", account.waba_id);
     // What is written while the list is read (a creation, a webhook) is newer than the list.
     let started = Timestamp::now();
-    let listed = state.graph.get_all_pages(&Target::from(account), &path, MAX_PAGES).await.map_err(graph_error)?;
+    let listed =
+        state.graph.get_all_pages(&Target::from(account), &path, MAX_PAGES).await.map_err(ServiceError::from_graph)?;
     let templates: Vec<MessageTemplate> = listed.iter().filter_map(|v| from_meta(account, v, started)).collect();
     let changed = state.store.store_templates(&account.waba_id, &templates, true, started).await?;
     state.caches.templates.forget_all();
@@ -149,7 +143,7 @@ async fn refresh(state: &AppState, account: &Account, id: &str) -> Result<Option
     let read = match state.graph.get_json(&Target::from(account), &path).await {
         Ok(v) => v,
         Err(GraphFailure::Meta { error, .. }) if error.code == 100 => return Ok(None),
-        Err(e) => return Err(graph_error(e)),
+        Err(e) => return Err(ServiceError::from_graph(e)),
     };
     let Some(t) = from_meta(account, &read, Timestamp::now()) else { return Ok(None) };
     state.store.store_templates(&account.waba_id, std::slice::from_ref(&t), false, t.updated_at).await?;
@@ -201,7 +195,7 @@ pub async fn create(
     let account = account_for(state, account_id).await?;
     let path = format!("{}/message_templates", account.waba_id);
     let created = state.graph.post_json(&Target::from(&account), &path, &Value::Object(body.clone())).await;
-    let created = created.map_err(graph_error)?;
+    let created = created.map_err(ServiceError::from_graph)?;
     let id = created
         .get("id")
         .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
@@ -313,7 +307,7 @@ pub async fn edit(state: &AppState, id: &str, body: Map<String, Value>) -> Resul
         }
     }
     let account = account_of(state, &t).await?;
-    state.graph.post_json(&Target::from(&account), id, &Value::Object(body)).await.map_err(graph_error)?;
+    state.graph.post_json(&Target::from(&account), id, &Value::Object(body)).await.map_err(ServiceError::from_graph)?;
     refresh(state, &account, id).await?.ok_or_else(|| ServiceError::not_found("template", id))
 }
 
@@ -324,7 +318,7 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), ServiceError> {
     let query: String =
         form_urlencoded::Serializer::new(String::new()).append_pair("name", &t.name).append_pair("hsm_id", id).finish();
     let path = format!("{}/message_templates?{query}", account.waba_id);
-    state.graph.delete_json(&Target::from(&account), &path).await.map_err(graph_error)?;
+    state.graph.delete_json(&Target::from(&account), &path).await.map_err(ServiceError::from_graph)?;
     state.store.delete_templates(&[t.id]).await?;
     state.caches.templates.forget_all();
     Ok(())
@@ -422,7 +416,7 @@ async fn template_of(
     let listed = match state.graph.get_all_pages(&Target::from(&account), &path, 2).await {
         Ok(l) => l,
         // Meta cannot be asked: a known WABA's send is refused below; an unknown one's passes.
-        Err(e) if needed => return Err(graph_error(e)),
+        Err(e) if needed => return Err(ServiceError::from_graph(e)),
         Err(_) if synced.is_none() => return Ok(None),
         Err(_) => Vec::new(),
     };

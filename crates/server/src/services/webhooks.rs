@@ -193,6 +193,15 @@ pub async fn process(state: &AppState, delivery: &Delivery, pending: &mut Pendin
                     };
                     record_event(state, &change_at, field, &change.value).await.and(applied)
                 }
+                // Applied to the stored group, and kept as an event.
+                field @ ("group_lifecycle_update" | "group_participants_update" | "group_settings_update") => {
+                    let applied = match super::groups::apply_webhook(state, &account, &change.value).await {
+                        Ok(()) => Ok(()),
+                        Err(ServiceError::Storage(e)) => return Err(e.into()),
+                        Err(e) => Err(format!("{field} change of {}: {e}", entry.id)),
+                    };
+                    record_event(state, &change_at, field, &change.value).await.and(applied)
+                }
                 field => record_event(state, &change_at, field, &change.value).await,
             };
             if let Err(p) = applied {
@@ -269,6 +278,10 @@ async fn record_event(state: &AppState, change: &Change<'_>, field: &str, value:
         "account_review_update",
         "account_update",
         "business_capability_update",
+        "group_lifecycle_update",
+        "group_participants_update",
+        "group_settings_update",
+        "group_status_update",
         "history",
         "message_template_components_update",
         "message_template_quality_update",

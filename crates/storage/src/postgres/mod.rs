@@ -11,6 +11,7 @@ mod api_keys;
 mod batch;
 mod contacts;
 mod events;
+mod groups;
 mod inbound;
 mod media;
 mod messages;

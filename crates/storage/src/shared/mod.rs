@@ -6,6 +6,7 @@
 
 mod contacts;
 mod events;
+mod groups;
 mod rows;
 mod sql;
 mod templates;
@@ -22,6 +23,7 @@ use wagate_domain::time::Timestamp;
 
 pub(crate) use self::contacts::*;
 pub(crate) use self::events::*;
+pub(crate) use self::groups::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
 pub(crate) use self::templates::*;
@@ -352,5 +354,6 @@ pub(crate) fn statements() -> Vec<String> {
     all.extend(contacts::statements().into_iter().map(str::to_owned));
     all.extend(events::statements().into_iter().map(str::to_owned));
     all.extend(templates::statements().into_iter().map(str::to_owned));
+    all.extend(groups::statements().into_iter().map(str::to_owned));
     all
 }

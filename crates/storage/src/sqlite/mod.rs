@@ -11,6 +11,7 @@ mod accounts;
 mod api_keys;
 mod contacts;
 mod events;
+mod groups;
 mod inbound;
 mod media;
 mod messages;

@@ -11,6 +11,7 @@ mod events;
 mod flow;
 mod fuzz;
 mod graph_surface;
+mod groups;
 mod hardening;
 mod inbound;
 mod lease;
