@@ -9,6 +9,7 @@ pub mod flows_key;
 pub mod id;
 pub mod input;
 pub mod limits;
+pub mod media_file;
 pub mod message;
 pub mod meta;
 pub mod network;

@@ -27,6 +27,15 @@ const TAG_LEN: usize = 16;
 pub struct SecretKey([u8; KEY_LEN]);
 
 impl SecretKey {
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of the purpose's name):
+    /// what is signed for one purpose is worth nothing for another, and no secret is kept twice.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn generate() -> Self {
         let mut bytes = [0u8; KEY_LEN];
         getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");

@@ -17,8 +17,10 @@ use crate::caches::Caches;
 use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::key_rates::KeyRates;
+use crate::media_store::MediaStore;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::secret_key;
 use crate::services::api_keys;
 use crate::signals::Signals;
 use crate::state::{AppState, Shared, WorkerHealth};
@@ -51,7 +53,12 @@ impl Application {
         let sandbox =
             sandbox_mode::prepare(store.as_ref(), &config, &self_url).await.context("cannot prepare the sandbox")?;
         let cancel = CancellationToken::new();
+        let media = MediaStore::open(&config)?;
+        // The key file exists now: the database was opened with it.
+        let media_link_key = secret_key::load_or_create(&config)?.key.derive("wagate media links");
         let state = AppState::new(Shared {
+            media,
+            media_link_key,
             shutdown: cancel.clone(),
             store,
             graph: GraphClient::new(config.dispatcher.graph_timeout(), config.network.policy(), sandbox.is_some()),

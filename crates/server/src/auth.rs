@@ -61,6 +61,8 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/graph/{version}/{phone_number_id}/messages",
         )
         | ("PATCH", "/v1/contacts/{id}") => Scope::Send,
+        // Uploads are what messages are made of.
+        ("POST", "/v1/media" | "/v1/media/{id}/link") | ("DELETE", "/v1/media/{id}") => Scope::Send,
         // Groups are who a number's messages go to, like contacts.
         ("POST", "/v1/groups" | "/v1/groups/{id}/invite-link" | "/v1/groups/{id}/participants/remove")
         | ("POST", "/v1/groups/{id}/join-requests/approve" | "/v1/groups/{id}/join-requests/reject")

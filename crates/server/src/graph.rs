@@ -197,6 +197,58 @@ impl GraphClient {
         self.call(req, true).await
     }
 
+    /// `POST /{phone-number-id}/media`: a file uploaded for the number; Meta's media id.
+    pub async fn upload_media(
+        &self,
+        target: &Target<'_>,
+        phone_number_id: &str,
+        mime_type: &str,
+        filename: Option<&str>,
+        bytes: bytes::Bytes,
+    ) -> Result<String, GraphFailure> {
+        let url = Self::url(target, &format!("{phone_number_id}/media"));
+        let part = reqwest::multipart::Part::stream(bytes)
+            .file_name(filename.unwrap_or("file").to_owned())
+            .mime_str(mime_type)
+            .map_err(|e| GraphFailure::Connect(format!("the file's type cannot be sent: {e}")))?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime_type.to_owned())
+            .part("file", part);
+        let raw: Value = self.call(self.request(target, reqwest::Method::POST, &url)?.multipart(form), true).await?;
+        raw.get("id")
+            .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
+            .ok_or_else(|| GraphFailure::Unknown("Meta's answer to an upload has no media id".into()))
+    }
+
+    /// A GET of a public URL a user gave (no token), held to the address policy, its body read
+    /// up to `max_bytes`: what wagate fetches on a user's behalf.
+    pub async fn fetch_public(&self, url: &str, timeout: Duration, max_bytes: u64) -> Result<Fetched, GraphFailure> {
+        let req = self.guarded.request(reqwest::Method::GET, url)?.timeout(timeout);
+        let mut resp = req.send().await.map_err(|e| classify_transport(e, false))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let reason = unexpected(
+                status,
+                resp.headers().get(reqwest::header::CONTENT_TYPE),
+                resp.content_length(),
+                "the file",
+            );
+            return Err(GraphFailure::Http { status: status.as_u16(), reason, retry_after: None });
+        }
+        let content_type =
+            resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| GraphFailure::Connect(describe(e)))? {
+            if (body.len() + chunk.len()) as u64 > max_bytes {
+                let reason = format!("the file is larger than {max_bytes} bytes");
+                return Err(GraphFailure::Http { status: status.as_u16(), reason, retry_after: None });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes: body.into(), content_type })
+    }
+
     /// Every page of a Graph list (`{"data": [...], "paging": {"next"}}`), at most `max_pages`.
     pub async fn get_all_pages(
         &self,
@@ -357,6 +409,12 @@ impl GraphClient {
             }),
         }
     }
+}
+
+/// A file fetched from a URL: its bytes and the type the server gave.
+pub struct Fetched {
+    pub bytes: bytes::Bytes,
+    pub content_type: Option<String>,
 }
 
 /// An answer of Meta's read so that all of it can be stored (see `wagate_domain::input`).

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod graph;
 mod http;
 pub mod key_rates;
+pub mod media_store;
 pub mod metrics;
 pub mod outbound;
 pub mod outbox;

@@ -10,6 +10,7 @@ use crate::caches::Caches;
 use crate::config::Config;
 use crate::graph::GraphClient;
 use crate::key_rates::KeyRates;
+use crate::media_store::MediaStore;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::signals::Signals;
@@ -40,6 +41,10 @@ pub struct Shared {
     /// The backlog, the numbers' wake-ups, send results as they are recorded, the settings epoch.
     pub outbox: Outbox,
     pub caches: Caches,
+    /// Where media bytes live: customers' files and uploads.
+    pub media: MediaStore,
+    /// Signs public links to uploads (derived from the secret key, so every instance has it).
+    pub media_link_key: [u8; 32],
     /// Each key's request rate; None when `[api] rate_limit_per_second` is 0.
     pub key_rates: Option<KeyRates>,
     /// The inbound flow's wake-ups, and the news of inbound messages applied.

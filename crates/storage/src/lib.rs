@@ -77,6 +77,7 @@ pub trait Store:
     + Inbound
     + Contacts
     + MediaFiles
+    + Uploads
     + Templates
     + Groups
     + Events
@@ -340,6 +341,22 @@ pub trait MediaFiles: Send + Sync {
     async fn get_media(&self, id: &MediaId) -> Result<Option<Media>>;
     /// Media matching `filter`, newest first, at most `limit`.
     async fn list_media(&self, filter: &MediaFilter, limit: u32) -> Result<Vec<Media>>;
+}
+
+/// Files the business uploads to send (their bytes are in the media store), and Meta's copy of
+/// each on the numbers that sent it.
+#[async_trait]
+pub trait Uploads: Send + Sync {
+    async fn insert_upload(&self, upload: &Upload) -> Result<()>;
+    async fn get_upload(&self, id: &MediaId) -> Result<Option<Upload>>;
+    /// Removes an upload with its Meta copies; false for an unknown one.
+    async fn delete_upload(&self, id: &MediaId) -> Result<bool>;
+    /// Meta's id for the upload on this number, if it was uploaded there.
+    async fn meta_copy(&self, id: &MediaId, phone_number_id: &str) -> Result<Option<MetaCopy>>;
+    /// Records (or replaces) Meta's id for the upload on this number.
+    async fn record_meta_copy(&self, id: &MediaId, phone_number_id: &str, copy: &MetaCopy) -> Result<()>;
+    /// Forgets a copy Meta no longer has; a newer one recorded since stays.
+    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, meta_media_id: &str) -> Result<()>;
 }
 
 /// Message templates as Meta keeps them, per WABA.

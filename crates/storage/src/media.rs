@@ -92,3 +92,28 @@ pub struct MediaFilter {
     pub message_id: Option<MessageId>,
     pub before: Option<MediaId>,
 }
+
+/// A file the business uploaded to send (`POST /v1/media`): kept in the media store under its id,
+/// uploaded to Meta for each number that sends it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upload {
+    pub id: MediaId,
+    /// `image`, `audio`, `video`, `document` or `sticker`.
+    pub kind: String,
+    pub mime_type: String,
+    pub file_size: i64,
+    /// Base64 SHA-256 of the bytes, as Meta's webhooks write digests.
+    pub sha256: String,
+    pub filename: Option<String>,
+    /// The URL it was fetched from, when it was given as one.
+    pub source_url: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Meta's id for an upload on one number, and when it was uploaded there (Meta keeps uploads
+/// 30 days).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaCopy {
+    pub meta_media_id: String,
+    pub uploaded_at: Timestamp,
+}

@@ -1,5 +1,6 @@
 //! Media messages (`image`, `audio`, `video`, `document`, `sticker`) and the media objects of
-//! interactive and template headers: each by uploaded `id` or public `link`, exactly one.
+//! interactive and template headers: each by Meta's media `id`, a public `link`, or a file
+//! uploaded to wagate (`media_id`), exactly one.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,10 +13,26 @@ pub const CAPTION_MAX: usize = 1024;
 const ID_MAX: usize = 512;
 const FILENAME_MAX: usize = 255;
 
-fn source(path: &str, id: Option<&String>, link: Option<&String>) -> Result<(), FieldError> {
+fn source(path: &str, id: Option<&String>, link: Option<&String>, media_id: Option<&String>) -> Result<(), FieldError> {
+    if let Some(m) = media_id {
+        if id.is_some() || link.is_some() {
+            let other = if id.is_some() { "id" } else { "link" };
+            return Err(FieldError::new(key(path, other), "one_of", "give one of id, link and media_id"));
+        }
+        if !crate::id::has_shape(m, crate::id::MediaId::PREFIX) {
+            return Err(FieldError::new(
+                key(path, "media_id"),
+                "invalid_value",
+                "must be the id of a file uploaded to wagate (med_…, from POST /v1/media)",
+            ));
+        }
+        return Ok(());
+    }
     match (id, link) {
         (Some(_), Some(_)) => Err(FieldError::new(key(path, "link"), "one_of", "give either id or link, not both")),
-        (None, None) => Err(FieldError::new(key(path, "id"), "required", "is required (or give a link)")),
+        (None, None) => {
+            Err(FieldError::new(key(path, "id"), "required", "is required (or give a link, or a media_id)"))
+        }
         (Some(id), None) => {
             if id.is_empty() || id.len() > ID_MAX || id.chars().any(char::is_whitespace) {
                 Err(FieldError::new(key(path, "id"), "invalid_value", "must be a media id without spaces"))
@@ -40,6 +57,10 @@ macro_rules! media_struct {
             /// A public http(s) URL Meta downloads the media from.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub link: Option<String>,
+            /// A file uploaded to wagate (`med_…`, from `POST /v1/media`): wagate uploads it to
+            /// Meta for the sending number and sends Meta's id in its place.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub media_id: Option<String>,
             $(
                 $(#[$fdoc])*
                 #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,21 +117,21 @@ media_struct!(
 
 impl Validate for Image {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())?;
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())?;
         opt_text(&key(path, "caption"), self.caption.as_ref(), CAPTION_MAX)
     }
 }
 
 impl Validate for Video {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())?;
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())?;
         opt_text(&key(path, "caption"), self.caption.as_ref(), CAPTION_MAX)
     }
 }
 
 impl Validate for Document {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())?;
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())?;
         opt_text(&key(path, "caption"), self.caption.as_ref(), CAPTION_MAX)?;
         opt_text(&key(path, "filename"), self.filename.as_ref(), FILENAME_MAX)
     }
@@ -118,25 +139,25 @@ impl Validate for Document {
 
 impl Validate for Audio {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())
     }
 }
 
 impl Validate for Sticker {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())
     }
 }
 
 impl Validate for MediaRef {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())
     }
 }
 
 impl Validate for DocumentRef {
     fn validate(&self, path: &str) -> Result<(), FieldError> {
-        source(path, self.id.as_ref(), self.link.as_ref())?;
+        source(path, self.id.as_ref(), self.link.as_ref(), self.media_id.as_ref())?;
         opt_text(&key(path, "filename"), self.filename.as_ref(), FILENAME_MAX)
     }
 }

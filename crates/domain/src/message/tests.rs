@@ -163,9 +163,10 @@ fn header() -> impl Strategy<Value = interactive::Header> {
     use interactive::*;
     prop_oneof![
         (s(60), opt(s(60))).prop_map(|(text, sub_text)| Header::Text(TextHeader { text, sub_text })),
-        media_source().prop_map(|(id, link)| Header::Image(ImageHeader { image: media::MediaRef { id, link } })),
+        media_source()
+            .prop_map(|(id, link)| Header::Image(ImageHeader { image: media::MediaRef { id, link, media_id: None } })),
         (media_source(), opt(s(20))).prop_map(|((id, link), filename)| Header::Document(DocumentHeader {
-            document: media::DocumentRef { id, link, filename }
+            document: media::DocumentRef { id, link, filename, media_id: None }
         })),
     ]
 }
@@ -311,11 +312,22 @@ fn template_content() -> impl Strategy<Value = Template> {
 fn content() -> impl Strategy<Value = Content> {
     prop_oneof![
         (s(4096), opt(any::<bool>())).prop_map(|(body, preview_url)| Content::Text(Text { body, preview_url })),
-        (media_source(), opt(s(1024))).prop_map(|((id, link), caption)| Content::Image(Image { id, link, caption })),
-        (media_source(), opt(any::<bool>())).prop_map(|((id, link), voice)| Content::Audio(Audio { id, link, voice })),
-        (media_source(), opt(s(64)), opt(s(64)))
-            .prop_map(|((id, link), caption, filename)| Content::Document(Document { id, link, caption, filename })),
-        media_source().prop_map(|(id, link)| Content::Sticker(Sticker { id, link })),
+        (media_source(), opt(s(1024))).prop_map(|((id, link), caption)| Content::Image(Image {
+            id,
+            link,
+            caption,
+            media_id: None
+        })),
+        (media_source(), opt(any::<bool>())).prop_map(|((id, link), voice)| Content::Audio(Audio {
+            id,
+            link,
+            voice,
+            media_id: None
+        })),
+        (media_source(), opt(s(64)), opt(s(64))).prop_map(|((id, link), caption, filename)| Content::Document(
+            Document { id, link, caption, filename, media_id: None }
+        )),
+        media_source().prop_map(|(id, link)| Content::Sticker(Sticker { id, link, media_id: None })),
         (num_or_str(), num_or_str(), opt(s(40)), opt(s(80))).prop_map(|(latitude, longitude, name, address)| {
             Content::Location(Location { latitude, longitude, name, address })
         }),

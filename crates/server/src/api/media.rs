@@ -1,25 +1,158 @@
-//! `/v1/media`: the media files customers sent, as wagate downloaded them.
+//! `/v1/media`: the media files customers sent, as wagate downloaded them, and the files the
+//! business uploads to send; `/media/{id}`: an upload by a signed link that needs no key.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wagate_domain::media_file;
 use wagate_domain::time::Timestamp;
-use wagate_storage::{Media, MediaState};
+use wagate_domain::validation::FieldError;
+use wagate_storage::{Media, MediaState, Upload};
 
 use super::list::List;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ListParams, PageRequest, Path, Query};
+use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query, parse_json};
+use crate::media_store::StoredFile;
 use crate::services::media::{self, ContentError};
+use crate::services::uploads::{self, LinkRefused, NewFile};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_media)).routes(routes!(get_media)).routes(routes!(get_media_content))
+    // A document may have 100 MB, and a multipart body a little more around it.
+    let upload = OpenApiRouter::new()
+        .routes(routes!(upload_media))
+        .layer(DefaultBodyLimit::max(media_file::MAX_BYTES as usize + 64 * 1024));
+    OpenApiRouter::new()
+        .routes(routes!(list_media))
+        .routes(routes!(get_media, delete_media))
+        .routes(routes!(get_media_content))
+        .routes(routes!(create_link))
+        .merge(upload)
+}
+
+/// What needs no key: an upload by its signed link.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(public_media))
+}
+
+/// A file the business uploaded to send.
+#[derive(Serialize, ToSchema)]
+pub struct UploadView {
+    #[schema(example = "med_01JX3ZQ8V6W5T4S3R2Q1P0N9M8")]
+    id: String,
+    /// `upload`: the business's, to send (a customer's file shows `message_id` instead).
+    #[schema(example = "upload")]
+    source: &'static str,
+    /// The message type that sends it: `image`, `audio`, `video`, `document` or `sticker`.
+    kind: String,
+    mime_type: String,
+    file_size: i64,
+    /// SHA-256 of the bytes, base64.
+    sha256: String,
+    filename: Option<String>,
+    /// The URL it was fetched from, when given as one.
+    url: Option<String>,
+    created_at: Timestamp,
+}
+
+impl From<Upload> for UploadView {
+    fn from(u: Upload) -> Self {
+        Self {
+            id: u.id.into_string(),
+            source: "upload",
+            kind: u.kind,
+            mime_type: u.mime_type,
+            file_size: u.file_size,
+            sha256: u.sha256,
+            filename: u.filename,
+            url: u.source_url,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// `POST /v1/media` as JSON: a file wagate fetches.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UploadFromUrl {
+    /// A public http(s) URL, fetched under the network rules (no private addresses).
+    url: String,
+    /// The name a document shows; the URL's last segment when left out.
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+/// Upload a file to send.
+///
+/// Multipart with a `file` part (its `Content-Type` is the file's type; an optional `filename`
+/// part), or JSON `{"url", "filename"}` for wagate to fetch. Checked against Meta's types and
+/// limits (image 5 MB, video and audio 16 MB, document 100 MB, sticker 100 KB or 500 KB
+/// animated), its bytes against its type. Send it with `{"image": {"media_id": "med_…"}}`:
+/// wagate uploads it to Meta for the sending number the first time (and again after 29 days).
+#[utoipa::path(
+    post,
+    path = "/v1/media",
+    tag = "media",
+    request_body(content = UploadFromUrl, description = "JSON with a URL, or multipart/form-data with a `file` part"),
+    responses(
+        (status = 201, body = UploadView),
+        (status = 413, description = "Larger than any file Meta takes", body = ErrorBody),
+        (status = 422, description = "`unsupported_media_type`, `media_type_mismatch`, `too_large`, `empty_file`, …", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn upload_media(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let upload = if content_type.starts_with("multipart/form-data") {
+        let file = read_multipart(&state, request).await?;
+        uploads::create(&state, file).await?
+    } else {
+        let JsonBody(req) = JsonBody::<UploadFromUrl>::from_request(request, &state).await?;
+        uploads::fetch(&state, &req.url, req.filename).await?
+    };
+    Ok((StatusCode::CREATED, Json(UploadView::from(upload))).into_response())
+}
+
+/// The `file` part (and an optional `filename` part) of a multipart upload.
+async fn read_multipart(state: &AppState, request: Request) -> Result<NewFile, ApiError> {
+    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", why);
+    let mut form = Multipart::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
+    let (mut file, mut filename) = (None, None);
+    while let Some(field) = form.next_field().await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is larger than any file WhatsApp takes (100 MB)",
+            )
+        } else {
+            bad(e.body_text())
+        }
+    })? {
+        match field.name() {
+            Some("file") => {
+                let content_type = field.content_type().map(str::to_owned);
+                let name = field.file_name().map(str::to_owned);
+                let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
+                file = Some((bytes, content_type, name));
+            }
+            Some("filename") => filename = Some(field.text().await.map_err(|e| bad(e.body_text()))?),
+            Some(other) => {
+                return Err(
+                    FieldError::new(other, "unknown_field", "is not a part an upload takes (file, filename)").into()
+                );
+            }
+            None => return Err(bad("a part has no name".into())),
+        }
+    }
+    let (bytes, content_type, name) = file.ok_or_else(|| FieldError::required("file"))?;
+    Ok(NewFile { bytes, content_type, filename: filename.or(name), source_url: None })
 }
 
 /// A media file a customer sent: what Meta said of it, and how its download went.
@@ -110,17 +243,122 @@ async fn list_media(
     Ok(Json(List { data: found.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// Get a media file's metadata and download status.
+/// Get a media file's metadata: a customer's file and how its download went, or an upload.
 #[utoipa::path(
     get,
     path = "/v1/media/{id}",
     tag = "media",
     params(("id" = String, Path, description = "wagate's media id")),
-    responses((status = 200, body = MediaView), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = MediaView, description = "A customer's file, or an upload (`UploadView`)"), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("api_key" = []))
 )]
-async fn get_media(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<MediaView>, ApiError> {
-    Ok(Json(media::get(state.store.as_ref(), &id).await?.into()))
+async fn get_media(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if let Some(upload) = uploads::find(&state, &id).await? {
+        return Ok(Json(UploadView::from(upload)).into_response());
+    }
+    Ok(Json(MediaView::from(media::get(state.store.as_ref(), &id).await?)).into_response())
+}
+
+/// Delete an upload: it can no longer be sent, served or linked to.
+#[utoipa::path(
+    delete,
+    path = "/v1/media/{id}",
+    tag = "media",
+    params(("id" = String, Path, description = "wagate's media id of an upload")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn delete_media(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    uploads::delete(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/media/{id}/link`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    /// Seconds the link works: 1 to 604800 (a week); an hour when left out.
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LinkView {
+    /// Serves the upload to anyone who has it, without a key, until `expires_at`.
+    url: String,
+    expires_at: Timestamp,
+}
+
+/// A public link to an upload that expires.
+#[utoipa::path(
+    post,
+    path = "/v1/media/{id}/link",
+    tag = "media",
+    params(("id" = String, Path, description = "wagate's media id of an upload")),
+    request_body = LinkRequest,
+    responses((status = 200, body = LinkView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn create_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<LinkView>, ApiError> {
+    // The body may be left out.
+    let req: LinkRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { LinkRequest::default() } else { parse_json(&body)? };
+    let link = uploads::link(&state, &id, req.expires_in).await?;
+    // The address the caller reached this server by is the one the link is for.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    Ok(Json(LinkView { url: format!("{scheme}://{host}{}", link.path_and_query), expires_at: link.expires_at }))
+}
+
+/// `?expires=&signature=` of a public link.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LinkQuery {
+    expires: Option<String>,
+    signature: Option<String>,
+}
+
+/// An upload by its signed link; needs no key. `403` for a link that is not genuine, `410` once
+/// it expired.
+#[utoipa::path(
+    get,
+    path = "/media/{id}",
+    tag = "media",
+    params(("id" = String, Path), LinkQuery),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 403, body = ErrorBody),
+        (status = 410, body = ErrorBody),
+    )
+)]
+async fn public_media(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Result<Response, ApiError> {
+    let (upload, file) =
+        uploads::open_link(&state, &id, q.expires.as_deref(), q.signature.as_deref()).await.map_err(|e| match e {
+            LinkRefused::Invalid => ApiError::new(StatusCode::FORBIDDEN, "invalid_link", e.to_string()),
+            LinkRefused::Expired => ApiError::new(StatusCode::GONE, "link_expired", e.to_string()),
+            LinkRefused::Failed(e) => e.into(),
+        })?;
+    Ok(file_response(&upload.mime_type, file))
+}
+
+fn file_response(mime_type: &str, file: StoredFile) -> Response {
+    let len = file.size;
+    let mut response = Body::from_stream(file.bytes).into_response();
+    let headers = response.headers_mut();
+    let mime =
+        HeaderValue::from_str(mime_type).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, mime);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
 }
 
 /// Get a media file's bytes, with its MIME type as `Content-Type`.
@@ -138,16 +376,12 @@ async fn get_media(State(state): State<AppState>, Path(id): Path<String>) -> Res
     security(("bearer" = []), ("api_key" = []))
 )]
 async fn get_media_content(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (found, file, len) =
-        media::content(state.store.as_ref(), &state.config.data_dir, &id).await.map_err(content_error)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    let mime = HeaderValue::from_str(&found.mime_type)
-        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::CONTENT_TYPE, mime);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(response)
+    if let Some(upload) = uploads::find(&state, &id).await? {
+        let file = uploads::content(&state, &upload).await?;
+        return Ok(file_response(&upload.mime_type, file));
+    }
+    let (found, file) = media::content(state.store.as_ref(), &state.media, &id).await.map_err(content_error)?;
+    Ok(file_response(&found.mime_type, file))
 }
 
 fn content_error(e: ContentError) -> ApiError {
@@ -159,5 +393,6 @@ fn content_error(e: ContentError) -> ApiError {
         ContentError::FileMissing { .. } => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "media_unavailable", message)
         }
+        ContentError::Store(e) => ApiError::internal("reading a media file failed", e),
     }
 }

@@ -145,8 +145,11 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     auth::document_scopes(&mut v1_doc);
-    let (open, open_doc) =
-        OpenApiRouter::<AppState>::new().merge(ops::router()).merge(webhooks::router(&state)).split_for_parts();
+    let (open, open_doc) = OpenApiRouter::<AppState>::new()
+        .merge(ops::router())
+        .merge(webhooks::router(&state))
+        .merge(media::public_router())
+        .split_for_parts();
     let (mut metrics, metrics_doc) = ops::metrics_router().split_for_parts();
     if state.config.metrics.require_key {
         metrics = metrics.layer(middleware::from_fn_with_state(state.clone(), require_api_key));

@@ -315,6 +315,7 @@ mod loading_tests {
             "dispatcher.unknown_outcome" => Some("fail"),
             "window.outside" => Some("pass"),
             "messaging.default_tier" => Some("TIER_1K"),
+            "media.store" => Some("s3"),
             _ => None,
         };
         if let Some(text) = text {
@@ -376,6 +377,7 @@ mod loading_tests {
             (&loaded.config.secret_key, "secret_key"),
             (&loaded.config.sandbox.app_secret, "sandbox.app_secret"),
             (&loaded.config.sandbox.verify_token, "sandbox.verify_token"),
+            (&loaded.config.media.s3_secret_access_key, "media.s3_secret_access_key"),
         ];
         for (secret, path) in secrets {
             assert_eq!(secret.as_ref().map(Secret::expose), Some("set-by-variable"), "{path}");

@@ -462,6 +462,26 @@ pub struct MediaSettings {
     /// How often due downloads (retries, or left by a dead process) are looked for when nothing
     /// wakes the worker sooner.
     pub poll_interval_ms: u64,
+    /// Where media bytes live: `local` (`<data_dir>/media`) or `s3` (a bucket every instance
+    /// shares).
+    pub store: MediaStoreKind,
+    pub s3_bucket: Option<String>,
+    pub s3_region: String,
+    /// An S3-compatible server's URL (MinIO, R2, …); AWS's when absent.
+    pub s3_endpoint: Option<String>,
+    /// Without these, the usual AWS sources (environment, instance role).
+    pub s3_access_key_id: Option<String>,
+    #[serde(deserialize_with = "secret_opt", serialize_with = "redacted")]
+    pub s3_secret_access_key: Option<Secret>,
+}
+
+/// Where media bytes live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    #[default]
+    Local,
+    S3,
 }
 
 impl Default for MediaSettings {
@@ -474,6 +494,12 @@ impl Default for MediaSettings {
             max_bytes: 100 * 1024 * 1024,
             concurrency: 4,
             poll_interval_ms: 1_000,
+            store: MediaStoreKind::Local,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_endpoint: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Inbound media: the media files customers send are recorded when their message is processed,
-//! downloaded by [`crate::workers::media`] into `<data_dir>/media/`, and served to API users from
+//! downloaded by [`crate::workers::media`] into the media store, and served to API users from
 //! there.
-
-use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -12,6 +10,7 @@ use wagate_domain::time::Timestamp;
 use wagate_storage::{Media, MediaFilter, MediaState, NewInbound, NewMedia, StorageError, Store};
 
 use super::ServiceError;
+use crate::media_store::{MediaStore, StoredFile};
 use crate::signals::Signals;
 
 /// The message types whose object names a media file by its Meta media id.
@@ -65,16 +64,6 @@ async fn new_media(store: &dyn Store, message: &NewInbound) -> Result<Option<New
         caption: text("caption").map(str::to_owned),
         created_at: Timestamp::now(),
     }))
-}
-
-/// Where media files live: `<data_dir>/media/`.
-pub fn media_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("media")
-}
-
-/// A stored file's path. Named by wagate's id: nothing from Meta or the customer reaches a path.
-pub fn file_path(data_dir: &Path, id: &MediaId) -> PathBuf {
-    media_dir(data_dir).join(id.as_str())
 }
 
 /// A SHA-256 digest as Meta writes it: base64 in webhooks, hex from the media API.
@@ -133,10 +122,14 @@ pub enum ContentError {
     NotReady { id: MediaId, attempts: i64, last_error: Option<String> },
     #[error("media {id} could not be downloaded: {error}")]
     Failed { id: MediaId, error: String },
-    /// Stored, but not in this instance's data directory (another instance downloaded it, or
-    /// the file was removed).
-    #[error("media {id} is stored but its file is not in this instance's data directory")]
+    /// Stored, but its file is not in the media store: another instance downloaded it into its
+    /// own directory (`media.store = "local"` on several instances), or it was removed.
+    #[error(
+        "media {id} is stored but its file is not in this instance's media store (several instances need media.store = \"s3\")"
+    )]
     FileMissing { id: MediaId },
+    #[error(transparent)]
+    Store(#[from] crate::media_store::MediaStoreError),
 }
 
 impl From<StorageError> for ContentError {
@@ -145,12 +138,8 @@ impl From<StorageError> for ContentError {
     }
 }
 
-/// `GET /v1/media/{id}/content`: the stored file, opened, with its metadata and length.
-pub async fn content(
-    store: &dyn Store,
-    data_dir: &Path,
-    id: &str,
-) -> Result<(Media, tokio::fs::File, u64), ContentError> {
+/// `GET /v1/media/{id}/content`: the stored file, as it is read, with its metadata.
+pub async fn content(store: &dyn Store, files: &MediaStore, id: &str) -> Result<(Media, StoredFile), ContentError> {
     let media = get(store, id).await?;
     match media.state {
         MediaState::Pending => {
@@ -166,17 +155,10 @@ pub async fn content(
         }
         MediaState::Stored => {}
     }
-    let path = file_path(data_dir, &media.id);
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContentError::FileMissing { id: media.id }),
-        Err(e) => {
-            tracing::error!(error = %e, path = %path.display(), "opening a media file failed");
-            return Err(ContentError::FileMissing { id: media.id });
-        }
-    };
-    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    Ok((media, file, len))
+    match files.get(media.id.as_str()).await? {
+        Some(file) => Ok((media, file)),
+        None => Err(ContentError::FileMissing { id: media.id }),
+    }
 }
 
 #[cfg(test)]

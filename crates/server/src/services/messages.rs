@@ -16,7 +16,7 @@ use wagate_storage::{
     PhoneNumber, StatusEntry, Store, WindowCheck,
 };
 
-use super::{ServiceError, templates};
+use super::{ServiceError, templates, uploads};
 use crate::config::OutsideWindow;
 use crate::graph::{GraphClient, GraphFailure, Target};
 use crate::outbox::Outbox;
@@ -145,6 +145,8 @@ pub async fn enqueue(
         return Err(ServiceError::Backpressure { backlog });
     }
     let rendered = templates::check_send(state, sender, &mut outbound, options.simple_template.as_ref()).await?;
+    let content = Value::Object(outbound.fields());
+    uploads::check_named(state, &content).await?;
     let id = MessageId::generate();
     let message = Message {
         id: id.clone(),
@@ -154,7 +156,7 @@ pub async fn enqueue(
         contact_id: None,
         counterpart: outbound.recipient.as_str().to_owned(),
         kind: outbound.content.kind().to_owned(),
-        content: Value::Object(outbound.fields()),
+        content,
         status: if send_at.is_some() { MessageStatus::Scheduled } else { MessageStatus::Queued },
         wamid: None,
         error: None,

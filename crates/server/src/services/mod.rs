@@ -8,6 +8,7 @@ pub mod groups;
 pub mod media;
 pub mod messages;
 pub mod templates;
+pub mod uploads;
 pub mod webhooks;
 // Contacts and conversations.
 pub mod contacts;

@@ -1,12 +1,9 @@
 //! The media downloader: claims due downloads with a lease, asks the Graph media API for a fresh
 //! URL on every attempt (Meta's URLs expire after five minutes and answer 404 then), downloads
 //! the file with the account's token, checks its size and SHA-256 against what Meta said, and
-//! writes it atomically under `<data_dir>/media/`.
-
-use std::path::{Path, PathBuf};
+//! stores it in the media store under wagate's id (it appears there whole, or not at all).
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wagate_domain::retry::Retry;
@@ -14,14 +11,14 @@ use wagate_domain::time::Timestamp;
 use wagate_storage::{Leased, Media, StoredMedia};
 
 use crate::graph::{GraphFailure, Target};
+use crate::media_store::FileWriter;
 use crate::metrics::Metrics;
-use crate::services::media::{digest_base64, file_path, media_dir, parse_digest};
+use crate::services::media::{digest_base64, parse_digest};
 use crate::state::{AppState, Worker};
 
 pub async fn run(state: AppState, cancel: CancellationToken) {
     let settings = state.config.media.clone();
     let poll = std::time::Duration::from_millis(settings.poll_interval_ms);
-    remove_stale_parts(&media_dir(&state.config.data_dir), settings.lease()).await;
     let mut running = JoinSet::new();
     loop {
         state.health.beat(Worker::Media);
@@ -140,17 +137,45 @@ async fn download(state: &AppState, job: &Leased<Media>) -> Result<StoredMedia, 
             Failure::graph("downloading from the media URL failed (a fresh URL is fetched next time)", e)
         })?;
 
-    let dir = media_dir(&state.config.data_dir);
-    tokio::fs::create_dir_all(&dir)
+    let mut writer = state
+        .media
+        .writer(media.id.as_str())
         .await
-        .map_err(|e| Failure::Transient(format!("cannot create {}: {e}", dir.display())))?;
-    let part = PartFile::new(dir.join(format!(".{}.{}.part", media.id, job.lease)));
-    let mut file = tokio::fs::File::create(&part.path)
-        .await
-        .map_err(|e| Failure::Transient(format!("cannot create {}: {e}", part.path.display())))?;
+        .map_err(|e| Failure::Transient(format!("cannot store the media file: {e}")))?;
+    let limit = info.file_size.unwrap_or(settings.max_bytes).min(settings.max_bytes);
+    let written = match copy(&mut resp, &mut writer, limit, settings.max_bytes, info.file_size).await {
+        Ok(w) => w,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e);
+        }
+    };
+    let (written, digest) = written;
+    let mismatch = [("the webhook", from_webhook), ("the Graph API", from_graph)]
+        .into_iter()
+        .find_map(|(whose, expected)| expected.filter(|e| *e != digest).map(|e| (whose, e)));
+    if let Some((whose, expected)) = mismatch {
+        writer.abort().await;
+        return Err(Failure::Permanent(format!(
+            "sha256 mismatch: the file's SHA-256 is {} but {whose} said {}",
+            digest_base64(&digest),
+            digest_base64(&expected)
+        )));
+    }
+    writer.finish().await.map_err(|e| Failure::Transient(format!("storing the media file failed: {e}")))?;
+    Ok(StoredMedia { file_size: written as i64, sha256: digest_base64(&digest), at: Timestamp::now() })
+}
+
+/// Streams the download into `writer`: how many bytes, and their SHA-256.
+async fn copy(
+    resp: &mut reqwest::Response,
+    writer: &mut FileWriter,
+    limit: u64,
+    max_bytes: u64,
+    announced: Option<u64>,
+) -> Result<(u64, [u8; 32]), Failure> {
     let mut hasher = Sha256::new();
     let mut written: u64 = 0;
-    let limit = info.file_size.unwrap_or(settings.max_bytes).min(settings.max_bytes);
     loop {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
@@ -159,85 +184,23 @@ async fn download(state: &AppState, job: &Leased<Media>) -> Result<StoredMedia, 
         };
         written += chunk.len() as u64;
         if written > limit {
-            return Err(match info.file_size {
+            return Err(match announced {
                 // More than Meta announced: the file changed under us, or the answer is wrong.
-                Some(size) if size <= settings.max_bytes => {
+                Some(size) if size <= max_bytes => {
                     Failure::Transient(format!("the download is longer than the {size} bytes Meta announced"))
                 }
-                _ => too_large(written, settings.max_bytes),
+                _ => too_large(written, max_bytes),
             });
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| Failure::Transient(format!("writing the media file failed: {e}")))?;
+        writer.write(&chunk).await.map_err(|e| Failure::Transient(format!("writing the media file failed: {e}")))?;
     }
-    if let Some(size) = info.file_size.filter(|s| *s != written) {
+    if let Some(size) = announced.filter(|s| *s != written) {
         return Err(Failure::Transient(format!("got {written} bytes of the {size} Meta announced")));
     }
-    let digest: [u8; 32] = hasher.finalize().into();
-    for (whose, expected) in [("the webhook", from_webhook), ("the Graph API", from_graph)] {
-        if let Some(expected) = expected.filter(|e| *e != digest) {
-            return Err(Failure::Permanent(format!(
-                "sha256 mismatch: the file's SHA-256 is {} but {whose} said {}",
-                digest_base64(&digest),
-                digest_base64(&expected)
-            )));
-        }
-    }
-    file.sync_all().await.map_err(|e| Failure::Transient(format!("syncing the media file failed: {e}")))?;
-    drop(file);
-    let path = file_path(&state.config.data_dir, &media.id);
-    part.persist(&path).await.map_err(|e| Failure::Transient(format!("storing the media file failed: {e}")))?;
-    Ok(StoredMedia { file_size: written as i64, sha256: digest_base64(&digest), at: Timestamp::now() })
-}
-
-/// Removes partial downloads a killed process left behind: those older than a lease, whose
-/// download has certainly been given up (another attempt writes a part of its own).
-async fn remove_stale_parts(dir: &Path, lease: std::time::Duration) {
-    let Ok(mut entries) = tokio::fs::read_dir(dir).await else { return };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name();
-        let is_part = name.to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".part"));
-        let stale =
-            entry.metadata().await.and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > lease));
-        if is_part && stale {
-            let _ = tokio::fs::remove_file(entry.path()).await;
-        }
-    }
+    Ok((written, hasher.finalize().into()))
 }
 
 fn too_large(size: u64, max: u64) -> Failure {
     Failure::Permanent(format!("the file has {size} bytes, more than media.max_bytes ({max})"))
-}
-
-/// A download being written; removed unless persisted (an error, or the task dropped).
-struct PartFile {
-    path: PathBuf,
-    kept: bool,
-}
-
-impl PartFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, kept: false }
-    }
-
-    /// Renames the part into place and syncs the directory, so the name survives a crash.
-    async fn persist(mut self, to: &Path) -> std::io::Result<()> {
-        tokio::fs::rename(&self.path, to).await?;
-        self.kept = true;
-        if let Some(dir) = to.parent() {
-            let dir = dir.to_owned();
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-                .await
-                .map_err(std::io::Error::other)??;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }

@@ -17,6 +17,7 @@ mod media;
 mod messages;
 mod outbox;
 mod templates;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;

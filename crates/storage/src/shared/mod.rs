@@ -10,6 +10,7 @@ mod groups;
 mod rows;
 mod sql;
 mod templates;
+mod uploads;
 
 use std::collections::HashSet;
 
@@ -27,6 +28,7 @@ pub(crate) use self::groups::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
 pub(crate) use self::templates::*;
+pub(crate) use self::uploads::*;
 use crate::{OutboxHead, Result, StatusEntry, StorageError};
 
 /// Finds the due outbox rows that head their recipient's queue, reading the queue in (due_at,
@@ -355,5 +357,6 @@ pub(crate) fn statements() -> Vec<String> {
     all.extend(events::statements().into_iter().map(str::to_owned));
     all.extend(templates::statements().into_iter().map(str::to_owned));
     all.extend(groups::statements().into_iter().map(str::to_owned));
+    all.extend(uploads::statements().into_iter().map(str::to_owned));
     all
 }

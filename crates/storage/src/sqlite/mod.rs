@@ -18,6 +18,7 @@ mod messages;
 mod outbox;
 mod rows;
 mod templates;
+mod uploads;
 mod writer;
 
 use std::path::Path;

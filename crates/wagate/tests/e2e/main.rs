@@ -26,6 +26,7 @@ mod ssrf;
 mod standalone;
 mod support;
 mod templates;
+mod uploads;
 mod validation;
 mod webhooks;
 mod window;

@@ -15,6 +15,7 @@ use super::limiter::{self, Limits};
 use crate::config::UnknownOutcome;
 use crate::graph::{GraphFailure, Target};
 use crate::metrics::FailureLabels;
+use crate::services::uploads::{self, Unresolved};
 use crate::state::AppState;
 
 /// What a send's result means for its number's limits and account.
@@ -37,7 +38,23 @@ pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d:
         record(state, &d, Outcome::Failed(error, None)).await;
         return Signal::None;
     };
-    let body = graph_body(&d.recipient, &d.kind, fields);
+    let mut body = graph_body(&d.recipient, &d.kind, fields);
+    // Files uploaded to wagate go to Meta for this number first (once, until Meta's copy ages).
+    if let Err(unresolved) = uploads::resolve(state, &account, &d.phone_number_id, &mut body).await {
+        let (outcome, signal) = match unresolved {
+            Unresolved::Gone(id) => {
+                let error =
+                    MessageError::gateway("media_deleted", format!("the upload {id} was deleted before it was sent"));
+                (Outcome::Failed(error, None), Signal::None)
+            }
+            Unresolved::Storage(why) => {
+                classify(state, &d, GraphFailure::Connect(format!("reading the upload failed: {why}")))
+            }
+            Unresolved::Graph(failure) => classify(state, &d, *failure),
+        };
+        record(state, &d, outcome).await;
+        return signal;
+    }
     let started = Instant::now();
     let result = state.graph.send_message(&Target::from(&account), &d.phone_number_id, &body).await;
     state.metrics.graph_duration.observe(started.elapsed().as_secs_f64());
