@@ -130,7 +130,14 @@ impl CheckedTemplate {
 /// sync, an edit) drops them all at once, and one applied by another instance is seen within
 /// that time.
 #[derive(Default)]
-pub struct TemplateCache(Mutex<HashMap<TemplateKey, (Arc<CheckedTemplate>, Instant)>>);
+pub struct TemplateCache {
+    found: Mutex<HashMap<TemplateKey, (Arc<CheckedTemplate>, Instant)>>,
+    /// Templates Meta was asked for and did not have, and when: a send naming one is refused
+    /// without asking again for [`MISSES_KEPT_FOR`] (a webhook or sync here forgets them).
+    missed: Mutex<HashMap<TemplateKey, Instant>>,
+}
+
+const MISSES_KEPT_FOR: Duration = Duration::from_secs(30);
 
 /// A WABA's template by name and language.
 type TemplateKey = (String, String, String);
@@ -139,7 +146,7 @@ const TEMPLATES_CACHED_FOR: Duration = Duration::from_secs(2);
 
 impl TemplateCache {
     pub fn get(&self, waba_id: &str, name: &str, language: &str) -> Option<Arc<CheckedTemplate>> {
-        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = self.found.lock().unwrap_or_else(|e| e.into_inner());
         let key = (waba_id.to_owned(), name.to_owned(), language.to_owned());
         cache.get(&key).filter(|(_, at)| at.elapsed() < TEMPLATES_CACHED_FOR).map(|(t, _)| t.clone())
     }
@@ -147,10 +154,25 @@ impl TemplateCache {
     /// Only stored templates get here, so the map stays as small as the templates in use.
     pub fn put(&self, t: Arc<CheckedTemplate>) {
         let key = (t.template.waba_id.clone(), t.template.name.clone(), t.template.language.clone());
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (t, Instant::now()));
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (t, Instant::now()));
+    }
+
+    /// Whether Meta lacked this template when last asked, a moment ago.
+    pub fn missed(&self, waba_id: &str, name: &str, language: &str) -> bool {
+        let misses = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (waba_id.to_owned(), name.to_owned(), language.to_owned());
+        misses.get(&key).is_some_and(|at| at.elapsed() < MISSES_KEPT_FOR)
+    }
+
+    pub fn miss(&self, waba_id: &str, name: &str, language: &str) {
+        let mut misses = self.missed.lock().unwrap_or_else(|e| e.into_inner());
+        // Names come from requests: the old ones go, so the map cannot grow without end.
+        misses.retain(|_, at| at.elapsed() < MISSES_KEPT_FOR);
+        misses.insert((waba_id.to_owned(), name.to_owned(), language.to_owned()), Instant::now());
     }
 
     pub fn forget_all(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.missed.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

@@ -355,8 +355,9 @@ pub trait Uploads: Send + Sync {
     async fn meta_copy(&self, id: &MediaId, phone_number_id: &str) -> Result<Option<MetaCopy>>;
     /// Records (or replaces) Meta's id for the upload on this number.
     async fn record_meta_copy(&self, id: &MediaId, phone_number_id: &str, copy: &MetaCopy) -> Result<()>;
-    /// Forgets a copy Meta no longer has; a newer one recorded since stays.
-    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, meta_media_id: &str) -> Result<()>;
+    /// Forgets a copy Meta no longer has: one uploaded before `uploaded_before` (a newer one
+    /// recorded since stays).
+    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, uploaded_before: Timestamp) -> Result<()>;
 }
 
 /// Message templates as Meta keeps them, per WABA.

@@ -408,6 +408,16 @@ async fn template_of(
     if synced.is_none() && !needed {
         return Ok(None);
     }
+    // Asked of Meta a moment ago and not there: the store says which languages there are.
+    if state.caches.templates.missed(&sender.waba_id, name, language) {
+        let filter = TemplateFilter {
+            waba_id: Some(sender.waba_id.clone()),
+            name: Some(name.to_owned()),
+            ..TemplateFilter::default()
+        };
+        let known = state.store.list_templates(&filter, 100).await?;
+        return Err(not_found(name, language, language_path, known.iter().map(|t| t.language.as_str()).collect()));
+    }
     let account = super::accounts::account(state, &sender.account_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("account", sender.account_id.as_str()))?;
@@ -431,23 +441,28 @@ async fn template_of(
     if let Some(t) = found.iter().find(|t| t.language == language) {
         return Ok(Some(CheckedTemplate::new(t.clone())));
     }
-    let languages: Vec<&str> = found.iter().map(|t| t.language.as_str()).collect();
+    state.caches.templates.miss(&sender.waba_id, name, language);
+    Err(not_found(name, language, language_path, found.iter().map(|t| t.language.as_str()).collect()))
+}
+
+/// A send names a template the WABA does not have in that language (perhaps in others).
+fn not_found(name: &str, language: &str, language_path: &str, languages: Vec<&str>) -> ServiceError {
     if languages.is_empty() {
-        Err(FieldError::new(
+        FieldError::new(
             "template.name",
             "template_not_found",
             format!(
                 "no template named '{name}' exists for this number's WhatsApp Business Account (see GET /v1/templates)"
             ),
         )
-        .into())
+        .into()
     } else {
-        Err(FieldError::new(
+        FieldError::new(
             language_path,
             "template_not_found",
             format!("{name} does not exist in {language}; it exists in {}", languages.join(", ")),
         )
-        .into())
+        .into()
     }
 }
 

@@ -251,6 +251,20 @@ pub async fn check_named(state: &AppState, content: &Value) -> Result<(), Servic
     Ok(())
 }
 
+/// Meta failed a message because it could not use its media (131053): the copies of uploads the
+/// message named, made before then, are forgotten, so the next send uploads the file again.
+pub async fn forget_failed_copies(state: &AppState, wamid: &str, failed_at: Timestamp) -> Result<(), StorageError> {
+    let Some(message) = state.store.find_message_by_wamid(wamid).await? else { return Ok(()) };
+    // Meta's times are whole seconds: the copy this message used was made before the next one.
+    let before = failed_at.plus(Duration::from_secs(1));
+    for (_, id) in named_uploads(&message.content) {
+        if let Some(parsed) = MediaId::parse(&id) {
+            state.store.forget_meta_copy(&parsed, &message.phone_number_id, before).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Why a send's uploads could not be put in Meta's hands.
 pub enum Unresolved {
     /// The upload was deleted after the message was accepted.

@@ -435,6 +435,10 @@ async fn apply_messages(
         {
             state.store.mark_marketing_opt_out(wa_id, update.occurred_at).await?;
         }
+        // Meta's 131053: it could not use the message's media; an upload of ours goes again.
+        if update.error.as_ref().and_then(|e| e.code) == Some(131_053) {
+            super::uploads::forget_failed_copies(state, &s.id, update.occurred_at).await?;
+        }
         pending.statuses.push(update);
     }
     if value.messages.is_empty() {

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use wagate_domain::id::MediaId;
+use wagate_domain::time::Timestamp;
 
 use super::{PgStore, execute, first};
 use crate::shared::{self, upload_values};
@@ -32,8 +33,9 @@ impl Uploads for PgStore {
         Ok(())
     }
 
-    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, meta_media_id: &str) -> Result<()> {
-        execute(&self.pool, shared::DELETE_META_COPY, (id.as_str(), phone_number_id, meta_media_id)).await?;
+    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, uploaded_before: Timestamp) -> Result<()> {
+        let values = (id.as_str(), phone_number_id, uploaded_before.as_millis());
+        execute(&self.pool, shared::DELETE_META_COPY, values).await?;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ pub(crate) const UPSERT_META_COPY: &str = "INSERT INTO upload_copies (upload_id,
      meta_media_id = excluded.meta_media_id, uploaded_at = excluded.uploaded_at";
 
 pub(crate) const DELETE_META_COPY: &str =
-    "DELETE FROM upload_copies WHERE upload_id = $1 AND phone_number_id = $2 AND meta_media_id = $3";
+    "DELETE FROM upload_copies WHERE upload_id = $1 AND phone_number_id = $2 AND uploaded_at < $3";
 
 pub(crate) fn upload(r: &impl Columns) -> Result<Upload> {
     Ok(Upload {

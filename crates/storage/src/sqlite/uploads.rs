@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use wagate_domain::id::MediaId;
+use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
 use super::rows::{execute, first};
@@ -40,8 +41,8 @@ impl Uploads for SqliteStore {
         Ok(())
     }
 
-    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, meta_media_id: &str) -> Result<()> {
-        let values = (id.as_str().to_owned(), phone_number_id.to_owned(), meta_media_id.to_owned());
+    async fn forget_meta_copy(&self, id: &MediaId, phone_number_id: &str, uploaded_before: Timestamp) -> Result<()> {
+        let values = (id.as_str().to_owned(), phone_number_id.to_owned(), uploaded_before.as_millis());
         self.execute(shared::DELETE_META_COPY, values).await?;
         Ok(())
     }

@@ -184,6 +184,25 @@ async fn a_send_by_media_id_uploads_once_per_number(backend: Backend) {
     assert!(renewed != first && renewed != other, "a new copy: {renewed}");
     let copy = app.store().meta_copy(&parsed, &numbers[0]).await.unwrap().unwrap();
     assert_eq!(copy.meta_media_id, renewed);
+    // Meta lost its copy before then: the send fails with 131053, and the next one uploads again.
+    let account = sandbox_account(&app).await;
+    let url = format!("{}/sandbox/v23.0/{renewed}", app.url);
+    let (status, body) = request(&app.http, Method::DELETE, &url, Some(&account.access_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, lost) = app.post("/v1/messages", send(&numbers[0])).await;
+    let failed =
+        wait_for_message(&app.http, &app.url, &app.api_key, lost["id"].as_str().unwrap(), "Meta's 131053", |m| {
+            m["status"] == "failed"
+        })
+        .await;
+    assert_eq!(failed["error"]["code"], 131053, "{failed}");
+    eventually("the lost copy forgotten", || async {
+        app.store().meta_copy(&parsed, &numbers[0]).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let (_, after) = app.post("/v1/messages", send(&numbers[0])).await;
+    let fresh = meta_id_sent(&app, after["id"].as_str().unwrap()).await;
+    assert!(fresh != renewed, "uploaded again: {fresh}");
     // An image is not a video.
     let video = json!({"from": numbers[0], "to": to, "type": "video", "video": {"media_id": id}});
     let (status, body) = app.post("/v1/messages", video).await;
