@@ -215,10 +215,16 @@ impl GraphClient {
             .text("messaging_product", "whatsapp")
             .text("type", mime_type.to_owned())
             .part("file", part);
-        let raw: Value = self.call(self.request(target, reqwest::Method::POST, &url)?.multipart(form), true).await?;
+        // An upload that may have reached Meta is harmless to make again: its outcome never
+        // needs to be known.
+        let raw: Value = self.call(self.request(target, reqwest::Method::POST, &url)?.multipart(form), false).await?;
         raw.get("id")
             .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string())))
-            .ok_or_else(|| GraphFailure::Unknown("Meta's answer to an upload has no media id".into()))
+            .ok_or_else(|| GraphFailure::Http {
+                status: 200,
+                reason: "Meta's answer to an upload has no media id".into(),
+                retry_after: None,
+            })
     }
 
     /// A GET of a public URL a user gave (no token), held to the address policy, its body read

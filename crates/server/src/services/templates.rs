@@ -366,6 +366,13 @@ pub async fn apply_webhook(
                 state.caches.templates.forget_all();
                 return Ok(());
             }
+            // Meta's events are mostly statuses; these few tell of a template that stays sendable
+            // (flagged for quality, locked against edits) or is again.
+            let status = match status.as_str() {
+                "REINSTATED" | "UNARCHIVED" => "APPROVED".to_owned(),
+                "FLAGGED" | "LOCKED" | "LIMIT_EXCEEDED" => t.status.clone(),
+                _ => status,
+            };
             t.rejected_reason = if status == "REJECTED" { text("reason").filter(|r| r != "NONE") } else { None };
             t.status = status;
             if let Some(c) = text("message_template_category") {
@@ -425,10 +432,12 @@ async fn template_of(
     let path = format!("{}/message_templates?fields={FIELDS}&{query}", sender.waba_id);
     let listed = match state.graph.get_all_pages(&Target::from(&account), &path, 2).await {
         Ok(l) => l,
-        // Meta cannot be asked: a known WABA's send is refused below; an unknown one's passes.
         Err(e) if needed => return Err(ServiceError::from_graph(e)),
-        Err(_) if synced.is_none() => return Ok(None),
-        Err(_) => Vec::new(),
+        // Meta cannot say now: the send goes as given, and Meta decides.
+        Err(e) => {
+            tracing::warn!(waba_id = %sender.waba_id, template = name, error = %e, "asking Meta for a template failed");
+            return Ok(None);
+        }
     };
     let now = Timestamp::now();
     // Meta's name filter matches parts of names too.

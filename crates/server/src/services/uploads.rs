@@ -191,29 +191,33 @@ pub async fn open_link(
     Ok((upload, file))
 }
 
-/// The `med_…` ids a message's content names in `media_id` fields, each with its JSON path.
+/// The objects that name media: a message's own, and those of headers and template values.
+const MEDIA_OBJECTS: &[&str] = &["image", "video", "audio", "document", "sticker"];
+
+/// The `med_…` ids a message's content names in the `media_id` of its media objects, each with
+/// its JSON path (a `media_id` in other data, such as a Flow's, is that data's own).
 pub fn named_uploads(content: &Value) -> Vec<(String, String)> {
-    fn walk(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    fn walk(v: &Value, path: &str, parent: &str, out: &mut Vec<(String, String)>) {
         match v {
             Value::Object(map) => {
                 for (k, child) in map {
                     let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                     match (k.as_str(), child) {
-                        ("media_id", Value::String(id)) => out.push((p, id.clone())),
-                        _ => walk(child, &p, out),
+                        ("media_id", Value::String(id)) if MEDIA_OBJECTS.contains(&parent) => out.push((p, id.clone())),
+                        _ => walk(child, &p, k, out),
                     }
                 }
             }
             Value::Array(items) => {
                 for (i, child) in items.iter().enumerate() {
-                    walk(child, &format!("{path}[{i}]"), out);
+                    walk(child, &format!("{path}[{i}]"), parent, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(content, "", &mut out);
+    walk(content, "", "", &mut out);
     out
 }
 
@@ -292,19 +296,22 @@ pub async fn resolve(
 }
 
 fn replace(v: &mut Value, upload_id: &str, meta_id: &str) {
-    match v {
-        Value::Object(map) => {
-            if map.get("media_id").and_then(Value::as_str) == Some(upload_id) {
-                map.remove("media_id");
-                map.insert("id".into(), Value::String(meta_id.to_owned()));
+    fn walk(v: &mut Value, parent: &str, upload_id: &str, meta_id: &str) {
+        match v {
+            Value::Object(map) => {
+                if MEDIA_OBJECTS.contains(&parent) && map.get("media_id").and_then(Value::as_str) == Some(upload_id) {
+                    map.remove("media_id");
+                    map.insert("id".into(), Value::String(meta_id.to_owned()));
+                }
+                for (k, child) in map.iter_mut() {
+                    walk(child, k, upload_id, meta_id);
+                }
             }
-            for child in map.values_mut() {
-                replace(child, upload_id, meta_id);
-            }
+            Value::Array(items) => items.iter_mut().for_each(|c| walk(c, parent, upload_id, meta_id)),
+            _ => {}
         }
-        Value::Array(items) => items.iter_mut().for_each(|c| replace(c, upload_id, meta_id)),
-        _ => {}
     }
+    walk(v, "", upload_id, meta_id)
 }
 
 /// Meta's id for upload `id` on the number: the copy recorded, or a new upload.
@@ -359,5 +366,8 @@ mod tests {
         replace(&mut content, "med_A", "123");
         assert_eq!(content["template"]["components"][0]["parameters"][0]["image"], json!({"id": "123"}));
         assert_eq!(content["image"]["media_id"], "med_B");
+        // A Flow's own data is not a media object.
+        let flow = json!({"interactive": {"action": {"parameters": {"flow_action_payload": {"data": {"media_id": "med_C"}}}}}});
+        assert!(named_uploads(&flow).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use wagate_domain::id::AccountId;
 
 use crate::services::templates;
 use crate::state::AppState;
@@ -19,16 +20,30 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         return;
     }
     let mut last_full: Option<Instant> = None;
+    // Accounts whose last read failed: read again at each tick, alone.
+    let mut failing: Vec<AccountId> = Vec::new();
     loop {
         if last_full.is_none_or(|at| at.elapsed() >= every) {
             match templates::sync_all(&state).await {
-                // A failed account is read again at the next tick, and the whole list then.
-                Ok(results) if results.iter().all(|(_, r)| r.is_ok()) => last_full = Some(Instant::now()),
-                Ok(_) => {}
+                Ok(results) => {
+                    last_full = Some(Instant::now());
+                    failing = results.into_iter().filter(|(_, r)| r.is_err()).map(|(id, _)| id).collect();
+                }
                 Err(e) => tracing::warn!(error = %e, "listing accounts for the template sync failed"),
             }
-        } else if let Err(e) = templates::sync_unsynced(&state).await {
-            tracing::warn!(error = %e, "looking for accounts whose templates were never read failed");
+        } else {
+            if let Err(e) = templates::sync_unsynced(&state).await {
+                tracing::warn!(error = %e, "looking for accounts whose templates were never read failed");
+            }
+            let mut still = Vec::new();
+            for id in failing {
+                if let Ok(results) = templates::sync_some(&state, Some(id.as_str())).await
+                    && results.iter().any(|(_, r)| r.is_err())
+                {
+                    still.push(id);
+                }
+            }
+            failing = still;
         }
         tokio::select! {
             _ = cancel.cancelled() => break,

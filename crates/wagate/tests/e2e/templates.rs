@@ -580,12 +580,25 @@ async fn template_webhooks_keep_templates_current(backend: Backend) {
     all_processed(&app).await;
     let (_, t) = app.get(&format!("/v1/templates/{id}")).await;
     assert_eq!((t["quality_score"].as_str(), t["category"].as_str()), (Some("RED"), Some("UTILITY")), "{t}");
+    // Events that are not statuses: flagged leaves it as it is, reinstated makes it sendable.
+    for (event, status) in [("FLAGGED", "DISABLED"), ("REINSTATED", "APPROVED")] {
+        let update = change(
+            "message_template_status_update",
+            json!({"event": event, "message_template_id": numeric,
+            "message_template_name": "summer_sale", "message_template_language": "en_US", "reason": "NONE"}),
+        );
+        post_signed(&app, &account, update.to_string().into_bytes()).await;
+        all_processed(&app).await;
+        let (_, t) = app.get(&format!("/v1/templates/{id}")).await;
+        assert_eq!(t["status"], status, "after {event}: {t}");
+    }
     let (_, events) = app.get("/v1/events?type=template.updated").await;
     let about: Vec<&Value> =
         events["data"].as_array().unwrap().iter().filter(|e| e["data"]["id"] == id.as_str()).collect();
-    // Created (PENDING), approved, paused, disabled, quality, category.
-    assert_eq!(about.len(), 6, "{events}");
-    assert_eq!(about[0]["data"]["quality_score"], "RED", "newest first: {events}");
+    // Created (PENDING), approved, paused, disabled, quality, category, reinstated (the flag
+    // changed nothing).
+    assert_eq!(about.len(), 7, "{events}");
+    assert_eq!(about[0]["data"]["status"], "APPROVED", "newest first: {events}");
     // A template made at Meta without wagate is read when its review is announced.
     let sandbox = format!("{}/sandbox", app.url);
     let (status, made) = request(

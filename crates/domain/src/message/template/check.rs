@@ -10,8 +10,11 @@ use super::{HEADER_TEXT_MAX, Parameter, TEXT_PARAM_MAX, URL_PARAM_MAX};
 use crate::message::rules::key;
 use crate::validation::FieldError;
 
-/// A body as the customer sees it may be this long (Meta's 132005 beyond it).
+/// A body as the customer sees it may be this long (Meta's 132005 beyond it)…
 pub const BODY_RENDERED_MAX: usize = 1024;
+/// …except in a template that has nothing but its body, whose values may total this much
+/// (Meta's changelog: "can now total up to 32,768 characters").
+pub const BODY_ONLY_VALUES_MAX: usize = 32_768;
 /// Consecutive spaces a template value may hold (Meta: "more than 4 consecutive spaces").
 const SPACES_MAX: usize = 4;
 
@@ -306,13 +309,31 @@ pub(super) fn check(name: &str, shape: &Shape, given: &Given) -> Result<Value, F
     if !shape.body.is_empty() {
         let body =
             fill(&shape.body, |v| shape.body_variables.iter().position(|b| b == v).map(|i| values[i].to_owned()));
-        let n = body.chars().count();
-        if n > BODY_RENDERED_MAX {
-            return Err(FieldError::new(
-                given.body_path.clone().unwrap_or_else(|| given.missing_body("", shape.format)),
-                "template_text_too_long",
-                format!("make(s) the body {n} characters long; a template's body shows at most {BODY_RENDERED_MAX}"),
-            ));
+        let at = || given.body_path.clone().unwrap_or_else(|| given.missing_body("", shape.format));
+        let body_only =
+            shape.header.is_none() && shape.footer.is_none() && shape.buttons.is_empty() && shape.cards.is_empty();
+        if body_only {
+            let total: usize = values.iter().map(|v| v.chars().count()).sum();
+            if total > BODY_ONLY_VALUES_MAX {
+                return Err(FieldError::new(
+                    at(),
+                    "template_text_too_long",
+                    format!(
+                        "total {total} characters; a body-only template's values total at most {BODY_ONLY_VALUES_MAX}"
+                    ),
+                ));
+            }
+        } else {
+            let n = body.chars().count();
+            if n > BODY_RENDERED_MAX {
+                return Err(FieldError::new(
+                    at(),
+                    "template_text_too_long",
+                    format!(
+                        "make(s) the body {n} characters long; a template's body shows at most {BODY_RENDERED_MAX}"
+                    ),
+                ));
+            }
         }
         rendered.insert("body".into(), json!(body));
     }
@@ -371,6 +392,7 @@ pub(super) fn check(name: &str, shape: &Shape, given: &Given) -> Result<Value, F
         let value = given.buttons.iter().find(|b| b.index == i as u64).and_then(|b| b.value.as_ref());
         if let (ButtonValue::Required(sub_type), None) = (def.value(), value) {
             let what = match sub_type {
+                "url" if def.kind == "OTP" => "the code",
                 "url" => "the end of its URL",
                 "copy_code" => "the code it copies",
                 _ => "its action",

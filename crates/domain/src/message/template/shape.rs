@@ -91,6 +91,9 @@ impl Button {
     pub fn value(&self) -> ButtonValue {
         match self.kind.as_str() {
             "URL" if self.url.as_deref().is_some_and(|u| u.contains("{{")) => ButtonValue::Required("url"),
+            // An authentication template's code button (copy code, one-tap, zero-tap): the code
+            // is sent as a URL button's value (`authentication-templates`, "Sending").
+            "OTP" => ButtonValue::Required("url"),
             "COPY_CODE" => ButtonValue::Required("copy_code"),
             "MPM" => ButtonValue::Required("mpm"),
             "QUICK_REPLY" => ButtonValue::Optional("quick_reply"),
@@ -152,13 +155,13 @@ impl Shape {
                         "PRODUCT" => Header::Media("product"),
                         _ => {
                             let text = text_of(c);
-                            Header::Text { variables: variables(&text), text }
+                            Header::Text { variables: distinct(format, variables(&text)), text }
                         }
                     })
                 }
                 "BODY" => {
                     shape.body = text_of(c);
-                    shape.body_variables = variables(&shape.body);
+                    shape.body_variables = distinct(format, variables(&shape.body));
                 }
                 "FOOTER" => shape.footer = Some(text_of(c)).filter(|t| !t.is_empty()),
                 "BUTTONS" => {
@@ -198,6 +201,21 @@ impl Shape {
     }
 }
 
+/// The variables a send gives values for: each once; positional ones by number (Meta's first
+/// value is `{{1}}` wherever it stands), named ones in order of appearance.
+fn distinct(format: ParameterFormat, found: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(found.len());
+    for v in found {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if format == ParameterFormat::Positional {
+        out.sort_by_key(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    }
+    out
+}
+
 /// `{{1}}, {{2}}` or `first_name, order_id`: a list of variables as an error shows it.
 pub fn list_variables(format: ParameterFormat, vars: &[String]) -> String {
     match format {
@@ -220,6 +238,17 @@ mod tests {
     }
 
     #[test]
+    fn positional_variables_are_taken_by_number_once() {
+        let shape = Shape::parse(
+            ParameterFormat::Positional,
+            &json!([{"type": "BODY", "text": "Hi {{2}}, {{1}} and {{2}} again, {{10}}"}]),
+        );
+        assert_eq!(shape.body_variables, ["1", "2", "10"]);
+        let named = Shape::parse(ParameterFormat::Named, &json!([{"type": "BODY", "text": "{{b}} {{a}} {{b}}"}]));
+        assert_eq!(named.body_variables, ["b", "a"]);
+    }
+
+    #[test]
     fn reads_meta_components() {
         let shape = Shape::parse(
             ParameterFormat::Positional,
@@ -232,7 +261,8 @@ mod tests {
                     {"type": "URL", "text": "Shop", "url": "https://x.test/"},
                     {"type": "COPY_CODE", "example": "SAVE10"},
                     {"type": "QUICK_REPLY", "text": "Stop"},
-                    {"type": "PHONE_NUMBER", "text": "Call", "phone_number": "15550001111"}
+                    {"type": "PHONE_NUMBER", "text": "Call", "phone_number": "15550001111"},
+                    {"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code"}
                 ]}
             ]),
         );
@@ -247,7 +277,8 @@ mod tests {
                 ButtonValue::None,
                 ButtonValue::Required("copy_code"),
                 ButtonValue::Optional("quick_reply"),
-                ButtonValue::None
+                ButtonValue::None,
+                ButtonValue::Required("url")
             ]
         );
     }

@@ -112,6 +112,8 @@ fn media_value(path: &str, kind: &str, v: &Value) -> Result<Parameter, FieldErro
         Value::Object(o) if o.len() == 1 && o.contains_key(kind) => o[kind].clone(),
         Value::Object(_) => v.clone(),
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => json!({"link": s}),
+        // A file uploaded to wagate, or Meta's media id.
+        Value::String(s) if crate::id::has_shape(s, crate::id::MediaId::PREFIX) => json!({"media_id": s}),
         Value::String(s) => json!({"id": s}),
         _ => {
             return Err(FieldError::new(
@@ -135,6 +137,13 @@ fn button_value(path: &str, sub_type: &str, v: &Value) -> Result<Parameter, Fiel
         ("quick_reply", Value::String(s)) => json!({"type": "payload", "payload": s}),
         ("flow", Value::String(s)) => json!({"type": "action", "action": {"flow_token": s}}),
         (_, Value::Object(_)) => json!({"type": "action", "action": v}),
+        ("mpm" | "catalog", _) => {
+            return Err(FieldError::new(
+                path,
+                "invalid_type",
+                format!("must be the {sub_type} button's action, an object"),
+            ));
+        }
         _ => {
             return Err(FieldError::new(path, "invalid_type", format!("must be a string for a {sub_type} button")));
         }

@@ -40,27 +40,26 @@ pub async fn send(state: &AppState, limits: &Mutex<Limits>, account: Account, d:
     };
     let mut body = graph_body(&d.recipient, &d.kind, fields);
     // Files uploaded to wagate go to Meta for this number first (once, until Meta's copy ages).
-    if let Err(unresolved) = uploads::resolve(state, &account, &d.phone_number_id, &mut body).await {
-        let (outcome, signal) = match unresolved {
-            Unresolved::Gone(id) => {
-                let error =
-                    MessageError::gateway("media_deleted", format!("the upload {id} was deleted before it was sent"));
-                (Outcome::Failed(error, None), Signal::None)
+    let (outcome, signal) = match uploads::resolve(state, &account, &d.phone_number_id, &mut body).await {
+        Err(Unresolved::Gone(id)) => {
+            let error =
+                MessageError::gateway("media_deleted", format!("the upload {id} was deleted before it was sent"));
+            (Outcome::Failed(error, None), Signal::None)
+        }
+        Err(Unresolved::Storage(why)) => {
+            classify(state, &d, GraphFailure::Connect(format!("reading the upload failed: {why}")))
+        }
+        // Meta's refusal of the upload is the account's or the file's, as a send's would be.
+        Err(Unresolved::Graph(failure)) => classify(state, &d, *failure),
+        Ok(()) => {
+            let started = Instant::now();
+            let result = state.graph.send_message(&Target::from(&account), &d.phone_number_id, &body).await;
+            state.metrics.graph_duration.observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok((wamid, response)) => (Outcome::Accepted(wamid, response), Signal::None),
+                Err(failure) => classify(state, &d, failure),
             }
-            Unresolved::Storage(why) => {
-                classify(state, &d, GraphFailure::Connect(format!("reading the upload failed: {why}")))
-            }
-            Unresolved::Graph(failure) => classify(state, &d, *failure),
-        };
-        record(state, &d, outcome).await;
-        return signal;
-    }
-    let started = Instant::now();
-    let result = state.graph.send_message(&Target::from(&account), &d.phone_number_id, &body).await;
-    state.metrics.graph_duration.observe(started.elapsed().as_secs_f64());
-    let (outcome, signal) = match result {
-        Ok((wamid, response)) => (Outcome::Accepted(wamid, response), Signal::None),
-        Err(failure) => classify(state, &d, failure),
+        }
     };
     if let Outcome::Pause(error) = &outcome {
         let pause = Pause { since: Timestamp::now(), error: error.clone() };
