@@ -606,9 +606,55 @@ pub enum GraphRequest {
     Read(ReadReceipt),
 }
 
+/// The message's object parameters: what the Graph API also reads from a JSON-encoded string.
+const OBJECT_PARAMETERS: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "interactive",
+    "template",
+    "context",
+];
+
+/// A body as the Graph API reads it: an object parameter given as a JSON-encoded string
+/// (`"text": "{\"body\": \"hi\"}"`, as Node SDKs send them) is that object, and a top-level
+/// `recipient` (a BSUID, since Meta's 2026 rollout) names the user when `to` does not (`to`
+/// wins when both are given).
+pub fn graph_params(body: &Value) -> std::borrow::Cow<'_, Value> {
+    use std::borrow::Cow;
+    let Some(map) = body.as_object() else { return Cow::Borrowed(body) };
+    let encoded = |k: &&str| map.get(*k).is_some_and(Value::is_string);
+    if !OBJECT_PARAMETERS.iter().any(encoded) && !map.contains_key("recipient") {
+        return Cow::Borrowed(body);
+    }
+    let mut map = map.clone();
+    for k in OBJECT_PARAMETERS {
+        if let Some(Value::String(s)) = map.get(*k)
+            && let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s.trim())
+        {
+            map.insert((*k).to_owned(), v);
+        }
+    }
+    if let Some(r) = map.remove("recipient")
+        && !map.contains_key("to")
+    {
+        map.insert("to".into(), r);
+    }
+    Cow::Owned(Value::Object(map))
+}
+
 impl GraphRequest {
-    /// Parses and checks a body of Meta's messages endpoint.
+    /// Parses and checks a body of Meta's messages endpoint, read as the Graph API reads it
+    /// ([`graph_params`]).
     pub fn parse(body: &Value) -> Result<Self, FieldError> {
+        let body = graph_params(body);
+        let body = body.as_ref();
         if body.get("status").is_some() && body.get("to").is_none() {
             let receipt: ReadReceipt = from_value("", body)?;
             receipt.validate()?;

@@ -71,7 +71,7 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, req: Request
             return Err(e);
         }
     };
-    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let parsed = as_graph_reads(serde_json::from_slice(&body).unwrap_or(Value::Null));
     let request = Received::new(&node, &body, &parsed);
     let refuse = |e: GraphError| {
         state.record(request.refused(e.status.as_u16(), e.body["error"].clone()));
@@ -116,6 +116,46 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, req: Request
         }
     }
     accept(&state, &node, &number.display_phone_number, obj, &request).map_err(refuse)
+}
+
+/// The parameters Meta also reads from a JSON-encoded string (`"text": "{\"body\":…}"`).
+const OBJECT_PARAMS: [&str; 12] = [
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "interactive",
+    "template",
+    "context",
+];
+
+/// A message body as the Graph API reads it: an object parameter given as a JSON-encoded string
+/// is that object; a top-level `recipient` (a BSUID) is the recipient when `to` is absent, and
+/// `to` wins when both are given.
+fn as_graph_reads(mut body: Value) -> Value {
+    let Some(obj) = body.as_object_mut() else { return body };
+    for key in OBJECT_PARAMS {
+        let decoded = match obj.get(key) {
+            Some(Value::String(s)) => {
+                serde_json::from_str::<Value>(s.trim()).ok().filter(|v| v.is_object() || v.is_array())
+            }
+            _ => None,
+        };
+        if let Some(v) = decoded {
+            obj.insert(key.to_owned(), v);
+        }
+    }
+    if let Some(recipient) = obj.remove("recipient")
+        && !obj.contains_key("to")
+    {
+        obj.insert("to".to_owned(), recipient);
+    }
+    body
 }
 
 /// Spends one failure of the configured Graph fault, if any are left.

@@ -162,8 +162,65 @@ async fn a_send_already_handed_to_meta_is_waited_for(backend: Backend) {
 }
 
 on_each_backend!(
+    object_parameters_may_be_json_strings_and_recipient_names_the_user,
     metas_bodies_get_metas_answers,
     refusals_are_metas_error_objects,
     a_send_not_handed_to_meta_in_time_is_cancelled_with_130429,
     a_send_already_handed_to_meta_is_waited_for,
 );
+
+/// What the sandbox received for a wamid.
+async fn received(app: &TestApp, wamid: &str) -> Value {
+    let (_, all) = app.get("/sandbox/control/messages").await;
+    all["data"].as_array().unwrap().iter().find(|r| r["wamid"] == wamid).unwrap()["body"].clone()
+}
+
+async fn object_parameters_may_be_json_strings_and_recipient_names_the_user(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let phone = app.sandbox_numbers().await[0].clone();
+    let customer = customer();
+    app.customer_writes(&phone, &customer, "hi").await;
+    // Object parameters as JSON-encoded strings, as Node SDKs send them.
+    let contacts =
+        json!([{"name": {"formatted_name": "Ana Lima", "first_name": "Ana"}, "phones": [{"phone": "+1 555 0100"}]}]);
+    for (kind, object) in [("text", json!({"body": "hi from a string"})), ("contacts", contacts)] {
+        let mut body = json!({"messaging_product": "whatsapp", "to": customer, "type": kind});
+        body[kind] = json!(object.to_string());
+        let (status, answer) = graph(&app, &phone, Some(&app.api_key), body).await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {answer}");
+        let got = received(&app, answer["messages"][0]["id"].as_str().unwrap()).await;
+        assert_eq!(got[kind], object, "{kind}");
+    }
+    let bad = json!({"messaging_product": "whatsapp", "to": customer, "type": "text", "text": "{not json"});
+    let (status, answer) = graph(&app, &phone, Some(&app.api_key), bad).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(100)), "{answer}");
+    // A BSUID as `recipient`; `to` wins when both are there.
+    let user = "US.13491208655302741918";
+    let to_user =
+        json!({"messaging_product": "whatsapp", "recipient": user, "type": "text", "text": {"body": "hello"}});
+    let (status, answer) = graph(&app, &phone, Some(&app.api_key), to_user).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(received(&app, answer["messages"][0]["id"].as_str().unwrap()).await["to"], user);
+    let both = json!({"messaging_product": "whatsapp", "to": customer, "recipient": user, "type": "text",
+        "text": {"body": "to wins"}});
+    let (status, answer) = graph(&app, &phone, Some(&app.api_key), both).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(received(&app, answer["messages"][0]["id"].as_str().unwrap()).await["to"], customer.as_str());
+    // The sandbox, called directly as Meta, reads them the same way.
+    let account = sandbox_account(&app).await;
+    let url = format!("{}/sandbox/v23.0/{phone}/messages", app.url);
+    let body = json!({"messaging_product": "whatsapp", "recipient": user, "type": "text",
+        "text": "{\"body\": \"straight to Meta\"}"});
+    let (status, answer) = request(&app.http, Method::POST, &url, Some(&account.access_token), Some(body)).await;
+    assert_eq!((status, answer["contacts"][0]["input"].as_str()), (StatusCode::OK, Some(user)), "{answer}");
+    // Listed as it came.
+    let got = received(&app, answer["messages"][0]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (got["recipient"].as_str(), got["text"].as_str()),
+        (Some(user), Some("{\"body\": \"straight to Meta\"}"))
+    );
+    let unreadable = json!({"messaging_product": "whatsapp", "to": customer, "type": "text", "text": "{not json"});
+    let (status, answer) = request(&app.http, Method::POST, &url, Some(&account.access_token), Some(unreadable)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    app.stop().await;
+}
