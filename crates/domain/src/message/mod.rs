@@ -606,21 +606,11 @@ pub enum GraphRequest {
     Read(ReadReceipt),
 }
 
-/// The message's object parameters: what the Graph API also reads from a JSON-encoded string.
-const OBJECT_PARAMETERS: &[&str] = &[
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "reaction",
-    "interactive",
-    "template",
-    "context",
-];
+/// The message's object parameters (each type's object, and `context`): what the Graph API also
+/// reads from a JSON-encoded string.
+fn object_parameters() -> impl Iterator<Item = &'static str> {
+    MESSAGE_TYPES.iter().copied().chain(["context"])
+}
 
 /// A body as the Graph API reads it: an object parameter given as a JSON-encoded string
 /// (`"text": "{\"body\": \"hi\"}"`, as Node SDKs send them) is that object, and a top-level
@@ -629,16 +619,16 @@ const OBJECT_PARAMETERS: &[&str] = &[
 pub fn graph_params(body: &Value) -> std::borrow::Cow<'_, Value> {
     use std::borrow::Cow;
     let Some(map) = body.as_object() else { return Cow::Borrowed(body) };
-    let encoded = |k: &&str| map.get(*k).is_some_and(Value::is_string);
-    if !OBJECT_PARAMETERS.iter().any(encoded) && !map.contains_key("recipient") {
+    let encoded = |k: &str| map.get(k).is_some_and(Value::is_string);
+    if !object_parameters().any(encoded) && !map.contains_key("recipient") {
         return Cow::Borrowed(body);
     }
     let mut map = map.clone();
-    for k in OBJECT_PARAMETERS {
-        if let Some(Value::String(s)) = map.get(*k)
+    for k in object_parameters() {
+        if let Some(Value::String(s)) = map.get(k)
             && let Ok(v @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s.trim())
         {
-            map.insert((*k).to_owned(), v);
+            map.insert(k.to_owned(), v);
         }
     }
     if let Some(r) = map.remove("recipient")
