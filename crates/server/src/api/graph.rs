@@ -121,12 +121,9 @@ impl GraphApiError {
                 "(#131051) Unsupported message type",
                 Some(format!("Param {param} {rule}.")),
             ),
-            _ => Self::new(
-                StatusCode::BAD_REQUEST,
-                100,
-                "(#100) Invalid parameter",
-                Some(format!("Param {param} {rule}.")),
-            ),
+            _ => {
+                Self::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter", Some(meta_wording(e, &param, rule)))
+            }
         }
     }
 
@@ -205,6 +202,39 @@ fn template_code(rule: &str) -> Option<(StatusCode, i64, &'static str)> {
         ),
         _ => return None,
     })
+}
+
+/// A refusal in Meta's words rather than the JSON reader's: `Param text['body'] must be a
+/// string.`, `Unexpected key "bodyy" on param "text".`
+fn meta_wording(e: &FieldError, param: &str, rule: &str) -> String {
+    match e.rule {
+        // The path ends at the unexpected key; Meta names the object it stands in.
+        "unknown_field" => {
+            let key = rule.split('`').nth(1).unwrap_or_default();
+            match e.path.rsplit_once('.') {
+                Some((parent, _)) => format!("Unexpected key \"{key}\" on param \"{}\".", meta_param(parent)),
+                None => format!("Unexpected key \"{key}\"."),
+            }
+        }
+        "invalid_type" => {
+            let expected = rule.rsplit_once("expected ").map_or("", |(_, x)| x);
+            let kind = if expected.starts_with("a string") {
+                "a string"
+            } else if expected.starts_with("a boolean") {
+                "a boolean"
+            } else if expected.starts_with("a sequence") || expected.contains("array") {
+                "an array"
+            } else if expected.starts_with("struct") || expected.contains("map") {
+                "a JSON object"
+            } else if ["u", "i", "f"].iter().any(|p| expected.starts_with(p)) || expected.contains("number") {
+                "a number"
+            } else {
+                "of another type"
+            };
+            format!("Param {param} must be {kind}.")
+        }
+        _ => format!("Param {param} {rule}."),
+    }
 }
 
 /// `text.body` → `text['body']`, `interactive.action.buttons[0].reply.title` →

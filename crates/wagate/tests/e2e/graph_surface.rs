@@ -109,7 +109,17 @@ async fn refusals_are_metas_error_objects(backend: Backend) {
             top => top,
         };
         assert!(details.contains(top), "{name}: {details}");
+        // Meta's wording, not the JSON reader's.
+        assert!(!details.contains("invalid type") && !details.contains('`'), "{name}: {details}");
     }
+    let wrong_type =
+        json!({"messaging_product": "whatsapp", "to": "+15550170000", "type": "text", "text": {"body": 5}});
+    let (_, e) = graph(&app, &phone, Some(&app.api_key), wrong_type).await;
+    assert_eq!(e["error"]["error_data"]["details"], "Param text['body'] must be a string.", "{e}");
+    let unknown =
+        json!({"messaging_product": "whatsapp", "to": "+15550170000", "type": "text", "text": {"bodyy": "x"}});
+    let (_, e) = graph(&app, &phone, Some(&app.api_key), unknown).await;
+    assert_eq!(e["error"]["error_data"]["details"], "Unexpected key \"bodyy\" on param \"text\".", "{e}");
     // A body over the size limit is refused in Meta's shape too, not as plain text.
     let huge = json!({"messaging_product": "whatsapp", "to": "+15550170000", "type": "text",
         "text": {"body": "x".repeat(3 * 1024 * 1024)}});
