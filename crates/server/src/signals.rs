@@ -15,6 +15,8 @@ pub struct Signals {
     /// Bumped each time fan-out finds new events.
     events_found: watch::Sender<u64>,
     event_deliveries_queued: Notify,
+    /// Request ids of groups Meta just announced; sent only while someone listens.
+    group_announced: broadcast::Sender<String>,
 }
 
 impl Default for Signals {
@@ -25,6 +27,7 @@ impl Default for Signals {
             inbound_applied: broadcast::channel(1024).0,
             events_found: watch::channel(0).0,
             event_deliveries_queued: Notify::new(),
+            group_announced: broadcast::channel(64).0,
         }
     }
 }
@@ -75,6 +78,18 @@ impl Signals {
 
     pub fn next_event_deliveries_queued(&self) -> Notified<'_> {
         self.event_deliveries_queued.notified()
+    }
+
+    /// Meta announced the group of creation request `request_id`, and it is stored.
+    pub fn group_announced(&self, request_id: &str) {
+        if self.group_announced.receiver_count() > 0 {
+            let _ = self.group_announced.send(request_id.to_owned());
+        }
+    }
+
+    /// Request ids of groups announced from now on.
+    pub fn watch_group_announced(&self) -> broadcast::Receiver<String> {
+        self.group_announced.subscribe()
     }
 
     /// Changes each time new events are found.

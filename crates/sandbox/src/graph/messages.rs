@@ -118,28 +118,13 @@ pub async fn send(AxState(state): AxState<Shared>, call: GraphCall, req: Request
     accept(&state, &node, &number.display_phone_number, obj, &request).map_err(refuse)
 }
 
-/// The parameters Meta also reads from a JSON-encoded string (`"text": "{\"body\":…}"`).
-const OBJECT_PARAMS: [&str; 12] = [
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "reaction",
-    "interactive",
-    "template",
-    "context",
-];
-
 /// A message body as the Graph API reads it: an object parameter given as a JSON-encoded string
 /// is that object; a top-level `recipient` (a BSUID) is the recipient when `to` is absent, and
 /// `to` wins when both are given.
 fn as_graph_reads(mut body: Value) -> Value {
     let Some(obj) = body.as_object_mut() else { return body };
-    for key in OBJECT_PARAMS {
+    // Each type's object, and `context`.
+    for key in super::validate::TYPES.iter().copied().chain(["context"]) {
         let decoded = match obj.get(key) {
             Some(Value::String(s)) => {
                 serde_json::from_str::<Value>(s.trim()).ok().filter(|v| v.is_object() || v.is_array())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use utoipa::ToSchema;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::{FieldError, check_length};
@@ -93,6 +94,8 @@ pub async fn create(state: &AppState, req: CreateGroup) -> Result<Created, Servi
         body["join_approval_mode"] = json!(m);
     }
     let path = format!("{}/groups", req.phone_number_id);
+    // Listening before Meta is asked: its announcement may come before its answer.
+    let mut announced = state.signals.watch_group_announced();
     let answer =
         state.graph.post_json(&Target::from(&account), &path, &body).await.map_err(ServiceError::from_graph)?;
     let request_id = answer
@@ -100,20 +103,26 @@ pub async fn create(state: &AppState, req: CreateGroup) -> Result<Created, Servi
         .and_then(Value::as_str)
         .ok_or_else(|| ServiceError::GraphUnavailable("Meta's answer to a group creation has no request_id".into()))?
         .to_owned();
-    // Meta announces the group (its id and invite link) by webhook, usually at once.
+    // Meta announces the group (its id and invite link) by webhook, usually at once; another
+    // instance may be the one that applies it, so the store has the last word.
     let deadline = tokio::time::Instant::now() + CREATION_WAIT;
+    let heard = async {
+        loop {
+            match announced.recv().await {
+                Ok(id) if id == request_id => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, heard).await;
+    let Some(g) = state.store.find_group_by_request(&request_id).await? else {
+        return Ok(Created::Pending { request_id });
+    };
+    // Meta's announcement does not say how joins are approved; the request did.
     let mode = req.join_approval_mode.unwrap_or_else(|| MODES[0].to_owned());
-    loop {
-        if let Some(g) = state.store.find_group_by_request(&request_id).await? {
-            // Meta's announcement does not say how joins are approved; the request did.
-            let g = change_group(state, &g.id, |g| g.join_approval_mode = Some(mode.clone())).await?.unwrap_or(g);
-            return Ok(Created::Group(Box::new(g)));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(Created::Pending { request_id });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let g = change_group(state, &g.id, |g| g.join_approval_mode = Some(mode.clone())).await?.unwrap_or(g);
+    Ok(Created::Group(Box::new(g)))
 }
 
 pub async fn get(state: &AppState, id: &str) -> Result<Group, ServiceError> {
@@ -363,6 +372,9 @@ pub async fn apply_webhook(state: &AppState, account: &Account, value: &Value) -
             };
             // A redelivered creation finds the group made: the rest of its events changed it since.
             state.store.save_group(&group, None).await?;
+            if let Some(request_id) = &group.request_id {
+                state.signals.group_announced(request_id);
+            }
             continue;
         }
         if kind == "group_delete" {

@@ -403,7 +403,8 @@ fn interactive(v: &Value) -> Check {
     }
 }
 
-const TYPES: &[&str] = &[
+/// Meta's message types.
+pub(super) const TYPES: &[&str] = &[
     "text",
     "image",
     "audio",
