@@ -147,9 +147,44 @@ prefixed_id!(
     "cv"
 );
 
+impl MediaId {
+    /// The id written as Meta writes its media ids, in digits (SDKs check that a media id is
+    /// numeric): 37 to 39 of them, longer than any id of Meta's.
+    pub fn to_digits(&self) -> String {
+        let body = self.0.strip_prefix("med_").unwrap_or_default();
+        body.bytes()
+            .try_fold(0u128, |value, b| {
+                let digit = ALPHABET.iter().position(|a| *a == b)? as u128;
+                value.checked_mul(32)?.checked_add(digit)
+            })
+            .map_or_else(|| self.0.clone(), |v| v.to_string())
+    }
+
+    /// The id [`to_digits`](Self::to_digits) wrote; None for digits of another length (Meta's
+    /// own media ids).
+    pub fn from_digits(s: &str) -> Option<Self> {
+        if !(37..=39).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u128>().ok().map(|v| Self(format!("{}_{}", Self::PREFIX, encode(v))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_ids_are_written_in_digits_and_back() {
+        for _ in 0..100 {
+            let id = MediaId::generate();
+            let digits = id.to_digits();
+            assert!((37..=39).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "{digits}");
+            assert_eq!(MediaId::from_digits(&digits), Some(id));
+        }
+        assert_eq!(MediaId::from_digits("1234567890123456"), None, "Meta's own ids are shorter");
+        assert_eq!(MediaId::from_digits(&"9".repeat(39)), None, "more than 128 bits");
+    }
 
     #[test]
     fn ids_are_prefixed_shaped_and_increasing() {

@@ -32,6 +32,9 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim).filter(|k| !k.is_empty())
 }
 
+/// Where a ChakraHQ plugin's Graph paths are mounted.
+pub const CHAKRA_GRAPH: &str = "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/api";
+
 /// The scope a route needs, by method and matched path (as the router names it, `{id}` and
 /// all); None for a route no rule here names. Such a route is refused to every key but an
 /// admin's, and a test walks every route served to make sure there is none.
@@ -39,6 +42,10 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
     // The sandbox's test-tool paths make "Meta" say anything: an admin's tool.
     if route.starts_with("/sandbox/control/") || route.starts_with("/sandbox/simulate/") {
         return Some(Scope::Admin);
+    }
+    // A ChakraHQ plugin's pass-through paths are the Graph paths.
+    if let Some(graph) = route.strip_prefix(CHAKRA_GRAPH) {
+        return required_scope(method, &format!("/graph{graph}"));
     }
     let scope = match (method.as_str(), route) {
         // Where wagate sends from, with what credentials and limits, and who may use it.
@@ -58,9 +65,35 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             | "/v1/messages/{id}/cancel"
             | "/v1/messages/{id}/read"
             | "/v1/conversations/{id}/read"
-            | "/graph/{version}/{phone_number_id}/messages",
+            | "/graph/{version}/{node}/messages",
         )
         | ("PATCH", "/v1/contacts/{id}") => Scope::Send,
+        (
+            "POST",
+            "/whatomate/api/contacts/{id}/messages" | "/whatomate/api/messages/template" | "/whatomate/api/messages/media",
+        )
+        | ("PUT", "/whatomate/api/messages/{id}/read") => Scope::Send,
+        ("GET", "/whatomate/api/contacts" | "/whatomate/api/contacts/{id}/messages") => Scope::Read,
+        // The Graph surface: a node is a number, an account, a file, a template or a group. A
+        // template's edit also needs admin, checked where the node is known.
+        ("POST", "/graph/{version}/{node}" | "/graph/{version}/{node}/media") | ("DELETE", "/graph/{version}/{node}") => {
+            Scope::Send
+        }
+        ("POST", "/graph/{version}/{node}/groups" | "/graph/{version}/{node}/invite_link")
+        | ("POST" | "DELETE", "/graph/{version}/{node}/join_requests")
+        | ("DELETE", "/graph/{version}/{node}/participants") => Scope::Send,
+        ("POST" | "DELETE", "/graph/{version}/{node}/message_templates")
+        | ("POST", "/graph/{version}/{node}/whatsapp_business_encryption") => Scope::Admin,
+        (
+            "GET",
+            "/graph/{version}/{node}"
+            | "/graph/{version}/{node}/phone_numbers"
+            | "/graph/{version}/{node}/message_templates"
+            | "/graph/{version}/{node}/whatsapp_business_encryption"
+            | "/graph/{version}/{node}/groups"
+            | "/graph/{version}/{node}/invite_link"
+            | "/graph/{version}/{node}/join_requests",
+        ) => Scope::Read,
         // Uploads are what messages are made of.
         ("POST", "/v1/media" | "/v1/media/{id}/link") | ("DELETE", "/v1/media/{id}") => Scope::Send,
         // Groups are who a number's messages go to, like contacts.
@@ -68,6 +101,9 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         | ("POST", "/v1/groups/{id}/join-requests/approve" | "/v1/groups/{id}/join-requests/reject")
         | ("PATCH" | "DELETE", "/v1/groups/{id}") => Scope::Send,
         ("PUT", "/v1/phone-numbers/{id}/flows-key") => Scope::Admin,
+        // A ChakraHQ plugin's configuration is where its events go.
+        ("POST", "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/update-config") => Scope::Admin,
+        ("GET", "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/config") => Scope::Read,
         (
             "GET",
             "/v1/messages"
@@ -97,6 +133,9 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
             // Only behind a key with `[metrics] require_key`.
             | "/metrics",
         ) => Scope::Read,
+        // Chirp's dialect.
+        ("POST", "/chirp/v1/whatsapp/messages" | "/chirp/v1/media") => Scope::Send,
+        ("GET", "/chirp/v1/whatsapp/messages/{id}") => Scope::Read,
         _ => return None,
     };
     Some(scope)

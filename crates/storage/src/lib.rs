@@ -304,6 +304,9 @@ pub trait Contacts: Send + Sync {
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
     /// Contacts matching `filter`, newest first, at most `limit`.
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>>;
+    /// Contacts matching `filter`, newest first: `limit` of them after the first `offset`, and
+    /// how many match in all.
+    async fn contacts_numbered(&self, filter: &ContactFilter, offset: u32, limit: u32) -> Result<Numbered<Contact>>;
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated>;
     /// Records a marketing stop (`opted_out`) or resume that happened at `at`. The contact keeps
     /// its latest stop and latest resume, and is opted out while the stop is newer
@@ -323,6 +326,15 @@ pub trait Contacts: Send + Sync {
         page: &ConversationPage,
         limit: u32,
     ) -> Result<Vec<Message>>;
+    /// A contact's messages with every business number, both directions, within `page`'s
+    /// bounds, newest first: `limit` of them after the first `offset`, and how many there are.
+    async fn contact_messages(
+        &self,
+        id: &ContactId,
+        page: &ConversationPage,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Numbered<Message>>;
     /// The newest message the customer sent in a conversation.
     async fn newest_inbound(&self, id: &ConversationId) -> Result<Option<Message>>;
     /// Marks the conversation read up to message `through`: unread counts only what came after

@@ -519,6 +519,13 @@ pub struct ConversationPage {
     pub after: Option<MessageId>,
 }
 
+/// One page of a list paged by number, and how many items the whole list has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Numbered<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
 /// A message template as Meta keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MessageTemplate {

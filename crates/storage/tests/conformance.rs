@@ -1251,6 +1251,71 @@ async fn conversations_list_page_and_read(store: &dyn Store) {
     assert_eq!(ids(first), [later]);
 }
 
+async fn contacts_and_their_messages_are_paged_by_number_with_totals(store: &dyn Store) {
+    let (a, n) = seeded(store).await;
+    let second = number(&a, "1002", false);
+    let b = account("waba-2");
+    store.insert_account(&b, std::slice::from_ref(&second)).await.unwrap();
+    for (wa, wamid) in [("15550007001", "wamid.N1"), ("15550007002", "wamid.N2"), ("15550007003", "wamid.N3")] {
+        store.record_inbound(&inbound_from(&a, &n, Some(wa), None, wamid)).await.unwrap();
+    }
+    let ids = |cs: &[Contact]| cs.iter().map(|c| c.wa_id.clone().unwrap()).collect::<Vec<String>>();
+    let all = store.contacts_numbered(&ContactFilter::default(), 0, 10).await.unwrap();
+    assert_eq!(
+        (ids(&all.items), all.total),
+        (vec!["15550007003".to_owned(), "15550007002".into(), "15550007001".into()], 3)
+    );
+    let second_page = store.contacts_numbered(&ContactFilter::default(), 2, 2).await.unwrap();
+    assert_eq!((ids(&second_page.items), second_page.total), (vec!["15550007001".to_owned()], 3));
+    let search = ContactFilter { q: Some("7002".into()), ..Default::default() };
+    let found = store.contacts_numbered(&search, 0, 10).await.unwrap();
+    assert_eq!((ids(&found.items), found.total), (vec!["15550007002".to_owned()], 1));
+    let beyond = store.contacts_numbered(&search, 5, 10).await.unwrap();
+    assert_eq!((beyond.items.len(), beyond.total), (0, 1), "a page past the end is empty, the total stays");
+
+    // One contact's messages with both numbers, both directions: queued, being sent and sent.
+    let contact = store.get_contact_by_wa_id("15550007001").await.unwrap().unwrap();
+    let first = store.find_message_by_wamid("wamid.N1").await.unwrap().unwrap();
+    let queued = enqueue_to(store, &a, &n, t(0), "+15550007001").await;
+    let sent = enqueue_to(store, &b, &second, t(0), "+15550007001").await;
+    let claimed = store.claim_messages(std::slice::from_ref(&sent), t(1), t(60_000)).await.unwrap();
+    let sending = enqueue_to(store, &a, &n, t(0), "+15550007001").await;
+    store.claim_messages(std::slice::from_ref(&sending), t(1), t(60_000)).await.unwrap();
+    assert!(store.record_accepted(&claimed[0], "wamid.N9", &json!({}), t(2)).await.unwrap());
+    enqueue_to(store, &a, &n, t(0), "+15550007002").await;
+    let late = inbound_from(&b, &second, Some("15550007001"), None, "wamid.N4");
+    store.record_inbound(&late).await.unwrap();
+    let page = |before: Option<&MessageId>, after: Option<&MessageId>| ConversationPage {
+        before: before.cloned(),
+        after: after.cloned(),
+    };
+    let messages = |p: Numbered<Message>| (p.items.into_iter().map(|m| m.id).collect::<Vec<_>>(), p.total);
+    let everything = vec![late.id.clone(), sending.clone(), sent.clone(), queued.clone(), first.id.clone()];
+    assert_eq!(
+        messages(store.contact_messages(&contact.id, &page(None, None), 0, 10).await.unwrap()),
+        (everything.clone(), 5),
+        "each once, newest first"
+    );
+    assert_eq!(
+        messages(store.contact_messages(&contact.id, &page(None, None), 2, 2).await.unwrap()),
+        (everything[2..4].to_vec(), 5)
+    );
+    assert_eq!(
+        messages(store.contact_messages(&contact.id, &page(Some(&sent), None), 0, 10).await.unwrap()),
+        (vec![queued.clone(), first.id.clone()], 2)
+    );
+    assert_eq!(
+        messages(store.contact_messages(&contact.id, &page(None, Some(&sent)), 0, 1).await.unwrap()),
+        (vec![late.id.clone()], 2)
+    );
+    assert_eq!(
+        messages(store.contact_messages(&contact.id, &page(Some(&late.id), Some(&queued)), 0, 10).await.unwrap()),
+        (vec![sending, sent], 2)
+    );
+    let nobody = ContactId::generate();
+    assert_eq!(messages(store.contact_messages(&nobody, &page(None, None), 0, 10).await.unwrap()), (vec![], 0));
+}
+
 async fn contact_fields_and_marketing_preferences(store: &dyn Store) {
     let (a, n) = seeded(store).await;
     store.record_inbound(&inbound_from(&a, &n, Some("15550006666"), Some("US.666"), "wamid.F1")).await.unwrap();
@@ -1562,6 +1627,7 @@ macro_rules! suite {
             case!(contacts_are_linked_by_wa_id_and_user_id);
             case!(conversations_list_page_and_read);
             case!(contact_fields_and_marketing_preferences);
+            case!(contacts_and_their_messages_are_paged_by_number_with_totals);
             case!(marketing_preferences_do_not_depend_on_order);
             // Templates.
             case!(templates_are_synced_changed_and_listed);

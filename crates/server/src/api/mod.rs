@@ -3,6 +3,8 @@
 
 mod accounts;
 mod api_keys;
+mod chakra;
+mod chirp;
 mod events;
 mod graph;
 mod groups;
@@ -14,6 +16,7 @@ mod phone_numbers;
 mod templates;
 mod webhook_endpoints;
 mod webhooks;
+mod whatomate;
 // Contacts and conversations.
 mod contacts;
 mod conversations;
@@ -164,6 +167,9 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(open)
         .merge(metrics)
         .merge(graph::router())
+        .merge(whatomate::router())
+        .merge(chakra::router(&state))
+        .merge(chirp::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -9,11 +9,12 @@ use wagate_domain::contact::{ContactPatch, counterpart, non_empty};
 use wagate_domain::id::AccountId;
 use wagate_domain::id::ContactId;
 use wagate_domain::meta::webhook::{Contact as WebhookContact, InboundMessage, Metadata, parse_unix_seconds};
+use wagate_domain::phone::PhoneNumber;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
 use wagate_storage::{
-    Contact, ContactFilter, ContactIds, ContactUpdate, ContactUpdated, Conversation, ConversationFilter, StorageError,
-    Store,
+    Contact, ContactFilter, ContactIds, ContactUpdate, ContactUpdated, Conversation, ConversationFilter,
+    ConversationPage, Message, Numbered, StorageError, Store,
 };
 
 use super::ServiceError;
@@ -221,6 +222,51 @@ pub async fn update(store: &dyn Store, id: &str, body: &Value) -> Result<Contact
         ContactUpdated::NotFound => Err(ServiceError::not_found("contact", id)),
         ContactUpdated::Invalid(e) => Err(e.into()),
     }
+}
+
+/// Page `page` (from 1) of `limit` contacts `filter` matches, newest first, with how many
+/// match in all: for surfaces that page by number.
+pub async fn numbered(
+    store: &dyn Store,
+    filter: &ContactFilter,
+    page: u32,
+    limit: u32,
+) -> Result<Numbered<Contact>, ServiceError> {
+    Ok(store.contacts_numbered(filter, offset("page", page, limit)?, limit).await?)
+}
+
+/// Page `page` (from 1) of `limit` of a contact's messages with every business number, newest
+/// first, within `bounds`, with how many there are.
+pub async fn messages_numbered(
+    store: &dyn Store,
+    id: &str,
+    bounds: &ConversationPage,
+    page: u32,
+    limit: u32,
+) -> Result<Numbered<Message>, ServiceError> {
+    let contact = contact_id(id)?;
+    if store.get_contact(&contact).await?.is_none() {
+        return Err(ServiceError::not_found("contact", id));
+    }
+    Ok(store.contact_messages(&contact, bounds, offset("page", page, limit)?, limit).await?)
+}
+
+/// How many items come before page `page` (from 1) of `limit` each.
+fn offset(path: &str, page: u32, limit: u32) -> Result<u32, FieldError> {
+    page.checked_sub(1)
+        .and_then(|before| before.checked_mul(limit))
+        .ok_or_else(|| FieldError::new(path, "range", "must be a page number from 1, within the list"))
+}
+
+/// The contact with this phone number, made when there is none yet (as the customer's first
+/// message would make it).
+pub async fn by_phone(store: &dyn Store, phone: &PhoneNumber) -> Result<Contact, ServiceError> {
+    if let Some(found) = store.get_contact_by_wa_id(phone.wa_id()).await? {
+        return Ok(found);
+    }
+    let ids = ContactIds { wa_id: Some(phone.wa_id().to_owned()), user_id: None };
+    let id = store.upsert_contact(&ids, None, Timestamp::now()).await?;
+    store.get_contact(&id).await?.ok_or_else(|| ServiceError::not_found("contact", id.as_str()))
 }
 
 /// `?q=` and `?tag=` of `GET /v1/contacts`, checked.

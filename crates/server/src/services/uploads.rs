@@ -221,6 +221,34 @@ pub fn named_uploads(content: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// On the Graph surface an upload is named as Meta's media ids are, `{"image": {"id": "…"}}`,
+/// with the digits `/{phone-number-id}/media` answered (or its `med_…` id): such ids become the
+/// `media_id` the dispatcher resolves. Meta's own ids are shorter ([`MediaId::from_digits`]).
+pub fn name_uploads_by_id(content: &mut Value) {
+    fn walk(v: &mut Value, parent: &str) {
+        match v {
+            Value::Object(map) => {
+                let upload = match map.get("id").and_then(Value::as_str) {
+                    Some(id) if MEDIA_OBJECTS.contains(&parent) && !map.contains_key("media_id") => {
+                        MediaId::parse(id).or_else(|| MediaId::from_digits(id))
+                    }
+                    _ => None,
+                };
+                if let Some(upload) = upload {
+                    map.remove("id");
+                    map.insert("media_id".into(), Value::String(upload.into_string()));
+                }
+                for (k, child) in map.iter_mut() {
+                    walk(child, k);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|child| walk(child, parent)),
+            _ => {}
+        }
+    }
+    walk(content, "");
+}
+
 /// Which upload kinds a media object of each place takes: a sticker is a sticker; an image is
 /// an image; a document may be any file.
 fn fits(place: &str, kind: &str) -> bool {

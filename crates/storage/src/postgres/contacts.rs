@@ -221,6 +221,13 @@ impl Contacts for PgStore {
         self.with_tags(contacts).await
     }
 
+    async fn contacts_numbered(&self, filter: &ContactFilter, offset: u32, limit: u32) -> Result<Numbered<Contact>> {
+        let total = value(&self.pool, shared::COUNT_CONTACTS, shared::contact_search_values(filter)).await?;
+        let values = shared::numbered_contact_values(filter, offset, limit);
+        let contacts = all(&self.pool, shared::SELECT_CONTACTS_NUMBERED, values, shared::contact).await?;
+        Ok(Numbered { items: self.with_tags(contacts).await?, total })
+    }
+
     async fn update_contact(&self, id: &ContactId, u: &ContactUpdate) -> Result<ContactUpdated> {
         let mut tx = self.begin().await?;
         // First a write, so that the row is locked while it is merged.
@@ -318,6 +325,20 @@ impl Contacts for PgStore {
             messages.reverse();
         }
         Ok(messages)
+    }
+
+    async fn contact_messages(
+        &self,
+        id: &ContactId,
+        page: &ConversationPage,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Numbered<Message>> {
+        let total =
+            value(&self.pool, shared::COUNT_CONTACT_MESSAGES, shared::contact_messages_values(id, page)).await?;
+        let values = shared::numbered_contact_messages_values(id, page, offset, limit);
+        let items = all(&self.pool, shared::SELECT_CONTACT_MESSAGES, values, shared::message).await?;
+        Ok(Numbered { items, total })
     }
 
     async fn newest_inbound(&self, id: &ConversationId) -> Result<Option<Message>> {

@@ -165,7 +165,20 @@ impl Events for PgStore {
     }
 
     async fn delete_endpoint(&self, id: &str) -> Result<bool> {
-        Ok(execute(&self.pool, shared::DELETE_ENDPOINT, (id,)).await? == 1)
+        // The delete cascades to the endpoint's deliveries while the delivery worker may hold
+        // some of them and wait on the endpoint's row: PostgreSQL breaks that cycle by failing
+        // one side, and the delete is simply made again.
+        let mut attempt = 0;
+        loop {
+            match execute(&self.pool, shared::DELETE_ENDPOINT, (id,)).await {
+                Err(StorageError::Database(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("40P01") && attempt < 5 =>
+                {
+                    attempt += 1;
+                }
+                other => return Ok(other? == 1),
+            }
+        }
     }
 
     async fn disable_endpoint(&self, id: &str, reason: &str, at: Timestamp) -> Result<bool> {

@@ -82,20 +82,29 @@ macro_rules! contact_cols {
 pub(crate) const SELECT_CONTACT: &str = concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.id = $1");
 pub(crate) const SELECT_CONTACT_BY_WA_ID: &str =
     concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.wa_id = $1");
-pub(crate) const SELECT_CONTACTS: &str = concat!(
-    "SELECT ",
-    contact_cols!(),
-    " FROM contacts c WHERE ($1 IS NULL OR c.id < $1) ",
-    "AND ($2 IS NULL OR c.name_folded LIKE $2 ESCAPE '\\' ",
-    "OR c.wa_id LIKE $3 ESCAPE '\\' OR c.user_id = $4 ",
-    "OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $5)) ",
-    "AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $6)) ",
-    "ORDER BY c.id DESC LIMIT $7"
-);
+/// The contacts a [`ContactFilter`] matches, its values `$1` to `$6` ([`contact_search_values`]).
+macro_rules! contact_search {
+    () => {
+        " FROM contacts c WHERE ($1 IS NULL OR c.id < $1) \
+         AND ($2 IS NULL OR c.name_folded LIKE $2 ESCAPE '\\' \
+         OR c.wa_id LIKE $3 ESCAPE '\\' OR c.user_id = $4 \
+         OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $5)) \
+         AND ($6 IS NULL OR EXISTS (SELECT 1 FROM contact_tags g WHERE g.contact_id = c.id AND g.tag_folded = $6))"
+    };
+}
 
-/// [`SELECT_CONTACTS`]'s values: a search `q` matches a name (folded), a phone number by its
+pub(crate) const SELECT_CONTACTS: &str =
+    concat!("SELECT ", contact_cols!(), contact_search!(), " ORDER BY c.id DESC LIMIT $7");
+/// A page by number: `$7` rows after the first `$8`.
+pub(crate) const SELECT_CONTACTS_NUMBERED: &str =
+    concat!("SELECT ", contact_cols!(), contact_search!(), " ORDER BY c.id DESC LIMIT $7 OFFSET $8");
+pub(crate) const COUNT_CONTACTS: &str = concat!("SELECT COUNT(*)", contact_search!());
+
+type SearchValues = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+
+/// [`contact_search`]'s values: a search `q` matches a name (folded), a phone number by its
 /// digits, a user id, or a tag.
-pub(crate) fn contact_filter_values(f: &ContactFilter, limit: u32) -> impl Values<'static> + use<> {
+pub(crate) fn contact_search_values(f: &ContactFilter) -> SearchValues {
     let like = |s: &str| format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let q = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let digits = q.filter(|q| {
@@ -108,8 +117,19 @@ pub(crate) fn contact_filter_values(f: &ContactFilter, limit: u32) -> impl Value
         q.map(str::to_owned),
         q.map(fold),
         f.tag.as_deref().map(fold),
-        i64::from(limit),
     )
+}
+
+/// [`SELECT_CONTACTS`]'s values.
+pub(crate) fn contact_filter_values(f: &ContactFilter, limit: u32) -> impl Values<'static> + use<> {
+    let (a, b, c, d, e, g) = contact_search_values(f);
+    (a, b, c, d, e, g, i64::from(limit))
+}
+
+/// [`SELECT_CONTACTS_NUMBERED`]'s values.
+pub(crate) fn numbered_contact_values(f: &ContactFilter, offset: u32, limit: u32) -> impl Values<'static> + use<> {
+    let (a, b, c, d, e, g) = contact_search_values(f);
+    (a, b, c, d, e, g, i64::from(limit), i64::from(offset))
 }
 
 pub(crate) const SELECT_CONTACT_ATTRIBUTES: &str = "SELECT attributes FROM contacts WHERE id = $1";
@@ -322,6 +342,51 @@ pub(crate) fn conversation_page_values(
     (id.as_str().to_owned(), message(&page.before), message(&page.after), i64::from(limit))
 }
 
+/// The ids of contact `$1`'s messages with any business number, between `$2` and `$3` (each
+/// optional), found as a conversation's are (see `conversation_message_ids`); the numbers are
+/// listed so that the conversation index serves each (number, identity) pair.
+macro_rules! contact_message_ids {
+    () => {
+        "SELECT m.id FROM messages m WHERE m.phone_number_id IN (SELECT p.id FROM phone_numbers p) \
+         AND m.counterpart IN (SELECT i.identity FROM contact_identities i WHERE i.contact_id = $1) \
+         AND m.status NOT IN ('scheduled', 'queued') AND ($2 IS NULL OR m.id < $2) AND ($3 IS NULL OR m.id > $3) \
+         UNION ALL SELECT o.message_id FROM outbox o \
+         WHERE o.recipient IN (SELECT i.identity FROM contact_identities i WHERE i.contact_id = $1) \
+         AND ($2 IS NULL OR o.message_id < $2) AND ($3 IS NULL OR o.message_id > $3)"
+    };
+}
+
+/// A page by number of a contact's messages, newest first: `$4` rows after the first `$5`.
+pub(crate) const SELECT_CONTACT_MESSAGES: &str = concat!(
+    "SELECT ",
+    message_select_cols!(),
+    " FROM messages WHERE id IN (",
+    contact_message_ids!(),
+    ") ORDER BY id DESC LIMIT $4 OFFSET $5"
+);
+/// How many messages [`SELECT_CONTACT_MESSAGES`] pages through (a message being sent is found
+/// both ways, and counted once).
+pub(crate) const COUNT_CONTACT_MESSAGES: &str =
+    concat!("SELECT COUNT(*) FROM messages WHERE id IN (", contact_message_ids!(), ")");
+
+pub(crate) fn contact_messages_values(
+    id: &ContactId,
+    page: &ConversationPage,
+) -> (String, Option<String>, Option<String>) {
+    let message = |m: &Option<MessageId>| m.as_ref().map(|m| m.as_str().to_owned());
+    (id.as_str().to_owned(), message(&page.before), message(&page.after))
+}
+
+pub(crate) fn numbered_contact_messages_values(
+    id: &ContactId,
+    page: &ConversationPage,
+    offset: u32,
+    limit: u32,
+) -> impl Values<'static> + use<> {
+    let (id, before, after) = contact_messages_values(id, page);
+    (id, before, after, i64::from(limit), i64::from(offset))
+}
+
 /// Inbound messages are never queued: the status term is what lets the (partial) conversation
 /// index serve the query.
 pub(crate) const SELECT_NEWEST_INBOUND: &str = concat!(
@@ -351,6 +416,8 @@ pub(super) fn statements() -> Vec<&'static str> {
         SELECT_CONTACT,
         SELECT_CONTACT_BY_WA_ID,
         SELECT_CONTACTS,
+        SELECT_CONTACTS_NUMBERED,
+        COUNT_CONTACTS,
         SELECT_CONTACT_ATTRIBUTES,
         DELETE_CONTACT_TAGS,
         CONTACT_BY_WA_ID,
@@ -375,6 +442,8 @@ pub(super) fn statements() -> Vec<&'static str> {
         SELECT_CONVERSATIONS,
         SELECT_CONVERSATION_PAGE,
         SELECT_CONVERSATION_PAGE_AFTER,
+        SELECT_CONTACT_MESSAGES,
+        COUNT_CONTACT_MESSAGES,
         SELECT_NEWEST_INBOUND,
         MARK_READ_THROUGH,
         COUNT_UNREAD,

@@ -76,6 +76,18 @@ impl Contacts for SqliteStore {
         self.readers.scan(move |c| with_tags(c, all(c, shared::SELECT_CONTACTS, values, |r| shared::contact(r))?)).await
     }
 
+    async fn contacts_numbered(&self, filter: &ContactFilter, offset: u32, limit: u32) -> Result<Numbered<Contact>> {
+        let (count, values) =
+            (shared::contact_search_values(filter), shared::numbered_contact_values(filter, offset, limit));
+        self.readers
+            .scan(move |c| {
+                let total = value(c, shared::COUNT_CONTACTS, count)?;
+                let items = with_tags(c, all(c, shared::SELECT_CONTACTS_NUMBERED, values, |r| shared::contact(r))?)?;
+                Ok(Numbered { items, total })
+            })
+            .await
+    }
+
     async fn update_contact(&self, id: &ContactId, update: &ContactUpdate) -> Result<ContactUpdated> {
         let (id, u, views) = (id.as_str().to_owned(), update.clone(), self.views.clone());
         self.writer
@@ -142,6 +154,24 @@ impl Contacts for SqliteStore {
             messages.reverse();
         }
         Ok(messages)
+    }
+
+    async fn contact_messages(
+        &self,
+        id: &ContactId,
+        page: &ConversationPage,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Numbered<Message>> {
+        let count = shared::contact_messages_values(id, page);
+        let values = shared::numbered_contact_messages_values(id, page, offset, limit);
+        self.readers
+            .scan(move |c| {
+                let total = value(c, shared::COUNT_CONTACT_MESSAGES, count)?;
+                let items = all(c, shared::SELECT_CONTACT_MESSAGES, values, |r| shared::message(r))?;
+                Ok(Numbered { items, total })
+            })
+            .await
     }
 
     async fn newest_inbound(&self, id: &ConversationId) -> Result<Option<Message>> {

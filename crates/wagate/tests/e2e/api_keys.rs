@@ -395,10 +395,50 @@ async fn every_route_has_a_decided_scope(backend: Backend) {
             && schemas["ApiKeyView"]["properties"]["scopes"].is_object()
     );
     // Outside the document: the Meta-compatible surface and the sandbox's test-tool paths.
-    routes.push((Method::POST, "/graph/{version}/{phone_number_id}/messages".into()));
+    for (method, route) in [
+        (Method::POST, "/graph/{version}/{node}/messages"),
+        (Method::GET, "/graph/{version}/{node}"),
+        (Method::POST, "/graph/{version}/{node}"),
+        (Method::DELETE, "/graph/{version}/{node}"),
+        (Method::POST, "/graph/{version}/{node}/media"),
+        (Method::GET, "/graph/{version}/{node}/phone_numbers"),
+        (Method::GET, "/graph/{version}/{node}/message_templates"),
+        (Method::POST, "/graph/{version}/{node}/message_templates"),
+        (Method::DELETE, "/graph/{version}/{node}/message_templates"),
+        (Method::GET, "/graph/{version}/{node}/whatsapp_business_encryption"),
+        (Method::POST, "/graph/{version}/{node}/whatsapp_business_encryption"),
+        (Method::GET, "/graph/{version}/{node}/groups"),
+        (Method::POST, "/graph/{version}/{node}/groups"),
+        (Method::GET, "/graph/{version}/{node}/invite_link"),
+        (Method::POST, "/graph/{version}/{node}/invite_link"),
+        (Method::DELETE, "/graph/{version}/{node}/participants"),
+        (Method::GET, "/graph/{version}/{node}/join_requests"),
+        (Method::POST, "/graph/{version}/{node}/join_requests"),
+        (Method::DELETE, "/graph/{version}/{node}/join_requests"),
+        (Method::GET, "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/config"),
+        (Method::POST, "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/update-config"),
+    ] {
+        routes.push((method, route.into()));
+    }
     routes.push((Method::GET, "/sandbox/control/accounts".into()));
     routes.push((Method::PATCH, "/sandbox/control/settings".into()));
     routes.push((Method::POST, "/sandbox/simulate/inbound".into()));
+    // Chirp's dialect.
+    routes.push((Method::POST, "/chirp/v1/whatsapp/messages".into()));
+    routes.push((Method::GET, "/chirp/v1/whatsapp/messages/{id}".into()));
+    routes.push((Method::POST, "/chirp/v1/media".into()));
+
+    // Whatomate's dialect.
+    for (method, route) in [
+        (Method::GET, "/whatomate/api/contacts"),
+        (Method::GET, "/whatomate/api/contacts/{id}/messages"),
+        (Method::POST, "/whatomate/api/contacts/{id}/messages"),
+        (Method::POST, "/whatomate/api/messages/template"),
+        (Method::POST, "/whatomate/api/messages/media"),
+        (Method::PUT, "/whatomate/api/messages/{id}/read"),
+    ] {
+        routes.push((method, route.into()));
+    }
 
     let keys = [(key_with(&app, &["read"]).await.1, "[read]"), (key_with(&app, &["send"]).await.1, "[send]")];
     for (method, route) in routes {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::process::Command;
 use wagate_storage::Backend;
 
@@ -36,14 +36,25 @@ async fn pywa_drives_the_meta_compatible_surface(backend: Backend) {
     let phone = app.sandbox_numbers().await[0].clone();
     let customer = customer();
     let inbound = app.customer_writes(&phone, &customer, "hello pywa").await;
+    // A user who also has a business-scoped user id, replied to by it.
+    let user = "US.13491208655302741918";
+    let body = json!({"phone_number_id": phone, "from": crate::support::customer(), "user_id": user,
+        "name": "Una User", "message": {"type": "text", "text": {"body": "hello from a username"}}});
+    let (status, wrote) = app.post("/sandbox/simulate/inbound", body).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{wrote}");
+    let user_wamid = wrote["wamid"].as_str().unwrap().to_owned();
+    let waba = sandbox_account(&app).await.waba_id;
 
     let out = Command::new(&python)
         .arg(clients_dir().join("pywa/graph_surface.py"))
         .env("WAGATE_URL", &app.url)
         .env("WAGATE_API_KEY", &app.api_key)
         .env("PHONE_ID", &phone)
+        .env("WABA_ID", &waba)
         .env("CUSTOMER", &customer)
         .env("INBOUND_WAMID", &inbound)
+        .env("USER_ID", user)
+        .env("USER_WAMID", &user_wamid)
         .output()
         .await
         .expect("the client environment's python runs");
@@ -51,7 +62,7 @@ async fn pywa_drives_the_meta_compatible_surface(backend: Backend) {
     assert!(out.status.success(), "pywa run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let sent = lines.last().unwrap()["sent"].as_u64().unwrap();
-    assert_eq!(sent, 15);
+    assert_eq!(sent, 16);
 
     // Every message pywa sent reached "Meta" once, with the wamid pywa was given.
     let received = sandbox_received(&app.http, &sandbox, Some(&app.api_key), &customer).await;
@@ -64,6 +75,27 @@ async fn pywa_drives_the_meta_compatible_surface(backend: Backend) {
     let receipts =
         all["data"].as_array().unwrap().iter().filter(|r| r["body"]["message_id"] == inbound.as_str()).count();
     assert_eq!(receipts, 2, "mark as read and the typing indicator");
+
+    // What pywa did through the Graph surface is wagate's own: the upload was sent as a file
+    // Meta was given for the number, then deleted; the template is wagate's; the reply to the
+    // user id (pywa names them in `recipient`) went to them, in context.
+    let line = |call: &str| lines.iter().find(|l| l["call"] == call).unwrap_or_else(|| panic!("{call}: {stdout}"));
+    let digits = line("media")["id"].as_str().unwrap();
+    let upload = wagate_domain::id::MediaId::from_digits(digits).expect("an upload's id, in digits as Meta's are");
+    let (status, _) = app.get(&format!("/v1/media/{upload}")).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "deleted");
+    let image = lines.iter().find(|l| l["call"] == "image by uploaded id").unwrap()["wamid"].as_str().unwrap();
+    let got = received.iter().find(|r| r["wamid"] == image).unwrap();
+    let meta_media_id = got["body"]["image"]["id"].as_str().unwrap();
+    assert!(!meta_media_id.starts_with("med_"), "Meta was given its own media id: {got}");
+    let template = line("template");
+    let (status, stored) = app.get(&format!("/v1/templates/{}", template["id"].as_str().unwrap())).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{stored}");
+    assert_eq!(stored["name"], template["name"]);
+    let user_wamid_sent = line("reply to a user id")["user_wamid"].as_str().unwrap();
+    let to_user = sandbox_received(&app.http, &sandbox, Some(&app.api_key), user).await;
+    let reply = to_user.iter().find(|r| r["wamid"] == user_wamid_sent).unwrap();
+    assert_eq!(reply["body"]["context"]["message_id"], user_wamid.as_str(), "{reply}");
     app.stop().await;
 }
 

@@ -172,6 +172,7 @@ async fn a_send_already_handed_to_meta_is_waited_for(backend: Backend) {
 }
 
 on_each_backend!(
+    graph_paths_beyond_messages_are_wagates_features,
     object_parameters_may_be_json_strings_and_recipient_names_the_user,
     metas_bodies_get_metas_answers,
     refusals_are_metas_error_objects,
@@ -232,5 +233,138 @@ async fn object_parameters_may_be_json_strings_and_recipient_names_the_user(back
     let unreadable = json!({"messaging_product": "whatsapp", "to": customer, "type": "text", "text": "{not json"});
     let (status, answer) = request(&app.http, Method::POST, &url, Some(&account.access_token), Some(unreadable)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    app.stop().await;
+}
+
+/// A Graph call with a key, a method and a JSON or form body.
+async fn call(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    request(&app.http, method, &format!("{}/graph/v23.0/{path}", app.url), Some(key), body).await
+}
+
+async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/graph/v23.0/{path}", app.url))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish())
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+/// Meta's paths for numbers, accounts, templates, groups and the Flows key, answered by
+/// wagate's own features: what is done through them is what `/v1` shows.
+async fn graph_paths_beyond_messages_are_wagates_features(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let key = app.api_key.clone();
+    let account = sandbox_account(&app).await;
+    let (phone, waba) = (account.phone_number_id.clone(), account.waba_id.clone());
+
+    // Numbers and the account.
+    let (status, number) = call(&app, &key, Method::GET, &phone, None).await;
+    assert_eq!(status, StatusCode::OK, "{number}");
+    assert_eq!((number["id"].as_str(), number["platform_type"].as_str()), (Some(phone.as_str()), Some("CLOUD_API")));
+    assert!(number["display_phone_number"].is_string() && number["throughput"]["level"].is_string(), "{number}");
+    let (_, listed) = call(&app, &key, Method::GET, &format!("{waba}/phone_numbers"), None).await;
+    assert!(listed["data"].as_array().unwrap().len() >= 2, "{listed}");
+    let (status, waba_node) = call(&app, &key, Method::GET, &waba, None).await;
+    assert_eq!((status, waba_node["id"].as_str()), (StatusCode::OK, Some(waba.as_str())), "{waba_node}");
+    // An id wagate does not know, and an edge a node does not have, as Meta answers them.
+    for (method, path) in [(Method::GET, "4242424242".to_owned()), (Method::GET, format!("{phone}/message_templates"))]
+    {
+        let (status, e) = call(&app, &key, method, &path, None).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_i64(), e["error"]["error_subcode"].as_i64()),
+            (StatusCode::BAD_REQUEST, Some(100), Some(33)),
+            "{path}: {e}"
+        );
+    }
+
+    // Templates: created at Meta and stored, edited by an admin only, deleted by name.
+    let name = format!("graph_{}", wagate_domain::id::new_id("t").to_lowercase().replace('_', ""));
+    let template = json!({"name": name, "language": "en_US", "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Order {{1}} shipped", "example": {"body_text": [["4711"]]}}]});
+    let (status, created) = call(&app, &key, Method::POST, &format!("{waba}/message_templates"), Some(template)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["category"], "UTILITY", "{created}");
+    let (status, native) = app.get(&format!("/v1/templates/{id}")).await;
+    assert_eq!((status, native["name"].as_str()), (StatusCode::OK, Some(name.as_str())), "{native}");
+    let (_, read) = call(&app, &key, Method::GET, &id, None).await;
+    assert_eq!((read["name"].as_str(), read["language"].as_str()), (Some(name.as_str()), Some("en_US")), "{read}");
+    let (_, page) =
+        call(&app, &key, Method::GET, &format!("{waba}/message_templates?name={name}&summary=total_count"), None).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1, "{page}");
+    assert!(page["summary"]["total_count"].as_u64().unwrap() >= 2, "{page}");
+    // Meta edits only what its review approved.
+    eventually("the template approved", || async {
+        let (_, t) = app.get(&format!("/v1/templates/{id}")).await;
+        (t["status"] == "APPROVED").then_some(())
+    })
+    .await;
+    let (status, sender) = app.post("/v1/api-keys", json!({"name": "sender", "scopes": ["send"]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{sender}");
+    let sender = sender["key"].as_str().unwrap().to_owned();
+    let edit =
+        json!({"components": [{"type": "BODY", "text": "Order {{1}} left", "example": {"body_text": [["4711"]]}}]});
+    let (status, refused) = call(&app, &sender, Method::POST, &id, Some(edit.clone())).await;
+    assert_eq!((status, refused["error"]["code"].as_i64()), (StatusCode::FORBIDDEN, Some(10)), "{refused}");
+    let (status, edited) = call(&app, &key, Method::POST, &id, Some(edit)).await;
+    assert_eq!((status, edited), (StatusCode::OK, json!({"success": true})));
+    let (_, native) = app.get(&format!("/v1/templates/{id}")).await;
+    assert!(native["components"].to_string().contains("Order {{1}} left"), "{native}");
+    let (status, deleted) =
+        call(&app, &key, Method::DELETE, &format!("{waba}/message_templates?name={name}"), None).await;
+    assert_eq!((status, deleted), (StatusCode::OK, json!({"success": true})));
+    let (status, _) = app.get(&format!("/v1/templates/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Groups, created with a form body as Meta takes one.
+    let (status, made) =
+        form(&app, &format!("{phone}/groups"), &[("messaging_product", "whatsapp"), ("subject", "Graph group")]).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    assert!(made["request_id"].is_string(), "{made}");
+    let group = eventually("the group, announced by Meta", || async {
+        let (_, groups) = call(&app, &key, Method::GET, &format!("{phone}/groups"), None).await;
+        groups["data"]["groups"].as_array().unwrap().iter().find(|g| g["subject"] == "Graph group").cloned()
+    })
+    .await;
+    let gid = group["id"].as_str().unwrap().to_owned();
+    let (_, link) = call(&app, &key, Method::GET, &format!("{gid}/invite_link"), None).await;
+    let (_, reset) = call(&app, &key, Method::POST, &format!("{gid}/invite_link"), None).await;
+    assert!(link["invite_link"].is_string() && reset["invite_link"].is_string(), "{link} {reset}");
+    assert_ne!(link["invite_link"], reset["invite_link"]);
+    let (status, changed) =
+        call(&app, &key, Method::POST, &gid, Some(json!({"messaging_product": "whatsapp", "subject": "Renamed"})))
+            .await;
+    assert_eq!((status, changed), (StatusCode::OK, json!({"success": true})));
+    let (_, native) = app.get(&format!("/v1/groups/{gid}")).await;
+    assert_eq!(native["subject"], "Renamed", "{native}");
+    let (_, info) = call(&app, &key, Method::GET, &gid, None).await;
+    assert_eq!(
+        (info["subject"].as_str(), info["total_participant_count"].as_u64()),
+        (Some("Renamed"), Some(0)),
+        "{info}"
+    );
+    let (_, requests) = call(&app, &key, Method::GET, &format!("{gid}/join_requests"), None).await;
+    assert_eq!(requests["data"], json!([]), "{requests}");
+    let (status, gone) = call(&app, &key, Method::DELETE, &gid, None).await;
+    assert_eq!((status, gone), (StatusCode::OK, json!({"success": true})));
+    let (status, _) = app.get(&format!("/v1/groups/{gid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The Flows key, set with Meta's form body and read back in Meta's shape.
+    let pem = include_str!("../../../../testdata/flows-public-key-2048.pem");
+    let (status, set) =
+        form(&app, &format!("{phone}/whatsapp_business_encryption"), &[("business_public_key", pem)]).await;
+    assert_eq!((status, set), (StatusCode::OK, json!({"success": true})));
+    let (_, got) = call(&app, &key, Method::GET, &format!("{phone}/whatsapp_business_encryption"), None).await;
+    assert_eq!(got["data"][0]["business_public_key"].as_str().map(str::trim), Some(pem.trim()), "{got}");
+    let short = include_str!("../../../../testdata/flows-public-key-1024.pem");
+    let (status, refused) =
+        form(&app, &format!("{phone}/whatsapp_business_encryption"), &[("business_public_key", short)]).await;
+    assert_eq!((status, refused["error"]["code"].as_i64()), (StatusCode::BAD_REQUEST, Some(100)), "{refused}");
     app.stop().await;
 }

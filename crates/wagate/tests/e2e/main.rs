@@ -3,6 +3,8 @@
 
 mod accounts;
 mod api_keys;
+mod chakra;
+mod chirp;
 mod client_libraries;
 mod configuration;
 mod contacts;
@@ -29,4 +31,5 @@ mod templates;
 mod uploads;
 mod validation;
 mod webhooks;
+mod whatomate;
 mod window;

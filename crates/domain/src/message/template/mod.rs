@@ -497,7 +497,9 @@ fn components(path: &str, list: &[Component], in_card: bool) -> Result<(), Field
                     return Err(FieldError::new(key(&p, "type"), "unique", "there is one body"));
                 }
                 let pp = key(&p, "parameters");
-                count(&pp, b.parameters.len(), 1, 100, "parameters")?;
+                // Meta's spec sets no minimum, and clients send a body of a template without
+                // variables as `"parameters": []` (ChakraHQ's documented example does).
+                count(&pp, b.parameters.len(), 0, 100, "parameters")?;
                 parameters(&pp, &b.parameters, &["text", "currency", "date_time", "group_id"], TEXT_PARAM_MAX)?;
             }
             Component::Button(b) => {

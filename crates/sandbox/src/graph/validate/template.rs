@@ -56,11 +56,16 @@ fn template_components(v: &Value, p: &P) -> Check {
         match req(co, "type", &q, 32)?.to_ascii_lowercase().as_str() {
             "header" => {
                 only(co, &q, &["type", "parameters"])?;
-                template_values(co, &q, 1, None)?;
+                template_values(co, &q, 1, 1, None)?;
             }
-            "body" | "limited_time_offer" | "tap_target_configuration" => {
+            // A body without variables is sent as `"parameters": []` too (Meta sets no minimum).
+            "body" => {
                 only(co, &q, &["type", "parameters"])?;
-                template_values(co, &q, usize::MAX, None)?;
+                template_values(co, &q, 0, usize::MAX, None)?;
+            }
+            "limited_time_offer" | "tap_target_configuration" => {
+                only(co, &q, &["type", "parameters"])?;
+                template_values(co, &q, 1, usize::MAX, None)?;
             }
             "button" => template_button(co, &q)?,
             "carousel" => {
@@ -126,13 +131,13 @@ fn template_button(co: &Obj, q: &P) -> Check {
     if sub_type == "catalog" && !co.contains_key("parameters") {
         return Ok(());
     }
-    template_values(co, q, usize::MAX, Some(value_type))
+    template_values(co, q, 1, usize::MAX, Some(value_type))
 }
 
 /// A component's `parameters`: at most `max`, all named or all positional, each of a type Meta
 /// has (`only` of one type, for buttons).
-fn template_values(co: &Obj, q: &P, max: usize, only_type: Option<&str>) -> Check {
-    let values = array(co, "parameters", q, 1, max)?;
+fn template_values(co: &Obj, q: &P, min: usize, max: usize, only_type: Option<&str>) -> Check {
+    let values = array(co, "parameters", q, min, max)?;
     let named = values.first().is_some_and(|v| v.get("parameter_name").is_some());
     for (j, v) in values.iter().enumerate() {
         let vq = q.at("parameters").nth(j);

@@ -1,44 +1,25 @@
-//! `/graph/{version}/…`: the Meta-compatible surface. The same paths and bodies as the Graph
-//! API, so a Cloud API client works by changing only its base URL; a wagate API key is the
-//! bearer token. Sends go through the same outbox and limits as the native API, and the answer
-//! is Meta's, in Meta's shapes and codes.
-
-use std::time::Duration;
+//! Meta's error object, as the Graph surface answers every refusal: Meta's codes, and the
+//! parameter at fault named as Meta names it.
 
 use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{MatchedPath, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::{Value, json};
-use wagate_domain::input;
-use wagate_domain::message::{GraphRequest, check_idempotency_key, request_hash};
 use wagate_domain::validation::FieldError;
 
-use crate::auth::{self, Refusal};
-use crate::extract::{body_failure, path_problem};
-use crate::outbox::DispatchOutcome;
+use crate::auth::Refusal;
 use crate::services::ServiceError;
-use crate::services::messages::{self, Idempotency, SendOptions, Sent};
-use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/graph/{version}/{phone_number_id}/messages", post(messages_endpoint))
-}
 
 /// An error in Meta's shape: `{"error": {"message", "type", "code", "error_data", "fbtrace_id"}}`.
 pub struct GraphApiError {
     status: StatusCode,
-    body: Value,
+    pub(super) body: Value,
     /// Seconds, for a `Retry-After` header.
     retry_after: Option<u64>,
 }
 
 impl GraphApiError {
-    fn new(status: StatusCode, code: i64, message: &str, details: Option<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: i64, message: &str, details: Option<String>) -> Self {
         let mut error = json!({
             "message": message,
             "type": "OAuthException",
@@ -51,14 +32,36 @@ impl GraphApiError {
         Self { status, body: json!({ "error": error }), retry_after: None }
     }
 
+    /// `(#100) Invalid parameter`, with what is wrong.
+    pub(crate) fn invalid(details: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter", Some(details))
+    }
+
+    /// What Meta answers for an id it has no such object for (or no such edge on it).
+    pub(crate) fn unknown_object(method: &Method, id: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            100,
+            &format!(
+                "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing \
+                 permissions, or does not support this operation.",
+                method.as_str().to_ascii_lowercase()
+            ),
+            None,
+        );
+        e.body["error"]["type"] = json!("GraphMethodException");
+        e.body["error"]["error_subcode"] = json!(33);
+        e
+    }
+
     fn invalid_token() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token - Cannot parse access token", None)
     }
 
     /// A key refused at the door, in the codes Meta uses for its tokens: 190 for a bad token,
     /// 10 for a token without the permission, 4 for too many calls (with `Retry-After`).
-    fn refused(refusal: Refusal, path: &str) -> Self {
-        let details = refusal.describe(&Method::POST, path);
+    pub(super) fn refused(refusal: Refusal, method: &Method, path: &str) -> Self {
+        let details = refusal.describe(method, path);
         match refusal {
             Refusal::Unauthenticated(_) => Self::invalid_token(),
             Refusal::InsufficientScope { .. } => Self::new(
@@ -81,28 +84,17 @@ impl GraphApiError {
         }
     }
 
-    fn unknown_number(id: &str) -> Self {
-        let mut e = Self::new(
-            StatusCode::BAD_REQUEST,
-            100,
-            &format!(
-                "Unsupported post request. Object with ID '{id}' does not exist, cannot be loaded due to missing \
-                 permissions, or does not support this operation."
-            ),
-            None,
-        );
-        e.body["error"]["type"] = json!("GraphMethodException");
-        e.body["error"]["error_subcode"] = json!(33);
-        e
+    pub(super) fn unknown_number(id: &str) -> Self {
+        Self::unknown_object(&Method::POST, id)
     }
 
-    fn unknown() -> Self {
+    pub(super) fn unknown() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, 131000, "(#131000) Something went wrong", None)
     }
 
     /// A rule broken in the request, as Meta words it: 131008 for a missing parameter, 131051
     /// for an unknown message type, 100 otherwise, with the parameter in Meta's notation.
-    fn from_field(e: &FieldError) -> Self {
+    pub(crate) fn from_field(e: &FieldError) -> Self {
         let param = meta_param(&e.path);
         let rule = e.message.strip_prefix(&format!("{}: ", e.path)).unwrap_or(&e.message);
         if let Some((status, code, title)) = template_code(e.rule) {
@@ -127,7 +119,7 @@ impl GraphApiError {
         }
     }
 
-    fn from_service(e: ServiceError) -> Self {
+    pub(crate) fn from_service(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(f) => Self::from_field(&f),
             ServiceError::MetaRejected { error } => Self {
@@ -254,102 +246,6 @@ fn meta_param(path: &str) -> String {
         out.push_str(indexes);
     }
     out
-}
-
-async fn messages_endpoint(
-    State(state): State<AppState>,
-    uri: Uri,
-    path: Result<Path<(String, String)>, PathRejection>,
-    route: MatchedPath,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, GraphApiError> {
-    let caller = auth::admit(&state, &headers, &Method::POST, route.as_str())
-        .await
-        .map_err(|refusal| GraphApiError::refused(refusal, uri.path()))?;
-    let invalid =
-        |details: String| GraphApiError::new(StatusCode::BAD_REQUEST, 100, "(#100) Invalid parameter", Some(details));
-    if let Some(why) = path_problem(uri.path()) {
-        return Err(invalid(why));
-    }
-    let Path((_version, phone_number_id)) = path.map_err(|e| invalid(e.body_text()))?;
-    let sender = state
-        .store
-        .get_phone_number(&phone_number_id)
-        .await
-        .map_err(|e| GraphApiError::from_service(e.into()))?
-        .ok_or_else(|| GraphApiError::unknown_number(&phone_number_id))?;
-    let body = body.map_err(|e| {
-        let (status, why) = body_failure(&e);
-        GraphApiError::new(status, 100, "(#100) Invalid parameter", Some(why))
-    })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(format!("The body is not JSON: {e}")))?;
-    input::nul_free(&value).map_err(|e| GraphApiError::from_field(&e))?;
-    match GraphRequest::parse(&value).map_err(|e| GraphApiError::from_field(&e))? {
-        GraphRequest::Read(receipt) => {
-            messages::send_read_receipt(state.store.as_ref(), &state.graph, &sender.id, &receipt)
-                .await
-                .map_err(GraphApiError::from_service)?;
-            Ok(Json(json!({ "success": true })).into_response())
-        }
-        GraphRequest::Send(outbound) => {
-            // Not Meta's, but harmless to Meta's clients: a retry with the same key is
-            // answered with the first request's outcome instead of sending again.
-            let idempotency = match headers.get("idempotency-key").map(|v| v.to_str()) {
-                None => None,
-                Some(Ok(k)) if check_idempotency_key("Idempotency-Key", k).is_ok() => {
-                    Some(Idempotency { api_key_id: caller.id, key: k.to_owned(), request_hash: request_hash(&value) })
-                }
-                Some(_) => {
-                    return Err(GraphApiError::from_field(&FieldError::new(
-                        "Idempotency-Key",
-                        "idempotency_key",
-                        "must be 1 to 255 visible ASCII characters",
-                    )));
-                }
-            };
-            let options = SendOptions { idempotency, ..SendOptions::default() };
-            let sent = messages::enqueue(&state, &sender, *outbound, None, options, &|_| Value::Null)
-                .await
-                .map_err(GraphApiError::from_service)?;
-            let id = match sent {
-                Sent::New(details) => details.message.id,
-                Sent::Replayed { message_id, .. } => message_id,
-            };
-            let wait = Duration::from_millis(state.config.graph_surface.wait_ms);
-            let outcome = state
-                .outbox
-                .wait_for_dispatch(state.store.as_ref(), &id, wait)
-                .await
-                .map_err(GraphApiError::from_service)?;
-            Ok(answer(outcome))
-        }
-    }
-}
-
-/// Meta's answer to the send, or the error a client would get from Meta.
-fn answer(outcome: DispatchOutcome) -> Response {
-    match outcome {
-        DispatchOutcome::Accepted(body) => Json(body).into_response(),
-        DispatchOutcome::Failed { status, body: Some(body), .. } => {
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
-        }
-        DispatchOutcome::Failed { body: None, error, .. } => {
-            let mut e = GraphApiError::unknown();
-            if let Some(error) = error {
-                e.body["error"]["error_data"] = json!({"messaging_product": "whatsapp", "details": error.message});
-            }
-            e.into_response()
-        }
-        // Throughput is the honest name for "not sent in time", and every client retries it.
-        DispatchOutcome::Cancelled => GraphApiError::new(
-            StatusCode::BAD_REQUEST,
-            130429,
-            "(#130429) Rate limit hit",
-            Some("Cloud API message throughput has been reached. The message was not sent; retry it.".into()),
-        )
-        .into_response(),
-    }
 }
 
 #[cfg(test)]
