@@ -4,7 +4,9 @@
 //! second and their latency), then `POST /webhooks/meta` (signed deliveries verified and stored
 //! per second, and the time to their 200), on SQLite and/or a throw-away PostgreSQL database.
 //! With `--events`, instead: sends paced at a number's top rate with every event they make posted
-//! to a receiver in this process (see `events`).
+//! to a receiver in this process (see `events`). With `--sustained`: numbers × rate sends a
+//! second from an open-loop generator with every status coming back, followed second by second
+//! (see `sustained`).
 //! A binary of its own so that `wagate` does not carry the load generator.
 
 mod events;
@@ -12,6 +14,7 @@ mod http;
 mod load;
 mod report;
 mod scratch_database;
+mod sustained;
 mod workload;
 
 // The server's allocator, as in the `wagate` binary: the bench measures the server as it ships.
@@ -75,6 +78,21 @@ struct BenchArgs {
     /// Sends a second in the events phase (Meta's top tier: 1,000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     events_rate: u32,
+    /// Instead of the three phases: `--numbers` numbers each limited to `--rate` a second, fed
+    /// at exactly numbers × rate template sends a second for `--duration-secs`, every status
+    /// coming back; figures each second and at the end.
+    #[arg(long)]
+    sustained: bool,
+    /// Numbers in the sustained phase (the sandbox has two).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    numbers: u32,
+    /// Messages a second per number in the sustained phase (Meta's top tier: 1,000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    rate: u32,
+    /// After the sustained phase: this many sends scheduled for one instant, and the rate at
+    /// which each number hands them to Meta.
+    #[arg(long, default_value_t = 0)]
+    drain: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     for backend in backends {
         match bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))? {
             Outcome::Phases(report) => reports.push(*report),
+            Outcome::Done => {}
             Outcome::Events(r) => println!(
                 "{}: {} sends asked a second: {:.0}/s accepted ({} in all); events delivered {:.0}/s while they ran, \
                  {} in all; deliveries waiting: at most {}, {} when the sends stopped (upstream then: {} sends not yet \
@@ -141,10 +160,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a run on one backend measured: the three phases, or the events phase.
+/// What a run on one backend measured: the three phases, or the events phase; the sustained
+/// phase prints its own.
 enum Outcome {
     Phases(Box<Report>),
     Events(events::EventsReport),
+    Done,
 }
 
 /// One backend: a fresh data directory (and database), the application, the phases, clean-up.
@@ -168,10 +189,12 @@ async fn bench_app(
     database_url: Option<&str>,
 ) -> anyhow::Result<Outcome> {
     let api_key = new_id("bench-key");
+    // A path of its own, so that the sustained phase can read the file after the run.
+    let sqlite_file = dir.join("bench.sqlite");
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: dir.join("data"),
-        database_url: database_url.map(str::to_owned),
+        database_url: Some(database_url.map_or_else(|| format!("sqlite://{}", sqlite_file.display()), str::to_owned)),
         log_level: "warn".into(),
         bootstrap_api_key: Some(Secret::new(api_key.clone())),
         sandbox: SandboxSettings { app_secret: Some(Secret::new(APP_SECRET.to_owned())), ..SandboxSettings::default() },
@@ -183,9 +206,25 @@ async fn bench_app(
     let addr = app.local_addr();
     let cancel = app.shutdown_token();
     let store = app.state().store.clone();
+    let state = app.state().clone();
     let server = tokio::spawn(app.run());
     let run = async {
-        if args.events {
+        if args.sustained {
+            let base = format!("http://{addr}");
+            let numbers = sandbox_numbers(&reqwest::Client::new(), &base, &api_key).await?;
+            ensure!(numbers.len() >= args.numbers as usize, "the sandbox has {} numbers", numbers.len());
+            let plan = sustained::Plan {
+                numbers: numbers.into_iter().take(args.numbers as usize).collect(),
+                rate: args.rate,
+                duration: Duration::from_secs(args.duration_secs),
+                drain: args.drain,
+                database: match database_url {
+                    Some(url) => sustained::Database::Postgres(url.to_owned()),
+                    None => sustained::Database::Sqlite(sqlite_file.clone()),
+                },
+            };
+            sustained::run(&base, &api_key, state, plan).await.map(|()| Outcome::Done)
+        } else if args.events {
             let http = reqwest::Client::new();
             let number = first_sandbox_number(&http, &format!("http://{addr}"), &api_key).await?;
             let duration = Duration::from_secs(args.duration_secs);
@@ -295,6 +334,19 @@ async fn drain(store: &dyn Store) -> anyhow::Result<Drain> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(Drain { left, took: started.elapsed() })
+}
+
+/// The seeded sandbox account's numbers.
+async fn sandbox_numbers(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<Vec<String>> {
+    let response = http.get(format!("{base}/v1/phone-numbers")).bearer_auth(api_key).send().await?;
+    let body: Value = response.json().await.context("GET /v1/phone-numbers did not answer JSON")?;
+    Ok(body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["mode"] == "sandbox")
+        .filter_map(|n| n["id"].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// The seeded sandbox account's first number.

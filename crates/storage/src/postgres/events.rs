@@ -54,9 +54,10 @@ pub(super) async fn message_state(tx: &mut Tx, id: &str) -> Result<Option<(Messa
     Ok(Some((message, history)))
 }
 
-/// A message's history before a change, for [`message_changes`] after it.
+/// A message's history before a change, for [`message_changes`] after it: the history alone
+/// (the message itself is read once, after the change).
 pub(super) async fn history_before(tx: &mut Tx, id: &str) -> Result<Vec<StatusEntry>> {
-    Ok(message_state(tx, id).await?.map(|(_, history)| history).unwrap_or_default())
+    shared::history(all(&mut **tx, shared::SELECT_HISTORY, (id,), shared::status_row).await?)
 }
 
 /// The events of what changed in a message since its history was `before`, to store with

@@ -32,9 +32,10 @@ pub(super) fn message_state(tx: &Connection, id: &str) -> Result<Option<(Message
     Ok(Some((message, history)))
 }
 
-/// A message's history before a change, for [`emit_message_changes`] after it.
+/// A message's history before a change, for [`emit_message_changes`] after it: the history
+/// alone (the message itself is read once, after the change).
 pub(super) fn history_before(tx: &Connection, id: &str) -> Result<Vec<StatusEntry>> {
-    Ok(message_state(tx, id)?.map(|(_, history)| history).unwrap_or_default())
+    shared::history(all(tx, shared::SELECT_HISTORY, [id], |r| shared::status_row(r))?)
 }
 
 /// Stores the events of what changed in a message since its history was `before`.
