@@ -352,23 +352,25 @@ async fn drain(http: &reqwest::Client, base: &str, key: &str, metrics: &Metrics,
         r.context("a drain sender panicked")??;
     }
     let before = counts(metrics, &plan.numbers);
-    let wait = Duration::from_millis((at.as_millis() - Timestamp::now().as_millis()).max(0) as u64);
-    ensure!(!wait.is_zero(), "queuing {} sends took longer than the time they were scheduled for", plan.drain);
-    tokio::time::sleep(wait).await;
+    ensure!(Timestamp::now() < at, "queuing {} sends took longer than the time they were scheduled for", plan.drain);
     let share: Vec<u64> = (0..plan.numbers.len() as u64)
         .map(|i| (plan.drain + plan.numbers.len() as u64 - 1 - i) / plan.numbers.len() as u64)
         .collect();
-    let started = Instant::now();
+    // Polled until every number has handed over its share; each is timed from the instant
+    // the sends were scheduled for.
+    let deadline = Instant::now() + Duration::from_secs(3600);
     let mut done: Vec<Option<Duration>> = vec![None; plan.numbers.len()];
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
     while done.iter().any(Option::is_none) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        poll.tick().await;
+        ensure!(Instant::now() < deadline, "the drain did not finish within an hour");
         let now = counts(metrics, &plan.numbers);
+        let since = Duration::from_millis((Timestamp::now().as_millis() - at.as_millis()).max(0) as u64);
         for (i, d) in done.iter_mut().enumerate() {
             if d.is_none() && now.to_meta[i] - before.to_meta[i] >= share[i] {
-                *d = Some(started.elapsed());
+                *d = Some(since);
             }
         }
-        ensure!(started.elapsed() < Duration::from_secs(3600), "the drain did not finish within an hour");
     }
     for (i, n) in plan.numbers.iter().enumerate() {
         let took = done[i].expect("every number finished");

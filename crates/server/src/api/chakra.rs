@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use wagate_domain::api_key::Scope;
 use wagate_domain::id::AccountId;
 use wagate_domain::validation::FieldError;
-use wagate_storage::{Account, PhoneNumber, WebhookEndpoint};
+use wagate_storage::{Account, WebhookEndpoint};
 
 use super::graph;
 use crate::auth::{self, CHAKRA_GRAPH, Refusal};
@@ -221,8 +221,7 @@ impl PluginEndpoints {
 /// The configuration as ChakraHQ shows it, from the plugin's account and endpoints.
 async fn config(state: &AppState, account: &Account) -> Result<Value, ChakraError> {
     let endpoints = PluginEndpoints::read(state, &account.id).await?;
-    let numbers: Vec<PhoneNumber> =
-        accounts::list_phone_numbers(state).await?.into_iter().filter(|n| n.account_id == account.id).collect();
+    let numbers = accounts::numbers_of(state, &account.id).await?;
     let pass = endpoints.pass_through.as_ref();
     let chakra = endpoints.chakra.as_ref();
     let events = chakra.map(|e| chosen_events(e.description.as_deref().unwrap_or_default())).unwrap_or_default();
@@ -352,12 +351,7 @@ async fn update_config(
     })?;
     wagate_domain::input::nul_free(&Value::Object(body.clone()))?;
     let change = ConfigChange::parse(&body)?;
-    let numbers: Vec<String> = accounts::list_phone_numbers(&state)
-        .await?
-        .into_iter()
-        .filter(|n| n.account_id == account.id)
-        .map(|n| n.id)
-        .collect();
+    let numbers: Vec<String> = accounts::numbers_of(&state, &account.id).await?.into_iter().map(|n| n.id).collect();
     let current = PluginEndpoints::read(&state, &account.id).await?;
     let store = state.store.as_ref();
     let policy = &state.config.network.policy();

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,10 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wagate_domain::media_file;
 use wagate_domain::time::Timestamp;
-use wagate_domain::validation::FieldError;
 use wagate_storage::{Media, MediaState, Upload};
 
 use super::list::List;
+use super::upload_form::{self, FormRefused};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{JsonBody, ListParams, PageRequest, Path, Query, parse_json};
 use crate::media_store::StoredFile;
@@ -121,38 +121,18 @@ async fn upload_media(State(state): State<AppState>, request: Request) -> Result
 
 /// The `file` part (and an optional `filename` part) of a multipart upload.
 async fn read_multipart(state: &AppState, request: Request) -> Result<NewFile, ApiError> {
-    let bad = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", why);
-    let mut form = Multipart::from_request(request, state).await.map_err(|e| bad(e.body_text()))?;
-    let (mut file, mut filename) = (None, None);
-    while let Some(field) = form.next_field().await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+    let (file, mut texts) =
+        upload_form::read(state, request, &["filename"]).await.map_err(|refused| match refused {
+            FormRefused::TooLarge => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "the body is larger than any file WhatsApp takes (100 MB)",
-            )
-        } else {
-            bad(e.body_text())
-        }
-    })? {
-        match field.name() {
-            Some("file") => {
-                let content_type = field.content_type().map(str::to_owned);
-                let name = field.file_name().map(str::to_owned);
-                let bytes = field.bytes().await.map_err(|e| bad(e.body_text()))?;
-                file = Some((bytes, content_type, name));
-            }
-            Some("filename") => filename = Some(field.text().await.map_err(|e| bad(e.body_text()))?),
-            Some(other) => {
-                return Err(
-                    FieldError::new(other, "unknown_field", "is not a part an upload takes (file, filename)").into()
-                );
-            }
-            None => return Err(bad("a part has no name".into())),
-        }
-    }
-    let (bytes, content_type, name) = file.ok_or_else(|| FieldError::required("file"))?;
-    Ok(NewFile { bytes, content_type, filename: filename.or(name), source_url: None })
+            ),
+            FormRefused::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", why),
+            FormRefused::Field(e) => e.into(),
+        })?;
+    let filename = texts.remove("filename").or(file.file_name);
+    Ok(NewFile { bytes: file.bytes, content_type: file.content_type, filename, source_url: None })
 }
 
 /// A media file a customer sent: what Meta said of it, and how its download went.

@@ -14,6 +14,7 @@ mod messages;
 mod ops;
 mod phone_numbers;
 mod templates;
+mod upload_form;
 mod webhook_endpoints;
 mod webhooks;
 mod whatomate;

@@ -359,7 +359,8 @@ async fn reload_senders(state: &AppState, account: &Account) -> Result<(), Servi
     Ok(())
 }
 
-async fn numbers_of(state: &AppState, id: &AccountId) -> Result<Vec<PhoneNumber>, ServiceError> {
+/// The phone numbers of one account.
+pub async fn numbers_of(state: &AppState, id: &AccountId) -> Result<Vec<PhoneNumber>, ServiceError> {
     Ok(state.store.list_phone_numbers().await?.into_iter().filter(|n| &n.account_id == id).collect())
 }
 

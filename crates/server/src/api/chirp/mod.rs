@@ -7,7 +7,7 @@ mod ids;
 mod send;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use wagate_storage::{AccountMode, Direction, Message, PhoneNumber, Upload};
 use self::error::ChirpError;
 use self::ids::{Ids, chirp_media_id, chirp_message_id, native_message_id};
 use self::send::{ChirpSend, Native};
+use super::upload_form::{self, FormRefused};
 use crate::auth::{self, AuthenticatedKey};
 use crate::error::ApiError;
 use crate::extract::{Path, body_failure};
@@ -243,32 +244,16 @@ async fn upload_media(
 }
 
 async fn read_file(state: &AppState, request: Request) -> Result<NewFile, ChirpError> {
-    let bad = |status: StatusCode, why: String| {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ChirpError::new(status, "too_large", "the body is larger than any file WhatsApp takes (100 MB)")
-        } else {
-            ChirpError::new(StatusCode::BAD_REQUEST, "invalid_multipart", why)
-        }
-    };
-    let mut form = Multipart::from_request(request, state).await.map_err(|e| bad(e.status(), e.body_text()))?;
-    let (mut file, mut filename) = (None, None);
-    while let Some(field) = form.next_field().await.map_err(|e| bad(e.status(), e.body_text()))? {
-        match field.name() {
-            Some("file") => {
-                let content_type = field.content_type().map(str::to_owned);
-                let name = field.file_name().map(str::to_owned);
-                let bytes = field.bytes().await.map_err(|e| bad(e.status(), e.body_text()))?;
-                file = Some((bytes, content_type, name));
-            }
-            Some("filename") => filename = Some(field.text().await.map_err(|e| bad(e.status(), e.body_text()))?),
-            Some(other) => {
-                return Err(
-                    FieldError::new(other, "unknown_field", "is not a part an upload takes (file, filename)").into()
-                );
-            }
-            None => return Err(bad(StatusCode::BAD_REQUEST, "a part has no name".into())),
-        }
-    }
-    let (bytes, content_type, name) = file.ok_or_else(|| FieldError::required("file"))?;
-    Ok(NewFile { bytes, content_type, filename: filename.or(name), source_url: None })
+    let (file, mut texts) =
+        upload_form::read(state, request, &["filename"]).await.map_err(|refused| match refused {
+            FormRefused::TooLarge => ChirpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is larger than any file WhatsApp takes (100 MB)",
+            ),
+            FormRefused::Invalid(why) => ChirpError::new(StatusCode::BAD_REQUEST, "invalid_multipart", why),
+            FormRefused::Field(e) => e.into(),
+        })?;
+    let filename = texts.remove("filename").or(file.file_name);
+    Ok(NewFile { bytes: file.bytes, content_type: file.content_type, filename, source_url: None })
 }

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -16,6 +16,7 @@ use wagate_storage::{Account, AccountMode, Group, Media, MessageTemplate, PhoneN
 
 use super::call::{GraphCall, post_params, query_params};
 use super::error::GraphApiError;
+use crate::api::upload_form::{self, FormRefused};
 use crate::extract::body_failure;
 use crate::services::uploads::{self, NewFile};
 use crate::services::{ServiceError, accounts, groups, media, templates};
@@ -224,39 +225,26 @@ pub(super) async fn upload_media(
     request: Request,
 ) -> Result<Json<Value>, GraphApiError> {
     number(&state, &call).await?;
-    let mut form = Multipart::from_request(request, &state).await.map_err(|e| GraphApiError::invalid(e.body_text()))?;
-    let (mut file, mut kind, mut product) = (None, None, None);
-    let failed = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            GraphApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                100,
-                "(#100) Invalid parameter",
-                Some("The file is larger than any WhatsApp takes (100 MB).".into()),
-            )
-        } else {
-            GraphApiError::invalid(e.body_text())
+    let texts = ["type", "messaging_product", "ttl_minutes"];
+    let (file, mut values) = upload_form::read(&state, request, &texts).await.map_err(|refused| match refused {
+        FormRefused::TooLarge => GraphApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            100,
+            "(#100) Invalid parameter",
+            Some("The file is larger than any WhatsApp takes (100 MB).".into()),
+        ),
+        FormRefused::Invalid(why) => GraphApiError::invalid(why),
+        FormRefused::Field(e) if e.rule == "required" => {
+            GraphApiError::invalid(format!("The parameter {} is required.", e.path))
         }
-    };
-    while let Some(field) = form.next_field().await.map_err(failed)? {
-        match field.name().unwrap_or_default() {
-            "file" => {
-                let content_type = field.content_type().map(str::to_owned);
-                let name = field.file_name().map(str::to_owned);
-                file = Some((field.bytes().await.map_err(failed)?, content_type, name));
-            }
-            "type" => kind = Some(field.text().await.map_err(failed)?),
-            "messaging_product" => product = Some(field.text().await.map_err(failed)?),
-            // Meta's retention setting for numbers without storage; wagate keeps files until deleted.
-            "ttl_minutes" => {}
-            other => return Err(GraphApiError::invalid(format!("Unexpected key \"{other}\"."))),
-        }
-    }
-    if product.as_deref() != Some("whatsapp") {
+        FormRefused::Field(e) => GraphApiError::invalid(format!("Unexpected key \"{}\".", e.path)),
+    })?;
+    // `ttl_minutes` is Meta's retention for numbers without storage; wagate keeps files until deleted.
+    if values.remove("messaging_product").as_deref() != Some("whatsapp") {
         return Err(GraphApiError::invalid("Param messaging_product must be 'whatsapp'.".into()));
     }
-    let (bytes, part_type, filename) =
-        file.ok_or_else(|| GraphApiError::invalid("The parameter file is required.".into()))?;
+    let (bytes, part_type, filename) = (file.bytes, file.content_type, file.file_name);
+    let kind = values.remove("type");
     let file = NewFile { bytes, content_type: kind.or(part_type), filename, source_url: None };
     let upload = uploads::create(&state, file).await.map_err(GraphApiError::from_service)?;
     Ok(Json(json!({"id": upload.id.to_digits()})))
@@ -267,9 +255,9 @@ pub(super) async fn phone_numbers(
     State(state): State<AppState>,
     call: GraphCall,
 ) -> Result<Json<Value>, GraphApiError> {
-    let waba = account(&state, &call).await?.waba_id;
-    let numbers = accounts::list_phone_numbers(&state).await.map_err(GraphApiError::from_service)?;
-    let data: Vec<Value> = numbers.iter().filter(|n| n.waba_id == waba).map(number_view).collect();
+    let account = account(&state, &call).await?;
+    let numbers = accounts::numbers_of(&state, &account.id).await.map_err(GraphApiError::from_service)?;
+    let data: Vec<Value> = numbers.iter().map(number_view).collect();
     Ok(Json(json!({"data": data})))
 }
 

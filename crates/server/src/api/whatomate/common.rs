@@ -266,8 +266,7 @@ pub(super) async fn account_numbers(state: &AppState, name: &str) -> Result<Vec<
         )
         .into());
     };
-    let numbers = state.store.list_phone_numbers().await?;
-    Ok(numbers.into_iter().filter(|n| n.account_id == account.id).collect())
+    services::accounts::numbers_of(state, &account.id).await
 }
 
 /// `MatchedPath` and the rest every handler takes, in one place.
