@@ -13,6 +13,7 @@ mod events;
 mod http;
 mod load;
 mod report;
+mod scale_out;
 mod scratch_database;
 mod sustained;
 mod workload;
@@ -93,6 +94,15 @@ struct BenchArgs {
     /// which each number hands them to Meta.
     #[arg(long, default_value_t = 0)]
     drain: u64,
+    /// The sustained phase on this many `wagate serve` processes sharing a fresh PostgreSQL
+    /// database, with a standalone `wagate sandbox` as Meta (the `wagate` binary built beside
+    /// this one); each number is sent by one instance at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+    instances: u32,
+    /// With `--instances 2`: kill the second instance (`SIGKILL`) after this many seconds, and
+    /// report how long the first takes to dispatch its number.
+    #[arg(long)]
+    kill_after_secs: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +131,18 @@ impl Backend {
 async fn main() -> anyhow::Result<()> {
     let args = BenchArgs::parse();
     telemetry::init(LogFormat::Text, "warn");
+    if args.instances > 1 {
+        ensure!(args.sustained, "--instances is a setting of the sustained phase (--sustained)");
+        return scale_out::measure(scale_out::ScaleOut {
+            admin_url: args.database_url.clone(),
+            instances: args.instances as usize,
+            rate: args.rate,
+            duration: Duration::from_secs(args.duration_secs),
+            drain: args.drain,
+            kill_after: args.kill_after_secs.map(Duration::from_secs),
+        })
+        .await;
+    }
     let backends = match args.backend {
         BackendChoice::Sqlite => vec![Backend::Sqlite],
         BackendChoice::Postgres => vec![Backend::Postgres],
@@ -214,6 +236,8 @@ async fn bench_app(
             let numbers = sandbox_numbers(&reqwest::Client::new(), &base, &api_key).await?;
             ensure!(numbers.len() >= args.numbers as usize, "the sandbox has {} numbers", numbers.len());
             let plan = sustained::Plan {
+                bases: vec![base.clone()],
+                sandbox: format!("{base}/sandbox"),
                 numbers: numbers.into_iter().take(args.numbers as usize).collect(),
                 rate: args.rate,
                 duration: Duration::from_secs(args.duration_secs),
@@ -223,7 +247,7 @@ async fn bench_app(
                     None => sustained::Database::Sqlite(sqlite_file.clone()),
                 },
             };
-            sustained::run(&base, &api_key, state, plan).await.map(|()| Outcome::Done)
+            sustained::run(&api_key, sustained::Server::InProcess(state), plan).await.map(|()| Outcome::Done)
         } else if args.events {
             let http = reqwest::Client::new();
             let number = first_sandbox_number(&http, &format!("http://{addr}"), &api_key).await?;

@@ -6,7 +6,8 @@
 //! at the end the dispatch rate per number in 10-second windows, the backlog's maximum, the lag
 //! from a webhook's arrival to its processing, accept latency, CPU per message, and how long the
 //! backlog took to reach zero. Optionally a drain: K sends scheduled for one instant, and the
-//! rate at which each number hands them to Meta.
+//! rate at which each number hands them to Meta. The server is the application in this process,
+//! or `wagate serve` processes sharing a PostgreSQL database (see `scale_out`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +20,14 @@ use wagate_domain::time::Timestamp;
 use wagate_server::metrics::{Metrics, NumberOutcomeLabels, OutcomeLabels};
 use wagate_server::state::AppState;
 
+use crate::scale_out::Instances;
+
 /// What to run.
 pub struct Plan {
+    /// Where sends are posted, in turn.
+    pub bases: Vec<String>,
+    /// The sandbox's base URL (`…/sandbox`), whose throughput is raised out of the way.
+    pub sandbox: String,
     pub numbers: Vec<String>,
     pub rate: u32,
     pub duration: Duration,
@@ -49,10 +56,53 @@ struct Second {
 
 /// Counters read from the application's metrics.
 #[derive(Clone, Default)]
-struct Counts {
-    to_meta: Vec<u64>,
-    webhooks_in: u64,
-    statuses: u64,
+pub struct Counts {
+    pub to_meta: Vec<u64>,
+    pub webhooks_in: u64,
+    pub statuses: u64,
+}
+
+/// The server measured.
+pub enum Server {
+    /// The application in this process: its metrics and store read directly.
+    InProcess(AppState),
+    /// `wagate serve` processes, read over HTTP and from their database.
+    Instances(Arc<Instances>),
+}
+
+impl Server {
+    async fn counts(&self, numbers: &[String]) -> anyhow::Result<Counts> {
+        match self {
+            Self::InProcess(state) => Ok(counts(&state.metrics, numbers)),
+            Self::Instances(i) => i.counts(numbers).await,
+        }
+    }
+
+    /// The outbox's depth and the webhook backlog.
+    async fn depths(&self) -> anyhow::Result<(i64, i64)> {
+        match self {
+            Self::InProcess(state) => {
+                Ok((state.store.outbox().pending().await?, state.store.deliveries().pending().await?))
+            }
+            Self::Instances(i) => i.depths().await,
+        }
+    }
+
+    /// CPU the server has used so far; in this process, the generator's thread included.
+    fn cpu(&self) -> Duration {
+        match self {
+            Self::InProcess(_) => process_cpu(),
+            Self::Instances(i) => i.cpu(),
+        }
+    }
+
+    /// The generator's share of [`Self::cpu`].
+    fn generator_share(&self, generator: Duration) -> Duration {
+        match self {
+            Self::InProcess(_) => generator,
+            Self::Instances(_) => Duration::ZERO,
+        }
+    }
 }
 
 fn counts(metrics: &Metrics, numbers: &[String]) -> Counts {
@@ -88,7 +138,7 @@ struct Answers {
 /// Starts N×R sends a second for `duration` on a thread of its own (its CPU told apart from the
 /// server's), each when it is due; answers the generator thread's CPU time.
 fn generate(
-    base: String,
+    bases: Vec<String>,
     key: String,
     numbers: Vec<String>,
     rate: u32,
@@ -115,11 +165,25 @@ fn generate(
                         let to = format!("+1{}", 2_000_000_000 + started_sends);
                         let body = json!({"from": number, "to": to, "type": "template",
                             "template": {"name": "hello_world", "language": {"code": "en_US"}}});
-                        let request = http.post(format!("{base}/v1/messages")).bearer_auth(&key).json(&body);
+                        let first = (started_sends % bases.len() as u64) as usize;
+                        // Posted to the bases in turn; one that does not answer is skipped, as a
+                        // load balancer would.
+                        let requests: Vec<_> = (0..bases.len())
+                            .map(|i| {
+                                let base = &bases[(first + i) % bases.len()];
+                                http.post(format!("{base}/v1/messages")).bearer_auth(&key).json(&body)
+                            })
+                            .collect();
                         let answers = answers.clone();
                         tasks.spawn(async move {
                             let sent = Instant::now();
-                            let ok = request.send().await.is_ok_and(|r| r.status().as_u16() == 202);
+                            let mut ok = false;
+                            for request in requests {
+                                if let Ok(r) = request.send().await {
+                                    ok = r.status().as_u16() == 202;
+                                    break;
+                                }
+                            }
                             let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                             if ok {
                                 answers.accepted.fetch_add(1, Ordering::Relaxed);
@@ -149,33 +213,34 @@ fn process_cpu() -> Duration {
     Duration::try_from(clock_gettime(ClockId::ProcessCPUTime)).unwrap_or_default()
 }
 
-async fn patch(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> anyhow::Result<()> {
-    let r = http.patch(format!("{base}{path}")).bearer_auth(key).json(&body).send().await?;
+async fn patch(http: &reqwest::Client, url: &str, key: &str, body: Value) -> anyhow::Result<()> {
+    let r = http.patch(url).bearer_auth(key).json(&body).send().await?;
     let status = r.status();
-    ensure!(status.is_success(), "PATCH {path} answered {status}: {}", r.text().await.unwrap_or_default());
+    ensure!(status.is_success(), "PATCH {url} answered {status}: {}", r.text().await.unwrap_or_default());
     Ok(())
 }
 
 /// Runs the plan and prints its figures.
-pub async fn run(base: &str, key: &str, state: AppState, plan: Plan) -> anyhow::Result<()> {
+pub async fn run(key: &str, server: Server, plan: Plan) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
+    let base = &plan.bases[0];
     let total_rate = plan.rate * plan.numbers.len() as u32;
     // Meta (the sandbox) must not be the limit: twice what is asked.
-    patch(&http, base, key, "/sandbox/control/settings", json!({"throughput_mps": total_rate * 2})).await?;
+    let sandbox_settings = format!("{}/control/settings", plan.sandbox);
+    patch(&http, &sandbox_settings, key, json!({"throughput_mps": total_rate * 2})).await?;
     for n in &plan.numbers {
-        patch(&http, base, key, &format!("/v1/phone-numbers/{n}"), json!({"messages_per_second": plan.rate})).await?;
+        let number = format!("{base}/v1/phone-numbers/{n}");
+        patch(&http, &number, key, json!({"messages_per_second": plan.rate})).await?;
     }
-    let store = state.store.clone();
-    let metrics = state.metrics.clone();
     let answers = Arc::new(Answers::default());
     let started_ms = Timestamp::now().as_millis();
-    let cpu_before = process_cpu();
+    let cpu_before = server.cpu();
     let generator =
-        generate(base.to_owned(), key.to_owned(), plan.numbers.clone(), plan.rate, plan.duration, answers.clone());
+        generate(plan.bases.clone(), key.to_owned(), plan.numbers.clone(), plan.rate, plan.duration, answers.clone());
 
     eprintln!("  s  accepted  refused  to Meta (per number)  webhooks in  statuses applied  outbox  webhook backlog");
     let mut seconds: Vec<Second> = Vec::new();
-    let mut last = counts(&metrics, &plan.numbers);
+    let mut last = server.counts(&plan.numbers).await?;
     let (mut last_accepted, mut last_refused) = (0, 0);
     let mut tick =
         tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
@@ -186,9 +251,9 @@ pub async fn run(base: &str, key: &str, state: AppState, plan: Plan) -> anyhow::
     let patience = plan.duration + Duration::from_secs(600);
     loop {
         tick.tick().await;
-        let now = counts(&metrics, &plan.numbers);
+        let now = server.counts(&plan.numbers).await?;
         let (accepted, refused) = (answers.accepted.load(Ordering::Relaxed), answers.refused.load(Ordering::Relaxed));
-        let (outbox, backlog) = (store.outbox().pending().await?, store.deliveries().pending().await?);
+        let (outbox, backlog) = server.depths().await?;
         let second = Second {
             accepted: accepted - last_accepted,
             refused: refused - last_refused,
@@ -227,7 +292,7 @@ pub async fn run(base: &str, key: &str, state: AppState, plan: Plan) -> anyhow::
         ensure!(started.elapsed() < patience, "the run did not settle within 10 minutes of the load stopping");
     }
     let generator_cpu = generator.join().map_err(|_| anyhow::anyhow!("the generator panicked"))?;
-    let server_cpu = process_cpu().saturating_sub(cpu_before).saturating_sub(generator_cpu);
+    let server_cpu = server.cpu().saturating_sub(cpu_before).saturating_sub(server.generator_share(generator_cpu));
 
     // Figures.
     let load_secs = plan.duration.as_secs() as usize;
@@ -285,7 +350,7 @@ pub async fn run(base: &str, key: &str, state: AppState, plan: Plan) -> anyhow::
         None => println!("  the backlog never reached zero"),
     }
     if plan.drain > 0 {
-        drain(&http, base, key, &metrics, &plan).await?;
+        drain(&http, key, &server, &plan).await?;
     }
     Ok(())
 }
@@ -319,7 +384,7 @@ async fn lags(database: &Database, since_ms: i64) -> anyhow::Result<Vec<i64>> {
 
 /// K sends scheduled for one instant, spread over the numbers: how fast each number hands its
 /// share to Meta.
-async fn drain(http: &reqwest::Client, base: &str, key: &str, metrics: &Metrics, plan: &Plan) -> anyhow::Result<()> {
+async fn drain(http: &reqwest::Client, key: &str, server: &Server, plan: &Plan) -> anyhow::Result<()> {
     let at = Timestamp::now().plus(Duration::from_secs(2 + plan.drain / 10_000 * 2));
     let send_at = at.to_string();
     eprintln!("drain: scheduling {} sends for {send_at}", plan.drain);
@@ -328,7 +393,7 @@ async fn drain(http: &reqwest::Client, base: &str, key: &str, metrics: &Metrics,
     for worker in 0..64u64 {
         let (http, base, key, numbers, send_at, queued, total) = (
             http.clone(),
-            base.to_owned(),
+            plan.bases[worker as usize % plan.bases.len()].clone(),
             key.to_owned(),
             plan.numbers.clone(),
             send_at.clone(),
@@ -351,7 +416,7 @@ async fn drain(http: &reqwest::Client, base: &str, key: &str, metrics: &Metrics,
     while let Some(r) = tasks.join_next().await {
         r.context("a drain sender panicked")??;
     }
-    let before = counts(metrics, &plan.numbers);
+    let before = server.counts(&plan.numbers).await?;
     ensure!(Timestamp::now() < at, "queuing {} sends took longer than the time they were scheduled for", plan.drain);
     let share: Vec<u64> = (0..plan.numbers.len() as u64)
         .map(|i| (plan.drain + plan.numbers.len() as u64 - 1 - i) / plan.numbers.len() as u64)
@@ -364,7 +429,7 @@ async fn drain(http: &reqwest::Client, base: &str, key: &str, metrics: &Metrics,
     while done.iter().any(Option::is_none) {
         poll.tick().await;
         ensure!(Instant::now() < deadline, "the drain did not finish within an hour");
-        let now = counts(metrics, &plan.numbers);
+        let now = server.counts(&plan.numbers).await?;
         let since = Duration::from_millis((Timestamp::now().as_millis() - at.as_millis()).max(0) as u64);
         for (i, d) in done.iter_mut().enumerate() {
             if d.is_none() && now.to_meta[i] - before.to_meta[i] >= share[i] {

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub webhook_events: Family<OutcomeLabels, Counter>,
     pub outbox_depth: Gauge,
     pub queue_depth: Family<NumberLabels, Gauge>,
+    pub dispatching: Family<NumberLabels, Gauge>,
     pub send_latency: Histogram,
     pub account_paused: Family<AccountLabels, Gauge>,
     pub conversations_opened: Family<AccountLabels, Gauge>,
@@ -134,6 +135,12 @@ impl Metrics {
         registry.register("outbox_depth", "Messages waiting to be sent", outbox_depth.clone());
         let queue_depth = Family::<NumberLabels, Gauge>::default();
         registry.register("queue_depth", "Messages waiting to be sent, by business number", queue_depth.clone());
+        let dispatching = Family::<NumberLabels, Gauge>::default();
+        registry.register(
+            "dispatching",
+            "1 while this instance holds the number's lease and sends its messages",
+            dispatching.clone(),
+        );
         // 1 ms to about 9 hours: a message may wait for its number's turn, a retry or a pause.
         let send_latency = Histogram::new(exponential_buckets(0.001, 2.5, 24));
         registry.register(
@@ -187,6 +194,7 @@ impl Metrics {
             webhook_events,
             outbox_depth,
             queue_depth,
+            dispatching,
             send_latency,
             account_paused,
             conversations_opened,

@@ -244,7 +244,12 @@ pub trait Outbox: Send + Sync {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool>;
-    async fn release_number_leases(&self, holder: &str) -> Result<()>;
+    async fn release_number_lease(&self, phone_number_id: &str, holder: &str) -> Result<()>;
+    /// Announces `holder` as dispatching until `until`; how many dispatchers are live at `now`,
+    /// this one included. Those whose announcement lapsed are forgotten.
+    async fn announce_dispatcher(&self, holder: &str, now: Timestamp, until: Timestamp) -> Result<u64>;
+    /// Gives up every lease of `holder` and its place among the live dispatchers.
+    async fn retire_dispatcher(&self, holder: &str) -> Result<()>;
 }
 
 /// Messages of both directions and their statuses.

@@ -862,8 +862,25 @@ async fn a_number_is_dispatched_by_one_holder_at_a_time(store: &dyn Store) {
     assert!(!store.acquire_number_lease("1001", "instance-b", t(14_999), t(20_000)).await.unwrap());
     assert!(store.acquire_number_lease("1001", "instance-b", t(15_000), t(25_000)).await.unwrap(), "lapsed");
     assert!(store.acquire_number_lease("1002", "instance-a", t(15_000), t(25_000)).await.unwrap());
-    store.release_number_leases("instance-b").await.unwrap();
+    store.release_number_lease("1001", "instance-a").await.unwrap();
+    assert!(!store.acquire_number_lease("1001", "instance-a", t(15_500), t(25_500)).await.unwrap(), "not its lease");
+    store.retire_dispatcher("instance-b").await.unwrap();
     assert!(store.acquire_number_lease("1001", "instance-a", t(16_000), t(26_000)).await.unwrap(), "released");
+    store.release_number_lease("1001", "instance-a").await.unwrap();
+    assert!(store.acquire_number_lease("1001", "instance-b", t(16_500), t(26_500)).await.unwrap(), "handed over");
+    assert!(store.acquire_number_lease("1002", "instance-a", t(17_000), t(27_000)).await.unwrap(), "still held");
+}
+
+async fn dispatchers_count_while_they_announce_themselves(store: &dyn Store) {
+    assert_eq!(store.announce_dispatcher("instance-a", t(0), t(10_000)).await.unwrap(), 1);
+    assert_eq!(store.announce_dispatcher("instance-b", t(1_000), t(11_000)).await.unwrap(), 2);
+    assert_eq!(store.announce_dispatcher("instance-a", t(5_000), t(15_000)).await.unwrap(), 2, "renewed, not added");
+    assert_eq!(store.announce_dispatcher("instance-a", t(11_000), t(21_000)).await.unwrap(), 1, "b lapsed");
+    assert_eq!(store.announce_dispatcher("instance-b", t(12_000), t(22_000)).await.unwrap(), 2, "b is back");
+    assert!(store.acquire_number_lease("1001", "instance-b", t(12_000), t(22_000)).await.unwrap());
+    store.retire_dispatcher("instance-b").await.unwrap();
+    assert_eq!(store.announce_dispatcher("instance-a", t(13_000), t(23_000)).await.unwrap(), 1, "b retired");
+    assert!(store.acquire_number_lease("1001", "instance-a", t(13_000), t(23_000)).await.unwrap(), "b's leases gone");
 }
 
 async fn accounts_pause_and_resume_and_numbers_keep_their_limits(store: &dyn Store) {
@@ -1620,6 +1637,7 @@ macro_rules! suite {
             case!(expired_messages_fail_unless_being_sent);
             case!(scheduled_messages_wait_for_their_time);
             case!(a_number_is_dispatched_by_one_holder_at_a_time);
+            case!(dispatchers_count_while_they_announce_themselves);
             case!(accounts_pause_and_resume_and_numbers_keep_their_limits);
             case!(opt_outs_tiers_and_queue_depths);
             case!(the_window_is_judged_with_the_send);

@@ -325,8 +325,23 @@ impl Outbox for PgStore {
         Ok(execute(&self.pool, shared::ACQUIRE_NUMBER_LEASE, values).await? == 1)
     }
 
-    async fn release_number_leases(&self, holder: &str) -> Result<()> {
-        execute(&self.pool, shared::RELEASE_NUMBER_LEASES, (holder,)).await?;
+    async fn release_number_lease(&self, phone_number_id: &str, holder: &str) -> Result<()> {
+        execute(&self.pool, shared::RELEASE_NUMBER_LEASE, (phone_number_id, holder)).await?;
+        Ok(())
+    }
+
+    async fn announce_dispatcher(&self, holder: &str, now: Timestamp, until: Timestamp) -> Result<u64> {
+        execute(&self.pool, shared::ANNOUNCE_DISPATCHER, (holder, until.as_millis())).await?;
+        execute(&self.pool, shared::FORGET_LAPSED_DISPATCHERS, (now.as_millis(),)).await?;
+        let live: i64 = value(&self.pool, shared::COUNT_DISPATCHERS, ()).await?;
+        Ok(live.max(1) as u64)
+    }
+
+    async fn retire_dispatcher(&self, holder: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        execute(&mut *tx, shared::RELEASE_NUMBER_LEASES, (holder,)).await?;
+        execute(&mut *tx, shared::RETIRE_DISPATCHER, (holder,)).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -294,6 +294,12 @@ pub(crate) const ACQUIRE_NUMBER_LEASE: &str = "INSERT INTO number_leases (phone_
     lease_until = excluded.lease_until \
     WHERE number_leases.holder = excluded.holder OR number_leases.lease_until <= $4";
 pub(crate) const RELEASE_NUMBER_LEASES: &str = "DELETE FROM number_leases WHERE holder = $1";
+pub(crate) const RELEASE_NUMBER_LEASE: &str = "DELETE FROM number_leases WHERE phone_number_id = $1 AND holder = $2";
+pub(crate) const ANNOUNCE_DISPATCHER: &str = "INSERT INTO dispatchers (holder, alive_until) VALUES ($1, $2) \
+    ON CONFLICT (holder) DO UPDATE SET alive_until = excluded.alive_until";
+pub(crate) const FORGET_LAPSED_DISPATCHERS: &str = "DELETE FROM dispatchers WHERE alive_until <= $1";
+pub(crate) const COUNT_DISPATCHERS: &str = "SELECT COUNT(*) FROM dispatchers";
+pub(crate) const RETIRE_DISPATCHER: &str = "DELETE FROM dispatchers WHERE holder = $1";
 
 // Recording that Meta accepted a message (`Store::record_accepted`): the first result recorded
 // wins; a holder whose lease lapsed still records the wamid if nobody did, because Meta has the

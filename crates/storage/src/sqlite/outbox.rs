@@ -168,9 +168,31 @@ impl Outbox for SqliteStore {
         Ok(self.execute(shared::ACQUIRE_NUMBER_LEASE, params).await? == 1)
     }
 
-    async fn release_number_leases(&self, holder: &str) -> Result<()> {
-        self.execute(shared::RELEASE_NUMBER_LEASES, (holder.to_owned(),)).await?;
+    async fn release_number_lease(&self, phone_number_id: &str, holder: &str) -> Result<()> {
+        self.execute(shared::RELEASE_NUMBER_LEASE, (phone_number_id.to_owned(), holder.to_owned())).await?;
         Ok(())
+    }
+
+    async fn announce_dispatcher(&self, holder: &str, now: Timestamp, until: Timestamp) -> Result<u64> {
+        let holder = holder.to_owned();
+        self.writer
+            .write(move |tx| {
+                execute(tx, shared::ANNOUNCE_DISPATCHER, params![holder, until.as_millis()])?;
+                execute(tx, shared::FORGET_LAPSED_DISPATCHERS, [now.as_millis()])?;
+                let live: i64 = value(tx, shared::COUNT_DISPATCHERS, [])?;
+                Ok(live.max(1) as u64)
+            })
+            .await
+    }
+
+    async fn retire_dispatcher(&self, holder: &str) -> Result<()> {
+        let holder = holder.to_owned();
+        self.writer
+            .write(move |tx| {
+                execute(tx, shared::RELEASE_NUMBER_LEASES, [&holder])?;
+                execute(tx, shared::RETIRE_DISPATCHER, [&holder]).map(|_| ())
+            })
+            .await
     }
 }
 

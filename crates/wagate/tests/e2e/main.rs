@@ -10,6 +10,7 @@ mod configuration;
 mod contacts;
 mod crash;
 mod events;
+mod fairness;
 mod flow;
 mod fuzz;
 mod graph_surface;

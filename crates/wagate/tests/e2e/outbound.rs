@@ -385,16 +385,6 @@ async fn all_accepted(app: &TestApp, ids: &[String]) {
     }
 }
 
-/// The number's throughput, at the sandbox (Meta) and in wagate alike.
-async fn set_throughput(app: &TestApp, sandbox: &str, phone: &str, messages_per_second: u32) {
-    let limit = json!({"messages_per_second": messages_per_second});
-    let url = format!("{sandbox}/control/phone-numbers/{phone}/throughput");
-    let (status, body) = request(&app.http, Method::PUT, &url, None, Some(limit.clone())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = app.request(Method::PATCH, &format!("/v1/phone-numbers/{phone}"), Some(limit)).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn a_burst_to_500_recipients_keeps_to_the_numbers_throughput(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |c| c.sandbox.enabled = false).await else { return };
     let (sandbox, _) = spawn_sandbox(&format!("{}/webhooks/meta", app.url)).await;

@@ -411,6 +411,16 @@ pub async fn spawn_sandbox(webhook_url: &str) -> (String, Seed) {
     started.await.expect("the sandbox starts")
 }
 
+/// The number's throughput, at the sandbox (Meta) and in wagate alike.
+pub async fn set_throughput(app: &TestApp, sandbox: &str, phone: &str, messages_per_second: u32) {
+    let limit = json!({"messages_per_second": messages_per_second});
+    let url = format!("{sandbox}/control/phone-numbers/{phone}/throughput");
+    let (status, body) = request(&app.http, Method::PUT, &url, Some(&app.api_key), Some(limit.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.request(Method::PATCH, &format!("/v1/phone-numbers/{phone}"), Some(limit)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// Queues a text straight into storage, bypassing the API, to stage states the API cannot reach
 /// on purpose (what a crashed process left behind).
 pub async fn enqueue_direct(store: &dyn Store, phone_number_id: &str, recipient: &str, body: &str) -> MessageId {
