@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,75 @@ pub fn with_layers(router: Router, state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeId))
         .layer(middleware::map_request(drop_unsafe_request_id))
+        .layer(middleware::from_fn(drain_refused_body))
         .layer(MapRequestBodyLayer::new(move |body| Body::new(DeadlineBody::new(body, body_timeout))))
+}
+
+/// The most of a refused body read and thrown away before answering.
+const DRAIN_MAX: usize = 16 * 1024 * 1024;
+
+/// A body refused unread (413: larger than the route takes) is read and thrown away, up to
+/// [`DRAIN_MAX`] and within the body timeout, before the answer goes out: closing a connection
+/// the client is still sending on resets it, and the client would see a broken connection
+/// instead of the 413 that says why.
+async fn drain_refused_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let left = Arc::new(Mutex::new(None));
+    let body = Body::new(ReturnedBody { body: Some(body), left: left.clone() });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let unread = left.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(body) = unread {
+            let mut stream = body.into_data_stream();
+            let mut drained = 0;
+            while drained <= DRAIN_MAX
+                && let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await
+            {
+                drained += chunk.len();
+            }
+        }
+    }
+    response
+}
+
+/// A request body that, dropped unfinished, leaves what is unread behind for
+/// [`drain_refused_body`].
+struct ReturnedBody {
+    body: Option<Body>,
+    left: Arc<Mutex<Option<Body>>>,
+}
+
+impl http_body::Body for ReturnedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        match self.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.as_ref().map(http_body::Body::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for ReturnedBody {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take()
+            && !http_body::Body::is_end_stream(&body)
+        {
+            *self.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(body);
+        }
+    }
 }
 
 /// Characters of a caller's `X-Request-Id` kept, at most.

@@ -18,10 +18,16 @@ use wagate_storage::Store;
 
 use crate::services::ServiceError;
 
+/// How many messages had been queued when a count of the queue started.
+#[derive(Clone, Copy, Debug)]
+pub struct CountMark(i64);
+
 pub struct Outbox {
     /// Messages waiting to be sent, as last counted plus those accepted since, less those that
     /// left the queue since.
     backlog: AtomicI64,
+    /// Messages ever queued by this instance: what a count running meanwhile may have missed.
+    queued_total: AtomicI64,
     max_backlog: i64,
     wakeups: Wakeups,
     /// Ids of messages whose send result was just recorded, for callers waiting on one.
@@ -37,6 +43,7 @@ impl Outbox {
     pub fn new(max_backlog: u64) -> Self {
         Self {
             backlog: AtomicI64::new(0),
+            queued_total: AtomicI64::new(0),
             max_backlog: i64::try_from(max_backlog).unwrap_or(i64::MAX),
             wakeups: Wakeups::default(),
             // Waiters that fall behind read the database instead; the channel only saves time.
@@ -53,6 +60,7 @@ impl Outbox {
 
     /// A message was queued from `phone_number_id`: counted, and the number's dispatcher woken.
     pub fn queued(&self, phone_number_id: &str) {
+        self.queued_total.fetch_add(1, Ordering::Relaxed);
         self.backlog.fetch_add(1, Ordering::Relaxed);
         self.wakeups.of(phone_number_id).notify_one();
     }
@@ -70,9 +78,18 @@ impl Outbox {
         let _ = self.completions.send(id.clone());
     }
 
-    /// The queue as just counted (by the janitor): the backlog starts again from it.
-    pub fn counted(&self, waiting: i64) {
-        self.backlog.store(waiting, Ordering::Relaxed);
+    /// Taken before counting the queue, for [`Self::counted`].
+    pub fn count_started(&self) -> CountMark {
+        CountMark(self.queued_total.load(Ordering::Relaxed))
+    }
+
+    /// The queue as just counted (by the janitor): the backlog starts again from it, plus the
+    /// messages queued while it was counted, which the count may not have seen. It errs high
+    /// (a message both counted and added, one that left while counted) until the next count,
+    /// never low: backpressure refuses a little early rather than lets the queue past its limit.
+    pub fn counted(&self, waiting: i64, started: CountMark) {
+        let since = self.queued_total.load(Ordering::Relaxed) - started.0;
+        self.backlog.store(waiting + since.max(0), Ordering::Relaxed);
     }
 
     /// What wakes the dispatcher of `phone_number_id`.
@@ -205,8 +222,22 @@ mod tests {
         assert_eq!(outbox.check_room(), Err(2));
         outbox.left(&id);
         assert_eq!(outbox.check_room(), Ok(()));
-        outbox.counted(5);
+        let mark = outbox.count_started();
+        outbox.counted(5, mark);
         assert_eq!(outbox.check_room(), Err(5));
+    }
+
+    #[test]
+    fn a_message_queued_while_the_queue_is_counted_is_not_lost_from_the_backlog() {
+        let outbox = Outbox::new(3);
+        outbox.queued("1");
+        outbox.queued("1");
+        // The count reads two rows; the third message commits and is queued before the count
+        // is stored.
+        let mark = outbox.count_started();
+        outbox.queued("1");
+        outbox.counted(2, mark);
+        assert_eq!(outbox.check_room(), Err(3));
     }
 
     #[tokio::test]

@@ -151,6 +151,7 @@ async fn expire(state: &AppState) {
 /// reached outside the 24-hour window (against its messaging tier).
 async fn count(state: &AppState) {
     let metrics = &state.metrics;
+    let started = state.outbox.count_started();
     match state.store.outbox_depth_by_number().await {
         Ok(depths) => {
             metrics.queue_depth.clear();
@@ -159,7 +160,7 @@ async fn count(state: &AppState) {
                 metrics.queue_depth.get_or_create(&NumberLabels { phone_number_id }).set(depth);
             }
             metrics.outbox_depth.set(total);
-            state.outbox.counted(total);
+            state.outbox.counted(total, started);
         }
         Err(e) => tracing::warn!(error = %e, "counting the outbox failed"),
     }

@@ -438,3 +438,20 @@ async fn the_readme_walkthrough_script_reaches_read() {
     assert!(stdout.contains("status: read") && stdout.contains("\"status\":\"read\""), "{stdout}");
     server.kill().await;
 }
+
+/// A body larger than the route takes is refused with 413 before it is read, and the client,
+/// still sending it, gets that answer rather than a reset connection, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_answered_413_not_reset() {
+    let _turn = take_turn("an_oversized_body_is_answered_413_not_reset").await;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    let phone = app.sandbox_numbers().await[0].clone();
+    let huge = json!({"from": phone, "to": "+15550170000", "type": "text",
+        "text": {"body": "x".repeat(3 * 1024 * 1024)}});
+    for _ in 0..20 {
+        let (status, e) = app.post("/v1/messages", huge.clone()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    }
+    assert_eq!(app.store().count_messages().await.unwrap(), 0, "nothing refused is stored");
+    app.stop().await;
+}
