@@ -111,8 +111,7 @@ impl Instances {
             cpu: Mutex::default(),
         });
         let numbers = instances.connect(key).await?;
-        let shared = instances.wait_for_share(count.min(numbers.len())).await;
-        ensure!(shared, "the numbers were not shared out among the instances within 30 s");
+        instances.wait_for_share(count.min(numbers.len())).await?;
         Ok((instances, numbers))
     }
 
@@ -134,19 +133,15 @@ impl Instances {
     }
 
     /// Waits until `instances` instances each dispatch a number of their own.
-    async fn wait_for_share(&self, instances: usize) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+    async fn wait_for_share(&self, instances: usize) -> anyhow::Result<()> {
+        poll_until("the numbers to be shared out among the instances", Duration::from_secs(30), || async {
             let mut holding = 0;
             for i in 0..self.urls.len() {
                 holding += usize::from(self.scrape(i).await.is_some_and(|s| !s.dispatching.is_empty()));
             }
-            if holding >= instances {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        false
+            (holding >= instances).then_some(())
+        })
+        .await
     }
 
     /// Instance `i`'s metrics, or its last ones when it does not answer.
@@ -220,23 +215,22 @@ impl Instances {
     /// After `after`, kills the last instance and reports how long until the first dispatches
     /// every number.
     pub async fn kill_later(self: Arc<Self>, after: Duration, numbers: usize) -> anyhow::Result<()> {
+        // The kill is scheduled, not waited for: nothing to poll.
         tokio::time::sleep(after).await;
         let victim = self.urls.len() - 1;
         self.cpu(); // its CPU up to now; nothing is read after the kill
         self.kill(victim)?;
         let killed = Instant::now();
         eprintln!("killed instance {victim} (kill -9)");
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if self.scrape(0).await.is_some_and(|s| s.dispatching.len() == numbers) {
-                println!(
-                    "  take-over: instance 0 dispatched every number {:.1} s after instance {victim}'s kill -9",
-                    killed.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            ensure!(killed.elapsed() < Duration::from_secs(120), "no take-over within two minutes");
-        }
+        let took = poll_until("instance 0 to take every number over", Duration::from_secs(120), || async {
+            self.scrape(0).await.is_some_and(|s| s.dispatching.len() == numbers).then(|| killed.elapsed())
+        })
+        .await?;
+        println!(
+            "  take-over: instance 0 dispatched every number {:.1} s after instance {victim}'s kill -9",
+            took.as_secs_f64()
+        );
+        Ok(())
     }
 
     /// Every accepted send has reached Meta: how many the sandbox accepted, and how many of
@@ -274,6 +268,23 @@ impl Instances {
             let _ = c.start_kill();
             let _ = c.wait().await;
         }
+    }
+}
+
+/// Checks every 100 ms until `check` answers, for at most `patience`.
+async fn poll_until<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        if let Some(done) = check().await {
+            return Ok(done);
+        }
+        ensure!(Instant::now() < deadline, "waited {} s for {what}", patience.as_secs());
     }
 }
 

@@ -50,13 +50,12 @@ pub(super) async fn message_state(tx: &mut Tx, id: &str) -> Result<Option<(Messa
     let Some(message) = first(&mut **tx, shared::SELECT_MESSAGE, (id,), shared::message).await? else {
         return Ok(None);
     };
-    let history = shared::history(all(&mut **tx, shared::SELECT_HISTORY, (id,), shared::status_row).await?)?;
-    Ok(Some((message, history)))
+    Ok(Some((message, message_history(tx, id).await?)))
 }
 
-/// A message's history before a change, for [`message_changes`] after it: the history alone
-/// (the message itself is read once, after the change).
-pub(super) async fn history_before(tx: &mut Tx, id: &str) -> Result<Vec<StatusEntry>> {
+/// A message's history alone: before a change, for [`message_changes`] after it (the message
+/// itself is read once, after the change).
+pub(super) async fn message_history(tx: &mut Tx, id: &str) -> Result<Vec<StatusEntry>> {
     shared::history(all(&mut **tx, shared::SELECT_HISTORY, (id,), shared::status_row).await?)
 }
 

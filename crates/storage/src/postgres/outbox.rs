@@ -13,7 +13,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::batch::Batched;
-use super::events::{emit_all, history_before, message_changes};
+use super::events::{emit_all, message_changes, message_history};
 use super::{PgStore, Tx, all, execute, first, lock_wamid, messages, value};
 use crate::shared::{self, Columns, PreparedSend, error_text, json_text, message_cols};
 use crate::*;
@@ -253,7 +253,7 @@ impl Outbox for PgStore {
         let (message_id, account_id, at) = (d.message_id.as_str(), d.account_id.as_str(), at.as_millis());
         let mut tx = self.begin().await?;
         lock_wamid(&mut tx, wamid).await?;
-        let before = history_before(&mut tx, message_id).await?;
+        let before = message_history(&mut tx, message_id).await?;
         let updated = execute(&mut *tx, shared::ACCEPT_MESSAGE, (wamid, at, message_id)).await?;
         execute(&mut *tx, shared::DELETE_OUTBOX_ROW, (message_id,)).await?;
         if updated == 0 {
@@ -284,7 +284,7 @@ impl Outbox for PgStore {
             return Ok(false);
         }
         let error = error_text(error);
-        let before = history_before(&mut tx, message_id).await?;
+        let before = message_history(&mut tx, message_id).await?;
         execute(&mut *tx, shared::FAIL_UNACCEPTED, (&error, at, message_id)).await?;
         let failed = (account_id, message_id, at, &error, detail.map(json_text));
         execute(&mut *tx, shared::INSERT_FAILED_STATUS, failed).await?;
@@ -356,7 +356,7 @@ async fn end_unsent(
     error: &str,
     at: Timestamp,
 ) -> Result<Vec<NewEvent>> {
-    let before = history_before(tx, id).await?;
+    let before = message_history(tx, id).await?;
     execute(&mut **tx, shared::SET_STATUS, (status, error, at.as_millis(), id)).await?;
     execute(&mut **tx, shared::INSERT_UNSENT_STATUS, (status, at.as_millis(), error, id)).await?;
     message_changes(tx, views, id, &before).await

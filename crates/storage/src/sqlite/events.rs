@@ -28,13 +28,12 @@ pub(super) fn message_state(tx: &Connection, id: &str) -> Result<Option<(Message
     let Some(message) = first(tx, shared::SELECT_MESSAGE, [id], |r| shared::message(r))? else {
         return Ok(None);
     };
-    let history = shared::history(all(tx, shared::SELECT_HISTORY, [id], |r| shared::status_row(r))?)?;
-    Ok(Some((message, history)))
+    Ok(Some((message, message_history(tx, id)?)))
 }
 
-/// A message's history before a change, for [`emit_message_changes`] after it: the history
-/// alone (the message itself is read once, after the change).
-pub(super) fn history_before(tx: &Connection, id: &str) -> Result<Vec<StatusEntry>> {
+/// A message's history alone: before a change, for [`emit_message_changes`] after it (the
+/// message itself is read once, after the change).
+pub(super) fn message_history(tx: &Connection, id: &str) -> Result<Vec<StatusEntry>> {
     shared::history(all(tx, shared::SELECT_HISTORY, [id], |r| shared::status_row(r))?)
 }
 

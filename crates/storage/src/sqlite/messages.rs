@@ -8,7 +8,7 @@ use wagate_domain::id::MessageId;
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
-use super::events::{emit_message_changes, history_before};
+use super::events::{emit_message_changes, message_history};
 use super::rows::{all, execute, first};
 use crate::shared::{self, StatusColumns, json_text};
 use crate::*;
@@ -83,7 +83,7 @@ fn apply_statuses(
         if let Some(id) = &message_id
             && !before.contains_key(id)
         {
-            before.insert(id.clone(), history_before(tx, id)?);
+            before.insert(id.clone(), message_history(tx, id)?);
         }
         let changed = execute(tx, shared::UPSERT_STATUS, shared::status_values(c, message_id.as_deref(), at))? > 0;
         outcomes.push(shared::status_outcome(changed, message_id, &mut touched));

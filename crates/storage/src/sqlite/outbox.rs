@@ -9,7 +9,7 @@ use wagate_domain::message::MessageError;
 use wagate_domain::time::Timestamp;
 
 use super::SqliteStore;
-use super::events::{emit_message_changes, history_before};
+use super::events::{emit_message_changes, message_history};
 use super::messages::refresh_status;
 use super::rows::{all, execute, first, value};
 use crate::shared::{self, HeadScan, PreparedSend, error_text, initial_status, json_text, message_cols, ts};
@@ -94,7 +94,7 @@ impl Outbox for SqliteStore {
         let views = self.views.clone();
         self.writer
             .write(move |tx| {
-                let before = history_before(tx, &message_id)?;
+                let before = message_history(tx, &message_id)?;
                 // The first result recorded wins (see `ACCEPT_MESSAGE`).
                 let updated = execute(tx, shared::ACCEPT_MESSAGE, params![wamid, at, message_id])?;
                 execute(tx, shared::DELETE_OUTBOX_ROW, [&message_id])?;
@@ -127,7 +127,7 @@ impl Outbox for SqliteStore {
                 if execute(tx, shared::DELETE_LEASED, [&message_id, &lease])? == 0 {
                     return Ok(false);
                 }
-                let before = history_before(tx, &message_id)?;
+                let before = message_history(tx, &message_id)?;
                 execute(tx, shared::FAIL_UNACCEPTED, params![error, at, message_id])?;
                 execute(tx, shared::INSERT_FAILED_STATUS, params![account_id, message_id, at, error, detail])?;
                 emit_message_changes(tx, views.as_ref(), &message_id, &before, at)?;
@@ -258,7 +258,7 @@ fn end_unsent(
     at: Timestamp,
 ) -> Result<()> {
     let at = at.as_millis();
-    let before = history_before(tx, id)?;
+    let before = message_history(tx, id)?;
     execute(tx, shared::SET_STATUS, params![status, error, at, id])?;
     execute(tx, shared::INSERT_UNSENT_STATUS, params![status, at, error, id])?;
     emit_message_changes(tx, views, id, &before, at)

@@ -98,7 +98,8 @@ impl Leases {
                 return;
             }
         };
-        let share = numbers.len().div_ceil(live.max(1));
+        // At least one: this instance has just announced itself.
+        let share = numbers.len().div_ceil(live);
         self.held.retain(|id, h| {
             let keep = numbers.iter().any(|n| &n.id == id);
             if !keep {
