@@ -6,11 +6,13 @@
 //! With `--events`, instead: sends paced at a number's top rate with every event they make posted
 //! to a receiver in this process (see `events`). With `--sustained`: numbers × rate sends a
 //! second from an open-loop generator with every status coming back, followed second by second
-//! (see `sustained`).
+//! (see `sustained`). With `--import-contacts N`: a CSV file of N contacts imported into a
+//! `wagate serve` process, timed, with the server's memory and CPU (see `import`).
 //! A binary of its own so that `wagate` does not carry the load generator.
 
 mod events;
 mod http;
+mod import;
 mod load;
 mod report;
 mod scale_out;
@@ -103,6 +105,12 @@ struct BenchArgs {
     /// report how long the first takes to dispatch its number.
     #[arg(long)]
     kill_after_secs: Option<u64>,
+    /// Instead of the three phases: a CSV file of this many contacts (a few with bad numbers)
+    /// uploaded to `POST /v1/contacts/import` of a `wagate serve` process (the `wagate` binary
+    /// built beside this one) and the job followed to its end: the time, the server's memory
+    /// and CPU, and the refused rows checked by line.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    import_contacts: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -148,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
         BackendChoice::Postgres => vec![Backend::Postgres],
         BackendChoice::Both => vec![Backend::Sqlite, Backend::Postgres],
     };
+    if let Some(rows) = args.import_contacts {
+        return import_contacts(&args, &backends, rows).await;
+    }
     let mut reports = Vec::new();
     for backend in backends {
         match bench_backend(backend, &args).await.with_context(|| format!("benchmarking {}", backend.name()))? {
@@ -179,6 +190,27 @@ async fn main() -> anyhow::Result<()> {
     } else {
         print_table(&args, &reports);
     }
+    Ok(())
+}
+
+/// `--import-contacts`: each backend in turn, then the figures; an error when an import did not
+/// come out as the file says it should.
+async fn import_contacts(args: &BenchArgs, backends: &[Backend], rows: u64) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    for &backend in backends {
+        let report = import::measure(backend, rows, &args.database_url).await;
+        reports.push(report.with_context(|| format!("importing contacts on {}", backend.name()))?);
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"import_contacts": reports.iter().map(import::ImportReport::to_json).collect::<Vec<_>>()})
+        );
+    } else {
+        import::print_table(&reports);
+    }
+    let wrong: Vec<&str> = reports.iter().filter(|r| !r.problems().is_empty()).map(|r| r.backend.name()).collect();
+    ensure!(wrong.is_empty(), "the import did not come out as expected on {}", wrong.join(", "));
     Ok(())
 }
 

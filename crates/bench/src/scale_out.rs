@@ -43,7 +43,7 @@ struct Scrape {
 }
 
 /// Starts `wagate` with `args`; the process and the URL it prints on its first line.
-async fn start(wagate: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Child, String)> {
+pub async fn start(wagate: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Child, String)> {
     let mut cmd = Command::new(wagate);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     cmd.env_remove("WAGATE_DATABASE_URL").env_remove("WAGATE_CONFIG").env_remove("WAGATE_SECRET_KEY");
@@ -272,7 +272,7 @@ impl Instances {
 }
 
 /// Checks every 100 ms until `check` answers, for at most `patience`.
-async fn poll_until<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> anyhow::Result<T>
+pub async fn poll_until<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -289,7 +289,7 @@ where
 }
 
 /// A process's user and system CPU time, from `/proc/<pid>/stat`.
-fn process_cpu(pid: u32) -> Option<Duration> {
+pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();

@@ -117,7 +117,7 @@ impl ContactPatch {
     }
 }
 
-fn attribute_key(key: &str) -> Result<(), FieldError> {
+pub fn attribute_key(key: &str) -> Result<(), FieldError> {
     let path = format!("attributes.{key}");
     if key.is_empty() {
         return Err(FieldError::new("attributes", "min_length", "an attribute name must not be empty"));

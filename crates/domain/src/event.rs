@@ -35,12 +35,18 @@ pub enum EventType {
     AccountResumed,
     AccountEvent,
     EndpointDisabled,
+    CampaignStarted,
+    CampaignProgress,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignCompleted,
+    CampaignCanceled,
     Ping,
     MetaWebhook,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 26] = [
         Self::MessageReceived,
         Self::MessageAccepted,
         Self::MessageSent,
@@ -59,6 +65,12 @@ impl EventType {
         Self::AccountResumed,
         Self::AccountEvent,
         Self::EndpointDisabled,
+        Self::CampaignStarted,
+        Self::CampaignProgress,
+        Self::CampaignPaused,
+        Self::CampaignResumed,
+        Self::CampaignCompleted,
+        Self::CampaignCanceled,
         Self::Ping,
         Self::MetaWebhook,
     ];
@@ -83,6 +95,12 @@ impl EventType {
             Self::AccountResumed => "account.resumed",
             Self::AccountEvent => "account.event",
             Self::EndpointDisabled => "endpoint.disabled",
+            Self::CampaignStarted => "campaign.started",
+            Self::CampaignProgress => "campaign.progress",
+            Self::CampaignPaused => "campaign.paused",
+            Self::CampaignResumed => "campaign.resumed",
+            Self::CampaignCompleted => "campaign.completed",
+            Self::CampaignCanceled => "campaign.canceled",
             Self::Ping => "ping",
             Self::MetaWebhook => "meta.webhook",
         }

@@ -146,6 +146,16 @@ prefixed_id!(
     ConversationId,
     "cv"
 );
+prefixed_id!(
+    /// A campaign: one template sent to many recipients.
+    CampaignId,
+    "cmp"
+);
+prefixed_id!(
+    /// A background job: an import or an export.
+    JobId,
+    "job"
+);
 
 impl MediaId {
     /// The id written as Meta writes its media ids, in digits (SDKs check that a media id is

@@ -2,6 +2,7 @@
 //! live in one place and the storage and server crates only move values around.
 
 pub mod api_key;
+pub mod campaign;
 pub mod contact;
 pub mod error_class;
 pub mod event;

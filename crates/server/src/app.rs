@@ -103,17 +103,28 @@ impl Application {
             .dispatcher
             .enabled
             .then(|| tokio::spawn(workers::dispatcher::run(state.clone(), cancel.clone())));
+        // Campaigns are fed where messages are dispatched: an instance that only serves the API
+        // leaves them to the others.
+        let campaigns = state
+            .config
+            .dispatcher
+            .enabled
+            .then(|| tokio::spawn(workers::campaigns::run(state.clone(), cancel.clone())));
         let inbound = tokio::spawn(workers::inbound::run(state.clone(), cancel.clone()));
         let media = tokio::spawn(workers::media::run(state.clone(), cancel.clone()));
         let janitor = tokio::spawn(workers::janitor::run(state.clone(), cancel.clone()));
         let events = tokio::spawn(workers::events::run(state.clone(), cancel.clone()));
         let templates = tokio::spawn(workers::templates::run(state.clone(), cancel.clone()));
+        let jobs = tokio::spawn(workers::jobs::run(state.clone(), cancel.clone()));
         let header_timeout = state.config.http.header_timeout();
         http::serve(listener, router, header_timeout, max_connections, cancel.clone().cancelled_owned()).await;
         // Serving has stopped (in-flight requests answered): the workers stop too.
         cancel.cancel();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         if tokio::time::timeout(grace, async {
+            if let Some(campaigns) = campaigns {
+                let _ = campaigns.await;
+            }
             if let Some(dispatcher) = dispatcher {
                 let _ = dispatcher.await;
             }
@@ -122,6 +133,7 @@ impl Application {
             let _ = events.await;
             let _ = janitor.await;
             let _ = templates.await;
+            let _ = jobs.await;
         })
         .await
         .is_err()

@@ -101,6 +101,19 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
         | ("POST", "/v1/groups/{id}/join-requests/approve" | "/v1/groups/{id}/join-requests/reject")
         | ("PATCH" | "DELETE", "/v1/groups/{id}") => Scope::Send,
         ("PUT", "/v1/phone-numbers/{id}/flows-key") => Scope::Admin,
+        // Campaigns are sends, many at once.
+        ("POST", "/v1/campaigns" | "/v1/campaigns/{id}/recipients" | "/v1/campaigns/{id}/preflight")
+        | ("POST", "/v1/campaigns/{id}/start" | "/v1/campaigns/{id}/pause" | "/v1/campaigns/{id}/resume")
+        | ("POST", "/v1/campaigns/{id}/cancel" | "/v1/campaigns/{id}/retry-failed" | "/v1/campaigns/{id}/clone")
+        | ("POST", "/v1/campaigns/{id}/recipients/export")
+        | ("DELETE", "/v1/campaigns/{id}/recipients/{to}") => Scope::Send,
+        // Imports write contacts, as PATCH /v1/contacts/{id} does.
+        ("POST", "/v1/contacts/import" | "/v1/jobs/{id}/cancel") => Scope::Send,
+        ("GET", "/v1/jobs" | "/v1/jobs/{id}" | "/v1/jobs/{id}/entries" | "/v1/jobs/{id}/result") => Scope::Read,
+        (
+            "GET",
+            "/v1/campaigns" | "/v1/campaigns/{id}" | "/v1/campaigns/{id}/recipients" | "/v1/campaigns/{id}/recipients.csv",
+        ) => Scope::Read,
         // A ChakraHQ plugin's configuration is where its events go.
         ("POST", "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/update-config") => Scope::Admin,
         ("GET", "/chakra/v1/ext/plugin/whatsapp/{plugin_id}/config") => Scope::Read,

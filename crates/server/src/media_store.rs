@@ -119,6 +119,21 @@ impl MediaStore {
         }
     }
 
+    /// The size of the file under `key`, None when there is none.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, MediaStoreError> {
+        match self.inner.head(&Self::path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bytes `start..end` of the file under `key` (fewer at its end): what a job reads a batch at
+    /// a time, from where it left off.
+    pub async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Bytes, MediaStoreError> {
+        Ok(self.inner.get_range(&Self::path(key), start..end).await?)
+    }
+
     /// Removes the file under `key`; nothing to remove is no error.
     pub async fn delete(&self, key: &str) -> Result<(), MediaStoreError> {
         match self.inner.delete(&Self::path(key)).await {

@@ -17,6 +17,7 @@ pub struct Signals {
     event_deliveries_queued: Notify,
     /// Request ids of groups Meta just announced; sent only while someone listens.
     group_announced: broadcast::Sender<String>,
+    job_queued: Notify,
 }
 
 impl Default for Signals {
@@ -28,6 +29,7 @@ impl Default for Signals {
             events_found: watch::channel(0).0,
             event_deliveries_queued: Notify::new(),
             group_announced: broadcast::channel(64).0,
+            job_queued: Notify::new(),
         }
     }
 }
@@ -40,6 +42,15 @@ impl Signals {
 
     pub fn next_delivery_stored(&self) -> Notified<'_> {
         self.delivery_stored.notified()
+    }
+
+    /// A job was queued: the job worker takes it now, or when it next waits.
+    pub fn job_queued(&self) {
+        self.job_queued.notify_one();
+    }
+
+    pub fn next_job_queued(&self) -> Notified<'_> {
+        self.job_queued.notified()
     }
 
     /// Media was recorded to download: the downloader claims it now, or when it next waits.

@@ -1,7 +1,9 @@
 //! wagate's storage: one interface ([`Store`]), two implementations (SQLite for the embedded
 //! default, PostgreSQL for production and clusters), one conformance suite run against both.
 
+mod campaigns;
 mod events;
+mod jobs;
 mod media;
 mod migrate;
 pub mod model;
@@ -17,13 +19,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use wagate_domain::id::{AccountId, ApiKeyId, ContactId, ConversationId, MediaId, MessageId};
+use wagate_domain::id::{AccountId, ApiKeyId, CampaignId, ContactId, ConversationId, JobId, MediaId, MessageId};
 use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::{Cipher, OpenError};
 use wagate_domain::time::Timestamp;
 
+pub use campaigns::*;
 pub use events::*;
+pub use jobs::*;
 pub use media::*;
 pub use model::*;
 pub use postgres::PgStore;
@@ -81,6 +85,8 @@ pub trait Store:
     + Templates
     + Groups
     + Events
+    + Campaigns
+    + Jobs
     + Testing
     + 'static
 {
@@ -164,6 +170,15 @@ pub trait Accounts: Send + Sync {
     async fn note_webhooks(&self, phone_number_id: &str, at: Timestamp) -> Result<()>;
     /// How many distinct users an account's messages outside the 24-hour window went to since.
     async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64>;
+    /// Of the users `count_conversations_opened` counts, when the one `nth` (from 0) to stop
+    /// counting was last reached: each counts until a window after their latest such message.
+    /// None when fewer are counted.
+    async fn conversation_opened_at(
+        &self,
+        account_id: &AccountId,
+        since: Timestamp,
+        nth: i64,
+    ) -> Result<Option<Timestamp>>;
 }
 
 /// Keys for wagate's own API, stored by hash.
@@ -307,6 +322,8 @@ pub trait Contacts: Send + Sync {
     async fn get_contact(&self, id: &ContactId) -> Result<Option<Contact>>;
     /// The contact whose phone is `wa_id` (digits), if any.
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>>;
+    /// The contacts whose phones are these `wa_id`s (digits), in no order.
+    async fn contacts_by_wa_ids(&self, wa_ids: &[String]) -> Result<Vec<Contact>>;
     /// Contacts matching `filter`, newest first, at most `limit`.
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>>;
     /// Contacts matching `filter`, newest first: `limit` of them after the first `offset`, and
@@ -468,6 +485,102 @@ pub trait Events: Send + Sync {
     async fn delete_old_events(&self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Deliveries not done yet, per endpoint.
     async fn pending_event_deliveries(&self) -> Result<Vec<(String, i64)>>;
+}
+
+/// Campaigns and their recipients. A recipient is fed to the outbox by reserving a message id
+/// for it (`queue_recipients`) and then sending that message with that id: a crash between the
+/// two leaves it `queued` with no message, which `unsent_recipients` finds to send again.
+#[async_trait]
+pub trait Campaigns: Send + Sync {
+    /// Writes a campaign with `events` in the same transaction: a new one when `read` is None
+    /// (false when its id is taken), else only if its stored revision is still `read` (false
+    /// when another write came since: read it again and redo the change). The stored revision
+    /// becomes `campaign.revision`, which the caller sets past `read`. The events are stored as
+    /// of the campaign's `updated_at`; the lease (`lease_campaign`) is left as it is.
+    async fn save_campaign(&self, campaign: &Campaign, read: Option<i64>, events: &[NewEvent]) -> Result<bool>;
+    async fn get_campaign(&self, id: &CampaignId) -> Result<Option<Campaign>>;
+    /// Campaigns matching `filter`, newest first, at most `limit`.
+    async fn list_campaigns(&self, filter: &CampaignFilter, limit: u32) -> Result<Vec<Campaign>>;
+    /// Campaigns that are scheduled, running or paused: what the campaign worker looks after.
+    async fn active_campaigns(&self) -> Result<Vec<Campaign>>;
+    /// Takes or renews the lease on feeding a campaign; false while another holder's runs.
+    async fn lease_campaign(&self, id: &CampaignId, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool>;
+    /// Adds recipients after the last, in order, in one transaction; for each, whether it was
+    /// added (false: the campaign has that number already, or an earlier one of the list had
+    /// it; all false for an unknown campaign).
+    async fn add_recipients(&self, id: &CampaignId, recipients: &[NewRecipient], at: Timestamp) -> Result<Vec<bool>>;
+    /// Removes a recipient not yet queued.
+    async fn remove_recipient(&self, id: &CampaignId, to: &str) -> Result<RecipientRemoved>;
+    /// Pending recipients in position order, at most `limit`.
+    async fn pending_recipients(&self, id: &CampaignId, limit: u32) -> Result<Vec<CampaignRecipient>>;
+    /// Marks these pending recipients `queued` with the message each will be sent as, counting
+    /// an attempt, in one transaction; how many were pending still.
+    async fn queue_recipients(&self, id: &CampaignId, queued: &[(String, MessageId)], at: Timestamp) -> Result<u64>;
+    /// Recipients `queued` whose message was never stored (the send did not happen), at most `limit`.
+    async fn unsent_recipients(&self, id: &CampaignId, limit: u32) -> Result<Vec<CampaignRecipient>>;
+    /// Takes queued recipients whose send was refused out of `queued`, in one transaction.
+    async fn unqueue_recipients(&self, id: &CampaignId, unqueued: &[(String, Unqueue)], at: Timestamp) -> Result<()>;
+    /// Skips every pending recipient with `reason`; how many.
+    async fn skip_pending(&self, id: &CampaignId, reason: &str, at: Timestamp) -> Result<u64>;
+    /// Puts failed recipients (those named whose message failed) back to `pending`; how many.
+    async fn requeue_failed(&self, id: &CampaignId, recipients: &[String], at: Timestamp) -> Result<u64>;
+    /// Recipients by status, and how many wrote back within `replied_within_ms` of their message.
+    async fn count_recipients(&self, id: &CampaignId, replied_within_ms: i64) -> Result<RecipientCounts>;
+    /// Recipients matching `filter` in position order, at most `limit`.
+    async fn list_recipients(
+        &self,
+        id: &CampaignId,
+        filter: &RecipientFilter,
+        limit: u32,
+    ) -> Result<Vec<CampaignRecipient>>;
+    /// Of these customers (`+` and digits), those who wrote to the number since `since`: inside
+    /// the 24-hour window.
+    async fn customers_in_window(
+        &self,
+        phone_number_id: &str,
+        customers: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<String>>;
+    /// Messages of the number due by `now` and not handed to Meta yet: how far ahead of its
+    /// dispatcher the queue is.
+    async fn due_in_outbox(&self, phone_number_id: &str, now: Timestamp) -> Result<i64>;
+    /// Stores events that go with no other write (a campaign's progress).
+    async fn emit_events(&self, events: &[NewEvent], at: Timestamp) -> Result<()>;
+}
+
+/// Background jobs (see the `jobs` module): held by one instance at a time through a lease,
+/// each batch written in one transaction with its effects, entries, progress and cursor.
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    async fn insert_job(&self, job: &Job) -> Result<()>;
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
+    /// Jobs matching `filter`, newest first, at most `limit`.
+    async fn list_jobs(&self, filter: &JobFilter, limit: u32) -> Result<Vec<Job>>;
+    /// Leases the oldest job that is queued, or running under a lease that lapsed or that
+    /// `holder` holds, to `holder` until `until`, making it `running` (its `started_at` set the
+    /// first time); None when there is none. Instances claiming at once take different jobs.
+    async fn claim_job(&self, holder: &str, now: Timestamp, until: Timestamp) -> Result<Option<Job>>;
+    /// Renews `holder`'s lease; false when it was lost, or the job was canceled meanwhile.
+    async fn renew_job(&self, id: &JobId, holder: &str, until: Timestamp) -> Result<bool>;
+    /// Writes a batch in one transaction: its work (each row's entry with it), the invalid rows'
+    /// entries, the progress (processed grows by every row of the batch) and the cursor. Only
+    /// while `holder` holds the running job: false, and nothing written, otherwise.
+    async fn apply_job_batch(&self, id: &JobId, holder: &str, batch: &JobBatch, at: Timestamp) -> Result<bool>;
+    /// Ends a running job `holder` holds: `completed` (with its result file, its total set to
+    /// what it processed) or `failed` (with the error). False when it was not held.
+    async fn finish_job(
+        &self,
+        id: &JobId,
+        holder: &str,
+        state: JobState,
+        result: Option<&str>,
+        error: Option<&str>,
+        at: Timestamp,
+    ) -> Result<bool>;
+    /// Cancels a job that has not ended; false otherwise. Its holder's next write fails.
+    async fn cancel_job(&self, id: &JobId, at: Timestamp) -> Result<bool>;
+    /// A job's entries by line, at most `limit`.
+    async fn list_job_entries(&self, id: &JobId, filter: &EntryFilter, limit: u32) -> Result<Vec<JobEntry>>;
 }
 
 /// Reads only tests make: counts and lookups that no request path needs.

@@ -1,8 +1,11 @@
-//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`. Parses flags, then hands over to
-//! the server crate.
+//! The `wagate` command: `serve`, `keys`, `secrets`, `sandbox`, which hand over to the server
+//! crate once the flags are parsed; `campaign` and `contacts`, clients of a running wagate
+//! (see `client`).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +54,20 @@ enum Command {
     },
     /// Run the Cloud API sandbox alone: a Meta stand-in for developing and testing bots offline.
     Sandbox(SandboxArgs),
+    /// Create, fill, check, start and follow campaigns on a running wagate (through its API).
+    Campaign {
+        #[command(subcommand)]
+        command: client::campaign::CampaignCommand,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Import contacts into a running wagate (through its API).
+    Contacts {
+        #[command(subcommand)]
+        command: client::contacts::ContactsCommand,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
 }
 
 /// Where the configuration and the data are. Each flag overrides its environment variable,
@@ -226,6 +243,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command, common } => keys(command, &common).await,
         Command::Secrets { command, common } => secrets(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Campaign { command, client } => client::exit_on_error(client::campaign::run(command, &client).await),
+        Command::Contacts { command, client } => client::exit_on_error(client::contacts::run(command, &client).await),
     }
 }
 

@@ -3,11 +3,13 @@
 
 mod accounts;
 mod api_keys;
+mod campaigns;
 mod chakra;
 mod chirp;
 mod events;
 mod graph;
 mod groups;
+mod jobs;
 mod list;
 mod media;
 mod messages;
@@ -59,6 +61,8 @@ use crate::state::AppState;
         (name = "conversations", description = "A business number's exchanges with one customer"),
         (name = "events", description = "The log of what happened, listed or followed live"),
         (name = "webhook-endpoints", description = "Where events are posted, signed as Standard Webhooks asks"),
+        (name = "campaigns", description = "One template to many recipients: paced, paused, resumed, accounted for"),
+        (name = "jobs", description = "Imports and exports worked through in the background, row by row"),
     )
 )]
 struct ApiDoc;
@@ -146,6 +150,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(conversations::router())
         .merge(events::router())
         .merge(webhook_endpoints::router())
+        .merge(campaigns::router())
+        .merge(jobs::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     auth::document_scopes(&mut v1_doc);

@@ -47,6 +47,10 @@ pub struct Config {
     pub events: EventsSettings,
     /// Message templates read from Meta.
     pub templates: TemplatesSettings,
+    /// Campaigns: how far ahead of the dispatcher they feed, and what counts as a reply.
+    pub campaigns: CampaignSettings,
+    /// Background jobs: imports and exports.
+    pub jobs: JobsSettings,
     pub http: HttpSettings,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
@@ -76,6 +80,8 @@ impl Default for Config {
             media: MediaSettings::default(),
             events: EventsSettings::default(),
             templates: TemplatesSettings::default(),
+            campaigns: CampaignSettings::default(),
+            jobs: JobsSettings::default(),
             http: HttpSettings::default(),
             metrics: MetricsSettings::default(),
             api: ApiSettings::default(),
@@ -444,6 +450,46 @@ impl Default for TemplatesSettings {
     }
 }
 
+/// Campaigns: fed into their number's queue a little at a time, so a send of the number's own
+/// (a one-time code) waits behind at most `lookahead_ms` of campaign messages.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignSettings {
+    /// How much of its rate a running campaign keeps queued ahead of the dispatcher, in
+    /// milliseconds (at least one message). Pausing stops within about this long.
+    pub lookahead_ms: u64,
+    /// A recipient who writes back within this many hours of their campaign message counts as
+    /// `replied`.
+    pub replied_within_hours: u64,
+    /// The share of failed sends (0–1) above which a campaign pauses itself, unless the campaign
+    /// sets its own `max_failure_share`; judged once 20 sends have settled.
+    pub max_failure_share: f64,
+    /// How long an instance's hold on feeding a campaign lasts unrenewed: after a crash another
+    /// instance takes the campaign over after this long.
+    pub lease_ms: u64,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        Self { lookahead_ms: 500, replied_within_hours: 72, max_failure_share: 0.25, lease_ms: 10_000 }
+    }
+}
+
+/// Background jobs (imports, exports): one at a time per instance, held through a lease.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSettings {
+    /// How long an instance's hold on a job lasts unrenewed (it is renewed every batch): after a
+    /// crash the job goes on, from its last batch, this long after.
+    pub lease_ms: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self { lease_ms: 15_000 }
+    }
+}
+
 /// Downloading the media customers send: through the Graph media API into `<data_dir>/media/`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -612,6 +658,19 @@ impl Config {
             return Err(ConfigError::Invalid("inbound.max_body_bytes must be at least 3 MiB".into()));
         }
         self.media.validate()?;
+        let c = &self.campaigns;
+        if c.lookahead_ms == 0 || c.replied_within_hours == 0 || c.lease_ms < 1_000 {
+            return Err(ConfigError::Invalid(
+                "campaigns.lookahead_ms and replied_within_hours must be at least 1, campaigns.lease_ms at least 1000"
+                    .into(),
+            ));
+        }
+        if self.jobs.lease_ms < 1_000 {
+            return Err(ConfigError::Invalid("jobs.lease_ms must be at least 1000".into()));
+        }
+        if !(0.0..=1.0).contains(&c.max_failure_share) {
+            return Err(ConfigError::Invalid("campaigns.max_failure_share must be between 0 and 1".into()));
+        }
         Ok(())
     }
 }

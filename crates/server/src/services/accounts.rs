@@ -325,6 +325,8 @@ pub async fn update(state: &AppState, id: &str, req: UpdateAccount) -> Result<Ac
         )));
     }
     tracing::info!(account_id = %account.id, reread, "account updated");
+    // What is cached of accounts (their messaging tier, their name) is read again.
+    state.outbox.settings_changed(std::iter::empty());
     if reread {
         // New credentials that Meta took (the numbers were read with them) end a pause.
         if account.paused.is_some() {

@@ -55,6 +55,8 @@ pub struct SendOptions {
     pub idempotency: Option<Idempotency>,
     /// A template send in the simple form, built into Meta's components from the stored template.
     pub simple_template: Option<SimpleTemplate>,
+    /// The message's id, when the caller reserved one (a campaign's recipient); else a new one.
+    pub id: Option<MessageId>,
 }
 
 /// `POST /v1/messages`. `render` makes the answer (kept with an idempotency key, to give again).
@@ -78,6 +80,7 @@ pub async fn send(
         expires_at: valid.expires_at,
         idempotency,
         simple_template: valid.simple_template,
+        id: None,
     };
     enqueue(state, &sender, outbound, valid.metadata, options, render).await
 }
@@ -147,7 +150,7 @@ pub async fn enqueue(
     let rendered = templates::check_send(state, sender, &mut outbound, options.simple_template.as_ref()).await?;
     let content = Value::Object(outbound.fields());
     uploads::check_named(state, &content).await?;
-    let id = MessageId::generate();
+    let id = options.id.clone().unwrap_or_else(MessageId::generate);
     let message = Message {
         id: id.clone(),
         direction: Direction::Outbound,

@@ -3,8 +3,12 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod campaign_recipients;
+pub mod campaigns;
 pub mod events;
 pub mod groups;
+pub mod imports;
+pub mod jobs;
 pub mod media;
 pub mod messages;
 pub mod templates;

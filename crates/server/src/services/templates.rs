@@ -392,6 +392,19 @@ pub async fn apply_webhook(
     Ok(())
 }
 
+/// The stored template named, asked of Meta when the store lacks it (it may be new): what a
+/// campaign is checked against.
+pub async fn checked(
+    state: &AppState,
+    sender: &PhoneNumber,
+    name: &str,
+    language: &str,
+) -> Result<Arc<CheckedTemplate>, ServiceError> {
+    template_of(state, sender, name, language, true, "template.language")
+        .await?
+        .ok_or_else(|| ServiceError::not_found("template", format!("{name} ({language})")))
+}
+
 /// The stored template a send names. A WABA never synced passes its sends through unchecked
 /// (None), unless `needed` (the simple form, which is built from it). A name the store lacks is
 /// asked of Meta first: it may have been made since the last sync.

@@ -248,10 +248,11 @@ impl Change<'_> {
 }
 
 /// Stores an account event (once: see `NewWebhookEvent::dedup_key`) and counts it.
-async fn keep(state: &AppState, event: &NewWebhookEvent) -> Result<(), StorageError> {
+/// Whether it was new.
+async fn keep(state: &AppState, event: &NewWebhookEvent) -> Result<bool, StorageError> {
     let stored = state.store.record_webhook_event(event).await?;
     Metrics::outcome(&state.metrics.webhook_events, if stored { "stored" } else { "duplicate" });
-    Ok(())
+    Ok(stored)
 }
 
 /// Fields wagate keeps as account events, and what they are about.
@@ -307,9 +308,13 @@ async fn record_event(state: &AppState, change: &Change<'_>, field: &str, value:
         value.clone(),
         change.at,
     );
-    keep(state, &event).await.map_err(|e| e.to_string())?;
+    let new = keep(state, &event).await.map_err(|e| e.to_string())?;
     if field == "phone_number_quality_update" {
         apply_quality_update(state, change.account, value).await.map_err(|e| e.to_string())?;
+        // Once per change: a person may have resumed the campaigns since a redelivered one.
+        if new {
+            pause_campaigns_on_quality(state, change.account, value).await.map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -324,7 +329,9 @@ async fn apply_quality_update(state: &AppState, account: &Account, value: &Value
     if let Some(name) = limit {
         match MessagingTier::parse(name) {
             Some(tier) => {
-                state.store.set_messaging_tier(&account.id, tier).await?;
+                if state.store.set_messaging_tier(&account.id, tier).await? {
+                    state.outbox.settings_changed(std::iter::empty());
+                }
             }
             None => {
                 tracing::warn!(account_id = %account.id, tier = name, "a messaging tier wagate does not know; kept the last")
@@ -341,6 +348,28 @@ async fn apply_quality_update(state: &AppState, account: &Account, value: &Value
         if let Some(n) = number {
             state.store.set_throughput_level(&n.id, &ThroughputLevel::High, Timestamp::now()).await?;
         }
+    }
+    Ok(())
+}
+
+/// Meta flagged the number's quality or lowered its messaging limit: its campaigns pause, for a
+/// person to look before more of the same goes out.
+async fn pause_campaigns_on_quality(state: &AppState, account: &Account, value: &Value) -> Result<(), ServiceError> {
+    let event = value.get("event").and_then(Value::as_str).unwrap_or_default();
+    if !matches!(event, "FLAGGED" | "DOWNGRADE") {
+        return Ok(());
+    }
+    let Some(display) = value.get("display_phone_number").and_then(Value::as_str) else { return Ok(()) };
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let numbers = state.store.list_phone_numbers().await?;
+    for n in numbers.iter().filter(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display))
+    {
+        let limit = value.get("current_limit").and_then(Value::as_str).unwrap_or("unknown");
+        let detail = match event {
+            "FLAGGED" => format!("Meta flagged the quality of {display} (messaging limit {limit})"),
+            _ => format!("Meta lowered the messaging limit of {display} to {limit}"),
+        };
+        super::campaigns::pause_for_number(state, &n.id, &detail).await?;
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
 //! Background workers. Each runs until the shared cancellation token fires, then finishes what
 //! it holds; anything it cannot finish stays leased and is claimed again after restart.
 
+pub mod campaigns;
 pub mod dispatcher;
 pub mod events;
 pub mod inbound;
 pub mod janitor;
+pub mod jobs;
 pub mod media;
 pub mod templates;
 

@@ -189,4 +189,16 @@ impl Accounts for PgStore {
     async fn count_conversations_opened(&self, account_id: &AccountId, since: Timestamp) -> Result<i64> {
         value(&self.pool, shared::COUNT_CONVERSATIONS_OPENED, (account_id.as_str(), since.as_millis())).await
     }
+
+    async fn conversation_opened_at(
+        &self,
+        account_id: &AccountId,
+        since: Timestamp,
+        nth: i64,
+    ) -> Result<Option<Timestamp>> {
+        let params = (account_id.as_str(), since.as_millis(), nth.max(0));
+        let last: Option<i64> =
+            first(&self.pool, shared::NTH_CONVERSATION_LEAVING, params, |r| r.get::<i64>(0)).await?;
+        Ok(last.map(Timestamp::from_millis))
+    }
 }

@@ -16,8 +16,11 @@
 //! merge moves it): a late message from a customer's old number is filed in the conversation
 //! it always was in, and a contact is made only for ids no contact has ever had.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde_json::Value;
+use sqlx::PgExecutor;
 use wagate_domain::contact::{MAX_TAGS, counterpart, fold, merge_attributes};
 use wagate_domain::event::EventType;
 use wagate_domain::id::{ContactId, ConversationId, MessageId};
@@ -153,25 +156,154 @@ async fn set_preference(tx: &mut Tx, id: &str, opted_out: bool, at: Timestamp) -
     Ok(execute(&mut **tx, sql, (at.as_millis(), Timestamp::now().as_millis(), id)).await? > 0)
 }
 
-impl PgStore {
-    /// The contacts' tags, sorted.
-    async fn with_tags(&self, mut contacts: Vec<Contact>) -> Result<Vec<Contact>> {
-        if contacts.is_empty() {
-            return Ok(contacts);
+/// The contacts with their tags, sorted.
+async fn with_tags(db: impl PgExecutor<'_>, mut contacts: Vec<Contact>) -> Result<Vec<Contact>> {
+    if contacts.is_empty() {
+        return Ok(contacts);
+    }
+    let ids: Vec<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
+    let tags: Vec<(String, String)> =
+        sqlx::query_as("SELECT contact_id, tag FROM contact_tags WHERE contact_id = ANY($1) ORDER BY contact_id, tag")
+            .bind(&ids)
+            .fetch_all(db)
+            .await?;
+    // A contact may be listed twice (found by two numbers).
+    let mut at: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, c) in contacts.iter().enumerate() {
+        at.entry(c.id.as_str().to_owned()).or_default().push(i);
+    }
+    for (id, tag) in tags {
+        for &i in at.get(&id).into_iter().flatten() {
+            contacts[i].tags.push(tag.clone());
         }
-        let ids: Vec<&str> = contacts.iter().map(|c| c.id.as_str()).collect();
-        let tags: Vec<(String, String)> = sqlx::query_as(
-            "SELECT contact_id, tag FROM contact_tags WHERE contact_id = ANY($1) ORDER BY contact_id, tag",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        for (id, tag) in tags {
-            if let Some(c) = contacts.iter_mut().find(|c| c.id.as_str() == id) {
-                c.tags.push(tag);
+    }
+    Ok(contacts)
+}
+
+/// The contacts whose wa_id is in `$1`, locked, in id order (so that writers lock them in one
+/// order).
+const LOCK_CONTACTS_BY_WA_IDS: &str =
+    concat!("SELECT ", shared::contact_cols!(), " FROM contacts c WHERE c.wa_id = ANY($1) ORDER BY c.id FOR UPDATE");
+const LOCK_CONTACT: &str = concat!("SELECT ", shared::contact_cols!(), " FROM contacts c WHERE c.id = $1 FOR UPDATE");
+const SELECT_IDENTITY_HOLDERS: &str = "SELECT identity, contact_id FROM contact_identities WHERE identity = ANY($1)";
+/// New contacts, each one's created_at and updated_at `$1`; the ids of those made (a contact a
+/// message made meanwhile is not).
+const INSERT_IMPORTED_CONTACTS: &str = "INSERT INTO contacts (id, wa_id, attributes, marketing_opt_out_at, \
+    marketing_opt_in_at, created_at, updated_at) SELECT id, wa_id, attributes, opt_out, opt_in, $1, $1 \
+    FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS n (id, wa_id, attributes, opt_out, opt_in) \
+    ON CONFLICT DO NOTHING RETURNING id";
+const UPDATE_IMPORTED_CONTACTS: &str = "UPDATE contacts c SET attributes = u.attributes, \
+    marketing_opt_out_at = u.opt_out, marketing_opt_in_at = u.opt_in, updated_at = $1 \
+    FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u (id, attributes, opt_out, opt_in) \
+    WHERE c.id = u.id";
+const INSERT_IDENTITIES: &str = "INSERT INTO contact_identities (identity, contact_id) \
+    SELECT identity, contact_id FROM UNNEST($1::text[], $2::text[]) AS i (identity, contact_id) \
+    ON CONFLICT (identity) DO NOTHING";
+const INSERT_TAGS: &str = "INSERT INTO contact_tags (contact_id, tag, tag_folded) \
+    SELECT contact_id, tag, tag_folded FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t (contact_id, tag, tag_folded) \
+    ON CONFLICT DO NOTHING";
+
+/// Contacts a job's batch imports (see `shared::import_contacts`), found by their numbers as a
+/// message from them would find them, made or changed as the rows say, with their events; an
+/// entry a row. One statement for each kind of write, the rows in arrays. None when a message
+/// made one of the contacts meanwhile: the transaction is to be rolled back and done again.
+pub(super) async fn import_contacts(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    rows: &[ImportedContact],
+    at: Timestamp,
+) -> Result<Option<Vec<JobEntry>>> {
+    let mut events = Vec::new();
+    let found = find_imported(tx, views, rows, at, &mut events).await?;
+    let import = shared::import_contacts(rows, &found, views, at);
+    let millis = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
+    let (mut new, known): (Vec<_>, Vec<_>) = import.contacts.iter().partition(|s| s.new);
+    // Made by number: batches made at once wait on each other's new numbers in one order.
+    new.sort_by(|a, b| a.contact.wa_id.cmp(&b.contact.wa_id));
+    if !new.is_empty() {
+        let made: Vec<String> = sqlx::query_scalar(INSERT_IMPORTED_CONTACTS)
+            .bind(at.as_millis())
+            .bind(new.iter().map(|s| s.contact.id.as_str()).collect::<Vec<_>>())
+            .bind(new.iter().map(|s| s.contact.wa_id.as_deref()).collect::<Vec<_>>())
+            .bind(new.iter().map(|s| s.attributes_text()).collect::<Vec<_>>())
+            .bind(new.iter().map(|s| millis(s.contact.marketing_opt_out_at)).collect::<Vec<_>>())
+            .bind(new.iter().map(|s| millis(s.contact.marketing_opt_in_at)).collect::<Vec<_>>())
+            .fetch_all(&mut **tx)
+            .await?;
+        if made.len() != new.len() {
+            return Ok(None);
+        }
+        let identities: Vec<String> = new.iter().filter_map(|s| s.contact.wa_id.as_deref().map(counterpart)).collect();
+        sqlx::query(INSERT_IDENTITIES)
+            .bind(identities)
+            .bind(new.iter().filter(|s| s.contact.wa_id.is_some()).map(|s| s.contact.id.as_str()).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !known.is_empty() {
+        sqlx::query(UPDATE_IMPORTED_CONTACTS)
+            .bind(at.as_millis())
+            .bind(known.iter().map(|s| s.contact.id.as_str()).collect::<Vec<_>>())
+            .bind(known.iter().map(|s| s.attributes_text()).collect::<Vec<_>>())
+            .bind(known.iter().map(|s| millis(s.contact.marketing_opt_out_at)).collect::<Vec<_>>())
+            .bind(known.iter().map(|s| millis(s.contact.marketing_opt_in_at)).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    let tags: Vec<(&str, &String)> =
+        import.contacts.iter().flat_map(|s| s.added_tags.iter().map(|t| (s.contact.id.as_str(), t))).collect();
+    if !tags.is_empty() {
+        sqlx::query(INSERT_TAGS)
+            .bind(tags.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(tags.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>())
+            .bind(tags.iter().map(|(_, t)| fold(t)).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+    }
+    events.extend(import.events);
+    emit_all(tx, &events, at).await?;
+    Ok(Some(import.entries))
+}
+
+/// The contacts the rows' numbers lead to, locked, with their tags, by number: those whose
+/// holders a message would resolve first (two contacts to merge, an identity to record) are
+/// resolved so (their events added to `events`), then all are looked up again.
+async fn find_imported(
+    tx: &mut Tx,
+    views: &dyn EventViews,
+    rows: &[ImportedContact],
+    at: Timestamp,
+    events: &mut Vec<NewEvent>,
+) -> Result<HashMap<String, Contact>> {
+    let numbers = shared::batch_numbers(rows);
+    let identities = shared::number_identities(&numbers);
+    for _ in 0..2 {
+        let locked = sqlx::query(LOCK_CONTACTS_BY_WA_IDS).bind(&numbers).fetch_all(&mut **tx).await?;
+        let holders = locked.iter().map(shared::contact).collect::<Result<Vec<_>>>()?;
+        let had: Vec<(String, String)> =
+            sqlx::query_as(SELECT_IDENTITY_HOLDERS).bind(&identities).fetch_all(&mut **tx).await?;
+        let mut found = shared::found_contacts(&numbers, holders, had);
+        if found.unresolved.is_empty() {
+            for (number, id) in &found.former {
+                if let Some(c) = first(&mut **tx, LOCK_CONTACT, (id,), shared::contact).await? {
+                    found.known.insert(number.clone(), c);
+                }
             }
+            let (numbers, contacts): (Vec<String>, Vec<Contact>) = found.known.into_iter().unzip();
+            return Ok(numbers.into_iter().zip(with_tags(&mut **tx, contacts).await?).collect());
         }
-        Ok(contacts)
+        for number in &found.unresolved {
+            let ids = ContactIds { wa_id: Some(number.clone()), user_id: None };
+            resolve_contact(tx, views, &ids, Seen::Message { profile_name: None }, at, events).await?;
+        }
+    }
+    Err(StorageError::Conflict("the contacts of the batch's numbers could not be resolved".into()))
+}
+
+impl PgStore {
+    /// The contacts with their tags, sorted.
+    async fn with_tags(&self, contacts: Vec<Contact>) -> Result<Vec<Contact>> {
+        with_tags(&self.pool, contacts).await
     }
 
     async fn contact_where(&self, sql: &'static str, value: &str) -> Result<Option<Contact>> {
@@ -213,6 +345,15 @@ impl Contacts for PgStore {
 
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
         self.contact_where(shared::SELECT_CONTACT_BY_WA_ID, wa_id).await
+    }
+
+    async fn contacts_by_wa_ids(&self, wa_ids: &[String]) -> Result<Vec<Contact>> {
+        if wa_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        const SQL: &str = concat!("SELECT ", shared::contact_cols!(), " FROM contacts c WHERE c.wa_id = ANY($1)");
+        let rows = sqlx::query(SQL).bind(wa_ids).fetch_all(&self.pool).await?;
+        self.with_tags(rows.iter().map(shared::contact).collect::<Result<_>>()?).await
     }
 
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>> {

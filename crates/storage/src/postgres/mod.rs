@@ -9,10 +9,12 @@
 mod accounts;
 mod api_keys;
 mod batch;
+mod campaigns;
 mod contacts;
 mod events;
 mod groups;
 mod inbound;
+mod jobs;
 mod media;
 mod messages;
 mod outbox;

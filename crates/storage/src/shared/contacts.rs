@@ -78,6 +78,7 @@ macro_rules! contact_cols {
          c.marketing_opt_in_at, c.created_at, c.updated_at"
     };
 }
+pub(crate) use contact_cols;
 
 pub(crate) const SELECT_CONTACT: &str = concat!("SELECT ", contact_cols!(), " FROM contacts c WHERE c.id = $1");
 pub(crate) const SELECT_CONTACT_BY_WA_ID: &str =

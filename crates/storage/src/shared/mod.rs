@@ -4,9 +4,11 @@
 //! pure code around them (the outbox's head scan, status folding, a message's history, secret
 //! sealing, JSON columns).
 
+mod campaigns;
 mod contacts;
 mod events;
 mod groups;
+mod jobs;
 mod rows;
 mod sql;
 mod templates;
@@ -22,9 +24,11 @@ use wagate_domain::secret::Secret;
 use wagate_domain::status::{DeliveryStatus, MessageStatus, Report, fold};
 use wagate_domain::time::Timestamp;
 
+pub(crate) use self::campaigns::*;
 pub(crate) use self::contacts::*;
 pub(crate) use self::events::*;
 pub(crate) use self::groups::*;
+pub(crate) use self::jobs::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
 pub(crate) use self::templates::*;
@@ -353,10 +357,12 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StorageError {
 #[cfg(test)]
 pub(crate) fn statements() -> Vec<String> {
     let mut all = sql::statements();
+    all.extend(campaigns::statements().into_iter().map(str::to_owned));
     all.extend(contacts::statements().into_iter().map(str::to_owned));
     all.extend(events::statements().into_iter().map(str::to_owned));
     all.extend(templates::statements().into_iter().map(str::to_owned));
     all.extend(groups::statements().into_iter().map(str::to_owned));
+    all.extend(jobs::statements().into_iter().map(str::to_owned));
     all.extend(uploads::statements().into_iter().map(str::to_owned));
     all
 }

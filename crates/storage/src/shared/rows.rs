@@ -88,6 +88,35 @@ values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O);
 // rusqlite binds tuples of up to 16.
 values!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P);
 
+/// One value of a statement with more parameters than a [`Values`] tuple holds: a list of them,
+/// in the parameters' order, is bound by rusqlite as it is (`params_from_iter`) and by
+/// [`bind_params`] to a PostgreSQL query.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Param<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Real(Option<f64>),
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Text(v) => v.to_sql(),
+            Self::Int(v) => v.to_sql(),
+            Self::Real(v) => v.to_sql(),
+        }
+    }
+}
+
+/// Binds `params` to a PostgreSQL query, in order.
+pub(crate) fn bind_params<'q>(query: PgQuery<'q>, params: &[Param<'_>]) -> PgQuery<'q> {
+    params.iter().fold(query, |q, p| match *p {
+        Param::Text(v) => q.bind(v),
+        Param::Int(v) => q.bind(v),
+        Param::Real(v) => q.bind(v),
+    })
+}
+
 pub(crate) fn time(r: &impl Columns, column: &str) -> Result<Timestamp> {
     Ok(ts(r.get(column)?))
 }

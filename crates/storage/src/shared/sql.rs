@@ -129,6 +129,12 @@ pub(crate) const SET_MESSAGING_TIER: &str =
 pub(crate) const COUNT_CONVERSATIONS_OPENED: &str = "SELECT COUNT(DISTINCT counterpart) FROM messages \
     WHERE account_id = $1 AND opens_conversation AND created_at >= $2 AND status NOT IN ('failed', 'canceled')";
 
+/// When the customer `$3`-th (from 0) to leave the rolling 24 hours was last reached: each
+/// counts until 24 hours after their latest conversation-opening message.
+pub(crate) const NTH_CONVERSATION_LEAVING: &str = "SELECT MAX(created_at) AS last FROM messages \
+    WHERE account_id = $1 AND opens_conversation AND created_at >= $2 AND status NOT IN ('failed', 'canceled') \
+    GROUP BY counterpart ORDER BY last LIMIT 1 OFFSET $3";
+
 pub(crate) const SELECT_PHONE_NUMBERS: &str = concat!("SELECT ", phone_cols!(), " ORDER BY p.account_id, p.id");
 pub(crate) const SELECT_PHONE_NUMBER: &str = concat!("SELECT ", phone_cols!(), " WHERE p.id = $1");
 pub(crate) const SELECT_ACCOUNT_NUMBERS: &str = "SELECT id FROM phone_numbers WHERE account_id = $1";
@@ -626,6 +632,7 @@ pub(super) fn statements() -> Vec<String> {
         RESUME_ACCOUNT,
         SET_MESSAGING_TIER,
         COUNT_CONVERSATIONS_OPENED,
+        NTH_CONVERSATION_LEAVING,
         SELECT_PHONE_NUMBERS,
         SELECT_PHONE_NUMBER,
         SELECT_ACCOUNT_NUMBERS,

@@ -127,6 +127,20 @@ impl Accounts for SqliteStore {
         let params = (account_id.as_str().to_owned(), since.as_millis());
         self.readers.scan(move |c| value(c, shared::COUNT_CONVERSATIONS_OPENED, params)).await
     }
+
+    async fn conversation_opened_at(
+        &self,
+        account_id: &AccountId,
+        since: Timestamp,
+        nth: i64,
+    ) -> Result<Option<Timestamp>> {
+        let params = (account_id.as_str().to_owned(), since.as_millis(), nth.max(0));
+        let last: Option<i64> = self
+            .readers
+            .scan(move |c| first(c, shared::NTH_CONVERSATION_LEAVING, params, |r| Ok(r.get::<_, i64>(0)?)))
+            .await?;
+        Ok(last.map(Timestamp::from_millis))
+    }
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {

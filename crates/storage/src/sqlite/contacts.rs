@@ -16,6 +16,8 @@
 //! merge moves it): a late message from a customer's old number is filed in the conversation
 //! it always was in, and a contact is made only for ids no contact has ever had.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::Value;
@@ -31,8 +33,18 @@ use crate::shared::{self, Holders, Seen, json_text, parse_object};
 use crate::*;
 
 const UPDATE_CONTACT: &str = "UPDATE contacts SET updated_at = ?2, attributes = COALESCE(?3, attributes) WHERE id = ?1";
+/// The contacts whose wa_id is in JSON array `?1`.
+const SELECT_CONTACTS_BY_WA_IDS: &str =
+    concat!("SELECT ", shared::contact_cols!(), " FROM contacts c WHERE c.wa_id IN (SELECT value FROM json_each(?1))");
 const INSERT_TAG: &str =
     "INSERT INTO contact_tags (contact_id, tag, tag_folded) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+/// The contacts that have had an identity in JSON array `?1`: identity, contact.
+const SELECT_IDENTITY_HOLDERS: &str =
+    "SELECT identity, contact_id FROM contact_identities WHERE identity IN (SELECT value FROM json_each(?1))";
+const INSERT_IMPORTED_CONTACT: &str = "INSERT INTO contacts (id, wa_id, attributes, marketing_opt_out_at, \
+    marketing_opt_in_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const UPDATE_IMPORTED_CONTACT: &str = "UPDATE contacts SET attributes = ?2, marketing_opt_out_at = ?3, \
+    marketing_opt_in_at = ?4, updated_at = ?5 WHERE id = ?1";
 
 #[async_trait]
 impl Contacts for SqliteStore {
@@ -69,6 +81,16 @@ impl Contacts for SqliteStore {
 
     async fn get_contact_by_wa_id(&self, wa_id: &str) -> Result<Option<Contact>> {
         self.readers.read(|c| contact_by_wa_id(c, wa_id))
+    }
+
+    async fn contacts_by_wa_ids(&self, wa_ids: &[String]) -> Result<Vec<Contact>> {
+        if wa_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = Value::from(wa_ids.to_vec()).to_string();
+        self.readers
+            .scan(move |c| with_tags(c, all(c, SELECT_CONTACTS_BY_WA_IDS, [list], |r| shared::contact(r))?))
+            .await
     }
 
     async fn list_contacts(&self, filter: &ContactFilter, limit: u32) -> Result<Vec<Contact>> {
@@ -335,6 +357,75 @@ fn merge_contact(tx: &Transaction<'_>, from: &str, into: &str, at: Timestamp) ->
     execute(tx, shared::MERGE_INTO_CONTACT, shared::merged_contact_values(&a, &b, at))?;
     tracing::info!(from, into, "contacts merged");
     Ok(())
+}
+
+/// Contacts a job's batch imports (see `shared::import_contacts`), found by their numbers as a
+/// message from them would find them, made or changed as the rows say, with their events; an
+/// entry a row.
+pub(super) fn import_contacts(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    rows: &[ImportedContact],
+    at: Timestamp,
+) -> Result<Vec<JobEntry>> {
+    let found = find_imported(tx, views, rows, at)?;
+    let import = shared::import_contacts(rows, &found, views, at);
+    let mut tag = tx.prepare_cached(INSERT_TAG)?;
+    for state in &import.contacts {
+        let c = &state.contact;
+        let (id, attributes) = (c.id.as_str(), state.attributes_text());
+        let (opt_out, opt_in) =
+            (c.marketing_opt_out_at.map(|t| t.as_millis()), c.marketing_opt_in_at.map(|t| t.as_millis()));
+        if state.new {
+            let values = params![id, c.wa_id, attributes, opt_out, opt_in, c.created_at.as_millis(), at.as_millis()];
+            execute(tx, INSERT_IMPORTED_CONTACT, values)?;
+            if let Some(identity) = c.wa_id.as_deref().map(counterpart) {
+                execute(tx, shared::INSERT_IDENTITY, params![identity, id])?;
+            }
+        } else {
+            execute(tx, UPDATE_IMPORTED_CONTACT, params![id, attributes, opt_out, opt_in, at.as_millis()])?;
+        }
+        for t in &state.added_tags {
+            tag.execute(params![id, t, fold(t)])?;
+        }
+    }
+    for event in &import.events {
+        emit(tx, event, at.as_millis())?;
+    }
+    Ok(import.entries)
+}
+
+/// The contacts the rows' numbers lead to, with their tags, by number: those whose holders a
+/// message would resolve first (two contacts to merge, an identity to record) are resolved so,
+/// then all are looked up again.
+fn find_imported(
+    tx: &Transaction<'_>,
+    views: &dyn EventViews,
+    rows: &[ImportedContact],
+    at: Timestamp,
+) -> Result<HashMap<String, Contact>> {
+    let numbers = shared::batch_numbers(rows);
+    let (list, identities) =
+        (Value::from(numbers.clone()).to_string(), Value::from(shared::number_identities(&numbers)).to_string());
+    for _ in 0..2 {
+        let holders = all(tx, SELECT_CONTACTS_BY_WA_IDS, [&list], |r| shared::contact(r))?;
+        let had = all(tx, SELECT_IDENTITY_HOLDERS, [&identities], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut found = shared::found_contacts(&numbers, holders, had);
+        if found.unresolved.is_empty() {
+            for (number, id) in &found.former {
+                if let Some(c) = first(tx, shared::SELECT_CONTACT, [id], |r| shared::contact(r))? {
+                    found.known.insert(number.clone(), c);
+                }
+            }
+            let (numbers, contacts): (Vec<String>, Vec<Contact>) = found.known.into_iter().unzip();
+            return Ok(numbers.into_iter().zip(with_tags(tx, contacts)?).collect());
+        }
+        for number in &found.unresolved {
+            let ids = ContactIds { wa_id: Some(number.clone()), user_id: None };
+            resolve_contact(tx, views, &ids, Seen::Message { profile_name: None }, at)?;
+        }
+    }
+    Err(StorageError::Conflict("the contacts of the batch's numbers could not be resolved".into()))
 }
 
 /// Counts an inbound message in its conversation (made with the first one) and moves the

@@ -3,8 +3,10 @@
 
 mod accounts;
 mod api_keys;
+mod campaigns;
 mod chakra;
 mod chirp;
+mod cli;
 mod client_libraries;
 mod configuration;
 mod contacts;
@@ -17,6 +19,7 @@ mod graph_surface;
 mod groups;
 mod hardening;
 mod inbound;
+mod jobs;
 mod lease;
 mod media;
 mod message_types;

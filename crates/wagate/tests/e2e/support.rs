@@ -103,6 +103,31 @@ impl TestApp {
         self.request(Method::POST, path, Some(body)).await
     }
 
+    /// Posts a CSV file as the body (an import).
+    pub async fn post_csv(&self, path: &str, csv: String) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.api_key)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The job once it has ended (completed, failed or canceled).
+    pub async fn job_ended(&self, id: &str) -> Value {
+        eventually("the job to end", || async {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{job}");
+            matches!(job["state"].as_str(), Some("completed" | "failed" | "canceled")).then_some(job)
+        })
+        .await
+    }
+
     /// A customer writes to `phone_number_id` through the built-in sandbox, opening the 24-hour
     /// window; returns once wagate has stored the message (its wamid).
     pub async fn customer_writes(&self, phone_number_id: &str, customer: &str, text: &str) -> String {
