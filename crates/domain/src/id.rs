@@ -156,6 +156,16 @@ prefixed_id!(
     JobId,
     "job"
 );
+prefixed_id!(
+    /// A person who signs in to the team inbox.
+    UserId,
+    "usr"
+);
+prefixed_id!(
+    /// A team of users: conversations are assigned to a team and its agents.
+    TeamId,
+    "team"
+);
 
 impl MediaId {
     /// The id written as Meta writes its media ids, in digits (SDKs check that a media id is

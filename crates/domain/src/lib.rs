@@ -21,5 +21,6 @@ pub mod secret;
 pub mod signature;
 pub mod status;
 pub mod time;
+pub mod user;
 pub mod validation;
 pub mod window;

@@ -50,6 +50,8 @@ pub fn required_scope(method: &Method, route: &str) -> Option<Scope> {
     let scope = match (method.as_str(), route) {
         // Where wagate sends from, with what credentials and limits, and who may use it.
         (_, "/v1/api-keys" | "/v1/api-keys/{id}")
+        // Who may sign in to the team inbox, and what they see.
+        | (_, "/v1/users" | "/v1/users/{id}" | "/v1/teams" | "/v1/teams/{id}")
         // Where events go, with what secrets and headers.
         | (_, "/v1/webhook-endpoints" | "/v1/webhook-endpoints/{id}")
         | (_, "/v1/webhook-endpoints/{id}/rotate-secret" | "/v1/webhook-endpoints/{id}/attempts")

@@ -7,6 +7,7 @@ mod jobs;
 mod media;
 mod migrate;
 pub mod model;
+mod people;
 mod postgres;
 mod queue;
 mod shared;
@@ -19,7 +20,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use wagate_domain::id::{AccountId, ApiKeyId, CampaignId, ContactId, ConversationId, JobId, MediaId, MessageId};
+use wagate_domain::id::{
+    AccountId, ApiKeyId, CampaignId, ContactId, ConversationId, JobId, MediaId, MessageId, TeamId, UserId,
+};
 use wagate_domain::limits::{MessagingTier, ThroughputLevel};
 use wagate_domain::message::MessageError;
 use wagate_domain::sealed::{Cipher, OpenError};
@@ -30,6 +33,7 @@ pub use events::*;
 pub use jobs::*;
 pub use media::*;
 pub use model::*;
+pub use people::*;
 pub use postgres::PgStore;
 pub use queue::{Leased, LeasedQueue};
 pub use sqlite::SqliteStore;
@@ -87,6 +91,7 @@ pub trait Store:
     + Events
     + Campaigns
     + Jobs
+    + People
     + Testing
     + 'static
 {
@@ -581,6 +586,43 @@ pub trait Jobs: Send + Sync {
     async fn cancel_job(&self, id: &JobId, at: Timestamp) -> Result<bool>;
     /// A job's entries by line, at most `limit`.
     async fn list_job_entries(&self, id: &JobId, filter: &EntryFilter, limit: u32) -> Result<Vec<JobEntry>>;
+}
+
+/// Users of the team inbox, their teams and their sessions.
+#[async_trait]
+pub trait People: Send + Sync {
+    /// Inserts a user with their team memberships; `Conflict` when the email is taken.
+    async fn insert_user(&self, user: &User) -> Result<()>;
+    /// Writes a user's fields and replaces their memberships; false for an unknown user,
+    /// `Conflict` when the new email is another user's.
+    async fn update_user(&self, user: &User) -> Result<bool>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>>;
+    /// The user with this email (lower case).
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Users matching `filter`, by id, at most `limit`.
+    async fn list_users(&self, filter: &UserFilter, limit: u32) -> Result<Vec<User>>;
+    /// Deletes a user with their memberships and sessions; false for an unknown user.
+    async fn delete_user(&self, id: &UserId) -> Result<bool>;
+    async fn count_admins(&self) -> Result<i64>;
+    /// `Conflict` when another team has the name (regardless of case).
+    async fn insert_team(&self, team: &Team) -> Result<()>;
+    /// False for an unknown team; `Conflict` when another team has the name.
+    async fn update_team(&self, team: &Team) -> Result<bool>;
+    async fn get_team(&self, id: &TeamId) -> Result<Option<Team>>;
+    /// Every team, by name.
+    async fn list_teams(&self) -> Result<Vec<Team>>;
+    /// Deletes a team and its memberships; false for an unknown team.
+    async fn delete_team(&self, id: &TeamId) -> Result<bool>;
+    async fn insert_session(&self, session: &Session) -> Result<()>;
+    /// The session with this token hash, unless it expired before `now`.
+    async fn get_session(&self, token_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+    /// Marks a session seen at `at`, valid until `expires_at`.
+    async fn touch_session(&self, token_hash: &str, at: Timestamp, expires_at: Timestamp) -> Result<()>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Ends every session of a user (a new password, a removal); how many.
+    async fn delete_user_sessions(&self, user_id: &UserId) -> Result<u64>;
+    /// Removes up to `limit` sessions expired before `now`; how many.
+    async fn delete_expired_sessions(&self, now: Timestamp, limit: u32) -> Result<u64>;
 }
 
 /// Reads only tests make: counts and lookups that no request path needs.

@@ -52,6 +52,14 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Manage the users of the team inbox directly in the database: the first admin, before
+    /// anyone can sign in.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Run the Cloud API sandbox alone: a Meta stand-in for developing and testing bots offline.
     Sandbox(SandboxArgs),
     /// Create, fill, check, start and follow campaigns on a running wagate (through its API).
@@ -170,6 +178,22 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user. The password is read from the environment variable WAGATE_USER_PASSWORD,
+    /// or the first line of standard input: never from the command line, where others could
+    /// read it.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// An admin (manages users and teams, sees every conversation); an agent otherwise.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SecretsCommand {
     /// Re-seal every stored secret with a new key, in one transaction; stop wagate first. With
     /// the key file, a new key replaces it and the old one is kept as `secret.key.old`. With
@@ -242,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Keys { command, common } => keys(command, &common).await,
         Command::Secrets { command, common } => secrets(command, &common).await,
+        Command::Users { command, common } => users(command, &common).await,
         Command::Sandbox(args) => sandbox(args).await,
         Command::Campaign { command, client } => client::exit_on_error(client::campaign::run(command, &client).await),
         Command::Contacts { command, client } => client::exit_on_error(client::contacts::run(command, &client).await),
@@ -284,6 +309,37 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+async fn users(command: UsersCommand, common: &CommonArgs) -> anyhow::Result<()> {
+    let config = load_config(common, &common.flags(), Some("warn"))?;
+    let store = wagate_server::database::open(&config).await?;
+    match command {
+        UsersCommand::Create { email, name, admin } => {
+            let password = match std::env::var("WAGATE_USER_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let role = Some(if admin { "admin" } else { "agent" }.to_owned());
+            let req = wagate_server::services::users::CreateUser {
+                email,
+                name,
+                password: wagate_domain::secret::Secret::new(password),
+                role,
+                team_ids: Vec::new(),
+            };
+            let user = wagate_server::services::users::create_user(store.as_ref(), req)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} {} ({}) {}", user.role.as_str(), user.id, user.email, user.name);
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn keys(command: KeysCommand, common: &CommonArgs) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ mod ops;
 mod phone_numbers;
 mod templates;
 mod upload_form;
+mod users;
 mod webhook_endpoints;
 mod webhooks;
 mod whatomate;
@@ -63,6 +64,7 @@ use crate::state::AppState;
         (name = "webhook-endpoints", description = "Where events are posted, signed as Standard Webhooks asks"),
         (name = "campaigns", description = "One template to many recipients: paced, paused, resumed, accounted for"),
         (name = "jobs", description = "Imports and exports worked through in the background, row by row"),
+        (name = "users", description = "The people of the team inbox: users, their roles and teams"),
     )
 )]
 struct ApiDoc;
@@ -152,6 +154,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(webhook_endpoints::router())
         .merge(campaigns::router())
         .merge(jobs::router())
+        .merge(users::router())
         .split_for_parts();
     let v1 = v1.layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     auth::document_scopes(&mut v1_doc);

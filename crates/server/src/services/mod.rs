@@ -13,6 +13,7 @@ pub mod media;
 pub mod messages;
 pub mod templates;
 pub mod uploads;
+pub mod users;
 pub mod webhooks;
 // Contacts and conversations.
 pub mod contacts;

@@ -77,6 +77,11 @@ impl Chores {
             }
             remove_orphan_statuses(state).await;
             delete_old_events(state).await;
+            match state.store.delete_expired_sessions(Timestamp::now(), 1_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "expired sign-in sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "removing expired sign-in sessions failed"),
+            }
         }
         if due(&mut self.last_deliveries_sweep, self.deliveries_every) {
             delete_old_deliveries(state, self.deliveries_kept).await;

@@ -9,6 +9,7 @@ mod contacts;
 mod events;
 mod groups;
 mod jobs;
+mod people;
 mod rows;
 mod sql;
 mod templates;
@@ -29,6 +30,7 @@ pub(crate) use self::contacts::*;
 pub(crate) use self::events::*;
 pub(crate) use self::groups::*;
 pub(crate) use self::jobs::*;
+pub(crate) use self::people::*;
 pub(crate) use self::rows::*;
 pub(crate) use self::sql::*;
 pub(crate) use self::templates::*;
@@ -363,6 +365,7 @@ pub(crate) fn statements() -> Vec<String> {
     all.extend(templates::statements().into_iter().map(str::to_owned));
     all.extend(groups::statements().into_iter().map(str::to_owned));
     all.extend(jobs::statements().into_iter().map(str::to_owned));
+    all.extend(people::statements().into_iter().map(str::to_owned));
     all.extend(uploads::statements().into_iter().map(str::to_owned));
     all
 }

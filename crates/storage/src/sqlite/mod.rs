@@ -18,6 +18,7 @@ mod jobs;
 mod media;
 mod messages;
 mod outbox;
+mod people;
 mod rows;
 mod templates;
 mod uploads;

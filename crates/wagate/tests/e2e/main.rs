@@ -33,6 +33,7 @@ mod standalone;
 mod support;
 mod templates;
 mod uploads;
+mod users;
 mod validation;
 mod webhooks;
 mod whatomate;
