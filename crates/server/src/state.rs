@@ -64,11 +64,15 @@ pub struct WorkerHealth {
     media: AtomicI64,
     janitor: AtomicI64,
     events: AtomicI64,
+    campaigns: AtomicI64,
+    jobs: AtomicI64,
     dispatcher_rounds: AtomicU64,
     inbound_rounds: AtomicU64,
     media_rounds: AtomicU64,
     janitor_rounds: AtomicU64,
     events_rounds: AtomicU64,
+    campaigns_rounds: AtomicU64,
+    jobs_rounds: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -78,6 +82,8 @@ pub enum Worker {
     Media,
     Janitor,
     Events,
+    Campaigns,
+    Jobs,
 }
 
 impl WorkerHealth {
@@ -88,6 +94,8 @@ impl WorkerHealth {
             Worker::Media => (&self.media, &self.media_rounds),
             Worker::Janitor => (&self.janitor, &self.janitor_rounds),
             Worker::Events => (&self.events, &self.events_rounds),
+            Worker::Campaigns => (&self.campaigns, &self.campaigns_rounds),
+            Worker::Jobs => (&self.jobs, &self.jobs_rounds),
         }
     }
 

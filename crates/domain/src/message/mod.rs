@@ -477,7 +477,21 @@ pub fn check_idempotency_key(path: &str, key: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn instant(path: &str, value: Option<&str>) -> Result<Option<Timestamp>, FieldError> {
+/// A client's own `metadata`: at most [`METADATA_MAX_BYTES`] as JSON.
+pub fn check_metadata(path: &str, metadata: &Map<String, Value>) -> Result<(), FieldError> {
+    let size = serde_json::to_vec(metadata).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > METADATA_MAX_BYTES {
+        return Err(FieldError::new(
+            path,
+            "max_size",
+            format!("must serialise to at most {METADATA_MAX_BYTES} bytes, got {size}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time a client gave, if any.
+pub fn instant(path: &str, value: Option<&str>) -> Result<Option<Timestamp>, FieldError> {
     value
         .map(|v| {
             Timestamp::parse_rfc3339(v).ok_or_else(|| {
@@ -502,14 +516,7 @@ impl SendRequest {
             check_length("reply_to", r, 1, 512)?;
         }
         if let Some(meta) = &self.metadata {
-            let size = serde_json::to_vec(meta).map(|v| v.len()).unwrap_or(usize::MAX);
-            if size > METADATA_MAX_BYTES {
-                return Err(FieldError::new(
-                    "metadata",
-                    "max_size",
-                    format!("must serialise to at most {METADATA_MAX_BYTES} bytes, got {size}"),
-                ));
-            }
+            check_metadata("metadata", meta)?;
         }
         let recipient_type = if recipient.is_group() { "group" } else { "individual" };
         let outbound = Outbound {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use wagate_domain::campaign::RecipientStatus;
 use wagate_domain::id::CampaignId;
-use wagate_domain::message::{METADATA_MAX_BYTES, SimpleTemplate};
+use wagate_domain::message::SimpleTemplate;
 use wagate_domain::phone::PhoneNumber as E164;
 use wagate_domain::time::Timestamp;
 use wagate_domain::validation::FieldError;
@@ -129,14 +129,6 @@ fn check_params(path: &str, params: &Value) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_metadata(path: &str, metadata: &Map<String, Value>) -> Result<(), FieldError> {
-    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
-    if size > METADATA_MAX_BYTES {
-        return Err(FieldError::new(path, "max_size", format!("must serialise to at most {METADATA_MAX_BYTES} bytes")));
-    }
-    Ok(())
-}
-
 fn row_error(line: Option<u64>, to: &str, e: FieldError) -> RowError {
     RowError { line, position: None, to: to.to_owned(), code: e.rule.to_owned(), path: e.path, message: e.message }
 }
@@ -177,7 +169,7 @@ pub fn check_row(base: &str, input: RecipientInput) -> Result<NewRecipient, Fiel
         check_params(&format!("{base}params"), p)?;
     }
     if let Some(m) = &input.metadata {
-        check_metadata(&format!("{base}metadata"), m)?;
+        wagate_domain::message::check_metadata(&format!("{base}metadata"), m)?;
     }
     Ok(NewRecipient { to, params: input.params, metadata: input.metadata })
 }

@@ -280,29 +280,9 @@ pub async fn create(state: &AppState, req: CreateCampaign) -> Result<Campaign, S
     let name = check_name(&req.name)?;
     let max_failure_share = check_share("max_failure_share", req.max_failure_share)?;
     let number = sender(state, &req.phone_number_id, req.rate).await?;
-    let send_at = req
-        .send_at
-        .as_deref()
-        .map(|s| {
-            Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                FieldError::new(
-                    "send_at",
-                    "rfc3339",
-                    format!("'{s}' is not an RFC 3339 time such as 2026-11-22T09:00:00Z"),
-                )
-            })
-        })
-        .transpose()?;
+    let send_at = wagate_domain::message::instant("send_at", req.send_at.as_deref())?;
     if let Some(meta) = &req.metadata {
-        let size = serde_json::to_vec(meta).map_or(usize::MAX, |v| v.len());
-        if size > wagate_domain::message::METADATA_MAX_BYTES {
-            return Err(FieldError::new(
-                "metadata",
-                "max_size",
-                format!("must serialise to at most {} bytes", wagate_domain::message::METADATA_MAX_BYTES),
-            )
-            .into());
-        }
+        wagate_domain::message::check_metadata("metadata", meta)?;
     }
     if req.template.cards.is_some() {
         return Err(FieldError::new(
@@ -671,9 +651,7 @@ pub fn parse_status(s: &str) -> Result<RecipientStatus, FieldError> {
 /// Pauses the running campaigns of a number: Meta flagged its quality or lowered its limit.
 pub async fn pause_for_number(state: &AppState, phone_number_id: &str, detail: &str) -> Result<(), ServiceError> {
     for c in state.store.active_campaigns().await? {
-        if c.phone_number_id == phone_number_id
-            && matches!(c.state, CampaignState::Running | CampaignState::Scheduled | CampaignState::Paused)
-        {
+        if c.phone_number_id == phone_number_id {
             change(state, &c.id, pausing(PauseReason::QualityDropped, detail.to_owned(), None)).await?;
         }
     }

@@ -201,7 +201,7 @@ where
             writer.abort().await;
             return Err(FieldError::new("body", "too_large", "an upload may have at most 1 GiB").into());
         }
-        newlines += memchr_count(&chunk);
+        newlines += count_newlines(&chunk);
         if let Some(&b) = chunk.last() {
             last = b;
         }
@@ -252,7 +252,7 @@ where
     Ok(job)
 }
 
-fn memchr_count(bytes: &[u8]) -> i64 {
+fn count_newlines(bytes: &[u8]) -> i64 {
     bytes.iter().filter(|b| **b == b'\n').count() as i64
 }
 

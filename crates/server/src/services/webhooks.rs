@@ -13,7 +13,8 @@ use wagate_domain::signature;
 use wagate_domain::status::DeliveryStatus;
 use wagate_domain::time::Timestamp;
 use wagate_storage::{
-    Account, Delivery, NewDelivery, NewEcho, NewInbound, NewWebhookEvent, StatusOutcome, StatusUpdate, StorageError,
+    Account, Delivery, NewDelivery, NewEcho, NewInbound, NewWebhookEvent, PhoneNumber, StatusOutcome, StatusUpdate,
+    StorageError,
 };
 
 use super::ServiceError;
@@ -339,17 +340,23 @@ async fn apply_quality_update(state: &AppState, account: &Account, value: &Value
         }
     }
     if value.get("event").and_then(Value::as_str) == Some("THROUGHPUT_UPGRADE")
-        && let Some(display) = value.get("display_phone_number").and_then(Value::as_str)
+        && let Some(n) = number_displayed(state, account, value).await?
     {
-        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        let numbers = state.store.list_phone_numbers().await?;
-        let number =
-            numbers.iter().find(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display));
-        if let Some(n) = number {
-            state.store.set_throughput_level(&n.id, &ThroughputLevel::High, Timestamp::now()).await?;
-        }
+        state.store.set_throughput_level(&n.id, &ThroughputLevel::High, Timestamp::now()).await?;
     }
     Ok(())
+}
+
+/// The account's number a quality update is about: Meta names it by its display number.
+async fn number_displayed(
+    state: &AppState,
+    account: &Account,
+    value: &Value,
+) -> Result<Option<PhoneNumber>, StorageError> {
+    let Some(display) = value.get("display_phone_number").and_then(Value::as_str) else { return Ok(None) };
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let numbers = state.store.list_phone_numbers().await?;
+    Ok(numbers.into_iter().find(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display)))
 }
 
 /// Meta flagged the number's quality or lowered its messaging limit: its campaigns pause, for a
@@ -359,19 +366,14 @@ async fn pause_campaigns_on_quality(state: &AppState, account: &Account, value: 
     if !matches!(event, "FLAGGED" | "DOWNGRADE") {
         return Ok(());
     }
-    let Some(display) = value.get("display_phone_number").and_then(Value::as_str) else { return Ok(()) };
-    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-    let numbers = state.store.list_phone_numbers().await?;
-    for n in numbers.iter().filter(|n| n.account_id == account.id && digits(&n.display_phone_number) == digits(display))
-    {
-        let limit = value.get("current_limit").and_then(Value::as_str).unwrap_or("unknown");
-        let detail = match event {
-            "FLAGGED" => format!("Meta flagged the quality of {display} (messaging limit {limit})"),
-            _ => format!("Meta lowered the messaging limit of {display} to {limit}"),
-        };
-        super::campaigns::pause_for_number(state, &n.id, &detail).await?;
-    }
-    Ok(())
+    let Some(n) = number_displayed(state, account, value).await? else { return Ok(()) };
+    let limit = value.get("current_limit").and_then(Value::as_str).unwrap_or("unknown");
+    let display = &n.display_phone_number;
+    let detail = match event {
+        "FLAGGED" => format!("Meta flagged the quality of {display} (messaging limit {limit})"),
+        _ => format!("Meta lowered the messaging limit of {display} to {limit}"),
+    };
+    super::campaigns::pause_for_number(state, &n.id, &detail).await
 }
 
 /// Messages the business sent from the WhatsApp Business app: stored as outbound, flagged.

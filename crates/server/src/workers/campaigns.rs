@@ -29,7 +29,7 @@ use wagate_storage::{Account, Campaign, CampaignRecipient, Contact, PhoneNumber,
 use crate::services::campaigns::{self as service, Change, CountsView};
 use crate::services::messages::{self, Idempotency, SendOptions, Sent};
 use crate::services::{ServiceError, accounts, campaign_recipients, templates};
-use crate::state::AppState;
+use crate::state::{AppState, Worker};
 
 /// How often campaigns are looked at and fed.
 const TICK: Duration = Duration::from_millis(100);
@@ -47,6 +47,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let holder = new_id("campaigns");
     let mut runners: HashMap<CampaignId, Runner> = HashMap::new();
     loop {
+        state.health.beat(Worker::Campaigns);
         if let Err(e) = round(&state, &holder, &mut runners).await {
             tracing::warn!(error = %e, "a campaign round failed; trying again");
         }
@@ -372,7 +373,7 @@ async fn send_one(
         Err(ServiceError::NotFound { what: "template", id }) => {
             Outcome::TemplateStopped(PauseReason::TemplateUnavailable, format!("template {id} no longer exists"))
         }
-        Err(e @ ServiceError::Backpressure { .. }) => Outcome::Stop(e.to_string()),
+        // The queue is full, or the store failed.
         Err(e) => Outcome::Stop(e.to_string()),
     }
 }

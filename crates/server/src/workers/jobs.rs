@@ -15,7 +15,7 @@ use wagate_storage::{Job, JobBatch, JobCursor, JobKind, JobState, JobWork, Recip
 use crate::services::campaign_recipients::{EXPORT_HEADER, export_line};
 use crate::services::imports::{self, Columns};
 use crate::services::jobs::{header_of, result_key};
-use crate::state::AppState;
+use crate::state::{AppState, Worker};
 
 /// Rows a batch takes, at most: one transaction each.
 const BATCH_ROWS: usize = 1_000;
@@ -29,6 +29,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
     let holder = new_id("jobs");
     let lease = Duration::from_millis(state.config.jobs.lease_ms);
     loop {
+        state.health.beat(Worker::Jobs);
         let now = Timestamp::now();
         match state.store.claim_job(&holder, now, now.plus(lease)).await {
             Ok(Some(job)) => {

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wagate_domain::campaign::RecipientStatus;
 use wagate_domain::id::CampaignId;
+use wagate_server::state::Worker;
 use wagate_storage::{Backend, RecipientFilter};
 
 use crate::support::*;
@@ -196,7 +197,12 @@ async fn a_campaign_keeps_to_its_rate_pauses_resumes_and_sends_each_recipient_on
     assert_eq!(frozen["state"], "paused");
     assert_eq!(frozen["pause_reason"], "requested");
     let at_pause = received_campaign(&app, &sandbox, None, &phone).await.len();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Twenty rounds of the campaign worker (two seconds of them) feed nothing.
+    let from_round = app.state.health.rounds(Worker::Campaigns);
+    eventually("the campaign worker to go round twenty times", || async {
+        (app.state.health.rounds(Worker::Campaigns) >= from_round + 20).then_some(())
+    })
+    .await;
     assert_eq!(received_campaign(&app, &sandbox, None, &phone).await.len(), at_pause, "nothing is sent while paused");
     assert!(at_pause < RECIPIENTS, "paused midway: {at_pause}");
     assert_counts_are_the_rows(&app, &id).await;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wagate_server::state::Worker;
 use wagate_storage::testing::TestDatabase;
 use wagate_storage::{Backend, ContactFilter};
 
@@ -195,7 +196,12 @@ async fn a_job_can_be_canceled(backend: Backend) {
     assert_eq!(canceled["state"], "canceled");
     let job = app.job_ended(id).await;
     let processed = job["progress"]["processed"].as_i64().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The worker goes round again only once it has let the canceled job go.
+    let from_round = app.state.health.rounds(Worker::Jobs);
+    eventually("the job worker to let the job go", || async {
+        (app.state.health.rounds(Worker::Jobs) >= from_round + 2).then_some(())
+    })
+    .await;
     let (_, later) = app.get(&format!("/v1/jobs/{id}")).await;
     assert_eq!(later["progress"]["processed"].as_i64().unwrap(), processed, "nothing more after the cancel");
     assert!(processed < 60_000, "stopped midway: {processed}");
